@@ -1,0 +1,35 @@
+import type { Command } from 'commander';
+import { registerCheck } from './check.js';
+import { registerDemo } from './demo.js';
+import { registerHashKey } from './hash-key.js';
+import { registerHealth } from './health.js';
+import { registerKnock } from './knock.js';
+import { registerReplay } from './replay.js';
+import { registerRevoke } from './revoke.js';
+import { registerRules } from './rules.js';
+import { registerRun } from './run.js';
+import { registerSessions } from './sessions.js';
+import { registerTotp } from './totp.js';
+import { registerUninstall } from './uninstall.js';
+import { registerWatch } from './watch.js';
+
+/** One file per command; each adds itself (with its own --help) to the program. */
+export function registerCommands(program: Command): void {
+  for (const register of [
+    registerRun,
+    registerCheck,
+    registerRules,
+    registerReplay,
+    registerWatch,
+    registerSessions,
+    registerRevoke,
+    registerHealth,
+    registerUninstall,
+    registerKnock,
+    registerDemo,
+    registerHashKey,
+    registerTotp,
+  ]) {
+    register(program);
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * The normalized, validated configuration every other module consumes.
+ * `src/config/load.ts` turns YAML (the original knock-port format plus extensions) into this.
+ * Secrets never appear in clear here: keys are held as SHA-256 digests.
+ */
+
+export type FirewallType = 'nftables' | 'iptables' | 'vyos';
+export type CaptureMode = 'auto' | 'nfqueue' | 'nflog';
+export type Step1Handshake = 'cookie' | 'none';
+export type Step1Reply = 'silent' | 'reset';
+export type Protocol = 'tcp' | 'udp';
+export type IpFamily = 4 | 6;
+
+/** SHA-256 digest (32 bytes) of an access key; compared with crypto.timingSafeEqual. */
+export type KeyDigest = Buffer;
+
+export interface User {
+  /** Name from `users:`, or `key<i>` for the original's parallel key lists (i starts at 0). */
+  name: string;
+  /** Position in the app's user list; pairs access_key_http[i] with access_key_https[i]. */
+  index: number;
+  httpKey: KeyDigest;
+  httpsKey: KeyDigest;
+  /** Base32 TOTP secret required as `token` in step 2, when set. */
+  totpSecret?: string;
+  /** Base32 TOTP secret required as a one-time `otp` field in step 1, when set. */
+  step1OtpSecret?: string;
+}
+
+export type Destination =
+  | { kind: 'local' }
+  | { kind: 'forward'; address: string; family: IpFamily; /** Destination port; equals the app port when not given. */ port: number };
+
+export interface AppConfig {
+  name: string;
+  port: number;
+  protocol: Protocol;
+  destination: Destination;
+  /** Seconds the service port stays open after step 2. */
+  duration: number;
+  /** Seconds the HTTPS port stays open after step 1. */
+  step2HttpsDuration: number;
+  users: User[];
+  /** Masquerade forwarded traffic so the LAN host answers through the gateway (forwarded apps). */
+  masquerade: boolean;
+  interfaceExt: string;
+  interfaceInt: string;
+}
+
+export interface GlobalConfig {
+  httpPostPath: string;
+  httpsPostPath: string;
+  rateLimitPerMinute: number;
+  interfaceExt: string;
+  interfaceInt: string;
+  httpPort: number;
+  httpsPort: number;
+  firewallType: FirewallType;
+  capture: CaptureMode;
+  queueNum: number;
+  nflogGroup: number;
+  step1Handshake: Step1Handshake;
+  step1Reply: Step1Reply;
+  stateDir: string;
+  tableName: string;
+  ipv6: boolean;
+  /** `host:port` of the Prometheus endpoint (localhost only), or undefined when disabled. */
+  metricsListen?: string;
+  controlSocket: string;
+  /** Mark carried by the daemon's own raw packets (SYN-ACK, RST). */
+  packetMark: number;
+  /** New step-1 SYNs per second allowed per source address, enforced in the kernel. */
+  synRatePerSecond: number;
+  /** New HTTPS connections per second allowed per source address, enforced in the kernel. */
+  httpsConnRatePerSecond: number;
+}
+
+export interface Config {
+  global: GlobalConfig;
+  apps: AppConfig[];
+  /** File the config was read from, for messages. */
+  source: string;
+}
