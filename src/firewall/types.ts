@@ -1,0 +1,51 @@
+import type { AppConfig, FirewallType, IpFamily, Protocol } from '../config/types.js';
+
+/** How step-1 packets reach the daemon. */
+export type CaptureKind = 'nfqueue' | 'nflog';
+
+export type GrantKind = 'step2' | 'service';
+
+/** A live grant as read back from the kernel. */
+export interface Grant {
+  kind: GrantKind;
+  family: IpFamily;
+  address: string;
+  /** Service grants: the app (port/protocol) it opens. */
+  app?: string;
+  protocol?: Protocol;
+  port?: number;
+  /** Seconds until the kernel removes it. */
+  expiresInSeconds: number;
+}
+
+export interface FirewallCapabilities {
+  nfqueue: boolean;
+  nflog: boolean;
+  /** Why a capture kind is unavailable, for the log and `knock-port check`. */
+  notes: string[];
+}
+
+/**
+ * One firewall backend (nftables, iptables + ipset, VyOS). Every rule knock-port needs
+ * is made by a backend, and nowhere else. Grants are set elements with kernel-side
+ * timeouts; the daemon's own timers are bookkeeping only.
+ */
+export interface FirewallBackend {
+  readonly type: FirewallType;
+  /** Can this kernel/backend queue (NFQUEUE) or log (NFLOG) step-1 packets? */
+  capabilities(): Promise<FirewallCapabilities>;
+  /** Exactly what install() applies, as text (`knock-port rules`). */
+  render(capture: CaptureKind): string;
+  /** Installs the base ruleset atomically; idempotent; keeps live grants. */
+  install(capture: CaptureKind): Promise<void>;
+  /** Opens the HTTPS port for `ip` for `ttlSeconds` (refreshes a live grant). */
+  grantStep2(ip: string, ttlSeconds: number): Promise<void>;
+  /** Opens the app's service port (or forward) for `ip` for `ttlSeconds` (refreshes). */
+  grantService(ip: string, app: AppConfig, ttlSeconds: number): Promise<void>;
+  /** Removes grants for `ip`: every grant, or only the app's service grant. */
+  revoke(ip: string, app?: AppConfig): Promise<void>;
+  /** Live grants read from the kernel. */
+  list(): Promise<Grant[]>;
+  /** Removes everything install() made, and nothing else. */
+  uninstall(): Promise<void>;
+}
