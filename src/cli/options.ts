@@ -1,4 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/types.js';
 import { LOG_LEVELS } from '../log.js';
 
 /** Default config location, as an operator would install it. */
@@ -30,4 +32,15 @@ export interface ConfigOptions {
   capture?: 'auto' | 'nfqueue' | 'nflog';
   stateDir?: string;
   logLevel: (typeof LOG_LEVELS)[number];
+}
+
+/** The config named by `-c`, with the command-line overrides applied; throws ConfigError listing every problem. */
+export function loadConfigFromOptions(opts: ConfigOptions): Config {
+  return loadConfigFile(opts.config, {
+    ...(opts.firewallType ? { firewallType: opts.firewallType } : {}),
+    ...(opts.httpPort ? { httpPort: opts.httpPort } : {}),
+    ...(opts.httpsPort ? { httpsPort: opts.httpsPort } : {}),
+    ...(opts.capture ? { capture: opts.capture } : {}),
+    ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
+  });
 }

@@ -80,4 +80,6 @@ export interface Config {
   apps: AppConfig[];
   /** File the config was read from, for messages. */
   source: string;
+  /** Accepted but noteworthy settings, as `FILE:LINE:COL: PATH: message` (log them at start). */
+  warnings?: string[];
 }

@@ -1,0 +1,168 @@
+/**
+ * Config loading: YAML text in, a validated and normalized `Config` out, or a `ConfigError`
+ * listing every problem with its key path, line and column.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ConfigError, formatIssue, formatKeyPath, type ConfigIssue, type PathIssue } from './issues.js';
+import { checkPolicy, type Sections } from './policy.js';
+import { APP_KEYS, APP_NAME, appSchema, GLOBAL_KEYS, globalSchema, USER_KEYS, validateSection, type AppSection, type GlobalSection } from './schema.js';
+import { closestMatch } from './suggest.js';
+import { readFolderSecrets } from './totp-folder.js';
+import type { AppConfig, CaptureMode, Config, FirewallType } from './types.js';
+import { appUsers, type AppUser } from './users.js';
+import { parseYaml, type YamlSource } from './yaml-source.js';
+
+export { ConfigError, type ConfigIssue } from './issues.js';
+
+/** Command-line flags that take precedence over the file. */
+export interface ConfigOverrides {
+  firewallType?: FirewallType;
+  httpPort?: number;
+  httpsPort?: number;
+  capture?: CaptureMode;
+  stateDir?: string;
+}
+
+export function loadConfigFile(path: string, overrides: ConfigOverrides = {}): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    throw new ConfigError(path, [{ path: '', message: `cannot read the config file: ${reason}` }]);
+  }
+  return parseConfig(text, path, overrides);
+}
+
+export function parseConfig(text: string, source: string, overrides: ConfigOverrides = {}): Config {
+  const yaml = parseYaml(text);
+  if (yaml.syntaxIssues.length > 0) throw new ConfigError(source, yaml.syntaxIssues);
+
+  const read = readSections(yaml.data);
+  const sections: Sections = {
+    apps: read.apps,
+    ...(read.global ? { global: applyOverrides(read.global, overrides) } : {}),
+    overriddenBy: { ...(overrides.httpPort ? { http_port: '--http-port' } : {}), ...(overrides.httpsPort ? { https_port: '--https-port' } : {}) },
+  };
+  const policy = checkPolicy(sections);
+  const users = new Map(sections.apps.map(({ name, app }) => [name, appUsers(name, app)]));
+  const folder = sections.global?.['2fa_config_folder'];
+  const fromFolder = folder === undefined ? undefined : readFolderSecrets(folder, [...users.values()].flat());
+
+  const errors = [...read.issues, ...policy.errors, ...(fromFolder?.errors ?? [])];
+  if (errors.length > 0 || !sections.global) throw new ConfigError(source, errors.map((issue) => locate(yaml, issue)));
+
+  const warnings = [...policy.warnings, ...(fromFolder?.warnings ?? [])].map((issue) => formatIssue(source, locate(yaml, issue)));
+  const config: Config = {
+    global: buildGlobal(sections.global),
+    apps: sections.apps.map(({ name, app }) => buildApp(name, app, sections.global!, users.get(name)!, fromFolder?.secrets)),
+    source,
+  };
+  return warnings.length > 0 ? { ...config, warnings } : config;
+}
+
+function locate(yaml: YamlSource, issue: PathIssue): ConfigIssue {
+  const position = issue.atKey ? yaml.locateKey(issue.path) : yaml.locate(issue.path);
+  return { path: formatKeyPath(issue.path), ...(position ? { line: position.line, column: position.column } : {}), message: issue.message };
+}
+
+interface ReadSections {
+  global?: GlobalSection;
+  apps: { name: string; app: AppSection }[];
+  issues: PathIssue[];
+}
+
+const FILE_SHAPE = 'expected a mapping with a global section and one section per app (see config.example.yaml)';
+
+/** Every top-level key except `global` is an app, as in the original. */
+function readSections(data: unknown): ReadSections {
+  const read: ReadSections = { apps: [], issues: [] };
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    read.issues.push({ path: [], message: data === null || data === undefined ? `the file is empty; ${FILE_SHAPE}` : FILE_SHAPE });
+    return read;
+  }
+  const entries = Object.entries(data as Record<string, unknown>);
+  const hasGlobal = entries.some(([key]) => key === 'global');
+  if (!hasGlobal) read.issues.push({ path: [], message: 'the global section is missing (http_post_path, https_post_path, interface_ext, ...)' });
+
+  for (const [key, value] of entries) {
+    if (key === 'global') {
+      const { data: global, issues } = validateSection(globalSchema, value ?? {}, ['global'], () => GLOBAL_KEYS);
+      read.issues.push(...issues);
+      if (global) read.global = global;
+    } else if (!hasGlobal && closestMatch(key, ['global'])) {
+      read.issues.push({ path: [key], message: `unknown section '${key}'; did you mean 'global'?`, atKey: true });
+    } else if (!APP_NAME.test(key)) {
+      read.issues.push({ path: [key], message: `app name '${key}' is not 1-32 of A-Z a-z 0-9 _ - (it names firewall objects)`, atKey: true });
+    } else {
+      const { data: app, issues } = validateSection(appSchema, value, [key], (inner) => (inner.length === 0 ? APP_KEYS : USER_KEYS));
+      read.issues.push(...issues);
+      if (app) read.apps.push({ name: key, app });
+    }
+  }
+  return read;
+}
+
+function applyOverrides(global: GlobalSection, overrides: ConfigOverrides): GlobalSection {
+  return {
+    ...global,
+    ...(overrides.firewallType ? { firewall_type: overrides.firewallType } : {}),
+    ...(overrides.httpPort ? { http_port: overrides.httpPort } : {}),
+    ...(overrides.httpsPort ? { https_port: overrides.httpsPort } : {}),
+    ...(overrides.capture ? { capture: overrides.capture } : {}),
+    ...(overrides.stateDir ? { state_dir: resolve(overrides.stateDir) } : {}),
+  };
+}
+
+function buildGlobal(global: GlobalSection): Config['global'] {
+  return {
+    httpPostPath: global.http_post_path,
+    httpsPostPath: global.https_post_path,
+    rateLimitPerMinute: global.step1_2_rate_limit_per_minute,
+    interfaceExt: global.interface_ext,
+    interfaceInt: global.interface_int ?? global.interface_ext,
+    httpPort: global.http_port,
+    httpsPort: global.https_port,
+    firewallType: global.firewall_type,
+    capture: global.capture,
+    queueNum: global.queue_num,
+    nflogGroup: global.nflog_group,
+    step1Handshake: global.step1_handshake,
+    step1Reply: global.step1_reply,
+    stateDir: global.state_dir,
+    tableName: global.table_name,
+    ipv6: global.ipv6,
+    ...(global.metrics_listen ? { metricsListen: global.metrics_listen } : {}),
+    controlSocket: global.control_socket,
+    packetMark: global.packet_mark,
+    synRatePerSecond: global.syn_rate_per_second,
+    httpsConnRatePerSecond: global.https_conn_rate_per_second,
+  };
+}
+
+function buildApp(name: string, app: AppSection, global: GlobalSection, users: AppUser[], folderSecrets: Map<AppUser, string> | undefined): AppConfig {
+  const destination = app.destination;
+  return {
+    name,
+    port: app.port,
+    protocol: app.protocol,
+    destination: destination.kind === 'local' ? destination : { ...destination, port: destination.port ?? app.port },
+    duration: app.duration,
+    step2HttpsDuration: app.step2_https_duration,
+    users: users.map((user) => {
+      const step1OtpSecret = user.step1OtpSecret ?? folderSecrets?.get(user);
+      return {
+        name: user.name,
+        index: user.index,
+        httpKey: user.http.digest,
+        httpsKey: user.https.digest,
+        ...(user.totpSecret ? { totpSecret: user.totpSecret } : {}),
+        ...(step1OtpSecret ? { step1OtpSecret } : {}),
+      };
+    }),
+    masquerade: destination.kind === 'forward' && (app.masquerade ?? true),
+    interfaceExt: app.interface_ext ?? global.interface_ext,
+    interfaceInt: app.interface_int ?? global.interface_int ?? global.interface_ext,
+  };
+}

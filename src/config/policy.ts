@@ -1,0 +1,131 @@
+/**
+ * Rules that relate several values: paired key lists, a key used for both steps or by two
+ * users, equal step paths or ports, clashing app ports. Single values are checked in values.ts.
+ */
+import { formatKeyPath, type PathIssue } from './issues.js';
+import type { AppSection, GlobalSection } from './schema.js';
+import { appUsers, type AppUser } from './users.js';
+
+export interface Sections {
+  /** Undefined when the global section itself is invalid (its issues are reported already). */
+  global?: GlobalSection;
+  apps: { name: string; app: AppSection }[];
+  /** Global keys whose value came from a command-line flag, named in messages. */
+  overriddenBy?: Partial<Record<keyof GlobalSection, string>>;
+}
+
+export interface PolicyResult {
+  errors: PathIssue[];
+  warnings: PathIssue[];
+}
+
+export function checkPolicy(sections: Sections): PolicyResult {
+  const result: PolicyResult = { errors: [], warnings: [] };
+  const usersByApp = sections.apps.map(({ name, app }) => ({ name, app, users: appUsers(name, app) }));
+  if (sections.global) checkGlobal(sections.global, result);
+  for (const { name, app, users } of usersByApp) checkApp(name, app, users, sections.global, result);
+  checkKeysAcrossSteps(usersByApp.flatMap(({ users }) => users), result);
+  checkPortClashes(sections, result);
+  return result;
+}
+
+function checkGlobal(global: GlobalSection, { errors, warnings }: PolicyResult): void {
+  if (global.http_post_path === global.https_post_path) {
+    errors.push({ path: ['global', 'https_post_path'], message: 'must differ from http_post_path: the step-1 path travels in clear, so step 2 needs its own' });
+  }
+  if (global.http_port === global.https_port) {
+    errors.push({ path: ['global', 'https_port'], message: `the step-1 and step-2 ports must differ (both are ${global.http_port})` });
+  }
+  if (global.healthcheck_app_name !== undefined) {
+    warnings.push({
+      path: ['global', 'healthcheck_app_name'],
+      message: 'accepted but not used: the knock ports never answer unauthenticated requests; check liveness with knock-port health',
+    });
+  }
+}
+
+function checkApp(name: string, app: AppSection, users: AppUser[], global: GlobalSection | undefined, { errors, warnings }: PolicyResult): void {
+  const httpCount = app.access_key_http?.length ?? 0;
+  const httpsCount = app.access_key_https?.length ?? 0;
+  if (httpCount !== httpsCount) {
+    const longer = httpCount > httpsCount ? 'access_key_http' : 'access_key_https';
+    errors.push({
+      path: [name, longer],
+      message: `access_key_http has ${plural(httpCount, 'key')} and access_key_https has ${plural(httpsCount, 'key')}: entry i of one pairs with entry i of the other (one pair per user), so both lists need the same length`,
+    });
+  }
+  if (httpCount === 0 && httpsCount === 0 && !app.users) {
+    errors.push({ path: [name], message: 'no keys: give access_key_http and access_key_https lists, or a users list' });
+  }
+  checkUniqueNames(name, users, errors);
+  checkDuplicateKeys(users, 'http', errors);
+  checkDuplicateKeys(users, 'https', errors);
+  if (app.destination.kind === 'forward' && app.destination.family === 6 && global?.ipv6 === false) {
+    errors.push({ path: [name, 'destination'], message: 'an IPv6 destination needs global.ipv6: true' });
+  }
+  if (app.destination.kind === 'local' && app.masquerade === true) {
+    warnings.push({ path: [name, 'masquerade'], message: 'ignored: masquerade only applies to forwarded apps (destination IP or IP:PORT)' });
+  }
+  if (global?.healthcheck_app_name === name) {
+    errors.push({ path: ['global', 'healthcheck_app_name'], message: `'${name}' is also an app name; the health-check name must not be an app` });
+  }
+}
+
+/** List-form users are key0, key1, ... so a clash always comes from a `users:` entry. */
+function checkUniqueNames(appName: string, users: AppUser[], errors: PathIssue[]): void {
+  const seen = new Set<string>();
+  for (const user of users) {
+    if (seen.has(user.name)) {
+      errors.push({ path: [...user.httpPath.slice(0, -1), 'name'], message: `user name '${user.name}' is used twice in app ${appName} (list-form keys are named key0, key1, ...)` });
+    }
+    seen.add(user.name);
+  }
+}
+
+/** Two users of one app with the same key could not be told apart, so step 2 could not be bound to step 1's user. */
+function checkDuplicateKeys(users: AppUser[], step: 'http' | 'https', errors: PathIssue[]): void {
+  const first = new Map<string, AppUser>();
+  for (const user of users) {
+    const hex = user[step].digest.toString('hex');
+    const earlier = first.get(hex);
+    if (earlier) {
+      errors.push({ path: step === 'http' ? user.httpPath : user.httpsPath, message: `same key as ${formatKeyPath(step === 'http' ? earlier.httpPath : earlier.httpsPath)}; each user needs their own key` });
+    } else {
+      first.set(hex, user);
+    }
+  }
+}
+
+/** A step-1 key travels in clear; if it also opened step 2, sniffing step 1 would be enough. */
+function checkKeysAcrossSteps(users: AppUser[], { errors }: PolicyResult): void {
+  const httpKeyAt = new Map<string, AppUser['httpPath']>();
+  for (const user of users) if (!httpKeyAt.has(user.http.digest.toString('hex'))) httpKeyAt.set(user.http.digest.toString('hex'), user.httpPath);
+  for (const user of users) {
+    const clash = httpKeyAt.get(user.https.digest.toString('hex'));
+    if (clash) {
+      errors.push({
+        path: user.httpsPath,
+        message: `this step-2 key is also a step-1 key (${formatKeyPath(clash)}); step-1 keys travel in clear, so step 2 needs a different key`,
+      });
+    }
+  }
+}
+
+function checkPortClashes({ global, apps, overriddenBy }: Sections, { errors }: PolicyResult): void {
+  const origin = (key: 'http_port' | 'https_port') => `global.${key}${overriddenBy?.[key] ? `, set by ${overriddenBy[key]}` : ''}`;
+  const owner = new Map<string, string>();
+  for (const { name, app } of apps) {
+    const slot = `${app.port}/${app.protocol}`;
+    const earlier = owner.get(slot);
+    if (earlier) errors.push({ path: [name, 'port'], message: `${slot} is already the port of app ${earlier}` });
+    else owner.set(slot, name);
+    if (global && app.protocol === 'tcp') {
+      if (app.port === global.http_port) errors.push({ path: [name, 'port'], message: `${slot} is the step-1 port (${origin('http_port')})` });
+      if (app.port === global.https_port) errors.push({ path: [name, 'port'], message: `${slot} is the step-2 port (${origin('https_port')})` });
+    }
+  }
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}

@@ -1,0 +1,213 @@
+/**
+ * The shape of a config file: the original knock-port format (a `global` section plus one
+ * section per app) and this project's optional extensions. Value-level rules live here;
+ * rules that relate several values live in policy.ts.
+ */
+import { z } from 'zod';
+import type { KeyPath, PathIssue } from './issues.js';
+import { unknownKeyMessage } from './suggest.js';
+import {
+  parseAbsolutePath,
+  parseAccessKey,
+  parseDestination,
+  parseInterfaceName,
+  parseLoopbackListen,
+  parsePacketMark,
+  parseRequestPath,
+  parseTotpSecret,
+  Refusal,
+  type Parsed,
+} from './values.js';
+
+/** A string checked (and converted) by one of the value parsers. */
+function parsedString<T>(parse: (text: string) => Parsed<T>) {
+  return z
+    .string()
+    .min(1)
+    .transform((text, ctx) => {
+      const result = parse(text);
+      if (!(result instanceof Refusal)) return result;
+      ctx.issues.push({ code: 'custom', message: result.message, input: text });
+      return z.NEVER;
+    });
+}
+
+const port = z.int().min(1).max(65535);
+const seconds = z.int().min(1);
+const perSecond = z.int().min(1);
+const u16 = z.int().min(0).max(65535);
+const accessKey = parsedString(parseAccessKey);
+const totpSecret = parsedString(parseTotpSecret);
+const interfaceName = parsedString(parseInterfaceName);
+const absolutePath = parsedString(parseAbsolutePath);
+
+export const APP_NAME = /^[A-Za-z0-9_-]{1,32}$/;
+const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
+
+export const DEFAULTS = {
+  rateLimitPerMinute: 60,
+  httpPort: 80,
+  httpsPort: 443,
+  firewallType: 'nftables',
+  capture: 'auto',
+  queueNum: 0,
+  nflogGroup: 1,
+  step1Handshake: 'cookie',
+  step1Reply: 'silent',
+  stateDir: '/var/lib/knock-port',
+  tableName: 'knockport',
+  ipv6: true,
+  controlSocket: '/run/knock-port/control.sock',
+  packetMark: 0x4b50,
+  synRatePerSecond: 20,
+  httpsConnRatePerSecond: 10,
+} as const;
+
+export const globalSchema = z.strictObject({
+  // The original's keys.
+  http_post_path: parsedString(parseRequestPath),
+  https_post_path: parsedString(parseRequestPath),
+  step1_2_rate_limit_per_minute: z.int().min(1).default(DEFAULTS.rateLimitPerMinute),
+  interface_ext: interfaceName,
+  interface_int: interfaceName.optional(),
+  '2fa_config_folder': z.string().min(1).optional(),
+  healthcheck_app_name: z.string().regex(APP_NAME, 'expected 1-32 of A-Z a-z 0-9 _ -').optional(),
+  // Extensions.
+  http_port: port.default(DEFAULTS.httpPort),
+  https_port: port.default(DEFAULTS.httpsPort),
+  firewall_type: z.enum(['nftables', 'iptables', 'vyos']).default(DEFAULTS.firewallType),
+  capture: z.enum(['auto', 'nfqueue', 'nflog']).default(DEFAULTS.capture),
+  queue_num: u16.default(DEFAULTS.queueNum),
+  nflog_group: u16.default(DEFAULTS.nflogGroup),
+  step1_handshake: z.enum(['cookie', 'none']).default(DEFAULTS.step1Handshake),
+  step1_reply: z.enum(['silent', 'reset']).default(DEFAULTS.step1Reply),
+  state_dir: absolutePath.prefault(DEFAULTS.stateDir),
+  table_name: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9_]{0,30}$/, 'expected a letter then up to 30 of A-Z a-z 0-9 _')
+    .default(DEFAULTS.tableName),
+  ipv6: z.boolean().default(DEFAULTS.ipv6),
+  metrics_listen: parsedString(parseLoopbackListen).optional(),
+  control_socket: absolutePath.prefault(DEFAULTS.controlSocket),
+  packet_mark: z
+    .union([z.int(), z.string()])
+    .transform((value, ctx) => {
+      const mark = parsePacketMark(value);
+      if (!(mark instanceof Refusal)) return mark;
+      ctx.issues.push({ code: 'custom', message: mark.message, input: value });
+      return z.NEVER;
+    })
+    .prefault(DEFAULTS.packetMark),
+  syn_rate_per_second: perSecond.default(DEFAULTS.synRatePerSecond),
+  https_conn_rate_per_second: perSecond.default(DEFAULTS.httpsConnRatePerSecond),
+});
+
+export const userSchema = z.strictObject({
+  name: z.string().regex(USER_NAME, 'expected a letter or digit then up to 63 of A-Z a-z 0-9 _ . @ -'),
+  access_key_http: accessKey,
+  access_key_https: accessKey,
+  /** Required as `token` in step 2. */
+  totp_secret: totpSecret.optional(),
+  /** Required as a one-time `otp` field in step 1. */
+  step1_otp_secret: totpSecret.optional(),
+});
+
+export const appSchema = z.strictObject({
+  // The original's keys.
+  port,
+  access_key_http: z.array(accessKey).min(1).optional(),
+  access_key_https: z.array(accessKey).min(1).optional(),
+  destination: parsedString(parseDestination).prefault('local'),
+  protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  duration: seconds,
+  step2_https_duration: seconds,
+  interface_ext: interfaceName.optional(),
+  interface_int: interfaceName.optional(),
+  // Extensions.
+  users: z.array(userSchema).min(1).optional(),
+  masquerade: z.boolean().optional(),
+});
+
+export type GlobalSection = z.output<typeof globalSchema>;
+export type AppSection = z.output<typeof appSchema>;
+export type UserSection = z.output<typeof userSchema>;
+
+export const GLOBAL_KEYS = Object.keys(globalSchema.shape);
+export const APP_KEYS = Object.keys(appSchema.shape);
+export const USER_KEYS = Object.keys(userSchema.shape);
+
+/**
+ * Validates one section; issues carry the full key path (`base` + the path inside the section).
+ * `knownKeysAt` names the keys allowed in the object at a path inside the section, for hints.
+ */
+export function validateSection<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  base: KeyPath,
+  knownKeysAt: (inner: KeyPath) => readonly string[],
+): { data?: z.output<S>; issues: PathIssue[] } {
+  const result = schema.safeParse(value);
+  if (result.success) return { data: result.data, issues: [] };
+  const issues = result.error.issues.flatMap((issue): PathIssue[] => {
+    const inner = issue.path.filter((segment): segment is string | number => typeof segment !== 'symbol');
+    const path = [...base, ...inner];
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ path: [...path, key], message: unknownKeyMessage(key, knownKeysAt(inner)), atKey: true }));
+    }
+    return [{ path, message: describeZodIssue(issue, valueAt(value, inner)) }];
+  });
+  return { issues };
+}
+
+function valueAt(root: unknown, path: KeyPath): unknown {
+  let value = root;
+  for (const segment of path) value = value !== null && typeof value === 'object' ? (value as Record<string | number, unknown>)[segment] : undefined;
+  return value;
+}
+
+const EXPECTED: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a mapping of keys to values',
+};
+
+/** What the operator wrote, in words, for "expected X, got Y". */
+function describeValue(value: unknown): string {
+  if (value === null) return 'an empty value';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return `the text '${value}'`;
+  return `${typeof value} ${String(value)}`;
+}
+
+export function describeZodIssue(issue: z.core.$ZodIssue, actual: unknown): string {
+  switch (issue.code) {
+    case 'invalid_type': {
+      if (actual === undefined) return 'this key is required';
+      const expected = EXPECTED[issue.expected] ?? issue.expected;
+      const hint =
+        typeof actual === 'number' && issue.expected === 'string'
+          ? " (put it in quotes to make it text, e.g. '0123')"
+          : typeof actual === 'string' && /^\d+$/.test(actual) && (issue.expected === 'number' || issue.expected === 'int')
+            ? ' (remove the quotes)'
+            : '';
+      if (issue.expected === 'int' && typeof actual === 'number') return `expected a whole number, got ${actual}`;
+      return `expected ${expected}, got ${describeValue(actual)}${hint}`;
+    }
+    case 'too_small':
+      if (issue.origin === 'array') return 'the list must not be empty';
+      if (issue.origin === 'string') return 'must not be empty';
+      return `expected a number ${issue.inclusive ? '>=' : '>'} ${String(issue.minimum)}, got ${String(actual)}`;
+    case 'too_big':
+      return `expected a number ${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}, got ${String(actual)}`;
+    case 'invalid_value':
+      return `expected one of ${issue.values.map(String).join(', ')}; got ${describeValue(actual)}`;
+    case 'invalid_union':
+      return `unexpected ${describeValue(actual)}`;
+    default:
+      return issue.message;
+  }
+}

@@ -1,0 +1,39 @@
+import type { AppConfig, Config, Destination } from './types.js';
+
+function describeDestination(destination: Destination): string {
+  if (destination.kind === 'local') return 'local';
+  const host = destination.family === 6 ? `[${destination.address}]` : destination.address;
+  return `${host}:${destination.port}`;
+}
+
+function describeUsers(app: AppConfig): string {
+  const count = app.users.length;
+  const withTotp = app.users.filter((user) => user.totpSecret).length;
+  const withOtp = app.users.filter((user) => user.step1OtpSecret).length;
+  const extras = [withTotp > 0 ? `${withTotp} with step-2 TOTP` : '', withOtp > 0 ? `${withOtp} with step-1 OTP` : ''].filter(Boolean);
+  return `${count} user${count === 1 ? '' : 's'}${extras.length > 0 ? ` (${extras.join(', ')})` : ''}`;
+}
+
+/**
+ * A short human summary of a valid config, as `knock-port check` prints it.
+ * Request paths, keys and TOTP secrets are never shown.
+ */
+export function summarizeConfig(config: Config): string {
+  const { global } = config;
+  const rows = config.apps.map((app) => [
+    app.name,
+    `${app.port}/${app.protocol}`,
+    `-> ${describeDestination(app.destination)}${app.masquerade ? ' (masquerade)' : ''}`,
+    `open ${app.duration} s, step-2 window ${app.step2HttpsDuration} s, ${describeUsers(app)}`,
+  ]);
+  const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
+  const lines = [
+    `config OK: ${config.source}`,
+    `step 1: ${global.httpPort}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${global.httpsPort}/tcp; ${global.rateLimitPerMinute} requests/min per IP`,
+    `firewall: ${global.firewallType} (table ${global.tableName}); capture: ${global.capture}; IPv6: ${global.ipv6 ? 'on' : 'off'}; interfaces: ${global.interfaceExt} (external), ${global.interfaceInt} (internal)`,
+    `apps (${config.apps.length}):`,
+    ...rows.map((row) => `  ${row.map((cell, column) => (column < 3 ? cell.padEnd(widths[column]!) : cell)).join('  ')}`),
+  ];
+  if (config.warnings?.length) lines.push('warnings:', ...config.warnings.map((warning) => `  ${warning}`));
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,136 @@
+/**
+ * Parsers for single config values. Each returns the parsed value or a `Refusal` whose
+ * text says what was expected; the schema turns refusals into located issues.
+ */
+import { isIP } from 'node:net';
+import { isAbsolute } from 'node:path';
+import { digestKey } from '../auth/keys.js';
+import { base32Decode } from '../auth/totp.js';
+import { isPublishedKey, isPublishedPath } from './refused-values.js';
+import type { IpFamily, KeyDigest } from './types.js';
+
+export const MIN_KEY_LENGTH = 10;
+const GENERATE_HINT = 'generate your own with: openssl rand -hex 16';
+
+export class Refusal {
+  constructor(readonly message: string) {}
+}
+
+export type Parsed<T> = T | Refusal;
+
+const PORT_TEXT = /^\d{1,5}$/;
+
+function parsePortText(text: string): Parsed<number> {
+  const port = Number(text);
+  return PORT_TEXT.test(text) && port >= 1 && port <= 65535 ? port : new Refusal(`port '${text}' is not a number from 1 to 65535`);
+}
+
+/** An address a service can be forwarded to, or why not. */
+function checkForwardAddress(address: string, family: IpFamily): Refusal | undefined {
+  const lower = address.toLowerCase();
+  if (family === 4 ? lower === '0.0.0.0' : /^[0:]+$/.test(lower)) return new Refusal(`${address} is the unspecified address; give the LAN host's address`);
+  if (family === 4 ? lower.startsWith('127.') : lower === '::1' || /^[0:]+1$/.test(lower)) {
+    return new Refusal(`${address} is a loopback address; use 'destination: local' for a service on this host`);
+  }
+  if (family === 4 ? Number(lower.split('.')[0]) >= 224 : lower.startsWith('ff')) return new Refusal(`${address} is a multicast or reserved address`);
+  return undefined;
+}
+
+export type ParsedDestination =
+  | { kind: 'local' }
+  | { kind: 'forward'; address: string; family: IpFamily; /** Undefined: same as the app port. */ port: number | undefined };
+
+const DESTINATION_EXPECTED = "expected 'local', an IP address, IPv4:PORT, [IPv6]:PORT or a bare IPv6 address";
+
+/** `local` | `IPv4` | `IPv4:PORT` | `[IPv6]:PORT` | `[IPv6]` | bare `IPv6`. */
+export function parseDestination(text: string): Parsed<ParsedDestination> {
+  if (text === 'local') return { kind: 'local' };
+  const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(text);
+  const hostAndPort = /^([^:]+):(.*)$/.exec(text);
+  const [address, portText] = bracketed
+    ? [bracketed[1]!, bracketed[2]]
+    : isIP(text) !== 0
+      ? [text, undefined]
+      : hostAndPort
+        ? [hostAndPort[1]!, hostAndPort[2]]
+        : [undefined, undefined];
+  if (address === undefined) return new Refusal(`'${text}' is not a destination: ${DESTINATION_EXPECTED}`);
+
+  const family = isIP(address);
+  if (family === 0 || address.includes('%') || (bracketed && family !== 6)) return new Refusal(`'${text}' is not a destination: ${DESTINATION_EXPECTED}`);
+  const refusal = checkForwardAddress(address, family as IpFamily);
+  if (refusal) return refusal;
+  if (portText === undefined) return { kind: 'forward', address: address.toLowerCase(), family: family as IpFamily, port: undefined };
+  const port = parsePortText(portText);
+  return port instanceof Refusal ? port : { kind: 'forward', address: address.toLowerCase(), family: family as IpFamily, port };
+}
+
+export interface AccessKey {
+  digest: KeyDigest;
+  /** The key as written, when given in clear (needed for the original's 2FA file names). */
+  clear?: string;
+}
+
+const HASHED_KEY = /^sha256:([0-9a-fA-F]{64})$/;
+
+/** A key in clear (at least 10 characters), or `sha256:<64 hex>` (what `knock-port hash-key` prints); never a published one. */
+export function parseAccessKey(text: string): Parsed<AccessKey> {
+  if (text.startsWith('sha256:')) {
+    const hex = HASHED_KEY.exec(text)?.[1];
+    if (!hex) return new Refusal('a hashed key is sha256: followed by 64 hex digits (as knock-port hash-key prints it)');
+    const digest = Buffer.from(hex, 'hex');
+    return isPublishedKey(digest) ? new Refusal(`this is a published example key that anyone can try; ${GENERATE_HINT}`) : { digest };
+  }
+  if (/[\x00-\x1f\x7f]/.test(text)) return new Refusal('a key must not contain control characters');
+  const digest = digestKey(text);
+  if (isPublishedKey(digest, text)) return new Refusal(`this is a published example key that anyone can try; ${GENERATE_HINT}`);
+  if (text.length < MIN_KEY_LENGTH) return new Refusal(`a key needs at least ${MIN_KEY_LENGTH} characters (this one has ${text.length}); ${GENERATE_HINT}`);
+  return { digest, clear: text };
+}
+
+/** The secret request path of step 1 or step 2; matched exactly, so no length limit. */
+export function parseRequestPath(text: string): Parsed<string> {
+  if (!text.startsWith('/')) return new Refusal(`expected a path starting with '/', e.g. /${text}`);
+  if (text === '/') return new Refusal("'/' alone is not a secret path; add random characters (openssl rand -hex 16)");
+  if (/[?#]/.test(text)) return new Refusal("a path must not contain '?' or '#' (a query or fragment is not part of the path that is matched)");
+  if (/\s/.test(text)) return new Refusal('a path must not contain whitespace');
+  if (/[^\x21-\x7e]/.test(text)) return new Refusal('a path must be printable ASCII (percent-encode other characters)');
+  if (isPublishedPath(text)) return new Refusal(`'${text}' is a published example path that anyone can try; use '/' followed by random characters, e.g. from: openssl rand -hex 16`);
+  return text;
+}
+
+/** RFC 4648 base32, at least 80 bits (what authenticator apps accept). */
+export function parseTotpSecret(text: string): Parsed<string> {
+  const bytes = base32Decode(text);
+  if (!bytes) return new Refusal('not a base32 TOTP secret (letters A-Z and digits 2-7; knock-port totp new makes one)');
+  if (bytes.length < 10) return new Refusal(`a TOTP secret needs at least 80 bits (16 base32 characters); this one has ${bytes.length * 8}`);
+  return text.replace(/[\s=]/g, '').toUpperCase();
+}
+
+const INTERFACE_NAME = /^[A-Za-z0-9_.:@+-]{1,15}\*?$/;
+
+/** A Linux interface name (at most 15 characters); a trailing `*` matches a prefix, as nft does. */
+export function parseInterfaceName(text: string): Parsed<string> {
+  return INTERFACE_NAME.test(text) ? text : new Refusal(`'${text}' is not an interface name (at most 15 of A-Z a-z 0-9 _ . : @ + -, optionally ending in *)`);
+}
+
+export function parseAbsolutePath(text: string): Parsed<string> {
+  return isAbsolute(text) && !text.includes('\0') ? text : new Refusal(`expected an absolute path (starting with '/'), got '${text}'`);
+}
+
+/** `127.0.0.1:9464` or `[::1]:9464`: the metrics endpoint must not be reachable from outside. */
+export function parseLoopbackListen(text: string): Parsed<string> {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(.+)$/.exec(text);
+  const host = match?.[1] ?? match?.[2];
+  if (!match || !host || isIP(host) === 0) return new Refusal(`expected HOST:PORT with a loopback IP, e.g. 127.0.0.1:9464 or [::1]:9464; got '${text}'`);
+  const loopback = isIP(host) === 4 ? host.startsWith('127.') : host === '::1';
+  if (!loopback) return new Refusal(`${host} is not a loopback address; metrics must only listen on 127.0.0.1 or [::1]`);
+  const port = parsePortText(match[3]!);
+  return port instanceof Refusal ? port : text;
+}
+
+/** A firewall mark: an integer, or a `0x` hex string. */
+export function parsePacketMark(value: number | string): Parsed<number> {
+  const mark = typeof value === 'number' ? value : /^0x[0-9a-f]+$/i.test(value) ? Number.parseInt(value, 16) : /^\d+$/.test(value) ? Number(value) : NaN;
+  return Number.isInteger(mark) && mark >= 1 && mark <= 0xffffffff ? mark : new Refusal(`expected a mark from 1 to 0xffffffff, e.g. 0x4b50; got '${value}'`);
+}
