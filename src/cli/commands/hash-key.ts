@@ -1,11 +1,26 @@
 import type { Command } from 'commander';
-import { NotAvailableYetError } from '../not-yet.js';
+import { hashedKeyString } from '../../auth/keys.js';
+import { KnockUsageError } from '../../client/errors.js';
+import { processTerminal, readAll, type Terminal } from '../../client/terminal.js';
 
-export function registerHashKey(program: Command): void {
+/** The config refuses shorter keys; refuse them here too rather than print a useless hash. */
+export const MIN_KEY_LENGTH = 10;
+
+export function registerHashKey(program: Command, terminal: Terminal = processTerminal()): void {
   program
     .command('hash-key')
-    .description('read a key on stdin and print its sha256: form for the config')
-    .action(() => {
-      throw new NotAvailableYetError('hash-key');
+    .description('read a key on stdin (not echoed on a terminal) and print its sha256: form for the config')
+    .addHelpText('after', '\nExample:\n  knock-port hash-key < key.txt      # prints sha256:<64 hex digits>\n')
+    .action(async () => {
+      const key = await readKey(terminal);
+      if (key.length < MIN_KEY_LENGTH) throw new KnockUsageError(`the key has ${key.length} characters; use at least ${MIN_KEY_LENGTH}`);
+      terminal.stdout.write(`${hashedKeyString(key)}\n`);
     });
+}
+
+async function readKey(terminal: Terminal): Promise<string> {
+  if (terminal.stdinIsTTY) return terminal.ask('Key (not shown): ', { echo: false });
+  const text = (await readAll(terminal.stdin)).replace(/\r?\n$/, '');
+  if (/[\r\n]/.test(text)) throw new KnockUsageError('expected one key on one line on stdin');
+  return text;
 }

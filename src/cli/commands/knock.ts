@@ -1,11 +1,133 @@
-import type { Command } from 'commander';
-import { NotAvailableYetError } from '../not-yet.js';
+import { readFileSync } from 'node:fs';
+import { CommanderError, InvalidArgumentError, Option, type Command } from 'commander';
+import { describeError } from '../../errors.js';
+import { CREDENTIAL_ENV, resolveCredentials } from '../../client/credentials.js';
+import { KnockUsageError } from '../../client/errors.js';
+import { exitCodeHelp, KnockExitCode } from '../../client/exit-codes.js';
+import { knock, type KnockPlan } from '../../client/knock.js';
+import { resolveTarget } from '../../client/target.js';
+import { processTerminal, type Terminal } from '../../client/terminal.js';
+import { parsePort } from '../options.js';
 
-export function registerKnock(program: Command): void {
-  program
+interface KnockFlags {
+  url?: string[];
+  host?: string;
+  httpPort?: number;
+  httpsPort?: number;
+  httpPath?: string;
+  httpsPath?: string;
+  app?: string;
+  httpKey?: string;
+  httpsKey?: string;
+  keyFile?: string;
+  token?: string;
+  otpSecret?: string;
+  insecure?: boolean;
+  ca?: string;
+  ipv4?: boolean;
+  ipv6?: boolean;
+  wait?: number | true;
+  servicePort?: number;
+  connectTimeout: number;
+  step1Wait: number;
+  step2ConnectTimeout: number;
+  timeout: number;
+  quiet?: boolean;
+}
+
+const DEFAULT_WAIT_SECONDS = 30;
+
+export function registerKnock(program: Command, terminal: Terminal = processTerminal()): void {
+  const command = program
     .command('knock')
-    .description('knock as a client: step 1 then step 2')
-    .action(() => {
-      throw new NotAvailableYetError('knock');
+    .description('knock as a client: step 1 (stealth HTTP), then step 2 (HTTPS), optionally wait for the service port')
+    .option('--url <url>', 'step-1 URL http://host[:port]/path and/or step-2 URL https://host[:port]/path (repeatable)', collect)
+    .option('--host <host>', 'gateway host name or IP ([::1] or ::1 for IPv6), with the port/path flags below')
+    .option('--http-port <port>', 'step-1 port (default 80)', parsePort)
+    .option('--https-port <port>', 'step-2 port (default 443)', parsePort)
+    .option('--http-path <path>', 'step-1 path (global.http_post_path)')
+    .option('--https-path <path>', 'step-2 path (global.https_post_path)')
+    .option('--app <name>', 'app to open (a section of the gateway config)')
+    .option('--http-key <key>', `step-1 key (or ${CREDENTIAL_ENV.httpKey}, or http_key= in --key-file)`)
+    .option('--https-key <key>', `step-2 key (or ${CREDENTIAL_ENV.httpsKey}, or https_key= in --key-file)`)
+    .option('--key-file <file>', 'file with http_key=, https_key= and optionally otp_secret= lines (chmod 600)')
+    .option('--token <code>', `step-2 TOTP code (or ${CREDENTIAL_ENV.token}); asked for on a terminal when required`)
+    .option('--otp-secret <base32>', `TOTP secret for the step-1 one-time otp (or ${CREDENTIAL_ENV.otpSecret}, or otp_secret= in --key-file)`)
+    .addOption(new Option('--insecure', 'do not verify the step-2 certificate').conflicts('ca'))
+    .option('--ca <file>', 'PEM CA certificate (or the self-signed certificate itself) to trust for step 2')
+    .addOption(new Option('-4, --ipv4', 'use IPv4 only').conflicts('ipv6'))
+    .option('-6, --ipv6', 'use IPv6 only')
+    .option('--wait [seconds]', `after step 2, wait until --service-port accepts TCP connections (default ${DEFAULT_WAIT_SECONDS} s)`, parseSeconds)
+    .option('--service-port <port>', 'TCP port of the service to wait for (implies --wait)', parsePort)
+    .option('--connect-timeout <seconds>', 'give up step 1 without a SYN-ACK after this long', parseSeconds, 5)
+    .option('--step1-wait <seconds>', 'keep the step-1 connection open this long before closing it', parseSeconds, 1)
+    .option('--step2-connect-timeout <seconds>', 'keep retrying to connect to step 2 while it opens, this long', parseSeconds, 2)
+    .option('--timeout <seconds>', 'bound on the step-2 TLS handshake and answer', parseSeconds, 10)
+    .option('-q, --quiet', 'print errors only')
+    .addHelpText('after', exitCodeHelp())
+    .action(async (flags: KnockFlags) => {
+      const outcome = await runKnock(flags, terminal).catch((err: unknown) => ({
+        exitCode: err instanceof KnockUsageError ? KnockExitCode.usage : KnockExitCode.failed,
+        error: describeError(err),
+      }));
+      if (outcome.error !== undefined) terminal.stderr.write(`knock-port knock: ${outcome.error}\n`);
+      terminal.setExitCode(outcome.exitCode);
     });
+  // Option errors found by the parser are usage errors too, with the same code.
+  command.exitOverride((err) => {
+    throw err.exitCode === 0 ? err : new CommanderError(KnockExitCode.usage, err.code, err.message);
+  });
+}
+
+async function runKnock(flags: KnockFlags, terminal: Terminal): ReturnType<typeof knock> {
+  const plan = buildPlan(flags, terminal);
+  return knock(plan, {
+    report: (line) => {
+      if (!flags.quiet) terminal.stderr.write(`${line}\n`);
+    },
+    ...(terminal.stdinIsTTY ? { askToken: async () => (await terminal.ask('TOTP token: ', { echo: true })).trim() } : {}),
+    now: () => Date.now() / 1000,
+  });
+}
+
+function buildPlan(flags: KnockFlags, terminal: Terminal): KnockPlan {
+  if (flags.app === undefined || flags.app === '') throw new KnockUsageError('--app is required');
+  const { credentials, warnings } = resolveCredentials(flags, terminal.env);
+  for (const warning of warnings) terminal.stderr.write(`knock-port knock: warning: ${warning}\n`);
+  if (flags.wait !== undefined && flags.servicePort === undefined) throw new KnockUsageError('--wait needs --service-port');
+  const plan: KnockPlan = {
+    target: resolveTarget({ ...flags, urls: flags.url ?? [] }),
+    app: flags.app,
+    credentials,
+    trust: { insecure: flags.insecure === true, ...(flags.ca !== undefined ? { ca: readCa(flags.ca) } : {}) },
+    step1ConnectTimeoutMs: flags.connectTimeout * 1000,
+    step1WaitMs: flags.step1Wait * 1000,
+    step2ConnectWindowMs: flags.step2ConnectTimeout * 1000,
+    step2TimeoutMs: flags.timeout * 1000,
+  };
+  if (flags.ipv4) plan.family = 4;
+  if (flags.ipv6) plan.family = 6;
+  if (flags.servicePort !== undefined) {
+    const seconds = typeof flags.wait === 'number' ? flags.wait : DEFAULT_WAIT_SECONDS;
+    plan.service = { port: flags.servicePort, waitMs: seconds * 1000 };
+  }
+  return plan;
+}
+
+function readCa(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new KnockUsageError(`cannot read --ca ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function parseSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(seconds) || seconds > 3600) throw new InvalidArgumentError('expected a number of seconds (0-3600, decimals allowed)');
+  return seconds;
 }

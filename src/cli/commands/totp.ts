@@ -1,11 +1,30 @@
 import type { Command } from 'commander';
-import { NotAvailableYetError } from '../not-yet.js';
+import QRCode from 'qrcode';
+import { base32Decode, newTotpSecret, otpauthUri, totpAt } from '../../auth/totp.js';
+import { KnockUsageError } from '../../client/errors.js';
+import { processTerminal, type Terminal } from '../../client/terminal.js';
 
-export function registerTotp(program: Command): void {
-  program
-    .command('totp')
-    .description('manage TOTP secrets')
-    .action(() => {
-      throw new NotAvailableYetError('totp');
+export function registerTotp(program: Command, terminal: Terminal = processTerminal()): void {
+  const totp = program.command('totp').description('create TOTP secrets for users and compute codes');
+
+  totp
+    .command('new')
+    .description('create a TOTP secret: prints it, its otpauth:// URI and (on a terminal) a QR code to scan')
+    .requiredOption('--user <name>', 'account name shown in the authenticator app')
+    .option('--issuer <issuer>', 'issuer shown in the authenticator app', 'knock-port')
+    .action(async (flags: { user: string; issuer: string }) => {
+      const secret = newTotpSecret();
+      const uri = otpauthUri(secret, flags.user, flags.issuer);
+      terminal.stdout.write(`secret: ${secret}\nuri:    ${uri}\nconfig: totp_secret: ${secret}   (on this user in the app's users: list)\n`);
+      if (terminal.stdoutIsTTY) terminal.stdout.write(await QRCode.toString(uri, { type: 'terminal', small: true }));
+    });
+
+  totp
+    .command('code')
+    .description('print the current code for a secret (for scripts and tests)')
+    .requiredOption('--secret <base32>', 'the base32 TOTP secret')
+    .action((flags: { secret: string }) => {
+      if (!base32Decode(flags.secret)) throw new KnockUsageError('--secret is not valid base32 (letters A-Z and digits 2-7)');
+      terminal.stdout.write(`${totpAt(flags.secret, Date.now() / 1000)}\n`);
     });
 }

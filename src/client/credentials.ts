@@ -1,0 +1,100 @@
+import { readFileSync, statSync } from 'node:fs';
+import { base32Decode } from '../auth/totp.js';
+import { KnockUsageError } from './errors.js';
+
+/** Secrets a knock needs; every one can come from a flag, a key file or the environment. */
+export interface KnockCredentials {
+  httpKey: string;
+  httpsKey: string;
+  /** Step-2 TOTP code, when known up front. */
+  token?: string;
+  /** Base32 secret from which the step-1 one-time `otp` is computed. */
+  otpSecret?: string;
+}
+
+export interface CredentialFlags {
+  httpKey?: string;
+  httpsKey?: string;
+  token?: string;
+  otpSecret?: string;
+  keyFile?: string;
+}
+
+/** Environment variables read when a secret is not given otherwise. */
+export const CREDENTIAL_ENV = {
+  httpKey: 'KNOCK_PORT_HTTP_KEY',
+  httpsKey: 'KNOCK_PORT_HTTPS_KEY',
+  token: 'KNOCK_PORT_TOKEN',
+  otpSecret: 'KNOCK_PORT_OTP_SECRET',
+} as const;
+
+type SecretName = keyof typeof CREDENTIAL_ENV;
+
+/** Names a key file may use, one `name=value` per line. */
+const KEY_FILE_NAMES: Record<string, SecretName> = {
+  http_key: 'httpKey',
+  https_key: 'httpsKey',
+  otp_secret: 'otpSecret',
+};
+
+export interface ResolvedCredentials {
+  credentials: KnockCredentials;
+  /** Things the user should fix but that do not stop the knock (e.g. a key file others can read). */
+  warnings: string[];
+}
+
+/** Precedence, most specific first: the flag, then `--key-file`, then the environment. */
+export function resolveCredentials(flags: CredentialFlags, env: NodeJS.ProcessEnv): ResolvedCredentials {
+  const warnings: string[] = [];
+  const fromFile = flags.keyFile === undefined ? {} : readKeyFile(flags.keyFile, warnings);
+  const pick = (name: SecretName): string | undefined => nonEmpty(flags[name]) ?? nonEmpty(fromFile[name]) ?? nonEmpty(env[CREDENTIAL_ENV[name]]);
+  const httpKey = pick('httpKey');
+  const httpsKey = pick('httpsKey');
+  if (httpKey === undefined) throw new KnockUsageError(`no step-1 key: give --http-key, http_key= in --key-file, or ${CREDENTIAL_ENV.httpKey}`);
+  if (httpsKey === undefined) throw new KnockUsageError(`no step-2 key: give --https-key, https_key= in --key-file, or ${CREDENTIAL_ENV.httpsKey}`);
+  const credentials: KnockCredentials = { httpKey, httpsKey };
+  const token = pick('token');
+  if (token !== undefined) credentials.token = token;
+  const otpSecret = pick('otpSecret');
+  if (otpSecret !== undefined) {
+    if (!base32Decode(otpSecret)) throw new KnockUsageError('the step-1 otp secret is not valid base32 (letters A-Z and digits 2-7)');
+    credentials.otpSecret = otpSecret;
+  }
+  return { credentials, warnings };
+}
+
+/**
+ * Parses a key file: `http_key=...`, `https_key=...`, `otp_secret=...`, blank lines and
+ * `#` comments. Values are taken verbatim after the first `=` (keys may contain `=`).
+ */
+export function parseKeyFile(text: string, source: string): Partial<Record<SecretName, string>> {
+  const values: Partial<Record<SecretName, string>> = {};
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const where = `${source}:${index + 1}`;
+    const separator = line.indexOf('=');
+    if (separator < 0) throw new KnockUsageError(`${where}: expected name=value`);
+    const name = line.slice(0, separator).trim();
+    const field = KEY_FILE_NAMES[name];
+    if (field === undefined) throw new KnockUsageError(`${where}: unknown name "${name}" (expected ${Object.keys(KEY_FILE_NAMES).join(', ')})`);
+    if (values[field] !== undefined) throw new KnockUsageError(`${where}: "${name}" given twice`);
+    values[field] = line.slice(separator + 1).trim();
+  });
+  return values;
+}
+
+function readKeyFile(path: string, warnings: string[]): Partial<Record<SecretName, string>> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new KnockUsageError(`cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  if ((statSync(path).mode & 0o077) !== 0) warnings.push(`key file ${path} can be read by other users: chmod 600 ${path}`);
+  return parseKeyFile(text, path);
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}

@@ -1,0 +1,37 @@
+/**
+ * Exit codes of `knock-port knock`, stable so that scripts can branch on them.
+ * Listed in `--help` and in the README; keep the three in step.
+ */
+export const KnockExitCode = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  step1Unreachable: 3,
+  step2Unreachable: 4,
+  forbidden: 5,
+  tokenRequired: 6,
+  rateLimited: 7,
+  serviceNotOpen: 8,
+  tlsFailed: 9,
+} as const;
+
+export type KnockExitCode = (typeof KnockExitCode)[keyof typeof KnockExitCode];
+
+const MEANINGS: Record<KnockExitCode, string> = {
+  0: 'knock accepted (and, with --wait, the service port is open)',
+  1: 'other failure (unexpected HTTP status, local error)',
+  2: 'usage error (bad or missing option)',
+  3: 'step 1: could not connect to the step-1 port (no SYN-ACK, refused, or name not resolved)',
+  4: 'step 2: HTTPS port never opened (wrong step-1 path/app/key/otp, or blocked on the way)',
+  5: 'step 2: 403 refused (wrong app, step-2 key or token, or step 1 done for another app/user)',
+  6: 'step 2: 401 a TOTP token is required and none was given (no terminal to ask on)',
+  7: 'step 2: 429 rate limited, try again in a minute',
+  8: 'the service port did not open within --wait seconds',
+  9: 'step 2: TLS failed (certificate not trusted: use --ca FILE, or --insecure)',
+};
+
+/** The exit-code table as shown at the end of `knock-port knock --help`. */
+export function exitCodeHelp(): string {
+  const lines = Object.entries(MEANINGS).map(([code, meaning]) => `  ${code.padStart(2)}  ${meaning}`);
+  return `\nExit codes:\n${lines.join('\n')}\n`;
+}

@@ -1,0 +1,80 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const UNIT_PATH = new URL('../../../packaging/systemd/knock-port.service', import.meta.url);
+const SYSUSERS_PATH = new URL('../../../packaging/systemd/knock-port.sysusers', import.meta.url);
+const unitText = readFileSync(UNIT_PATH, 'utf8');
+
+const hasSystemdTools = spawnSync('systemd-analyze', ['--version']).status === 0 && spawnSync('systemd-sysusers', ['--version']).status === 0;
+if (!hasSystemdTools) console.warn('SKIPPED systemd verification: systemd-analyze/systemd-sysusers not installed (apt-get install systemd)');
+
+/** `[Section] Key=value` lines of the unit, in order (repeated keys kept). */
+function directives(text: string): Array<{ section: string; key: string; value: string }> {
+  let section = '';
+  const result: Array<{ section: string; key: string; value: string }> = [];
+  for (const line of text.split('\n').map((l) => l.trim())) {
+    if (line === '' || line.startsWith('#')) continue;
+    const header = /^\[(\w+)\]$/.exec(line);
+    if (header) section = header[1]!;
+    else {
+      const at = line.indexOf('=');
+      result.push({ section, key: line.slice(0, at), value: line.slice(at + 1) });
+    }
+  }
+  return result;
+}
+
+function serviceValue(key: string): string | undefined {
+  return directives(unitText).find((d) => d.section === 'Service' && d.key === key)?.value;
+}
+
+describe('systemd unit', () => {
+  it('runs the daemon as the dedicated user with only the network capabilities, after a config check', () => {
+    expect(serviceValue('User')).toBe('knock-port');
+    expect(serviceValue('AmbientCapabilities')?.split(' ').sort()).toEqual(['CAP_NET_ADMIN', 'CAP_NET_BIND_SERVICE', 'CAP_NET_RAW']);
+    expect(serviceValue('CapabilityBoundingSet')).toBe(serviceValue('AmbientCapabilities'));
+    expect(serviceValue('NoNewPrivileges')).toBe('yes');
+    expect(serviceValue('ExecStartPre')).toBe('/usr/bin/knock-port check -c /etc/knock-port/config.yaml');
+    expect(serviceValue('ExecStart')).toMatch(/^\/usr\/bin\/knock-port run -c \/etc\/knock-port\/config\.yaml --cert \S+ --key \S+$/);
+    expect(serviceValue('Restart')).toBe('on-failure');
+    expect(serviceValue('ProtectSystem')).toBe('strict');
+    expect(serviceValue('StateDirectory')).toBe('knock-port');
+    // The JIT needs writable executable memory: this setting would crash the daemon at start.
+    expect(serviceValue('MemoryDenyWriteExecute')).toBeUndefined();
+  });
+});
+
+describe.skipIf(!hasSystemdTools)('systemd tools accept the packaging files', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'knock-systemd-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  // verify also checks that every Exec path exists and is executable; knock-port is not
+  // installed here, so a copy points at the node binary (what /usr/bin/knock-port runs).
+  function verify(text: string): { status: number | null; stderr: string } {
+    const path = join(dir, 'knock-port.service');
+    writeFileSync(path, text.replaceAll('/usr/bin/knock-port', process.execPath));
+    const result = spawnSync('systemd-analyze', ['verify', path], { encoding: 'utf8' });
+    return { status: result.status, stderr: result.stderr };
+  }
+
+  it('systemd-analyze verify reports nothing at all about the unit', () => {
+    expect(verify(unitText)).toEqual({ status: 0, stderr: '' });
+  });
+
+  it('systemd-analyze verify does flag a mistake (it only warns, so the test checks stderr)', () => {
+    expect(verify(unitText.replace('ProtectSystem=strict', 'ProtectSystem=stricter')).stderr).toContain('stricter');
+  });
+
+  it('systemd-sysusers creates a nologin knock-port user (in a scratch root)', () => {
+    const root = join(dir, 'root');
+    mkdirSync(join(root, 'etc'), { recursive: true });
+    const result = spawnSync('systemd-sysusers', [`--root=${root}`, new URL(SYSUSERS_PATH).pathname], { encoding: 'utf8' });
+    expect(result.status).toBe(0);
+    const entry = readFileSync(join(root, 'etc/passwd'), 'utf8').split('\n').find((line) => line.startsWith('knock-port:'));
+    expect(entry?.split(':').slice(4)).toEqual(['knock-port daemon', '/var/lib/knock-port', '/usr/sbin/nologin']);
+    expect(readFileSync(join(root, 'etc/group'), 'utf8')).toMatch(/^knock-port:/m);
+  });
+});
