@@ -1,11 +1,19 @@
 import type { Command } from 'commander';
-import { NotAvailableYetError } from '../not-yet.js';
+import { processTerminal, type Terminal } from '../../client/terminal.js';
+import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../../control/cli.js';
+import { callDaemon } from '../../control/client.js';
 
-export function registerHealth(program: Command): void {
-  program
-    .command('health')
-    .description('check that the running daemon answers (via the control socket)')
-    .action(() => {
-      throw new NotAvailableYetError('health');
-    });
+/** Exit 0 when the daemon answers healthy; 1 when unhealthy or unreachable, saying why. */
+export function registerHealth(program: Command, terminal: Terminal = processTerminal()): void {
+  addControlSocketOptions(program.command('health').description('check that the running daemon answers and is healthy (exit 0), else exit 1')).action(
+    async (options: ControlSocketOptions) => {
+      const health = await callDaemon(resolveControlSocket(options), { cmd: 'health' }, 'health');
+      if (health.healthy) {
+        terminal.stdout.write('healthy\n');
+        return;
+      }
+      terminal.stderr.write(`unhealthy: ${health.problems.join('; ') || 'no reason given'}\n`);
+      terminal.setExitCode(1);
+    },
+  );
 }

@@ -1,11 +1,26 @@
-import type { Command } from 'commander';
-import { NotAvailableYetError } from '../not-yet.js';
+import { InvalidArgumentError, type Command } from 'commander';
+import { processTerminal, type Terminal } from '../../client/terminal.js';
+import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../../control/cli.js';
+import { callDaemon } from '../../control/client.js';
+import { canonicalIp } from '../../sessions/address.js';
 
-export function registerRevoke(program: Command): void {
-  program
-    .command('revoke')
-    .description('revoke grants for an IP now (via the control socket)')
-    .action(() => {
-      throw new NotAvailableYetError('revoke');
-    });
+function parseIp(value: string): string {
+  const ip = canonicalIp(value);
+  if (ip === undefined) throw new InvalidArgumentError('expected an IPv4 or IPv6 address');
+  return ip;
+}
+
+export function registerRevoke(program: Command, terminal: Terminal = processTerminal()): void {
+  addControlSocketOptions(
+    program
+      .command('revoke')
+      .description("close an IP's grants now: all of them, or one app's (via the control socket)")
+      .argument('<ip>', 'client address', parseIp)
+      .option('--app <name>', "only this app's service grant"),
+  ).action(async (ip: string, options: ControlSocketOptions & { app?: string }) => {
+    const request = options.app === undefined ? { cmd: 'revoke' as const, ip } : { cmd: 'revoke' as const, ip, app: options.app };
+    const revoked = await callDaemon(resolveControlSocket(options), request, 'revoked');
+    const scope = options.app === undefined ? '' : ` (app ${options.app})`;
+    terminal.stdout.write(`revoked ${ip}${scope}: ${revoked} grant(s) closed\n`);
+  });
 }

@@ -1,11 +1,17 @@
 import type { Command } from 'commander';
-import { NotAvailableYetError } from '../not-yet.js';
+import { processTerminal, type Terminal } from '../../client/terminal.js';
+import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../../control/cli.js';
+import { callDaemon } from '../../control/client.js';
+import { formatSessionsTable } from '../../control/format.js';
 
-export function registerSessions(program: Command): void {
-  program
-    .command('sessions')
-    .description('list live grants (via the control socket)')
-    .action(() => {
-      throw new NotAvailableYetError('sessions');
-    });
+export function registerSessions(program: Command, terminal: Terminal = processTerminal()): void {
+  addControlSocketOptions(
+    program
+      .command('sessions')
+      .description('list live grants of the running daemon: ip, app, user, step, seconds left (via the control socket)')
+      .option('--json', 'print JSON instead of a table'),
+  ).action(async (options: ControlSocketOptions & { json?: boolean }) => {
+    const sessions = await callDaemon(resolveControlSocket(options), { cmd: 'sessions' }, 'sessions');
+    terminal.stdout.write(options.json ? `${JSON.stringify(sessions, null, 2)}\n` : formatSessionsTable(sessions));
+  });
 }

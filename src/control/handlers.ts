@@ -1,0 +1,34 @@
+import type { Config } from '../config/types.js';
+import type { Granter } from '../sessions/grants.js';
+import { secondsLeft, type SessionRecord } from '../sessions/record.js';
+import type { SessionStore } from '../sessions/store.js';
+import { UnknownAppError } from './errors.js';
+import type { HealthReport, SessionView } from './protocol.js';
+import type { ControlHandlers } from './server.js';
+
+export function sessionView(record: SessionRecord, now: number): SessionView {
+  return { ip: record.ip, app: record.app, user: record.user, step: record.step, secondsLeft: secondsLeft(record, now) };
+}
+
+export interface DaemonControlParts {
+  sessions: Pick<SessionStore, 'list'>;
+  granter: Pick<Granter, 'revoke'>;
+  config: () => Config;
+  health: () => HealthReport | Promise<HealthReport>;
+  now?: () => number;
+}
+
+/** The handlers a running daemon answers with: its session store, its granter, its health. */
+export function createControlHandlers(parts: DaemonControlParts): ControlHandlers {
+  const now = parts.now ?? Date.now;
+  return {
+    sessions: () => parts.sessions.list().map((record) => sessionView(record, now())),
+    revoke: async (ip, appName) => {
+      if (appName === undefined) return parts.granter.revoke(ip);
+      const app = parts.config().apps.find((candidate) => candidate.name === appName);
+      if (!app) throw new UnknownAppError(`no app named '${appName}' in ${parts.config().source}`);
+      return parts.granter.revoke(ip, app);
+    },
+    health: parts.health,
+  };
+}

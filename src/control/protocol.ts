@@ -1,0 +1,62 @@
+import { z } from 'zod';
+import { canonicalIp } from '../sessions/address.js';
+
+/**
+ * The control socket speaks newline-delimited JSON: one request object per line, one
+ * response object per line, in order.
+ */
+export const controlRequestSchema = z.discriminatedUnion('cmd', [
+  z.object({ cmd: z.literal('sessions') }),
+  z.object({
+    cmd: z.literal('revoke'),
+    ip: z.string().refine((ip) => canonicalIp(ip) !== undefined, 'not an IP address'),
+    app: z.string().min(1).optional(),
+  }),
+  z.object({ cmd: z.literal('health') }),
+]);
+
+export type ControlRequest = z.infer<typeof controlRequestSchema>;
+
+export const sessionViewSchema = z.object({
+  ip: z.string(),
+  app: z.string().nullable(),
+  user: z.string().nullable(),
+  step: z.enum(['step2', 'service']),
+  secondsLeft: z.number(),
+});
+
+export type SessionView = z.infer<typeof sessionViewSchema>;
+
+export const healthReportSchema = z.object({
+  healthy: z.boolean(),
+  /** What is degraded or broken, for the operator; empty when healthy. */
+  problems: z.array(z.string()),
+});
+
+export type HealthReport = z.infer<typeof healthReportSchema>;
+
+export const controlResponseSchema = z.union([
+  z.object({ ok: z.literal(true), sessions: z.array(sessionViewSchema) }),
+  z.object({ ok: z.literal(true), revoked: z.number() }),
+  z.object({ ok: z.literal(true), health: healthReportSchema }),
+  z.object({ ok: z.literal(false), error: z.string() }),
+]);
+
+export type ControlResponse = z.infer<typeof controlResponseSchema>;
+
+/** Pure: one request line to a request, or the error to send back. */
+export function parseControlRequest(line: string): { ok: true; request: ControlRequest } | { ok: false; error: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    return { ok: false, error: 'request is not JSON' };
+  }
+  const parsed = controlRequestSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
+    return { ok: false, error: `bad request: ${where}${issue?.message ?? 'invalid'} (commands: sessions, revoke, health)` };
+  }
+  return { ok: true, request: parsed.data };
+}

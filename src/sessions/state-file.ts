@@ -1,0 +1,90 @@
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { KnockPortError } from '../errors.js';
+import { canonicalIp } from './address.js';
+import type { SessionRecord } from './record.js';
+
+export const STATE_FILE_NAME = 'sessions.json';
+
+export class SessionStateError extends KnockPortError {}
+
+const recordSchema = z.object({
+  ip: z.string().refine((ip) => canonicalIp(ip) === ip, 'not a canonical IP address'),
+  app: z.string().min(1).nullable(),
+  user: z.string().min(1).nullable(),
+  step: z.enum(['step2', 'service']),
+  expiresAt: z.iso.datetime(),
+});
+
+const fileSchema = z.object({ version: z.literal(1), sessions: z.array(recordSchema) });
+
+export type StateFileContent = { kind: 'missing' } | { kind: 'ok'; records: SessionRecord[] } | { kind: 'corrupt'; reason: string };
+
+/** Pure: the file's text to records, or why it cannot be trusted. */
+export function parseStateFile(text: string): StateFileContent {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    return { kind: 'corrupt', reason: `not JSON (${(err as Error).message})` };
+  }
+  const parsed = fileSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return { kind: 'corrupt', reason: `unexpected content at ${issue?.path.join('.') || 'top level'}: ${issue?.message ?? 'invalid'}` };
+  }
+  return { kind: 'ok', records: parsed.data.sessions.map((r) => ({ ...r, expiresAt: Date.parse(r.expiresAt) })) };
+}
+
+export function serializeStateFile(records: readonly SessionRecord[]): string {
+  const sessions = records.map((r) => ({ ip: r.ip, app: r.app, user: r.user, step: r.step, expiresAt: new Date(r.expiresAt).toISOString() }));
+  return `${JSON.stringify({ version: 1, sessions }, null, 2)}\n`;
+}
+
+export async function readStateFile(path: string): Promise<StateFileContent> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    throw new SessionStateError(`cannot read the session state file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  return parseStateFile(text);
+}
+
+/** Renames a corrupt state file aside (kept for inspection); returns the new path. */
+export async function setAside(path: string, now: Date): Promise<string> {
+  const aside = `${path}.corrupt-${now.toISOString().replace(/[:.]/g, '-')}`;
+  await rename(path, aside);
+  return aside;
+}
+
+/**
+ * Atomic replace: write a temporary file, fsync it, rename it over the old one, fsync the
+ * directory so the rename itself survives a power cut. Readers see the old or the new file.
+ */
+export async function writeStateFile(path: string, records: readonly SessionRecord[]): Promise<void> {
+  const dir = dirname(path);
+  const temporary = `${path}.tmp-${process.pid}`;
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = await open(temporary, 'w', 0o600);
+    try {
+      await file.writeFile(serializeStateFile(records));
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, path);
+  } catch (err) {
+    await unlink(temporary).catch(() => undefined);
+    throw new SessionStateError(`cannot write the session state file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const directory = await open(dir, 'r');
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
+}

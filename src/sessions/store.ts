@@ -1,0 +1,170 @@
+import { join } from 'node:path';
+import type { Grant } from '../firewall/types.js';
+import type { Logger } from '../log.js';
+import { reconcile } from './reconcile.js';
+import { recordKey, type SessionRecord, type SessionStep } from './record.js';
+import { readStateFile, setAside, SessionStateError, STATE_FILE_NAME, writeStateFile } from './state-file.js';
+
+export interface SessionStoreOptions {
+  stateDir: string;
+  logger: Logger;
+  /** A burst of changes within this delay is written once (default 250 ms). */
+  saveDelayMs?: number;
+  now?: () => number;
+}
+
+/** A step-2 window: the (app, user) that passed step 1 from an IP, and until when. */
+export interface Step2Window {
+  app: string;
+  user: string;
+  expiresAt: number;
+}
+
+/**
+ * The daemon's bookkeeping of grants, one record per (ip, app, user, step), persisted to
+ * `<state_dir>/sessions.json`. The kernel enforces expiry; this store only mirrors it so
+ * that step 2 can check the window and operators can list and revoke.
+ */
+export class SessionStore {
+  private readonly records = new Map<string, SessionRecord>();
+  private readonly path: string;
+  private readonly logger: Logger;
+  private readonly saveDelayMs: number;
+  private readonly now: () => number;
+  private dirty = false;
+  private closed = false;
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> | undefined;
+  private lastWriteError: unknown;
+
+  private constructor(options: SessionStoreOptions) {
+    this.path = join(options.stateDir, STATE_FILE_NAME);
+    this.logger = options.logger;
+    this.saveDelayMs = options.saveDelayMs ?? 250;
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Loads the state file and reconciles it with the kernel's live grants. A corrupt file
+   * is reported and renamed aside; an unreadable one is reported; neither is fatal.
+   */
+  static async open(options: SessionStoreOptions, kernelGrants: readonly Grant[]): Promise<SessionStore> {
+    const store = new SessionStore(options);
+    const saved = await store.loadSaved();
+    const { records, dropped, unattributed } = reconcile(saved, kernelGrants, store.now());
+    for (const record of records) store.records.set(recordKey(record), record);
+    store.logger.info({ restored: records.length - unattributed, dropped, unattributed, file: store.path }, 'sessions restored');
+    if (records.length > 0 || saved.length > 0) store.changed(); // write back the reconciled view
+    return store;
+  }
+
+  /** Records a grant, or extends the same (ip, app, user, step) to `ttlSeconds` from now. */
+  record(ip: string, app: string, user: string, step: SessionStep, ttlSeconds: number): SessionRecord {
+    const record: SessionRecord = { ip, app, user, step, expiresAt: this.now() + ttlSeconds * 1000 };
+    this.records.set(recordKey(record), record);
+    this.changed();
+    return record;
+  }
+
+  /** Live step-2 windows of `ip` (attributed ones only: an unknown user opens nothing). */
+  step2Windows(ip: string): Step2Window[] {
+    const windows: Step2Window[] = [];
+    for (const record of this.live()) {
+      if (record.step === 'step2' && record.ip === ip && record.app !== null && record.user !== null) {
+        windows.push({ app: record.app, user: record.user, expiresAt: record.expiresAt });
+      }
+    }
+    return windows;
+  }
+
+  /** Live records, soonest expiry first. */
+  list(): SessionRecord[] {
+    return this.live().sort((a, b) => a.expiresAt - b.expiresAt);
+  }
+
+  /** Forgets the IP's records: all of them, or those of one app. Returns what was removed. */
+  revoke(ip: string, app?: string): SessionRecord[] {
+    const removed: SessionRecord[] = [];
+    for (const [key, record] of this.records) {
+      if (record.ip === ip && (app === undefined || record.app === app)) {
+        this.records.delete(key);
+        removed.push(record);
+      }
+    }
+    if (removed.length > 0) this.changed();
+    return removed;
+  }
+
+  get size(): number {
+    return this.live().length;
+  }
+
+  /** Writes pending changes now; throws SessionStateError if the file cannot be written. */
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.save();
+    if (!this.dirty) return;
+    if (this.lastWriteError instanceof SessionStateError) throw this.lastWriteError;
+    throw new SessionStateError(`session state not saved: ${String(this.lastWriteError)}`, { cause: this.lastWriteError });
+  }
+
+  /** Final flush on a clean stop; no background writes afterwards. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.flush();
+  }
+
+  private live(): SessionRecord[] {
+    const now = this.now();
+    const live: SessionRecord[] = [];
+    for (const [key, record] of this.records) {
+      if (record.expiresAt > now) live.push(record);
+      else this.records.delete(key); // the kernel has dropped it too; the next write forgets it
+    }
+    return live;
+  }
+
+  private changed(): void {
+    this.dirty = true;
+    if (this.timer !== undefined || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.save();
+    }, this.saveDelayMs);
+  }
+
+  /** One write at a time; a change during a write is picked up by the next one. */
+  private async save(): Promise<void> {
+    while (this.writing) await this.writing;
+    if (!this.dirty) return;
+    this.dirty = false;
+    this.writing = writeStateFile(this.path, this.live())
+      .then(() => {
+        this.lastWriteError = undefined;
+      })
+      .catch((err: unknown) => {
+        this.dirty = true;
+        this.lastWriteError = err;
+        this.logger.error({ err: (err as Error).message }, 'session state not saved; will retry on the next change');
+      })
+      .finally(() => {
+        this.writing = undefined;
+      });
+    await this.writing;
+  }
+
+  private async loadSaved(): Promise<SessionRecord[]> {
+    try {
+      const content = await readStateFile(this.path);
+      if (content.kind === 'ok') return content.records;
+      if (content.kind === 'corrupt') {
+        const aside = await setAside(this.path, new Date(this.now()));
+        this.logger.warn({ file: this.path, setAside: aside, reason: content.reason }, 'session state file is corrupt; set aside, starting from the kernel grants only');
+      }
+    } catch (err) {
+      this.logger.error({ file: this.path, err: (err as Error).message }, 'session state file unusable; starting from the kernel grants only');
+    }
+    return [];
+  }
+}

@@ -1,0 +1,182 @@
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { PerMinuteLimiter } from '../auth/ratelimit.js';
+import type { TotpVerifier } from '../auth/totp.js';
+import type { AppConfig, Config, User } from '../config/types.js';
+import type { Logger } from '../log.js';
+import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
+import { canonicalIp } from '../sessions/address.js';
+import type { SessionStore } from '../sessions/store.js';
+import { authorizeStep2 } from './authorize.js';
+import { parseStep2Body } from './form.js';
+
+/** Limits that keep one slow or idle client from holding anything up (the original's worst failure). */
+export interface Step2Limits {
+  bodyBytes: number;
+  handshakeTimeoutMs: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** A connected socket silent this long is closed. */
+  idleTimeoutMs: number;
+  maxHeadersCount: number;
+  maxHeaderBytes: number;
+  connectionsPerIp: number;
+  maxConnections: number;
+}
+
+export const DEFAULT_STEP2_LIMITS: Step2Limits = {
+  bodyBytes: 1024,
+  handshakeTimeoutMs: 5_000,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 5_000,
+  idleTimeoutMs: 5_000,
+  maxHeadersCount: 32,
+  maxHeaderBytes: 4096,
+  connectionsPerIp: 8,
+  maxConnections: 512,
+};
+
+export interface Step2ServerOptions {
+  /** The config, or a getter so a reload takes effect without a new server. */
+  config: Config | (() => Config);
+  cert: Buffer;
+  key: Buffer;
+  sessions: Pick<SessionStore, 'step2Windows'>;
+  /** Opens the service for the IP (firewall + session record + log); `Granter.openService`. */
+  grantService(ip: string, app: AppConfig, user: User): Promise<void>;
+  limiter: PerMinuteLimiter;
+  totp: TotpVerifier;
+  logger: Logger;
+  metrics: Pick<DaemonMetrics, 'step2Requests'>;
+  limits?: Partial<Step2Limits>;
+}
+
+/** Every answer step 2 gives. Bodies are fixed text: nothing about the request is echoed. */
+const RESPONSES = {
+  granted: [200, 'OK\n'],
+  'token-required': [401, 'Token required\n'],
+  forbidden: [403, 'Forbidden\n'],
+  'not-found': [404, 'Not Found\n'],
+  malformed: [400, 'Bad Request\n'],
+  'too-large': [413, 'Payload Too Large\n'],
+  'rate-limited': [429, 'Too Many Requests\n'],
+  error: [500, 'Internal Server Error\n'],
+} as const satisfies Record<string, readonly [number, string]>;
+
+export type Step2Outcome = keyof typeof RESPONSES;
+
+/**
+ * The step-2 HTTPS server (not listening yet: the daemon calls `listen`). Only
+ * `POST <https_post_path>` exists; any other method or path gets the same 404, so nothing
+ * tells a prober which path is the real one.
+ */
+export function createStep2Server(options: Step2ServerOptions): Server {
+  const limits = { ...DEFAULT_STEP2_LIMITS, ...options.limits };
+  const config = typeof options.config === 'function' ? options.config : () => options.config as Config;
+  const server = createServer(
+    {
+      cert: options.cert,
+      key: options.key,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      // Node checks the two timeouts above on this interval (30 s by default).
+      connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+      maxHeaderSize: limits.maxHeaderBytes,
+      keepAliveTimeout: 0,
+    },
+    (req, res) => {
+      void handleRequest(req, res, options, config(), limits).catch((err: unknown) => {
+        options.logger.warn({ err: (err as Error).message }, 'step 2 request failed');
+        if (!res.headersSent) reply(res, 'error');
+      });
+    },
+  );
+  server.maxHeadersCount = limits.maxHeadersCount;
+  server.maxConnections = limits.maxConnections;
+  server.setTimeout(limits.idleTimeoutMs);
+  capConnectionsPerIp(server, limits.connectionsPerIp, options.logger);
+  server.on('tlsClientError', (err: Error & { code?: string }, socket: Socket) => {
+    options.logger.debug({ ip: canonicalIp(socket.remoteAddress ?? ''), reason: err.code ?? err.message }, 'step 2 TLS handshake failed');
+  });
+  return server;
+}
+
+/** Too many open connections from one address are cut at accept, before TLS costs anything. */
+function capConnectionsPerIp(server: Server, cap: number, logger: Logger): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const ip = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
+    const count = (open.get(ip) ?? 0) + 1;
+    if (count > cap) {
+      logger.debug({ ip, open: count - 1 }, 'step 2 connection refused: too many from this address');
+      socket.destroy();
+      return;
+    }
+    open.set(ip, count);
+    socket.once('close', () => {
+      const left = (open.get(ip) ?? 1) - 1;
+      if (left <= 0) open.delete(ip);
+      else open.set(ip, left);
+    });
+  });
+}
+
+async function handleRequest(req: IncomingMessage, res: ServerResponse, options: Step2ServerOptions, config: Config, limits: Step2Limits): Promise<void> {
+  const ip = canonicalIp(req.socket.remoteAddress ?? '');
+  const finish = (outcome: Step2Outcome, reason: string, app?: string): void => {
+    options.metrics.step2Requests.inc({ outcome });
+    if (outcome !== 'granted') options.logger.debug({ ip, app, outcome, reason }, 'step 2 rejected');
+    reply(res, outcome);
+  };
+  if (ip === undefined) return void req.socket.destroy();
+  if (!options.limiter.allow(`step2|${ip}`)) return finish('rate-limited', 'over step1_2_rate_limit_per_minute');
+  if (req.method !== 'POST' || req.url !== config.global.httpsPostPath) return finish('not-found', `${req.method ?? '?'} on another path or method`);
+
+  const body = await readBody(req, limits.bodyBytes);
+  if (body === 'too-large') return finish('too-large', `body over ${limits.bodyBytes} bytes`);
+  if (body === 'aborted') return;
+  const form = parseStep2Body(body, req.headers['content-type']);
+  if (!form.ok) return finish('malformed', form.reason);
+
+  const decision = authorizeStep2(form.fields, options.sessions.step2Windows(ip), config, options.totp);
+  if (decision.outcome === 'forbidden') return finish('forbidden', decision.reason, form.fields.app);
+  if (decision.outcome === 'token-required') return finish('token-required', 'TOTP user sent no token', decision.app.name);
+  await options.grantService(ip, decision.app, decision.user);
+  finish('granted', 'ok', decision.app.name);
+}
+
+/** The body, up to `limit` bytes; a declared or actual larger body is refused unread. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large' | 'aborted'> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) return Promise.resolve('too-large');
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const settle = (result: Buffer | 'too-large' | 'aborted'): void => {
+      req.removeAllListeners('data');
+      resolve(result);
+    };
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) settle('too-large');
+      else chunks.push(chunk);
+    });
+    req.once('end', () => settle(Buffer.concat(chunks)));
+    req.once('error', () => settle('aborted'));
+    req.once('close', () => settle('aborted')); // no-op after 'end': a promise settles once
+  });
+}
+
+function reply(res: ServerResponse, outcome: Step2Outcome): void {
+  const [status, body] = RESPONSES[outcome];
+  res.writeHead(status, {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    Connection: 'close',
+  });
+  res.end(body);
+}

@@ -1,0 +1,225 @@
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { registerHealth } from '../../../src/cli/commands/health.js';
+import { registerRevoke } from '../../../src/cli/commands/revoke.js';
+import { registerSessions } from '../../../src/cli/commands/sessions.js';
+import { sendControlRequest } from '../../../src/control/client.js';
+import { ControlSocketError } from '../../../src/control/errors.js';
+import { createControlHandlers } from '../../../src/control/handlers.js';
+import type { HealthReport } from '../../../src/control/protocol.js';
+import { startControlServer, type ControlServer, type ControlHandlers } from '../../../src/control/server.js';
+import type { SessionRecord } from '../../../src/sessions/record.js';
+import { runCli } from '../client/cli-harness.js';
+import { capturedLogger } from '../sessions/log-capture.js';
+import { testConfig } from '../step2/fixtures.js';
+
+const run = promisify(execFile);
+const NOW = Date.parse('2025-01-01T00:00:00Z');
+
+/** A daemon-side view: an in-memory session list the revoke handler edits. */
+function fakeDaemon(health: HealthReport = { healthy: true, problems: [] }) {
+  let records: SessionRecord[] = [
+    { ip: '10.0.0.1', app: 'vpn', user: 'alice', step: 'service', expiresAt: NOW + 42_000 },
+    { ip: '2001:db8::7', app: 'ssh', user: 'alice', step: 'step2', expiresAt: NOW + 4_500 },
+    { ip: '10.0.0.9', app: null, user: null, step: 'step2', expiresAt: NOW + 3_000 },
+  ];
+  const revokes: string[] = [];
+  const handlers = createControlHandlers({
+    sessions: { list: () => records },
+    granter: {
+      revoke: async (ip, app) => {
+        revokes.push(`${ip} ${app?.name ?? '*'}`);
+        const before = records.length;
+        records = records.filter((r) => !(r.ip === ip && (app === undefined || r.app === app.name)));
+        return before - records.length;
+      },
+    },
+    config: () => testConfig('JBSWY3DPEHPK3PXP'),
+    health: () => health,
+    now: () => NOW,
+  });
+  return { handlers, revokes, records: () => records };
+}
+
+describe('control socket', () => {
+  let dir: string;
+  let socketPath: string;
+  const running: ControlServer[] = [];
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'knock-port-control-'));
+    socketPath = join(dir, 'run', 'knock-port', 'control.sock');
+  });
+  afterEach(async () => {
+    for (const server of running.splice(0)) await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function start(handlers: ControlHandlers): Promise<ControlServer> {
+    const server = await startControlServer(socketPath, handlers, capturedLogger().logger);
+    running.push(server);
+    return server;
+  }
+
+  /** Raw lines in, raw lines out: what any client (nc -U, socat) would see. */
+  function exchange(lines: string): Promise<string[]> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(socketPath);
+      let text = '';
+      const expected = lines.split('\n').filter((l) => l.trim().length > 0).length;
+      socket.on('data', (chunk) => {
+        text += chunk.toString();
+        if (text.split('\n').length - 1 >= expected) socket.end();
+      });
+      socket.on('close', () => resolve(text.split('\n').filter((l) => l.length > 0)));
+      socket.on('error', reject);
+      socket.write(lines);
+      setTimeout(() => socket.destroy(), 3000);
+    });
+  }
+
+  it('is root-only: socket 0600 in a 0700 directory', async () => {
+    await start(fakeDaemon().handlers);
+    expect((await stat(socketPath)).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, 'run', 'knock-port'))).mode & 0o777).toBe(0o700);
+  });
+
+  it('answers sessions, revoke and health, and errors on bad requests without dying', async () => {
+    const daemon = fakeDaemon();
+    await start(daemon.handlers);
+    const answers = await exchange(
+      [
+        'not json',
+        '{"cmd":"reboot"}',
+        '{"cmd":"revoke","ip":"10.0.0.300"}',
+        '{"cmd":"revoke","ip":"10.0.0.1","app":"nope"}',
+        '{"cmd":"health"}',
+        '{"cmd":"revoke","ip":"::ffff:10.0.0.1","app":"vpn"}',
+        '{"cmd":"sessions"}',
+      ].join('\n') + '\n',
+    );
+    const parsed = answers.map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(parsed[0]).toEqual({ ok: false, error: 'request is not JSON' });
+    expect(parsed[1]).toMatchObject({ ok: false, error: expect.stringMatching(/^bad request: cmd: .*commands: sessions, revoke, health/) });
+    expect(parsed[2]).toMatchObject({ ok: false, error: expect.stringContaining('ip: not an IP address') });
+    expect(parsed[3]).toEqual({ ok: false, error: "no app named 'nope' in test.yaml" });
+    expect(parsed[4]).toEqual({ ok: true, health: { healthy: true, problems: [] } });
+    expect(parsed[5]).toEqual({ ok: true, revoked: 1 });
+    expect(parsed[6]).toMatchObject({ ok: true, sessions: [{ ip: '2001:db8::7', secondsLeft: 5 }, { ip: '10.0.0.9', user: null }] });
+    expect(daemon.revokes).toEqual(['10.0.0.1 vpn']); // the mapped address reaches the daemon canonical
+  });
+
+  it('refuses an oversized request line', async () => {
+    await start(fakeDaemon().handlers);
+    const [answer] = await exchange('x'.repeat(10_000));
+    expect(JSON.parse(answer!)).toEqual({ ok: false, error: 'request longer than 4096 bytes' });
+  });
+
+  it('replaces a stale socket, but not a live daemon or a regular file', async () => {
+    await start(fakeDaemon().handlers);
+    await expect(startControlServer(socketPath, fakeDaemon().handlers, capturedLogger().logger)).rejects.toThrow(/another knock-port daemon is listening/);
+    // A daemon killed with -9 leaves its socket file behind; nothing answers on it.
+    await running.pop()!.close();
+    const listenAndDie = `require('net').createServer().listen(process.argv[1], () => process.kill(process.pid, 'SIGKILL'))`;
+    await run(process.execPath, ['-e', listenAndDie, socketPath]).catch(() => undefined);
+    expect((await stat(socketPath)).isSocket()).toBe(true);
+    await start(fakeDaemon().handlers);
+    expect(await sendControlRequest(socketPath, { cmd: 'health' })).toEqual({ ok: true, health: { healthy: true, problems: [] } });
+    await running.pop()!.close();
+    await writeFile(socketPath, 'not a socket');
+    await expect(startControlServer(socketPath, fakeDaemon().handlers, capturedLogger().logger)).rejects.toThrow(ControlSocketError);
+  });
+});
+
+describe('knock-port sessions / revoke / health', () => {
+  let dir: string;
+  let socketPath: string;
+  let server: ControlServer | undefined;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'knock-port-cli-'));
+    socketPath = join(dir, 'control.sock');
+  });
+  afterEach(async () => {
+    await server?.close();
+    server = undefined;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('lists live grants as a table and as JSON', async () => {
+    server = await startControlServer(socketPath, fakeDaemon().handlers, capturedLogger().logger);
+    const table = await runCli(registerSessions, ['sessions', '--socket', socketPath]);
+    expect(table.exitCode).toBe(0);
+    expect(table.stdout).toBe(
+      [
+        'IP           APP  USER            STEP     SECONDS LEFT',
+        '10.0.0.1     vpn  alice           service  42',
+        '2001:db8::7  ssh  alice           step2    5',
+        '10.0.0.9     -    (unattributed)  step2    3',
+        '',
+      ].join('\n'),
+    );
+    const json = await runCli(registerSessions, ['sessions', '--json', '--socket', socketPath]);
+    expect(JSON.parse(json.stdout)).toHaveLength(3);
+  });
+
+  it('revokes an IP (optionally one app) and reports daemon errors', async () => {
+    const daemon = fakeDaemon();
+    server = await startControlServer(socketPath, daemon.handlers, capturedLogger().logger);
+    const one = await runCli(registerRevoke, ['revoke', '10.0.0.1', '--app', 'vpn', '--socket', socketPath]);
+    expect([one.exitCode, one.stdout]).toEqual([0, 'revoked 10.0.0.1 (app vpn): 1 grant(s) closed\n']);
+    const unknown = await runCli(registerRevoke, ['revoke', '10.0.0.1', '--app', 'nope', '--socket', socketPath]);
+    expect([unknown.exitCode, unknown.stderr]).toEqual([1, "knock-port: no app named 'nope' in test.yaml\n"]);
+    const bad = await runCli(registerRevoke, ['revoke', 'gateway', '--socket', socketPath]);
+    expect(bad.exitCode).not.toBe(0);
+    expect(daemon.revokes).toEqual(['10.0.0.1 vpn']);
+  });
+
+  it('health: exit 0 healthy, 1 unhealthy or unreachable, with a message', async () => {
+    server = await startControlServer(socketPath, fakeDaemon().handlers, capturedLogger().logger);
+    expect(await runCli(registerHealth, ['health', '--socket', socketPath])).toMatchObject({ exitCode: 0, stdout: 'healthy\n' });
+    await server.close();
+    server = await startControlServer(socketPath, fakeDaemon({ healthy: false, problems: ['capture stopped'] }).handlers, capturedLogger().logger);
+    expect(await runCli(registerHealth, ['health', '--socket', socketPath])).toMatchObject({ exitCode: 1, stderr: 'unhealthy: capture stopped\n' });
+    await server.close();
+    server = undefined;
+    const gone = await runCli(registerHealth, ['health', '--socket', socketPath]);
+    expect(gone.exitCode).toBe(1);
+    expect(gone.stderr).toMatch(/no control socket at .*is knock-port running/);
+  });
+
+  it('takes the socket path from -c when --socket is not given', async () => {
+    server = await startControlServer(socketPath, fakeDaemon().handlers, capturedLogger().logger);
+    const configFile = join(dir, 'config.yaml');
+    await writeFile(
+      configFile,
+      [
+        'global:',
+        '  http_post_path: /Kp7x-Q2m.9a',
+        '  https_post_path: /zR4_tW8~vN1',
+        '  step1_2_rate_limit_per_minute: 120',
+        '  interface_ext: eth0',
+        '  interface_int: eth1',
+        `  control_socket: ${socketPath}`,
+        'vpn:',
+        '  port: 1194',
+        '  access_key_http: [9f2c4e71b0a85d36]',
+        '  access_key_https: [4b7e19d2f06ca385]',
+        '  destination: local',
+        '  protocol: udp',
+        '  duration: 60',
+        '  step2_https_duration: 5',
+        '',
+      ].join('\n'),
+    );
+    expect(await runCli(registerHealth, ['health', '-c', configFile])).toMatchObject({ exitCode: 0, stdout: 'healthy\n' });
+    await writeFile(configFile, 'not: [valid');
+    const invalid = await runCli(registerHealth, ['health', '-c', configFile]);
+    expect(invalid.exitCode).toBe(1);
+    expect(invalid.stderr).toContain(configFile);
+  });
+});

@@ -1,0 +1,73 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { digestKey } from '../../../src/auth/keys.js';
+import type { AppConfig, Config, User } from '../../../src/config/types.js';
+import { fixtureConfig } from '../step1/fixture-config.js';
+
+const run = promisify(execFile);
+
+export const STEP2_PATH = '/step-2-s3cret';
+
+/** A throwaway self-signed P-256 certificate for 127.0.0.1 and ::1. */
+export async function throwawayCertificate(): Promise<{ cert: Buffer; key: Buffer }> {
+  const dir = await mkdtemp(join(tmpdir(), 'knock-port-cert-'));
+  try {
+    await run('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+      '-subj', '/CN=knock-port-test', '-addext', 'subjectAltName=IP:127.0.0.1,IP:::1',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+    ]);
+    return { cert: await readFile(join(dir, 'cert.pem')), key: await readFile(join(dir, 'key.pem')) };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export function user(name: string, index: number, httpsKey: string, totpSecret?: string): User {
+  const result: User = { name, index, httpKey: digestKey(`${name}-http-key`), httpsKey: digestKey(httpsKey) };
+  if (totpSecret !== undefined) result.totpSecret = totpSecret;
+  return result;
+}
+
+/** Two apps: vpn (alice, bob; bob has TOTP) and ssh (alice), on the step-1 tests' global settings. */
+export function testConfig(totpSecret: string): Config {
+  const base = fixtureConfig({ httpsPostPath: STEP2_PATH, rateLimitPerMinute: 100 });
+  const template = base.apps[0]!;
+  const app = (name: string, port: number, users: User[]): AppConfig => ({ ...template, name, port, duration: 60, step2HttpsDuration: 10, users });
+  return {
+    ...base,
+    source: 'test.yaml',
+    apps: [
+      app('vpn', 1194, [user('alice', 0, 'alice-vpn-https-key'), user('bob', 1, 'bob-vpn-https-key', totpSecret)]),
+      app('ssh', 22, [user('alice', 0, 'alice-ssh-https-key')]),
+    ],
+  };
+}
+
+export async function listen(server: Server, host = '127.0.0.1'): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+export interface CurlResult {
+  status: number;
+  body: string;
+  headers: string;
+  seconds: number;
+}
+
+/** What a user sees: real curl, `-sk`, optional extra args; never throws on HTTP errors. */
+export async function curl(url: string, args: string[] = [], timeoutSeconds = 5): Promise<CurlResult> {
+  const marker = '\n--knock-port-status--';
+  const started = performance.now();
+  const { stdout } = await run('curl', ['-sk', '-D', '-', '-m', String(timeoutSeconds), '-w', `${marker}%{http_code}`, ...args, url]);
+  const seconds = (performance.now() - started) / 1000;
+  const [rest = '', status = '0'] = stdout.split(marker);
+  const split = rest.indexOf('\r\n\r\n');
+  return { status: Number(status), headers: rest.slice(0, split), body: rest.slice(split + 4), seconds };
+}
