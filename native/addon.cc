@@ -1,7 +1,18 @@
+// knock-port's native addon: thin packet I/O only (NFQUEUE, NFLOG, raw sockets,
+// libnftables). Every decision about the packets is made in TypeScript.
 #include <napi.h>
 
+#include "nfqueue.h"
+#include "nflog.h"
+#include "nft_context.h"
+#include "raw_sender.h"
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
+  exports.Set("NfQueue", kp::NfQueue::Define(env));
+  exports.Set("NfLog", kp::NfLog::Define(env));
+  exports.Set("RawSender", kp::RawSender::Define(env));
+  exports.Set("NftContext", kp::NftContext::Define(env));
   return exports;
 }
 

@@ -48,4 +48,9 @@ export interface FirewallBackend {
   list(): Promise<Grant[]>;
   /** Removes everything install() made, and nothing else. */
   uninstall(): Promise<void>;
+  /**
+   * Self-heal: re-installs the base ruleset if something removed it (a VyOS commit, a
+   * flush); true when it did, so the caller re-applies live grants. Call every few seconds.
+   */
+  ensureInstalled?(capture?: CaptureKind): Promise<boolean>;
 }

@@ -154,6 +154,12 @@ export class Histogram<L extends string = never> implements Metric {
 
 export class Registry {
   private readonly metrics = new Map<string, Metric>();
+  private readonly collectors: Array<() => void> = [];
+
+  /** Runs `collect` before every render, to copy counts kept elsewhere (off the hot path). */
+  beforeRender(collect: () => void): void {
+    this.collectors.push(collect);
+  }
 
   counter<L extends string = never>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
     return this.register(new Counter<L>(name, help, labelNames), labelNames);
@@ -169,6 +175,7 @@ export class Registry {
 
   /** The whole registry in Prometheus text format. */
   render(): string {
+    for (const collect of this.collectors) collect();
     return [...this.metrics.values()].map((m) => m.render()).join('');
   }
 

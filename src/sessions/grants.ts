@@ -21,6 +21,11 @@ export interface GranterOptions {
 export class Granter {
   constructor(private readonly options: GranterOptions) {}
 
+  /** After a config reload: grants go to the re-created backend. */
+  useFirewall(firewall: GrantingFirewall): void {
+    this.options.firewall = firewall;
+  }
+
   /** After a valid step 1: the HTTPS port for `ip`, for `app.step2HttpsDuration` seconds. */
   async openStep2Window(ip: string, app: AppConfig, user: User, knockAt = performance.now()): Promise<void> {
     await this.options.firewall.grantStep2(ip, app.step2HttpsDuration);

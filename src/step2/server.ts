@@ -45,7 +45,7 @@ export interface Step2ServerOptions {
   sessions: Pick<SessionStore, 'step2Windows'>;
   /** Opens the service for the IP (firewall + session record + log); `Granter.openService`. */
   grantService(ip: string, app: AppConfig, user: User): Promise<void>;
-  limiter: PerMinuteLimiter;
+  limiter: Pick<PerMinuteLimiter, 'allow'>;
   totp: TotpVerifier;
   logger: Logger;
   metrics: Pick<DaemonMetrics, 'step2Requests'>;

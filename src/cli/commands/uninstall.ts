@@ -1,9 +1,14 @@
 import type { Command } from 'commander';
-import { NotAvailableYetError } from '../not-yet.js';
-import { addConfigOptions } from '../options.js';
+import { createFirewall } from '../../firewall/index.js';
+import { addConfigOptions, loadConfigFromOptions } from '../options.js';
+import { addIptablesVariantOption, type FirewallCommandOptions } from './rules.js';
 
 export function registerUninstall(program: Command): void {
-  addConfigOptions(program.command('uninstall').description('remove every firewall rule and set knock-port installed')).action(() => {
-    throw new NotAvailableYetError('uninstall');
+  addIptablesVariantOption(
+    addConfigOptions(program.command('uninstall').description('remove every firewall rule and set knock-port installed')),
+  ).action(async (opts: FirewallCommandOptions) => {
+    const firewall = createFirewall(loadConfigFromOptions(opts), { iptablesVariant: opts.iptablesVariant });
+    await firewall.uninstall();
+    process.stdout.write(`removed knock-port's ${firewall.type} rules and sets; its protected ports are no longer filtered by knock-port\n`);
   });
 }

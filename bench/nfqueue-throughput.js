@@ -1,0 +1,180 @@
+#!/usr/bin/env node
+// Packets per second through NFQUEUE into JS and back as a verdict (no parsing), against
+// the same flood dropped by the kernel alone, in one run. Root; uses two network
+// namespaces it creates and removes; each phase is bounded (BENCH_SECONDS, default 4, max 10).
+// Prints one JSON line. Needs dist/ (`npx tsc -p tsconfig.json`) and the native addon.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const SELF = fileURLToPath(import.meta.url);
+const SECONDS = Math.min(10, Math.max(1, Number(process.env.BENCH_SECONDS ?? 4)));
+const QUEUE = 0;
+const PORT = 9;
+const SERVER = '10.232.0.1';
+const CLIENT = '10.232.0.2';
+
+/** Inside the server namespace: drop every queued packet, one verdict call per batch or per packet. */
+async function worker(mode) {
+  const { NfqueueSocket, Verdict } = await import('../dist/capture/nfqueue.js');
+  const queue = NfqueueSocket.open({ queue: QUEUE, maxLen: 16384, copyRange: 128, maxBatch: 1024 }, (batch, q) => {
+    if (mode === 'batch') return q.verdictBatch(batch, Verdict.Drop);
+    const ids = batch.ids();
+    const verdicts = new Uint8Array(ids.length); // all drop, sent as one message per packet
+    verdicts[0] = Verdict.Drop;
+    for (let i = 0; i < ids.length; i++) q.verdict(ids.subarray(i, i + 1), verdicts.subarray(i, i + 1));
+  });
+  process.stdout.write('ready\n');
+  process.stdin.resume();
+  process.stdin.on('end', () => {
+    process.stdout.write(`${JSON.stringify({ stats: queue.stats(), kernel: queue.kernelCounters() })}\n`);
+    queue.close();
+    process.exit(0);
+  });
+}
+
+function sh(cmd, args, input) {
+  return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+const inNs = (ns, cmd, args, input) => sh('ip', ['netns', 'exec', ns, cmd, ...args], input);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function has(tool) {
+  try {
+    sh('sh', ['-c', `command -v ${tool}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Floods UDP to SERVER:PORT from the client namespace for SECONDS; returns packets sent. */
+function flood(client, cfg) {
+  if (cfg) {
+    // `timeout` ends trafgen with SIGINT, so a non-zero status is the normal end.
+    const { stdout: out } = spawnSync('ip', ['netns', 'exec', client, 'timeout', '-s', 'INT', String(SECONDS), 'trafgen', '-o', 'cli0', '-i', cfg, '-P', '1'], {
+      encoding: 'utf8',
+    });
+    return Number(/(\d+) packets outgoing/.exec(out)?.[1] ?? NaN);
+  }
+  try {
+    sh('ip', ['netns', 'exec', client, 'timeout', String(SECONDS), 'hping3', '--flood', '-2', '-p', String(PORT), '-d', '16', SERVER]);
+  } catch {
+    /* timeout ends it with a non-zero status */
+  }
+  return NaN;
+}
+
+function floodConfig(server, client) {
+  if (!has('trafgen')) return undefined;
+  const mac = (ns, dev) => /link\/ether (\S+)/.exec(sh('ip', ['-n', ns, 'link', 'show', dev]))[1];
+  const cfg = `/tmp/kp-bench-${process.pid}.cfg`;
+  sh('sh', ['-c', `cat > ${cfg}`], `{
+  eth(da=${mac(server, 'srv0')}, sa=${mac(client, 'cli0')}),
+  ipv4(saddr=${CLIENT}, daddr=${SERVER}, ttl=64),
+  udp(sport=dinc(1024, 60000), dport=${PORT}),
+  fill(0x41, 16)
+}\n`);
+  return cfg;
+}
+
+async function kernelPhase(server, client, cfg) {
+  inNs(server, 'nft', ['-f', '-'], `table inet kpbench {
+  chain input { type filter hook input priority 0; udp dport ${PORT} counter drop; }
+}
+`);
+  const started = process.hrtime.bigint();
+  const sent = flood(client, cfg);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const json = JSON.parse(inNs(server, 'nft', ['-j', 'list', 'table', 'inet', 'kpbench']));
+  const rule = json.nftables.find((o) => o.rule)?.rule;
+  const dropped = rule.expr.find((e) => e.counter).counter.packets;
+  inNs(server, 'nft', ['delete', 'table', 'inet', 'kpbench']);
+  return { sent, handled: dropped, seconds, pps: Math.round(dropped / seconds) };
+}
+
+async function queuePhase(server, client, cfg, mode) {
+  inNs(server, 'iptables', ['-A', 'INPUT', '-p', 'udp', '--dport', String(PORT), '-j', 'NFQUEUE', '--queue-num', String(QUEUE)]);
+  const child = spawn('ip', ['netns', 'exec', server, process.execPath, SELF, '--worker', mode], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  try {
+    if ((await lines.next()).value !== 'ready') throw new Error('NFQUEUE worker did not start');
+    const started = process.hrtime.bigint();
+    const sent = flood(client, cfg);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    await sleep(200); // let the worker finish the last batch
+    child.stdin.end();
+    const report = JSON.parse((await lines.next()).value);
+    const verdicts = report.stats.verdicts;
+    return {
+      sent,
+      handled: verdicts,
+      seconds,
+      pps: Math.round(verdicts / seconds),
+      batches: report.stats.batches,
+      verdictMessages: report.stats.verdictMessages,
+      enobufs: report.stats.enobufs,
+      queueDropped: report.kernel?.queueDropped ?? 0,
+      userDropped: report.kernel?.userDropped ?? 0,
+    };
+  } finally {
+    child.kill('SIGKILL');
+    inNs(server, 'iptables', ['-F', 'INPUT']);
+  }
+}
+
+async function main() {
+  if (process.getuid?.() !== 0) {
+    process.stdout.write(`${JSON.stringify({ bench: 'nfqueue-throughput', skipped: 'needs root (network namespaces, NFQUEUE)' })}\n`);
+    return;
+  }
+  const tag = `${process.pid.toString(36)}-${randomBytes(2).toString('hex')}`;
+  const server = `kpbench-s-${tag}`;
+  const client = `kpbench-c-${tag}`;
+  let cfg;
+  try {
+    for (const ns of [server, client]) {
+      sh('ip', ['netns', 'add', ns]);
+      sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    sh('ip', ['link', 'add', 'srv0', 'netns', server, 'type', 'veth', 'peer', 'name', 'cli0', 'netns', client]);
+    sh('ip', ['-n', server, 'addr', 'add', `${SERVER}/24`, 'dev', 'srv0']);
+    sh('ip', ['-n', client, 'addr', 'add', `${CLIENT}/24`, 'dev', 'cli0']);
+    sh('ip', ['-n', server, 'link', 'set', 'srv0', 'up']);
+    sh('ip', ['-n', client, 'link', 'set', 'cli0', 'up']);
+    // Static neighbour entry: the flood must not wait on ARP.
+    const serverMac = /link\/ether (\S+)/.exec(sh('ip', ['-n', server, 'link', 'show', 'srv0']))[1];
+    sh('ip', ['-n', client, 'neigh', 'replace', SERVER, 'lladdr', serverMac, 'dev', 'cli0']);
+    cfg = floodConfig(server, client);
+
+    const kernel = await kernelPhase(server, client, cfg);
+    const batch = await queuePhase(server, client, cfg, 'batch');
+    const perPacket = await queuePhase(server, client, cfg, 'per-packet');
+    process.stdout.write(
+      `${JSON.stringify({
+        bench: 'nfqueue-throughput',
+        generator: cfg ? 'trafgen' : 'hping3',
+        phaseSeconds: SECONDS,
+        kernelDropPps: kernel.pps,
+        nfqueueBatchVerdictPps: batch.pps,
+        nfqueuePerPacketVerdictPps: perPacket.pps,
+        ratioBatch: Number((batch.pps / kernel.pps).toFixed(3)),
+        ratioPerPacket: Number((perPacket.pps / kernel.pps).toFixed(3)),
+        phases: { kernel, batch, perPacket },
+      })}\n`,
+    );
+  } finally {
+    for (const ns of [server, client]) {
+      try {
+        sh('ip', ['netns', 'del', ns]);
+      } catch {
+        /* already gone */
+      }
+    }
+    if (cfg) sh('rm', ['-f', cfg]);
+  }
+}
+
+if (process.argv[2] === '--worker') await worker(process.argv[3]);
+else await main();

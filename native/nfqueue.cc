@@ -1,0 +1,317 @@
+// NFQUEUE through the libmnl-based libnetfilter_queue API: bind one queue, receive
+// packets in batches on the libuv loop, hand each batch to JS in one call, and send
+// verdicts batched where the kernel allows.
+#include "nfqueue.h"
+
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <libnetfilter_queue/libnetfilter_queue.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace kp {
+namespace {
+
+constexpr uint32_t kDefaultCopyRange = 0xffff;
+constexpr uint32_t kDefaultMaxLen = 1024;
+constexpr uint32_t kDefaultReceiveBuffer = 8 << 20;
+constexpr uint32_t kDefaultMaxBatch = 256;
+constexpr unsigned kRecvSlots = 32;
+// Room for the netlink/nfnetlink headers and attributes around a copied payload.
+constexpr size_t kMessageOverhead = 4096;
+constexpr size_t kVerdictChunk = 64 * 1024;
+
+bool After(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) > 0; }
+
+}  // namespace
+
+Napi::Function NfQueue::Define(Napi::Env env) {
+  return DefineClass(env, "NfQueue",
+                     {InstanceMethod("verdict", &NfQueue::Verdict), InstanceMethod("flush", &NfQueue::Flush),
+                      InstanceMethod("stats", &NfQueue::Stats), InstanceMethod("close", &NfQueue::Close)});
+}
+
+// new NfQueue(queueNumber, { copyRange, maxLen, receiveBuffer, maxBatch }, onBatch)
+NfQueue::NfQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NfQueue>(info), env_(info.Env()) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsObject() || !info[2].IsFunction()) {
+    Napi::TypeError::New(env, "NfQueue(queueNumber, options, onBatch)").ThrowAsJavaScriptException();
+    return;
+  }
+  queueNumber_ = info[0].As<Napi::Number>().Uint32Value();
+  Napi::Object options = info[1].As<Napi::Object>();
+  copyRange_ = OptionUint(options, "copyRange", kDefaultCopyRange);
+  maxLen_ = OptionUint(options, "maxLen", kDefaultMaxLen);
+  maxBatch_ = std::max<uint32_t>(1, OptionUint(options, "maxBatch", kDefaultMaxBatch));
+  const uint32_t receiveBuffer = OptionUint(options, "receiveBuffer", kDefaultReceiveBuffer);
+  callback_ = Napi::Persistent(info[2].As<Napi::Function>());
+
+  if (!HasNetAdmin()) {
+    ThrowErrno(env, EPERM, "bind", "cannot bind NFQUEUE " + std::to_string(queueNumber_) +
+                                       ": need CAP_NET_ADMIN (run as root)");
+    return;
+  }
+  nl_ = mnl_socket_open(NETLINK_NETFILTER);
+  if (!nl_ || mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) {
+    const int err = errno;
+    CloseSocket();
+    ThrowErrno(env, err, "socket", std::string("cannot open a netfilter netlink socket: ") + strerror(err));
+    return;
+  }
+  portid_ = mnl_socket_get_portid(nl_);
+  // ENOBUFS stays reported (NETLINK_NO_ENOBUFS off): each overrun is counted, then reading goes on.
+  SetReceiveBuffer(mnl_socket_get_fd(nl_), static_cast<int>(receiveBuffer));
+
+  slotSize_ = std::max<size_t>(copyRange_, 1500) + kMessageOverhead;
+  recvBuffer_.resize(slotSize_ * kRecvSlots);
+  iovecs_.resize(kRecvSlots);
+  messages_.resize(kRecvSlots);
+
+  const int err = Configure();
+  if (err != 0) {
+    CloseSocket();
+    ThrowErrno(env, err, "bind", BindErrorMessage("NFQUEUE", queueNumber_, err));
+    return;
+  }
+  poller_ = std::make_unique<FdPoller>(env, mnl_socket_get_fd(nl_), [this] { OnReadable(); });
+  std::string pollError;
+  if (!poller_->Start(&pollError)) {
+    poller_.reset();
+    CloseSocket();
+    Napi::Error::New(env, "cannot watch the NFQUEUE socket: " + pollError).ThrowAsJavaScriptException();
+    return;
+  }
+  Ref();  // stays alive while the socket is open, even with no JS reference left
+  open_ = true;
+}
+
+NfQueue::~NfQueue() {
+  if (poller_) poller_->Stop(nullptr);
+  CloseSocket();
+}
+
+// Binds the queue and sets copy mode, copy range, queue length and flags in one message.
+int NfQueue::Configure() {
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), NFQNL_MSG_CONFIG, queueNumber_);
+  nlh->nlmsg_flags |= NLM_F_ACK;
+  const uint32_t seq = static_cast<uint32_t>(time(nullptr));
+  nlh->nlmsg_seq = seq;
+  nfq_nlmsg_cfg_put_cmd(nlh, AF_UNSPEC, NFQNL_CFG_CMD_BIND);
+  nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, static_cast<int>(copyRange_));
+  nfq_nlmsg_cfg_put_qmaxlen(nlh, maxLen_);
+  // Deliberately no fail-open (a full queue drops) and no GSO (one segment per packet).
+  mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO));
+  mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(0));
+  if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0) return errno;
+
+  // Packets may already arrive before the ack; they are kept for Flush().
+  for (;;) {
+    const ssize_t n = mnl_socket_recvfrom(nl_, recvBuffer_.data(), slotSize_);
+    if (n < 0) {
+      if (counters_.RetryAfter(errno)) continue;
+      return errno;
+    }
+    const int rc = mnl_cb_run(recvBuffer_.data(), n, seq, portid_, &NfQueue::OnMessage, this);
+    if (rc == MNL_CB_ERROR) return errno;
+    if (rc == MNL_CB_STOP) return 0;
+  }
+}
+
+int NfQueue::OnMessage(const nlmsghdr* nlh, void* data) {
+  auto* self = static_cast<NfQueue*>(data);
+  nlattr* attr[NFQA_MAX + 1] = {};
+  if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR]) return MNL_CB_OK;
+
+  auto* header = static_cast<nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
+  PacketMeta meta;
+  meta.id = ntohl(header->packet_id);
+  meta.hwProtocol = ntohs(header->hw_protocol);
+  const uint8_t* payload = nullptr;
+  uint32_t length = 0;
+  if (attr[NFQA_PAYLOAD]) {
+    payload = static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
+    length = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
+  }
+  meta.wireLength = attr[NFQA_CAP_LEN] ? ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN])) : length;
+  if (attr[NFQA_IFINDEX_INDEV]) meta.inIfindex = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
+  if (attr[NFQA_IFINDEX_OUTDEV]) meta.outIfindex = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_OUTDEV]));
+  if (attr[NFQA_MARK]) meta.mark = ntohl(mnl_attr_get_u32(attr[NFQA_MARK]));
+  if (attr[NFQA_TIMESTAMP]) {
+    auto* ts = static_cast<nfqnl_msg_packet_timestamp*>(mnl_attr_get_payload(attr[NFQA_TIMESTAMP]));
+    meta.tsSec = static_cast<uint32_t>(be64toh(ts->sec));
+    meta.tsUsec = static_cast<uint32_t>(be64toh(ts->usec));
+  }
+  self->batch_.Add(meta, payload, length);
+  ++self->counters_.received;
+  return MNL_CB_OK;
+}
+
+// Drains the socket (recvmmsg until EAGAIN or a full batch), then calls JS once.
+void NfQueue::OnReadable() {
+  const int fd = mnl_socket_get_fd(nl_);
+  while (open_ && batch_.Count() < maxBatch_) {
+    for (unsigned i = 0; i < kRecvSlots; ++i) {
+      iovecs_[i] = {recvBuffer_.data() + i * slotSize_, slotSize_};
+      messages_[i] = {};
+      messages_[i].msg_hdr.msg_iov = &iovecs_[i];
+      messages_[i].msg_hdr.msg_iovlen = 1;
+    }
+    const int n = recvmmsg(fd, messages_.data(), kRecvSlots, MSG_DONTWAIT, nullptr);
+    if (n < 0) {
+      if (counters_.RetryAfter(errno)) continue;
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      if (messages_[i].msg_hdr.msg_flags & MSG_TRUNC) ++counters_.truncated;
+      const int rc = mnl_cb_run(recvBuffer_.data() + i * slotSize_, messages_[i].msg_len, 0, portid_,
+                                &NfQueue::OnMessage, this);
+      // Verdicts are sent without ACK, so an error message here is a rejected verdict.
+      if (rc == MNL_CB_ERROR) {
+        ++kernelErrors_;
+        lastKernelErrno_ = errno;
+      }
+    }
+    if (n < static_cast<int>(kRecvSlots)) break;  // socket drained
+  }
+  Deliver();
+}
+
+void NfQueue::Deliver() {
+  if (batch_.Count() == 0) return;
+  ++counters_.batches;
+  outstanding_ += batch_.Count();
+  batch_.Deliver(env_, callback_);
+}
+
+// verdict(ids: Uint32Array, verdicts: Uint8Array | number, count?: number)
+Napi::Value NfQueue::Verdict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!open_) {
+    Napi::Error::New(env, "NFQUEUE " + std::to_string(queueNumber_) + " is closed").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (info.Length() < 2 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    Napi::TypeError::New(env, "verdict(ids: Uint32Array, verdicts: Uint8Array | number, count?)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint32Array ids = info[0].As<Napi::Uint32Array>();
+  size_t count = ids.ElementLength();
+  if (info.Length() > 2 && info[2].IsNumber()) count = std::min<size_t>(count, info[2].As<Napi::Number>().Uint32Value());
+
+  const bool single = info[1].IsNumber();
+  Napi::Uint8Array perPacket;
+  if (!single) {
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        info[1].As<Napi::Uint8Array>().ElementLength() < count) {
+      Napi::TypeError::New(env, "verdicts must be a number or a Uint8Array as long as ids").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    perPacket = info[1].As<Napi::Uint8Array>();
+  }
+  auto verdictAt = [&](size_t i) -> uint32_t {
+    return single ? info[1].As<Napi::Number>().Uint32Value() : perPacket[i];
+  };
+  bool allSame = true;
+  for (size_t i = 0; i < count; ++i) {
+    const uint32_t v = verdictAt(i);
+    if (v != NF_DROP && v != NF_ACCEPT) {
+      Napi::RangeError::New(env, "verdict must be 0 (drop) or 1 (accept)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (i > 0 && v != verdictAt(0)) allSame = false;
+  }
+  if (count == 0) return env.Undefined();
+
+  // A batch verdict covers every queued id up to the highest one, so it is only
+  // correct when these ids are all the packets JS still holds.
+  int err = 0;
+  if (allSame && count >= outstanding_) {
+    uint32_t highest = ids[0];
+    for (size_t i = 1; i < count; ++i) {
+      if (After(ids[i], highest)) highest = ids[i];
+    }
+    err = SendBatchVerdict(highest, verdictAt(0));
+  } else {
+    err = SendVerdicts(ids, count, verdictAt);
+  }
+  outstanding_ = count >= outstanding_ ? 0 : outstanding_ - count;
+  verdicts_ += count;
+  if (err != 0) ThrowErrno(env, err, "sendto", std::string("cannot send NFQUEUE verdicts: ") + strerror(err));
+  return env.Undefined();
+}
+
+int NfQueue::SendBatchVerdict(uint32_t highestId, uint32_t verdict) {
+  char buf[256];
+  nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_VERDICT_BATCH, queueNumber_);
+  nfq_nlmsg_verdict_put(nlh, static_cast<int>(highestId), static_cast<int>(verdict));
+  ++verdictMessages_;
+  ++batchVerdicts_;
+  return mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0 ? errno : 0;
+}
+
+// One verdict message per packet, packed into as few sendto calls as fit.
+template <typename VerdictAt>
+int NfQueue::SendVerdicts(const Napi::Uint32Array& ids, size_t count, VerdictAt verdictAt) {
+  verdictBuffer_.resize(kVerdictChunk);
+  size_t used = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (used + 256 > verdictBuffer_.size()) {
+      if (mnl_socket_sendto(nl_, verdictBuffer_.data(), used) < 0) return errno;
+      used = 0;
+    }
+    nlmsghdr* nlh = nfq_nlmsg_put(verdictBuffer_.data() + used, NFQNL_MSG_VERDICT, queueNumber_);
+    nfq_nlmsg_verdict_put(nlh, static_cast<int>(ids[i]), static_cast<int>(verdictAt(i)));
+    used += NLMSG_ALIGN(nlh->nlmsg_len);
+    ++verdictMessages_;
+  }
+  if (used > 0 && mnl_socket_sendto(nl_, verdictBuffer_.data(), used) < 0) return errno;
+  return 0;
+}
+
+// Delivers packets that arrived while the queue was being bound.
+Napi::Value NfQueue::Flush(const Napi::CallbackInfo& info) {
+  if (open_) Deliver();
+  return info.Env().Undefined();
+}
+
+Napi::Value NfQueue::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object stats = counters_.ToObject(env);
+  SetCount(env, stats, "verdicts", verdicts_);
+  SetCount(env, stats, "verdictMessages", verdictMessages_);
+  SetCount(env, stats, "batchVerdicts", batchVerdicts_);
+  SetCount(env, stats, "kernelErrors", kernelErrors_);
+  SetCount(env, stats, "lastKernelErrno", static_cast<uint64_t>(lastKernelErrno_));
+  SetCount(env, stats, "outstanding", outstanding_);
+  SetCount(env, stats, "portId", portid_);
+  return stats;
+}
+
+// Closing the socket unbinds the queue; the kernel drops packets still waiting for a verdict.
+Napi::Value NfQueue::Close(const Napi::CallbackInfo& info) {
+  if (open_) {
+    open_ = false;
+    poller_->Stop(nullptr);
+    poller_.reset();
+    CloseSocket();
+    batch_.Clear();
+    Unref();
+  }
+  return info.Env().Undefined();
+}
+
+void NfQueue::CloseSocket() {
+  if (nl_) mnl_socket_close(nl_);
+  nl_ = nullptr;
+}
+
+}  // namespace kp

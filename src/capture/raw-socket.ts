@@ -1,0 +1,35 @@
+/**
+ * Raw IPv4/IPv6 sender for packets built in TypeScript (SYN-ACKs, RSTs). Every packet
+ * carries a firewall mark, so the output chain can tell the daemon's own packets apart.
+ */
+import { callNative, loadNativeAddon, type NativeRawSender } from './native.js';
+
+export interface RawSenderOptions {
+  /** SO_MARK for every packet sent (0: none). */
+  mark: number;
+  /** Open the IPv4 socket (default true). */
+  ipv4?: boolean;
+  /** Open the IPv6 socket (default true). */
+  ipv6?: boolean;
+}
+
+export class RawPacketSender {
+  private constructor(private readonly handle: NativeRawSender) {}
+
+  static open(options: RawSenderOptions): RawPacketSender {
+    const addon = loadNativeAddon();
+    return new RawPacketSender(callNative(() => new addon.RawSender(options)));
+  }
+
+  /**
+   * Sends one whole IP packet (header included); version and destination are read from
+   * it. Returns false when the socket buffer is full and the packet was not sent.
+   */
+  send(packet: Uint8Array): boolean {
+    return callNative(() => this.handle.send(packet));
+  }
+
+  close(): void {
+    this.handle.close();
+  }
+}

@@ -1,0 +1,47 @@
+/** Builds the configured firewall backend; every rule knock-port needs comes from here. */
+import type { CaptureMode, Config, FirewallType } from '../config/types.js';
+import { ExecCommandRunner, netnsPrefix, type CommandRunner } from './command.js';
+import { IptablesFirewall, type IptablesVariant } from './iptables.js';
+import { CliNftRunner, type NftRunner } from './nft-runner.js';
+import { NftablesFirewall } from './nftables.js';
+import { planFirewall } from './plan.js';
+import type { CaptureKind, FirewallBackend, FirewallCapabilities } from './types.js';
+import { VyosFirewall } from './vyos.js';
+
+export interface FirewallOptions {
+  /** Overrides `global.firewall_type`. */
+  type?: FirewallType;
+  /** Run every firewall command inside this network namespace (`ip netns exec`). */
+  netns?: string;
+  /** nft runner (e.g. libnftables in-process); default: the `nft` command. */
+  nft?: NftRunner;
+  /** iptables/ipset runner; default: the commands, in `netns` when given. */
+  commands?: CommandRunner;
+  /** iptables binaries: system default, iptables-nft or iptables-legacy. */
+  iptablesVariant?: IptablesVariant;
+}
+
+export function createFirewall(config: Config, options: FirewallOptions = {}): FirewallBackend {
+  const plan = planFirewall(config);
+  const type = options.type ?? config.global.firewallType;
+  const prefix = netnsPrefix(options.netns);
+  const nft = (): NftRunner => options.nft ?? new CliNftRunner('nft', prefix);
+  switch (type) {
+    case 'nftables':
+      return new NftablesFirewall(plan, config.global.tableName, nft(), config.apps);
+    case 'vyos':
+      return new VyosFirewall(plan, nft(), config.apps);
+    case 'iptables':
+      return new IptablesFirewall(plan, config.global.tableName, options.commands ?? new ExecCommandRunner(prefix), config.apps, options.iptablesVariant);
+  }
+}
+
+/** Resolves `capture: auto` (nfqueue where the backend can install it, else nflog), with the reason. */
+export function chooseCapture(mode: CaptureMode, caps: FirewallCapabilities): { capture: CaptureKind; reason: string } {
+  if (mode !== 'auto') return { capture: mode, reason: `capture ${mode} as configured` };
+  if (caps.nfqueue) return { capture: 'nfqueue', reason: 'capture auto: nfqueue is available' };
+  return { capture: 'nflog', reason: `capture auto: nfqueue unavailable, using nflog (${caps.notes.join('; ') || 'no detail'})` };
+}
+
+export type { CaptureKind, FirewallBackend, FirewallCapabilities, Grant } from './types.js';
+export type { IptablesVariant } from './iptables.js';

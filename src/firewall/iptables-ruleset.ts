@@ -1,0 +1,213 @@
+/**
+ * The iptables + ipset ruleset knock-port installs, as `ipset restore` and
+ * `iptables-restore --noflush` text. Pure. Chains of its own (`KNOCKPORT-*`) are
+ * jumped to from the built-in chains; grants are ipset entries with timeouts.
+ */
+import type { IpFamily, Protocol } from '../config/types.js';
+import { ALL_FAMILIES, hostPort, matchesInterface, type FirewallPlan } from './plan.js';
+import type { CaptureKind } from './types.js';
+
+export type IptablesTable = 'raw' | 'filter' | 'nat';
+export type IpsetKind = 'step2' | 'service';
+
+export interface Jump {
+  table: IptablesTable;
+  from: string;
+  to: string;
+}
+
+/** First payload bytes exist (u32 fails on reads past the end): pure ACKs never reach the capture. */
+const PAYLOAD_PRESENT: Record<IpFamily, string> = {
+  4: '0>>22&0x3C@12>>26&0x3C@0=0:0xFFFFFFFF',
+  // Fixed 40-byte IPv6 header: segments behind extension headers are dropped, not captured.
+  6: '52>>26&0x3C@40=0:0xFFFFFFFF',
+};
+
+const tag = (family: IpFamily): string => (family === 4 ? 'v4' : 'v6');
+const inIf = (name: string): string => (matchesInterface(name) ? `-i ${name} ` : '');
+const outIf = (name: string): string => (matchesInterface(name) ? `-o ${name} ` : '');
+
+/** An ipset entry for a service grant: source address, protocol and the app's public port. */
+export function ipsetServiceEntry(ip: string, protocol: Protocol, port: number): string {
+  return `${ip},${protocol}:${port}`;
+}
+
+export class IptablesRuleset {
+  /** `name`: base of chain (upper case) and set (lower case) names, e.g. `knockport`. */
+  constructor(
+    readonly plan: FirewallPlan,
+    private readonly name: string,
+  ) {}
+
+  chain(suffix: string): string {
+    return `${this.name.toUpperCase()}-${suffix}`;
+  }
+
+  setName(kind: IpsetKind, family: IpFamily): string {
+    return `${this.name.toLowerCase()}-${kind}-${tag(family)}`;
+  }
+
+  /** Every set, as `ipset restore -exist` input: existing sets (and their entries) are kept. */
+  ipsetScript(): string {
+    return this.sets()
+      .map(({ name, type, family }) => `create ${name} ${type} family ${family === 4 ? 'inet' : 'inet6'} timeout 0\n`)
+      .join('');
+  }
+
+  sets(): Array<{ name: string; type: string; family: IpFamily }> {
+    return this.plan.grantFamilies.flatMap((family) => [
+      { name: this.setName('step2', family), type: 'hash:ip', family },
+      { name: this.setName('service', family), type: 'hash:ip,port', family },
+    ]);
+  }
+
+  /** The jumps from the built-in chains, inserted first in each. */
+  jumps(): Jump[] {
+    return [
+      { table: 'raw', from: 'PREROUTING', to: this.chain('PREROUTING') },
+      { table: 'raw', from: 'OUTPUT', to: this.chain('OUTPUT') },
+      { table: 'filter', from: 'INPUT', to: this.chain('INPUT') },
+      { table: 'filter', from: 'FORWARD', to: this.chain('FORWARD') },
+      { table: 'filter', from: 'OUTPUT', to: this.chain('OUTPUT') },
+      { table: 'nat', from: 'PREROUTING', to: this.chain('PREROUTING') },
+      { table: 'nat', from: 'POSTROUTING', to: this.chain('POSTROUTING') },
+    ];
+  }
+
+  /** Own chains per table, with their rules (declaring a chain in --noflush mode flushes it). */
+  chains(family: IpFamily, capture: CaptureKind): Record<IptablesTable, Array<{ name: string; rules: string[] }>> {
+    const p = this.plan;
+    return {
+      raw: [
+        { name: this.chain('PREROUTING'), rules: [`${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} -j CT --notrack`] },
+        { name: this.chain('OUTPUT'), rules: [`-p tcp --sport ${p.step1Port} -j CT --notrack`] },
+      ],
+      filter: [
+        { name: this.chain('INPUT'), rules: this.inputGate() },
+        { name: this.chain('STEP1'), rules: this.step1(family) },
+        { name: this.chain('CAPTURE'), rules: this.capture(family, capture) },
+        { name: this.chain('STEP2'), rules: this.step2(family) },
+        { name: this.chain('SERVICE'), rules: this.service(family) },
+        { name: this.chain('FORWARD'), rules: this.forwardGate(family) },
+        { name: this.chain('OUTPUT'), rules: [`-p tcp --sport ${p.step1Port} -m mark ! --mark 0x${p.packetMark.toString(16)} -j DROP`] },
+      ],
+      nat: [
+        { name: this.chain('PREROUTING'), rules: this.dnat(family) },
+        { name: this.chain('POSTROUTING'), rules: this.masquerade(family) },
+      ],
+    };
+  }
+
+  /** `iptables-restore --noflush` input for one family; `jumps`: the jumps to insert. */
+  restoreScript(family: IpFamily, capture: CaptureKind, jumps: Jump[] = this.jumps()): string {
+    const chains = this.chains(family, capture);
+    const out: string[] = [];
+    for (const table of ['raw', 'filter', 'nat'] as const) {
+      out.push(`*${table}`);
+      for (const c of chains[table]) out.push(`:${c.name} - [0:0]`);
+      for (const c of chains[table]) for (const rule of c.rules) out.push(`-A ${c.name} ${rule}`);
+      for (const j of jumps.filter((j) => j.table === table)) out.push(`-I ${j.from} 1 -j ${j.to}`);
+      out.push('COMMIT');
+    }
+    return out.join('\n') + '\n';
+  }
+
+  /** Everything install() applies, for `knock-port rules`. */
+  render(capture: CaptureKind): string {
+    return [
+      '# ipset restore -exist',
+      this.ipsetScript(),
+      ...ALL_FAMILIES.flatMap((f) => [`# ${f === 4 ? 'iptables' : 'ip6tables'}-restore --noflush`, this.restoreScript(f, capture)]),
+    ].join('\n');
+  }
+
+  private grantable(family: IpFamily): boolean {
+    return this.plan.grantFamilies.includes(family);
+  }
+
+  private inputGate(): string[] {
+    const p = this.plan;
+    const rules = [
+      `${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} -j ${this.chain('STEP1')}`,
+      `${inIf(p.interfaceExt)}-p tcp --dport ${p.httpsPort} -j ${this.chain('STEP2')}`,
+    ];
+    for (const app of p.localApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j ${this.chain('SERVICE')}`);
+    // Granted sources are DNATed before input; what still arrives here for the port has no grant.
+    for (const { app } of p.forwardedApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j DROP`);
+    return rules;
+  }
+
+  private step1(family: IpFamily): string[] {
+    if (!this.grantable(family)) return ['-j DROP'];
+    return [
+      `-p tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ${this.chain('CAPTURE')}`,
+      `-p tcp --tcp-flags SYN,RST,ACK ACK -m u32 --u32 "${PAYLOAD_PRESENT[family]}" -j ${this.chain('CAPTURE')}`,
+      '-j DROP',
+    ];
+  }
+
+  private hashlimit(name: string, perSecond: number): string {
+    return `-m hashlimit --hashlimit-above ${perSecond}/sec --hashlimit-burst ${perSecond * 2} --hashlimit-mode srcip --hashlimit-name ${name}`;
+  }
+
+  /** NFQUEUE without --queue-bypass: with no listener the kernel drops (fail closed). */
+  private capture(family: IpFamily, capture: CaptureKind): string[] {
+    if (!this.grantable(family)) return ['-j DROP'];
+    const p = this.plan;
+    const limit = `${this.hashlimit('kp-step1', p.synRatePerSecond)} -j DROP`;
+    return capture === 'nfqueue'
+      ? [limit, `-j NFQUEUE --queue-num ${p.queueNum}`]
+      : [limit, `-j NFLOG --nflog-group ${p.nflogGroup} --nflog-threshold 1`, '-j DROP'];
+  }
+
+  private step2(family: IpFamily): string[] {
+    const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+    if (this.grantable(family)) {
+      const granted = `-m set --match-set ${this.setName('step2', family)} src`;
+      rules.push(
+        `${granted} -m conntrack --ctstate NEW ${this.hashlimit('kp-step2', this.plan.httpsConnRatePerSecond)} -j DROP`,
+        `${granted} -j ACCEPT`,
+      );
+    }
+    return [...rules, '-j DROP'];
+  }
+
+  private service(family: IpFamily): string[] {
+    const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+    if (this.grantable(family)) rules.push(`-m set --match-set ${this.setName('service', family)} src,dst -j ACCEPT`);
+    return [...rules, '-j DROP'];
+  }
+
+  private forwarded(family: IpFamily, granted: boolean) {
+    return this.plan.forwardedApps.filter((f) => f.family === family && (!granted || this.grantable(family)));
+  }
+
+  /** The forward chain sees the post-DNAT destination; only connections knock-port DNATed pass. */
+  private forwardGate(family: IpFamily): string[] {
+    const rules: string[] = [];
+    for (const { app, address, port } of this.forwarded(family, true)) {
+      const ours = `--ctproto ${app.protocol} --ctorigdstport ${app.port} --ctreplsrc ${address}`;
+      rules.push(
+        `-m conntrack --ctstate RELATED,ESTABLISHED ${ours} -j ACCEPT`,
+        `${inIf(app.interfaceExt)}${outIf(app.interfaceInt)}-p ${app.protocol} -d ${address} --dport ${port} -m conntrack --ctstate DNAT ${ours} -j ACCEPT`,
+      );
+    }
+    for (const { app, address, port } of this.forwarded(family, false)) {
+      rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} -d ${address} --dport ${port} -j DROP`);
+    }
+    return rules;
+  }
+
+  private dnat(family: IpFamily): string[] {
+    return this.forwarded(family, true).map(
+      ({ app, address, port }) =>
+        `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -m set --match-set ${this.setName('service', family)} src,dst -j DNAT --to-destination ${hostPort(address, family, port)}`,
+    );
+  }
+
+  private masquerade(family: IpFamily): string[] {
+    return this.forwarded(family, true)
+      .filter(({ app }) => app.masquerade)
+      .map(({ app, address, port }) => `${outIf(app.interfaceInt)}-p ${app.protocol} -d ${address} --dport ${port} -m conntrack --ctstate DNAT -j MASQUERADE`);
+  }
+}

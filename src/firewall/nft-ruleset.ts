@@ -1,0 +1,307 @@
+/**
+ * The nft ruleset knock-port installs, as `nft -f` text. Pure: the same generator
+ * serves the nftables backend (a table of its own) and the VyOS backend (objects
+ * inside VyOS's `vyos_filter` tables, gate rules in VyOS's named chains).
+ */
+import type { IpFamily, Protocol } from '../config/types.js';
+import { hostPort, matchesInterface, type FirewallPlan, type ForwardedApp } from './plan.js';
+import type { CaptureKind } from './types.js';
+
+export type NftTableFamily = 'inet' | 'ip' | 'ip6';
+
+export interface NftTable {
+  family: NftTableFamily;
+  name: string;
+}
+
+/** Existing chains (owned by someone else, e.g. VyOS) whose content knock-port writes. */
+export interface GateChains {
+  input: string;
+  forward: string;
+}
+
+export interface NftLayout {
+  tables: NftTable[];
+  /** Prefix of knock-port's own chains and sets, so they never clash in a shared table. */
+  prefix: string;
+  /** Where the input/forward gate rules go; undefined: knock-port's own base chains. */
+  gateChains?: (table: NftTable) => GateChains;
+}
+
+/** Comment carried by the first gate rule, so a flushed gate chain can be detected. */
+export const GATE_MARKER = 'knock-port gate';
+
+const TABLE_FAMILIES: Record<NftTableFamily, IpFamily[]> = { inet: [4, 6], ip: [4], ip6: [6] };
+
+export function tableFamilies(table: NftTable): IpFamily[] {
+  return TABLE_FAMILIES[table.family];
+}
+
+export function tableRef(table: NftTable): string {
+  return `${table.family} ${table.name}`;
+}
+
+/** Words that differ between IPv4 and IPv6 in nft rules. */
+function fam(family: IpFamily): { addr: 'ip' | 'ip6'; type: string; tag: string; nfproto: string } {
+  return family === 4
+    ? { addr: 'ip', type: 'ipv4_addr', tag: 'v4', nfproto: 'ipv4' }
+    : { addr: 'ip6', type: 'ipv6_addr', tag: 'v6', nfproto: 'ipv6' };
+}
+
+export type GrantSetKind = 'step2' | 'service';
+
+export function grantSetName(layout: NftLayout, kind: GrantSetKind, family: IpFamily): string {
+  return `${layout.prefix}${kind}_${fam(family).tag}`;
+}
+
+function rateSetName(layout: NftLayout, kind: 'step1' | 'step2', family: IpFamily): string {
+  return `${layout.prefix}${kind}_rate_${fam(family).tag}`;
+}
+
+/** Service grants are keyed by source, protocol and the app's public port. */
+export function serviceElement(ip: string, protocol: Protocol, port: number): string {
+  return `${ip} . ${protocol} . ${port}`;
+}
+
+interface ChainSpec {
+  name: string;
+  /** `type ... hook ... priority ...` for base chains. */
+  base?: string;
+  rules: string[];
+}
+
+const iif = (name: string): string => (matchesInterface(name) ? `iifname "${name}" ` : '');
+const oif = (name: string): string => (matchesInterface(name) ? `oifname "${name}" ` : '');
+
+/** Generates every script the nft-based backends run. */
+export class NftRuleset {
+  constructor(
+    readonly plan: FirewallPlan,
+    readonly layout: NftLayout,
+  ) {}
+
+  /** Table that holds grants of `family`. */
+  tableFor(family: IpFamily): NftTable {
+    const table = this.layout.tables.find((t) => tableFamilies(t).includes(family));
+    if (!table) throw new Error(`no table for IPv${family}`);
+    return table;
+  }
+
+  /** Grant families held in `table`. */
+  grantFamilies(table: NftTable): IpFamily[] {
+    return tableFamilies(table).filter((f) => this.plan.grantFamilies.includes(f));
+  }
+
+  private chain(suffix: string): string {
+    return `${this.layout.prefix}${suffix}`;
+  }
+
+  /** The whole base ruleset: one transaction, idempotent, live grant elements kept. */
+  installScript(capture: CaptureKind): string {
+    const lines: string[] = [];
+    for (const table of this.layout.tables) {
+      const ref = tableRef(table);
+      lines.push(`add table ${ref}`);
+      for (const set of this.sets(table)) lines.push(`add set ${ref} ${set.name} { ${set.spec} }`);
+      const chains = this.chains(table, capture);
+      // Chains first (rules may jump forward), then flush and refill: sets are never flushed.
+      for (const c of chains) lines.push(c.base ? `add chain ${ref} ${c.name} { ${c.base}; policy accept; }` : `add chain ${ref} ${c.name}`);
+      for (const c of chains) lines.push(`flush chain ${ref} ${c.name}`);
+      for (const c of chains) for (const rule of c.rules) lines.push(`add rule ${ref} ${c.name} ${rule}`);
+    }
+    return lines.join('\n') + '\n';
+  }
+
+  /**
+   * Removes what installScript made. Objects are declared first so the deletes never
+   * fail on a partly installed ruleset; gate chains owned by someone else are only flushed.
+   */
+  uninstallScript(existingGateChains: (table: NftTable) => boolean = () => true): string {
+    const lines: string[] = [];
+    for (const table of this.layout.tables) {
+      const ref = tableRef(table);
+      if (!this.layout.gateChains) {
+        lines.push(`add table ${ref}`, `delete table ${ref}`);
+        continue;
+      }
+      const own = this.chains(table, 'nflog').filter((c) => !this.isGate(table, c.name));
+      const gates = existingGateChains(table) ? Object.values(this.layout.gateChains(table)) : [];
+      lines.push(`add table ${ref}`);
+      for (const set of this.sets(table)) lines.push(`add set ${ref} ${set.name} { ${set.spec} }`);
+      for (const c of own) lines.push(c.base ? `add chain ${ref} ${c.name} { ${c.base}; policy accept; }` : `add chain ${ref} ${c.name}`);
+      for (const name of [...gates, ...own.map((c) => c.name)]) lines.push(`flush chain ${ref} ${name}`);
+      for (const c of own) lines.push(`delete chain ${ref} ${c.name}`);
+      for (const set of this.sets(table)) lines.push(`delete set ${ref} ${set.name}`);
+    }
+    return lines.join('\n') + '\n';
+  }
+
+  /** Adds or refreshes one element: add (so the delete cannot fail), delete, add with the new timeout. */
+  grantScript(kind: GrantSetKind, family: IpFamily, element: string, ttlSeconds: number): string {
+    const set = `${tableRef(this.tableFor(family))} ${grantSetName(this.layout, kind, family)}`;
+    const ttl = Math.max(1, Math.round(ttlSeconds));
+    return [
+      `add element ${set} { ${element} timeout ${ttl}s }`,
+      `delete element ${set} { ${element} }`,
+      `add element ${set} { ${element} timeout ${ttl}s }`,
+    ].join('\n') + '\n';
+  }
+
+  /** Removes elements whether or not they are present. */
+  revokeScript(entries: Array<{ kind: GrantSetKind; family: IpFamily; element: string }>): string {
+    return entries
+      .map(({ kind, family, element }) => {
+        const set = `${tableRef(this.tableFor(family))} ${grantSetName(this.layout, kind, family)}`;
+        return `add element ${set} { ${element} timeout 1s }\ndelete element ${set} { ${element} }\n`;
+      })
+      .join('');
+  }
+
+  /** A scratch ruleset that only passes `nft -c` where the kernel supports the capture statement. */
+  captureProbeScript(capture: CaptureKind): string {
+    const ref = `inet ${this.layout.prefix}knockport_probe`;
+    return `add table ${ref}\nadd chain ${ref} probe\nadd rule ${ref} probe ${this.captureStatement(capture)}\n`;
+  }
+
+  private isGate(table: NftTable, chain: string): boolean {
+    const gates = this.layout.gateChains?.(table);
+    return gates !== undefined && (gates.input === chain || gates.forward === chain);
+  }
+
+  private sets(table: NftTable): Array<{ name: string; spec: string }> {
+    const sets: Array<{ name: string; spec: string }> = [];
+    for (const f of this.grantFamilies(table)) {
+      const { type } = fam(f);
+      sets.push({ name: grantSetName(this.layout, 'step2', f), spec: `type ${type}; flags timeout;` });
+      sets.push({ name: grantSetName(this.layout, 'service', f), spec: `type ${type} . inet_proto . inet_service; flags timeout;` });
+      for (const kind of ['step1', 'step2'] as const) {
+        sets.push({ name: rateSetName(this.layout, kind, f), spec: `type ${type}; size 65535; flags dynamic,timeout; timeout 1m;` });
+      }
+    }
+    return sets;
+  }
+
+  private chains(table: NftTable, capture: CaptureKind): ChainSpec[] {
+    const gates = this.layout.gateChains?.(table);
+    const p = this.plan;
+    return [
+      { name: this.chain('prerouting_raw'), base: 'type filter hook prerouting priority raw', rules: [`${iif(p.interfaceExt)}tcp dport ${p.step1Port} notrack`] },
+      { name: this.chain('output_raw'), base: 'type filter hook output priority raw', rules: [`tcp sport ${p.step1Port} notrack`] },
+      { name: gates?.input ?? this.chain('input_filter'), base: gates ? undefined : 'type filter hook input priority filter - 10', rules: this.inputGate(gates !== undefined) },
+      { name: this.chain('step1'), rules: this.step1(table) },
+      { name: this.chain('step1_capture'), rules: this.step1Capture(table, capture) },
+      { name: this.chain('step2'), rules: this.step2(table) },
+      { name: this.chain('service'), rules: this.service(table) },
+      { name: gates?.forward ?? this.chain('forward_filter'), base: gates ? undefined : 'type filter hook forward priority filter - 10', rules: this.forwardGate(table) },
+      { name: this.chain('output_filter'), base: 'type filter hook output priority filter - 10', rules: [`tcp sport ${p.step1Port} meta mark != 0x${p.packetMark.toString(16).padStart(8, '0')} drop`] },
+      { name: this.chain('prerouting_nat'), base: 'type nat hook prerouting priority dstnat', rules: this.dnat(table) },
+      { name: this.chain('postrouting_nat'), base: 'type nat hook postrouting priority srcnat', rules: this.masquerade(table) },
+    ];
+  }
+
+  private inputGate(marked: boolean): string[] {
+    const p = this.plan;
+    const rules = [
+      `${iif(p.interfaceExt)}tcp dport ${p.step1Port} goto ${this.chain('step1')}${marked ? ` comment "${GATE_MARKER}"` : ''}`,
+      `${iif(p.interfaceExt)}tcp dport ${p.httpsPort} goto ${this.chain('step2')}`,
+    ];
+    for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} goto ${this.chain('service')}`);
+    // Granted sources are DNATed before input; what still arrives here for the port has no grant.
+    for (const { app } of p.forwardedApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} drop`);
+    return rules;
+  }
+
+  /** Families of the table that cannot be granted are dropped before anything else. */
+  private ungrantedFamilyDrop(table: NftTable): string[] {
+    const granted = this.grantFamilies(table);
+    if (granted.length === 0) return ['drop'];
+    return tableFamilies(table)
+      .filter((f) => !granted.includes(f))
+      .map((f) => `meta nfproto ${fam(f).nfproto} drop`);
+  }
+
+  private step1(table: NftTable): string[] {
+    const capture = this.chain('step1_capture');
+    return [
+      ...this.ungrantedFamilyDrop(table),
+      `tcp flags & (fin|syn|rst|ack) == syn goto ${capture}`,
+      // Loading the first payload byte fails on a segment without payload: pure ACKs never reach the capture.
+      `tcp flags & (syn|rst|ack) == ack @ih,0,8 & 0x00 == 0x00 goto ${capture}`,
+      'drop',
+    ];
+  }
+
+  private step1Capture(table: NftTable, capture: CaptureKind): string[] {
+    const rate = this.plan.synRatePerSecond;
+    return [
+      ...this.grantFamilies(table).map(
+        (f) => `update @${rateSetName(this.layout, 'step1', f)} { ${fam(f).addr} saddr limit rate over ${rate}/second burst ${rate * 2} packets } drop`,
+      ),
+      this.captureStatement(capture),
+    ];
+  }
+
+  /** nfqueue without `bypass`: with no listener the kernel drops (fail closed). */
+  captureStatement(capture: CaptureKind): string {
+    return capture === 'nfqueue' ? `queue num ${this.plan.queueNum}` : `log group ${this.plan.nflogGroup} queue-threshold 1 drop`;
+  }
+
+  private step2(table: NftTable): string[] {
+    const rate = this.plan.httpsConnRatePerSecond;
+    const rules = [...this.ungrantedFamilyDrop(table), 'ct state established,related accept'];
+    for (const f of this.grantFamilies(table)) {
+      const { addr } = fam(f);
+      const set = grantSetName(this.layout, 'step2', f);
+      rules.push(
+        `${addr} saddr @${set} ct state new update @${rateSetName(this.layout, 'step2', f)} { ${addr} saddr limit rate over ${rate}/second burst ${rate * 2} packets } drop`,
+        `${addr} saddr @${set} accept`,
+      );
+    }
+    return [...rules, 'drop'];
+  }
+
+  private service(table: NftTable): string[] {
+    const rules = [...this.ungrantedFamilyDrop(table), 'ct state established,related accept'];
+    for (const f of this.grantFamilies(table)) {
+      rules.push(`${fam(f).addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} accept`);
+    }
+    return [...rules, 'drop'];
+  }
+
+  /** Forwarded apps of this table's families; `granted` restricts to families that can hold grants. */
+  private forwarded(table: NftTable, granted: boolean): ForwardedApp[] {
+    const families = granted ? this.grantFamilies(table) : tableFamilies(table);
+    return this.plan.forwardedApps.filter((f) => families.includes(f.family));
+  }
+
+  /** The forward chain sees the post-DNAT destination; only connections knock-port DNATed pass. */
+  private forwardGate(table: NftTable): string[] {
+    const rules: string[] = [];
+    for (const { app, address, family, port } of this.forwarded(table, true)) {
+      const { addr } = fam(family);
+      const ours = `meta l4proto ${app.protocol} ct status dnat ct original proto-dst ${app.port}`;
+      rules.push(
+        `${ours} ct state established,related ct reply ${addr} saddr ${address} accept`,
+        `${iif(app.interfaceExt)}${oif(app.interfaceInt)}${ours} ${addr} daddr ${address} ${app.protocol} dport ${port} accept`,
+      );
+    }
+    for (const { app, address, family, port } of this.forwarded(table, false)) {
+      rules.push(`${iif(app.interfaceExt)}${fam(family).addr} daddr ${address} ${app.protocol} dport ${port} drop`);
+    }
+    return rules;
+  }
+
+  private dnat(table: NftTable): string[] {
+    return this.forwarded(table, true).map(({ app, address, family, port }) => {
+      const { addr } = fam(family);
+      const to = table.family === 'inet' ? `dnat ${addr} to` : 'dnat to';
+      return `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', family)} ${to} ${hostPort(address, family, port)}`;
+    });
+  }
+
+  private masquerade(table: NftTable): string[] {
+    return this.forwarded(table, true)
+      .filter(({ app }) => app.masquerade)
+      .map(({ app, address, family, port }) => `${oif(app.interfaceInt)}ct status dnat ${fam(family).addr} daddr ${address} ${app.protocol} dport ${port} masquerade`);
+  }
+}

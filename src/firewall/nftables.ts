@@ -1,0 +1,28 @@
+import type { AppConfig } from '../config/types.js';
+import type { NftRunner } from './nft-runner.js';
+import { NftFirewallBase } from './nft-backend.js';
+import type { NftLayout } from './nft-ruleset.js';
+import type { FirewallPlan } from './plan.js';
+
+/** Everything in one table of knock-port's own (default `inet knockport`), both families. */
+export function nftablesLayout(tableName: string): NftLayout {
+  return { tables: [{ family: 'inet', name: tableName }], prefix: '' };
+}
+
+export class NftablesFirewall extends NftFirewallBase {
+  readonly type = 'nftables' as const;
+
+  constructor(plan: FirewallPlan, tableName: string, nft: NftRunner, apps: AppConfig[]) {
+    super(plan, nftablesLayout(tableName), nft, apps);
+  }
+
+  protected isInstalled(): boolean {
+    const table = this.ruleset.layout.tables[0]!;
+    try {
+      const listing = this.nft.run(`list chain ${table.family} ${table.name} step1`, { json: true });
+      return listing.includes('"rule"');
+    } catch {
+      return false;
+    }
+  }
+}

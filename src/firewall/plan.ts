@@ -1,0 +1,98 @@
+/**
+ * What every backend protects, derived once from the config: the step-1 and HTTPS
+ * ports, the local and forwarded apps, and which address families can hold grants.
+ * Pure: no I/O, shared by the nftables, iptables and VyOS rule generators.
+ */
+import { isIP } from 'node:net';
+import type { AppConfig, Config, IpFamily, Protocol } from '../config/types.js';
+import { KnockPortError } from '../errors.js';
+
+export class InvalidGrantError extends KnockPortError {}
+
+export interface ForwardedApp {
+  app: AppConfig;
+  address: string;
+  family: IpFamily;
+  port: number;
+}
+
+export interface FirewallPlan {
+  step1Port: number;
+  httpsPort: number;
+  interfaceExt: string;
+  /** Families whose addresses can be granted; traffic of the others is only ever dropped. */
+  grantFamilies: IpFamily[];
+  localApps: AppConfig[];
+  forwardedApps: ForwardedApp[];
+  packetMark: number;
+  synRatePerSecond: number;
+  httpsConnRatePerSecond: number;
+  queueNum: number;
+  nflogGroup: number;
+}
+
+export const ALL_FAMILIES: readonly IpFamily[] = [4, 6];
+
+export function planFirewall(config: Config): FirewallPlan {
+  const g = config.global;
+  const forwardedApps: ForwardedApp[] = [];
+  for (const app of config.apps) {
+    if (app.destination.kind === 'forward') {
+      const { address, family, port } = app.destination;
+      forwardedApps.push({ app, address, family, port });
+    }
+  }
+  return {
+    step1Port: g.httpPort,
+    httpsPort: g.httpsPort,
+    interfaceExt: g.interfaceExt,
+    grantFamilies: g.ipv6 ? [4, 6] : [4],
+    localApps: config.apps.filter((a) => a.destination.kind === 'local'),
+    forwardedApps,
+    packetMark: g.packetMark,
+    synRatePerSecond: g.synRatePerSecond,
+    httpsConnRatePerSecond: g.httpsConnRatePerSecond,
+    queueNum: g.queueNum,
+    nflogGroup: g.nflogGroup,
+  };
+}
+
+/** The family of a literal address, or an operator-facing error. */
+export function familyOf(ip: string): IpFamily {
+  const version = isIP(ip);
+  if (version === 4 || version === 6) return version;
+  throw new InvalidGrantError(`'${ip}' is not an IPv4 or IPv6 address`);
+}
+
+/** Checks that `ip` can be granted under this plan and returns its family. */
+export function grantableFamily(plan: FirewallPlan, ip: string): IpFamily {
+  const family = familyOf(ip);
+  if (!plan.grantFamilies.includes(family)) {
+    throw new InvalidGrantError(`cannot grant IPv6 address ${ip}: global.ipv6 is off`);
+  }
+  return family;
+}
+
+/** Checks that a service grant for `app` from an `ip` of this family can reach it. */
+export function checkServiceGrant(ip: string, family: IpFamily, app: AppConfig): void {
+  if (app.destination.kind === 'forward' && app.destination.family !== family) {
+    throw new InvalidGrantError(
+      `app '${app.name}' forwards to an IPv${app.destination.family} host: a grant for ${ip} could never reach it`,
+    );
+  }
+}
+
+/** The app whose public port and protocol a kernel set element names. */
+export function appForPort(apps: AppConfig[], protocol: Protocol, port: number): AppConfig | undefined {
+  return apps.find((a) => a.protocol === protocol && a.port === port);
+}
+
+/** `addr:port`, with IPv6 in brackets (DNAT targets). */
+export function hostPort(address: string, family: IpFamily, port: number): string {
+  return family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** An interface name is matched unless it is empty or `any`. */
+export function matchesInterface(name: string): boolean {
+  return name !== '' && name !== 'any';
+}

@@ -1,0 +1,69 @@
+/** A config with local, forwarded, UDP and IPv6 apps, built directly (no YAML). */
+import type { AppConfig, Config, Destination, Protocol } from '../../../src/config/types.js';
+
+export interface FixtureOptions {
+  interfaceExt?: string;
+  interfaceInt?: string;
+  ipv6?: boolean;
+  lanHost4?: string;
+  lanHost6?: string;
+  tableName?: string;
+}
+
+function app(name: string, port: number, protocol: Protocol, destination: Destination, o: Required<FixtureOptions>, masquerade = false): AppConfig {
+  return {
+    name,
+    port,
+    protocol,
+    destination,
+    duration: 60,
+    step2HttpsDuration: 10,
+    users: [],
+    masquerade,
+    interfaceExt: o.interfaceExt,
+    interfaceInt: o.interfaceInt,
+  };
+}
+
+export function fixtureConfig(options: FixtureOptions = {}): Config {
+  const o: Required<FixtureOptions> = {
+    interfaceExt: 'eth0',
+    interfaceInt: 'eth1',
+    ipv6: true,
+    lanHost4: '192.168.50.10',
+    lanHost6: 'fd00:50::10',
+    tableName: 'knockport',
+    ...options,
+  };
+  return {
+    source: 'fixture.yaml',
+    global: {
+      httpPostPath: '/step-1-abc',
+      httpsPostPath: '/step-2-def',
+      rateLimitPerMinute: 10,
+      interfaceExt: o.interfaceExt,
+      interfaceInt: o.interfaceInt,
+      httpPort: 80,
+      httpsPort: 443,
+      firewallType: 'nftables',
+      capture: 'auto',
+      queueNum: 7,
+      nflogGroup: 5,
+      step1Handshake: 'cookie',
+      step1Reply: 'silent',
+      stateDir: '/var/lib/knock-port',
+      tableName: o.tableName,
+      ipv6: o.ipv6,
+      controlSocket: '/run/knock-port.sock',
+      packetMark: 0x4b50,
+      synRatePerSecond: 20,
+      httpsConnRatePerSecond: 5,
+    },
+    apps: [
+      app('ssh', 2222, 'tcp', { kind: 'local' }, o),
+      app('openvpn', 1194, 'udp', { kind: 'local' }, o),
+      app('rdp', 3389, 'tcp', { kind: 'forward', address: o.lanHost4, family: 4, port: 3390 }, o, true),
+      app('web6', 8443, 'tcp', { kind: 'forward', address: o.lanHost6, family: 6, port: 8080 }, o),
+    ],
+  };
+}
