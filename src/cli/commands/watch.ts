@@ -1,9 +1,32 @@
 import type { Command } from 'commander';
-import { NotAvailableYetError } from '../not-yet.js';
-import { addConfigOptions } from '../options.js';
+import { openLiveCapture } from '../../capture/pcap-live.js';
+import { formatDecisionJson, formatDecisionText, formatSummary } from '../../step1/format.js';
+import { TrafficInspector } from '../../step1/traffic.js';
+import { addConfigOptions, loadConfigFromOptions, type ConfigOptions } from '../options.js';
 
 export function registerWatch(program: Command): void {
-  addConfigOptions(program.command('watch').description('watch live step-1 traffic with libpcap, without touching the firewall')).action(() => {
-    throw new NotAvailableYetError('watch');
+  addConfigOptions(
+    program
+      .command('watch')
+      .description('watch live step-1 traffic with libpcap and print what the daemon would decide, without touching the firewall')
+      .requiredOption('--iface <name>', 'interface to capture on (e.g. the external interface)')
+      .option('--json', 'one JSON object per line, as replay --json'),
+  ).action(async (opts: ConfigOptions & { iface: string; json?: boolean }) => {
+    const config = loadConfigFromOptions(opts);
+    const traffic = new TrafficInspector(config);
+    const format = opts.json === true ? formatDecisionJson : formatDecisionText;
+    // Both directions (IPv4 and IPv6): the SYN-ACKs the clients acknowledge come from the step-1 port.
+    const capture = openLiveCapture(opts.iface, `tcp port ${config.global.httpPort}`, (linkType, frame, timeMs) => {
+      const decision = traffic.feed(linkType, frame, timeMs);
+      if (decision) process.stdout.write(`${format(timeMs, decision)}\n`);
+    });
+    process.stderr.write(`watching step-1 traffic on ${opts.iface} port ${config.global.httpPort} (no firewall change); Ctrl-C to stop\n`);
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    capture.close();
+    if (opts.json !== true) process.stderr.write(`${formatSummary(traffic.inspector.counters, traffic.skipped)}\n`);
   });
 }

@@ -1,0 +1,335 @@
+/**
+ * `knock-port run`: config → firewall install → capture → inspector → sessions → grants,
+ * plus the step-2 HTTPS server, the control socket and metrics. Everything here is wiring;
+ * the decisions live in step1/, step2/ and firewall/.
+ *
+ * Fail closed: stopping (or dying) leaves the firewall installed. With no listener on the
+ * queue the kernel drops step-1 packets, HTTPS and service ports stay dropped, and grants
+ * already given run out in the kernel on time.
+ */
+import type { Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import { performance } from 'node:perf_hooks';
+import { PerMinuteLimiter } from './auth/ratelimit.js';
+import { TotpVerifier } from './auth/totp.js';
+import type { PacketBatch } from './capture/native.js';
+import { RawPacketSender } from './capture/raw-socket.js';
+import { openStep1Capture, type CaptureDrops, type Step1Capture } from './capture/step1-capture.js';
+import type { AppConfig, Config } from './config/types.js';
+import { createControlHandlers } from './control/handlers.js';
+import type { HealthReport } from './control/protocol.js';
+import { startControlServer, type ControlServer } from './control/server.js';
+import { describeError, KnockPortError } from './errors.js';
+import { chooseCapture, createFirewall, type FirewallOptions } from './firewall/index.js';
+import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
+import type { CaptureKind, FirewallBackend } from './firewall/types.js';
+import type { Logger } from './log.js';
+import { createDaemonMetrics, type DaemonMetrics } from './metrics/daemon-metrics.js';
+import { startMetricsServer } from './metrics/server.js';
+import { Granter } from './sessions/grants.js';
+import { secondsLeft } from './sessions/record.js';
+import { SessionStore } from './sessions/store.js';
+import { KeyedCookieSource, loadOrCreateCookieSecret } from './step1/cookie.js';
+import { STEP1_REASONS, STEP1_RESULTS, type Step1Decision } from './step1/decision.js';
+import { Inspector } from './step1/inspector.js';
+import { createStep2Server } from './step2/server.js';
+
+export class DaemonStartError extends KnockPortError {}
+
+export interface DaemonOptions {
+  config: Config;
+  /** Reads the config again (SIGHUP); throws on an invalid file. */
+  reloadConfig: () => Config;
+  cert: Buffer;
+  key: Buffer;
+  logger: Logger;
+  /** Passed to the firewall backend (iptables variant, ...). */
+  firewall?: Omit<FirewallOptions, 'nft' | 'type'>;
+}
+
+/** How often the daemon checks its ruleset is still there and reads capture drop counters. */
+const MAINTENANCE_INTERVAL_MS = 5_000;
+
+export class Daemon {
+  private config: Config;
+  private inspector: Inspector;
+  private capture: Step1Capture | undefined;
+  private httpsServer: HttpsServer;
+  private control: ControlServer | undefined;
+  private metricsServer: Server | undefined;
+  private maintenance: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly step2Limiter: { current: PerMinuteLimiter };
+  private readonly problems = new Set<string>();
+  private countedDrops: CaptureDrops = { kernel: 0, enobufs: 0 };
+  private countedStep1 = { results: {} as Record<string, number>, reasons: {} as Record<string, number> };
+
+  private constructor(
+    private readonly options: DaemonOptions,
+    private firewall: FirewallBackend,
+    private readonly nft: NftRunner,
+    private readonly captureKind: CaptureKind,
+    private readonly sessions: SessionStore,
+    private readonly granter: Granter,
+    private readonly metrics: DaemonMetrics,
+    private readonly cookie: KeyedCookieSource,
+    private readonly sender: RawPacketSender,
+    private readonly logger: Logger,
+  ) {
+    this.config = options.config;
+    this.inspector = new Inspector(this.config, { cookie });
+    this.step2Limiter = { current: new PerMinuteLimiter(this.config.global.rateLimitPerMinute) };
+    this.httpsServer = createStep2Server({
+      config: () => this.config,
+      cert: options.cert,
+      key: options.key,
+      sessions,
+      grantService: (ip, app, user) => granter.openService(ip, app, user),
+      limiter: { allow: (key) => this.step2Limiter.current.allow(key) },
+      totp: new TotpVerifier(),
+      logger,
+      metrics,
+    });
+    metrics.registry.beforeRender(() => this.collectStep1Counts());
+  }
+
+  /** Installs the firewall, restores sessions and starts every listener; throws on failure. */
+  static async start(options: DaemonOptions): Promise<Daemon> {
+    const { config, logger } = options;
+    for (const warning of config.warnings ?? []) logger.warn({ config: config.source }, warning);
+    const nft = createNftRunner();
+    const firewall = createFirewall(config, { ...options.firewall, nft });
+    const { capture, reason } = chooseCapture(config.global.capture, await firewall.capabilities());
+    logger.info({ firewall: firewall.type, capture, nft: nft.kind }, reason);
+    await firewall.install(capture);
+
+    const sessions = await SessionStore.open({ stateDir: config.global.stateDir, logger }, await firewall.list());
+    const metrics = createDaemonMetrics(() => sessions.size);
+    const granter = new Granter({ firewall, sessions, logger, metrics });
+    const cookie = new KeyedCookieSource(await loadOrCreateCookieSecret(config.global.stateDir));
+    const sender = RawPacketSender.open({ mark: config.global.packetMark, ipv6: config.global.ipv6 });
+    const daemon = new Daemon(options, firewall, nft, capture, sessions, granter, metrics, cookie, sender, logger);
+    try {
+      await daemon.listen();
+    } catch (err) {
+      await daemon.stop();
+      throw err;
+    }
+    return daemon;
+  }
+
+  private async listen(): Promise<void> {
+    const g = this.config.global;
+    this.openCapture();
+    await this.listenHttps();
+    this.control = await startControlServer(
+      g.controlSocket,
+      createControlHandlers({ sessions: this.sessions, granter: this.granter, config: () => this.config, health: () => this.health() }),
+      this.logger,
+    );
+    if (g.metricsListen) this.metricsServer = await startMetricsServer(g.metricsListen, this.metrics.registry);
+    this.maintenance = setInterval(() => void this.maintain(), MAINTENANCE_INTERVAL_MS);
+    this.maintenance.unref();
+    this.logger.info(
+      {
+        step1Port: g.httpPort,
+        httpsPort: g.httpsPort,
+        capture: this.captureKind,
+        queue: this.capture?.number,
+        apps: this.config.apps.map((a) => a.name),
+        controlSocket: g.controlSocket,
+        metrics: g.metricsListen ?? null,
+      },
+      'knock-port ready',
+    );
+  }
+
+  private openCapture(): void {
+    const g = this.config.global;
+    this.capture = openStep1Capture({
+      kind: this.captureKind,
+      queueNum: g.queueNum,
+      nflogGroup: g.nflogGroup,
+      onBatch: (batch) => this.onBatch(batch),
+      onError: (err) => this.logger.error({ err: describeError(err) }, 'step-1 batch failed; its packets were dropped'),
+    });
+  }
+
+  private listenHttps(): Promise<void> {
+    const g = this.config.global;
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(new DaemonStartError(`cannot listen for HTTPS on port ${g.httpsPort}: ${err.message}`, { cause: err }));
+      this.httpsServer.once('error', onError);
+      this.httpsServer.listen({ port: g.httpsPort, host: g.ipv6 ? '::' : '0.0.0.0', ipv6Only: false }, () => {
+        this.httpsServer.off('error', onError);
+        this.httpsServer.on('error', (err) => this.logger.error({ err: err.message }, 'HTTPS server error'));
+        resolve();
+      });
+    });
+  }
+
+  /** The hot path: inspect every packet of the batch, answer SYNs, grant valid knocks. */
+  private onBatch(batch: PacketBatch): void {
+    const receivedAt = performance.now();
+    for (let i = 0; i < batch.count; i++) {
+      const decision = this.inspector.inspect(batch.payload(i));
+      if (decision.reply !== undefined && !this.sender.send(decision.reply)) this.noteProblem('raw socket buffer full: SYN-ACKs/RSTs are being lost');
+      if (decision.result === 'granted') this.grantStep2(decision, receivedAt);
+      else if (decision.result === 'rejected' || decision.result === 'spoofed') this.logRejection(decision);
+    }
+  }
+
+  private grantStep2(decision: Step1Decision, knockAt: number): void {
+    const app = this.config.apps.find((a) => a.name === decision.app);
+    const user = app?.users.find((u) => u.name === decision.user);
+    if (!app || !user) return; // the config was reloaded between the decision and now
+    this.granter.openStep2Window(decision.src, app, user, knockAt).catch((err: unknown) => {
+      this.noteProblem('a firewall grant failed (see the error log)');
+      this.logger.error({ ip: decision.src, app: app.name, err: describeError(err) }, 'step-2 window could not be opened');
+    });
+  }
+
+  private logRejection(decision: Step1Decision): void {
+    if (!this.logger.isLevelEnabled('debug')) return;
+    this.logger.debug({ ip: decision.src, sport: decision.sport, result: decision.result, reason: decision.reason }, 'step-1 knock refused');
+  }
+
+  /** Copies the inspector's plain counters into the metrics (only at scrape time). */
+  private collectStep1Counts(): void {
+    const { results, reasons } = this.inspector.counters;
+    for (const result of STEP1_RESULTS) {
+      const delta = results[result] - (this.countedStep1.results[result] ?? 0);
+      if (delta > 0) this.metrics.step1Packets.inc({ outcome: result, reason: '' }, delta);
+      this.countedStep1.results[result] = results[result];
+    }
+    for (const reason of STEP1_REASONS) {
+      const count = reasons.get(reason) ?? 0;
+      const delta = count - (this.countedStep1.reasons[reason] ?? 0);
+      if (delta > 0) this.metrics.step1Packets.inc({ outcome: 'reason', reason }, delta);
+      this.countedStep1.reasons[reason] = count;
+    }
+  }
+
+  /** Self-heal the ruleset (VyOS commits flush chains) and count capture drops. */
+  private async maintain(): Promise<void> {
+    try {
+      if (this.firewall.ensureInstalled && (await this.firewall.ensureInstalled(this.captureKind))) {
+        this.logger.warn({ firewall: this.firewall.type }, 'firewall ruleset was missing and has been re-installed; restoring live grants');
+        await this.restoreGrants();
+      }
+      this.problems.delete('firewall self-heal failed');
+    } catch (err) {
+      this.noteProblem('firewall self-heal failed');
+      this.logger.error({ err: describeError(err) }, 'firewall self-heal failed');
+    }
+    this.countCaptureDrops();
+  }
+
+  private async restoreGrants(): Promise<void> {
+    const now = Date.now();
+    for (const record of this.sessions.list()) {
+      const ttl = secondsLeft(record, now);
+      if (ttl <= 0) continue;
+      if (record.step === 'step2') await this.firewall.grantStep2(record.ip, ttl);
+      else {
+        const app = this.config.apps.find((a) => a.name === record.app);
+        if (app) await this.firewall.grantService(record.ip, app, ttl);
+      }
+    }
+  }
+
+  private countCaptureDrops(): void {
+    if (!this.capture) return;
+    const drops = this.capture.drops();
+    const kernel = drops.kernel - this.countedDrops.kernel;
+    const enobufs = drops.enobufs - this.countedDrops.enobufs;
+    if (kernel > 0) this.metrics.captureDrops.inc({ source: 'kernel' }, kernel);
+    if (enobufs > 0) this.metrics.captureDrops.inc({ source: 'enobufs' }, enobufs);
+    if (kernel > 0 || enobufs > 0) this.logger.warn({ kernel, enobufs }, 'step-1 packets dropped before inspection (flood or slow consumer)');
+    this.countedDrops = drops;
+  }
+
+  private noteProblem(problem: string): void {
+    if (!this.problems.has(problem)) this.logger.warn(problem);
+    this.problems.add(problem);
+  }
+
+  health(): HealthReport {
+    const problems = [...this.problems];
+    if (!this.capture) problems.push('step-1 capture is not open');
+    if (!this.httpsServer.listening) problems.push('HTTPS server is not listening');
+    return { healthy: problems.length === 0, problems };
+  }
+
+  /**
+   * SIGHUP: re-read the config. An invalid file leaves the running config in place.
+   * The firewall is re-installed (live grants kept); the capture and HTTPS listener move
+   * only if their numbers changed.
+   */
+  async reload(): Promise<void> {
+    let next: Config;
+    try {
+      next = this.options.reloadConfig();
+    } catch (err) {
+      this.logger.error({ err: describeError(err) }, 'config reload failed; still running on the previous config');
+      return;
+    }
+    const previous = this.config;
+    if (next.global.firewallType !== previous.global.firewallType || next.global.tableName !== previous.global.tableName) {
+      this.logger.error('config reload refused: firewall_type and table_name changes need a restart (and `knock-port uninstall` of the old rules)');
+      return;
+    }
+    try {
+      const firewall = createFirewall(next, { ...this.options.firewall, nft: this.nft });
+      await firewall.install(this.captureKind);
+      this.firewall = firewall;
+      this.granter.useFirewall(firewall);
+    } catch (err) {
+      this.logger.error({ err: describeError(err) }, 'config reload failed while installing the firewall; still running on the previous config');
+      return;
+    }
+    this.collectStep1Counts();
+    this.config = next;
+    this.inspector = new Inspector(next, { cookie: this.cookie });
+    this.countedStep1 = { results: {}, reasons: {} };
+    this.step2Limiter.current = new PerMinuteLimiter(next.global.rateLimitPerMinute);
+    const g = next.global;
+    if (g.queueNum !== previous.global.queueNum || g.nflogGroup !== previous.global.nflogGroup) {
+      this.capture?.close();
+      this.capture = undefined;
+      this.countedDrops = { kernel: 0, enobufs: 0 };
+      this.openCapture();
+    }
+    if (g.httpsPort !== previous.global.httpsPort || g.ipv6 !== previous.global.ipv6) {
+      await new Promise<void>((resolve) => this.httpsServer.close(() => resolve()));
+      this.httpsServer.closeAllConnections();
+      await this.listenHttps();
+    }
+    this.logger.info({ apps: next.apps.map((a: AppConfig) => a.name) }, 'config reloaded');
+  }
+
+  /** Stops listening and saves state; the firewall stays (fail closed). Safe to call twice. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    clearInterval(this.maintenance);
+    this.capture?.close();
+    this.capture = undefined;
+    const httpsClosed = new Promise<void>((resolve) => (this.httpsServer.listening ? this.httpsServer.close(() => resolve()) : resolve()));
+    this.httpsServer.closeAllConnections();
+    await httpsClosed;
+    await this.control?.close();
+    await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
+    try {
+      await this.sessions.close();
+    } catch (err) {
+      this.logger.error({ err: describeError(err) }, 'session state could not be saved on stop');
+    }
+    this.sender.close();
+    this.nft.close?.();
+    this.logger.info('knock-port stopped; firewall left closed, live grants expire in the kernel');
+  }
+}

@@ -1,0 +1,69 @@
+/** What the step-1 inspector decides for one packet, and the counters it keeps. */
+import type { DecodeFailure } from '../packet/decode.js';
+import type { AuthFailure } from './auth.js';
+import type { HttpFailure } from './http.js';
+
+export const STEP1_RESULTS = ['syn', 'ignored', 'spoofed', 'granted', 'rejected', 'retransmission'] as const;
+export type Step1Result = (typeof STEP1_RESULTS)[number];
+
+/** Why a packet was ignored, spoofed or rejected. */
+export type IgnoreReason = 'not-step1-port' | 'pure-ack' | 'fin' | 'rst' | 'bad-flags' | 'handshake-none';
+export type SpoofReason = 'bad-cookie' | 'no-ack';
+export type Step1Reason = DecodeFailure | HttpFailure | AuthFailure | IgnoreReason | SpoofReason | 'rate-limited';
+
+export const STEP1_REASONS: readonly Step1Reason[] = [
+  'truncated', 'bad-ip-version', 'bad-ip-header', 'bad-ip-options', 'bad-ipv6-extension', 'fragment', 'non-first-fragment',
+  'not-tcp', 'bad-tcp-header', 'bad-tcp-options',
+  'too-large', 'not-http', 'not-post', 'bad-path', 'incomplete', 'bad-header', 'no-content-length', 'length-mismatch',
+  'bad-content-type', 'bad-body',
+  'unknown-app', 'bad-key', 'otp-required', 'bad-otp', 'rate-limited',
+  'not-step1-port', 'pure-ack', 'fin', 'rst', 'bad-flags', 'handshake-none',
+  'bad-cookie', 'no-ack',
+];
+
+/**
+ * One packet's decision. The verdict is always drop, so it is not here. `src`/`dst` are empty
+ * and ports 0 when the packet is too short to carry them. For a retransmission, `reason` is
+ * the first copy's outcome (`granted` or its rejection reason).
+ */
+export interface Step1Decision {
+  result: Step1Result;
+  reason?: Step1Reason | 'granted';
+  family: 4 | 6;
+  src: string;
+  sport: number;
+  dst: string;
+  dport: number;
+  app?: string;
+  user?: string;
+  userIndex?: number;
+  /** A whole IP packet to send from the raw socket: SYN-ACK for `syn`, RST when step1_reply is reset. */
+  reply?: Buffer;
+}
+
+/**
+ * A decision with every field present (undefined when unused): one object shape for all
+ * decisions keeps the per-packet path monomorphic.
+ */
+export function newDecision(family: 4 | 6, src: string, sport: number, dst: string, dport: number): Step1Decision {
+  return { result: 'ignored', reason: undefined, family, src, sport, dst, dport, app: undefined, user: undefined, userIndex: undefined, reply: undefined };
+}
+
+export function settle(decision: Step1Decision, result: Step1Result, reason?: Step1Decision['reason'], reply?: Buffer): Step1Decision {
+  decision.result = result;
+  decision.reason = reason;
+  decision.reply = reply;
+  return decision;
+}
+
+/** Counts per result and per reason, all present (at 0) from the start, for metrics. */
+export class Step1Counters {
+  readonly results: Record<Step1Result, number> = { syn: 0, ignored: 0, spoofed: 0, granted: 0, rejected: 0, retransmission: 0 };
+  readonly reasons = new Map<Step1Reason, number>(STEP1_REASONS.map((r) => [r, 0]));
+
+  count(decision: Step1Decision): void {
+    this.results[decision.result]++;
+    const reason = decision.reason;
+    if (reason !== undefined && reason !== 'granted' && decision.result !== 'retransmission') this.reasons.set(reason, (this.reasons.get(reason) ?? 0) + 1);
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * The real daemon on this kernel, in namespaces this test creates: real curl as the
+ * client, a real TCP and a real UDP service, IPv4 and IPv6, on the nftables backend with
+ * NFLOG capture and on the iptables backend with NFQUEUE.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
+import { ADDR, CLI, IF, createSandbox, curl, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
+
+const skip = announceSkip('daemon/e2e', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'ss']));
+
+const STEP1_PATH = '/knock-e2e-7f3a91';
+const STEP2_PATH = '/step2-e2e-c4d2b8';
+const HTTP_KEY = 'http-key-0123456789a';
+const HTTPS_KEY = 'https-key-0123456789b';
+const DURATION = 4;
+const WINDOW = 3;
+
+function configYaml(sandbox: Sandbox, firewall: string, capture: string): string {
+  return `global:
+  http_post_path: ${STEP1_PATH}
+  https_post_path: ${STEP2_PATH}
+  step1_2_rate_limit_per_minute: 100
+  interface_ext: ${IF.gwWan}
+  interface_int: ${IF.gwLan}
+  http_port: 80
+  https_port: 443
+  firewall_type: ${firewall}
+  capture: ${capture}
+  state_dir: ${join(sandbox.dir, 'state')}
+  control_socket: ${join(sandbox.dir, 'control.sock')}
+tcpsvc:
+  port: 8080
+  access_key_http: [${HTTP_KEY}]
+  access_key_https: [${HTTPS_KEY}]
+  destination: local
+  protocol: tcp
+  duration: ${DURATION}
+  step2_https_duration: ${WINDOW}
+udpsvc:
+  port: 5300
+  access_key_http: [udp-http-key-0123456789]
+  access_key_https: [udp-https-key-0123456789]
+  destination: local
+  protocol: udp
+  duration: ${DURATION}
+  step2_https_duration: ${WINDOW}
+`;
+}
+
+/** A TCP service answering "hello" and a UDP echo, both dual-stack, in the gateway. */
+function startServices(gw: Netns): void {
+  const script = `
+    const net = require('node:net'), dgram = require('node:dgram');
+    net.createServer((s) => { s.on('error', () => {}); s.end('hello\\n'); }).listen({ port: 8080, host: '::', ipv6Only: false });
+    const u = dgram.createSocket({ type: 'udp6', ipv6Only: false });
+    u.on('error', () => {});
+    u.on('message', (m, r) => u.send(m, r.port, r.address));
+    u.bind(5300, '::');`;
+  gw.spawn(process.execPath, ['-e', script], { stdio: 'ignore' }).unref();
+}
+
+/** True when a UDP datagram to addr:5300 is echoed within the timeout. */
+function udpEchoes(client: Netns, addr: string): boolean {
+  const script = `
+    const dgram = require('node:dgram');
+    const s = dgram.createSocket(${JSON.stringify(addr.includes(':') ? 'udp6' : 'udp4')});
+    const t = setTimeout(() => process.exit(1), 1000);
+    s.on('message', () => { clearTimeout(t); process.exit(0); });
+    s.send('ping', 5300, ${JSON.stringify(addr)});`;
+  return client.tryExec(process.execPath, ['-e', script]).ok;
+}
+
+function url(addr: string, scheme: 'http' | 'https', path: string): string {
+  const host = addr.includes(':') ? `[${addr}]` : addr;
+  return `${scheme}://${host}${path}`;
+}
+
+/** Step 1 with curl: always times out by design (nothing answers an HTTP request). */
+function step1(client: Netns, addr: string, body: string, from?: string): string {
+  return curl(client, ['-d', body, ...(from ? ['--interface', from] : []), url(addr, 'http', STEP1_PATH)], 1).status;
+}
+
+function step2(client: Netns, addr: string, body: string, from?: string): { status: string; body: string } {
+  return curl(client, ['-k', '-d', body, ...(from ? ['--interface', from] : []), url(addr, 'https', STEP2_PATH)], 2);
+}
+
+function sessionsJson(sandbox: Sandbox): Array<{ ip: string; app: string; step: string; secondsLeft: number }> {
+  const out = sandbox.gw.exec(process.execPath, [CLI, 'sessions', '--json', '--socket', join(sandbox.dir, 'control.sock')]);
+  return JSON.parse(out) as Array<{ ip: string; app: string; step: string; secondsLeft: number }>;
+}
+
+const BACKENDS = [
+  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'auto', expectCapture: 'nflog', args: [] as string[] },
+  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'nft'] },
+];
+
+describe.skipIf(skip).each(BACKENDS)('daemon end to end: $name', (backend) => {
+  let sandbox: Sandbox;
+  let daemon: Daemon;
+  let configPath: string;
+  const start = () =>
+    startDaemon(sandbox, ['-c', configPath, '--cert', sandbox.cert, '--key', sandbox.key, '--log-level', 'debug', ...backend.args]);
+
+  beforeAll(async () => {
+    sandbox = createSandbox(backend.firewall.slice(0, 3));
+    configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, backend.firewall, backend.capture));
+    startServices(sandbox.gw);
+    daemon = start();
+    const ready = await daemon.waitForLog(/knock-port ready/);
+    if (!ready) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
+  });
+
+  afterEach((ctx) => {
+    if (process.env.KP_DEBUG && ctx.task.result?.state === 'fail') {
+      console.log(sandbox.gw.tryExec('ss', ['-ltnup']).out, sandbox.gw.tryExec('nft', ['list', 'ruleset']).out, sandbox.gw.tryExec('iptables-save').out, daemon.output.slice(-15).join('\n'));
+    }
+  });
+
+  afterAll(async () => {
+    await daemon?.stop('SIGKILL');
+    sandbox?.destroy();
+  });
+
+  it('uses the expected capture', () => {
+    expect(daemon.output.some((l) => l.includes(`"capture":"${backend.expectCapture}"`))).toBe(true);
+  });
+
+  for (const family of ['IPv4', 'IPv6'] as const) {
+    const gwAddr = family === 'IPv4' ? ADDR.gwWan4 : ADDR.gwWan6;
+    const clientAddr = family === 'IPv4' ? ADDR.client4 : ADDR.client6;
+
+    it(`${family}: closed before, step 1 silent, step 2 opens the service, expiry closes it`, async () => {
+      const { client, gw } = sandbox;
+      expect(tcpOpen(client, gwAddr, 8080, 800)).toBe(false);
+      expect(udpEchoes(client, gwAddr)).toBe(false);
+      expect(step2(client, gwAddr, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('000');
+      expect(gw.exec('ss', ['-Hltn', 'sport = :80']).trim()).toBe('');
+
+      expect(step1(client, gwAddr, `app=tcpsvc&access_key=${HTTP_KEY}`)).toBe('000');
+      const wrong = step2(client, gwAddr, 'app=tcpsvc&access_key=not-the-right-key-123');
+      expect(wrong.status).toBe('403');
+      expect(tcpOpen(client, gwAddr, 8080, 800)).toBe(false);
+
+      const ok = step2(client, gwAddr, `app=tcpsvc&access_key=${HTTPS_KEY}`);
+      expect(ok).toEqual({ status: '200', body: 'OK\n' });
+      expect(tcpOpen(client, gwAddr, 8080, 1000)).toBe(true);
+      const listed = sessionsJson(sandbox).filter((s) => s.ip === clientAddr && s.app === 'tcpsvc' && s.step === 'service');
+      expect(listed).toHaveLength(1);
+      expect(listed[0]!.secondsLeft).toBeGreaterThan(0);
+
+      // After `duration` the kernel refuses new connections.
+      expect(await waitFor(() => !tcpOpen(client, gwAddr, 8080, 500), (DURATION + 3) * 1000, 250)).toBe(true);
+    });
+
+    it(`${family}: UDP service opens only after both steps`, () => {
+      const { client } = sandbox;
+      step1(client, gwAddr, 'app=udpsvc&access_key=udp-http-key-0123456789');
+      expect(udpEchoes(client, gwAddr)).toBe(false);
+      expect(step2(client, gwAddr, 'app=udpsvc&access_key=udp-https-key-0123456789').status).toBe('200');
+      expect(udpEchoes(client, gwAddr)).toBe(true);
+    });
+  }
+
+  it('a wrong step-1 key leaves HTTPS closed', () => {
+    const { client } = sandbox;
+    step1(client, ADDR.gwWan4, 'app=tcpsvc&access_key=wrong-key-0123456789', ADDR.client4b);
+    expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`, ADDR.client4b).status).toBe('000');
+  });
+
+  it('revoke closes a grant at once', () => {
+    const { client } = sandbox;
+    step1(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`);
+    expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('200');
+    expect(tcpOpen(client, ADDR.gwWan4, 8080)).toBe(true);
+    sandbox.gw.exec(process.execPath, [CLI, 'revoke', ADDR.client4, '--socket', join(sandbox.dir, 'control.sock')]);
+    expect(tcpOpen(client, ADDR.gwWan4, 8080, 800)).toBe(false);
+    expect(sessionsJson(sandbox).filter((s) => s.ip === ADDR.client4)).toHaveLength(0);
+  });
+
+  it('kill -9 leaves ports closed and grants expiring on time; a restart lists and keeps them', async () => {
+    const { client } = sandbox;
+    step1(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`);
+    expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('200');
+    const grantedAt = Date.now();
+    await daemon.stop('SIGKILL');
+
+    // Dead daemon: the granted client still gets in, others do not; nothing answers step 1.
+    expect(tcpOpen(client, ADDR.gwWan4, 8080)).toBe(true);
+    expect(curl(client, ['-k', '--interface', ADDR.client4b, url(ADDR.gwWan4, 'https', STEP2_PATH)], 1).status).toBe('000');
+    expect(curl(client, ['--interface', ADDR.client4b, url(ADDR.gwWan4, 'http', STEP1_PATH)], 1).status).toBe('000');
+
+    daemon = start();
+    expect(await daemon.waitForLog(/knock-port ready/)).toBe(true);
+    const listed = sessionsJson(sandbox).filter((s) => s.ip === ADDR.client4 && s.step === 'service');
+    expect(listed).toHaveLength(1);
+    expect(tcpOpen(client, ADDR.gwWan4, 8080)).toBe(true);
+
+    // The kernel closes it on time, counted from the grant, not from the restart.
+    expect(await waitFor(() => !tcpOpen(client, ADDR.gwWan4, 8080, 400), (DURATION + 3) * 1000, 200)).toBe(true);
+    expect(Date.now() - grantedAt).toBeLessThan((DURATION + 3) * 1000);
+  });
+});

@@ -1,0 +1,61 @@
+/** The Config the step-1 tests and the committed pcap fixtures use (see test/fixtures/pcap/capture.sh). */
+import { digestKey } from '../../../src/auth/keys.js';
+import type { AppConfig, Config, GlobalConfig, User } from '../../../src/config/types.js';
+
+export const STEP1_PATH = '/step-1-k7Qz';
+export const OPENVPN_KEYS = ['K1-openvpn-alice-7f3a', 'K1-openvpn-bob-91c2'];
+export const SSH_KEY = 'K1-ssh-carol-55d0';
+export const OTP_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
+
+function user(name: string, index: number, httpKey: string, step1OtpSecret?: string): User {
+  return { name, index, httpKey: digestKey(httpKey), httpsKey: digestKey(`${httpKey}-https`), ...(step1OtpSecret ? { step1OtpSecret } : {}) };
+}
+
+function app(name: string, port: number, users: User[]): AppConfig {
+  return {
+    name,
+    port,
+    protocol: 'tcp',
+    destination: { kind: 'local' },
+    duration: 3600,
+    step2HttpsDuration: 10,
+    users,
+    masquerade: false,
+    interfaceExt: 'eth0',
+    interfaceInt: 'eth0',
+  };
+}
+
+export function fixtureConfig(overrides: Partial<GlobalConfig> = {}): Config {
+  const global: GlobalConfig = {
+    httpPostPath: STEP1_PATH,
+    httpsPostPath: '/step-2-Pq9w',
+    rateLimitPerMinute: 1000,
+    interfaceExt: 'eth0',
+    interfaceInt: 'eth0',
+    httpPort: 80,
+    httpsPort: 443,
+    firewallType: 'nftables',
+    capture: 'auto',
+    queueNum: 0,
+    nflogGroup: 0,
+    step1Handshake: 'cookie',
+    step1Reply: 'silent',
+    stateDir: '/var/lib/knock-port',
+    tableName: 'knockport',
+    ipv6: true,
+    controlSocket: '/run/knock-port.sock',
+    packetMark: 0x4b50,
+    synRatePerSecond: 20,
+    httpsConnRatePerSecond: 10,
+    ...overrides,
+  };
+  return {
+    global,
+    apps: [
+      app('openvpn', 1194, [user('alice', 0, OPENVPN_KEYS[0]!), user('bob', 1, OPENVPN_KEYS[1]!)]),
+      app('ssh', 22, [user('carol', 0, SSH_KEY, OTP_SECRET)]),
+    ],
+    source: 'test',
+  };
+}
