@@ -13,7 +13,7 @@ import { formatIPv4, formatIPv6 } from '../packet/address.js';
 import { buildRst, buildSynAck } from '../packet/build.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../packet/decode.js';
 import { authenticateKnock } from './auth.js';
-import { BoundedMap } from './bounded-map.js';
+import { BoundedMap } from '../bounded-map.js';
 import type { CookieSource } from './cookie.js';
 import { Step1Counters, newDecision, settle, type Step1Decision, type Step1Reason } from './decision.js';
 import { parseKnockRequest } from './http.js';
