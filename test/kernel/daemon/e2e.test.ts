@@ -4,6 +4,7 @@
  * NFLOG capture and on the iptables backend with NFQUEUE.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
 import { ADDR, CLI, IF, createSandbox, curl, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
@@ -30,6 +31,7 @@ function configYaml(sandbox: Sandbox, firewall: string, capture: string): string
   capture: ${capture}
   state_dir: ${join(sandbox.dir, 'state')}
   control_socket: ${join(sandbox.dir, 'control.sock')}
+  metrics_listen: 127.0.0.1:9464
 tcpsvc:
   port: 8080
   access_key_http: [${HTTP_KEY}]
@@ -200,5 +202,46 @@ describe.skipIf(skip).each(BACKENDS)('daemon end to end: $name', (backend) => {
     // The kernel closes it on time, counted from the grant, not from the restart.
     expect(await waitFor(() => !tcpOpen(client, ADDR.gwWan4, 8080, 400), (DURATION + 3) * 1000, 200)).toBe(true);
     expect(Date.now() - grantedAt).toBeLessThan((DURATION + 3) * 1000);
+  });
+
+  it('serves Prometheus metrics on loopback with step-1 and grant counters', () => {
+    step1(sandbox.client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4b);
+    expect(step2(sandbox.client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`, ADDR.client4b).status).toBe('200');
+    const text = sandbox.gw.exec('curl', ['-sS', '-m', '2', 'http://127.0.0.1:9464/metrics']);
+    const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? NaN);
+    expect(value(/^knockport_step1_packets_total\{outcome="syn",reason=""\} (\d+)$/m)).toBeGreaterThan(0);
+    expect(value(/^knockport_grants_total\{step="service"\} (\d+)$/m)).toBeGreaterThan(0);
+    expect(text).toMatch(/^knockport_knock_to_grant_seconds_count\{step="step2"\} [1-9]/m);
+    // Not reachable from the client side.
+    expect(curl(sandbox.client, [`http://${ADDR.gwWan4}:9464/metrics`], 1).status).toBe('000');
+  });
+
+  it('SIGHUP: an invalid config keeps the running one; a valid one takes effect', async () => {
+    const original = readFileSync(configPath, 'utf8');
+    writeFileSync(configPath, 'global: [not, a, config\n');
+    daemon.proc.kill('SIGHUP');
+    expect(await daemon.waitForLog(/config reload failed/, 5000)).toBe(true);
+    expect(sandbox.gw.tryExec(process.execPath, [CLI, 'health', '--socket', join(sandbox.dir, 'control.sock')]).ok).toBe(true);
+
+    const extra = `extra:\n  port: 9090\n  access_key_http: [extra-http-key-0123]\n  access_key_https: [extra-https-key-0123]\n  destination: local\n  protocol: tcp\n  duration: ${DURATION}\n  step2_https_duration: ${WINDOW}\n`;
+    writeFileSync(configPath, original + extra);
+    daemon.proc.kill('SIGHUP');
+    expect(await daemon.waitForLog(/config reloaded/, 5000)).toBe(true);
+    step1(sandbox.client, ADDR.gwWan4, 'app=extra&access_key=extra-http-key-0123', ADDR.client4b);
+    expect(step2(sandbox.client, ADDR.gwWan4, 'app=extra&access_key=extra-https-key-0123', ADDR.client4b).status).toBe('200');
+    expect(sessionsJson(sandbox).some((s) => s.ip === ADDR.client4b && s.app === 'extra' && s.step === 'service')).toBe(true);
+    writeFileSync(configPath, original);
+  });
+
+  it('SIGTERM: exits 0, saves the sessions and leaves every port closed', async () => {
+    const { client } = sandbox;
+    step1(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`);
+    expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('200');
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+    const saved = JSON.parse(readFileSync(join(sandbox.dir, 'state', 'sessions.json'), 'utf8')) as unknown;
+    expect(JSON.stringify(saved)).toContain(ADDR.client4);
+    expect(tcpOpen(client, ADDR.gwWan4, 8080)).toBe(true); // the grant lives on in the kernel
+    expect(curl(client, ['-k', '--interface', ADDR.client4b, url(ADDR.gwWan4, 'https', STEP2_PATH)], 1).status).toBe('000');
+    expect(tcpOpen(client, ADDR.gwWan4, 9090, 800)).toBe(false);
   });
 });
