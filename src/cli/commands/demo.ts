@@ -1,11 +1,17 @@
 import type { Command } from 'commander';
-import { NotAvailableYetError } from '../not-yet.js';
+import { runDemo } from '../../demo/run-demo.js';
 
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('run a self-contained demo in network namespaces')
-    .action(() => {
-      throw new NotAvailableYetError('demo');
+    .description('show knock-port working, step by step, in a throwaway network of namespaces on this host (root)')
+    .option('--keep', 'leave the demo network and daemon running after the steps, until Ctrl-C')
+    .option('-q, --quiet', 'print one line per step instead of every command and its output')
+    .addHelpText(
+      'after',
+      '\nNeeds root and the ip, nft, curl and openssl commands. Everything it makes (three network\nnamespaces, a config with random secrets, a self-signed certificate) is removed when it ends.\nExit code 0 when every step behaved as expected.',
+    )
+    .action(async (opts: { keep?: boolean; quiet?: boolean }) => {
+      await runDemo({ keep: opts.keep === true, quiet: opts.quiet === true });
     });
 }

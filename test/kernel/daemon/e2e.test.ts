@@ -17,6 +17,8 @@ const HTTP_KEY = 'http-key-0123456789a';
 const HTTPS_KEY = 'https-key-0123456789b';
 const DURATION = 4;
 const WINDOW = 3;
+/** Long enough to outlive a restart under load, for the kill -9 test. */
+const LONG_DURATION = 10;
 
 function configYaml(sandbox: Sandbox, firewall: string, capture: string): string {
   return `global:
@@ -40,6 +42,14 @@ tcpsvc:
   protocol: tcp
   duration: ${DURATION}
   step2_https_duration: ${WINDOW}
+longsvc:
+  port: 8081
+  access_key_http: [long-http-key-0123456789]
+  access_key_https: [long-https-key-0123456789]
+  destination: local
+  protocol: tcp
+  duration: ${LONG_DURATION}
+  step2_https_duration: ${WINDOW}
 udpsvc:
   port: 5300
   access_key_http: [udp-http-key-0123456789]
@@ -55,7 +65,7 @@ udpsvc:
 function startServices(gw: Netns): void {
   const script = `
     const net = require('node:net'), dgram = require('node:dgram');
-    net.createServer((s) => { s.on('error', () => {}); s.end('hello\\n'); }).listen({ port: 8080, host: '::', ipv6Only: false });
+    for (const port of [8080, 8081]) net.createServer((s) => { s.on('error', () => {}); s.end('hello\\n'); }).listen({ port, host: '::', ipv6Only: false });
     const u = dgram.createSocket({ type: 'udp6', ipv6Only: false });
     u.on('error', () => {});
     u.on('message', (m, r) => u.send(m, r.port, r.address));
@@ -183,25 +193,26 @@ describe.skipIf(skip).each(BACKENDS)('daemon end to end: $name', (backend) => {
 
   it('kill -9 leaves ports closed and grants expiring on time; a restart lists and keeps them', async () => {
     const { client } = sandbox;
-    step1(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`);
-    expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('200');
+    step1(client, ADDR.gwWan4, 'app=longsvc&access_key=long-http-key-0123456789');
+    expect(step2(client, ADDR.gwWan4, 'app=longsvc&access_key=long-https-key-0123456789').status).toBe('200');
     const grantedAt = Date.now();
     await daemon.stop('SIGKILL');
 
     // Dead daemon: the granted client still gets in, others do not; nothing answers step 1.
-    expect(tcpOpen(client, ADDR.gwWan4, 8080)).toBe(true);
+    expect(tcpOpen(client, ADDR.gwWan4, 8081)).toBe(true);
     expect(curl(client, ['-k', '--interface', ADDR.client4b, url(ADDR.gwWan4, 'https', STEP2_PATH)], 1).status).toBe('000');
     expect(curl(client, ['--interface', ADDR.client4b, url(ADDR.gwWan4, 'http', STEP1_PATH)], 1).status).toBe('000');
 
     daemon = start();
     expect(await daemon.waitForLog(/knock-port ready/)).toBe(true);
-    const listed = sessionsJson(sandbox).filter((s) => s.ip === ADDR.client4 && s.step === 'service');
+    const listed = sessionsJson(sandbox).filter((s) => s.ip === ADDR.client4 && s.app === 'longsvc' && s.step === 'service');
     expect(listed).toHaveLength(1);
-    expect(tcpOpen(client, ADDR.gwWan4, 8080)).toBe(true);
+    expect(tcpOpen(client, ADDR.gwWan4, 8081)).toBe(true);
 
     // The kernel closes it on time, counted from the grant, not from the restart.
-    expect(await waitFor(() => !tcpOpen(client, ADDR.gwWan4, 8080, 400), (DURATION + 3) * 1000, 200)).toBe(true);
-    expect(Date.now() - grantedAt).toBeLessThan((DURATION + 3) * 1000);
+    expect(await waitFor(() => !tcpOpen(client, ADDR.gwWan4, 8081, 400), (LONG_DURATION + 3) * 1000, 250)).toBe(true);
+    expect(Date.now() - grantedAt).toBeGreaterThan((LONG_DURATION - 1) * 1000);
+    expect(Date.now() - grantedAt).toBeLessThan((LONG_DURATION + 3) * 1000);
   });
 
   it('serves Prometheus metrics on loopback with step-1 and grant counters', () => {

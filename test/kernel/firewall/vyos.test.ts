@@ -3,25 +3,10 @@ import { createFirewall } from '../../../src/firewall/index.js';
 import type { FirewallBackend } from '../../../src/firewall/types.js';
 import { VyosNotConfiguredError } from '../../../src/firewall/vyos.js';
 import { announceSkip, kernelSkipReason } from '../../helpers/netns.js';
+import { vyosCommit } from '../../helpers/vyos-layout.js';
 import { ADDR, Topology } from './topology.js';
 
 const skip = announceSkip('test/kernel/firewall/vyos.test.ts', kernelSkipReason(['ip', 'nft']));
-
-/** What a VyOS commit leaves: its filter tables rebuilt, the named chains empty but jumped to. */
-function vyosCommit(topo: Topology): void {
-  for (const [family, v6] of [['ip', ''], ['ip6', 'IPV6_']] as const) {
-    const names = family === 'ip' ? 'NAME_' : 'NAME6_';
-    topo.gw.tryExec('nft', ['delete', 'table', family, 'vyos_filter']);
-    topo.gw.exec('nft', ['-f', '-'], [
-      `table ${family} vyos_filter {`,
-      `  chain ${names}IN-KnockPort {\n    counter continue comment "IN-KnockPort default-action continue"\n  }`,
-      `  chain ${names}FWD-KnockPort {\n    counter continue comment "FWD-KnockPort default-action continue"\n  }`,
-      `  chain VYOS_${v6}INPUT_filter {\n    type filter hook input priority filter; policy accept;\n    counter jump ${names}IN-KnockPort\n  }`,
-      `  chain VYOS_${v6}FORWARD_filter {\n    type filter hook forward priority filter; policy accept;\n    counter jump ${names}FWD-KnockPort\n  }`,
-      '}',
-    ].join('\n'));
-  }
-}
 
 describe.skipIf(skip)('VyOS backend (vyos_filter layout recreated in a namespace)', () => {
   let topo: Topology;
@@ -41,7 +26,7 @@ describe.skipIf(skip)('VyOS backend (vyos_filter layout recreated in a namespace
   });
 
   it('fills the named chains: ports silent until granted, grants open them, forwards reach the LAN', async () => {
-    vyosCommit(topo);
+    vyosCommit(topo.gw);
     await fw.install('nflog');
     expect(topo.gw.exec('nft', ['list', 'chain', 'ip', 'vyos_filter', 'NAME_IN-KnockPort'])).toContain('knock-port gate');
     expect(topo.tcp(ADDR.gw4, 2222)).toBe('silent');
@@ -61,7 +46,7 @@ describe.skipIf(skip)('VyOS backend (vyos_filter layout recreated in a namespace
   it('self-heal: after a VyOS commit wipes the rules, ensureInstalled() puts them back', async () => {
     const heal = fw.ensureInstalled!.bind(fw);
     expect(await heal()).toBe(false);
-    vyosCommit(topo);
+    vyosCommit(topo.gw);
     expect(topo.tcp(ADDR.gw4, 2222)).toBe('open');
     expect(await heal()).toBe(true);
     expect(topo.tcp(ADDR.gw4, 2222)).toBe('silent');

@@ -1,0 +1,349 @@
+/**
+ * The scenario matrix (issue 7, scenarios 1-10) on the real kernel: the real daemon in a
+ * gateway namespace, real curl / TCP / UDP clients and nping in a client namespace, a LAN
+ * host behind the gateway; every backend this kernel can run, IPv4 and IPv6.
+ *
+ * One daemon per backend. Scenarios run concurrently, each from its own client source
+ * addresses, so none shares a grant, a window or a rate limit with another.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { totpAt, TOTP_PERIOD_SECONDS } from '../../../src/auth/totp.js';
+import { announceSkip, kernelSkipReason, Netns, tryRun, waitFor } from '../../helpers/netns.js';
+import { ADDR, CLI, IF, createSandbox, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
+import { bracketed, curlFrom, execIn, SourcePool, startServices, synFlood, tcpProbe, udpEchoes, type Family, type SynFloodResult } from '../../helpers/scenario.js';
+import { vyosCommit } from '../../helpers/vyos-layout.js';
+
+const FILE = 'scenarios/scenarios';
+const skipAll = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'nping']));
+
+const STEP1_PATH = '/knock-sc-5e81c0d7';
+const STEP2_PATH = '/step2-sc-9a4f27b3';
+const DURATION = 4;
+const WINDOW = 3;
+/** For scenarios that make several step-2 requests in one window, so a busy machine cannot run it out. */
+const LONG_WINDOW = 10;
+const RATE_PER_MINUTE = 10;
+const SYN_PER_SECOND = 20;
+const HTTPS_CONN_PER_SECOND = 10;
+/** Seconds of scheduling slack on each side of a kernel expiry (ipset timeouts tick in whole seconds). */
+const EXPIRY_SLACK = 2;
+
+const KEYS = {
+  tcpsvc: { http: 'sc-tcp-http-3b8e1f07', https: 'sc-tcp-https-6c2d9a41' },
+  longsvc: { http: 'sc-long-http-8f2a6c51', https: 'sc-long-https-4d9e0b73' },
+  udpsvc: { http: 'sc-udp-http-9d4c2e18', https: 'sc-udp-https-1f7b3a62' },
+  fwd4: { http: 'sc-fwd4-http-5a0c7e93', https: 'sc-fwd4-https-8e2b4d16' },
+  fwd6: { http: 'sc-fwd6-http-2c9f8b04', https: 'sc-fwd6-https-7d1e5a39' },
+} as const;
+const TOTP_USERS = {
+  4: { name: 'alice4', http: 'sc-totp4-http-4e7a1c90', https: 'sc-totp4-https-0b6d3f25', secret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP' },
+  6: { name: 'alice6', http: 'sc-totp6-http-6a3e9d12', https: 'sc-totp6-https-3c8b0e47', secret: 'KRUGS4ZANFZSAYJAORSXG5BAONSWG4TF' },
+} as const;
+const PORTS = { tcpsvc: 8080, totpsvc: 8081, longsvc: 8082, udpsvc: 5300, fwd4: 3389, fwd6: 3391, lan: 3390, https: 443 } as const;
+const BANNER = { gw: 'hello from the gateway', lan: 'hello from the LAN host' };
+/** Step 1 never answers: curl gives up after this, long after its POST went out. */
+const STEP1_CURL_SECONDS = 1.2;
+
+interface Backend {
+  name: string;
+  firewall: 'nftables' | 'iptables' | 'vyos';
+  capture: 'auto' | 'nfqueue' | 'nflog';
+  expectCapture: 'nfqueue' | 'nflog';
+  args: string[];
+  /** Why this kernel cannot run the backend, or undefined. */
+  unavailable(): string | undefined;
+}
+
+/** True when this kernel has the nft `queue` expression (CONFIG_NFT_QUEUE), probed in a throwaway namespace. */
+function nftQueueMissing(): string | undefined {
+  if (skipAll) return undefined;
+  const ns = Netns.create('q');
+  try {
+    const probe = ns.tryExec('nft', ['-f', '-'], 'table inet probe {\n chain c {\n type filter hook input priority 0;\n tcp dport 80 queue num 0\n }\n}\n');
+    return probe.ok ? undefined : 'this kernel has no nft `queue` expression (CONFIG_NFT_QUEUE unset): the nftables backend captures through NFLOG here';
+  } finally {
+    ns.destroy();
+  }
+}
+
+const commandMissing = (cmd: string) => (tryRun('sh', ['-c', `command -v ${cmd}`]).ok ? undefined : `the '${cmd}' command is not installed`);
+
+const BACKENDS: Backend[] = [
+  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', expectCapture: 'nflog', args: [], unavailable: () => undefined },
+  { name: 'nftables + NFQUEUE', firewall: 'nftables', capture: 'nfqueue', expectCapture: 'nfqueue', args: [], unavailable: nftQueueMissing },
+  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'nft'], unavailable: () => commandMissing('iptables-nft') },
+  { name: 'iptables-legacy + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'legacy'], unavailable: () => commandMissing('iptables-legacy') },
+  { name: 'VyOS layout + NFLOG', firewall: 'vyos', capture: 'auto', expectCapture: 'nflog', args: [], unavailable: () => undefined },
+];
+
+function configYaml(sandbox: Sandbox, backend: Backend): string {
+  const app = (name: keyof typeof KEYS, port: number, protocol: string, destination: string, window = WINDOW) => `${name}:
+  port: ${port}
+  access_key_http: [${KEYS[name].http}]
+  access_key_https: [${KEYS[name].https}]
+  destination: ${destination}
+  protocol: ${protocol}
+  duration: ${DURATION}
+  step2_https_duration: ${window}
+`;
+  const totpUser = (u: (typeof TOTP_USERS)[Family]) => `    - name: ${u.name}
+      access_key_http: ${u.http}
+      access_key_https: ${u.https}
+      totp_secret: ${u.secret}
+`;
+  return `global:
+  http_post_path: ${STEP1_PATH}
+  https_post_path: ${STEP2_PATH}
+  step1_2_rate_limit_per_minute: ${RATE_PER_MINUTE}
+  interface_ext: ${IF.gwWan}
+  interface_int: ${IF.gwLan}
+  https_port: ${PORTS.https}
+  firewall_type: ${backend.firewall}
+  capture: ${backend.capture}
+  syn_rate_per_second: ${SYN_PER_SECOND}
+  https_conn_rate_per_second: ${HTTPS_CONN_PER_SECOND}
+  state_dir: ${join(sandbox.dir, 'state')}
+  control_socket: ${join(sandbox.dir, 'control.sock')}
+${app('tcpsvc', PORTS.tcpsvc, 'tcp', 'local')}${app('longsvc', PORTS.longsvc, 'tcp', 'local', LONG_WINDOW)}${app('udpsvc', PORTS.udpsvc, 'udp', 'local')}${app('fwd4', PORTS.fwd4, 'tcp', `'${ADDR.lan4}:${PORTS.lan}'`)}${app('fwd6', PORTS.fwd6, 'tcp', `'[${ADDR.lan6}]:${PORTS.lan}'`)}totpsvc:
+  port: ${PORTS.totpsvc}
+  protocol: tcp
+  duration: ${DURATION}
+  step2_https_duration: ${LONG_WINDOW}
+  users:
+${totpUser(TOTP_USERS[4])}${totpUser(TOTP_USERS[6])}`;
+}
+
+/** A TOTP code valid at none of the steps the daemon accepts now (previous, current, next). */
+function wrongTotp(secret: string, nowSeconds: number): string {
+  const valid = new Set([-1, 0, 1].map((d) => totpAt(secret, nowSeconds + d * TOTP_PERIOD_SECONDS)));
+  for (let n = 0; ; n++) {
+    const candidate = String((Number(totpAt(secret, nowSeconds)) + 500_000 + n) % 1_000_000).padStart(6, '0');
+    if (!valid.has(candidate)) return candidate;
+  }
+}
+
+for (const backend of BACKENDS) {
+  const reason = skipAll ? undefined : backend.unavailable();
+  if (reason) announceSkip(`${FILE} [${backend.name}]`, reason);
+
+  describe.skipIf(skipAll || reason !== undefined)(`scenarios: ${backend.name}`, () => {
+    let sandbox: Sandbox;
+    let daemon: Daemon;
+    const sources = new SourcePool(40);
+
+    beforeAll(async () => {
+      sandbox = createSandbox(`s${backend.firewall.slice(0, 2)}`);
+      sources.install(sandbox.client, IF.clientWan);
+      await startServices(sandbox.gw, { tcp: { [PORTS.tcpsvc]: BANNER.gw, [PORTS.totpsvc]: BANNER.gw, [PORTS.longsvc]: BANNER.gw }, udp: [PORTS.udpsvc] });
+      await startServices(sandbox.lan, { tcp: { [PORTS.lan]: BANNER.lan } });
+      if (backend.firewall === 'vyos') vyosCommit(sandbox.gw);
+      const config = writeFile(sandbox, 'config.yaml', configYaml(sandbox, backend));
+      daemon = startDaemon(sandbox, ['-c', config, '--cert', sandbox.cert, '--key', sandbox.key, '--log-level', 'debug', ...backend.args]);
+      if (!(await daemon.waitForLog(/knock-port ready/))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
+    });
+
+    afterAll(async () => {
+      await daemon?.stop('SIGKILL');
+      sandbox?.destroy();
+    });
+
+    it('captures step 1 the expected way', () => {
+      expect(daemon.output.find((l) => l.includes('"capture"'))).toContain(`"capture":"${backend.expectCapture}"`);
+    });
+
+    describe.concurrent.each([4, 6] as const)('IPv%i', (family) => {
+      const gw = family === 4 ? ADDR.gwWan4 : ADDR.gwWan6;
+      const fwdApp = family === 4 ? 'fwd4' : 'fwd6';
+      const client = () => sandbox.client;
+      const step1 = (from: string, body: string, path = STEP1_PATH, extra: string[] = []) =>
+        curlFrom(client(), from, ['-d', body, ...extra, `http://${bracketed(gw)}${path}`], STEP1_CURL_SECONDS);
+      const step2 = (from: string, body: string) => curlFrom(client(), from, ['-k', '-d', body, `https://${bracketed(gw)}${STEP2_PATH}`], 2);
+      const form = (app: string, key: string, more = '') => `app=${app}&access_key=${key}${more}`;
+      const tcp = (from: string, port: number, timeoutMs?: number) => tcpProbe(client(), from, gw, port, timeoutMs);
+      /** Resolves to the seconds since `since` at which `isClosed` first held (or Infinity). */
+      const closedAfter = async (since: number, isClosed: () => Promise<boolean>, limitSeconds: number) =>
+        (await waitFor(isClosed, limitSeconds * 1000, 200)) ? (Date.now() - since) / 1000 : Infinity;
+      const refusals = (from: string) =>
+        daemon.output.filter((l) => l.includes('step-1 knock refused') && l.includes(`"ip":"${from}"`)).map((l) => (JSON.parse(l) as { reason: string }).reason);
+
+      it('1. local service: closed, step 1 silent, step 2 opens TCP and UDP, both close after duration', async ({ expect }) => {
+        const from = sources.take(family);
+        expect((await tcp(from, PORTS.tcpsvc)).kind).toBe('timeout');
+        expect(await udpEchoes(client(), from, gw, PORTS.udpsvc)).toBe(false);
+
+        const [s1tcp, s1udp] = await Promise.all([step1(from, form('tcpsvc', KEYS.tcpsvc.http)), step1(from, form('udpsvc', KEYS.udpsvc.http))]);
+        expect([s1tcp.status, s1udp.status]).toEqual(['000', '000']);
+        expect(await step2(from, form('tcpsvc', KEYS.tcpsvc.https))).toEqual({ status: '200', body: 'OK\n' });
+        const grantedAt = Date.now();
+        expect((await step2(from, form('udpsvc', KEYS.udpsvc.https))).status).toBe('200');
+        expect(await tcp(from, PORTS.tcpsvc)).toEqual({ kind: 'open', banner: BANNER.gw });
+        expect(await udpEchoes(client(), from, gw, PORTS.udpsvc)).toBe(true);
+
+        const limit = DURATION + EXPIRY_SLACK + 2;
+        const [tcpClosed, udpClosed] = await Promise.all([
+          closedAfter(grantedAt, async () => (await tcp(from, PORTS.tcpsvc, 400)).kind === 'timeout', limit),
+          closedAfter(grantedAt, async () => !(await udpEchoes(client(), from, gw, PORTS.udpsvc, 400)), limit),
+        ]);
+        for (const closed of [tcpClosed, udpClosed]) {
+          expect(closed).toBeGreaterThan(DURATION - EXPIRY_SLACK);
+          expect(closed).toBeLessThan(DURATION + EXPIRY_SLACK);
+        }
+      });
+
+      it('2. forwarded service: the app port reaches the LAN host on another port', async ({ expect }) => {
+        const from = sources.take(family);
+        const app = KEYS[fwdApp];
+        expect((await tcp(from, PORTS[fwdApp])).kind).toBe('timeout');
+        expect((await step1(from, form(fwdApp, app.http))).status).toBe('000');
+        expect((await step2(from, form(fwdApp, app.https))).status).toBe('200');
+        expect(await tcp(from, PORTS[fwdApp], 1500)).toEqual({ kind: 'open', banner: BANNER.lan });
+        // The grant is for this app only: the local service stays closed.
+        expect((await tcp(from, PORTS.tcpsvc)).kind).toBe('timeout');
+      });
+
+      it('3. service and HTTPS ports are dropped (not refused) by default, TCP and UDP', async ({ expect }) => {
+        const from = sources.take(family);
+        const probes = await Promise.all([PORTS.tcpsvc, PORTS.totpsvc, PORTS[fwdApp], PORTS.https].map((port) => tcp(from, port)));
+        expect(probes.map((p) => p.kind)).toEqual(['timeout', 'timeout', 'timeout', 'timeout']);
+        expect(await udpEchoes(client(), from, gw, PORTS.udpsvc)).toBe(false);
+      });
+
+      it('4. step 1 with a wrong key, a wrong app, an empty body: HTTPS stays closed', async ({ expect }) => {
+        const cases = [
+          { body: form('tcpsvc', 'sc-not-the-key-0a1b2c3d'), reason: 'bad-key' },
+          { body: form('nosuchapp', KEYS.tcpsvc.http), reason: 'unknown-app' },
+          { body: form('udpsvc', KEYS.tcpsvc.http), reason: 'bad-key' },
+          { body: '', reason: 'bad-body' },
+        ].map((c) => ({ ...c, from: sources.take(family) }));
+        await Promise.all(
+          cases.map(async ({ body, from }) => {
+            expect((await step1(from, body)).status).toBe('000');
+            expect((await tcp(from, PORTS.https)).kind).toBe('timeout');
+            expect((await step2(from, form('tcpsvc', KEYS.tcpsvc.https))).status).toBe('000');
+          }),
+        );
+        // Each knock reached the inspector and was refused for the reason it carries.
+        for (const { from, reason } of cases) expect(refusals(from), `refusals logged for ${from}`).toContain(reason);
+      });
+
+      it('5. step 2 with a wrong app or key: 403, the service stays closed', async ({ expect }) => {
+        const from = sources.take(family);
+        expect((await step1(from, form('longsvc', KEYS.longsvc.http))).status).toBe('000');
+        for (const body of [form('nosuchapp', KEYS.longsvc.https), form('tcpsvc', KEYS.longsvc.https), form('longsvc', 'sc-not-the-key-0a1b2c3d'), form('longsvc', KEYS.longsvc.http)]) {
+          expect(await step2(from, body)).toEqual({ status: '403', body: 'Forbidden\n' });
+        }
+        const [service, other] = await Promise.all([tcp(from, PORTS.longsvc), tcp(from, PORTS.tcpsvc)]);
+        expect([service.kind, other.kind]).toEqual(['timeout', 'timeout']);
+        // The window itself still works for the right key (the failures did not use it up).
+        expect((await step2(from, form('longsvc', KEYS.longsvc.https))).status).toBe('200');
+        expect((await tcp(from, PORTS.longsvc)).kind).toBe('open');
+      });
+
+      it('6. a GET to the step-1 path times out and leaves HTTPS closed', async ({ expect }) => {
+        const from = sources.take(family);
+        const query = `?${form('tcpsvc', KEYS.tcpsvc.http)}`;
+        const [plain, withBody] = await Promise.all([
+          curlFrom(client(), from, [`http://${bracketed(gw)}${STEP1_PATH}${query}`], STEP1_CURL_SECONDS),
+          step1(from, form('tcpsvc', KEYS.tcpsvc.http), STEP1_PATH, ['-X', 'GET']),
+        ]);
+        expect([plain.status, withBody.status]).toEqual(['000', '000']);
+        expect((await tcp(from, PORTS.https)).kind).toBe('timeout');
+        expect((await step2(from, form('tcpsvc', KEYS.tcpsvc.https))).status).toBe('000');
+        expect(refusals(from)).toEqual(['not-post', 'not-post']);
+      });
+
+      it('7. wrong paths of several lengths and the right path as a prefix: HTTPS stays closed', async ({ expect }) => {
+        const from = sources.take(family);
+        const paths = ['/', '/k', STEP1_PATH.slice(0, 5), STEP1_PATH.slice(0, -1), `${STEP1_PATH}2`, `${STEP1_PATH}/`, STEP1_PATH.toUpperCase(), `/${'k'.repeat(300)}`];
+        expect(paths.length).toBeLessThanOrEqual(RATE_PER_MINUTE);
+        const statuses = await Promise.all(paths.map((path) => step1(from, form('tcpsvc', KEYS.tcpsvc.http), path)));
+        expect(statuses.map((s) => s.status)).toEqual(paths.map(() => '000'));
+        expect((await tcp(from, PORTS.https)).kind).toBe('timeout');
+        expect((await step2(from, form('tcpsvc', KEYS.tcpsvc.https))).status).toBe('000');
+        expect(refusals(from)).toHaveLength(paths.length);
+      });
+
+      it('8. the step-2 window expires after step2_https_duration', async ({ expect }) => {
+        const from = sources.take(family);
+        const knockedAt = Date.now();
+        expect((await step1(from, form('tcpsvc', KEYS.tcpsvc.http))).status).toBe('000');
+        expect((await tcp(from, PORTS.https)).kind).toBe('open');
+        const closed = await closedAfter(knockedAt, async () => (await tcp(from, PORTS.https, 400)).kind === 'timeout', WINDOW + EXPIRY_SLACK + 2);
+        expect(closed).toBeGreaterThan(WINDOW - EXPIRY_SLACK);
+        expect(closed).toBeLessThan(WINDOW + EXPIRY_SLACK);
+        expect((await step2(from, form('tcpsvc', KEYS.tcpsvc.https))).status).toBe('000');
+        expect((await tcp(from, PORTS.tcpsvc)).kind).toBe('timeout');
+      });
+
+      it('9. TOTP: no token 401, wrong token 403, right token 200, the same token again 403', async ({ expect }) => {
+        const from = sources.take(family);
+        const user = TOTP_USERS[family];
+        expect((await step1(from, form('totpsvc', user.http))).status).toBe('000');
+        expect(await step2(from, form('totpsvc', user.https))).toEqual({ status: '401', body: 'Token required\n' });
+        const now = Date.now() / 1000;
+        const [wrong, closed] = await Promise.all([
+          step2(from, form('totpsvc', user.https, `&token=${wrongTotp(user.secret, now)}`)),
+          tcp(from, PORTS.totpsvc, 500),
+        ]);
+        expect([wrong.status, closed.kind]).toEqual(['403', 'timeout']);
+        const token = totpAt(user.secret, now);
+        expect((await step2(from, form('totpsvc', user.https, `&token=${token}`))).status).toBe('200');
+        expect((await step2(from, form('totpsvc', user.https, `&token=${token}`))).status).toBe('403');
+        // The window was still open: only the used-code cache refused the replayed token.
+        expect((await tcp(from, PORTS.https)).kind).toBe('open');
+        expect(await tcp(from, PORTS.totpsvc)).toEqual({ kind: 'open', banner: BANNER.gw });
+      });
+
+      it(`10a. step-1 rate limit: the ${RATE_PER_MINUTE + 1}th knock in a minute is ignored`, async ({ expect }) => {
+        const from = sources.take(family);
+        const wrong = Array.from({ length: RATE_PER_MINUTE - 1 }, (_, i) => step1(from, form('tcpsvc', `sc-wrong-key-${i}-5f3e9a`)));
+        await Promise.all(wrong);
+        await step1(from, form('longsvc', KEYS.longsvc.http)); // the Nth: still counted and valid
+        await step1(from, form('udpsvc', KEYS.udpsvc.http)); // the N+1st: over the limit
+        expect(await step2(from, form('udpsvc', KEYS.udpsvc.https))).toEqual({ status: '403', body: 'Forbidden\n' });
+        expect((await step2(from, form('longsvc', KEYS.longsvc.https))).status).toBe('200');
+        const reasons = refusals(from);
+        expect(reasons.filter((r) => r === 'bad-key')).toHaveLength(RATE_PER_MINUTE - 1);
+        expect(reasons.filter((r) => r === 'rate-limited')).toHaveLength(1);
+      });
+
+      it(`10b. step-2 rate limit: the ${RATE_PER_MINUTE + 1}th request in a minute gets 429`, async ({ expect }) => {
+        const from = sources.take(family);
+        expect((await step1(from, form('longsvc', KEYS.longsvc.http))).status).toBe('000');
+        for (let i = 0; i < RATE_PER_MINUTE; i++) expect((await step2(from, form('longsvc', `sc-wrong-key-${i}-5f3e9a`))).status).toBe('403');
+        expect(await step2(from, form('longsvc', KEYS.longsvc.https))).toEqual({ status: '429', body: 'Too Many Requests\n' });
+        expect((await tcp(from, PORTS.longsvc)).kind).toBe('timeout');
+      });
+
+      it(`10c. in-kernel SYN limits: ${SYN_PER_SECOND}/s on the step-1 port, ${HTTPS_CONN_PER_SECOND}/s on an open HTTPS port`, async ({ expect }) => {
+        const [flooder, knocker] = [sources.take(family), sources.take(family)];
+        const wire = { ifname: IF.clientWan, peer: sandbox.gw, peerIf: IF.gwWan };
+        const flood = (port: number, from: string) => synFlood(client(), wire, from, gw, port, 400, 1000);
+        /** The kernel passes its bucket (a burst of twice the rate), then the rate for as long as the flood lasts. */
+        const expectLimited = (flood: SynFloodResult, rate: number) => {
+          expect(flood.sent).toBe(400);
+          expect(flood.answered).toBeGreaterThanOrEqual(2 * rate - 5);
+          expect(flood.answered).toBeLessThanOrEqual(2 * rate + Math.ceil(rate * flood.seconds) + 5);
+        };
+
+        const step1Flood = await flood(80, flooder);
+        expectLimited(step1Flood, SYN_PER_SECOND);
+
+        expect((await step1(knocker, form('longsvc', KEYS.longsvc.http))).status).toBe('000');
+        const httpsFlood = await flood(PORTS.https, knocker);
+        expectLimited(httpsFlood, HTTPS_CONN_PER_SECOND);
+        process.stdout.write(
+          `[${backend.name} IPv${family}] SYN floods: ${step1Flood.sent} in ${step1Flood.seconds.toFixed(2)} s -> ${step1Flood.answered} SYN-ACKs from port 80; ` +
+            `${httpsFlood.sent} in ${httpsFlood.seconds.toFixed(2)} s -> ${httpsFlood.answered} from ${PORTS.https}\n`,
+        );
+      });
+    });
+
+    it('the daemon is still healthy after every scenario', async () => {
+      expect(daemon.proc.exitCode).toBeNull();
+      const health = await execIn(sandbox.gw, process.execPath, [CLI, 'health', '--socket', join(sandbox.dir, 'control.sock')]);
+      expect(health.out.trim()).toBe('healthy');
+    });
+  });
+}
