@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// The step-1 inspector alone, in process, on one core: packets/s for a SYN (cookie SYN-ACK
+// built), junk data (bad cookie: spoofed), a wrong-key knock (valid cookie, parsed and
+// authenticated) and a valid knock, against bare packet decoding in the same run.
+// Needs dist/. Prints one JSON line when run directly.
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { parseConfig } from '../dist/config/load.js';
+import { TcpSegmentView, decodeTcpPacket } from '../dist/packet/decode.js';
+import { KeyedCookieSource, randomCookieSecret } from '../dist/step1/cookie.js';
+import { Inspector } from '../dist/step1/inspector.js';
+import { APP, KEYS, NET, PATHS, PORTS, benchConfigYaml } from './lib/config.js';
+import { TCP_ACK, TCP_PSH, TCP_SYN, cookieDataSegment, extraAddress, ipv4Tcp, knockRequest } from './lib/packets.js';
+
+/** More distinct segments than the retransmission cache holds, so none is a cache hit. */
+const DISTINCT = 70_000;
+
+function packetSets(cookie, now) {
+  const isn = () => randomBytes(4).readUInt32BE(0);
+  const make = (build) => Array.from({ length: DISTINCT }, (_, i) => build(i));
+  const knock = (key) => (i) =>
+    cookieDataSegment(cookie, now, {
+      src: extraAddress(i),
+      dst: NET.server,
+      sport: 1024 + (i % 60_000),
+      dport: PORTS.step1,
+      isn: isn(),
+      payload: knockRequest(NET.server, PATHS.step1, `app=${APP}&access_key=${key}`),
+    });
+  return {
+    syn: make((i) => ipv4Tcp({ src: NET.client, dst: NET.server, sport: 1024 + (i % 60_000), dport: PORTS.step1, seq: isn(), flags: TCP_SYN })),
+    junk: make((i) =>
+      ipv4Tcp({ src: NET.client, dst: NET.server, sport: 1024 + (i % 60_000), dport: PORTS.step1, seq: isn(), ack: isn(), flags: TCP_ACK | TCP_PSH, payload: randomBytes(400) }),
+    ),
+    wrongKey: make(knock(KEYS.wrong)),
+    validKnock: make(knock(KEYS.http)),
+  };
+}
+
+/** Runs `handle` over the packets (cycling) for about `seconds`; packets/s of CPU time on this one thread. */
+function measure(packets, seconds, handle) {
+  const deadline = performance.now() + seconds * 1000;
+  const cpuStart = process.cpuUsage();
+  let count = 0;
+  while (performance.now() < deadline) {
+    for (let i = 0; i < 1000; i++) handle(packets[count++ % packets.length]);
+  }
+  const cpu = process.cpuUsage(cpuStart);
+  return { packets: count, perSecond: Math.round(count / ((cpu.user + cpu.system) / 1e6)) };
+}
+
+export function inspectorBench({ seconds = 1 } = {}) {
+  // Each inspection gets a fresh inspector, so rate limits and caches start empty; the limit is
+  // raised so every wrong-key and valid knock reaches the parser and the key check.
+  const config = parseConfig(
+    benchConfigYaml({ firewall: 'nftables', capture: 'nflog', stateDir: '/var/lib/knock-port-bench', controlSocket: '/run/kpb.sock', rateLimitPerMinute: 1_000_000 }),
+    'bench',
+  );
+  const cookie = new KeyedCookieSource(randomCookieSecret());
+  const now = Date.now();
+  const sets = packetSets(cookie, now);
+  const view = new TcpSegmentView();
+  const reference = measure(sets.junk, seconds, (p) => decodeTcpPacket(p, view));
+  const rows = {};
+  const outcomes = {};
+  for (const [kind, packets] of Object.entries(sets)) {
+    const inspector = new Inspector(config, { cookie, now: () => now });
+    const seen = new Map();
+    rows[kind] = measure(packets, seconds, (p) => {
+      const d = inspector.inspect(p);
+      seen.set(d.result, (seen.get(d.result) ?? 0) + 1);
+    });
+    outcomes[kind] = Object.fromEntries(seen);
+  }
+  return { decodeOnlyPps: reference.perSecond, rows, outcomes, distinctPackets: DISTINCT };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  process.stdout.write(`${JSON.stringify({ bench: 'inspector', ...inspectorBench({ seconds: Number(process.env.BENCH_SECONDS ?? 1) }) })}\n`);
+}
