@@ -11,7 +11,9 @@ import {
   parseAccessKey,
   parseDestination,
   parseInterfaceName,
+  parseListenAddress,
   parseLoopbackListen,
+  parseNetwork,
   parsePacketMark,
   parseRequestPath,
   parseTotpSecret,
@@ -34,7 +36,8 @@ function parsedString<T>(parse: (text: string) => Parsed<T>) {
 
 const port = z.int().min(1).max(65535);
 const seconds = z.int().min(1);
-const perSecond = z.int().min(1);
+// The kernel limits take a burst of twice the rate; iptables hashlimit refuses bursts over 1,000,000.
+const perSecond = z.int().min(1).max(500_000);
 const u16 = z.int().min(0).max(65535);
 const accessKey = parsedString(parseAccessKey);
 const totpSecret = parsedString(parseTotpSecret);
@@ -100,6 +103,10 @@ export const globalSchema = z.strictObject({
     .prefault(DEFAULTS.packetMark),
   syn_rate_per_second: perSecond.default(DEFAULTS.synRatePerSecond),
   https_conn_rate_per_second: perSecond.default(DEFAULTS.httpsConnRatePerSecond),
+  // A reverse proxy or WAF in front of step 2 (the original's --waf-https-port / --waf-trusted-ips).
+  https_public_port: port.optional(),
+  https_listen_address: parsedString(parseListenAddress).optional(),
+  trusted_proxies: z.array(parsedString(parseNetwork)).optional(),
 });
 
 export const userSchema = z.strictObject({

@@ -32,6 +32,9 @@ export function ipsetServiceEntry(ip: string, protocol: Protocol, port: number):
   return `${ip},${protocol}:${port}`;
 }
 
+/** Live grants one ipset can hold. */
+const MAX_GRANTS = 1_048_576;
+
 export class IptablesRuleset {
   /** `name`: base of chain (upper case) and set (lower case) names, e.g. `knockport`. */
   constructor(
@@ -47,10 +50,13 @@ export class IptablesRuleset {
     return `${this.name.toLowerCase()}-${kind}-${tag(family)}`;
   }
 
-  /** Every set, as `ipset restore -exist` input: existing sets (and their entries) are kept. */
+  /**
+   * Every set, as `ipset restore -exist` input: existing sets (and their entries) are kept.
+   * `maxelem` lifts ipset's default cap of 65,536 entries so 100k+ live grants fit.
+   */
   ipsetScript(): string {
     return this.sets()
-      .map(({ name, type, family }) => `create ${name} ${type} family ${family === 4 ? 'inet' : 'inet6'} timeout 0\n`)
+      .map(({ name, type, family }) => `create ${name} ${type} family ${family === 4 ? 'inet' : 'inet6'} timeout 0 maxelem ${MAX_GRANTS}\n`)
       .join('');
   }
 
