@@ -140,6 +140,11 @@ describe('ports', () => {
     expectRefusedOnce(text, 'ssh.port', `port: ${port}`, message);
   });
 
+  it('refuses a kernel rate limit iptables cannot express', () => {
+    const text = VALID.replace('  interface_int: eth1\n', '  interface_int: eth1\n  syn_rate_per_second: 600000\n');
+    expectRefusedOnce(text, 'global.syn_rate_per_second', 'syn_rate_per_second', /expected a number <= 500000, got 600000/);
+  });
+
   it('refuses equal step-1 and step-2 ports', () => {
     const text = VALID.replace('  interface_int: eth1\n', '  interface_int: eth1\n  http_port: 8443\n  https_port: 8443\n');
     expectRefusedOnce(text, 'global.https_port', 'https_port', /must differ \(both are 8443\)/);
