@@ -215,6 +215,26 @@ describe.skipIf(skip).each(BACKENDS)('daemon end to end: $name', (backend) => {
     expect(Date.now() - grantedAt).toBeLessThan((LONG_DURATION + 3) * 1000);
   });
 
+  it('knock-port watch prints the live decisions of real knocks', async () => {
+    const watch = sandbox.gw.spawn(process.execPath, [CLI, 'watch', '--iface', IF.gwWan, '-c', configPath, '--json']);
+    const lines: string[] = [];
+    let banner = '';
+    watch.stdout?.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
+    watch.stderr?.on('data', (chunk: Buffer) => (banner += chunk.toString()));
+    try {
+      // The banner is printed once libpcap is capturing, so no knock is missed.
+      expect(await waitFor(() => banner.includes('watching step-1 traffic'), 10_000)).toBe(true);
+      step1(sandbox.client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4b);
+      step1(sandbox.client, ADDR.gwWan4, 'app=tcpsvc&access_key=wrong-key-0123456789', ADDR.client4b);
+      const decisions = () => lines.map((l) => JSON.parse(l) as { src: string; result: string; reason?: string; app?: string });
+      expect(await waitFor(() => decisions().some((d) => d.result === 'rejected' && d.reason === 'bad-key'), 5000)).toBe(true);
+      expect(decisions().some((d) => d.src === ADDR.client4b && d.result === 'granted' && d.app === 'tcpsvc')).toBe(true);
+      expect(decisions().some((d) => d.result === 'syn')).toBe(true);
+    } finally {
+      watch.kill('SIGTERM');
+    }
+  });
+
   it('serves Prometheus metrics on loopback with step-1 and grant counters', () => {
     step1(sandbox.client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4b);
     expect(step2(sandbox.client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`, ADDR.client4b).status).toBe('200');
