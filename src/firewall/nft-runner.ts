@@ -37,7 +37,7 @@ export class CliNftRunner implements NftRunner {
     } catch (e) {
       const err = e as { stderr?: string; message: string; code?: string };
       if (err.code === 'ENOENT') throw new NftError(`'${this.binary}' not found: install the nftables package`, script);
-      throw new NftError(`nft failed: ${(err.stderr ?? err.message).trim()}`, script);
+      throw new NftError(`nft failed: ${err.stderr?.trim() || err.message.trim()}`, script);
     }
   }
 }
