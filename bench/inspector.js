@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The step-1 inspector alone, in process, on one core: packets/s for a SYN (cookie SYN-ACK
 // built), junk data (bad cookie: spoofed), a wrong-key knock (valid cookie, parsed and
-// authenticated) and a valid knock, against bare packet decoding in the same run.
+// authenticated), a valid knock, and with a valid cookie a GET and an oversize POST (refused
+// before any key check), against bare packet decoding in the same run.
 // Needs dist/. Prints one JSON line when run directly.
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +28,8 @@ function packetSets(cookie, now) {
       isn: isn(),
       payload: knockRequest(NET.server, PATHS.step1, `app=${APP}&access_key=${key}`),
     });
+  const dataWithCookie = (payload) => (i) =>
+    cookieDataSegment(cookie, now, { src: extraAddress(i), dst: NET.server, sport: 1024 + (i % 60_000), dport: PORTS.step1, isn: isn(), payload });
   return {
     syn: make((i) => ipv4Tcp({ src: NET.client, dst: NET.server, sport: 1024 + (i % 60_000), dport: PORTS.step1, seq: isn(), flags: TCP_SYN })),
     junk: make((i) =>
@@ -34,6 +37,8 @@ function packetSets(cookie, now) {
     ),
     wrongKey: make(knock(KEYS.wrong)),
     validKnock: make(knock(KEYS.http)),
+    getWithCookie: make(dataWithCookie(Buffer.from(`GET / HTTP/1.1\r\nHost: ${NET.server}\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n`, 'latin1'))),
+    oversize: make(dataWithCookie(knockRequest(NET.server, PATHS.step1, `app=${APP}&access_key=${'k'.repeat(2100)}`))),
   };
 }
 

@@ -39,7 +39,7 @@ function table(header, rows) {
 
 function inspectorSection(r) {
   const rows = Object.entries(r.inspector.rows).map(([kind, row]) => [
-    { syn: 'SYN → cookie SYN-ACK', junk: 'junk data → spoofed', wrongKey: 'wrong-key knock → rejected', validKnock: 'valid knock → granted' }[kind],
+    { syn: 'SYN → cookie SYN-ACK', junk: 'junk data → spoofed', wrongKey: 'wrong-key knock → rejected', validKnock: 'valid knock → granted', getWithCookie: 'GET with a valid cookie → rejected', oversize: 'oversize POST with a valid cookie → rejected' }[kind],
     int(row.perSecond),
     ratio(row.perSecond, r.inspector.decodeOnlyPps),
     `≥ 150,000/s: ${verdict(row.perSecond >= TARGET.inspectPps)}`,

@@ -27,7 +27,7 @@ function preflight() {
   if (!existsSync(join(REPO_ROOT, 'dist/daemon.js'))) return 'dist/ is missing: run `npm run build` first';
   if (!existsSync(join(REPO_ROOT, 'build/Release/knockport_native.node'))) return 'the native addon is not built: run `npm run build` first';
   for (const tool of ['ip', 'nft', 'iptables-nft', 'ipset', 'trafgen', 'netsniff-ng', 'curl', 'openssl']) {
-    if (!hasCommand(tool)) return `the '${tool}' command is missing (see packaging/debian-packages.txt)`;
+    if (!hasCommand(tool)) return `the '${tool}' command is missing (see packaging/debian-packages.txt and debian-test-packages.txt)`;
   }
   return undefined;
 }

@@ -8,7 +8,7 @@
 #include "raw_sender.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("abiVersion", Napi::Number::New(env, 2));
+  exports.Set("abiVersion", Napi::Number::New(env, 3));
   exports.Set("NfQueue", kp::NfQueue::Define(env));
   exports.Set("NfLog", kp::NfLog::Define(env));
   exports.Set("RawSender", kp::RawSender::Define(env));

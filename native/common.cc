@@ -96,10 +96,7 @@ bool FdPoller::Start(std::string* error) {
     *error = uv_strerror(rc);
     return false;
   }
-  rc = uv_poll_start(&handle_->poll, UV_READABLE, [](uv_poll_t* poll, int status, int) {
-    auto* handle = static_cast<Handle*>(poll->data);
-    if (status == 0 && handle->onReadable) handle->onReadable();
-  });
+  rc = uv_poll_start(&handle_->poll, UV_READABLE, &FdPoller::OnEvent);
   if (rc != 0) {
     Stop(nullptr);
     *error = uv_strerror(rc);
@@ -107,6 +104,21 @@ bool FdPoller::Start(std::string* error) {
   }
   return true;
 }
+
+// A netlink socket whose receive buffer overflowed reports POLLERR until the next read
+// returns ENOBUFS. libuv then stops the watcher and passes an error status; ignoring it
+// would stop capture for good. So read anyway (the reader counts the ENOBUFS and goes on
+// with the messages still queued) and watch again, unless the callback closed the poller.
+void FdPoller::OnEvent(uv_poll_t* poll, int status, int) {
+  auto* handle = static_cast<Handle*>(poll->data);
+  if (handle->onReadable) handle->onReadable();
+  if (status < 0 && !uv_is_closing(reinterpret_cast<uv_handle_t*>(poll))) {
+    ++handle->restarts;
+    uv_poll_start(poll, UV_READABLE, &FdPoller::OnEvent);
+  }
+}
+
+uint64_t FdPoller::Restarts() const { return handle_ ? handle_->restarts : 0; }
 
 void FdPoller::Stop(std::function<void()> onClosed) {
   if (!handle_) {
@@ -145,6 +157,9 @@ Napi::Object ReceiveCounters::ToObject(Napi::Env env) const {
   SetCount(env, stats, "receiveErrors", receiveErrors);
   return stats;
 }
+
+MessageReader::MessageReader(size_t slotSize, unsigned slots)
+    : slotSize_(slotSize), slots_(slots), buffer_(slotSize * slots), iovecs_(slots), messages_(slots) {}
 
 void SetCount(Napi::Env env, Napi::Object& object, const char* name, uint64_t value) {
   object.Set(name, Napi::Number::New(env, static_cast<double>(value)));

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <napi.h>
+#include <sys/socket.h>
 #include <uv.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -64,6 +66,59 @@ struct ReceiveCounters {
   Napi::Object ToObject(Napi::Env env) const;
 };
 
+// Messages one recvmmsg call can take.
+constexpr unsigned kReceiveSlots = 32;
+// Room for the netlink/nfnetlink headers and attributes around a copied payload.
+constexpr size_t kMessageOverhead = 4096;
+
+// Reads whole netlink messages in batches with recvmmsg (one syscall for up to `slots`
+// messages), each into its own fixed-size slot.
+class MessageReader {
+ public:
+  MessageReader(size_t slotSize, unsigned slots);
+
+  // Reads until the socket is drained or `enough()`; calls onMessage(data, length) per
+  // whole message. ENOBUFS (the kernel dropped messages) is counted and reading goes on.
+  template <typename OnMessage, typename Enough>
+  void Drain(int fd, ReceiveCounters& counters, OnMessage onMessage, Enough enough);
+
+  char* Slot(unsigned index) { return buffer_.data() + index * slotSize_; }
+  size_t SlotSize() const { return slotSize_; }
+
+ private:
+  size_t slotSize_;
+  unsigned slots_;
+  std::vector<char> buffer_;
+  std::vector<iovec> iovecs_;
+  std::vector<mmsghdr> messages_;
+};
+
+template <typename OnMessage, typename Enough>
+void MessageReader::Drain(int fd, ReceiveCounters& counters, OnMessage onMessage, Enough enough) {
+  while (!enough()) {
+    for (unsigned i = 0; i < slots_; ++i) {
+      iovecs_[i] = {Slot(i), slotSize_};
+      messages_[i] = {};
+      messages_[i].msg_hdr.msg_iov = &iovecs_[i];
+      messages_[i].msg_hdr.msg_iovlen = 1;
+    }
+    const int n = recvmmsg(fd, messages_.data(), slots_, MSG_DONTWAIT, nullptr);
+    if (n < 0) {
+      if (counters.RetryAfter(errno)) continue;
+      return;
+    }
+    for (int i = 0; i < n; ++i) {
+      // A cut message cannot be parsed; the slots are sized so this does not happen.
+      if (messages_[i].msg_hdr.msg_flags & MSG_TRUNC) {
+        ++counters.truncated;
+        continue;
+      }
+      onMessage(Slot(i), messages_[i].msg_len);
+    }
+    if (n < static_cast<int>(slots_)) return;  // drained
+  }
+}
+
 // Sets a numeric property on a stats object.
 void SetCount(Napi::Env env, Napi::Object& object, const char* name, uint64_t value);
 
@@ -78,13 +133,17 @@ class FdPoller {
 
   bool Start(std::string* error);
   void Stop(std::function<void()> onClosed);
+  // Times the watcher was restarted after an error status (socket overruns).
+  uint64_t Restarts() const;
 
  private:
   struct Handle {
     uv_poll_t poll;
     std::function<void()> onReadable;
     std::function<void()> onClosed;
+    uint64_t restarts = 0;
   };
+  static void OnEvent(uv_poll_t* poll, int status, int events);
   uv_loop_t* loop_ = nullptr;
   int fd_;
   Handle* handle_ = nullptr;

@@ -22,7 +22,10 @@ constexpr uint32_t kDefaultCopyRange = 0xffff;
 // timeout only bounds the wait if a threshold above 1 is ever used.
 constexpr uint32_t kDefaultFlushTimeout = 1;
 constexpr uint32_t kDefaultReceiveBuffer = 8 << 20;
-constexpr uint32_t kDefaultKernelBuffer = 64 * 1024;
+// 0 keeps the kernel's default (about a page). The kernel allocates this much for every
+// message, and with a queue threshold of 1 each message holds one packet: a large buffer
+// only costs a high-order allocation and a trim per packet.
+constexpr uint32_t kDefaultKernelBuffer = 0;
 constexpr uint32_t kDefaultMaxBatch = 256;
 
 }  // namespace
@@ -71,7 +74,8 @@ NfLog::NfLog(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NfLog>(info), en
   const int fd = nflog_fd(handle_);
   SetReceiveBuffer(fd, static_cast<int>(receiveBuffer));
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  recvBuffer_.resize(std::max<size_t>(kernelBuffer, copyRange + 4096) + 4096);
+  reader_ = std::make_unique<MessageReader>(std::max<size_t>(kernelBuffer, copyRange + kMessageOverhead) + kMessageOverhead,
+                                            kReceiveSlots);
 
   poller_ = std::make_unique<FdPoller>(env, fd, [this] { OnReadable(); });
   std::string pollError;
@@ -99,7 +103,7 @@ int NfLog::Configure(uint32_t copyRange, uint32_t flushTimeout, uint32_t kernelB
   if (nflog_set_mode(group_, NFULNL_COPY_PACKET, copyRange) < 0) return errno;
   if (nflog_set_qthresh(group_, 1) < 0) return errno;
   if (nflog_set_timeout(group_, flushTimeout) < 0) return errno;
-  if (nflog_set_nlbufsiz(group_, kernelBuffer) < 0) return errno;
+  if (kernelBuffer > 0 && nflog_set_nlbufsiz(group_, kernelBuffer) < 0) return errno;
   if (nflog_set_flags(group_, NFULNL_CFG_F_SEQ) < 0) return errno;
   return 0;
 }
@@ -127,26 +131,22 @@ int NfLog::OnPacket(nflog_g_handle*, nfgenmsg*, nflog_data* data, void* opaque) 
   return 0;
 }
 
+// Drains the socket (recvmmsg until EAGAIN or a full batch), then calls JS once.
 void NfLog::OnReadable() {
-  const int fd = nflog_fd(handle_);
-  while (open_ && batch_.Count() < maxBatch_) {
-    const ssize_t n = recv(fd, recvBuffer_.data(), recvBuffer_.size(), MSG_DONTWAIT | MSG_TRUNC);
-    if (n < 0) {
-      if (counters_.RetryAfter(errno)) continue;
-      break;
-    }
-    if (static_cast<size_t>(n) > recvBuffer_.size()) {
-      ++counters_.truncated;
-      continue;
-    }
-    nflog_handle_packet(handle_, recvBuffer_.data(), static_cast<int>(n));
-  }
+  reader_->Drain(
+      nflog_fd(handle_), counters_,
+      [this](const char* data, size_t length) { nflog_handle_packet(handle_, const_cast<char*>(data), static_cast<int>(length)); },
+      [this] { return !open_ || batch_.Count() >= maxBatch_; });
   if (batch_.Count() == 0) return;
   ++counters_.batches;
   batch_.Deliver(env_, callback_);
 }
 
-Napi::Value NfLog::Stats(const Napi::CallbackInfo& info) { return counters_.ToObject(info.Env()); }
+Napi::Value NfLog::Stats(const Napi::CallbackInfo& info) {
+  Napi::Object stats = counters_.ToObject(info.Env());
+  SetCount(info.Env(), stats, "pollRestarts", poller_ ? poller_->Restarts() : 0);
+  return stats;
+}
 
 Napi::Value NfLog::Close(const Napi::CallbackInfo& info) {
   if (open_) {

@@ -35,7 +35,7 @@ class NfLog : public Napi::ObjectWrap<NfLog> {
   bool open_ = false;
   uint32_t groupNumber_ = 0;
   uint32_t maxBatch_ = 0;
-  std::vector<char> recvBuffer_;
+  std::unique_ptr<MessageReader> reader_;
   PacketBatch batch_;
   ReceiveCounters counters_;
 };

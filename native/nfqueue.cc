@@ -22,9 +22,6 @@ constexpr uint32_t kDefaultCopyRange = 0xffff;
 constexpr uint32_t kDefaultMaxLen = 1024;
 constexpr uint32_t kDefaultReceiveBuffer = 8 << 20;
 constexpr uint32_t kDefaultMaxBatch = 256;
-constexpr unsigned kRecvSlots = 32;
-// Room for the netlink/nfnetlink headers and attributes around a copied payload.
-constexpr size_t kMessageOverhead = 4096;
 constexpr size_t kVerdictChunk = 64 * 1024;
 
 bool After(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) > 0; }
@@ -68,10 +65,7 @@ NfQueue::NfQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NfQueue>(inf
   // ENOBUFS stays reported (NETLINK_NO_ENOBUFS off): each overrun is counted, then reading goes on.
   SetReceiveBuffer(mnl_socket_get_fd(nl_), static_cast<int>(receiveBuffer));
 
-  slotSize_ = std::max<size_t>(copyRange_, 1500) + kMessageOverhead;
-  recvBuffer_.resize(slotSize_ * kRecvSlots);
-  iovecs_.resize(kRecvSlots);
-  messages_.resize(kRecvSlots);
+  reader_ = std::make_unique<MessageReader>(std::max<size_t>(copyRange_, 1500) + kMessageOverhead, kReceiveSlots);
 
   const int err = Configure();
   if (err != 0) {
@@ -113,12 +107,12 @@ int NfQueue::Configure() {
 
   // Packets may already arrive before the ack; they are kept for Flush().
   for (;;) {
-    const ssize_t n = mnl_socket_recvfrom(nl_, recvBuffer_.data(), slotSize_);
+    const ssize_t n = mnl_socket_recvfrom(nl_, reader_->Slot(0), reader_->SlotSize());
     if (n < 0) {
       if (counters_.RetryAfter(errno)) continue;
       return errno;
     }
-    const int rc = mnl_cb_run(recvBuffer_.data(), n, seq, portid_, &NfQueue::OnMessage, this);
+    const int rc = mnl_cb_run(reader_->Slot(0), n, seq, portid_, &NfQueue::OnMessage, this);
     if (rc == MNL_CB_ERROR) return errno;
     if (rc == MNL_CB_STOP) return 0;
   }
@@ -155,32 +149,18 @@ int NfQueue::OnMessage(const nlmsghdr* nlh, void* data) {
 
 // Drains the socket (recvmmsg until EAGAIN or a full batch), then calls JS once.
 void NfQueue::OnReadable() {
-  const int fd = mnl_socket_get_fd(nl_);
-  while (open_ && batch_.Count() < maxBatch_) {
-    for (unsigned i = 0; i < kRecvSlots; ++i) {
-      iovecs_[i] = {recvBuffer_.data() + i * slotSize_, slotSize_};
-      messages_[i] = {};
-      messages_[i].msg_hdr.msg_iov = &iovecs_[i];
-      messages_[i].msg_hdr.msg_iovlen = 1;
-    }
-    const int n = recvmmsg(fd, messages_.data(), kRecvSlots, MSG_DONTWAIT, nullptr);
-    if (n < 0) {
-      if (counters_.RetryAfter(errno)) continue;
-      break;
-    }
-    for (int i = 0; i < n; ++i) {
-      if (messages_[i].msg_hdr.msg_flags & MSG_TRUNC) ++counters_.truncated;
-      const int rc = mnl_cb_run(recvBuffer_.data() + i * slotSize_, messages_[i].msg_len, 0, portid_,
-                                &NfQueue::OnMessage, this);
-      // Verdicts are sent without ACK, so an error message here is a rejected verdict.
-      if (rc == MNL_CB_ERROR) {
-        ++kernelErrors_;
-        lastKernelErrno_ = errno;
-      }
-    }
-    if (n < static_cast<int>(kRecvSlots)) break;  // socket drained
-  }
+  reader_->Drain(
+      mnl_socket_get_fd(nl_), counters_, [this](const char* data, size_t length) { OnNetlinkMessage(data, length); },
+      [this] { return !open_ || batch_.Count() >= maxBatch_; });
   Deliver();
+}
+
+void NfQueue::OnNetlinkMessage(const char* data, size_t length) {
+  // Verdicts are sent without ACK, so an error message here is a rejected verdict.
+  if (mnl_cb_run(data, length, 0, portid_, &NfQueue::OnMessage, this) == MNL_CB_ERROR) {
+    ++kernelErrors_;
+    lastKernelErrno_ = errno;
+  }
 }
 
 void NfQueue::Deliver() {
@@ -293,6 +273,7 @@ Napi::Value NfQueue::Stats(const Napi::CallbackInfo& info) {
   SetCount(env, stats, "lastKernelErrno", static_cast<uint64_t>(lastKernelErrno_));
   SetCount(env, stats, "outstanding", outstanding_);
   SetCount(env, stats, "portId", portid_);
+  SetCount(env, stats, "pollRestarts", poller_ ? poller_->Restarts() : 0);
   return stats;
 }
 

@@ -22,6 +22,7 @@ class NfQueue : public Napi::ObjectWrap<NfQueue> {
   int Configure();
   static int OnMessage(const nlmsghdr* nlh, void* data);
   void OnReadable();
+  void OnNetlinkMessage(const char* data, size_t length);
   void Deliver();
   int SendBatchVerdict(uint32_t highestId, uint32_t verdict);
   template <typename VerdictAt>
@@ -44,10 +45,7 @@ class NfQueue : public Napi::ObjectWrap<NfQueue> {
   uint32_t maxLen_ = 0;
   uint32_t maxBatch_ = 0;
 
-  size_t slotSize_ = 0;
-  std::vector<char> recvBuffer_;
-  std::vector<iovec> iovecs_;
-  std::vector<mmsghdr> messages_;
+  std::unique_ptr<MessageReader> reader_;
   std::vector<char> verdictBuffer_;
   PacketBatch batch_;
 

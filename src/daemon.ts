@@ -15,7 +15,7 @@ import { TotpVerifier } from './auth/totp.js';
 import type { PacketBatch } from './capture/native.js';
 import { RawPacketSender } from './capture/raw-socket.js';
 import { openStep1Capture, type CaptureDrops, type Step1Capture } from './capture/step1-capture.js';
-import type { AppConfig, Config } from './config/types.js';
+import { publicHttpsPort, type AppConfig, type Config } from './config/types.js';
 import { createControlHandlers } from './control/handlers.js';
 import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
@@ -49,6 +49,8 @@ export interface DaemonOptions {
 
 /** How often the daemon checks its ruleset is still there and reads capture drop counters. */
 const MAINTENANCE_INTERVAL_MS = 5_000;
+/** How long a degraded condition stays in the health report after it was last seen. */
+const PROBLEM_MEMORY_MS = 60_000;
 
 export class Daemon {
   private config: Config;
@@ -60,7 +62,8 @@ export class Daemon {
   private maintenance: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private readonly step2Limiter: { current: PerMinuteLimiter };
-  private readonly problems = new Set<string>();
+  /** Degraded conditions by message, with when each was last seen (health reports the recent ones). */
+  private readonly problems = new Map<string, number>();
   private countedDrops: CaptureDrops = { kernel: 0, enobufs: 0 };
   private countedStep1 = { results: {} as Record<string, number>, reasons: {} as Record<string, number> };
 
@@ -133,7 +136,8 @@ export class Daemon {
     this.logger.info(
       {
         step1Port: g.httpPort,
-        httpsPort: g.httpsPort,
+        httpsPort: publicHttpsPort(g),
+        ...(publicHttpsPort(g) !== g.httpsPort ? { httpsBehindProxy: `${g.httpsListenAddress ?? '*'}:${g.httpsPort}` } : {}),
         capture: this.captureKind,
         queue: this.capture?.number,
         apps: this.config.apps.map((a) => a.name),
@@ -158,9 +162,10 @@ export class Daemon {
   private listenHttps(): Promise<void> {
     const g = this.config.global;
     return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(new DaemonStartError(`cannot listen for HTTPS on port ${g.httpsPort}: ${err.message}`, { cause: err }));
+      const where = g.httpsListenAddress === undefined ? `port ${g.httpsPort}` : `${g.httpsListenAddress} port ${g.httpsPort}`;
+      const onError = (err: Error) => reject(new DaemonStartError(`cannot listen for HTTPS on ${where}: ${err.message}`, { cause: err }));
       this.httpsServer.once('error', onError);
-      this.httpsServer.listen({ port: g.httpsPort, host: g.ipv6 ? '::' : '0.0.0.0', ipv6Only: false }, () => {
+      this.httpsServer.listen({ port: g.httpsPort, host: g.httpsListenAddress ?? (g.ipv6 ? '::' : '0.0.0.0'), ipv6Only: false }, () => {
         this.httpsServer.off('error', onError);
         this.httpsServer.on('error', (err) => this.logger.error({ err: err.message }, 'HTTPS server error'));
         resolve();
@@ -168,14 +173,23 @@ export class Daemon {
     });
   }
 
-  /** The hot path: inspect every packet of the batch, answer SYNs, grant valid knocks. */
+  /**
+   * The hot path: inspect every packet of the batch, answer SYNs, grant valid knocks.
+   * Replies are staged and leave together (one sendmmsg) once the batch is inspected.
+   */
   private onBatch(batch: PacketBatch): void {
     const receivedAt = performance.now();
-    for (let i = 0; i < batch.count; i++) {
-      const decision = this.inspector.inspect(batch.payload(i));
-      if (decision.reply !== undefined && !this.sender.send(decision.reply)) this.noteProblem('raw socket buffer full: SYN-ACKs/RSTs are being lost');
-      if (decision.result === 'granted') this.grantStep2(decision, receivedAt);
-      else if (decision.result === 'rejected' || decision.result === 'spoofed') this.logRejection(decision);
+    try {
+      for (let i = 0; i < batch.count; i++) {
+        const decision = this.inspector.inspect(batch.payload(i));
+        if (decision.reply !== undefined) this.sender.stage(decision.reply);
+        if (decision.result === 'granted') this.grantStep2(decision, receivedAt);
+        else if (decision.result === 'rejected' || decision.result === 'spoofed') this.logRejection(decision);
+      }
+    } finally {
+      const sent = this.sender.flush();
+      if (sent.bufferFull > 0) this.noteProblem('raw socket buffer full: SYN-ACKs/RSTs are being lost');
+      if (sent.failed > 0) this.noteProblem(`raw socket refused SYN-ACKs/RSTs (${sent.code}): check the routes back to clients and output firewall rules`);
     }
   }
 
@@ -249,13 +263,21 @@ export class Daemon {
     this.countedDrops = drops;
   }
 
+  /**
+   * Records a degraded condition: logged when first seen or seen again after a quiet
+   * minute (a flood must not flood the log), and reported by `health` while recent, so a
+   * transient condition an attacker can provoke does not stick until a restart.
+   */
   private noteProblem(problem: string): void {
-    if (!this.problems.has(problem)) this.logger.warn(problem);
-    this.problems.add(problem);
+    const now = Date.now();
+    const last = this.problems.get(problem);
+    if (last === undefined || now - last > PROBLEM_MEMORY_MS) this.logger.warn(problem);
+    this.problems.set(problem, now);
   }
 
   health(): HealthReport {
-    const problems = [...this.problems];
+    const now = Date.now();
+    const problems = [...this.problems].filter(([, seen]) => now - seen <= PROBLEM_MEMORY_MS).map(([problem]) => problem);
     if (!this.capture) problems.push('step-1 capture is not open');
     if (!this.httpsServer.listening) problems.push('HTTPS server is not listening');
     return { healthy: problems.length === 0, problems };
@@ -300,7 +322,8 @@ export class Daemon {
       this.countedDrops = { kernel: 0, enobufs: 0 };
       this.openCapture();
     }
-    if (g.httpsPort !== previous.global.httpsPort || g.ipv6 !== previous.global.ipv6) {
+    const before = previous.global;
+    if (g.httpsPort !== before.httpsPort || g.httpsListenAddress !== before.httpsListenAddress || g.ipv6 !== before.ipv6) {
       await new Promise<void>((resolve) => this.httpsServer.close(() => resolve()));
       this.httpsServer.closeAllConnections();
       await this.listenHttps();

@@ -37,6 +37,8 @@ export interface NativeNfqueueStats {
   lastKernelErrno: number;
   outstanding: number;
   portId: number;
+  /** Times receiving resumed after the socket overflowed (see enobufs). */
+  pollRestarts: number;
 }
 
 export interface NativeNflogStats {
@@ -45,6 +47,8 @@ export interface NativeNflogStats {
   enobufs: number;
   truncated: number;
   receiveErrors: number;
+  /** Times receiving resumed after the socket overflowed (see enobufs). */
+  pollRestarts: number;
 }
 
 export interface NativeNfqueue {
@@ -59,8 +63,22 @@ export interface NativeNflog {
   close(): void;
 }
 
+/** What happened to the packets staged since the previous flush. */
+export interface RawFlushOutcome {
+  sent: number;
+  /** Lost because the socket or device queue was full. */
+  bufferFull: number;
+  /** Refused for another reason (no route, a firewall rule); `errno`/`code` are the last one's. */
+  failed: number;
+  errno: number;
+  /** Like 'EHOSTUNREACH'; '' when nothing failed. */
+  code: string;
+}
+
 export interface NativeRawSender {
   send(packet: Uint8Array): boolean;
+  stage(packet: Uint8Array): void;
+  flush(): RawFlushOutcome;
   close(): void;
 }
 
@@ -84,7 +102,7 @@ export interface NativeAddon {
 }
 
 const ADDON_PATH = '../../build/Release/knockport_native.node';
-const ABI_VERSION = 2;
+const ABI_VERSION = 3;
 
 export class NativeAddonMissingError extends KnockPortError {}
 

@@ -11,7 +11,10 @@ export interface NflogOptions {
   copyRange?: number;
   /** Kernel flush timeout in 1/100 s (default 1). */
   flushTimeout?: number;
-  /** Kernel-side message buffer in bytes (default 64 KiB). */
+  /**
+   * Kernel-side message buffer in bytes (default 0: the kernel's own, about a page). The
+   * kernel allocates this much per message, and every packet is flushed in its own message.
+   */
   kernelBuffer?: number;
   /** Socket receive buffer in bytes (default 8 MiB). */
   receiveBuffer?: number;

@@ -2,7 +2,9 @@
  * Raw IPv4/IPv6 sender for packets built in TypeScript (SYN-ACKs, RSTs). Every packet
  * carries a firewall mark, so the output chain can tell the daemon's own packets apart.
  */
-import { callNative, loadNativeAddon, type NativeRawSender } from './native.js';
+import { callNative, loadNativeAddon, type NativeRawSender, type RawFlushOutcome } from './native.js';
+
+export type { RawFlushOutcome } from './native.js';
 
 export interface RawSenderOptions {
   /** SO_MARK for every packet sent (0: none). */
@@ -29,6 +31,24 @@ export class RawPacketSender {
     return callNative(() => this.handle.send(packet));
   }
 
+  /**
+   * Copies a packet for the addon's sender thread, which gets it at the next flush() and
+   * sends a batch with one sendmmsg per IP version: the kernel's transmit work stays off
+   * this thread. Failures are reported by later flush() calls.
+   */
+  stage(packet: Uint8Array): void {
+    callNative(() => this.handle.stage(packet));
+  }
+
+  /**
+   * Hands the staged packets to the sender thread (without waiting for them). Returns what
+   * happened, since the previous flush(), to the packets the thread has finished with.
+   */
+  flush(): RawFlushOutcome {
+    return callNative(() => this.handle.flush());
+  }
+
+  /** Sends what is still staged or waiting, then closes the sockets. */
   close(): void {
     this.handle.close();
   }

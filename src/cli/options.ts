@@ -1,6 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
+import { parseNetwork, Refusal } from '../config/values.js';
 import { LOG_LEVELS } from '../log.js';
 
 /** Default config location, as an operator would install it. */
@@ -12,6 +13,22 @@ export function parsePort(value: string): number {
   return port;
 }
 
+/** `--waf-trusted-ips 127.0.0.1,10.0.0.0/8`: each entry checked as `trusted_proxies` entries are. */
+export function parseTrustedIps(value: string): string[] {
+  const networks = value.split(',').filter((entry) => entry.trim() !== '').map(parseNetwork);
+  const refusal = networks.find((entry): entry is Refusal => entry instanceof Refusal);
+  if (refusal) throw new InvalidArgumentError(refusal.message);
+  if (networks.length === 0) throw new InvalidArgumentError('expected a comma-separated list of IPs or networks, e.g. 127.0.0.1');
+  return networks as string[];
+}
+
+/** The original's --waf-http-port: there is no HTTP server that a proxy could forward step 1 to. */
+function refuseWafHttpPort(): never {
+  throw new InvalidArgumentError(
+    'not supported: step 1 is read from packets on http_port itself and cannot sit behind a proxy; keep the proxy off that port and drop this flag (--waf-https-port and --waf-trusted-ips are supported)',
+  );
+}
+
 /** Flags shared by every command that reads the config (names compatible with the original). */
 export function addConfigOptions(command: Command): Command {
   return command
@@ -21,6 +38,9 @@ export function addConfigOptions(command: Command): Command {
     .option('--https-port <port>', 'override global.https_port (step 2)', parsePort)
     .addOption(new Option('--capture <mode>', 'override global.capture').choices(['auto', 'nfqueue', 'nflog']))
     .option('--state-dir <dir>', 'override global.state_dir')
+    .option('--waf-https-port <port>', 'override global.https_public_port (a reverse proxy serves step 2 there)', parsePort)
+    .option('--waf-trusted-ips <list>', 'override global.trusted_proxies (comma-separated IPs or networks)', parseTrustedIps)
+    .addOption(new Option('--waf-http-port <port>').hideHelp().argParser(refuseWafHttpPort))
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'));
 }
 
@@ -31,6 +51,8 @@ export interface ConfigOptions {
   httpsPort?: number;
   capture?: 'auto' | 'nfqueue' | 'nflog';
   stateDir?: string;
+  wafHttpsPort?: number;
+  wafTrustedIps?: string[];
   logLevel: (typeof LOG_LEVELS)[number];
 }
 
@@ -42,5 +64,7 @@ export function loadConfigFromOptions(opts: ConfigOptions): Config {
     ...(opts.httpsPort ? { httpsPort: opts.httpsPort } : {}),
     ...(opts.capture ? { capture: opts.capture } : {}),
     ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
+    ...(opts.wafHttpsPort ? { httpsPublicPort: opts.wafHttpsPort } : {}),
+    ...(opts.wafTrustedIps ? { trustedProxies: opts.wafTrustedIps } : {}),
   });
 }

@@ -22,6 +22,10 @@ export interface ConfigOverrides {
   httpsPort?: number;
   capture?: CaptureMode;
   stateDir?: string;
+  /** `--waf-https-port`: the port a reverse proxy serves step 2 on. */
+  httpsPublicPort?: number;
+  /** `--waf-trusted-ips`: networks already normalized by `parseNetwork`. */
+  trustedProxies?: string[];
 }
 
 export function loadConfigFile(path: string, overrides: ConfigOverrides = {}): Config {
@@ -43,7 +47,12 @@ export function parseConfig(text: string, source: string, overrides: ConfigOverr
   const sections: Sections = {
     apps: read.apps,
     ...(read.global ? { global: applyOverrides(read.global, overrides) } : {}),
-    overriddenBy: { ...(overrides.httpPort ? { http_port: '--http-port' } : {}), ...(overrides.httpsPort ? { https_port: '--https-port' } : {}) },
+    overriddenBy: {
+      ...(overrides.httpPort ? { http_port: '--http-port' } : {}),
+      ...(overrides.httpsPort ? { https_port: '--https-port' } : {}),
+      ...(overrides.httpsPublicPort ? { https_public_port: '--waf-https-port' } : {}),
+      ...(overrides.trustedProxies ? { trusted_proxies: '--waf-trusted-ips' } : {}),
+    },
   };
   const policy = checkPolicy(sections);
   const users = new Map(sections.apps.map(({ name, app }) => [name, appUsers(name, app)]));
@@ -112,6 +121,8 @@ function applyOverrides(global: GlobalSection, overrides: ConfigOverrides): Glob
     ...(overrides.httpsPort ? { https_port: overrides.httpsPort } : {}),
     ...(overrides.capture ? { capture: overrides.capture } : {}),
     ...(overrides.stateDir ? { state_dir: resolve(overrides.stateDir) } : {}),
+    ...(overrides.httpsPublicPort ? { https_public_port: overrides.httpsPublicPort } : {}),
+    ...(overrides.trustedProxies ? { trusted_proxies: overrides.trustedProxies } : {}),
   };
 }
 
@@ -138,6 +149,9 @@ function buildGlobal(global: GlobalSection): Config['global'] {
     packetMark: global.packet_mark,
     synRatePerSecond: global.syn_rate_per_second,
     httpsConnRatePerSecond: global.https_conn_rate_per_second,
+    ...(global.https_public_port !== undefined ? { httpsPublicPort: global.https_public_port } : {}),
+    ...(global.https_listen_address !== undefined ? { httpsListenAddress: global.https_listen_address } : {}),
+    ...(global.trusted_proxies?.length ? { trustedProxies: [...new Set(global.trusted_proxies)] } : {}),
   };
 }
 

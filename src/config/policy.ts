@@ -23,6 +23,7 @@ export function checkPolicy(sections: Sections): PolicyResult {
   const result: PolicyResult = { errors: [], warnings: [] };
   const usersByApp = sections.apps.map(({ name, app }) => ({ name, app, users: appUsers(name, app) }));
   if (sections.global) checkGlobal(sections.global, result);
+  if (sections.global) checkProxyFront(sections.global, sections.overriddenBy ?? {}, result);
   for (const { name, app, users } of usersByApp) checkApp(name, app, users, sections.global, result);
   checkKeysAcrossSteps(usersByApp.flatMap(({ users }) => users), result);
   checkPortClashes(sections, result);
@@ -40,6 +41,29 @@ function checkGlobal(global: GlobalSection, { errors, warnings }: PolicyResult):
     warnings.push({
       path: ['global', 'healthcheck_app_name'],
       message: 'accepted but not used: the knock ports never answer unauthenticated requests; check liveness with knock-port health',
+    });
+  }
+}
+
+type Origins = NonNullable<Sections['overriddenBy']>;
+
+/** `global.KEY`, naming the flag that set it when it came from the command line. */
+function origin(key: keyof GlobalSection, overriddenBy: Origins): string {
+  return `global.${key}${overriddenBy[key] ? `, set by ${overriddenBy[key]}` : ''}`;
+}
+
+/** A reverse proxy serving step 2 on `https_public_port` and forwarding to knock-port's `https_port`. */
+function checkProxyFront(global: GlobalSection, overriddenBy: Origins, { errors, warnings }: PolicyResult): void {
+  const publicPort = global.https_public_port;
+  if (publicPort === undefined) return;
+  const setBy = overriddenBy.https_public_port ? ` (set by ${overriddenBy.https_public_port})` : '';
+  if (publicPort === global.http_port) {
+    errors.push({ path: ['global', 'https_public_port'], message: `is ${publicPort}${setBy}, the step-1 port (${origin('http_port', overriddenBy)}); the public step-2 port must differ` });
+  }
+  if (publicPort !== global.https_port && !global.trusted_proxies?.length) {
+    warnings.push({
+      path: ['global', 'https_public_port'],
+      message: 'differs from https_port but trusted_proxies is empty: step 2 through a proxy would see the proxy\'s address and be refused; list the proxy in trusted_proxies',
     });
   }
 }
@@ -112,7 +136,6 @@ function checkKeysAcrossSteps(users: AppUser[], { errors }: PolicyResult): void 
 }
 
 function checkPortClashes({ global, apps, overriddenBy }: Sections, { errors }: PolicyResult): void {
-  const origin = (key: 'http_port' | 'https_port') => `global.${key}${overriddenBy?.[key] ? `, set by ${overriddenBy[key]}` : ''}`;
   const owner = new Map<string, string>();
   for (const { name, app } of apps) {
     const slot = `${app.port}/${app.protocol}`;
@@ -120,8 +143,11 @@ function checkPortClashes({ global, apps, overriddenBy }: Sections, { errors }: 
     if (earlier) errors.push({ path: [name, 'port'], message: `${slot} is already the port of app ${earlier}` });
     else owner.set(slot, name);
     if (global && app.protocol === 'tcp') {
-      if (app.port === global.http_port) errors.push({ path: [name, 'port'], message: `${slot} is the step-1 port (${origin('http_port')})` });
-      if (app.port === global.https_port) errors.push({ path: [name, 'port'], message: `${slot} is the step-2 port (${origin('https_port')})` });
+      if (app.port === global.http_port) errors.push({ path: [name, 'port'], message: `${slot} is the step-1 port (${origin('http_port', overriddenBy ?? {})})` });
+      if (app.port === global.https_port) errors.push({ path: [name, 'port'], message: `${slot} is the step-2 port (${origin('https_port', overriddenBy ?? {})})` });
+      if (global.https_public_port !== undefined && global.https_public_port !== global.https_port && app.port === global.https_public_port) {
+        errors.push({ path: [name, 'port'], message: `${slot} is the public step-2 port (${origin('https_public_port', overriddenBy ?? {})})` });
+      }
     }
   }
 }

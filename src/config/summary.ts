@@ -1,4 +1,4 @@
-import type { AppConfig, Config, Destination } from './types.js';
+import { publicHttpsPort, type AppConfig, type Config, type Destination, type GlobalConfig } from './types.js';
 
 function describeDestination(destination: Destination): string {
   if (destination.kind === 'local') return 'local';
@@ -12,6 +12,16 @@ function describeUsers(app: AppConfig): string {
   const withOtp = app.users.filter((user) => user.step1OtpSecret).length;
   const extras = [withTotp > 0 ? `${withTotp} with step-2 TOTP` : '', withOtp > 0 ? `${withOtp} with step-1 OTP` : ''].filter(Boolean);
   return `${count} user${count === 1 ? '' : 's'}${extras.length > 0 ? ` (${extras.join(', ')})` : ''}`;
+}
+
+/** `443/tcp`, and where knock-port itself listens and whom it trusts when a proxy is in front. */
+function describeStep2(global: GlobalConfig): string {
+  const parts = [`${publicHttpsPort(global)}/tcp`];
+  if (publicHttpsPort(global) !== global.httpsPort || global.httpsListenAddress !== undefined) {
+    parts.push(`knock-port listens on ${global.httpsListenAddress ?? 'every address'} port ${global.httpsPort}`);
+  }
+  if (global.trustedProxies?.length) parts.push(`client address from trusted proxies ${global.trustedProxies.join(', ')}`);
+  return parts.join('; ');
 }
 
 /**
@@ -29,7 +39,7 @@ export function summarizeConfig(config: Config): string {
   const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
   const lines = [
     `config OK: ${config.source}`,
-    `step 1: ${global.httpPort}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${global.httpsPort}/tcp; ${global.rateLimitPerMinute} requests/min per IP`,
+    `step 1: ${global.httpPort}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per IP`,
     `firewall: ${global.firewallType} (table ${global.tableName}); capture: ${global.capture}; IPv6: ${global.ipv6 ? 'on' : 'off'}; interfaces: ${global.interfaceExt} (external), ${global.interfaceInt} (internal)`,
     `apps (${config.apps.length}):`,
     ...rows.map((row) => `  ${row.map((cell, column) => (column < 3 ? cell.padEnd(widths[column]!) : cell)).join('  ')}`),

@@ -73,6 +73,20 @@ export interface GlobalConfig {
   synRatePerSecond: number;
   /** New HTTPS connections per second allowed per source address, enforced in the kernel. */
   httpsConnRatePerSecond: number;
+  /**
+   * The step-2 port clients reach, gated by the firewall; a reverse proxy listens there and
+   * forwards to `httpsPort`, which is then dropped on the external interface. Undefined: `httpsPort`.
+   */
+  httpsPublicPort?: number;
+  /** Address the step-2 listener binds; undefined: every address. */
+  httpsListenAddress?: string;
+  /** Networks (`address/prefix`) whose step-2 requests name the client in X-Real-IP / X-Forwarded-For. */
+  trustedProxies?: string[];
+}
+
+/** The step-2 port clients connect to (a proxy's, when one sits in front of knock-port). */
+export function publicHttpsPort(global: Pick<GlobalConfig, 'httpsPort' | 'httpsPublicPort'>): number {
+  return global.httpsPublicPort ?? global.httpsPort;
 }
 
 export interface Config {

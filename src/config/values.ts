@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { digestKey } from '../auth/keys.js';
 import { base32Decode } from '../auth/totp.js';
+import { canonicalIp } from '../sessions/address.js';
 import { isPublishedKey, isPublishedPath } from './refused-values.js';
 import type { IpFamily, KeyDigest } from './types.js';
 
@@ -133,4 +134,30 @@ export function parseLoopbackListen(text: string): Parsed<string> {
 export function parsePacketMark(value: number | string): Parsed<number> {
   const mark = typeof value === 'number' ? value : /^0x[0-9a-f]+$/i.test(value) ? Number.parseInt(value, 16) : /^\d+$/.test(value) ? Number(value) : NaN;
   return Number.isInteger(mark) && mark >= 1 && mark <= 0xffffffff ? mark : new Refusal(`expected a mark from 1 to 0xffffffff, e.g. 0x4b50; got '${value}'`);
+}
+
+/** An address for a listening socket: a literal IP without zone, e.g. 127.0.0.1 or ::1. */
+export function parseListenAddress(text: string): Parsed<string> {
+  const address = text.includes('%') ? undefined : canonicalIp(text);
+  if (address === undefined) return new Refusal(`expected an IP address to listen on, e.g. 127.0.0.1 or ::1; got '${text}'`);
+  if (isIP(address) !== isIP(text)) return new Refusal(`write the IPv4-mapped address ${text} as ${address}`);
+  return address;
+}
+
+/**
+ * A trusted proxy: `IP` or `IP/PREFIX` (host bits may be set, as in the original), normalized
+ * to `address/prefix`. A network holding every address is refused: anyone could then claim to be
+ * any client.
+ */
+export function parseNetwork(text: string): Parsed<string> {
+  const [addressText = '', prefixText, extra] = text.trim().split('/');
+  const address = addressText.includes('%') || extra !== undefined ? undefined : canonicalIp(addressText);
+  if (address === undefined) return new Refusal(`'${text}' is not an IP address or network (IP or IP/PREFIX, e.g. 127.0.0.1 or 10.0.0.0/8)`);
+  const family = isIP(address);
+  if (family !== isIP(addressText)) return new Refusal(`write the IPv4-mapped address ${addressText} as ${address}`);
+  const bits = family === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? bits : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!(prefix >= 0 && prefix <= bits)) return new Refusal(`'${text}': the prefix length must be a number from 0 to ${bits}`);
+  if (prefix === 0) return new Refusal(`'${text}' trusts every address: anyone could claim to be any client; list only your proxies`);
+  return `${address}/${prefix}`;
 }

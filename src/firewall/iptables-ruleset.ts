@@ -137,6 +137,8 @@ export class IptablesRuleset {
       `${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} -j ${this.chain('STEP1')}`,
       `${inIf(p.interfaceExt)}-p tcp --dport ${p.httpsPort} -j ${this.chain('STEP2')}`,
     ];
+    // With no external interface named, only loopback (where a local proxy connects) may reach the internal port.
+    if (p.internalHttpsPort !== undefined) rules.push(`${matchesInterface(p.interfaceExt) ? inIf(p.interfaceExt) : '! -i lo '}-p tcp --dport ${p.internalHttpsPort} -j DROP`);
     for (const app of p.localApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j ${this.chain('SERVICE')}`);
     // Granted sources are DNATed before input; what still arrives here for the port has no grant.
     for (const { app } of p.forwardedApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j DROP`);

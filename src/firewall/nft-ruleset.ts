@@ -205,6 +205,8 @@ export class NftRuleset {
       `${iif(p.interfaceExt)}tcp dport ${p.step1Port} goto ${this.chain('step1')}${marked ? ` comment "${GATE_MARKER}"` : ''}`,
       `${iif(p.interfaceExt)}tcp dport ${p.httpsPort} goto ${this.chain('step2')}`,
     ];
+    // With no external interface named, only loopback (where a local proxy connects) may reach the internal port.
+    if (p.internalHttpsPort !== undefined) rules.push(`${matchesInterface(p.interfaceExt) ? iif(p.interfaceExt) : 'iifname != "lo" '}tcp dport ${p.internalHttpsPort} drop`);
     for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} goto ${this.chain('service')}`);
     // Granted sources are DNATed before input; what still arrives here for the port has no grant.
     for (const { app } of p.forwardedApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} drop`);

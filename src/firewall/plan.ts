@@ -4,7 +4,7 @@
  * Pure: no I/O, shared by the nftables, iptables and VyOS rule generators.
  */
 import { isIP } from 'node:net';
-import type { AppConfig, Config, IpFamily, Protocol } from '../config/types.js';
+import { publicHttpsPort, type AppConfig, type Config, type IpFamily, type Protocol } from '../config/types.js';
 import { KnockPortError } from '../errors.js';
 
 export class InvalidGrantError extends KnockPortError {}
@@ -18,7 +18,13 @@ export interface ForwardedApp {
 
 export interface FirewallPlan {
   step1Port: number;
+  /** The step-2 port clients reach: gated by the step-2 grant set. */
   httpsPort: number;
+  /**
+   * knock-port's own step-2 listener when a reverse proxy serves `httpsPort`: never reachable
+   * from the external interface (the proxy connects over loopback or an internal interface).
+   */
+  internalHttpsPort?: number;
   interfaceExt: string;
   /** Families whose addresses can be granted; traffic of the others is only ever dropped. */
   grantFamilies: IpFamily[];
@@ -44,7 +50,8 @@ export function planFirewall(config: Config): FirewallPlan {
   }
   return {
     step1Port: g.httpPort,
-    httpsPort: g.httpsPort,
+    httpsPort: publicHttpsPort(g),
+    ...(publicHttpsPort(g) !== g.httpsPort ? { internalHttpsPort: g.httpsPort } : {}),
     interfaceExt: g.interfaceExt,
     grantFamilies: g.ipv6 ? [4, 6] : [4],
     localApps: config.apps.filter((a) => a.destination.kind === 'local'),

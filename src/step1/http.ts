@@ -2,6 +2,10 @@
  * The step-1 request: exactly one complete `POST <path> HTTP/1.x` request in one TCP
  * segment, urlencoded body with `app`, `access_key` and optionally `otp` (alias `token`).
  * Anything else is refused with a specific reason; nothing here looks at credentials.
+ *
+ * Parsed byte by byte over the packet, without copying it into a string: an attacker who
+ * completed a handshake can flood this path, so it allocates nothing until the request is
+ * well formed (only the field values become strings).
  */
 
 /** Largest payload considered: a knock is ~200 bytes; more is not a client we serve. */
@@ -27,102 +31,325 @@ export interface KnockFields {
 
 export type ParsedKnock = { ok: true; fields: KnockFields } | { ok: false; reason: HttpFailure };
 
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^ ]+) HTTP\/1\.[01]$/;
-const HEADER_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*$/;
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HT = 0x09;
+const COLON = 0x3a;
+const AMPERSAND = 0x26;
+const EQUALS = 0x3d;
+const PLUS = 0x2b;
+const PERCENT = 0x25;
+
+const latin1 = (text: string) => Buffer.from(text, 'latin1');
+const POST = latin1('POST');
+/** The request line's end, after the target: ` HTTP/1.` then `0` or `1`. */
+const HTTP_VERSION_PREFIX = latin1(' HTTP/1.');
+const HTTP_VERSION_LENGTH = HTTP_VERSION_PREFIX.length + 1;
+const CONTENT_LENGTH = latin1('content-length');
+const CONTENT_TYPE = latin1('content-type');
+const TRANSFER_ENCODING = latin1('transfer-encoding');
 const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
+const FORM_CONTENT_TYPE_BYTES = latin1(FORM_CONTENT_TYPE);
+const FIELD_APP = latin1('app');
+const FIELD_ACCESS_KEY = latin1('access_key');
+const FIELD_OTP = latin1('otp');
+const FIELD_TOKEN = latin1('token');
+
+/** RFC 9110 `tchar`: the bytes of a method or a header name. */
+const TOKEN_BYTE = byteTable((b) => /[!#$%&'*+.^_`|~0-9A-Za-z-]/.test(String.fromCharCode(b)));
+/** Bytes a header value may hold: no control character but tab. */
+const FIELD_VALUE_BYTE = byteTable((b) => b === HT || (b >= 0x20 && b !== 0x7f));
+/** Bytes that make a form component need decoding: `+`, `%`, and non-ASCII (checked as UTF-8). */
+const NEEDS_DECODING = byteTable((b) => b === PLUS || b === PERCENT || b >= 0x80);
+/** Value of a hexadecimal digit, or -1. */
+const HEX_VALUE = Int8Array.from({ length: 256 }, (_, b) => {
+  const c = String.fromCharCode(b);
+  return /[0-9A-Fa-f]/.test(c) ? parseInt(c, 16) : -1;
+});
+
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** Decoded form components; a component never decodes longer than it is. */
+let decodeScratch = Buffer.allocUnsafe(MAX_REQUEST_BYTES);
 
 function fail(reason: HttpFailure): ParsedKnock {
   return { ok: false, reason };
 }
 
-/** Parses packet[start, end) as a knock for `path` (compared exactly: no prefix, query or case folding). */
-export function parseKnockRequest(packet: Buffer, start: number, end: number, path: string): ParsedKnock {
+/**
+ * The bytes a request target must equal to match `path`. Characters beyond latin1 can never
+ * appear in a packet's target, so such a path gets an empty pattern, which no target matches.
+ */
+export function requestPathBytes(path: string): Buffer {
+  return /[^\x00-\xff]/.test(path) ? Buffer.alloc(0) : latin1(path);
+}
+
+/**
+ * Parses packet[start, end) as a knock for `path` (compared exactly: no prefix, query or case
+ * folding). Pass the path as `requestPathBytes(path)` to skip encoding it on every call.
+ */
+export function parseKnockRequest(packet: Buffer, start: number, end: number, path: string | Buffer): ParsedKnock {
   if (end - start > MAX_REQUEST_BYTES) return fail('too-large');
-  // latin1 maps each byte to one char, so string offsets are byte offsets.
-  const text = packet.toString('latin1', start, end);
-  const lineEnd = text.indexOf('\r\n');
-  const requestLine = REQUEST_LINE.exec(lineEnd < 0 ? text : text.slice(0, lineEnd));
-  if (!requestLine) return fail(lineEnd < 0 && /^[A-Z]*( |$)/.test(text) ? 'incomplete' : 'not-http');
-  if (requestLine[1] !== 'POST') return fail('not-post');
-  if (requestLine[2] !== path) return fail('bad-path');
+  const lineEnd = indexOfCrlf(packet, start, end);
+  const lineStop = lineEnd < 0 ? end : lineEnd;
+  const methodEnd = requestLineMethodEnd(packet, start, lineStop);
+  if (methodEnd < 0) return fail(lineEnd < 0 && mayBeRequestLineStart(packet, start, end) ? 'incomplete' : 'not-http');
+  if (!rangeEquals(packet, start, methodEnd, POST)) return fail('not-post');
+  const pathBytes = typeof path === 'string' ? requestPathBytes(path) : path;
+  if (!rangeEquals(packet, methodEnd + 1, lineStop - HTTP_VERSION_LENGTH, pathBytes)) return fail('bad-path');
   if (lineEnd < 0) return fail('incomplete');
 
-  const headersEnd = text.indexOf('\r\n\r\n', lineEnd);
+  const headersEnd = indexOfHeadersEnd(packet, lineEnd, end);
   if (headersEnd < 0) return fail('incomplete');
-  let contentLength: number | undefined;
-  let contentType: string | undefined;
-  const headerLines = headersEnd === lineEnd ? [] : text.slice(lineEnd + 2, headersEnd).split('\r\n');
-  for (const line of headerLines) {
-    const header = HEADER_LINE.exec(line);
-    if (!header) return fail('bad-header');
-    const name = header[1]!.toLowerCase();
-    const value = header[2]!;
-    if (name === 'content-length') {
-      if (contentLength !== undefined || !/^\d{1,5}$/.test(value)) return fail('bad-header');
-      contentLength = Number(value);
-    } else if (name === 'content-type') {
-      if (contentType !== undefined) return fail('bad-header');
-      contentType = value;
-    } else if (name === 'transfer-encoding') {
-      return fail('bad-header'); // a chunked body is never "Content-Length bytes in this segment"
-    }
-  }
-  if (contentLength === undefined) return fail('no-content-length');
+  const headers = readHeaders(packet, lineEnd, headersEnd);
+  if (headers === undefined) return fail('bad-header');
+  if (headers.contentLength < 0) return fail('no-content-length');
   const bodyStart = headersEnd + 4;
-  const bodyLength = text.length - bodyStart;
-  if (contentLength > bodyLength) return fail('incomplete');
-  if (contentLength < bodyLength) return fail('length-mismatch');
-  if (contentType === undefined || contentType.split(';')[0]!.trim().toLowerCase() !== FORM_CONTENT_TYPE) return fail('bad-content-type');
-  const fields = parseKnockBody(text.slice(bodyStart));
+  const bodyLength = end - bodyStart;
+  if (headers.contentLength > bodyLength) return fail('incomplete');
+  if (headers.contentLength < bodyLength) return fail('length-mismatch');
+  if (!isFormContentType(packet, headers.contentTypeStart, headers.contentTypeEnd)) return fail('bad-content-type');
+  const fields = parseKnockBody(packet, bodyStart, end);
   return fields ? { ok: true, fields } : fail('bad-body');
 }
 
-/** `app`, `access_key` and `otp`/`token` from an urlencoded body; other fields are ignored. */
-export function parseKnockBody(body: string): KnockFields | undefined {
-  const values = new Map<string, string>();
-  for (const pair of body.split('&')) {
-    const equals = pair.indexOf('=');
-    if (equals < 0) return undefined;
-    const name = decodeFormComponent(pair.slice(0, equals));
-    const value = decodeFormComponent(pair.slice(equals + 1));
-    if (name === undefined || value === undefined) return undefined;
-    const field = name === 'token' ? 'otp' : name;
-    if (field !== 'app' && field !== 'access_key' && field !== 'otp') continue;
-    if (values.has(field)) return undefined; // which one would count is ambiguous
-    values.set(field, value);
+/**
+ * Where the method of `METHOD SP TARGET SP HTTP/1.[01]` in packet[start, end) ends (the first
+ * space), or -1 when the line is not of that form: a non-empty token method, a non-empty
+ * target without spaces, and the version.
+ */
+function requestLineMethodEnd(packet: Buffer, start: number, end: number): number {
+  let methodEnd = start;
+  while (methodEnd < end && TOKEN_BYTE[packet[methodEnd]!] === 1) methodEnd++;
+  if (methodEnd === start || methodEnd >= end || packet[methodEnd] !== SP) return -1;
+  const versionStart = end - HTTP_VERSION_LENGTH;
+  if (versionStart <= methodEnd + 1) return -1;
+  if (!rangeEquals(packet, versionStart, end - 1, HTTP_VERSION_PREFIX)) return -1;
+  const minor = packet[end - 1];
+  if (minor !== 0x30 && minor !== 0x31) return -1;
+  for (let i = methodEnd + 1; i < versionStart; i++) if (packet[i] === SP) return -1;
+  return methodEnd;
+}
+
+/** Capital letters then a space or the end: the start of a request line cut short. */
+function mayBeRequestLineStart(packet: Buffer, start: number, end: number): boolean {
+  let i = start;
+  while (i < end && packet[i]! >= 0x41 && packet[i]! <= 0x5a) i++;
+  return i === end || packet[i] === SP;
+}
+
+interface Headers {
+  /** -1 when absent. */
+  contentLength: number;
+  /** Content-Type's value (trimmed), or -1/-1 when absent. */
+  contentTypeStart: number;
+  contentTypeEnd: number;
+}
+
+/**
+ * The header lines between the request line's CRLF at `lineEnd` and the blank line at
+ * `headersEnd`; undefined when one is malformed, repeated where it must not be, or says the
+ * body is chunked (a chunked body is never "Content-Length bytes in this segment").
+ */
+function readHeaders(packet: Buffer, lineEnd: number, headersEnd: number): Headers | undefined {
+  const headers: Headers = { contentLength: -1, contentTypeStart: -1, contentTypeEnd: -1 };
+  if (headersEnd === lineEnd) return headers;
+  let lineStart = lineEnd + 2;
+  for (;;) {
+    let nameEnd = lineStart;
+    while (nameEnd < headersEnd && TOKEN_BYTE[packet[nameEnd]!] === 1) nameEnd++;
+    if (nameEnd === lineStart || nameEnd >= headersEnd || packet[nameEnd] !== COLON) return undefined;
+    // The value runs to the next CRLF (or the blank line); CR and LF are not value bytes.
+    let lineStop = nameEnd + 1;
+    while (lineStop < headersEnd && !(packet[lineStop] === CR && lineStop + 1 < headersEnd && packet[lineStop + 1] === LF)) {
+      if (FIELD_VALUE_BYTE[packet[lineStop]!] !== 1) return undefined;
+      lineStop++;
+    }
+    let valueStart = nameEnd + 1;
+    let valueEnd = lineStop;
+    while (valueStart < valueEnd && isBlank(packet[valueStart]!)) valueStart++;
+    while (valueEnd > valueStart && isBlank(packet[valueEnd - 1]!)) valueEnd--;
+    switch (knownHeader(packet, lineStart, nameEnd)) {
+      case CONTENT_LENGTH:
+        if (headers.contentLength >= 0) return undefined;
+        headers.contentLength = readContentLength(packet, valueStart, valueEnd);
+        if (headers.contentLength < 0) return undefined;
+        break;
+      case CONTENT_TYPE:
+        if (headers.contentTypeStart >= 0) return undefined;
+        headers.contentTypeStart = valueStart;
+        headers.contentTypeEnd = valueEnd;
+        break;
+      case TRANSFER_ENCODING:
+        return undefined;
+    }
+    if (lineStop >= headersEnd) return headers;
+    lineStart = lineStop + 2;
   }
-  const app = values.get('app');
-  const accessKey = values.get('access_key');
+}
+
+/** The one of the headers that matter that packet[start, end) names, in any case. */
+function knownHeader(packet: Buffer, start: number, end: number): Buffer | undefined {
+  const candidate = end - start === CONTENT_LENGTH.length ? CONTENT_LENGTH : end - start === CONTENT_TYPE.length ? CONTENT_TYPE : end - start === TRANSFER_ENCODING.length ? TRANSFER_ENCODING : undefined;
+  return candidate !== undefined && equalsIgnoringAsciiCase(packet, start, end, candidate) ? candidate : undefined;
+}
+
+/** 1 to 5 decimal digits, or -1. */
+function readContentLength(packet: Buffer, start: number, end: number): number {
+  if (end <= start || end - start > 5) return -1;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const digit = packet[i]! - 0x30;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+/** The form media type, any case, optionally followed by parameters such as a charset. */
+function isFormContentType(packet: Buffer, start: number, end: number): boolean {
+  if (start < 0) return false;
+  if (equalsIgnoringAsciiCase(packet, start, end, FORM_CONTENT_TYPE_BYTES)) return true;
+  // Rare shapes (parameters, odd spacing): the media type as text, trimmed like String#trim.
+  return packet.toString('latin1', start, end).split(';')[0]!.trim().toLowerCase() === FORM_CONTENT_TYPE;
+}
+
+/** `app`, `access_key` and `otp`/`token` from the urlencoded body packet[start, end); other fields are ignored. */
+export function parseKnockBody(packet: Buffer, start: number, end: number): KnockFields | undefined {
+  let app: string | undefined;
+  let accessKey: string | undefined;
+  let otp: string | undefined;
+  let pairStart = start;
+  for (;;) {
+    let pairEnd = pairStart;
+    while (pairEnd < end && packet[pairEnd] !== AMPERSAND) pairEnd++;
+    let equals = pairStart;
+    while (equals < pairEnd && packet[equals] !== EQUALS) equals++;
+    if (equals === pairEnd) return undefined;
+    const field = formFieldName(packet, pairStart, equals);
+    if (field === undefined) return undefined;
+    // Every value must decode, even an ignored field's, as a whole-body decode would require.
+    const value = field === '' && !needsDecoding(packet, equals + 1, pairEnd) ? '' : decodeFormBytes(packet, equals + 1, pairEnd);
+    if (value === undefined) return undefined;
+    // A repeated field is refused: which one would count is ambiguous.
+    if (field === 'app') {
+      if (app !== undefined) return undefined;
+      app = value;
+    } else if (field === 'access_key') {
+      if (accessKey !== undefined) return undefined;
+      accessKey = value;
+    } else if (field === 'otp') {
+      if (otp !== undefined) return undefined;
+      otp = value;
+    }
+    if (pairEnd === end) break;
+    pairStart = pairEnd + 1;
+  }
   if (!app || !accessKey) return undefined;
-  const otp = values.get('otp');
   return otp === undefined ? { app, accessKey } : { app, accessKey, otp };
+}
+
+/** The field a form name stands for (`token` is `otp`), '' for any other field, undefined when it does not decode. */
+function formFieldName(packet: Buffer, start: number, end: number): 'app' | 'access_key' | 'otp' | '' | undefined {
+  if (needsDecoding(packet, start, end)) {
+    const name = decodeFormBytes(packet, start, end);
+    if (name === undefined) return undefined;
+    return name === 'app' || name === 'access_key' || name === 'otp' ? name : name === 'token' ? 'otp' : '';
+  }
+  if (rangeEquals(packet, start, end, FIELD_APP)) return 'app';
+  if (rangeEquals(packet, start, end, FIELD_ACCESS_KEY)) return 'access_key';
+  if (rangeEquals(packet, start, end, FIELD_OTP) || rangeEquals(packet, start, end, FIELD_TOKEN)) return 'otp';
+  return '';
+}
+
+function needsDecoding(packet: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (NEEDS_DECODING[packet[i]!] === 1) return true;
+  return false;
+}
+
+/**
+ * application/x-www-form-urlencoded decoding of packet[start, end): `+` is a space, `%XX` a
+ * byte, and the bytes must be UTF-8. Undefined when malformed.
+ */
+function decodeFormBytes(packet: Buffer, start: number, end: number): string | undefined {
+  if (!needsDecoding(packet, start, end)) return packet.toString('latin1', start, end);
+  if (decodeScratch.length < end - start) decodeScratch = Buffer.allocUnsafe(end - start);
+  const out = decodeScratch;
+  let length = 0;
+  for (let i = start; i < end; i++) {
+    const byte = packet[i]!;
+    if (byte === PLUS) {
+      out[length++] = SP;
+    } else if (byte === PERCENT) {
+      const high = i + 2 < end ? HEX_VALUE[packet[i + 1]!]! : -1;
+      const low = i + 2 < end ? HEX_VALUE[packet[i + 2]!]! : -1;
+      if (high < 0 || low < 0) return undefined;
+      out[length++] = (high << 4) | low;
+      i += 2;
+    } else {
+      out[length++] = byte;
+    }
+  }
+  try {
+    return utf8.decode(out.subarray(0, length));
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * application/x-www-form-urlencoded decoding of one name or value given as latin1 text:
  * `+` is a space, `%XX` a byte, and the bytes must be UTF-8. Undefined when malformed.
  */
-export function decodeFormComponent(latin1: string): string | undefined {
-  if (!/[%+\x80-\xff]/.test(latin1)) return latin1;
-  const bytes = Buffer.allocUnsafe(latin1.length);
-  let length = 0;
-  for (let i = 0; i < latin1.length; i++) {
-    const code = latin1.charCodeAt(i);
-    if (code === 0x2b) {
-      bytes[length++] = 0x20;
-    } else if (code === 0x25) {
-      const hex = latin1.slice(i + 1, i + 3);
-      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return undefined;
-      bytes[length++] = parseInt(hex, 16);
-      i += 2;
+export function decodeFormComponent(latin1Text: string): string | undefined {
+  if (!/[%+\x80-\xff]/.test(latin1Text)) return latin1Text;
+  return decodeFormBytes(latin1(latin1Text), 0, latin1Text.length);
+}
+
+function isBlank(byte: number): boolean {
+  return byte === SP || byte === HT;
+}
+
+/** True when packet[start, end) holds exactly `expected`. */
+function rangeEquals(packet: Buffer, start: number, end: number, expected: Buffer): boolean {
+  if (end - start !== expected.length) return false;
+  for (let i = 0; i < expected.length; i++) if (packet[start + i] !== expected[i]) return false;
+  return true;
+}
+
+/** Like rangeEquals, with ASCII letters of packet[start, end) taken in lowercase (`expected` is lowercase). */
+function equalsIgnoringAsciiCase(packet: Buffer, start: number, end: number, expected: Buffer): boolean {
+  if (end - start !== expected.length) return false;
+  for (let i = 0; i < expected.length; i++) {
+    const byte = packet[start + i]!;
+    if ((byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte) !== expected[i]) return false;
+  }
+  return true;
+}
+
+/** First CRLF in packet[start, end) (both bytes inside), or -1. */
+function indexOfCrlf(packet: Buffer, start: number, end: number): number {
+  for (let i = start; i + 1 < end; i++) if (packet[i] === CR && packet[i + 1] === LF) return i;
+  return -1;
+}
+
+/** First CRLFCRLF at or after `from` in packet[, end), or -1. */
+function indexOfHeadersEnd(packet: Buffer, from: number, end: number): number {
+  let i = from;
+  while (i + 3 < end) {
+    const last = packet[i + 3];
+    if (last === LF) {
+      if (packet[i] === CR && packet[i + 1] === LF && packet[i + 2] === CR) return i;
+      i++;
+    } else if (last === CR) {
+      i++;
     } else {
-      bytes[length++] = code;
+      i += 4; // no match can cover a byte that is neither CR nor LF
     }
   }
-  try {
-    return utf8.decode(bytes.subarray(0, length));
-  } catch {
-    return undefined;
-  }
+  return -1;
+}
+
+function byteTable(member: (byte: number) => boolean): Uint8Array {
+  return Uint8Array.from({ length: 256 }, (_, b) => (member(b) ? 1 : 0));
 }

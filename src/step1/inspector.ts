@@ -9,14 +9,14 @@
 import { PerMinuteLimiter } from '../auth/ratelimit.js';
 import { TotpVerifier } from '../auth/totp.js';
 import type { AppConfig, Config } from '../config/types.js';
-import { formatIPv4, formatIPv6 } from '../packet/address.js';
+import { AddressFormatter, formatIPv4, formatIPv6 } from '../packet/address.js';
 import { buildRst, buildSynAck } from '../packet/build.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../packet/decode.js';
 import { authenticateKnock } from './auth.js';
-import { BoundedMap } from '../bounded-map.js';
 import type { CookieSource } from './cookie.js';
 import { Step1Counters, newDecision, settle, type Step1Decision, type Step1Reason } from './decision.js';
-import { parseKnockRequest } from './http.js';
+import { parseKnockRequest, requestPathBytes } from './http.js';
+import { SegmentCache } from './segment-cache.js';
 
 /** Decided segments remembered to spot retransmissions: a few minutes of knocks at a high rate. */
 export const RETRANSMISSION_CACHE_SIZE = 65_536;
@@ -36,8 +36,11 @@ export class Inspector {
   private readonly now: () => number;
   private readonly totp: TotpVerifier;
   private readonly limiter: PerMinuteLimiter;
-  /** `src|sport|seq` → first outcome, oldest first. */
-  private readonly decided = new BoundedMap<string, Step1Reason | 'granted'>(RETRANSMISSION_CACHE_SIZE);
+  /** (src, sport, seq) → first outcome, oldest first. */
+  private readonly decided = new SegmentCache<Step1Reason | 'granted'>(RETRANSMISSION_CACHE_SIZE);
+  private readonly pathBytes: Buffer;
+  private readonly srcText = new AddressFormatter();
+  private readonly dstText = new AddressFormatter();
 
   constructor(private readonly config: Config, options: InspectorOptions) {
     this.apps = new Map(config.apps.map((app) => [app.name, app]));
@@ -45,6 +48,7 @@ export class Inspector {
     this.now = options.now ?? Date.now;
     this.totp = options.totp ?? new TotpVerifier(1, () => this.now() / 1000);
     this.limiter = new PerMinuteLimiter(config.global.rateLimitPerMinute, 100_000, this.now);
+    this.pathBytes = requestPathBytes(config.global.httpPostPath);
   }
 
   inspect(packet: Buffer): Step1Decision {
@@ -80,17 +84,16 @@ export class Inspector {
 
   /** A data segment whose sender is proven (or, without handshake, accepted as is). */
   private knock(view: TcpSegmentView, base: Step1Decision): Step1Decision {
-    const cacheKey = `${base.src}|${view.sport}|${view.seq}`;
-    const first = this.decided.get(cacheKey);
+    const first = this.decided.get(view);
     if (first !== undefined) return settle(base, 'retransmission', first);
     const decision = this.judge(view, base);
-    this.decided.set(cacheKey, decision.result === 'granted' ? 'granted' : decision.reason!);
+    this.decided.set(view, decision.result === 'granted' ? 'granted' : decision.reason!);
     return decision;
   }
 
   private judge(view: TcpSegmentView, base: Step1Decision): Step1Decision {
     if (!this.limiter.allow(base.src)) return settle(base, 'rejected', 'rate-limited');
-    const parsed = parseKnockRequest(view.packet, view.payloadOffset, view.end, this.config.global.httpPostPath);
+    const parsed = parseKnockRequest(view.packet, view.payloadOffset, view.end, this.pathBytes);
     if (!parsed.ok) return settle(base, 'rejected', parsed.reason);
     const auth = authenticateKnock(this.apps, parsed.fields, this.totp);
     if (!auth.ok) return settle(base, 'rejected', auth.reason);
@@ -108,8 +111,8 @@ export class Inspector {
   }
 
   private describe(view: TcpSegmentView): Step1Decision {
-    const format = view.family === 4 ? formatIPv4 : formatIPv6;
-    return newDecision(view.family, format(view.packet, view.srcOffset), view.sport, format(view.packet, view.dstOffset), view.dport);
+    const src = this.srcText.format(view.packet, view.srcOffset, view.family);
+    return newDecision(view.family, src, view.sport, this.dstText.format(view.packet, view.dstOffset, view.family), view.dport);
   }
 
   /** Fills in whatever the packet carried before it stopped making sense. */

@@ -9,6 +9,7 @@ import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
 import { canonicalIp } from '../sessions/address.js';
 import type { SessionStore } from '../sessions/store.js';
 import { authorizeStep2 } from './authorize.js';
+import { resolveClientAddress, trustedProxies, type TrustedProxies } from './client-address.js';
 import { parseStep2Body } from './form.js';
 
 /** Limits that keep one slow or idle client from holding anything up (the original's worst failure). */
@@ -74,6 +75,7 @@ export type Step2Outcome = keyof typeof RESPONSES;
 export function createStep2Server(options: Step2ServerOptions): Server {
   const limits = { ...DEFAULT_STEP2_LIMITS, ...options.limits };
   const config = typeof options.config === 'function' ? options.config : () => options.config as Config;
+  const proxies = trustedProxiesOf(config);
   const server = createServer(
     {
       cert: options.cert,
@@ -88,7 +90,7 @@ export function createStep2Server(options: Step2ServerOptions): Server {
       keepAliveTimeout: 0,
     },
     (req, res) => {
-      void handleRequest(req, res, options, config(), limits).catch((err: unknown) => {
+      void handleRequest(req, res, options, config(), proxies(), limits).catch((err: unknown) => {
         options.logger.warn({ err: (err as Error).message }, 'step 2 request failed');
         if (!res.headersSent) reply(res, 'error');
       });
@@ -97,7 +99,8 @@ export function createStep2Server(options: Step2ServerOptions): Server {
   server.maxHeadersCount = limits.maxHeadersCount;
   server.maxConnections = limits.maxConnections;
   server.setTimeout(limits.idleTimeoutMs);
-  capConnectionsPerIp(server, limits.connectionsPerIp, options.logger);
+  // Behind a proxy every connection comes from the proxy: the per-address cap belongs in the proxy then.
+  capConnectionsPerIp(server, limits.connectionsPerIp, options.logger, (ip) => proxies().has(ip));
   server.on('tlsClientError', (err: Error & { code?: string }, socket: Socket) => {
     options.logger.debug({ ip: canonicalIp(socket.remoteAddress ?? ''), reason: err.code ?? err.message }, 'step 2 TLS handshake failed');
   });
@@ -105,10 +108,11 @@ export function createStep2Server(options: Step2ServerOptions): Server {
 }
 
 /** Too many open connections from one address are cut at accept, before TLS costs anything. */
-function capConnectionsPerIp(server: Server, cap: number, logger: Logger): void {
+function capConnectionsPerIp(server: Server, cap: number, logger: Logger, exempt: (ip: string) => boolean): void {
   const open = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
     const ip = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
+    if (exempt(ip)) return;
     const count = (open.get(ip) ?? 0) + 1;
     if (count > cap) {
       logger.debug({ ip, open: count - 1 }, 'step 2 connection refused: too many from this address');
@@ -124,14 +128,36 @@ function capConnectionsPerIp(server: Server, cap: number, logger: Logger): void 
   });
 }
 
-async function handleRequest(req: IncomingMessage, res: ServerResponse, options: Step2ServerOptions, config: Config, limits: Step2Limits): Promise<void> {
-  const ip = canonicalIp(req.socket.remoteAddress ?? '');
+/** The trusted proxies of the current config, rebuilt only when a reload brings a new config. */
+function trustedProxiesOf(config: () => Config): () => TrustedProxies {
+  let built: { from: Config; proxies: TrustedProxies } | undefined;
+  return () => {
+    const current = config();
+    if (built?.from !== current) built = { from: current, proxies: trustedProxies(current.global.trustedProxies) };
+    return built.proxies;
+  };
+}
+
+async function handleRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: Step2ServerOptions,
+  config: Config,
+  proxies: TrustedProxies,
+  limits: Step2Limits,
+): Promise<void> {
+  const peer = canonicalIp(req.socket.remoteAddress ?? '');
+  if (peer === undefined) return void req.socket.destroy();
+  const client = resolveClientAddress(peer, req.headers, proxies);
+  // Logged as the client's address, plus the proxy's when the request came through one.
+  const who = client.ok ? { ip: client.ip, ...(client.proxy ? { proxy: client.proxy } : {}) } : { proxy: peer };
   const finish = (outcome: Step2Outcome, reason: string, app?: string): void => {
     options.metrics.step2Requests.inc({ outcome });
-    if (outcome !== 'granted') options.logger.debug({ ip, app, outcome, reason }, 'step 2 rejected');
+    if (outcome !== 'granted') options.logger.debug({ ...who, app, outcome, reason }, 'step 2 rejected');
     reply(res, outcome);
   };
-  if (ip === undefined) return void req.socket.destroy();
+  if (!client.ok) return finish('malformed', client.reason);
+  const { ip } = client;
   if (!options.limiter.allow(`step2|${ip}`)) return finish('rate-limited', 'over step1_2_rate_limit_per_minute');
   if (req.method !== 'POST' || req.url !== config.global.httpsPostPath) return finish('not-found', `${req.method ?? '?'} on another path or method`);
 

@@ -66,6 +66,17 @@ describe('PerMinuteLimiter', () => {
     now += 60_001;
     expect(limiter.allow('10.0.0.1')).toBe(true);
   });
+  it('slides: hits of the previous minute count for the part of it still inside the window', () => {
+    let now = 0;
+    const limiter = new PerMinuteLimiter(10, 10, () => now);
+    for (let i = 0; i < 10; i++) expect(limiter.allow('ip')).toBe(true);
+    now = 60_000 + 30_000; // half of the previous minute's 10 hits still count
+    const allowed = Array.from({ length: 10 }, () => limiter.allow('ip')).filter(Boolean).length;
+    expect(allowed).toBe(5);
+    now = 180_000; // nothing left of them
+    expect(Array.from({ length: 11 }, () => limiter.allow('ip')).filter(Boolean).length).toBe(10);
+  });
+
   it('stays bounded under many keys', () => {
     const limiter = new PerMinuteLimiter(1, 100);
     for (let i = 0; i < 10_000; i++) limiter.allow(`k${i}`);

@@ -6,7 +6,7 @@ import { NflogSocket } from '../../../dist/capture/nflog.js';
 import { RawPacketSender } from '../../../dist/capture/raw-socket.js';
 import { LibnftablesRunner } from '../../../dist/firewall/nft-runner.js';
 
-const [mode, arg1, arg2] = process.argv.slice(2);
+const [mode, arg1, arg2, arg3] = process.argv.slice(2);
 const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
 const now = () => process.hrtime.bigint().toString();
 let closeAll = () => {};
@@ -87,38 +87,70 @@ function batchEvent(batch) {
 }
 
 try {
+  // `hold` ms: block the first batch so the rest of a burst piles up in the socket;
+  // `receiveBuffer` bytes: a small one makes that pile overflow it.
+  const hold = Number(arg2 ?? 0);
+  const receiveBuffer = arg3 === undefined ? undefined : Number(arg3);
+  let first = true;
+  const holdFirst = () => {
+    if (first && hold > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, hold);
+    first = false;
+  };
   if (mode === 'nfqueue') {
-    // `hold` ms: block the first batch so the rest of a burst piles up in the socket.
-    const hold = Number(arg2 ?? 0);
-    let first = true;
-    const queue = NfqueueSocket.open({ queue: Number(arg1), maxLen: 4096 }, (batch, q) => {
+    const queue = NfqueueSocket.open({ queue: Number(arg1), maxLen: 4096, receiveBuffer }, (batch, q) => {
       emit(batchEvent(batch));
-      if (first && hold > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, hold);
-      first = false;
+      holdFirst();
       q.verdictBatch(batch, Verdict.Drop);
     });
     closeAll = () => queue.close();
     stopOnStdinEnd(() => ({ stats: queue.stats(), kernel: queue.kernelCounters() }));
   } else if (mode === 'nflog') {
-    const log = NflogSocket.open({ group: Number(arg1) }, (batch) => emit(batchEvent(batch)));
+    const log = NflogSocket.open({ group: Number(arg1), receiveBuffer }, (batch) => {
+      emit(batchEvent(batch));
+      holdFirst();
+    });
     closeAll = () => log.close();
     stopOnStdinEnd(() => ({ stats: log.stats() }));
   } else if (mode === 'synack') {
+    // `how`: 'send' (one packet per call) or 'stage' (staged per batch, sent by the addon's
+    // thread); with 'stage', each SYN-ACK is preceded by a packet to `unroutable`, if given.
+    const [how = 'send', unroutable] = [arg3, process.argv[6]];
     const sender = RawPacketSender.open({ mark: Number(arg2) });
     let answered = 0;
+    const outcome = { sent: 0, bufferFull: 0, failed: 0, codes: [] };
+    const count = (o) => {
+      outcome.sent += o.sent;
+      outcome.bufferFull += o.bufferFull;
+      outcome.failed += o.failed;
+      if (o.failed > 0) outcome.codes.push(o.code);
+    };
     const queue = NfqueueSocket.open({ queue: Number(arg1) }, (batch, q) => {
       for (let i = 0; i < batch.count; i++) {
         const packet = batch.payload(i);
         const tcp = tcpInfo(packet);
-        if (tcp.proto === 6 && (tcp.flags & 0x12) === 0x02 && sender.send(buildSynAck(packet))) answered++;
+        if (tcp.proto !== 6 || (tcp.flags & 0x12) !== 0x02) continue;
+        const synAck = buildSynAck(packet);
+        if (how === 'send') {
+          if (sender.send(synAck)) answered++;
+          continue;
+        }
+        if (unroutable) {
+          const lost = Buffer.from(synAck);
+          lost.set(unroutable.split('.').map(Number), 16); // IPv4 destination
+          sender.stage(lost);
+        }
+        sender.stage(synAck);
+        answered++;
       }
+      if (how === 'stage') count(sender.flush());
       q.verdictBatch(batch, Verdict.Drop);
     });
-    closeAll = () => {
-      queue.close();
-      sender.close();
-    };
-    stopOnStdinEnd(() => ({ answered, stats: queue.stats() }));
+    closeAll = () => queue.close();
+    stopOnStdinEnd(() => {
+      sender.close(); // sends what waits, so the last flush sees every outcome
+      count(sender.flush());
+      return { answered, outcome, stats: queue.stats() };
+    });
   } else if (mode === 'nft') {
     const runner = LibnftablesRunner.open();
     const checked = runner.run('add table inet kpcheck', { check: true });

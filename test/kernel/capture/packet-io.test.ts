@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { announceSkip, destroyAll, kernelSkipReason, Netns, run, wire } from '../../helpers/netns.js';
-import { CaptureChild, CHILD_SCRIPT, prepareBuild, runChild } from './child.js';
+import { CaptureChild, CHILD_SCRIPT, prepareBuild, runChild, udpBurst } from './child.js';
 
 const skipReason = kernelSkipReason(['ip', 'nft', 'iptables', 'ip6tables', 'node', 'setpriv']) ?? prepareBuild();
 const skip = announceSkip('test/kernel/capture/packet-io.test.ts', skipReason);
@@ -13,13 +13,6 @@ const skip = announceSkip('test/kernel/capture/packet-io.test.ts', skipReason);
 const SERVER4 = '10.231.0.1';
 const SERVER6 = 'fd00:231::1';
 const RAW_MARK = 0x4b50;
-
-/** Sends `count` UDP datagrams from `ns` to addr:port as fast as the socket takes them. */
-function udpBurst(ns: Netns, addr: string, port: number, count: number): void {
-  ns.exec('node', ['-e', `
-    const s = require('dgram').createSocket('udp4'); let n = 0; const b = Buffer.alloc(32);
-    (function next() { if (n++ >= ${count}) return s.close(); s.send(b, ${port}, '${addr}', next); })();`]);
-}
 
 /** Connects from `ns`; resolves to 'connected', 'timeout' or the error code; prints the send time. */
 function tcpConnect(ns: Netns, addr: string, port: number, timeoutMs: number): { outcome: string; sentAt: bigint } {
@@ -124,17 +117,31 @@ describe.skipIf(skip)('native packet I/O in network namespaces', () => {
   });
 
   it.each([
-    ['IPv4', SERVER4],
-    ['IPv6', SERVER6],
-  ])('completes a client connect() with a raw SYN-ACK built in JS (%s)', async (_family, addr) => {
+    ['IPv4', 'send', SERVER4],
+    ['IPv6', 'send', SERVER6],
+    ['IPv4', 'stage', SERVER4],
+    ['IPv6', 'stage', SERVER6],
+  ])('completes a client connect() with a raw SYN-ACK built in JS (%s, %s)', async (_family, how, addr) => {
     const before = Number(/packets (\d+)/.exec(server!.exec('nft', ['list', 'chain', 'inet', 'kptest', 'output']))![1]);
-    const responder = start('synack', '4', String(RAW_MARK));
+    const responder = start('synack', '4', String(RAW_MARK), how);
     await responder.next('ready');
     expect(tcpConnect(client!, addr, 7004, 3000).outcome).toBe('connected');
     const done = await responder.stop();
     expect(done.answered).toBeGreaterThanOrEqual(1);
+    if (how === 'stage') expect(done.outcome).toEqual({ sent: done.answered, bufferFull: 0, failed: 0, codes: [] });
     const after = Number(/packets (\d+)/.exec(server!.exec('nft', ['list', 'chain', 'inet', 'kptest', 'output']))![1]);
     expect(after).toBeGreaterThan(before); // the SYN-ACK left with the daemon's socket mark
+  });
+
+  it('sends the rest of a staged batch when one packet has no route, and reports that one', async () => {
+    const responder = start('synack', '4', String(RAW_MARK), 'stage', '198.18.7.7'); // no route in the namespace
+    await responder.next('ready');
+    expect(tcpConnect(client!, SERVER4, 7004, 3000).outcome).toBe('connected');
+    const done = await responder.stop();
+    const outcome = done.outcome as { sent: number; failed: number; codes: string[] };
+    expect(outcome.sent).toBe(done.answered);
+    expect(outcome.failed).toBe(done.answered);
+    expect(outcome.codes).toContain('ENETUNREACH');
   });
 
   it('runs nft commands in-process in its own namespace through libnftables', async () => {

@@ -10,7 +10,7 @@ import { IptablesRuleset } from '../../../src/firewall/iptables-ruleset.js';
 import { iptablesBinary } from '../../../src/firewall/iptables.js';
 import { planFirewall } from '../../../src/firewall/plan.js';
 import { Netns, announceSkip, kernelSkipReason } from '../../helpers/netns.js';
-import { fixtureConfig } from '../../unit/firewall/fixture.js';
+import { fixtureConfig, proxyFrontConfig } from '../../unit/firewall/fixture.js';
 
 const skip = announceSkip('test/kernel/firewall/check.test.ts', kernelSkipReason(['ip', 'nft', 'ipset', 'iptables-nft-restore', 'iptables-legacy-restore']));
 
@@ -42,6 +42,23 @@ describe.skipIf(skip)('generated rulesets pass the tools\' own checks', () => {
         expect(r.err.match(/Error:/g)?.length).toBe(script.match(/ queue num /g)?.length);
         expect(caps.nflog).toBe(true);
         expect(caps.notes.join(' ')).toMatch(/cannot queue/);
+      }
+    });
+  }
+
+  for (const interfaceExt of ['eth0', 'any']) {
+    it(`nft -c and iptables-restore --test accept the rules with a proxy in front of step 2 (interface ${interfaceExt})`, () => {
+      const config = proxyFrontConfig({ interfaceExt });
+      for (const type of ['nftables', 'vyos'] as const) {
+        expect(ns.tryExec('nft', ['-c', '-f', '-'], createFirewall(config, { type }).render('nflog')).err).toBe('');
+      }
+      const ruleset = new IptablesRuleset(planFirewall(config), 'knockport');
+      ns.exec('ipset', ['restore', '-exist'], ruleset.ipsetScript());
+      for (const variant of ['nft', 'legacy'] as const) {
+        for (const family of [4, 6] as const) {
+          const r = ns.tryExec(iptablesBinary(variant, family, '-restore'), ['--test', '--noflush'], ruleset.restoreScript(family, 'nfqueue'));
+          expect(r.err).toBe('');
+        }
       }
     });
   }

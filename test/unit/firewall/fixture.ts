@@ -67,3 +67,9 @@ export function fixtureConfig(options: FixtureOptions = {}): Config {
     ],
   };
 }
+
+/** The fixture with a reverse proxy serving step 2 on 443 and knock-port's own listener on 4443. */
+export function proxyFrontConfig(options: FixtureOptions = {}): Config {
+  const config = fixtureConfig(options);
+  return { ...config, global: { ...config.global, httpsPort: 4443, httpsPublicPort: 443, httpsListenAddress: '127.0.0.1', trustedProxies: ['127.0.0.1/32'] } };
+}

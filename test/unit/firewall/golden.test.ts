@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { createFirewall } from '../../../src/firewall/index.js';
 import type { CaptureKind } from '../../../src/firewall/types.js';
 import type { FirewallType } from '../../../src/config/types.js';
-import { fixtureConfig } from './fixture.js';
+import { fixtureConfig, proxyFrontConfig } from './fixture.js';
 
 const goldenDir = join(dirname(fileURLToPath(import.meta.url)), 'golden');
 const update = process.env.KNOCKPORT_UPDATE_GOLDEN === '1';
@@ -29,6 +29,9 @@ describe('generated rulesets match the reviewed golden files', () => {
     }
     it(`${type} with IPv6 grants off still drops IPv6 on every protected port`, () => {
       matchGolden(`${type}-ipv4-only.txt`, createFirewall(fixtureConfig({ ipv6: false }), { type }).render('nflog'));
+    });
+    it(`${type} with a proxy in front of step 2 gates the public port and drops knock-port's own on the external interface`, () => {
+      matchGolden(`${type}-proxy-front.txt`, createFirewall(proxyFrontConfig(), { type }).render('nflog'));
     });
   }
 });

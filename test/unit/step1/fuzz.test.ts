@@ -13,21 +13,11 @@ import { STEP1_RESULTS } from '../../../src/step1/decision.js';
 import { Inspector } from '../../../src/step1/inspector.js';
 import { craftTcp, knockRequest } from '../packet/craft.js';
 import { OPENVPN_KEYS, STEP1_PATH, fixtureConfig } from './fixture-config.js';
+import { seededRandom as random } from './seeded-random.js';
 
 const PACKETS = 1_000_000;
 const TIME_LIMIT_MS = 60_000;
 const FIXTURES = join(import.meta.dirname, '../../fixtures/pcap');
-
-/** xorshift32: fast, seeded, good enough to pick mutations. */
-function random(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
-}
 
 const acceptAll: CookieSource = { issue: () => 1, verify: () => true };
 
