@@ -1,20 +1,23 @@
 import { BoundedMap } from '../bounded-map.js';
 
-const MINUTE_MS = 60_000;
+const BUCKET_MS = 5_000;
+/** 12 buckets make the minute; one more so the window never starts inside it (strict, not lenient). */
+const BUCKETS = 60_000 / BUCKET_MS + 1;
 
-/** Hits of one key in the current and the previous fixed minute. */
+/** One key's hits in 5-second buckets, as a ring. */
 interface Window {
-  minute: number;
-  current: number;
-  previous: number;
+  /** Index (time / BUCKET_MS) of the newest bucket written. */
+  newest: number;
+  counts: Uint16Array | Uint32Array;
 }
 
 /**
- * Per-key limit over a sliding minute (e.g. per client IP and step), in constant memory
- * per key: the previous minute's count, weighted by how much of it still overlaps the
- * sliding window, plus the current minute's. At most `maxKeys` keys are tracked, the
- * oldest forgotten first, so a flood from many addresses cannot grow it without bound
- * (a forgotten key merely starts counting again).
+ * Per-key limit of `limitPerMinute` hits in any minute (e.g. per client IP and step), in
+ * constant memory per key: hits are counted in 5-second buckets and every bucket that
+ * overlaps the last minute counts whole, so the N+1st hit within a minute is always
+ * refused (a hit may be remembered up to 5 s longer than a minute). At most `maxKeys`
+ * keys are tracked, the oldest forgotten first, so a flood from many addresses cannot
+ * grow it without bound (a forgotten key merely starts counting again).
  */
 export class PerMinuteLimiter {
   private readonly windows: BoundedMap<string, Window>;
@@ -27,26 +30,33 @@ export class PerMinuteLimiter {
     this.windows = new BoundedMap(maxKeys);
   }
 
-  /** Records a hit for `key`; false (and not counted) when the key is over its limit. */
+  /** Records a hit for `key`; false (and not counted) when the key is at its limit. */
   allow(key: string): boolean {
-    const now = this.now();
-    const minute = Math.floor(now / MINUTE_MS);
+    const bucket = Math.floor(this.now() / BUCKET_MS);
     let window = this.windows.get(key);
     if (window === undefined) {
-      window = { minute, current: 0, previous: 0 };
+      const counts = this.limitPerMinute < 0xffff ? new Uint16Array(BUCKETS) : new Uint32Array(BUCKETS);
+      window = { newest: bucket, counts };
       this.windows.set(key, window);
-    } else if (window.minute !== minute) {
-      window.previous = window.minute === minute - 1 ? window.current : 0;
-      window.current = 0;
-      window.minute = minute;
+    } else {
+      advance(window, bucket);
     }
-    const overlap = 1 - (now - minute * MINUTE_MS) / MINUTE_MS;
-    if (window.current + window.previous * overlap >= this.limitPerMinute) return false;
-    window.current++;
+    let total = 0;
+    for (let i = 0; i < BUCKETS; i++) total += window.counts[i]!;
+    if (total >= this.limitPerMinute) return false;
+    window.counts[bucket % BUCKETS]!++;
     return true;
   }
 
   get size(): number {
     return this.windows.size;
   }
+}
+
+/** Empties the buckets that have left the window since the key was last seen. */
+function advance(window: Window, bucket: number): void {
+  const elapsed = bucket - window.newest;
+  if (elapsed <= 0) return;
+  for (let step = 1; step <= Math.min(elapsed, BUCKETS); step++) window.counts[(window.newest + step) % BUCKETS] = 0;
+  window.newest = bucket;
 }

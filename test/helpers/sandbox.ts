@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CLI_SCRIPT, spawnDaemon, type DaemonProcess } from '../../src/demo/daemon-process.js';
-import { ADDR, createSelfSignedCert, createTopology } from '../../src/demo/topology.js';
+import { ADDR, IF, createSelfSignedCert, createTopology } from '../../src/demo/topology.js';
 import type { Netns } from './netns.js';
 
 export { ADDR, IF } from '../../src/demo/topology.js';
@@ -53,6 +53,24 @@ export function createSandbox(prefix: string): Sandbox {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * The `global:` section of a test config: the sandbox's interfaces, state directory and
+ * control socket, a rate limit no test trips by accident, then `settings` (which may
+ * override any of them; undefined values are left out).
+ */
+export function globalSection(sandbox: Sandbox, settings: Record<string, string | number | undefined>): string {
+  const entries = {
+    interface_ext: IF.gwWan,
+    interface_int: IF.gwLan,
+    step1_2_rate_limit_per_minute: 100,
+    state_dir: join(sandbox.dir, 'state'),
+    control_socket: join(sandbox.dir, 'control.sock'),
+    ...settings,
+  };
+  const lines = Object.entries(entries).filter(([, value]) => value !== undefined).map(([key, value]) => `  ${key}: ${value}\n`);
+  return `global:\n${lines.join('')}`;
 }
 
 export function writeFile(sandbox: Sandbox, name: string, text: string): string {

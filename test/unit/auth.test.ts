@@ -63,17 +63,20 @@ describe('PerMinuteLimiter', () => {
     const limiter = new PerMinuteLimiter(3, 10, () => now);
     expect([1, 2, 3, 4].map(() => limiter.allow('10.0.0.1'))).toEqual([true, true, true, false]);
     expect(limiter.allow('10.0.0.2')).toBe(true);
-    now += 60_001;
+    now += 65_000; // a hit is remembered for a minute, up to 5 s more
     expect(limiter.allow('10.0.0.1')).toBe(true);
   });
-  it('slides: hits of the previous minute count for the part of it still inside the window', () => {
-    let now = 0;
+  it('never allows N+1 within a minute, across bucket and minute boundaries', () => {
+    let now = 4_000;
     const limiter = new PerMinuteLimiter(10, 10, () => now);
-    for (let i = 0; i < 10; i++) expect(limiter.allow('ip')).toBe(true);
-    now = 60_000 + 30_000; // half of the previous minute's 10 hits still count
-    const allowed = Array.from({ length: 10 }, () => limiter.allow('ip')).filter(Boolean).length;
-    expect(allowed).toBe(5);
-    now = 180_000; // nothing left of them
+    for (let i = 0; i < 5; i++) expect(limiter.allow('ip')).toBe(true);
+    now = 58_000;
+    for (let i = 0; i < 5; i++) expect(limiter.allow('ip')).toBe(true);
+    now = 63_000; // the first five are less than a minute old
+    expect(limiter.allow('ip')).toBe(false);
+    now = 70_000; // they are over a minute old now (and out of the window)
+    expect(limiter.allow('ip')).toBe(true);
+    now = 200_000; // all forgotten
     expect(Array.from({ length: 11 }, () => limiter.allow('ip')).filter(Boolean).length).toBe(10);
   });
 

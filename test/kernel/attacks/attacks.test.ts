@@ -13,7 +13,7 @@ import { newTotpSecret, totpAt } from '../../../src/auth/totp.js';
 import { buildStep1Request } from '../../../src/client/request.js';
 import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
 import { captureWhile, injectSegments, replayCapturedSegment, type InjectSpec } from '../../helpers/raw-inject.js';
-import { ADDR, CLI, IF, createSandbox, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
+import { ADDR, CLI, IF, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { ALL_CLOSED, bracket, curlFrom, execIn, exposure, tcpConnects } from './probes.js';
 
 const skip = announceSkip(
@@ -32,17 +32,14 @@ const METRICS_PORT = 9464;
 const POOL_SIZE = 40;
 
 function configYaml(sandbox: Sandbox, firewall: string, capture: string): string {
-  return `global:
-  http_post_path: ${STEP1_PATH}
-  https_post_path: ${STEP2_PATH}
-  step1_2_rate_limit_per_minute: 100
-  interface_ext: ${IF.gwWan}
-  firewall_type: ${firewall}
-  capture: ${capture}
-  state_dir: ${join(sandbox.dir, 'state')}
-  control_socket: ${join(sandbox.dir, 'control.sock')}
-  metrics_listen: 127.0.0.1:${METRICS_PORT}
-tcpsvc:
+  return `${globalSection(sandbox, {
+    http_post_path: STEP1_PATH,
+    https_post_path: STEP2_PATH,
+    interface_int: undefined,
+    firewall_type: firewall,
+    capture,
+    metrics_listen: `127.0.0.1:${METRICS_PORT}`,
+  })}tcpsvc:
   port: ${PORTS.tcp}
   destination: local
   protocol: tcp
@@ -242,7 +239,10 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
 
     it(`${f.family}: with a step-1 otp, the same knock replayed from the same address after use`, async () => {
       const from = fresh(f.family);
-      const knock = knockRequest(f.gw, `app=tcpsvc&access_key=${OLGA.http}&otp=${totpAt(OLGA_OTP_SECRET, Date.now() / 1000)}`);
+      // One daemon serves both families, and a code is good once: the IPv6 knock uses the next
+      // time step's code (accepted, ±1 step), which the IPv4 knock cannot have used.
+      const stepOffset = f.family === 'IPv6' ? 30 : 0;
+      const knock = knockRequest(f.gw, `app=tcpsvc&access_key=${OLGA.http}&otp=${totpAt(OLGA_OTP_SECRET, Date.now() / 1000 + stepOffset)}`);
       const first = injectSegments(sandbox.client, { iface: IF.clientWan, src: from, dst: f.gw, dport: PORTS.step1, handshake: true, segments: [knock] });
       expect(first.synAck).toBe(true);
       expect(await waitFor(() => grantedStep2(from), 3_000)).toBe(true);

@@ -5,12 +5,11 @@
  * given with --token), and IPv6.
  */
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base32Decode, hotp, newTotpSecret, TOTP_PERIOD_SECONDS } from '../../../src/auth/totp.js';
 import { shellLine } from '../../../src/demo/report.js';
 import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
-import { ADDR, CLI, IF, createSandbox, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
+import { ADDR, CLI, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 
 const skip = announceSkip('client/knock', kernelSkipReason(['ip', 'nft', 'openssl', 'script']));
 
@@ -21,15 +20,7 @@ const ALICE = { http: 'alice-http-key-0123456789', https: 'alice-https-key-01234
 const BOB = { http: 'bob-http-key-0123456789', https: 'bob-https-key-0123456789', totp: newTotpSecret() };
 
 function configYaml(sandbox: Sandbox): string {
-  return `global:
-  http_post_path: ${STEP1_PATH}
-  https_post_path: ${STEP2_PATH}
-  step1_2_rate_limit_per_minute: 100
-  interface_ext: ${IF.gwWan}
-  interface_int: ${IF.gwLan}
-  state_dir: ${join(sandbox.dir, 'state')}
-  control_socket: ${join(sandbox.dir, 'control.sock')}
-svc:
+  return `${globalSection(sandbox, { http_post_path: STEP1_PATH, https_post_path: STEP2_PATH })}svc:
   port: ${SERVICE_PORT}
   duration: 60
   step2_https_duration: 5

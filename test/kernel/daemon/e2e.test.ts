@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
-import { ADDR, CLI, IF, createSandbox, curl, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
+import { ADDR, CLI, IF, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 
 const skip = announceSkip('daemon/e2e', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'ss']));
 
@@ -21,20 +21,15 @@ const WINDOW = 3;
 const LONG_DURATION = 10;
 
 function configYaml(sandbox: Sandbox, firewall: string, capture: string): string {
-  return `global:
-  http_post_path: ${STEP1_PATH}
-  https_post_path: ${STEP2_PATH}
-  step1_2_rate_limit_per_minute: 100
-  interface_ext: ${IF.gwWan}
-  interface_int: ${IF.gwLan}
-  http_port: 80
-  https_port: 443
-  firewall_type: ${firewall}
-  capture: ${capture}
-  state_dir: ${join(sandbox.dir, 'state')}
-  control_socket: ${join(sandbox.dir, 'control.sock')}
-  metrics_listen: 127.0.0.1:9464
-tcpsvc:
+  return `${globalSection(sandbox, {
+    http_post_path: STEP1_PATH,
+    https_post_path: STEP2_PATH,
+    http_port: 80,
+    https_port: 443,
+    firewall_type: firewall,
+    capture,
+    metrics_listen: '127.0.0.1:9464',
+  })}tcpsvc:
   port: 8080
   access_key_http: [${HTTP_KEY}]
   access_key_https: [${HTTPS_KEY}]

@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
-import { ADDR, CLI, IF, REPO_ROOT, createSandbox, curl, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
+import { ADDR, CLI, REPO_ROOT, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 
 const skip = announceSkip('waf/nginx', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'nginx']));
 
@@ -56,21 +56,17 @@ ${readmeNginxSnippet(sandbox)}
 
 /** `listenAddress` undefined: knock-port listens on every address, and only the firewall keeps its port closed. */
 function configYaml(sandbox: Sandbox, firewall: string, capture: string, listenAddress: string | undefined): string {
-  return `global:
-  http_post_path: ${STEP1_PATH}
-  https_post_path: ${STEP2_PATH}
-  step1_2_rate_limit_per_minute: 100
-  interface_ext: ${IF.gwWan}
-  interface_int: ${IF.gwLan}
-  http_port: 80
-  https_public_port: 443
-  https_port: ${INTERNAL_PORT}
-${listenAddress ? `  https_listen_address: ${listenAddress}\n` : ''}  trusted_proxies: [127.0.0.1]
-  firewall_type: ${firewall}
-  capture: ${capture}
-  state_dir: ${join(sandbox.dir, 'state')}
-  control_socket: ${join(sandbox.dir, 'control.sock')}
-svc:
+  return `${globalSection(sandbox, {
+    http_post_path: STEP1_PATH,
+    https_post_path: STEP2_PATH,
+    http_port: 80,
+    https_public_port: 443,
+    https_port: INTERNAL_PORT,
+    https_listen_address: listenAddress,
+    trusted_proxies: '[127.0.0.1]',
+    firewall_type: firewall,
+    capture,
+  })}svc:
   port: ${SERVICE_PORT}
   access_key_http: [${HTTP_KEY}]
   access_key_https: [${HTTPS_KEY}]
