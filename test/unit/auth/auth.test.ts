@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { base32Decode, base32Encode, hotp, totpAt, TotpVerifier } from '../../src/auth/totp.js';
-import { digestKey, findUserByKey, hashedKeyString } from '../../src/auth/keys.js';
-import { PerMinuteLimiter } from '../../src/auth/ratelimit.js';
-import type { User } from '../../src/config/types.js';
+import { base32Decode, base32Encode, hotp, totpAt, TotpVerifier } from '../../../src/auth/totp.js';
+import { digestKey, findUserByKey, hashedKeyString } from '../../../src/auth/keys.js';
+import { PerMinuteLimiter } from '../../../src/auth/ratelimit.js';
+import type { User } from '../../../src/config/types.js';
 
 // RFC 6238 appendix B, SHA-1 seed "12345678901234567890", 8 digits there; we use the
 // 6 low-order digits, which is what authenticator apps show.
