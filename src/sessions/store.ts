@@ -26,7 +26,8 @@ export interface Step2Window {
  * that step 2 can check the window and operators can list and revoke.
  */
 export class SessionStore {
-  private readonly records = new Map<string, SessionRecord>();
+  /** Records by IP, then by record key: step 2 and revoke look at one address only. */
+  private readonly byIp = new Map<string, Map<string, SessionRecord>>();
   private readonly path: string;
   private readonly logger: Logger;
   private readonly saveDelayMs: number;
@@ -52,7 +53,7 @@ export class SessionStore {
     const store = new SessionStore(options);
     const saved = await store.loadSaved();
     const { records, dropped, unattributed } = reconcile(saved, kernelGrants, store.now());
-    for (const record of records) store.records.set(recordKey(record), record);
+    for (const record of records) store.put(record);
     store.logger.info({ restored: records.length - unattributed, dropped, unattributed, file: store.path }, 'sessions restored');
     if (records.length > 0 || saved.length > 0) store.changed(); // write back the reconciled view
     return store;
@@ -61,16 +62,25 @@ export class SessionStore {
   /** Records a grant, or extends the same (ip, app, user, step) to `ttlSeconds` from now. */
   record(ip: string, app: string, user: string, step: SessionStep, ttlSeconds: number): SessionRecord {
     const record: SessionRecord = { ip, app, user, step, expiresAt: this.now() + ttlSeconds * 1000 };
-    this.records.set(recordKey(record), record);
+    this.put(record);
     this.changed();
     return record;
+  }
+
+  private put(record: SessionRecord): void {
+    let records = this.byIp.get(record.ip);
+    if (records === undefined) {
+      records = new Map();
+      this.byIp.set(record.ip, records);
+    }
+    records.set(recordKey(record), record);
   }
 
   /** Live step-2 windows of `ip` (attributed ones only: an unknown user opens nothing). */
   step2Windows(ip: string): Step2Window[] {
     const windows: Step2Window[] = [];
-    for (const record of this.live()) {
-      if (record.step === 'step2' && record.ip === ip && record.app !== null && record.user !== null) {
+    for (const record of this.liveOf(ip)) {
+      if (record.step === 'step2' && record.app !== null && record.user !== null) {
         windows.push({ app: record.app, user: record.user, expiresAt: record.expiresAt });
       }
     }
@@ -85,12 +95,14 @@ export class SessionStore {
   /** Forgets the IP's records: all of them, or those of one app. Returns what was removed. */
   revoke(ip: string, app?: string): SessionRecord[] {
     const removed: SessionRecord[] = [];
-    for (const [key, record] of this.records) {
-      if (record.ip === ip && (app === undefined || record.app === app)) {
-        this.records.delete(key);
+    const records = this.byIp.get(ip);
+    for (const [key, record] of records ?? []) {
+      if (app === undefined || record.app === app) {
+        records!.delete(key);
         removed.push(record);
       }
     }
+    if (records?.size === 0) this.byIp.delete(ip);
     if (removed.length > 0) this.changed();
     return removed;
   }
@@ -116,12 +128,22 @@ export class SessionStore {
   }
 
   private live(): SessionRecord[] {
+    const live: SessionRecord[] = [];
+    for (const ip of [...this.byIp.keys()]) live.push(...this.liveOf(ip));
+    return live;
+  }
+
+  /** The IP's live records; expired ones are forgotten (the kernel has dropped them too). */
+  private liveOf(ip: string): SessionRecord[] {
+    const records = this.byIp.get(ip);
+    if (records === undefined) return [];
     const now = this.now();
     const live: SessionRecord[] = [];
-    for (const [key, record] of this.records) {
+    for (const [key, record] of records) {
       if (record.expiresAt > now) live.push(record);
-      else this.records.delete(key); // the kernel has dropped it too; the next write forgets it
+      else records.delete(key);
     }
+    if (records.size === 0) this.byIp.delete(ip);
     return live;
   }
 
