@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
+import { startServices, udpEchoes } from '../../helpers/scenario.js';
 import { ADDR, CLI, IF, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 
 const skip = announceSkip('daemon/e2e', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'ss']));
@@ -56,29 +57,6 @@ udpsvc:
 `;
 }
 
-/** A TCP service answering "hello" and a UDP echo, both dual-stack, in the gateway. */
-function startServices(gw: Netns): void {
-  const script = `
-    const net = require('node:net'), dgram = require('node:dgram');
-    for (const port of [8080, 8081]) net.createServer((s) => { s.on('error', () => {}); s.end('hello\\n'); }).listen({ port, host: '::', ipv6Only: false });
-    const u = dgram.createSocket({ type: 'udp6', ipv6Only: false });
-    u.on('error', () => {});
-    u.on('message', (m, r) => u.send(m, r.port, r.address));
-    u.bind(5300, '::');`;
-  gw.spawn(process.execPath, ['-e', script], { stdio: 'ignore' }).unref();
-}
-
-/** True when a UDP datagram to addr:5300 is echoed within the timeout. */
-function udpEchoes(client: Netns, addr: string): boolean {
-  const script = `
-    const dgram = require('node:dgram');
-    const s = dgram.createSocket(${JSON.stringify(addr.includes(':') ? 'udp6' : 'udp4')});
-    const t = setTimeout(() => process.exit(1), 1000);
-    s.on('message', () => { clearTimeout(t); process.exit(0); });
-    s.send('ping', 5300, ${JSON.stringify(addr)});`;
-  return client.tryExec(process.execPath, ['-e', script]).ok;
-}
-
 function url(addr: string, scheme: 'http' | 'https', path: string): string {
   const host = addr.includes(':') ? `[${addr}]` : addr;
   return `${scheme}://${host}${path}`;
@@ -113,7 +91,7 @@ describe.skipIf(skip).each(BACKENDS)('daemon end to end: $name', (backend) => {
   beforeAll(async () => {
     sandbox = createSandbox(backend.firewall.slice(0, 3));
     configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, backend.firewall, backend.capture));
-    startServices(sandbox.gw);
+    await startServices(sandbox.gw, { tcp: { 8080: 'hello\n', 8081: 'hello\n' }, udp: [5300] });
     daemon = start();
     const ready = await daemon.waitForLog(/knock-port ready/);
     if (!ready) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
@@ -141,7 +119,7 @@ describe.skipIf(skip).each(BACKENDS)('daemon end to end: $name', (backend) => {
     it(`${family}: closed before, step 1 silent, step 2 opens the service, expiry closes it`, async () => {
       const { client, gw } = sandbox;
       expect(tcpOpen(client, gwAddr, 8080, 800)).toBe(false);
-      expect(udpEchoes(client, gwAddr)).toBe(false);
+      expect(await udpEchoes(client, clientAddr, gwAddr, 5300)).toBe(false);
       expect(step2(client, gwAddr, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('000');
       expect(gw.exec('ss', ['-Hltn', 'sport = :80']).trim()).toBe('');
 
@@ -161,12 +139,12 @@ describe.skipIf(skip).each(BACKENDS)('daemon end to end: $name', (backend) => {
       expect(await waitFor(() => !tcpOpen(client, gwAddr, 8080, 500), (DURATION + 3) * 1000, 250)).toBe(true);
     });
 
-    it(`${family}: UDP service opens only after both steps`, () => {
+    it(`${family}: UDP service opens only after both steps`, async () => {
       const { client } = sandbox;
       step1(client, gwAddr, 'app=udpsvc&access_key=udp-http-key-0123456789');
-      expect(udpEchoes(client, gwAddr)).toBe(false);
+      expect(await udpEchoes(client, clientAddr, gwAddr, 5300)).toBe(false);
       expect(step2(client, gwAddr, 'app=udpsvc&access_key=udp-https-key-0123456789').status).toBe('200');
-      expect(udpEchoes(client, gwAddr)).toBe(true);
+      expect(await udpEchoes(client, clientAddr, gwAddr, 5300)).toBe(true);
     });
   }
 
