@@ -21,6 +21,7 @@ import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
 import { describeError, KnockPortError } from './errors.js';
 import { chooseCapture, createFirewall, type FirewallOptions } from './firewall/index.js';
+import { InterfaceWatch } from './firewall/interface-presence.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
 import type { CaptureKind, FirewallBackend } from './firewall/types.js';
 import type { Logger } from './log.js';
@@ -65,6 +66,8 @@ export class Daemon {
   /** Degraded conditions by message, with when each was last seen (health reports the recent ones). */
   private readonly problems = new Map<string, number>();
   private countedDrops: CaptureDrops = { kernel: 0, enobufs: 0 };
+  /** Configured interface names that match no interface right now (a typo fails open). */
+  private readonly interfaces: InterfaceWatch;
   private countedStep1 = { results: {} as Record<string, number>, reasons: {} as Record<string, number> };
 
   private constructor(
@@ -82,6 +85,8 @@ export class Daemon {
     this.config = options.config;
     this.inspector = new Inspector(this.config, { cookie });
     this.step2Limiter = { current: new PerMinuteLimiter(this.config.global.rateLimitPerMinute) };
+    this.interfaces = new InterfaceWatch(logger);
+    this.interfaces.refresh(this.config);
     this.httpsServer = createStep2Server({
       config: () => this.config,
       cert: options.cert,
@@ -237,6 +242,7 @@ export class Daemon {
       this.logger.error({ err: describeError(err) }, 'firewall self-heal failed');
     }
     this.countCaptureDrops();
+    this.interfaces.refresh(this.config);
   }
 
   private async restoreGrants(): Promise<void> {
@@ -278,6 +284,7 @@ export class Daemon {
   health(): HealthReport {
     const now = Date.now();
     const problems = [...this.problems].filter(([, seen]) => now - seen <= PROBLEM_MEMORY_MS).map(([problem]) => problem);
+    problems.push(...this.interfaces.problems());
     if (!this.capture) problems.push('step-1 capture is not open');
     if (!this.httpsServer.listening) problems.push('HTTPS server is not listening');
     return { healthy: problems.length === 0, problems };
@@ -315,6 +322,7 @@ export class Daemon {
     this.inspector = new Inspector(next, { cookie: this.cookie });
     this.countedStep1 = { results: {}, reasons: {} };
     this.step2Limiter.current = new PerMinuteLimiter(next.global.rateLimitPerMinute);
+    this.interfaces.refresh(next);
     const g = next.global;
     if (g.queueNum !== previous.global.queueNum || g.nflogGroup !== previous.global.nflogGroup) {
       this.capture?.close();

@@ -147,6 +147,8 @@ function buildGlobal(global: GlobalSection): Config['global'] {
     ...(global.metrics_listen ? { metricsListen: global.metrics_listen } : {}),
     controlSocket: global.control_socket,
     packetMark: global.packet_mark,
+    grantMark: global.grant_mark,
+    hostFirewall: global.host_firewall,
     synRatePerSecond: global.syn_rate_per_second,
     httpsConnRatePerSecond: global.https_conn_rate_per_second,
     ...(global.https_public_port !== undefined ? { httpsPublicPort: global.https_public_port } : {}),

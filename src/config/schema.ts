@@ -62,6 +62,8 @@ export const DEFAULTS = {
   ipv6: true,
   controlSocket: '/run/knock-port/control.sock',
   packetMark: 0x4b50,
+  grantMark: 0x10000000,
+  hostFirewall: 'insert',
   synRatePerSecond: 20,
   httpsConnRatePerSecond: 10,
 } as const;
@@ -101,6 +103,17 @@ export const globalSchema = z.strictObject({
       return z.NEVER;
     })
     .prefault(DEFAULTS.packetMark),
+  // Connections knock-port lets in carry these conntrack mark bits, so the host's own ruleset can accept them.
+  grant_mark: z
+    .union([z.int(), z.string()])
+    .transform((value, ctx) => {
+      const mark = parsePacketMark(value);
+      if (!(mark instanceof Refusal)) return mark;
+      ctx.issues.push({ code: 'custom', message: mark.message, input: value });
+      return z.NEVER;
+    })
+    .prefault(DEFAULTS.grantMark),
+  host_firewall: z.enum(['insert', 'report']).default(DEFAULTS.hostFirewall),
   syn_rate_per_second: perSecond.default(DEFAULTS.synRatePerSecond),
   https_conn_rate_per_second: perSecond.default(DEFAULTS.httpsConnRatePerSecond),
   // A reverse proxy or WAF in front of step 2 (the original's --waf-https-port / --waf-trusted-ips).

@@ -25,10 +25,11 @@ function describeStep2(global: GlobalConfig): string {
 }
 
 /**
- * A short human summary of a valid config, as `knock-port check` prints it.
+ * A short human summary of a valid config, as `knock-port check` prints it, with `hostWarnings`
+ * (what this host says about the config, e.g. missing interfaces) after the file's own warnings.
  * Request paths, keys and TOTP secrets are never shown.
  */
-export function summarizeConfig(config: Config): string {
+export function summarizeConfig(config: Config, hostWarnings: readonly string[] = []): string {
   const { global } = config;
   const rows = config.apps.map((app) => [
     app.name,
@@ -44,6 +45,7 @@ export function summarizeConfig(config: Config): string {
     `apps (${config.apps.length}):`,
     ...rows.map((row) => `  ${row.map((cell, column) => (column < 3 ? cell.padEnd(widths[column]!) : cell)).join('  ')}`),
   ];
-  if (config.warnings?.length) lines.push('warnings:', ...config.warnings.map((warning) => `  ${warning}`));
+  const warnings = [...(config.warnings ?? []), ...hostWarnings];
+  if (warnings.length) lines.push('warnings:', ...warnings.map((warning) => `  ${warning}`));
   return `${lines.join('\n')}\n`;
 }

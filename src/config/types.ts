@@ -6,6 +6,7 @@
 
 export type FirewallType = 'nftables' | 'iptables' | 'vyos';
 export type CaptureMode = 'auto' | 'nfqueue' | 'nflog';
+export type HostFirewallMode = 'insert' | 'report';
 export type Step1Handshake = 'cookie' | 'none';
 export type Step1Reply = 'silent' | 'reset';
 export type Protocol = 'tcp' | 'udp';
@@ -69,6 +70,13 @@ export interface GlobalConfig {
   controlSocket: string;
   /** Mark carried by the daemon's own raw packets (SYN-ACK, RST). */
   packetMark: number;
+  /**
+   * Conntrack mark bits set on every connection knock-port lets in (HTTPS window, service
+   * grants, forwards), so a host ruleset that drops by default can accept exactly those.
+   */
+  grantMark: number;
+  /** `insert`: put an accept for `grantMark` at the top of host chains that could drop; `report`: only warn. */
+  hostFirewall: HostFirewallMode;
   /** New step-1 SYNs per second allowed per source address, enforced in the kernel. */
   synRatePerSecond: number;
   /** New HTTPS connections per second allowed per source address, enforced in the kernel. */

@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { digestKey } from '../auth/keys.js';
 import { base32Decode } from '../auth/totp.js';
+import { checkInterfaceName } from '../firewall/interface-name.js';
 import { canonicalIp } from '../sessions/address.js';
 import { isPublishedKey, isPublishedPath } from './refused-values.js';
 import type { IpFamily, KeyDigest } from './types.js';
@@ -108,11 +109,13 @@ export function parseTotpSecret(text: string): Parsed<string> {
   return text.replace(/[\s=]/g, '').toUpperCase();
 }
 
-const INTERFACE_NAME = /^[A-Za-z0-9_.:@+-]{1,15}\*?$/;
-
-/** A Linux interface name (at most 15 characters); a trailing `*` matches a prefix, as nft does. */
+/**
+ * A Linux interface name, a prefix wildcard (`ppp+` as in the original and iptables, or `ppp*`
+ * as in nft; both mean the same on every backend) or `any`; normalized to `eth0`, `ppp*`, `any`.
+ */
 export function parseInterfaceName(text: string): Parsed<string> {
-  return INTERFACE_NAME.test(text) ? text : new Refusal(`'${text}' is not an interface name (at most 15 of A-Z a-z 0-9 _ . : @ + -, optionally ending in *)`);
+  const checked = checkInterfaceName(text);
+  return 'error' in checked ? new Refusal(checked.error) : checked.name;
 }
 
 export function parseAbsolutePath(text: string): Parsed<string> {

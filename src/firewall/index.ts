@@ -1,7 +1,9 @@
 /** Builds the configured firewall backend; every rule knock-port needs comes from here. */
 import type { CaptureMode, Config, FirewallType } from '../config/types.js';
 import { ExecCommandRunner, netnsPrefix, type CommandRunner } from './command.js';
+import { HostFirewall } from './host-firewall.js';
 import { IptablesFirewall, type IptablesVariant } from './iptables.js';
+import { IptablesRuleset } from './iptables-ruleset.js';
 import { CliNftRunner, type NftRunner } from './nft-runner.js';
 import { NftablesFirewall } from './nftables.js';
 import { planFirewall } from './plan.js';
@@ -25,14 +27,27 @@ export function createFirewall(config: Config, options: FirewallOptions = {}): F
   const plan = planFirewall(config);
   const type = options.type ?? config.global.firewallType;
   const prefix = netnsPrefix(options.netns);
-  const nft = (): NftRunner => options.nft ?? new CliNftRunner('nft', prefix);
+  const nft = options.nft ?? new CliNftRunner('nft', prefix);
+  const commands = options.commands ?? new ExecCommandRunner(prefix);
+  const { tableName, hostFirewall: mode } = config.global;
+  const ownIptables = new IptablesRuleset(plan, tableName).chain('');
+  const host = new HostFirewall({
+    plan,
+    mode,
+    nft,
+    commands,
+    isOwnTable: (family, table) => type !== 'iptables' && family === 'inet' && table === tableName,
+    ownIptablesPrefix: type === 'iptables' ? ownIptables : '',
+    gate: type === 'iptables' ? 'iptables' : 'nft',
+    ...(options.netns ? { readProc: (path: string) => new ExecCommandRunner(prefix).run('cat', [path]) } : {}),
+  });
   switch (type) {
     case 'nftables':
-      return new NftablesFirewall(plan, config.global.tableName, nft(), config.apps);
+      return new NftablesFirewall(plan, tableName, nft, config.apps, host);
     case 'vyos':
-      return new VyosFirewall(plan, nft(), config.apps);
+      return new VyosFirewall(plan, tableName, nft, config.apps, host);
     case 'iptables':
-      return new IptablesFirewall(plan, config.global.tableName, options.commands ?? new ExecCommandRunner(prefix), config.apps, options.iptablesVariant);
+      return new IptablesFirewall(plan, tableName, commands, config.apps, host, options.iptablesVariant);
   }
 }
 

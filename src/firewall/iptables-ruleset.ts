@@ -4,10 +4,11 @@
  * jumped to from the built-in chains; grants are ipset entries with timeouts.
  */
 import type { IpFamily, Protocol } from '../config/types.js';
+import { iptablesInterfaceName } from './interface-name.js';
 import { ALL_FAMILIES, hostPort, matchesInterface, type FirewallPlan } from './plan.js';
 import type { CaptureKind } from './types.js';
 
-export type IptablesTable = 'raw' | 'filter' | 'nat';
+export type IptablesTable = 'raw' | 'mangle' | 'filter' | 'nat';
 export type IpsetKind = 'step2' | 'service';
 
 export interface Jump {
@@ -24,8 +25,9 @@ const PAYLOAD_PRESENT: Record<IpFamily, string> = {
 };
 
 const tag = (family: IpFamily): string => (family === 4 ? 'v4' : 'v6');
-const inIf = (name: string): string => (matchesInterface(name) ? `-i ${name} ` : '');
-const outIf = (name: string): string => (matchesInterface(name) ? `-o ${name} ` : '');
+// Config names are translated to iptables' wildcard (`ppp*` would match no interface at all).
+const inIf = (name: string): string => (iptablesInterfaceName(name) === undefined ? '' : `-i ${iptablesInterfaceName(name)} `);
+const outIf = (name: string): string => (iptablesInterfaceName(name) === undefined ? '' : `-o ${iptablesInterfaceName(name)} `);
 
 /** An ipset entry for a service grant: source address, protocol and the app's public port. */
 export function ipsetServiceEntry(ip: string, protocol: Protocol, port: number): string {
@@ -72,6 +74,7 @@ export class IptablesRuleset {
     return [
       { table: 'raw', from: 'PREROUTING', to: this.chain('PREROUTING') },
       { table: 'raw', from: 'OUTPUT', to: this.chain('OUTPUT') },
+      { table: 'mangle', from: 'PREROUTING', to: this.chain('MARK') },
       { table: 'filter', from: 'INPUT', to: this.chain('INPUT') },
       { table: 'filter', from: 'FORWARD', to: this.chain('FORWARD') },
       { table: 'filter', from: 'OUTPUT', to: this.chain('OUTPUT') },
@@ -86,8 +89,9 @@ export class IptablesRuleset {
     return {
       raw: [
         { name: this.chain('PREROUTING'), rules: [`${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} -j CT --notrack`] },
-        { name: this.chain('OUTPUT'), rules: [`-p tcp --sport ${p.step1Port} -j CT --notrack`] },
+        { name: this.chain('OUTPUT'), rules: [`${outIf(p.interfaceExt)}-p tcp --sport ${p.step1Port} -j CT --notrack`] },
       ],
+      mangle: [{ name: this.chain('MARK'), rules: this.grantMarks(family) }],
       filter: [
         { name: this.chain('INPUT'), rules: this.inputGate() },
         { name: this.chain('STEP1'), rules: this.step1(family) },
@@ -95,7 +99,7 @@ export class IptablesRuleset {
         { name: this.chain('STEP2'), rules: this.step2(family) },
         { name: this.chain('SERVICE'), rules: this.service(family) },
         { name: this.chain('FORWARD'), rules: this.forwardGate(family) },
-        { name: this.chain('OUTPUT'), rules: [`-p tcp --sport ${p.step1Port} -m mark ! --mark 0x${p.packetMark.toString(16)} -j DROP`] },
+        { name: this.chain('OUTPUT'), rules: [`${outIf(p.interfaceExt)}-p tcp --sport ${p.step1Port} -m mark ! --mark 0x${p.packetMark.toString(16)} -j DROP`] },
       ],
       nat: [
         { name: this.chain('PREROUTING'), rules: this.dnat(family) },
@@ -108,7 +112,7 @@ export class IptablesRuleset {
   restoreScript(family: IpFamily, capture: CaptureKind, jumps: Jump[] = this.jumps()): string {
     const chains = this.chains(family, capture);
     const out: string[] = [];
-    for (const table of ['raw', 'filter', 'nat'] as const) {
+    for (const table of ['raw', 'mangle', 'filter', 'nat'] as const) {
       out.push(`*${table}`);
       for (const c of chains[table]) out.push(`:${c.name} - [0:0]`);
       for (const c of chains[table]) for (const rule of c.rules) out.push(`-A ${c.name} ${rule}`);
@@ -129,6 +133,23 @@ export class IptablesRuleset {
 
   private grantable(family: IpFamily): boolean {
     return this.plan.grantFamilies.includes(family);
+  }
+
+  /**
+   * Marks the connections the gate will let in (conntrack mark bits, in mangle PREROUTING,
+   * before every filter), so a host ruleset that drops by default can accept exactly those
+   * (see host-firewall.ts). The gate itself never trusts the mark.
+   */
+  private grantMarks(family: IpFamily): string[] {
+    if (!this.grantable(family)) return [];
+    const p = this.plan;
+    const mark = `-j CONNMARK --set-mark 0x${p.grantMark.toString(16)}/0x${p.grantMark.toString(16)}`;
+    const services = `-m set --match-set ${this.setName('service', family)} src,dst ${mark}`;
+    return [
+      `${inIf(p.interfaceExt)}-p tcp --dport ${p.httpsPort} -m set --match-set ${this.setName('step2', family)} src ${mark}`,
+      ...p.localApps.map((app) => `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${services}`),
+      ...this.forwarded(family, true).map(({ app }) => `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${services}`),
+    ];
   }
 
   private inputGate(): string[] {

@@ -5,6 +5,7 @@
  */
 import type { AppConfig, IpFamily, Protocol } from '../config/types.js';
 import type { CommandRunner } from './command.js';
+import type { HostFirewall, HostFirewallReport } from './host-firewall.js';
 import { IptablesRuleset, ipsetServiceEntry, type IpsetKind, type Jump } from './iptables-ruleset.js';
 import { ALL_FAMILIES, appForPort, checkServiceGrant, familyOf, grantableFamily, type FirewallPlan } from './plan.js';
 import type { CaptureKind, FirewallBackend, FirewallCapabilities, Grant } from './types.js';
@@ -37,6 +38,7 @@ export class IptablesFirewall implements FirewallBackend {
     name: string,
     private readonly cmd: CommandRunner,
     private readonly apps: AppConfig[],
+    private readonly host: HostFirewall,
     private readonly variant: IptablesVariant = 'default',
   ) {
     this.ruleset = new IptablesRuleset(plan, name);
@@ -54,7 +56,11 @@ export class IptablesFirewall implements FirewallBackend {
   }
 
   render(capture: CaptureKind): string {
-    return this.ruleset.render(capture);
+    return this.ruleset.render(capture) + this.host.describeRules();
+  }
+
+  hostFirewall(): HostFirewallReport {
+    return this.host.report();
   }
 
   async install(capture: CaptureKind): Promise<void> {
@@ -64,10 +70,15 @@ export class IptablesFirewall implements FirewallBackend {
       this.cmd.run(iptablesBinary(this.variant, family, '-restore'), ['-w', '--noflush'], this.ruleset.restoreScript(family, capture, missing));
     }
     this.lastCapture = capture;
+    this.host.reconcile();
   }
 
   async ensureInstalled(capture: CaptureKind | undefined = this.lastCapture): Promise<boolean> {
-    if (!capture || this.isInstalled()) return false;
+    if (!capture) return false;
+    if (this.isInstalled()) {
+      this.host.reconcile();
+      return false;
+    }
     await this.install(capture);
     return true;
   }
@@ -151,12 +162,13 @@ export class IptablesFirewall implements FirewallBackend {
 
   /** Removes the jumps, own chains and own sets; each step tolerates a partial install. */
   async uninstall(): Promise<void> {
+    this.host.remove();
     for (const family of ALL_FAMILIES) {
       for (const j of this.ruleset.jumps()) {
         for (let i = 0; i < 10 && this.hasJump(family, j); i++) this.iptables(family, ['-t', j.table, '-D', j.from, '-j', j.to]);
       }
       const chains = this.ruleset.chains(family, 'nflog');
-      for (const table of ['raw', 'filter', 'nat'] as const) {
+      for (const table of ['raw', 'mangle', 'filter', 'nat'] as const) {
         for (const op of ['-F', '-X']) {
           for (const c of chains[table]) this.tolerate(() => this.iptables(family, ['-t', table, op, c.name]));
         }

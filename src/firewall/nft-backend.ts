@@ -3,6 +3,7 @@
  * generates, reads grants back from the kernel, probes which capture the kernel has.
  */
 import type { AppConfig, FirewallType, IpFamily, Protocol } from '../config/types.js';
+import type { HostFirewall, HostFirewallReport } from './host-firewall.js';
 import type { NftRunner } from './nft-runner.js';
 import { NftRuleset, grantSetName, serviceElement, tableRef, type GrantSetKind, type NftLayout } from './nft-ruleset.js';
 import { appForPort, checkServiceGrant, familyOf, grantableFamily, type FirewallPlan } from './plan.js';
@@ -42,6 +43,7 @@ export abstract class NftFirewallBase implements FirewallBackend {
     layout: NftLayout,
     protected readonly nft: NftRunner,
     private readonly apps: AppConfig[],
+    private readonly host: HostFirewall,
   ) {
     this.ruleset = new NftRuleset(plan, layout);
   }
@@ -61,19 +63,28 @@ export abstract class NftFirewallBase implements FirewallBackend {
   }
 
   render(capture: CaptureKind): string {
-    return this.ruleset.installScript(capture);
+    return this.ruleset.installScript(capture) + this.host.describeRules();
   }
 
   async install(capture: CaptureKind): Promise<void> {
     this.nft.run(this.ruleset.installScript(capture));
     this.lastCapture = capture;
+    this.host.reconcile();
   }
 
-  /** Re-installs when the base ruleset was removed behind our back; true when it did. */
+  /** Re-installs when the base ruleset was removed behind our back (true when it did); re-checks the host's chains. */
   async ensureInstalled(capture: CaptureKind | undefined = this.lastCapture): Promise<boolean> {
-    if (!capture || this.isInstalled()) return false;
+    if (!capture) return false;
+    if (this.isInstalled()) {
+      this.host.reconcile();
+      return false;
+    }
     await this.install(capture);
     return true;
+  }
+
+  hostFirewall(): HostFirewallReport {
+    return this.host.report();
   }
 
   /** True while every table still holds knock-port's step-1 gate. */
@@ -128,11 +139,8 @@ export abstract class NftFirewallBase implements FirewallBackend {
   }
 
   async uninstall(): Promise<void> {
-    this.nft.run(this.uninstallScript());
+    this.host.remove();
+    this.nft.run(this.ruleset.uninstallScript());
     this.lastCapture = undefined;
-  }
-
-  protected uninstallScript(): string {
-    return this.ruleset.uninstallScript();
   }
 }

@@ -1,9 +1,11 @@
 /**
- * The nft ruleset knock-port installs, as `nft -f` text. Pure: the same generator
- * serves the nftables backend (a table of its own) and the VyOS backend (objects
- * inside VyOS's `vyos_filter` tables, gate rules in VyOS's named chains).
+ * The nft ruleset knock-port installs, as `nft -f` text. Pure. Everything lives in a table
+ * of knock-port's own (`inet knockport`), on both the nftables and the VyOS backends: a
+ * flush of someone else's tables (a VyOS commit, a host firewall reload) never reaches the
+ * gate, so protected ports stay dropped whatever happens there.
  */
 import type { IpFamily, Protocol } from '../config/types.js';
+import { nftInterfaceName } from './interface-name.js';
 import { hostPort, matchesInterface, type FirewallPlan, type ForwardedApp } from './plan.js';
 import type { CaptureKind } from './types.js';
 
@@ -14,22 +16,11 @@ export interface NftTable {
   name: string;
 }
 
-/** Existing chains (owned by someone else, e.g. VyOS) whose content knock-port writes. */
-export interface GateChains {
-  input: string;
-  forward: string;
-}
-
 export interface NftLayout {
   tables: NftTable[];
   /** Prefix of knock-port's own chains and sets, so they never clash in a shared table. */
   prefix: string;
-  /** Where the input/forward gate rules go; undefined: knock-port's own base chains. */
-  gateChains?: (table: NftTable) => GateChains;
 }
-
-/** Comment carried by the first gate rule, so a flushed gate chain can be detected. */
-export const GATE_MARKER = 'knock-port gate';
 
 const TABLE_FAMILIES: Record<NftTableFamily, IpFamily[]> = { inet: [4, 6], ip: [4], ip6: [6] };
 
@@ -70,8 +61,9 @@ interface ChainSpec {
   rules: string[];
 }
 
-const iif = (name: string): string => (matchesInterface(name) ? `iifname "${name}" ` : '');
-const oif = (name: string): string => (matchesInterface(name) ? `oifname "${name}" ` : '');
+// Config names are translated to nft's wildcard (`ppp+` would match no interface at all).
+const iif = (name: string): string => (nftInterfaceName(name) === undefined ? '' : `iifname "${nftInterfaceName(name)}" `);
+const oif = (name: string): string => (nftInterfaceName(name) === undefined ? '' : `oifname "${nftInterfaceName(name)}" `);
 
 /** Generates every script the nft-based backends run. */
 export class NftRuleset {
@@ -112,28 +104,9 @@ export class NftRuleset {
     return lines.join('\n') + '\n';
   }
 
-  /**
-   * Removes what installScript made. Objects are declared first so the deletes never
-   * fail on a partly installed ruleset; gate chains owned by someone else are only flushed.
-   */
-  uninstallScript(existingGateChains: (table: NftTable) => boolean = () => true): string {
-    const lines: string[] = [];
-    for (const table of this.layout.tables) {
-      const ref = tableRef(table);
-      if (!this.layout.gateChains) {
-        lines.push(`add table ${ref}`, `delete table ${ref}`);
-        continue;
-      }
-      const own = this.chains(table, 'nflog').filter((c) => !this.isGate(table, c.name));
-      const gates = existingGateChains(table) ? Object.values(this.layout.gateChains(table)) : [];
-      lines.push(`add table ${ref}`);
-      for (const set of this.sets(table)) lines.push(`add set ${ref} ${set.name} { ${set.spec} }`);
-      for (const c of own) lines.push(c.base ? `add chain ${ref} ${c.name} { ${c.base}; policy accept; }` : `add chain ${ref} ${c.name}`);
-      for (const name of [...gates, ...own.map((c) => c.name)]) lines.push(`flush chain ${ref} ${name}`);
-      for (const c of own) lines.push(`delete chain ${ref} ${c.name}`);
-      for (const set of this.sets(table)) lines.push(`delete set ${ref} ${set.name}`);
-    }
-    return lines.join('\n') + '\n';
+  /** Removes what installScript made (the table is declared first, so the delete never fails). */
+  uninstallScript(): string {
+    return this.layout.tables.map((table) => `add table ${tableRef(table)}\ndelete table ${tableRef(table)}\n`).join('');
   }
 
   /** Adds or refreshes one element: add (so the delete cannot fail), delete, add with the new timeout. */
@@ -163,11 +136,6 @@ export class NftRuleset {
     return `add table ${ref}\nadd chain ${ref} probe\nadd rule ${ref} probe ${this.captureStatement(capture)}\n`;
   }
 
-  private isGate(table: NftTable, chain: string): boolean {
-    const gates = this.layout.gateChains?.(table);
-    return gates !== undefined && (gates.input === chain || gates.forward === chain);
-  }
-
   private sets(table: NftTable): Array<{ name: string; spec: string }> {
     const sets: Array<{ name: string; spec: string }> = [];
     for (const f of this.grantFamilies(table)) {
@@ -182,27 +150,47 @@ export class NftRuleset {
   }
 
   private chains(table: NftTable, capture: CaptureKind): ChainSpec[] {
-    const gates = this.layout.gateChains?.(table);
     const p = this.plan;
     return [
       { name: this.chain('prerouting_raw'), base: 'type filter hook prerouting priority raw', rules: [`${iif(p.interfaceExt)}tcp dport ${p.step1Port} notrack`] },
-      { name: this.chain('output_raw'), base: 'type filter hook output priority raw', rules: [`tcp sport ${p.step1Port} notrack`] },
-      { name: gates?.input ?? this.chain('input_filter'), base: gates ? undefined : 'type filter hook input priority filter - 10', rules: this.inputGate(gates !== undefined) },
+      { name: this.chain('output_raw'), base: 'type filter hook output priority raw', rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} notrack`] },
+      // After conntrack (-200), before mangle and every filter: host chains see the grant mark.
+      { name: this.chain('prerouting_mark'), base: 'type filter hook prerouting priority mangle - 30', rules: this.grantMarks(table) },
+      { name: this.chain('input_filter'), base: 'type filter hook input priority filter - 10', rules: this.inputGate() },
       { name: this.chain('step1'), rules: this.step1(table) },
       { name: this.chain('step1_capture'), rules: this.step1Capture(table, capture) },
       { name: this.chain('step2'), rules: this.step2(table) },
       { name: this.chain('service'), rules: this.service(table) },
-      { name: gates?.forward ?? this.chain('forward_filter'), base: gates ? undefined : 'type filter hook forward priority filter - 10', rules: this.forwardGate(table) },
-      { name: this.chain('output_filter'), base: 'type filter hook output priority filter - 10', rules: [`tcp sport ${p.step1Port} meta mark != 0x${p.packetMark.toString(16).padStart(8, '0')} drop`] },
+      { name: this.chain('forward_filter'), base: 'type filter hook forward priority filter - 10', rules: this.forwardGate(table) },
+      { name: this.chain('output_filter'), base: 'type filter hook output priority filter - 10', rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} meta mark != 0x${p.packetMark.toString(16).padStart(8, '0')} drop`] },
       { name: this.chain('prerouting_nat'), base: 'type nat hook prerouting priority dstnat', rules: this.dnat(table) },
       { name: this.chain('postrouting_nat'), base: 'type nat hook postrouting priority srcnat', rules: this.masquerade(table) },
     ];
   }
 
-  private inputGate(marked: boolean): string[] {
+  /**
+   * Marks the connections the gate will let in (conntrack mark bits), so that a host ruleset
+   * that drops by default can accept exactly those (see host-firewall.ts). The gate itself
+   * never trusts the mark: it checks the grant sets again.
+   */
+  private grantMarks(table: NftTable): string[] {
+    const p = this.plan;
+    const mark = `ct mark set ct mark or 0x${p.grantMark.toString(16).padStart(8, '0')}`;
+    const rules: string[] = [];
+    for (const f of this.grantFamilies(table)) {
+      const { addr } = fam(f);
+      rules.push(`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} ${addr} saddr @${grantSetName(this.layout, 'step2', f)} ${mark}`);
+      const services = `${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} ${mark}`;
+      for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${services}`);
+      for (const { app } of this.forwarded(table, true).filter((a) => a.family === f)) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${services}`);
+    }
+    return rules;
+  }
+
+  private inputGate(): string[] {
     const p = this.plan;
     const rules = [
-      `${iif(p.interfaceExt)}tcp dport ${p.step1Port} goto ${this.chain('step1')}${marked ? ` comment "${GATE_MARKER}"` : ''}`,
+      `${iif(p.interfaceExt)}tcp dport ${p.step1Port} goto ${this.chain('step1')}`,
       `${iif(p.interfaceExt)}tcp dport ${p.httpsPort} goto ${this.chain('step2')}`,
     ];
     // With no external interface named, only loopback (where a local proxy connects) may reach the internal port.

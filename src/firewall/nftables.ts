@@ -1,4 +1,5 @@
 import type { AppConfig } from '../config/types.js';
+import type { HostFirewall } from './host-firewall.js';
 import type { NftRunner } from './nft-runner.js';
 import { NftFirewallBase } from './nft-backend.js';
 import type { NftLayout } from './nft-ruleset.js';
@@ -10,10 +11,15 @@ export function nftablesLayout(tableName: string): NftLayout {
 }
 
 export class NftablesFirewall extends NftFirewallBase {
-  readonly type = 'nftables' as const;
-
-  constructor(plan: FirewallPlan, tableName: string, nft: NftRunner, apps: AppConfig[]) {
-    super(plan, nftablesLayout(tableName), nft, apps);
+  constructor(
+    plan: FirewallPlan,
+    tableName: string,
+    nft: NftRunner,
+    apps: AppConfig[],
+    host: HostFirewall,
+    readonly type: 'nftables' | 'vyos' = 'nftables',
+  ) {
+    super(plan, nftablesLayout(tableName), nft, apps, host);
   }
 
   protected isInstalled(): boolean {

@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { publicHttpsPort, type AppConfig, type Config, type IpFamily, type Protocol } from '../config/types.js';
 import { KnockPortError } from '../errors.js';
+import { interfacePattern } from './interface-name.js';
 
 export class InvalidGrantError extends KnockPortError {}
 
@@ -31,6 +32,8 @@ export interface FirewallPlan {
   localApps: AppConfig[];
   forwardedApps: ForwardedApp[];
   packetMark: number;
+  /** Conntrack mark bits on connections knock-port lets in (for the host's own ruleset). */
+  grantMark: number;
   synRatePerSecond: number;
   httpsConnRatePerSecond: number;
   queueNum: number;
@@ -57,6 +60,7 @@ export function planFirewall(config: Config): FirewallPlan {
     localApps: config.apps.filter((a) => a.destination.kind === 'local'),
     forwardedApps,
     packetMark: g.packetMark,
+    grantMark: g.grantMark,
     synRatePerSecond: g.synRatePerSecond,
     httpsConnRatePerSecond: g.httpsConnRatePerSecond,
     queueNum: g.queueNum,
@@ -99,7 +103,7 @@ export function hostPort(address: string, family: IpFamily, port: number): strin
   return family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-/** An interface name is matched unless it is empty or `any`. */
+/** An interface name is matched unless it stands for every interface (empty, `any`). */
 export function matchesInterface(name: string): boolean {
-  return name !== '' && name !== 'any';
+  return interfacePattern(name).kind !== 'any';
 }

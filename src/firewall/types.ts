@@ -1,4 +1,5 @@
 import type { AppConfig, FirewallType, IpFamily, Protocol } from '../config/types.js';
+import type { HostFirewallReport } from './host-firewall.js';
 
 /** How step-1 packets reach the daemon. */
 export type CaptureKind = 'nfqueue' | 'nflog';
@@ -46,11 +47,17 @@ export interface FirewallBackend {
   revoke(ip: string, app?: AppConfig): Promise<void>;
   /** Live grants read from the kernel. */
   list(): Promise<Grant[]>;
-  /** Removes everything install() made, and nothing else. */
+  /**
+   * The host's own chains that could drop granted connections, what the last install or
+   * self-heal inserted there and what still needs the operator (see host-firewall.ts).
+   */
+  hostFirewall(): HostFirewallReport;
+  /** Removes everything install() made (its rules in host chains included), and nothing else. */
   uninstall(): Promise<void>;
   /**
-   * Self-heal: re-installs the base ruleset if something removed it (a VyOS commit, a
-   * flush); true when it did, so the caller re-applies live grants. Call every few seconds.
+   * Self-heal: re-installs the base ruleset if something removed it (a flush, a host
+   * firewall reload); true when it did, so the caller re-applies live grants. Also puts
+   * knock-port's accept rule back into host chains that lost it. Call every few seconds.
    */
   ensureInstalled?(capture?: CaptureKind): Promise<boolean>;
 }

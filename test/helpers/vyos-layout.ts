@@ -1,20 +1,23 @@
 /**
  * What a VyOS commit leaves in nftables, recreated in a namespace: its `vyos_filter` tables
- * (ip and ip6) rebuilt, with the named chains knock-port fills empty but jumped to from the
- * input and forward filters.
+ * (ip and ip6) deleted and rebuilt, with input and forward filters that accept established
+ * traffic, then apply their default action (`drop` by default,
+ * as on a hardened VyOS router).
  */
 import type { Netns } from './netns.js';
 
-export function vyosCommit(gw: Netns): void {
+export function vyosCommit(gw: Netns, defaultAction: 'accept' | 'drop' = 'drop'): void {
   for (const [family, v6] of [['ip', ''], ['ip6', 'IPV6_']] as const) {
-    const names = family === 'ip' ? 'NAME_' : 'NAME6_';
     gw.tryExec('nft', ['delete', 'table', family, 'vyos_filter']);
     gw.exec('nft', ['-f', '-'], [
       `table ${family} vyos_filter {`,
-      `  chain ${names}IN-KnockPort {\n    counter continue comment "IN-KnockPort default-action continue"\n  }`,
-      `  chain ${names}FWD-KnockPort {\n    counter continue comment "FWD-KnockPort default-action continue"\n  }`,
-      `  chain VYOS_${v6}INPUT_filter {\n    type filter hook input priority filter; policy accept;\n    counter jump ${names}IN-KnockPort\n  }`,
-      `  chain VYOS_${v6}FORWARD_filter {\n    type filter hook forward priority filter; policy accept;\n    counter jump ${names}FWD-KnockPort\n  }`,
+      `  chain VYOS_${v6}INPUT_filter {\n    type filter hook input priority filter; policy accept;`,
+      '    ct state established,related counter accept comment "state-policy"',
+      '    iifname "lo" counter accept',
+      `    counter ${defaultAction} comment "default-action ${defaultAction}"\n  }`,
+      `  chain VYOS_${v6}FORWARD_filter {\n    type filter hook forward priority filter; policy accept;`,
+      '    ct state established,related counter accept comment "state-policy"',
+      `    counter ${defaultAction} comment "default-action ${defaultAction}"\n  }`,
       '}',
     ].join('\n'));
   }

@@ -56,6 +56,8 @@ export function fixtureConfig(options: FixtureOptions = {}): Config {
       ipv6: o.ipv6,
       controlSocket: '/run/knock-port.sock',
       packetMark: 0x4b50,
+      grantMark: 0x10000000,
+      hostFirewall: 'insert',
       synRatePerSecond: 20,
       httpsConnRatePerSecond: 5,
     },

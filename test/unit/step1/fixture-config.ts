@@ -46,6 +46,8 @@ export function fixtureConfig(overrides: Partial<GlobalConfig> = {}): Config {
     ipv6: true,
     controlSocket: '/run/knock-port.sock',
     packetMark: 0x4b50,
+    grantMark: 0x10000000,
+    hostFirewall: 'insert',
     synRatePerSecond: 20,
     httpsConnRatePerSecond: 10,
     ...overrides,

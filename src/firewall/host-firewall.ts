@@ -1,0 +1,360 @@
+/**
+ * The host's own firewall, seen from knock-port. An accept in knock-port's table does not
+ * stop a drop in another table (or in iptables) on the same hook, so a gateway whose ruleset
+ * drops by default would drop every connection knock-port grants. knock-port marks those
+ * connections (conntrack mark bits `grant_mark`, set in prerouting before any filter runs)
+ * and keeps one accept rule for that mark at the top of every host chain on the input,
+ * forward and output hooks that could drop (`host_firewall: insert`), or only reports the
+ * rule to add (`host_firewall: report`). Checked again on every maintenance tick, since
+ * reloading the host firewall (nftables.service, ufw, firewalld) removes the rule.
+ *
+ * Three managers are seen: native nftables tables, iptables-nft tables (changed only through
+ * iptables-nft, which refuses tables edited behind its back) and iptables-legacy tables.
+ */
+import { readFileSync } from 'node:fs';
+import type { HostFirewallMode, IpFamily } from '../config/types.js';
+import { describeError } from '../errors.js';
+import type { CommandRunner } from './command.js';
+import type { NftRunner } from './nft-runner.js';
+import type { FirewallPlan } from './plan.js';
+
+export type HostManager = 'nftables' | 'iptables-nft' | 'iptables-legacy';
+export type HostHook = 'input' | 'forward' | 'output';
+export type HostTableFamily = 'ip' | 'ip6' | 'inet';
+
+const HOOKS: readonly HostHook[] = ['input', 'forward', 'output'];
+/** Every knock-port rule in a host chain carries a comment starting with this. */
+export const HOST_RULE_COMMENT = 'knock-port:';
+/** Priority of knock-port's own input gate (nft backends); a host chain before it sees step-1 packets first. */
+const GATE_PRIORITY = -10;
+
+/** A base chain on one of knock-port's hooks that belongs to someone else. */
+export interface HostChain {
+  manager: HostManager;
+  family: HostTableFamily;
+  table: string;
+  chain: string;
+  hook: HostHook;
+  priority: number;
+  policy: 'accept' | 'drop';
+  /** Policy drop, or a rule that drops, rejects or jumps elsewhere (where it might drop). */
+  canDrop: boolean;
+  /** knock-port rules already in the chain: comment and (nft) handle. */
+  ours: Array<{ comment: string; handle?: number }>;
+}
+
+/** One rule knock-port keeps in host chains, in each manager's syntax. */
+export interface HostRule {
+  comment: string;
+  nft: string;
+  iptables: string[];
+}
+
+export interface HostFirewallReport {
+  /** Host chains that could drop, with knock-port's rules in them or not. */
+  chains: HostChain[];
+  /** What this check inserted (`manager family table chain`), for the log. */
+  inserted: string[];
+  /** Conditions an operator must act on: granted packets may be dropped. */
+  problems: string[];
+}
+
+export function describeChain(c: Pick<HostChain, 'manager' | 'family' | 'table' | 'chain'>): string {
+  return c.manager === 'nftables' ? `nftables chain ${c.family} ${c.table} ${c.chain}` : `${c.manager} chain ${c.chain} (${c.family === 'ip6' ? 'IPv6' : 'IPv4'})`;
+}
+
+const hex = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
+
+/** The rules knock-port needs at the top of a host chain on `hook`. */
+export function hostRules(plan: Pick<FirewallPlan, 'grantMark' | 'packetMark' | 'step1Port'>, hook: HostHook): HostRule[] {
+  const mark = hex(plan.grantMark);
+  const granted: HostRule = {
+    comment: `${HOST_RULE_COMMENT} granted connections ${mark}`,
+    nft: `ct mark & ${mark} == ${mark} accept`,
+    iptables: ['-m', 'connmark', '--mark', `${mark}/${mark}`],
+  };
+  if (hook !== 'output') return [granted];
+  // SYN-ACKs and RSTs from the raw socket are untracked: no conntrack mark, only the packet mark.
+  const pmark = hex(plan.packetMark);
+  const replies: HostRule = {
+    comment: `${HOST_RULE_COMMENT} step-1 replies ${pmark} sport ${plan.step1Port}`,
+    nft: `meta mark ${pmark} tcp sport ${plan.step1Port} accept`,
+    iptables: ['-p', 'tcp', '--sport', String(plan.step1Port), '-m', 'mark', '--mark', pmark],
+  };
+  return [granted, replies];
+}
+
+// ---- native nftables ------------------------------------------------------------------
+
+interface NftJsonChain {
+  family: string;
+  table: string;
+  name: string;
+  type?: string;
+  hook?: string;
+  prio?: number;
+  policy?: string;
+}
+interface NftJsonRule {
+  chain: string;
+  handle: number;
+  comment?: string;
+  expr: Array<Record<string, unknown>>;
+}
+
+const IPTABLES_TABLES = new Set(['filter', 'mangle', 'raw', 'security', 'nat']);
+const IPTABLES_BUILTINS = new Set(['INPUT', 'FORWARD', 'OUTPUT', 'PREROUTING', 'POSTROUTING']);
+
+/** iptables-nft keeps its tables in nftables under iptables' names; they are changed through iptables-nft only. */
+export function isIptablesNftTable(family: string, table: string, chain: string): boolean {
+  return (family === 'ip' || family === 'ip6') && IPTABLES_TABLES.has(table) && IPTABLES_BUILTINS.has(chain);
+}
+
+/** Filter base chains on knock-port's hooks, from `nft -j list chains`, excluding `isOwn` tables and iptables-nft tables. */
+export function parseNftBaseChains(json: string, isOwn: (family: string, table: string) => boolean): NftJsonChain[] {
+  const items = (JSON.parse(json) as { nftables: Array<{ chain?: NftJsonChain }> }).nftables;
+  return items
+    .flatMap((i) => (i.chain ? [i.chain] : []))
+    .filter((c) => ['ip', 'ip6', 'inet'].includes(c.family) && c.type === 'filter' && HOOKS.includes(c.hook as HostHook))
+    .filter((c) => !isOwn(c.family, c.table) && !isIptablesNftTable(c.family, c.table, c.name));
+}
+
+const DROPPING = ['drop', 'reject', 'jump', 'goto', 'queue'];
+
+/** The rules of one chain from `nft -j list chain`: can one drop, and which are knock-port's. */
+export function parseNftChainRules(json: string): Pick<HostChain, 'canDrop' | 'ours'> {
+  const items = (JSON.parse(json) as { nftables: Array<{ rule?: NftJsonRule }> }).nftables;
+  let canDrop = false;
+  const ours: HostChain['ours'] = [];
+  for (const { rule } of items) {
+    if (!rule) continue;
+    if (rule.comment?.startsWith(HOST_RULE_COMMENT)) {
+      ours.push({ comment: rule.comment, handle: rule.handle });
+      continue;
+    }
+    if (rule.expr.some((e) => DROPPING.some((k) => k in e) || ('vmap' in e))) canDrop = true;
+  }
+  return { canDrop, ours };
+}
+
+// ---- iptables (nft and legacy) --------------------------------------------------------------
+
+/** Built-in filter chains on knock-port's hooks from `iptables-save -t filter`, knock-port's own chains (`ownPrefix`) left out. */
+export function parseIptablesSave(text: string, ownPrefix: string): Array<Pick<HostChain, 'chain' | 'hook' | 'policy' | 'canDrop' | 'ours'>> {
+  const policies = new Map<string, string>();
+  const ours = new Map<string, string[]>();
+  let tableDrops = false;
+  for (const line of text.split('\n')) {
+    const policy = /^:(INPUT|FORWARD|OUTPUT) (\S+)/.exec(line);
+    if (policy) policies.set(policy[1]!, policy[2]!);
+    const rule = /^-A (\S+) (.*)$/.exec(line);
+    if (!rule) continue;
+    const [, chain, spec] = rule as unknown as [string, string, string];
+    if (ownPrefix !== '' && chain.startsWith(ownPrefix)) continue;
+    const quoted = /--comment (?:"([^"]*)"|(\S+))/.exec(spec);
+    const comment = quoted?.[1] ?? quoted?.[2];
+    if (comment?.startsWith(HOST_RULE_COMMENT)) {
+      ours.set(chain, [...(ours.get(chain) ?? []), comment]);
+      continue;
+    }
+    if (/-j (DROP|REJECT|NFQUEUE)\b/.test(spec)) tableDrops = true;
+  }
+  return [...policies].map(([chain, policy]) => ({
+    chain,
+    hook: chain.toLowerCase() as HostHook,
+    policy: policy === 'DROP' ? 'drop' : 'accept',
+    canDrop: policy === 'DROP' || tableDrops,
+    ours: (ours.get(chain) ?? []).map((comment) => ({ comment })),
+  }));
+}
+
+// ---- the checker ---------------------------------------------------------------------------
+
+export interface HostFirewallOptions {
+  plan: FirewallPlan;
+  mode: HostFirewallMode;
+  nft: NftRunner;
+  commands: CommandRunner;
+  /** knock-port's own nft table(s) (nft backends). */
+  isOwnTable: (family: string, table: string) => boolean;
+  /** Prefix of knock-port's own iptables chains (iptables backend), e.g. `KNOCKPORT-`. */
+  ownIptablesPrefix: string;
+  /** Where knock-port's step-1 gate runs: an nft chain (priority -10) or iptables' filter table. */
+  gate: 'nft' | 'iptables';
+  /** Reads `/proc/net/ip_tables_names` and the like; injectable for tests. */
+  readProc?: (path: string) => string;
+}
+
+const LEGACY_TABLE_NAMES: Record<IpFamily, string> = { 4: '/proc/net/ip_tables_names', 6: '/proc/net/ip6_tables_names' };
+
+export class HostFirewall {
+  private last: HostFirewallReport = { chains: [], inserted: [], problems: [] };
+
+  constructor(private readonly options: HostFirewallOptions) {}
+
+  /** What the last check found and did. */
+  report(): HostFirewallReport {
+    return this.last;
+  }
+
+  /** The rules an operator would see (`knock-port rules`): what goes where, in each syntax. */
+  describeRules(): string {
+    const lines = [`# Host firewall (host_firewall: ${this.options.mode}): at the top of every host chain on these hooks that could drop:`];
+    for (const hook of HOOKS) {
+      for (const rule of hostRules(this.options.plan, hook)) {
+        lines.push(`#   ${hook}: nft: ${rule.nft} comment "${rule.comment}"`);
+        lines.push(`#   ${hook}: iptables: ${rule.iptables.join(' ')} -m comment --comment "${rule.comment}" -j ACCEPT`);
+      }
+    }
+    return lines.join('\n') + '\n';
+  }
+
+  /** Finds host chains that could drop granted packets; in `insert` mode puts knock-port's accept rules in them. */
+  reconcile(): HostFirewallReport {
+    const problems: string[] = [];
+    const inserted: string[] = [];
+    const chains = this.scan(problems);
+    for (const chain of chains) {
+      const wanted = hostRules(this.options.plan, chain.hook);
+      const missing = wanted.filter((r) => !chain.ours.some((o) => o.comment === r.comment));
+      const stale = chain.ours.filter((o) => !wanted.some((r) => r.comment === o.comment));
+      if (this.options.mode === 'report') {
+        if (missing.length > 0) {
+          problems.push(
+            `${describeChain(chain)} (hook ${chain.hook}, policy ${chain.policy}) can drop connections knock-port grants: add at its top ${missing
+              .map((r) => (chain.manager === 'nftables' ? `'${r.nft}'` : `'${r.iptables.join(' ')} -j ACCEPT'`))
+              .join(' and ')}, or set host_firewall: insert`,
+          );
+        }
+        continue;
+      }
+      try {
+        if (stale.length > 0) this.removeRules(chain, stale);
+        // Inserted at the top one by one: the last inserted ends up first.
+        for (const rule of [...missing].reverse()) this.insertRule(chain, rule);
+        if (missing.length > 0) inserted.push(`${describeChain(chain)} (hook ${chain.hook}, policy ${chain.policy})`);
+      } catch (err) {
+        problems.push(`cannot put knock-port's accept rule in ${describeChain(chain)}: ${describeError(err)}; connections knock-port grants may be dropped there`);
+      }
+    }
+    for (const chain of chains) {
+      if (chain.hook === 'input' && this.runsBeforeGate(chain)) {
+        problems.push(
+          `${describeChain(chain)} (priority ${chain.priority}) runs before knock-port's step-1 gate and can drop: knocks to port ${this.options.plan.step1Port} may be dropped before knock-port sees them; give it a priority after ${this.options.gate === 'nft' ? GATE_PRIORITY : 'filter (0)'}`,
+        );
+      }
+    }
+    this.last = { chains, inserted, problems };
+    return this.last;
+  }
+
+  /** Removes every knock-port rule from host chains (uninstall). */
+  remove(): void {
+    for (const chain of this.scan([])) if (chain.ours.length > 0) this.removeRules(chain, chain.ours);
+    this.last = { chains: [], inserted: [], problems: [] };
+  }
+
+  private runsBeforeGate(chain: HostChain): boolean {
+    if (!chain.canDrop || chain.manager !== 'nftables') return false;
+    return this.options.gate === 'nft' ? chain.priority < GATE_PRIORITY : chain.priority <= 0;
+  }
+
+  /** Every host chain on the input, forward and output hooks that could drop. */
+  private scan(problems: string[]): HostChain[] {
+    const chains: HostChain[] = [];
+    let nftChains: NftJsonChain[] = [];
+    let iptablesNftFamilies: IpFamily[] = [];
+    try {
+      const listing = this.options.nft.run('list chains', { json: true });
+      nftChains = parseNftBaseChains(listing, this.options.isOwnTable);
+      iptablesNftFamilies = iptablesNftTables(listing);
+    } catch (err) {
+      problems.push(`cannot read the host's nftables chains: ${describeError(err)}`);
+    }
+    for (const c of nftChains) {
+      try {
+        const rules = parseNftChainRules(this.options.nft.run(`list chain ${c.family} ${c.table} ${c.name}`, { json: true }));
+        const chain: HostChain = {
+          manager: 'nftables',
+          family: c.family as HostTableFamily,
+          table: c.table,
+          chain: c.name,
+          hook: c.hook as HostHook,
+          priority: c.prio ?? 0,
+          policy: c.policy === 'drop' ? 'drop' : 'accept',
+          canDrop: rules.canDrop || c.policy === 'drop',
+          ours: rules.ours,
+        };
+        if (chain.canDrop || chain.ours.length > 0) chains.push(chain);
+      } catch (err) {
+        problems.push(`cannot read nftables chain ${c.family} ${c.table} ${c.name}: ${describeError(err)}`);
+      }
+    }
+    for (const family of iptablesNftFamilies) chains.push(...this.scanIptables('iptables-nft', family, problems));
+    for (const family of [4, 6] as const) {
+      if (this.legacyFilterExists(family)) chains.push(...this.scanIptables('iptables-legacy', family, problems));
+    }
+    return chains;
+  }
+
+  private legacyFilterExists(family: IpFamily): boolean {
+    const read = this.options.readProc ?? ((path: string) => readFileSync(path, 'utf8'));
+    try {
+      return read(LEGACY_TABLE_NAMES[family]).split('\n').includes('filter');
+    } catch {
+      return false; // ip_tables not loaded: no legacy tables
+    }
+  }
+
+  private scanIptables(manager: 'iptables-nft' | 'iptables-legacy', family: IpFamily, problems: string[]): HostChain[] {
+    try {
+      const saved = this.options.commands.run(iptablesTool(manager, family, '-save'), ['-t', 'filter']);
+      return parseIptablesSave(saved, this.options.ownIptablesPrefix)
+        .filter((c) => c.canDrop || c.ours.length > 0)
+        .map((c) => ({ ...c, manager, family: family === 4 ? 'ip' : 'ip6', table: 'filter', priority: 0 }));
+    } catch (err) {
+      problems.push(`cannot read the host's ${manager} rules (IPv${family}): ${describeError(err)}`);
+      return [];
+    }
+  }
+
+  private insertRule(chain: HostChain, rule: HostRule): void {
+    if (chain.manager === 'nftables') {
+      this.options.nft.run(`insert rule ${chain.family} ${chain.table} ${chain.chain} ${rule.nft} comment "${rule.comment}"\n`);
+      return;
+    }
+    const tool = iptablesTool(chain.manager, chain.family === 'ip6' ? 6 : 4);
+    this.options.commands.run(tool, ['-w', '-I', chain.chain, '1', ...rule.iptables, '-m', 'comment', '--comment', rule.comment, '-j', 'ACCEPT']);
+  }
+
+  private removeRules(chain: HostChain, rules: HostChain['ours']): void {
+    if (chain.manager === 'nftables') {
+      const script = rules.map((r) => `delete rule ${chain.family} ${chain.table} ${chain.chain} handle ${r.handle}\n`).join('');
+      if (script) this.options.nft.run(script);
+      return;
+    }
+    // iptables deletes by position: find each rule by its comment in `-S` output, last first.
+    const tool = iptablesTool(chain.manager, chain.family === 'ip6' ? 6 : 4);
+    const listed = this.options.commands.run(tool, ['-w', '-S', chain.chain]).split('\n').filter((l) => l.startsWith('-A '));
+    const positions = listed
+      .map((line, i) => ({ line, position: i + 1 }))
+      .filter(({ line }) => rules.some((r) => line.includes(r.comment)))
+      .map(({ position }) => position)
+      .reverse();
+    for (const position of positions) this.options.commands.run(tool, ['-w', '-D', chain.chain, String(position)]);
+  }
+}
+
+/** Families whose iptables-nft filter table exists, from `nft -j list chains`. */
+function iptablesNftTables(json: string): IpFamily[] {
+  const items = (JSON.parse(json) as { nftables: Array<{ chain?: NftJsonChain }> }).nftables;
+  const families = new Set<IpFamily>();
+  for (const { chain } of items) {
+    if (chain && chain.table === 'filter' && isIptablesNftTable(chain.family, chain.table, chain.name)) families.add(chain.family === 'ip' ? 4 : 6);
+  }
+  return [...families];
+}
+
+function iptablesTool(manager: 'iptables-nft' | 'iptables-legacy', family: IpFamily, suffix: '' | '-save' = ''): string {
+  return `${family === 4 ? 'iptables' : 'ip6tables'}-${manager === 'iptables-nft' ? 'nft' : 'legacy'}${suffix}`;
+}
