@@ -20,9 +20,12 @@ import { createControlHandlers } from './control/handlers.js';
 import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
 import { describeError, KnockPortError } from './errors.js';
+import { netnsPrefix } from './firewall/command.js';
+import { ConntrackFlowCloser, spawnTool } from './firewall/conntrack.js';
 import { chooseCapture, createFirewall, type FirewallOptions } from './firewall/index.js';
 import { InterfaceWatch } from './firewall/interface-presence.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
+import type { HostFirewallReport } from './firewall/host-firewall.js';
 import type { CaptureKind, FirewallBackend } from './firewall/types.js';
 import type { Logger } from './log.js';
 import { createDaemonMetrics, type DaemonMetrics } from './metrics/daemon-metrics.js';
@@ -66,6 +69,8 @@ export class Daemon {
   /** Degraded conditions by message, with when each was last seen (health reports the recent ones). */
   private readonly problems = new Map<string, number>();
   private countedDrops: CaptureDrops = { kernel: 0, enobufs: 0 };
+  /** Host firewall problems already logged (each is logged when it appears, reported by health while it lasts). */
+  private reportedHostProblems = new Set<string>();
   /** Configured interface names that match no interface right now (a typo fails open). */
   private readonly interfaces: InterfaceWatch;
   private countedStep1 = { results: {} as Record<string, number>, reasons: {} as Record<string, number> };
@@ -85,6 +90,9 @@ export class Daemon {
     this.config = options.config;
     this.inspector = new Inspector(this.config, { cookie });
     this.step2Limiter = { current: new PerMinuteLimiter(this.config.global.rateLimitPerMinute) };
+    // Revoke means closed: revokes also end the address's flows, over the running config's ports.
+    const flows = new ConntrackFlowCloser(spawnTool(netnsPrefix(options.firewall?.netns)));
+    granter.useFlows({ closer: flows, scope: () => ({ httpsPort: publicHttpsPort(this.config.global), apps: this.config.apps }) }, (problem) => this.noteProblem(problem));
     this.interfaces = new InterfaceWatch(logger);
     this.interfaces.refresh(this.config);
     this.httpsServer = createStep2Server({
@@ -110,6 +118,7 @@ export class Daemon {
     const { capture, reason } = chooseCapture(config.global.capture, await firewall.capabilities());
     logger.info({ firewall: firewall.type, capture, nft: nft.kind }, reason);
     await firewall.install(capture);
+    logHostFirewall(logger, firewall.hostFirewall(), 'start');
 
     const sessions = await SessionStore.open({ stateDir: config.global.stateDir, logger }, await firewall.list());
     const metrics = createDaemonMetrics(() => sessions.size);
@@ -236,6 +245,8 @@ export class Daemon {
         this.logger.warn({ firewall: this.firewall.type }, 'firewall ruleset was missing and has been re-installed; restoring live grants');
         await this.restoreGrants();
       }
+      logHostFirewall(this.logger, this.firewall.hostFirewall(), 'self-heal', this.reportedHostProblems);
+      this.reportedHostProblems = new Set(this.firewall.hostFirewall().problems);
       this.problems.delete('firewall self-heal failed');
     } catch (err) {
       this.noteProblem('firewall self-heal failed');
@@ -285,6 +296,7 @@ export class Daemon {
     const now = Date.now();
     const problems = [...this.problems].filter(([, seen]) => now - seen <= PROBLEM_MEMORY_MS).map(([problem]) => problem);
     problems.push(...this.interfaces.problems());
+    problems.push(...this.firewall.hostFirewall().problems.map((p) => `host firewall: ${p}`));
     if (!this.capture) problems.push('step-1 capture is not open');
     if (!this.httpsServer.listening) problems.push('HTTPS server is not listening');
     return { healthy: problems.length === 0, problems };
@@ -336,6 +348,8 @@ export class Daemon {
       this.httpsServer.closeAllConnections();
       await this.listenHttps();
     }
+    // Grants of apps and users the new config dropped end now, with their flows.
+    await this.granter.revokeVoided(previous.apps, next.apps);
     this.logger.info({ apps: next.apps.map((a: AppConfig) => a.name) }, 'config reloaded');
   }
 
@@ -363,4 +377,17 @@ export class Daemon {
     this.nft.close?.();
     this.logger.info('knock-port stopped; firewall left closed, live grants expire in the kernel');
   }
+}
+
+/**
+ * Says what knock-port did in the host's own firewall: the accept rule it put at the top of
+ * host chains that could drop, and what still drops granted connections (`already`: problems
+ * logged before, not repeated every tick).
+ */
+function logHostFirewall(logger: Logger, report: HostFirewallReport, phase: 'start' | 'self-heal', already = new Set<string>()): void {
+  for (const chain of report.inserted) {
+    const message = phase === 'start' ? 'host firewall: accept rule for granted connections put at the top of' : 'host firewall: accept rule for granted connections was missing (host ruleset reloaded?) and is back at the top of';
+    logger[phase === 'start' ? 'info' : 'warn'](`${message} ${chain}`);
+  }
+  for (const problem of report.problems) if (!already.has(problem)) logger.warn(`host firewall: ${problem}`);
 }

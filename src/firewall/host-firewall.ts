@@ -41,6 +41,8 @@ export interface HostChain {
   canDrop: boolean;
   /** knock-port rules already in the chain: comment and (nft) handle. */
   ours: Array<{ comment: string; handle?: number }>;
+  /** The chain's other rules (nft: JSON of the expressions; iptables: the rule spec), to recognize an operator's own equivalent rule. */
+  others: string[];
 }
 
 /** One rule knock-port keeps in host chains, in each manager's syntax. */
@@ -48,6 +50,8 @@ export interface HostRule {
   comment: string;
   nft: string;
   iptables: string[];
+  /** True for an operator's own rule that does the same (an nft rule's expressions as JSON, or an iptables rule spec). */
+  equivalent: (rule: string) => boolean;
 }
 
 export interface HostFirewallReport {
@@ -64,14 +68,19 @@ export function describeChain(c: Pick<HostChain, 'manager' | 'family' | 'table' 
 }
 
 const hex = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
+/** iptables-save prints marks without leading zeros. */
+const hexShort = (n: number): string => `0x${n.toString(16)}`;
 
 /** The rules knock-port needs at the top of a host chain on `hook`. */
 export function hostRules(plan: Pick<FirewallPlan, 'grantMark' | 'packetMark' | 'step1Port'>, hook: HostHook): HostRule[] {
   const mark = hex(plan.grantMark);
+  const accepts = (rule: string): boolean => rule.includes('"accept"') || rule.includes('-j ACCEPT');
   const granted: HostRule = {
     comment: `${HOST_RULE_COMMENT} granted connections ${mark}`,
     nft: `ct mark & ${mark} == ${mark} accept`,
     iptables: ['-m', 'connmark', '--mark', `${mark}/${mark}`],
+    equivalent: (rule) =>
+      accepts(rule) && ((rule.includes('{"ct":{"key":"mark"}}') && rule.includes(String(plan.grantMark))) || rule.includes(`--mark ${hexShort(plan.grantMark)}/${hexShort(plan.grantMark)}`)),
   };
   if (hook !== 'output') return [granted];
   // SYN-ACKs and RSTs from the raw socket are untracked: no conntrack mark, only the packet mark.
@@ -80,6 +89,8 @@ export function hostRules(plan: Pick<FirewallPlan, 'grantMark' | 'packetMark' | 
     comment: `${HOST_RULE_COMMENT} step-1 replies ${pmark} sport ${plan.step1Port}`,
     nft: `meta mark ${pmark} tcp sport ${plan.step1Port} accept`,
     iptables: ['-p', 'tcp', '--sport', String(plan.step1Port), '-m', 'mark', '--mark', pmark],
+    equivalent: (rule) =>
+      accepts(rule) && ((rule.includes('{"meta":{"key":"mark"}}') && rule.includes(String(plan.packetMark))) || new RegExp(`-m mark --mark ${hexShort(plan.packetMark)}( |$)`).test(rule)),
   };
   return [granted, replies];
 }
@@ -122,27 +133,30 @@ export function parseNftBaseChains(json: string, isOwn: (family: string, table: 
 const DROPPING = ['drop', 'reject', 'jump', 'goto', 'queue'];
 
 /** The rules of one chain from `nft -j list chain`: can one drop, and which are knock-port's. */
-export function parseNftChainRules(json: string): Pick<HostChain, 'canDrop' | 'ours'> {
+export function parseNftChainRules(json: string): Pick<HostChain, 'canDrop' | 'ours' | 'others'> {
   const items = (JSON.parse(json) as { nftables: Array<{ rule?: NftJsonRule }> }).nftables;
   let canDrop = false;
   const ours: HostChain['ours'] = [];
+  const others: string[] = [];
   for (const { rule } of items) {
     if (!rule) continue;
     if (rule.comment?.startsWith(HOST_RULE_COMMENT)) {
       ours.push({ comment: rule.comment, handle: rule.handle });
       continue;
     }
-    if (rule.expr.some((e) => DROPPING.some((k) => k in e) || ('vmap' in e))) canDrop = true;
+    others.push(JSON.stringify(rule.expr));
+    if (rule.expr.some((e) => DROPPING.some((k) => k in e) || 'vmap' in e)) canDrop = true;
   }
-  return { canDrop, ours };
+  return { canDrop, ours, others };
 }
 
 // ---- iptables (nft and legacy) --------------------------------------------------------------
 
 /** Built-in filter chains on knock-port's hooks from `iptables-save -t filter`, knock-port's own chains (`ownPrefix`) left out. */
-export function parseIptablesSave(text: string, ownPrefix: string): Array<Pick<HostChain, 'chain' | 'hook' | 'policy' | 'canDrop' | 'ours'>> {
+export function parseIptablesSave(text: string, ownPrefix: string): Array<Pick<HostChain, 'chain' | 'hook' | 'policy' | 'canDrop' | 'ours' | 'others'>> {
   const policies = new Map<string, string>();
   const ours = new Map<string, string[]>();
+  const others = new Map<string, string[]>();
   let tableDrops = false;
   for (const line of text.split('\n')) {
     const policy = /^:(INPUT|FORWARD|OUTPUT) (\S+)/.exec(line);
@@ -157,6 +171,7 @@ export function parseIptablesSave(text: string, ownPrefix: string): Array<Pick<H
       ours.set(chain, [...(ours.get(chain) ?? []), comment]);
       continue;
     }
+    others.set(chain, [...(others.get(chain) ?? []), spec]);
     if (/-j (DROP|REJECT|NFQUEUE)\b/.test(spec)) tableDrops = true;
   }
   return [...policies].map(([chain, policy]) => ({
@@ -165,6 +180,7 @@ export function parseIptablesSave(text: string, ownPrefix: string): Array<Pick<H
     policy: policy === 'DROP' ? 'drop' : 'accept',
     canDrop: policy === 'DROP' || tableDrops,
     ours: (ours.get(chain) ?? []).map((comment) => ({ comment })),
+    others: others.get(chain) ?? [],
   }));
 }
 
@@ -216,7 +232,7 @@ export class HostFirewall {
     const chains = this.scan(problems);
     for (const chain of chains) {
       const wanted = hostRules(this.options.plan, chain.hook);
-      const missing = wanted.filter((r) => !chain.ours.some((o) => o.comment === r.comment));
+      const missing = wanted.filter((r) => !chain.ours.some((o) => o.comment === r.comment) && !chain.others.some(r.equivalent));
       const stale = chain.ours.filter((o) => !wanted.some((r) => r.comment === o.comment));
       if (this.options.mode === 'report') {
         if (missing.length > 0) {
@@ -284,6 +300,7 @@ export class HostFirewall {
           policy: c.policy === 'drop' ? 'drop' : 'accept',
           canDrop: rules.canDrop || c.policy === 'drop',
           ours: rules.ours,
+          others: rules.others,
         };
         if (chain.canDrop || chain.ours.length > 0) chains.push(chain);
       } catch (err) {

@@ -1,8 +1,11 @@
 import { performance } from 'node:perf_hooks';
 import type { AppConfig, User } from '../config/types.js';
+import { describeError } from '../errors.js';
+import { revokedFlowTargets, type FlowCloser, type FlowScope } from '../firewall/conntrack.js';
 import type { FirewallBackend } from '../firewall/types.js';
 import type { Logger } from '../log.js';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
+import type { SessionRecord } from './record.js';
 import type { SessionStore } from './store.js';
 
 export type GrantingFirewall = Pick<FirewallBackend, 'grantStep2' | 'grantService' | 'revoke'>;
@@ -12,6 +15,58 @@ export interface GranterOptions {
   sessions: SessionStore;
   logger: Logger;
   metrics?: Pick<DaemonMetrics, 'grants' | 'revokes' | 'knockToGrantSeconds'>;
+  /** Ends a revoked address's established and NAT-ed flows; without it a revoke only removes grants. */
+  flows?: RevokedFlows;
+  /** Reports a degraded condition for `health`; the error itself is logged here. */
+  onProblem?: (problem: string) => void;
+}
+
+export interface RevokedFlows {
+  closer: FlowCloser;
+  /** The ports a full revoke covers, from the running config. */
+  scope: () => FlowScope;
+}
+
+/** Health problems, one message each so a repeat is reported once. */
+export const FLOWS_NOT_CLOSED = 'a revoke could not close established flows: revoked clients may still be connected (see the error log)';
+export const VOIDED_NOT_REVOKED = 'a grant the config reload voided could not be revoked (see the error log)';
+
+/** A live grant a config reload took away: the app as it was, and why. */
+export interface VoidedGrant {
+  ip: string;
+  app: AppConfig;
+  reason: 'app removed' | 'app port changed' | 'user removed';
+}
+
+function sameUser(a: User, b: User): boolean {
+  return a.name === b.name && a.httpKey.equals(b.httpKey) && a.httpsKey.equals(b.httpsKey);
+}
+
+/**
+ * Grants a reload voids, one per (ip, app): the app is gone or now has another port or
+ * protocol (the grant is keyed on the old one), or a service grant's user is gone. A user
+ * whose keys changed counts as gone: list-form users are named by position (`key0`), so
+ * removing one pair renames the next. Step-2 windows of a removed user are left to expire in
+ * seconds; step 2 refuses a user that no longer exists.
+ */
+export function voidedByReload(records: readonly SessionRecord[], previous: readonly AppConfig[], next: readonly AppConfig[]): VoidedGrant[] {
+  const voided = new Map<string, VoidedGrant>();
+  for (const record of records) {
+    const before = previous.find((a) => a.name === record.app);
+    if (!before) continue; // unattributed, or an app the previous config did not have either
+    const after = next.find((a) => a.name === before.name);
+    let reason: VoidedGrant['reason'] | undefined;
+    if (!after) reason = 'app removed';
+    else if (after.port !== before.port || after.protocol !== before.protocol) reason = 'app port changed';
+    else if (record.step === 'service' && record.user !== null) {
+      const user = before.users.find((u) => u.name === record.user);
+      const still = user && after.users.find((u) => sameUser(u, user));
+      if (!still) reason = 'user removed';
+    }
+    const key = JSON.stringify([record.ip, before.name]);
+    if (reason && !voided.has(key)) voided.set(key, { ip: record.ip, app: before, reason });
+  }
+  return [...voided.values()];
 }
 
 /**
@@ -26,6 +81,12 @@ export class Granter {
     this.options.firewall = firewall;
   }
 
+  /** Once the daemon exists: revokes also end the address's flows (see firewall/conntrack.ts). */
+  useFlows(flows: RevokedFlows, onProblem: (problem: string) => void): void {
+    this.options.flows = flows;
+    this.options.onProblem = onProblem;
+  }
+
   /** After a valid step 1: the HTTPS port for `ip`, for `app.step2HttpsDuration` seconds. */
   async openStep2Window(ip: string, app: AppConfig, user: User, knockAt = performance.now()): Promise<void> {
     await this.options.firewall.grantStep2(ip, app.step2HttpsDuration);
@@ -38,13 +99,47 @@ export class Granter {
     this.recorded(ip, app, user, 'service', app.duration, knockAt);
   }
 
-  /** Closes the IP's grants now (all, or one app's service grant); returns the records removed. */
+  /**
+   * Closes the IP's grants now (all, or one app's service grant), then ends its flows to
+   * those ports; returns the records removed. Grants go first: a flow ended while the grant
+   * still stood could come straight back. A flow that cannot be ended is logged and reported,
+   * and the revoke of the grant stands.
+   */
   async revoke(ip: string, app?: AppConfig): Promise<number> {
     await this.options.firewall.revoke(ip, app);
     const removed = this.options.sessions.revoke(ip, app?.name).length;
     this.options.metrics?.revokes.inc();
-    this.options.logger.info({ ip, app: app?.name ?? '*', records: removed }, 'revoked');
+    const flowsClosed = await this.closeFlows(ip, app);
+    this.options.logger.info({ ip, app: app?.name ?? '*', records: removed, ...(flowsClosed === undefined ? {} : { flowsClosed }) }, 'revoked');
     return removed;
+  }
+
+  /**
+   * After a reload: revokes every grant whose app or user the new config dropped (see
+   * voidedByReload), flows included. Failures are logged and reported, and the others still go.
+   */
+  async revokeVoided(previous: readonly AppConfig[], next: readonly AppConfig[]): Promise<void> {
+    for (const { ip, app, reason } of voidedByReload(this.options.sessions.list(), previous, next)) {
+      this.options.logger.info({ ip, app: app.name, reason }, 'config reload voids a grant');
+      try {
+        await this.revoke(ip, app);
+      } catch (err) {
+        this.options.logger.error({ ip, app: app.name, err: describeError(err) }, 'grant voided by the config reload could not be revoked');
+        this.options.onProblem?.(VOIDED_NOT_REVOKED);
+      }
+    }
+  }
+
+  private async closeFlows(ip: string, app: AppConfig | undefined): Promise<number | undefined> {
+    const flows = this.options.flows;
+    if (!flows) return undefined;
+    try {
+      return await flows.closer.close(ip, revokedFlowTargets(flows.scope(), app));
+    } catch (err) {
+      this.options.logger.error({ ip, app: app?.name ?? '*', err: describeError(err) }, 'grant revoked, but established flows could not be closed');
+      this.options.onProblem?.(FLOWS_NOT_CLOSED);
+      return undefined;
+    }
   }
 
   private recorded(ip: string, app: AppConfig, user: User, step: 'step2' | 'service', ttl: number, knockAt: number): void {

@@ -4,6 +4,7 @@
  * inside the namespaces created here. The plumbing itself is shared with `knock-port demo`.
  */
 import { missingCommands, type Netns } from '../../src/demo/netns.js';
+import { IN_VM } from './vm.js';
 
 export { Netns, destroyAll, run, tryRun, waitFor, wire, type Link } from '../../src/demo/netns.js';
 
@@ -17,8 +18,12 @@ export function kernelSkipReason(needs: string[] = ['ip', 'nft']): string | unde
   return undefined;
 }
 
-/** Logs the skip reason once per file so a skipped run is never silent. */
+/**
+ * Logs the skip reason once per file so a skipped run is never silent. In the stock-kernel VM
+ * (`npm run test:vm`) a skip is a failure: that tier exists to run these tests.
+ */
 export function announceSkip(file: string, reason: string | undefined): boolean {
+  if (reason && IN_VM) throw new Error(`${file} must run in the stock-kernel VM but would skip: ${reason}`);
   if (reason) process.stderr.write(`\n*** SKIPPED ${file}: ${reason}\n\n`);
   return reason !== undefined;
 }

@@ -130,7 +130,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
 for m in ${moduleFiles.join(' ')}; do insmod /modules/$m || die "insmod $m"; done
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 hostroot /newroot || die "mount the host root"
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /newroot || die "mount the host root"
 ${mounts}
 mkdir -p /newroot${VM_IO}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 vmio /newroot${VM_IO} || die "mount the results share"
@@ -179,9 +179,11 @@ function jobScript(files) {
     KNOCKPORT_TIME_SCALE: TIME_SCALE,
     CI: process.env.CI ?? '1',
     TERM: 'dumb',
+    NO_COLOR: '1',
   };
   const vitest = [
-    process.execPath, join(REPO, 'node_modules/vitest/vitest.mjs'), 'run', '--project', 'kernel',
+    // The runner loader: the default one writes the bundled config into the read-only repository.
+    process.execPath, join(REPO, 'node_modules/vitest/vitest.mjs'), 'run', '--configLoader', 'runner', '--project', 'kernel',
     '--reporter', 'verbose', '--reporter', 'json', '--outputFile.json', `${VM_IO}/results.json`,
     ...files,
   ];
@@ -190,7 +192,7 @@ mkdir -p /dev/pts /dev/shm /tmp/home
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 ip link set lo up
-echo "test:vm: kernel $(uname -r), $(nproc) CPUs; nft queue module: $(modinfo -F filename nft_queue 2>/dev/null || echo missing)"
+echo "test:vm: inside the VM: kernel $(uname -r), $(nproc) CPUs"
 ${Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n')}
 cd ${shellQuote(REPO)}
 ${process.env.KNOCKPORT_VM_COMMAND ?? vitest.map(shellQuote).join(' ')}

@@ -57,6 +57,18 @@ export class Topology {
     if (!(await waitFor(() => out.includes('ready'), 5000))) throw new Error(`listener on ${port} did not start`);
   }
 
+  /** A TCP listener answering `hi` on `port` in the gateway namespace (a service knock-port does not protect). */
+  listenTcp(port: number): Promise<void> {
+    return this.start(this.gw, TCP_SERVER, port);
+  }
+
+  /** From `ns` (default: the client): 'open', 'refused' or 'silent', as tcp(). */
+  tcpFrom(ns: Netns, addr: string, port: number, timeoutMs = 1000): 'open' | 'refused' | 'silent' {
+    const r = ns.tryExec('timeout', [String(timeoutMs / 1000), 'bash', '-c', `exec 3<>/dev/tcp/${addr}/${port}`]);
+    if (r.ok) return 'open';
+    return /refused|reset/i.test(r.err) ? 'refused' : 'silent';
+  }
+
   /** TCP listeners for the local app (gw:2222), the forwarded apps (lan:3390, lan:8080), HTTPS (gw:443); UDP echo gw:1194. */
   async startListeners(): Promise<void> {
     await this.start(this.gw, TCP_SERVER, 2222);
@@ -68,9 +80,7 @@ export class Topology {
 
   /** From the client: 'open', 'refused' (an RST came back) or 'silent' (dropped: nothing came back). */
   tcp(addr: string, port: number, timeoutMs = 1000): 'open' | 'refused' | 'silent' {
-    const r = this.client.tryExec('timeout', [String(timeoutMs / 1000), 'bash', '-c', `exec 3<>/dev/tcp/${addr}/${port}`]);
-    if (r.ok) return 'open';
-    return /refused|reset/i.test(r.err) ? 'refused' : 'silent';
+    return this.tcpFrom(this.client, addr, port, timeoutMs);
   }
 
   /** From the client: does the UDP echo answer? */

@@ -4,30 +4,32 @@
  * host behind the gateway; every backend this kernel can run, IPv4 and IPv6.
  *
  * One daemon per backend. Scenarios run concurrently, each from its own client source
- * addresses, so none shares a grant, a window or a rate limit with another.
+ * addresses, so none shares a grant, a window or a rate limit with another. Rows marked `vm`
+ * also run in Debian's stock kernel (`npm run test:vm`), with durations scaled for it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { totpAt, TOTP_PERIOD_SECONDS } from '../../../src/auth/totp.js';
-import { announceSkip, kernelSkipReason, Netns, tryRun } from '../../helpers/netns.js';
+import { announceSkip, kernelSkipReason, tryRun } from '../../helpers/netns.js';
 import { ADDR, CLI, IF, createSandbox, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { bracketed, curlFrom, execIn, SourcePool, startServices, synFlood, tcpProbe, udpEchoes, type Family, type SynFloodResult } from '../../helpers/scenario.js';
 import { vyosCommit } from '../../helpers/vyos-layout.js';
+import { autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
 const FILE = 'scenarios/scenarios';
 const skipAll = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'nping']));
 
 const STEP1_PATH = '/knock-sc-5e81c0d7';
 const STEP2_PATH = '/step2-sc-9a4f27b3';
-const DURATION = 4;
-const WINDOW = 3;
+const DURATION = scaledSeconds(4);
+const WINDOW = scaledSeconds(3);
 /** For scenarios that make several step-2 requests in one window, so a busy machine cannot run it out. */
-const LONG_WINDOW = 10;
+const LONG_WINDOW = scaledSeconds(10);
 const RATE_PER_MINUTE = 10;
 const SYN_PER_SECOND = 20;
 const HTTPS_CONN_PER_SECOND = 10;
 /** Seconds of scheduling slack on each side of a kernel expiry (ipset timeouts tick in whole seconds). */
-const EXPIRY_SLACK = 2;
+const EXPIRY_SLACK = scaled(2);
 
 const KEYS = {
   tcpsvc: { http: 'sc-tcp-http-3b8e1f07', https: 'sc-tcp-https-6c2d9a41' },
@@ -43,7 +45,9 @@ const TOTP_USERS = {
 const PORTS = { tcpsvc: 8080, totpsvc: 8081, longsvc: 8082, udpsvc: 5300, fwd4: 3389, fwd6: 3391, lan: 3390, https: 443 } as const;
 const BANNER = { gw: 'hello from the gateway', lan: 'hello from the LAN host' };
 /** Step 1 never answers: curl gives up after this, long after its POST went out. */
-const STEP1_CURL_SECONDS = 1.2;
+const STEP1_CURL_SECONDS = scaled(1.2);
+/** A TLS handshake and one request. */
+const STEP2_CURL_SECONDS = scaled(2);
 
 interface Backend {
   name: string;
@@ -51,31 +55,24 @@ interface Backend {
   capture: 'auto' | 'nfqueue' | 'nflog';
   expectCapture: 'nfqueue' | 'nflog';
   args: string[];
+  /** Also run in the stock-kernel VM (`npm run test:vm`); the host kernel covers the other rows. */
+  vm: boolean;
   /** Why this kernel cannot run the backend, or undefined. */
   unavailable(): string | undefined;
 }
 
-/** True when this kernel has the nft `queue` expression (CONFIG_NFT_QUEUE), probed in a throwaway namespace. */
-function nftQueueMissing(): string | undefined {
-  if (skipAll) return undefined;
-  const ns = Netns.create('q');
-  try {
-    const probe = ns.tryExec('nft', ['-f', '-'], 'table inet probe {\n chain c {\n type filter hook input priority 0;\n tcp dport 80 queue num 0\n }\n}\n');
-    return probe.ok ? undefined : 'this kernel has no nft `queue` expression (CONFIG_NFT_QUEUE unset): the nftables backend captures through NFLOG here';
-  } finally {
-    ns.destroy();
-  }
-}
-
 const commandMissing = (cmd: string) => (tryRun('sh', ['-c', `command -v ${cmd}`]).ok ? undefined : `the '${cmd}' command is not installed`);
 
-const BACKENDS: Backend[] = [
-  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', expectCapture: 'nflog', args: [], unavailable: () => undefined },
-  { name: 'nftables + NFQUEUE', firewall: 'nftables', capture: 'nfqueue', expectCapture: 'nfqueue', args: [], unavailable: nftQueueMissing },
-  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'nft'], unavailable: () => commandMissing('iptables-nft') },
-  { name: 'iptables-legacy + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'legacy'], unavailable: () => commandMissing('iptables-legacy') },
-  { name: 'VyOS layout + NFLOG', firewall: 'vyos', capture: 'auto', expectCapture: 'nflog', args: [], unavailable: () => undefined },
-];
+/** `capture: auto` picks NFQUEUE where the kernel has the nft `queue` expression, NFLOG elsewhere. */
+const AUTO = skipAll ? 'nflog' : autoCapture();
+
+const BACKENDS: Backend[] = rowsForThisRun<Backend>([
+  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', expectCapture: 'nflog', args: [], vm: false, unavailable: () => undefined },
+  { name: 'nftables + NFQUEUE', firewall: 'nftables', capture: 'nfqueue', expectCapture: 'nfqueue', args: [], vm: true, unavailable: nftQueueMissing },
+  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'nft'], vm: false, unavailable: () => commandMissing('iptables-nft') },
+  { name: 'iptables-legacy + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'legacy'], vm: false, unavailable: () => commandMissing('iptables-legacy') },
+  { name: `VyOS layout + auto (${AUTO.toUpperCase()})`, firewall: 'vyos', capture: 'auto', expectCapture: AUTO, args: [], vm: true, unavailable: () => undefined },
+]);
 
 function configYaml(sandbox: Sandbox, backend: Backend): string {
   const app = (name: keyof typeof KEYS, port: number, protocol: string, destination: string, window = WINDOW) => `${name}:
@@ -140,7 +137,7 @@ for (const backend of BACKENDS) {
       if (backend.firewall === 'vyos') vyosCommit(sandbox.gw);
       const config = writeFile(sandbox, 'config.yaml', configYaml(sandbox, backend));
       daemon = startDaemon(sandbox, ['-c', config, '--cert', sandbox.cert, '--key', sandbox.key, '--log-level', 'debug', ...backend.args]);
-      if (!(await daemon.waitForLog(/knock-port ready/))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
+      if (!(await daemon.waitForLog(/knock-port ready/, scaled(15_000)))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
     });
 
     afterAll(async () => {
@@ -158,9 +155,10 @@ for (const backend of BACKENDS) {
       const client = () => sandbox.client;
       const step1 = (from: string, body: string, path = STEP1_PATH, extra: string[] = []) =>
         curlFrom(client(), from, ['-d', body, ...extra, `http://${bracketed(gw)}${path}`], STEP1_CURL_SECONDS);
-      const step2 = (from: string, body: string) => curlFrom(client(), from, ['-k', '-d', body, `https://${bracketed(gw)}${STEP2_PATH}`], 2);
+      const step2 = (from: string, body: string) => curlFrom(client(), from, ['-k', '-d', body, `https://${bracketed(gw)}${STEP2_PATH}`], STEP2_CURL_SECONDS);
       const form = (app: string, key: string, more = '') => `app=${app}&access_key=${key}${more}`;
-      const tcp = (from: string, port: number, timeoutMs?: number) => tcpProbe(client(), from, gw, port, timeoutMs);
+      const tcp = (from: string, port: number, timeoutMs = 800) => tcpProbe(client(), from, gw, port, scaled(timeoutMs));
+      const echoes = (from: string, timeoutMs = 800) => udpEchoes(client(), from, gw, PORTS.udpsvc, scaled(timeoutMs));
       /** Resolves to the seconds since `since` at which `isClosed` first held (or Infinity). */
       /**
        * Seconds from `since` to the start of the first probe that finds the port closed: the
@@ -182,7 +180,7 @@ for (const backend of BACKENDS) {
       it('1. local service: closed, step 1 silent, step 2 opens TCP and UDP, both close after duration', async ({ expect }) => {
         const from = sources.take(family);
         expect((await tcp(from, PORTS.tcpsvc)).kind).toBe('timeout');
-        expect(await udpEchoes(client(), from, gw, PORTS.udpsvc)).toBe(false);
+        expect(await echoes(from)).toBe(false);
 
         const [s1tcp, s1udp] = await Promise.all([step1(from, form('tcpsvc', KEYS.tcpsvc.http)), step1(from, form('udpsvc', KEYS.udpsvc.http))]);
         expect([s1tcp.status, s1udp.status]).toEqual(['000', '000']);
@@ -190,12 +188,12 @@ for (const backend of BACKENDS) {
         const grantedAt = Date.now();
         expect((await step2(from, form('udpsvc', KEYS.udpsvc.https))).status).toBe('200');
         expect(await tcp(from, PORTS.tcpsvc)).toEqual({ kind: 'open', banner: BANNER.gw });
-        expect(await udpEchoes(client(), from, gw, PORTS.udpsvc)).toBe(true);
+        expect(await echoes(from)).toBe(true);
 
-        const limit = DURATION + EXPIRY_SLACK + 2;
+        const limit = DURATION + EXPIRY_SLACK + scaled(2);
         const [tcpClosed, udpClosed] = await Promise.all([
           closedAfter(grantedAt, async () => (await tcp(from, PORTS.tcpsvc, 400)).kind === 'timeout', limit),
-          closedAfter(grantedAt, async () => !(await udpEchoes(client(), from, gw, PORTS.udpsvc, 400)), limit),
+          closedAfter(grantedAt, async () => !(await echoes(from, 400)), limit),
         ]);
         for (const closed of [tcpClosed, udpClosed]) {
           expect(closed).toBeGreaterThan(DURATION - EXPIRY_SLACK);
@@ -218,7 +216,7 @@ for (const backend of BACKENDS) {
         const from = sources.take(family);
         const probes = await Promise.all([PORTS.tcpsvc, PORTS.totpsvc, PORTS[fwdApp], PORTS.https].map((port) => tcp(from, port)));
         expect(probes.map((p) => p.kind)).toEqual(['timeout', 'timeout', 'timeout', 'timeout']);
-        expect(await udpEchoes(client(), from, gw, PORTS.udpsvc)).toBe(false);
+        expect(await echoes(from)).toBe(false);
       });
 
       it('4. step 1 with a wrong key, a wrong app, an empty body: HTTPS stays closed', async ({ expect }) => {
@@ -281,7 +279,7 @@ for (const backend of BACKENDS) {
         const knockedAt = Date.now();
         expect((await step1(from, form('tcpsvc', KEYS.tcpsvc.http))).status).toBe('000');
         expect((await tcp(from, PORTS.https)).kind).toBe('open');
-        const closed = await closedAfter(knockedAt, async () => (await tcp(from, PORTS.https, 400)).kind === 'timeout', WINDOW + EXPIRY_SLACK + 2);
+        const closed = await closedAfter(knockedAt, async () => (await tcp(from, PORTS.https, 400)).kind === 'timeout', WINDOW + EXPIRY_SLACK + scaled(2));
         expect(closed).toBeGreaterThan(WINDOW - EXPIRY_SLACK);
         expect(closed).toBeLessThan(WINDOW + EXPIRY_SLACK);
         expect((await step2(from, form('tcpsvc', KEYS.tcpsvc.https))).status).toBe('000');

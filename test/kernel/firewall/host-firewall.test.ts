@@ -1,0 +1,249 @@
+/**
+ * knock-port on a gateway whose own firewall drops by default: a hardened nftables table,
+ * iptables INPUT DROP (nft and legacy), ufw with `default deny incoming`, and a ruleset of
+ * firewalld's shape. In each: a granted client reaches a local and a forwarded service, a
+ * non-granted one does not, the host ruleset's own rules behave as before, a reload of the
+ * host firewall is healed, and uninstall leaves the host ruleset as it was.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createFirewall } from '../../../src/firewall/index.js';
+import type { FirewallBackend, IptablesVariant } from '../../../src/firewall/index.js';
+import type { HostFirewallMode } from '../../../src/config/types.js';
+import { announceSkip, kernelSkipReason, type Netns } from '../../helpers/netns.js';
+import { ADDR, Topology } from './topology.js';
+
+const FILE = 'test/kernel/firewall/host-firewall.test.ts';
+const skip = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'ipset', 'iptables-nft-restore', 'iptables-legacy-restore', 'unshare']));
+const ufwMissing = skip ? undefined : kernelSkipReason(['ufw']);
+if (ufwMissing) announceSkip(`${FILE} [ufw]`, ufwMissing);
+
+/** A hardened /etc/nftables.conf: policy drop, established traffic, SSH from the LAN, ICMP. */
+const NFT_HOST = `table inet filter {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid drop
+    iifname "lo" accept
+    iifname "int0" tcp dport 22 accept
+    meta l4proto { icmp, ipv6-icmp } accept
+  }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    iifname "int0" accept
+  }
+  chain output {
+    type filter hook output priority filter; policy drop;
+    ct state established,related accept
+    oifname "lo" accept
+    meta l4proto { icmp, ipv6-icmp } accept
+    oifname "int0" accept
+  }
+}
+`;
+
+/** What firewalld (nftables backend) builds: a policy-accept chain that ends in a reject, zones jumped to. */
+const FIREWALLD_SHAPED = `table inet firewalld {
+  chain filter_INPUT_ZONES {
+    iifname "int0" tcp dport 22 accept
+  }
+  chain filter_INPUT {
+    type filter hook input priority filter + 10; policy accept;
+    ct state established,related accept
+    ct status dnat accept
+    iifname "lo" accept
+    meta l4proto { icmp, ipv6-icmp } accept
+    jump filter_INPUT_ZONES
+    reject with icmpx admin-prohibited
+  }
+  chain filter_FORWARD {
+    type filter hook forward priority filter + 10; policy accept;
+    ct state established,related accept
+    iifname "int0" accept
+    reject with icmpx admin-prohibited
+  }
+}
+`;
+
+function iptablesHost(family: 4 | 6): string {
+  const icmp = family === 4 ? 'icmp' : 'ipv6-icmp';
+  return `*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -i lo -j ACCEPT
+-A INPUT -i int0 -p tcp --dport 22 -j ACCEPT
+-A INPUT -p ${icmp} -j ACCEPT
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i int0 -j ACCEPT
+COMMIT
+`;
+}
+
+interface HostCase {
+  name: string;
+  /** Installs (or reloads: same call) the host's own ruleset in the gateway namespace. */
+  apply(gw: Netns, state: { dir?: string }): void;
+  firewall: 'nftables' | 'iptables';
+  variant?: IptablesVariant;
+  /** Text expected in the report of where the accept rule went. */
+  inserted: string;
+  /** The one problem the report must show (none when undefined). */
+  problem?: RegExp;
+  unavailable?: string;
+}
+
+const iptablesCase = (variant: 'nft' | 'legacy') => (gw: Netns) => {
+  for (const family of [4, 6] as const) gw.exec(`${family === 4 ? 'iptables' : 'ip6tables'}-${variant}-restore`, [], iptablesHost(family));
+};
+
+/** ufw in the gateway namespace, with a private copy of /etc/ufw (the host's own ufw is never touched). */
+function ufw(gw: Netns, state: { dir?: string }, args: string): void {
+  state.dir ??= mkdtempSync(join(tmpdir(), 'kp-ufw-'));
+  gw.exec('cp', ['-a', '/etc/ufw', state.dir]);
+  gw.exec('unshare', ['-m', 'sh', '-c', `mount --bind ${state.dir}/ufw /etc/ufw && ${args}`]);
+}
+
+const CASES: HostCase[] = [
+  { name: 'nftables table with policy drop', apply: (gw) => gw.exec('nft', ['-f', '-'], NFT_HOST), firewall: 'nftables', inserted: 'nftables chain inet filter input' },
+  { name: 'firewalld-shaped nftables table (reject at the end)', apply: (gw) => gw.exec('nft', ['-f', '-'], FIREWALLD_SHAPED), firewall: 'nftables', inserted: 'nftables chain inet firewalld filter_INPUT' },
+  { name: 'iptables-nft INPUT DROP', apply: iptablesCase('nft'), firewall: 'nftables', inserted: 'iptables-nft chain INPUT (IPv4)' },
+  { name: 'iptables-legacy INPUT DROP', apply: iptablesCase('legacy'), firewall: 'nftables', inserted: 'iptables-legacy chain INPUT (IPv6)' },
+  { name: 'iptables-nft INPUT DROP, iptables backend', apply: iptablesCase('nft'), firewall: 'iptables', variant: 'nft', inserted: 'iptables-nft chain FORWARD (IPv4)' },
+  { name: 'iptables-legacy INPUT DROP, iptables-legacy backend', apply: iptablesCase('legacy'), firewall: 'iptables', variant: 'legacy', inserted: 'iptables-legacy chain INPUT (IPv4)' },
+  {
+    name: 'nftables table with policy drop, iptables backend',
+    apply: (gw) => gw.exec('nft', ['-f', '-'], NFT_HOST),
+    firewall: 'iptables',
+    variant: 'nft',
+    inserted: 'nftables chain inet filter forward',
+    // Same priority as iptables' filter table: which runs first is not defined, so step 1 may never arrive.
+    problem: /^nftables chain inet filter input \(priority 0\) runs before knock-port's step-1 gate and can drop: knocks to port 80 may be dropped/,
+  },
+  {
+    name: 'ufw, default deny incoming and routed',
+    apply: (gw, state) => ufw(gw, state, 'ufw --force enable >/dev/null && ufw default deny routed >/dev/null && ufw allow in on int0 to any port 22 >/dev/null && ufw route allow in on int0 >/dev/null'),
+    firewall: 'nftables',
+    inserted: 'iptables-nft chain INPUT (IPv4)',
+    ...(ufwMissing ? { unavailable: ufwMissing } : {}),
+  },
+];
+
+function withMode(topo: Topology, mode: HostFirewallMode) {
+  return { ...topo.config, global: { ...topo.config.global, hostFirewall: mode } };
+}
+
+describe.skipIf(skip).each(CASES)('host firewall: $name', (c) => {
+  let topo: Topology;
+  let fw: FirewallBackend;
+  const state: { dir?: string } = {};
+  const app = (name: string) => topo.config.apps.find((a) => a.name === name)!;
+  const fromLan = (port: number) => topo.tcpFrom(topo.lan, ADDR.gwLan4, port);
+  const expectProblems = (problems: string[]) => {
+    if (c.problem) expect(problems).toEqual([expect.stringMatching(c.problem)]);
+    else expect(problems).toEqual([]);
+  };
+
+  beforeAll(async () => {
+    if (c.unavailable) return;
+    topo = Topology.create(`hf${CASES.indexOf(c)}`);
+    await topo.startListeners();
+    await topo.listenTcp(22);
+    c.apply(topo.gw, state);
+    fw = createFirewall(withMode(topo, 'insert'), { type: c.firewall, netns: topo.gw.name, ...(c.variant ? { iptablesVariant: c.variant } : {}) });
+  });
+  afterAll(() => {
+    topo?.destroy();
+    if (state.dir) rmSync(state.dir, { recursive: true, force: true });
+  });
+
+  it.skipIf(c.unavailable !== undefined)('grants pass the host ruleset; everything else is as the host ruleset says', async () => {
+    // The host ruleset alone: SSH from the LAN only, everything else from outside dropped.
+    expect(fromLan(22)).toBe('open');
+    expect(topo.tcp(ADDR.gw4, 22)).toBe('silent');
+    expect(topo.tcp(ADDR.gw4, 2223)).toBe('silent');
+
+    await fw.install('nflog');
+    const report = fw.hostFirewall();
+    expectProblems(report.problems);
+    expect(report.inserted.join('\n')).toContain(c.inserted);
+
+    expect(topo.tcp(ADDR.gw4, 2222)).toBe('silent');
+    expect(topo.tcp(ADDR.gw4, 3389)).toBe('silent');
+    expect(topo.tcp(ADDR.gw6, 443)).toBe('silent');
+    await fw.grantService(ADDR.client4, app('ssh'), 60);
+    await fw.grantService(ADDR.client4, app('rdp'), 60);
+    await fw.grantService(ADDR.client6, app('web6'), 60);
+    await fw.grantStep2(ADDR.client6, 60);
+    await fw.grantService(ADDR.client4, app('openvpn'), 60);
+    expect(topo.tcp(ADDR.gw4, 2222)).toBe('open');
+    expect(topo.tcp(ADDR.gw4, 3389)).toBe('open');
+    expect(topo.tcp(ADDR.gw6, 8443)).toBe('open');
+    expect(topo.tcp(ADDR.gw6, 443)).toBe('open');
+    expect(topo.udp(ADDR.gw4, 1194)).toBe('reply');
+    // Not granted: this address for this port, or another port.
+    expect(topo.tcp(ADDR.gw6, 2222)).toBe('silent');
+    expect(topo.tcp(ADDR.gw4, 443)).toBe('silent');
+    // The host's own rules are unchanged for everything knock-port does not grant.
+    expect(fromLan(22)).toBe('open');
+    expect(topo.tcp(ADDR.gw4, 22)).toBe('silent');
+    expect(topo.tcp(ADDR.gw4, 2223)).toBe('silent');
+  });
+
+  it.skipIf(c.unavailable !== undefined)('a reload of the host firewall drops granted connections until the self-heal puts the accept back', async () => {
+    c.apply(topo.gw, state);
+    await fw.ensureInstalled!('nflog');
+    expectProblems(fw.hostFirewall().problems);
+    expect(topo.tcp(ADDR.gw4, 2222)).toBe('open');
+    expect(topo.tcp(ADDR.gw4, 3389)).toBe('open');
+    expect(topo.tcp(ADDR.gw6, 2222)).toBe('silent');
+    // Nothing is inserted twice.
+    await fw.ensureInstalled!('nflog');
+    expect(fw.hostFirewall().inserted).toEqual([]);
+  });
+
+  it.skipIf(c.unavailable !== undefined)('uninstall takes its rules out of the host chains and leaves them otherwise as they were', async () => {
+    await fw.uninstall();
+    const ruleset = topo.gw.exec('nft', ['list', 'ruleset']) + topo.gw.tryExec('iptables-legacy-save').out + topo.gw.tryExec('ip6tables-legacy-save').out;
+    expect(ruleset).not.toContain('knock-port');
+    expect(ruleset.toLowerCase()).not.toContain('knockport');
+    expect(topo.tcp(ADDR.gw4, 2222)).toBe('silent');
+    expect(fromLan(22)).toBe('open');
+  });
+});
+
+describe.skipIf(skip)('host firewall: report mode', () => {
+  let topo: Topology;
+  let fw: FirewallBackend;
+
+  beforeAll(async () => {
+    topo = Topology.create('hfr');
+    await topo.startListeners();
+    topo.gw.exec('nft', ['-f', '-'], NFT_HOST);
+    fw = createFirewall(withMode(topo, 'report'), { type: 'nftables', netns: topo.gw.name });
+  });
+  afterAll(() => topo?.destroy());
+
+  it('changes nothing in the host ruleset, says which chain drops granted connections and what to add', async () => {
+    const before = topo.gw.exec('nft', ['list', 'table', 'inet', 'filter']);
+    await fw.install('nflog');
+    expect(topo.gw.exec('nft', ['list', 'table', 'inet', 'filter'])).toBe(before);
+    const { problems, inserted } = fw.hostFirewall();
+    expect(inserted).toEqual([]);
+    expect(problems.join('\n')).toContain("nftables chain inet filter input (hook input, policy drop) can drop connections knock-port grants: add at its top 'ct mark & 0x10000000 == 0x10000000 accept'");
+    expect(problems.join('\n')).toContain('inet filter forward');
+    // What the report warns about: the grant is in knock-port's set, the host drops it.
+    await fw.grantService(ADDR.client4, topo.config.apps.find((a) => a.name === 'ssh')!, 60);
+    expect(topo.tcp(ADDR.gw4, 2222)).toBe('silent');
+    // The operator adds the rule the report gives: the grant passes, the problem is gone.
+    for (const chain of ['input', 'forward', 'output']) topo.gw.exec('nft', ['insert', 'rule', 'inet', 'filter', chain, 'ct', 'mark', '&', '0x10000000', '==', '0x10000000', 'accept']);
+    topo.gw.exec('nft', ['insert', 'rule', 'inet', 'filter', 'output', 'meta', 'mark', '0x00004b50', 'tcp', 'sport', '80', 'accept']);
+    expect(topo.tcp(ADDR.gw4, 2222)).toBe('open');
+    await fw.ensureInstalled!('nflog');
+    expect(fw.hostFirewall().problems).toEqual([]);
+  });
+});

@@ -1,0 +1,165 @@
+/**
+ * Interface names on a real kernel: `interface_ext: ppp+` (the original's and iptables'
+ * wildcard) and `ppp*` (nft's) gate the ports on an interface named ppp0, on nftables and on
+ * iptables. And a mistyped name is never silent: `check` warns, the start log warns, `health`
+ * reports it until an interface of that name appears.
+ */
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
+import { startServices, tcpProbe } from '../../helpers/scenario.js';
+import { ADDR, CLI, IF, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
+
+const skip = announceSkip('firewall/interfaces', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl']));
+
+const STEP1_PATH = '/knock-if-2c7e90';
+const STEP2_PATH = '/step2-if-81ad4f';
+const HTTP_KEY = 'if-http-key-0123456789';
+const HTTPS_KEY = 'if-https-key-0123456789';
+/** A second IPv6 address on the client, so each run knocks from fresh addresses. */
+const CLIENT6B = '2001:db8:1::3';
+
+function configYaml(sandbox: Sandbox, interfaceExt: string, firewall: string, capture: string): string {
+  return `${globalSection(sandbox, {
+    interface_ext: `"${interfaceExt}"`,
+    http_post_path: STEP1_PATH,
+    https_post_path: STEP2_PATH,
+    http_port: 80,
+    https_port: 443,
+    firewall_type: firewall,
+    capture,
+  })}tcpsvc:
+  port: 8080
+  access_key_http: [${HTTP_KEY}]
+  access_key_https: [${HTTPS_KEY}]
+  duration: 30
+  step2_https_duration: 5
+`;
+}
+
+const url = (addr: string, scheme: 'http' | 'https', path: string) => `${scheme}://${addr.includes(':') ? `[${addr}]` : addr}${path}`;
+
+/** Renames the gateway's external veth, keeping its addresses (IPv6 ones too). */
+function renameWan(gw: Netns, name: string): void {
+  gw.sysctl(`net.ipv6.conf.${IF.gwWan}.keep_addr_on_down`, '1');
+  gw.ip('link', 'set', IF.gwWan, 'down');
+  gw.ip('link', 'set', IF.gwWan, 'name', name);
+  gw.ip('link', 'set', name, 'up');
+}
+
+function cli(sandbox: Sandbox, args: string[]): { code: number | null; stdout: string; stderr: string } {
+  return sandbox.gw.runCommand(process.execPath, [CLI, ...args], { timeoutMs: 30_000 });
+}
+
+const health = (sandbox: Sandbox) => cli(sandbox, ['health', '--socket', join(sandbox.dir, 'control.sock')]);
+
+async function start(sandbox: Sandbox, configPath: string, args: string[]): Promise<Daemon> {
+  const daemon = startDaemon(sandbox, ['-c', configPath, '--cert', sandbox.cert, '--key', sandbox.key, ...args]);
+  if (!(await daemon.waitForLog(/knock-port ready/))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
+  return daemon;
+}
+
+const BACKENDS = [
+  { name: 'nftables', firewall: 'nftables', capture: 'auto', args: [] as string[], tag: 'wcn', rules: ['nft', 'list', 'ruleset'], expect: 'iifname "ppp*"' },
+  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], tag: 'wci', rules: ['iptables-nft-save'], expect: '-i ppp+ ' },
+];
+
+describe.skipIf(skip).each(BACKENDS)('interface wildcard on $name', (backend) => {
+  let sandbox: Sandbox;
+  let daemon: Daemon | undefined;
+
+  beforeAll(async () => {
+    sandbox = createSandbox(backend.tag);
+    renameWan(sandbox.gw, 'ppp0');
+    sandbox.client.ip('addr', 'add', `${CLIENT6B}/64`, 'dev', IF.clientWan, 'nodad');
+    await startServices(sandbox.gw, { tcp: { 8080: 'hello\n' } });
+    // Nothing filters yet: the service answers everyone, over the renamed interface.
+    const reachable = () => tcpOpen(sandbox.client, ADDR.gwWan4, 8080, 500) && tcpOpen(sandbox.client, ADDR.gwWan6, 8080, 500);
+    if (!(await waitFor(reachable, 10_000, 200))) throw new Error('the renamed interface does not carry traffic');
+  });
+
+  afterEach(async (ctx) => {
+    if (process.env.KP_DEBUG && ctx.task.result?.state === 'fail') console.log(sandbox.gw.tryExec(backend.rules[0]!, backend.rules.slice(1)).out, daemon?.output.slice(-15).join('\n'));
+    await daemon?.stop('SIGTERM');
+    daemon = undefined;
+  });
+
+  afterAll(async () => {
+    await daemon?.stop('SIGKILL');
+    sandbox?.destroy();
+  });
+
+  const runs = [
+    { written: 'ppp+', from4: ADDR.client4, from6: ADDR.client6 },
+    { written: 'ppp*', from4: ADDR.client4b, from6: CLIENT6B },
+  ];
+
+  for (const { written, from4, from6 } of runs) {
+    it(`interface_ext: ${written} gates ppp0 (IPv4 and IPv6) and leaves the LAN side alone`, async () => {
+      const { client, gw, lan } = sandbox;
+      const configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, written, backend.firewall, backend.capture));
+      const checked = cli(sandbox, ['check', '-c', configPath]);
+      expect(checked.code).toBe(0);
+      expect(checked.stdout).not.toContain('matches no interface');
+      daemon = await start(sandbox, configPath, backend.args);
+      expect(daemon.output.filter((line) => line.includes('matches no interface'))).toEqual([]);
+      expect(gw.exec(backend.rules[0]!, backend.rules.slice(1))).toContain(backend.expect);
+      expect(health(sandbox).stdout).toBe('healthy\n');
+
+      for (const [gwAddr, from] of [[ADDR.gwWan4, from4], [ADDR.gwWan6, from6]] as const) {
+        // A service that listens, but no grant: silent, and so is the HTTPS port.
+        expect(curl(client, ['--interface', from, url(gwAddr, 'http', '/')], 1).status).toBe('000');
+        expect(curl(client, ['-k', '--interface', from, '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gwAddr, 'https', STEP2_PATH)], 1).status).toBe('000');
+        expect(await tcpProbe(client, from, gwAddr, 8080)).toEqual({ kind: 'timeout' });
+
+        // The knock opens it for this address.
+        expect(curl(client, ['--interface', from, '-d', `app=tcpsvc&access_key=${HTTP_KEY}`, url(gwAddr, 'http', STEP1_PATH)], 1).status).toBe('000');
+        expect(curl(client, ['-k', '--interface', from, '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gwAddr, 'https', STEP2_PATH)], 3)).toEqual({ status: '200', body: 'OK\n' });
+        expect(await tcpProbe(client, from, gwAddr, 8080, 1500)).toEqual({ kind: 'open', banner: 'hello' });
+      }
+      // Only ppp* is gated: the same service answers on the LAN interface.
+      expect(tcpOpen(lan, ADDR.gwLan4, 8080)).toBe(true);
+    });
+  }
+});
+
+describe.skipIf(skip)('a mistyped interface is reported, never silent', () => {
+  let sandbox: Sandbox;
+  let daemon: Daemon | undefined;
+  let configPath: string;
+
+  beforeAll(async () => {
+    sandbox = createSandbox('mif');
+    await startServices(sandbox.gw, { tcp: { 8080: 'hello\n' } });
+    configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, 'eht0', 'nftables', 'auto'));
+  });
+
+  afterAll(async () => {
+    await daemon?.stop('SIGKILL');
+    sandbox?.destroy();
+  });
+
+  it('check warns and still exits 0', () => {
+    const checked = cli(sandbox, ['check', '-c', configPath]);
+    expect(checked.code).toBe(0);
+    expect(checked.stdout).toContain("gate matches no interface: interface_ext 'eht0' on this host");
+    expect(checked.stdout).toMatch(/as open as the host's other rules leave them/);
+  });
+
+  it('the daemon warns at start, health reports it, and the gate really matches nothing', async () => {
+    daemon = await start(sandbox, configPath, []);
+    const warning = daemon.output.map((line) => JSON.parse(line) as { level: number; msg: string; interface?: string }).find((line) => line.msg.includes('matches no interface'));
+    expect(warning).toMatchObject({ level: 40, interface: 'eht0' });
+    const report = health(sandbox);
+    expect(report.code).toBe(1);
+    expect(report.stderr).toContain("unhealthy: gate matches no interface: interface_ext 'eht0'");
+    // Why it must be loud: the external client reaches the service without any knock.
+    expect(tcpOpen(sandbox.client, ADDR.gwWan4, 8080)).toBe(true);
+  });
+
+  it('health recovers on a maintenance tick once an interface of that name exists', async () => {
+    sandbox.gw.ip('link', 'add', 'eht0', 'type', 'veth', 'peer', 'name', 'eht0peer');
+    expect(await waitFor(() => health(sandbox).code === 0, 15_000, 500)).toBe(true);
+    expect(await daemon!.waitForLog(/resolved: gate matches no interface: interface_ext 'eht0'/, 1000)).toBe(true);
+  });
+});
