@@ -12,8 +12,13 @@ import { join } from 'node:path';
 import { createFirewall } from '../../../src/firewall/index.js';
 import type { FirewallBackend, IptablesVariant } from '../../../src/firewall/index.js';
 import type { HostFirewallMode } from '../../../src/config/types.js';
-import { announceSkip, kernelSkipReason, type Netns } from '../../helpers/netns.js';
-import { ADDR, Topology } from './topology.js';
+import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
+import { startServices } from '../../helpers/scenario.js';
+import { CLI, IF, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
+import { ADDR as SANDBOX_ADDR } from '../../helpers/sandbox.js';
+import { ADDR as TOPO_ADDR, Topology } from './topology.js';
+
+const ADDR = { ...TOPO_ADDR, gwWan4: SANDBOX_ADDR.gwWan4, gwWan6: SANDBOX_ADDR.gwWan6 };
 
 const FILE = 'test/kernel/firewall/host-firewall.test.ts';
 const skip = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'ipset', 'iptables-nft-restore', 'iptables-legacy-restore', 'unshare']));
@@ -246,4 +251,74 @@ describe.skipIf(skip)('host firewall: report mode', () => {
     await fw.ensureInstalled!('nflog');
     expect(fw.hostFirewall().problems).toEqual([]);
   });
+});
+
+/** The real daemon behind a hardened nftables ruleset (output policy drop too): a knock with curl, end to end. */
+describe.skipIf(skip).each(['insert', 'report'] as const)('host firewall: the daemon behind a drop-policy nftables ruleset (host_firewall: %s)', (mode) => {
+  const STEP1 = '/knock-host-fw-51c2e0';
+  const STEP2 = '/step2-host-fw-9ad4f7';
+  let sandbox: Sandbox;
+  let daemon: Daemon;
+  const health = () => sandbox.gw.tryExec(process.execPath, [CLI, 'health', '--socket', join(sandbox.dir, 'control.sock')]);
+
+  beforeAll(async () => {
+    sandbox = createSandbox(`hd${mode.slice(0, 1)}`);
+    await startServices(sandbox.gw, { tcp: { 8080: 'hello\n' } });
+    sandbox.gw.exec('nft', ['-f', '-'], NFT_HOST.replaceAll('"int0"', `"${IF.gwLan}"`));
+    const config = writeFile(
+      sandbox,
+      'config.yaml',
+      `${globalSection(sandbox, { http_post_path: STEP1, https_post_path: STEP2, firewall_type: 'nftables', capture: 'nflog', host_firewall: mode })}svc:
+  port: 8080
+  access_key_http: [host-fw-http-key-0123456789]
+  access_key_https: [host-fw-https-key-0123456789]
+  destination: local
+  duration: 60
+  step2_https_duration: 30
+`,
+    );
+    daemon = startDaemon(sandbox, ['-c', config, '--cert', sandbox.cert, '--key', sandbox.key]);
+    if (!(await daemon.waitForLog(/knock-port ready/))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
+  });
+  afterAll(async () => {
+    await daemon?.stop('SIGKILL');
+    sandbox?.destroy();
+  });
+
+  const knock = (gw: string) => {
+    const host = gw.includes(':') ? `[${gw}]` : gw;
+    expect(curl(sandbox.client, ['-d', 'app=svc&access_key=host-fw-http-key-0123456789', `http://${host}${STEP1}`], 1).status).toBe('000');
+    return curl(sandbox.client, ['-k', '-d', 'app=svc&access_key=host-fw-https-key-0123456789', `https://${host}${STEP2}`], 3);
+  };
+
+  if (mode === 'insert') {
+    it('says where it put its accept rule, and a knock opens the service through the host ruleset, IPv4 and IPv6', async () => {
+      expect(daemon.output.join('\n')).toContain('host firewall: accept rule for granted connections put at the top of nftables chain inet filter input (hook input, policy drop)');
+      expect(tcpOpen(sandbox.client, ADDR.gwWan4, 8080, 800)).toBe(false);
+      for (const gw of [ADDR.gwWan4, ADDR.gwWan6]) {
+        expect(knock(gw)).toEqual({ status: '200', body: 'OK\n' });
+        expect(tcpOpen(sandbox.client, gw, 8080, 1000)).toBe(true);
+      }
+      expect(health().ok).toBe(true);
+    });
+
+    it('a host firewall reload that flushes the whole ruleset is healed: gate, accept rule and live grants come back', async () => {
+      sandbox.gw.exec('nft', ['-f', '-'], `flush ruleset\n${NFT_HOST.replaceAll('"int0"', `"${IF.gwLan}"`)}`);
+      expect(tcpOpen(sandbox.client, ADDR.gwWan4, 8080, 800)).toBe(false);
+      expect(await waitFor(() => tcpOpen(sandbox.client, ADDR.gwWan4, 8080, 800), 15_000, 500)).toBe(true);
+      expect(await daemon.waitForLog(/accept rule for granted connections was missing/)).toBe(true);
+      expect(tcpOpen(sandbox.client, ADDR.gwWan6, 8080, 800)).toBe(true);
+      expect(health().ok).toBe(true);
+    });
+  } else {
+    it('changes nothing, warns at start and in health, and the granted connection is dropped as it warns', async () => {
+      expect(daemon.output.join('\n')).toMatch(/host firewall: nftables chain inet filter input \(hook input, policy drop\) can drop connections knock-port grants/);
+      const r = health();
+      expect(r.ok).toBe(false);
+      expect(r.err).toContain('host firewall: nftables chain inet filter input');
+      expect(sandbox.gw.exec('nft', ['list', 'table', 'inet', 'filter'])).not.toContain('knock-port');
+      // Step 1 reaches knock-port's gate before the host's chain; step 2 is dropped by the host.
+      expect(knock(ADDR.gwWan4).status).toBe('000');
+    });
+  }
 });
