@@ -271,6 +271,7 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
       startFlows(OTHER6, 'bob'),
     ]);
 
+    expect([revoked4, revoked6, other4, other6].every((f) => f.allFlowing())).toBe(true);
     expect(await cli(['revoke', ADDR.client4])).toMatch(/revoked 192\.0\.2\.2: \d+ grant\(s\) closed/);
     await cli(['revoke', ADDR.client6]);
     const doneAt = Date.now();
@@ -284,8 +285,35 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
     expect((await cli(['health'])).trim()).toBe('healthy');
   });
 
+  it('SCRATCH server push revives', async () => {
+    const push = sandbox.gw.spawn(process.execPath, ['-e', `
+      const dgram = require('node:dgram'); const u = dgram.createSocket({ type: 'udp6', ipv6Only: false }); const peers = new Map();
+      u.on('message', (m, r) => { peers.set(r.address + ' ' + r.port, r); u.send('echo', r.port, r.address); });
+      setInterval(() => { for (const r of peers.values()) u.send('push', r.port, r.address); }, 200);
+      u.bind(7009, '::');`]);
+    await new Promise((r) => setTimeout(r, 500));
+    const next = [...everyone, { name: 'pushudp', port: 7009, protocol: 'udp' as const, destination: 'local', users: ['alice'] as UserName[] }];
+    writeFileSync(configPath, configYaml(sandbox, backend.firewall, next));
+    const at = daemon.output.length;
+    daemon.proc.kill('SIGHUP');
+    expect(await waitFor(() => daemon.output.slice(at).some((l) => l.includes('config reloaded')), 10_000, 50)).toBe(true);
+    await knock(ADDR.client4, 'pushudp', 'alice');
+    const pending = execIn(sandbox.client, process.execPath, ['-e', `
+      const s = require('node:dgram').createSocket('udp4'); let echo = 0, pushes = 0; const log = [];
+      s.on('message', (m) => { if (String(m) === 'echo') echo++; else pushes++; });
+      s.bind(0, '${ADDR.client4}', () => setInterval(() => s.send('x', 7009, '${ADDR.gwWan4}'), 200));
+      setInterval(() => { log.push(echo + '/' + pushes); echo = 0; pushes = 0; }, 1000);
+      setTimeout(() => { console.log(log.join(' ')); process.exit(0); }, 8000);`], 20_000);
+    const revoke = new Promise((res) => setTimeout(res, 3000)).then(() => cli(['revoke', ADDR.client4]));
+    await revoke;
+    const r = await pending;
+    console.log('echo/push per second (revoke at ~3 s):', r.out);
+    push.kill('SIGKILL');
+  });
+
   it('knock-port revoke --app ends only that app\'s flows', async () => {
     const flows = await startFlows(ADDR.client4, 'alice', ['localtcp', 'fwdudp']);
+    expect(flows.allFlowing()).toBe(true);
     await cli(['revoke', ADDR.client4, '--app', 'fwdudp4']);
     const doneAt = Date.now();
     await expectStopped(flows, [`${ADDR.client4} fwdudp`], doneAt);
@@ -304,6 +332,7 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
     const next = everyone
       .filter((a) => a.name !== 'fwdtcp4' && a.name !== 'fwdtcp6')
       .map((a) => (a.name === 'localtcp' ? { ...a, users: ['bob'] as UserName[] } : a));
+    expect([alice4, alice6, bob4, bob6].every((f) => f.allFlowing())).toBe(true);
     writeFileSync(configPath, configYaml(sandbox, backend.firewall, next));
     const reloaded = daemon.output.length;
     daemon.proc.kill('SIGHUP');
