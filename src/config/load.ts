@@ -149,6 +149,8 @@ function buildGlobal(global: GlobalSection): Config['global'] {
     packetMark: global.packet_mark,
     grantMark: global.grant_mark,
     hostFirewall: global.host_firewall,
+    sourcePrefixV4: global.source_prefix_v4,
+    sourcePrefixV6: global.source_prefix_v6,
     synRatePerSecond: global.syn_rate_per_second,
     httpsConnRatePerSecond: global.https_conn_rate_per_second,
     ...(global.https_public_port !== undefined ? { httpsPublicPort: global.https_public_port } : {}),

@@ -63,6 +63,8 @@ export const DEFAULTS = {
   controlSocket: '/run/knock-port/control.sock',
   packetMark: 0x4b50,
   grantMark: 0x10000000,
+  sourcePrefixV4: 32,
+  sourcePrefixV6: 64,
   hostFirewall: 'insert',
   synRatePerSecond: 20,
   httpsConnRatePerSecond: 10,
@@ -114,6 +116,9 @@ export const globalSchema = z.strictObject({
     })
     .prefault(DEFAULTS.grantMark),
   host_firewall: z.enum(['insert', 'report']).default(DEFAULTS.hostFirewall),
+  // Per-source budgets count a whole prefix: an IPv6 client owns a /64, not one address.
+  source_prefix_v4: z.int().min(8).max(32).default(DEFAULTS.sourcePrefixV4),
+  source_prefix_v6: z.int().min(16).max(128).default(DEFAULTS.sourcePrefixV6),
   syn_rate_per_second: perSecond.default(DEFAULTS.synRatePerSecond),
   https_conn_rate_per_second: perSecond.default(DEFAULTS.httpsConnRatePerSecond),
   // A reverse proxy or WAF in front of step 2 (the original's --waf-https-port / --waf-trusted-ips).

@@ -77,6 +77,9 @@ export interface GlobalConfig {
   grantMark: number;
   /** `insert`: put an accept for `grantMark` at the top of host chains that could drop; `report`: only warn. */
   hostFirewall: HostFirewallMode;
+  /** Prefix lengths whose addresses share one per-source budget (rate limits, connection caps). */
+  sourcePrefixV4: number;
+  sourcePrefixV6: number;
   /** New step-1 SYNs per second allowed per source address, enforced in the kernel. */
   synRatePerSecond: number;
   /** New HTTPS connections per second allowed per source address, enforced in the kernel. */

@@ -48,6 +48,8 @@ export function fixtureConfig(overrides: Partial<GlobalConfig> = {}): Config {
     packetMark: 0x4b50,
     grantMark: 0x10000000,
     hostFirewall: 'insert',
+    sourcePrefixV4: 32,
+    sourcePrefixV6: 64,
     synRatePerSecond: 20,
     httpsConnRatePerSecond: 10,
     ...overrides,
