@@ -1,7 +1,8 @@
-// knock-port's native addon: thin packet I/O only (NFQUEUE, NFLOG, raw sockets,
-// libnftables). Every decision about the packets is made in TypeScript.
+// knock-port's native addon: thin I/O only (NFQUEUE, NFLOG, raw sockets, libnftables,
+// the client's Fast Open socket). Every decision about the packets is made in TypeScript.
 #include <napi.h>
 
+#include "fastopen.h"
 #include "nfqueue.h"
 #include "nflog.h"
 #include "nft_context.h"
@@ -13,6 +14,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NfLog", kp::NfLog::Define(env));
   exports.Set("RawSender", kp::RawSender::Define(env));
   exports.Set("NftContext", kp::NftContext::Define(env));
+  exports.Set("fastOpenSocket", Napi::Function::New(env, kp::FastOpenSocket, "fastOpenSocket"));
   return exports;
 }
 

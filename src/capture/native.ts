@@ -99,6 +99,8 @@ export interface NativeAddon {
   NfLog: new (group: number, options: NativeNflogOptions, onBatch: NativeBatchCallback) => NativeNflog;
   RawSender: new (options: { mark?: number; ipv4?: boolean; ipv6?: boolean }) => NativeRawSender;
   NftContext: new () => NativeNftContext;
+  /** A TCP socket fd whose first write goes out in the SYN (client Fast Open, no cookie). Missing from addons built from older sources. */
+  fastOpenSocket?: (family: 4 | 6) => number;
 }
 
 const ADDON_PATH = '../../build/Release/knockport_native.node';

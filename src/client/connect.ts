@@ -58,7 +58,7 @@ export function connectWithin(plan: ConnectPlan): Promise<ConnectResult> {
         giveUpIfNothingLeft();
       };
       const timer = setTimeout(() => fail('timeout', `no SYN-ACK within ${plan.attemptTimeoutMs} ms`), plan.attemptTimeoutMs);
-      socket.once('error', (err: NodeJS.ErrnoException) => fail(classify(err), err.code ?? err.message));
+      socket.once('error', (err: NodeJS.ErrnoException) => fail(classifyConnectError(err), err.code ?? err.message));
       socket.once('connect', () => {
         clearTimeout(timer);
         pending.delete(socket);
@@ -72,7 +72,7 @@ export function connectWithin(plan: ConnectPlan): Promise<ConnectResult> {
   });
 }
 
-function classify(err: NodeJS.ErrnoException): ConnectFailureReason {
+export function classifyConnectError(err: NodeJS.ErrnoException): ConnectFailureReason {
   switch (err.code) {
     case 'ECONNREFUSED':
       return 'refused';

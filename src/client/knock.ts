@@ -3,7 +3,8 @@ import { totpAt } from '../auth/totp.js';
 import { connectWithin } from './connect.js';
 import { CREDENTIAL_ENV, type KnockCredentials } from './credentials.js';
 import { KnockExitCode } from './exit-codes.js';
-import { buildStep1Request, encodeForm } from './request.js';
+import { MAX_SYN_REQUEST_BYTES } from './fastopen.js';
+import { buildStep1Request, encodeForm, MAX_STEP1_REQUEST_BYTES } from './request.js';
 import { sendStep1 } from './step1.js';
 import { postStep2, type Step2Result, type TlsTrust } from './step2.js';
 import { describeEndpoint, type KnockTarget } from './target.js';
@@ -17,6 +18,8 @@ export interface KnockPlan {
   family?: 4 | 6;
   step1ConnectTimeoutMs: number;
   step1WaitMs: number;
+  /** Send step 1 inside the SYN (TCP Fast Open), for gateways with `step1_handshake: none`. */
+  step1FastOpen?: boolean;
   step2ConnectWindowMs: number;
   step2TimeoutMs: number;
   /** Poll this TCP port after step 2 until it accepts a connection, for up to `waitMs`. */
@@ -92,17 +95,25 @@ async function knockStep1(plan: KnockPlan, address: string, env: KnockEnvironmen
     ['access_key', plan.credentials.httpKey],
     ['otp', otp],
   ]);
+  const fastOpen = plan.step1FastOpen === true;
   const sent = await sendStep1({
     address,
     port: endpoint.port,
-    request: buildStep1Request(endpoint, body),
+    request: buildStep1Request(endpoint, body, fastOpen ? MAX_SYN_REQUEST_BYTES : MAX_STEP1_REQUEST_BYTES),
     connectTimeoutMs: plan.step1ConnectTimeoutMs,
     waitMs: plan.step1WaitMs,
+    fastOpen,
   });
   if (!sent.sent) {
-    return { exitCode: KnockExitCode.step1Unreachable, error: `step 1: cannot connect to ${address} port ${endpoint.port} (${sent.reason}: ${sent.detail}); is knock-port running there, and the port right?` };
+    // A gateway with step1_handshake: none looks exactly like this: no SYN-ACK, ever.
+    const hint = !fastOpen && sent.reason === 'timeout' ? ' (if the gateway runs step1_handshake: none, add --tcp-fastopen)' : '';
+    return {
+      exitCode: KnockExitCode.step1Unreachable,
+      error: `step 1: cannot connect to ${address} port ${endpoint.port} (${sent.reason}: ${sent.detail}); is knock-port running there, and the port right?${hint}`,
+    };
   }
-  env.report(`step 1: knock sent to ${describeEndpoint('http', endpoint)}${sent.answered ? ' (it answered, which knock-port never does: is this the right port?)' : ' (no answer, by design)'}`);
+  const how = fastOpen ? ' inside the SYN (TCP Fast Open)' : '';
+  env.report(`step 1: knock sent${how} to ${describeEndpoint('http', endpoint)}${sent.answered ? ' (it answered, which knock-port never does: is this the right port?)' : ' (no answer, by design)'}`);
   return undefined;
 }
 

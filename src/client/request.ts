@@ -20,8 +20,9 @@ export function encodeForm(fields: FormFields): string {
 /**
  * The whole step-1 request, headers and body, as the bytes of one write(): the daemon
  * sees one segment and checks that `Content-Length` matches the body it carries.
+ * `maxBytes` is smaller when the request must fit a SYN (see MAX_SYN_REQUEST_BYTES).
  */
-export function buildStep1Request(endpoint: Endpoint, body: string): Buffer {
+export function buildStep1Request(endpoint: Endpoint, body: string, maxBytes = MAX_STEP1_REQUEST_BYTES): Buffer {
   const bodyBytes = Buffer.from(body, 'utf8');
   const head = [
     `POST ${endpoint.path} HTTP/1.1`,
@@ -33,8 +34,8 @@ export function buildStep1Request(endpoint: Endpoint, body: string): Buffer {
     '',
   ].join('\r\n');
   const request = Buffer.concat([Buffer.from(head, 'latin1'), bodyBytes]);
-  if (request.length > MAX_STEP1_REQUEST_BYTES) {
-    throw new KnockUsageError(`the step-1 request is ${request.length} bytes, more than fits one packet (${MAX_STEP1_REQUEST_BYTES}); use a shorter path, app name or key`);
+  if (request.length > maxBytes) {
+    throw new KnockUsageError(`the step-1 request is ${request.length} bytes, more than fits one packet (${maxBytes}); use a shorter path, app name or key`);
   }
   return request;
 }

@@ -7,7 +7,9 @@
  *
  * A local TCP server that sends after the entry is gone would re-create it from the output
  * path, with the client on the reply side, where `established` matches again: its sockets to
- * the address are destroyed too (`ss -K`, which also sends the client a RST).
+ * the address are destroyed too (`ss -K`, which also sends the client a RST). A local UDP
+ * server that sends on its own can do the same, and no socket can be closed for it: only a
+ * gate that accepts established packets in the original direction alone stops that.
  *
  * Tools run as child processes, never synchronously: a revoke must not stall the event loop.
  */
@@ -120,28 +122,33 @@ export class ConntrackFlowCloser implements FlowCloser {
   constructor(private readonly run: ToolRunner = spawnTool()) {}
 
   async close(address: string, targets: readonly FlowTarget[]): Promise<number> {
-    let closed = 0;
-    const failures: string[] = [];
-    for (const target of targets) {
-      const what = `${target.protocol}/${target.port}`;
-      // Sockets first: their RST leaves while the entry still exists and NATs it correctly.
-      if (target.local && target.protocol === 'tcp') {
-        try {
-          closed += await this.killSockets(address, target.port);
-        } catch (err) {
-          failures.push(`${what} sockets: ${(err as Error).message}`);
-        }
-      }
-      try {
-        closed += await this.deleteEntries(address, target);
-      } catch (err) {
-        failures.push(`${what} conntrack: ${(err as Error).message}`);
-      }
-    }
+    // Ports in parallel: on a large conntrack table each deletion walks it, and the operator waits.
+    const results = await Promise.all(targets.map((target) => this.closeOne(address, target)));
+    const failures = results.flatMap((r) => r.failures);
     if (failures.length > 0) {
       throw new FlowCloseError(`established flows of ${address} may still be open: ${failures.join('; ')}`);
     }
-    return closed;
+    return results.reduce((sum, r) => sum + r.closed, 0);
+  }
+
+  private async closeOne(address: string, target: FlowTarget): Promise<{ closed: number; failures: string[] }> {
+    const what = `${target.protocol}/${target.port}`;
+    let closed = 0;
+    const failures: string[] = [];
+    // Sockets first: their RST leaves while the entry exists, so rules dropping untracked packets pass it.
+    if (target.local && target.protocol === 'tcp') {
+      try {
+        closed += await this.killSockets(address, target.port);
+      } catch (err) {
+        failures.push(`${what} sockets: ${(err as Error).message}`);
+      }
+    }
+    try {
+      closed += await this.deleteEntries(address, target);
+    } catch (err) {
+      failures.push(`${what} conntrack: ${(err as Error).message}`);
+    }
+    return { closed, failures };
   }
 
   private async deleteEntries(address: string, target: FlowTarget): Promise<number> {

@@ -34,6 +34,9 @@ export function ipsetServiceEntry(ip: string, protocol: Protocol, port: number):
   return `${ip},${protocol}:${port}`;
 }
 
+/** Established traffic in the direction the client opened it (see ESTABLISHED_FROM_CLIENT in nft-ruleset.ts). */
+const ESTABLISHED_FROM_CLIENT = '-m conntrack --ctstate RELATED,ESTABLISHED --ctdir ORIGINAL -j ACCEPT';
+
 /** Live grants one ipset can hold. */
 const MAX_GRANTS = 1_048_576;
 
@@ -190,7 +193,7 @@ export class IptablesRuleset {
   }
 
   private step2(family: IpFamily): string[] {
-    const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+    const rules = [ESTABLISHED_FROM_CLIENT];
     if (this.grantable(family)) {
       const granted = `-m set --match-set ${this.setName('step2', family)} src`;
       rules.push(
@@ -202,7 +205,7 @@ export class IptablesRuleset {
   }
 
   private service(family: IpFamily): string[] {
-    const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+    const rules = [ESTABLISHED_FROM_CLIENT];
     if (this.grantable(family)) rules.push(`-m set --match-set ${this.setName('service', family)} src,dst -j ACCEPT`);
     return [...rules, '-j DROP'];
   }

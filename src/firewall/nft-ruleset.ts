@@ -65,6 +65,13 @@ interface ChainSpec {
 const iif = (name: string): string => (nftInterfaceName(name) === undefined ? '' : `iifname "${nftInterfaceName(name)}" `);
 const oif = (name: string): string => (nftInterfaceName(name) === undefined ? '' : `oifname "${nftInterfaceName(name)}" `);
 
+/**
+ * Established traffic in the direction the client opened it. After a revoke deletes a flow, a
+ * local server that keeps sending (OpenVPN keepalives) re-creates it the other way round; the
+ * client's packets are then the reply direction and must not pass as established.
+ */
+const ESTABLISHED_FROM_CLIENT = 'ct state established,related ct direction original accept';
+
 /** Generates every script the nft-based backends run. */
 export class NftRuleset {
   constructor(
@@ -238,7 +245,7 @@ export class NftRuleset {
 
   private step2(table: NftTable): string[] {
     const rate = this.plan.httpsConnRatePerSecond;
-    const rules = [...this.ungrantedFamilyDrop(table), 'ct state established,related accept'];
+    const rules = [...this.ungrantedFamilyDrop(table), ESTABLISHED_FROM_CLIENT];
     for (const f of this.grantFamilies(table)) {
       const { addr } = fam(f);
       const set = grantSetName(this.layout, 'step2', f);
@@ -251,7 +258,7 @@ export class NftRuleset {
   }
 
   private service(table: NftTable): string[] {
-    const rules = [...this.ungrantedFamilyDrop(table), 'ct state established,related accept'];
+    const rules = [...this.ungrantedFamilyDrop(table), ESTABLISHED_FROM_CLIENT];
     for (const f of this.grantFamilies(table)) {
       rules.push(`${fam(f).addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} accept`);
     }

@@ -30,6 +30,7 @@ interface KnockFlags {
   servicePort?: number;
   connectTimeout: number;
   step1Wait: number;
+  tcpFastopen?: boolean;
   step2ConnectTimeout: number;
   timeout: number;
   quiet?: boolean;
@@ -61,6 +62,7 @@ export function registerKnock(program: Command, terminal: Terminal = processTerm
     .option('--service-port <port>', 'TCP port of the service to wait for (implies --wait)', parsePort)
     .option('--connect-timeout <seconds>', 'give up step 1 without a SYN-ACK after this long', parseSeconds, 5)
     .option('--step1-wait <seconds>', 'keep the step-1 connection open this long before closing it', parseSeconds, 1)
+    .option('--tcp-fastopen', 'send step 1 inside the SYN (TCP Fast Open), for a gateway with step1_handshake: none')
     .option('--step2-connect-timeout <seconds>', 'keep retrying to connect to step 2 while it opens, this long', parseSeconds, 2)
     .option('--timeout <seconds>', 'bound on the step-2 TLS handshake and answer', parseSeconds, 10)
     .option('-q, --quiet', 'print errors only')
@@ -102,6 +104,7 @@ function buildPlan(flags: KnockFlags, terminal: Terminal): KnockPlan {
     trust: { insecure: flags.insecure === true, ...(flags.ca !== undefined ? { ca: readCa(flags.ca) } : {}) },
     step1ConnectTimeoutMs: flags.connectTimeout * 1000,
     step1WaitMs: flags.step1Wait * 1000,
+    step1FastOpen: flags.tcpFastopen === true,
     step2ConnectWindowMs: flags.step2ConnectTimeout * 1000,
     step2TimeoutMs: flags.timeout * 1000,
   };
