@@ -10,12 +10,13 @@
 import type { Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { performance } from 'node:perf_hooks';
+import { SecretLockout, lockoutPolicy, type LockEvent } from './auth/lockout.js';
 import { PerMinuteLimiter } from './auth/ratelimit.js';
 import { TotpVerifier } from './auth/totp.js';
 import type { PacketBatch } from './capture/native.js';
 import { RawPacketSender } from './capture/raw-socket.js';
 import { openStep1Capture, type CaptureDrops, type Step1Capture } from './capture/step1-capture.js';
-import { publicHttpsPort, type AppConfig, type Config } from './config/types.js';
+import { publicHttpsPort, type AppConfig, type Config, type GlobalConfig } from './config/types.js';
 import { createControlHandlers } from './control/handlers.js';
 import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
@@ -33,6 +34,7 @@ import { startMetricsServer } from './metrics/server.js';
 import { Granter } from './sessions/grants.js';
 import { secondsLeft } from './sessions/record.js';
 import { SessionStore } from './sessions/store.js';
+import { SavedUsedCodes } from './sessions/used-codes-file.js';
 import { KeyedCookieSource, loadOrCreateCookieSecret } from './step1/cookie.js';
 import { STEP1_REASONS, STEP1_RESULTS, type Step1Decision } from './step1/decision.js';
 import { Inspector } from './step1/inspector.js';
@@ -66,6 +68,12 @@ export class Daemon {
   private maintenance: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private readonly step2Limiter: { current: PerMinuteLimiter };
+  /** Wrong guesses per secret across all sources, for both steps; kept across reloads. */
+  private readonly lockout: SecretLockout;
+  /** One verifier for both steps; its used-code cache is saved in state_dir and outlives reloads. */
+  private readonly totp: TotpVerifier;
+  /** Reloads run one after the other. */
+  private reloading: Promise<void> = Promise.resolve();
   /** Degraded conditions by message, with when each was last seen (health reports the recent ones). */
   private readonly problems = new Map<string, number>();
   private countedDrops: CaptureDrops = { kernel: 0, enobufs: 0 };
@@ -86,27 +94,39 @@ export class Daemon {
     private readonly cookie: KeyedCookieSource,
     private readonly sender: RawPacketSender,
     private readonly logger: Logger,
+    private readonly usedCodes: SavedUsedCodes,
   ) {
     this.config = options.config;
-    this.inspector = new Inspector(this.config, { cookie });
+    this.totp = new TotpVerifier(1, undefined, usedCodes.codes);
+    this.lockout = new SecretLockout(lockoutPolicy(this.config.global), {
+      onLock: (event) => logLock(logger, metrics, event),
+      onRefused: (factor) => metrics.lockoutRefusals.inc({ factor }),
+    });
+    this.inspector = new Inspector(this.config, { cookie, lockout: this.lockout, totp: this.totp });
     this.step2Limiter = { current: new PerMinuteLimiter(this.config.global.rateLimitPerMinute) };
     // Revoke means closed: revokes also end the address's flows, over the running config's ports.
     const flows = new ConntrackFlowCloser(spawnTool(netnsPrefix(options.firewall?.netns)));
     granter.useFlows({ closer: flows, scope: () => ({ httpsPort: publicHttpsPort(this.config.global), apps: this.config.apps }) }, (problem) => this.noteProblem(problem));
     this.interfaces = new InterfaceWatch(logger);
     this.interfaces.refresh(this.config);
-    this.httpsServer = createStep2Server({
-      config: () => this.config,
-      cert: options.cert,
-      key: options.key,
-      sessions,
-      grantService: (ip, app, user) => granter.openService(ip, app, user),
-      limiter: { allow: (key) => this.step2Limiter.current.allow(key) },
-      totp: new TotpVerifier(),
-      logger,
-      metrics,
-    });
+    this.httpsServer = this.createHttpsServer();
     metrics.registry.beforeRender(() => this.collectStep1Counts());
+  }
+
+  /** The step-2 server (not listening yet); a reload that moves the listener builds a second one. */
+  private createHttpsServer(): HttpsServer {
+    return createStep2Server({
+      config: () => this.config,
+      cert: this.options.cert,
+      key: this.options.key,
+      sessions: this.sessions,
+      grantService: (ip, app, user) => this.granter.openService(ip, app, user),
+      limiter: { allow: (key) => this.step2Limiter.current.allow(key) },
+      totp: this.totp,
+      lockout: this.lockout,
+      logger: this.logger,
+      metrics: this.metrics,
+    });
   }
 
   /** Installs the firewall, restores sessions and starts every listener; throws on failure. */
@@ -124,8 +144,14 @@ export class Daemon {
     const metrics = createDaemonMetrics(() => sessions.size);
     const granter = new Granter({ firewall, sessions, logger, metrics });
     const cookie = new KeyedCookieSource(await loadOrCreateCookieSecret(config.global.stateDir));
+    let daemon: Daemon | undefined;
+    const usedCodes = await SavedUsedCodes.open({
+      stateDir: config.global.stateDir,
+      logger,
+      onFull: () => daemon?.noteProblem('one-time codes refused: the used-code cache is full (see the error log)'),
+    });
     const sender = RawPacketSender.open({ mark: config.global.packetMark, ipv6: config.global.ipv6 });
-    const daemon = new Daemon(options, firewall, nft, capture, sessions, granter, metrics, cookie, sender, logger);
+    daemon = new Daemon(options, firewall, nft, capture, sessions, granter, metrics, cookie, sender, logger, usedCodes);
     try {
       await daemon.listen();
     } catch (err) {
@@ -137,8 +163,8 @@ export class Daemon {
 
   private async listen(): Promise<void> {
     const g = this.config.global;
-    this.openCapture();
-    await this.listenHttps();
+    this.capture = this.openCapture(this.config);
+    await this.listenHttps(this.httpsServer, g);
     this.control = await startControlServer(
       g.controlSocket,
       createControlHandlers({ sessions: this.sessions, granter: this.granter, config: () => this.config, health: () => this.health() }),
@@ -162,9 +188,10 @@ export class Daemon {
     );
   }
 
-  private openCapture(): void {
-    const g = this.config.global;
-    this.capture = openStep1Capture({
+  /** Throws when the queue number or log group cannot be bound (e.g. another process holds it). */
+  private openCapture(config: Config): Step1Capture {
+    const g = config.global;
+    return openStep1Capture({
       kind: this.captureKind,
       queueNum: g.queueNum,
       nflogGroup: g.nflogGroup,
@@ -173,18 +200,49 @@ export class Daemon {
     });
   }
 
-  private listenHttps(): Promise<void> {
-    const g = this.config.global;
+  private listenHttps(server: HttpsServer, g: GlobalConfig): Promise<void> {
     return new Promise((resolve, reject) => {
       const where = g.httpsListenAddress === undefined ? `port ${g.httpsPort}` : `${g.httpsListenAddress} port ${g.httpsPort}`;
       const onError = (err: Error) => reject(new DaemonStartError(`cannot listen for HTTPS on ${where}: ${err.message}`, { cause: err }));
-      this.httpsServer.once('error', onError);
-      this.httpsServer.listen({ port: g.httpsPort, host: g.httpsListenAddress ?? (g.ipv6 ? '::' : '0.0.0.0'), ipv6Only: false }, () => {
-        this.httpsServer.off('error', onError);
-        this.httpsServer.on('error', (err) => this.logger.error({ err: err.message }, 'HTTPS server error'));
+      server.once('error', onError);
+      server.listen({ port: g.httpsPort, host: g.httpsListenAddress ?? (g.ipv6 ? '::' : '0.0.0.0'), ipv6Only: false }, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.logger.error({ err: err.message }, 'HTTPS server error'));
         resolve();
       });
     });
+  }
+
+  /**
+   * A listener for a reload's new HTTPS address, next to the running one. When the port stays
+   * and only the address changes, the running listener holds the port: it is closed first
+   * (`oldClosed`), and listens again if the new one cannot.
+   */
+  private async moveHttps(next: GlobalConfig, before: GlobalConfig): Promise<{ server: HttpsServer; oldClosed: boolean }> {
+    const server = this.createHttpsServer();
+    try {
+      await this.listenHttps(server, next);
+      return { server, oldClosed: false };
+    } catch (err) {
+      if (next.httpsPort !== before.httpsPort || (err as { cause?: { code?: string } }).cause?.code !== 'EADDRINUSE') throw err;
+    }
+    await closeHttps(this.httpsServer);
+    try {
+      await this.listenHttps(server, next);
+      return { server, oldClosed: true };
+    } catch (err) {
+      await this.relistenHttps(before);
+      throw err;
+    }
+  }
+
+  /** Puts the running HTTPS listener back after a reload closed it and then failed. */
+  private async relistenHttps(g: GlobalConfig): Promise<void> {
+    try {
+      await this.listenHttps(this.httpsServer, g);
+    } catch (err) {
+      this.logger.error({ err: describeError(err) }, 'HTTPS listener could not be restored after a failed reload; step 2 is down until the next reload or restart');
+    }
   }
 
   /**
@@ -303,11 +361,26 @@ export class Daemon {
   }
 
   /**
-   * SIGHUP: re-read the config. An invalid file leaves the running config in place.
-   * The firewall is re-installed (live grants kept); the capture and HTTPS listener move
-   * only if their numbers changed.
+   * SIGHUP: re-read the config and switch to it, or keep running on the previous one. Never
+   * rejects (a failed reload is logged, the daemon keeps serving); reloads run one at a time.
    */
-  async reload(): Promise<void> {
+  reload(): Promise<void> {
+    const run = this.reloading.then(() =>
+      this.applyReload().catch((err: unknown) => {
+        this.logger.error({ err: describeError(err) }, 'config reload failed');
+      }),
+    );
+    this.reloading = run;
+    return run;
+  }
+
+  /**
+   * What can fail is prepared next to what runs now, before anything switches: a capture on a
+   * new queue number or log group, an HTTPS listener on a new address, then the firewall (one
+   * transaction). A failure closes what was opened and leaves the running config, firewall,
+   * capture and listener as they were. Live grants are kept.
+   */
+  private async applyReload(): Promise<void> {
     let next: Config;
     try {
       next = this.options.reloadConfig();
@@ -320,33 +393,48 @@ export class Daemon {
       this.logger.error('config reload refused: firewall_type and table_name changes need a restart (and `knock-port uninstall` of the old rules)');
       return;
     }
+    const g = next.global;
+    const before = previous.global;
+    const captureNumber = (global: GlobalConfig) => (this.captureKind === 'nfqueue' ? global.queueNum : global.nflogGroup);
+    const moveHttps = g.httpsPort !== before.httpsPort || g.httpsListenAddress !== before.httpsListenAddress || g.ipv6 !== before.ipv6;
+    let capture: Step1Capture | undefined;
+    let https: { server: HttpsServer; oldClosed: boolean } | undefined;
+    let firewall: FirewallBackend;
+    let stage = 'opening the step-1 capture';
     try {
-      const firewall = createFirewall(next, { ...this.options.firewall, nft: this.nft });
+      if (captureNumber(g) !== captureNumber(before)) capture = this.openCapture(next);
+      stage = 'opening the HTTPS listener';
+      if (moveHttps) https = await this.moveHttps(g, before);
+      stage = 'installing the firewall';
+      firewall = createFirewall(next, { ...this.options.firewall, nft: this.nft });
       await firewall.install(this.captureKind);
-      this.firewall = firewall;
-      this.granter.useFirewall(firewall);
     } catch (err) {
-      this.logger.error({ err: describeError(err) }, 'config reload failed while installing the firewall; still running on the previous config');
+      capture?.close();
+      if (https) {
+        await closeHttps(https.server);
+        if (https.oldClosed) await this.relistenHttps(before);
+      }
+      this.logger.error({ err: describeError(err) }, `config reload failed while ${stage}; still running on the previous config`);
       return;
     }
+    this.firewall = firewall;
+    this.granter.useFirewall(firewall);
     this.collectStep1Counts();
     this.config = next;
-    this.inspector = new Inspector(next, { cookie: this.cookie });
+    this.lockout.setPolicy(lockoutPolicy(next.global));
+    this.inspector = new Inspector(next, { cookie: this.cookie, lockout: this.lockout, totp: this.totp });
     this.countedStep1 = { results: {}, reasons: {} };
     this.step2Limiter.current = new PerMinuteLimiter(next.global.rateLimitPerMinute);
     this.interfaces.refresh(next);
-    const g = next.global;
-    if (g.queueNum !== previous.global.queueNum || g.nflogGroup !== previous.global.nflogGroup) {
+    if (capture) {
       this.capture?.close();
-      this.capture = undefined;
+      this.capture = capture;
       this.countedDrops = { kernel: 0, enobufs: 0 };
-      this.openCapture();
     }
-    const before = previous.global;
-    if (g.httpsPort !== before.httpsPort || g.httpsListenAddress !== before.httpsListenAddress || g.ipv6 !== before.ipv6) {
-      await new Promise<void>((resolve) => this.httpsServer.close(() => resolve()));
-      this.httpsServer.closeAllConnections();
-      await this.listenHttps();
+    if (https) {
+      const old = this.httpsServer;
+      this.httpsServer = https.server;
+      if (!https.oldClosed) await closeHttps(old);
     }
     // Grants of apps and users the new config dropped end now, with their flows.
     await this.granter.revokeVoided(previous.apps, next.apps);
@@ -363,9 +451,7 @@ export class Daemon {
     clearInterval(this.maintenance);
     this.capture?.close();
     this.capture = undefined;
-    const httpsClosed = new Promise<void>((resolve) => (this.httpsServer.listening ? this.httpsServer.close(() => resolve()) : resolve()));
-    this.httpsServer.closeAllConnections();
-    await httpsClosed;
+    await closeHttps(this.httpsServer);
     await this.control?.close();
     await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
     try {
@@ -373,10 +459,28 @@ export class Daemon {
     } catch (err) {
       this.logger.error({ err: describeError(err) }, 'session state could not be saved on stop');
     }
+    await this.usedCodes.close();
     this.sender.close();
     this.nft.close?.();
     this.logger.info('knock-port stopped; firewall left closed, live grants expire in the kernel');
   }
+}
+
+/** A secret locked after a burst of wrong guesses: names and counts only, never what was sent. */
+function logLock(logger: Logger, metrics: DaemonMetrics, event: LockEvent): void {
+  metrics.lockouts.inc({ factor: event.factor });
+  const message =
+    event.user === undefined
+      ? `app locked after ${event.failures} wrong keys within ${event.windowSeconds} s: every ${event.factor.startsWith('step1') ? 'step-1 knock' : 'step-2 request'} for it is refused for ${event.lockSeconds} s (lockout_app_failures)`
+      : `one-time code locked after ${event.failures} wrong codes with this user's right key within ${event.windowSeconds} s: refused for ${event.lockSeconds} s; someone else may hold the key (lockout_user_failures)`;
+  logger.warn(event, message);
+}
+
+/** Stops accepting and ends the server's open connections; resolves once it is closed. */
+function closeHttps(server: HttpsServer): Promise<void> {
+  const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
+  server.closeAllConnections();
+  return closed;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { secretScope, UsedCodes } from './used-codes.js';
 
 /** RFC 6238 TOTP with the common authenticator-app parameters: SHA-1, 6 digits, 30 s. */
 export const TOTP_PERIOD_SECONDS = 30;
@@ -69,22 +70,39 @@ export function otpauthUri(secretBase32: string, account: string, issuer = 'knoc
 }
 
 /**
- * Verifies TOTP codes within ±`window` steps and refuses a code already accepted for the
- * same secret (a sniffed or shoulder-surfed code cannot be used twice). The used-code
- * cache only holds codes still inside the window, so it stays small.
+ * Verifies TOTP codes within ±`window` steps and refuses a code already accepted for the same
+ * secret (a sniffed or shoulder-surfed code cannot be used twice, in either step, for any app).
+ * The used-code cache is injected: the daemon shares one across steps, reloads and restarts.
  */
 export class TotpVerifier {
-  private readonly used = new Map<string, number>(); // `${scope}:${counter}` -> expiry (unix s)
+  constructor(
+    private readonly window = 1,
+    private readonly now: () => number = () => Date.now() / 1000,
+    private readonly used: UsedCodes = new UsedCodes(),
+  ) {}
 
-  constructor(private readonly window = 1, private readonly now: () => number = () => Date.now() / 1000) {}
-
-  /** `scope` identifies the secret's owner (e.g. app/user/step) for the replay cache. */
-  verify(secretBase32: string, code: string, scope: string): boolean {
+  verify(secretBase32: string, code: string): boolean {
     if (!/^\d{6}$/.test(code)) return false;
     const secret = base32Decode(secretBase32);
     if (!secret) return false;
     const nowSeconds = this.now();
-    this.prune(nowSeconds);
+    const matched = this.match(secret, code, nowSeconds);
+    if (matched === undefined) return false;
+    const scope = secretScope(secret);
+    if (this.used.isUsed(scope, matched, nowSeconds)) return false;
+    return this.used.add({ scope, counter: matched, expiresAt: (matched + this.window + 1) * TOTP_PERIOD_SECONDS }, nowSeconds);
+  }
+
+  /**
+   * The work of `verify` for a request whose key was wrong (or whose code may not be checked),
+   * against a secret nobody has: the time taken then does not tell whether the key was right.
+   */
+  verifyNothing(code: string): void {
+    if (/^\d{6}$/.test(code)) this.match(DECOY_SECRET, code, this.now());
+  }
+
+  /** The time step whose code is `code`, within the window; every candidate is compared. */
+  private match(secret: Buffer, code: string, nowSeconds: number): number | undefined {
     const current = Math.floor(nowSeconds / TOTP_PERIOD_SECONDS);
     const presented = Buffer.from(code);
     let matched: number | undefined;
@@ -92,14 +110,8 @@ export class TotpVerifier {
       const candidate = Buffer.from(hotp(secret, current + delta));
       if (timingSafeEqual(candidate, presented) && matched === undefined) matched = current + delta;
     }
-    if (matched === undefined) return false;
-    const cacheKey = `${scope}:${matched}`;
-    if (this.used.has(cacheKey)) return false;
-    this.used.set(cacheKey, (matched + this.window + 1) * TOTP_PERIOD_SECONDS);
-    return true;
-  }
-
-  private prune(nowSeconds: number): void {
-    for (const [key, expiry] of this.used) if (expiry <= nowSeconds) this.used.delete(key);
+    return matched;
   }
 }
+
+const DECOY_SECRET = randomBytes(20);

@@ -65,6 +65,10 @@ export const DEFAULTS = {
   grantMark: 0x10000000,
   sourcePrefixV4: 32,
   sourcePrefixV6: 64,
+  lockoutUserFailures: 10,
+  lockoutAppFailures: 100,
+  lockoutWindowSeconds: 600,
+  lockoutSeconds: 900,
   hostFirewall: 'insert',
   synRatePerSecond: 20,
   httpsConnRatePerSecond: 10,
@@ -119,6 +123,11 @@ export const globalSchema = z.strictObject({
   // Per-source budgets count a whole prefix: an IPv6 client owns a /64, not one address.
   source_prefix_v4: z.int().min(8).max(32).default(DEFAULTS.sourcePrefixV4),
   source_prefix_v6: z.int().min(16).max(128).default(DEFAULTS.sourcePrefixV6),
+  // Wrong guesses counted per secret across all sources (auth/lockout.ts); 0 turns a lock off.
+  lockout_user_failures: z.int().min(0).max(10_000).default(DEFAULTS.lockoutUserFailures),
+  lockout_app_failures: z.int().min(0).max(100_000).default(DEFAULTS.lockoutAppFailures),
+  lockout_window_seconds: seconds.max(86_400).default(DEFAULTS.lockoutWindowSeconds),
+  lockout_seconds: seconds.max(86_400).default(DEFAULTS.lockoutSeconds),
   syn_rate_per_second: perSecond.default(DEFAULTS.synRatePerSecond),
   https_conn_rate_per_second: perSecond.default(DEFAULTS.httpsConnRatePerSecond),
   // A reverse proxy or WAF in front of step 2 (the original's --waf-https-port / --waf-trusted-ips).

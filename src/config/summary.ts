@@ -40,7 +40,7 @@ export function summarizeConfig(config: Config, hostWarnings: readonly string[] 
   const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
   const lines = [
     `config OK: ${config.source}`,
-    `step 1: ${global.httpPort}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per IP`,
+    `step 1: ${global.httpPort}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per source (IPv4 /${global.sourcePrefixV4}, IPv6 /${global.sourcePrefixV6})`,
     `firewall: ${global.firewallType} (table ${global.tableName}); capture: ${global.capture}; IPv6: ${global.ipv6 ? 'on' : 'off'}; interfaces: ${global.interfaceExt} (external), ${global.interfaceInt} (internal)`,
     `apps (${config.apps.length}):`,
     ...rows.map((row) => `  ${row.map((cell, column) => (column < 3 ? cell.padEnd(widths[column]!) : cell)).join('  ')}`),

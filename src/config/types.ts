@@ -80,6 +80,13 @@ export interface GlobalConfig {
   /** Prefix lengths whose addresses share one per-source budget (rate limits, connection caps). */
   sourcePrefixV4: number;
   sourcePrefixV6: number;
+  /** Wrong one-time codes of one user (per step), across all sources, that lock that user's code; 0: never. */
+  lockoutUserFailures: number;
+  /** Wrong keys for one app (per step), across all sources, that lock the app's step; 0: never. */
+  lockoutAppFailures: number;
+  /** The window those failures are counted in, and how long a lock lasts. */
+  lockoutWindowSeconds: number;
+  lockoutSeconds: number;
   /** New step-1 SYNs per second allowed per source address, enforced in the kernel. */
   synRatePerSecond: number;
   /** New HTTPS connections per second allowed per source address, enforced in the kernel. */

@@ -3,6 +3,7 @@
  * `iptables-restore --noflush` text. Pure. Chains of its own (`KNOCKPORT-*`) are
  * jumped to from the built-in chains; grants are ipset entries with timeouts.
  */
+import { createHash } from 'node:crypto';
 import type { IpFamily, Protocol } from '../config/types.js';
 import { iptablesInterfaceName } from './interface-name.js';
 import { ALL_FAMILIES, hostPort, matchesInterface, type FirewallPlan } from './plan.js';
@@ -39,6 +40,17 @@ const ESTABLISHED_FROM_CLIENT = '-m conntrack --ctstate RELATED,ESTABLISHED --ct
 
 /** Live grants one ipset can hold. */
 const MAX_GRANTS = 1_048_576;
+
+/**
+ * The step-1 per-source table. xt_hashlimit drops every packet of a source it cannot add to a
+ * full table (65,536 entries by default), so a random-source SYN flood that kept it full would
+ * stop every new client from knocking. An idle source is forgotten after 1 s (what iptables
+ * picks for a per-second rate anyway) and collected every 250 ms, so 524,288 entries hold every
+ * source of a flood of about 420,000 new sources a second: more than the daemon inspects
+ * (about 150,000 packets a second, see bench/RESULTS.md) and about what the kernel alone drops.
+ * An entry takes 120 bytes: about 64 MB, only while a flood fills it.
+ */
+const STEP1_TABLE = '--hashlimit-htable-size 65536 --hashlimit-htable-max 524288 --hashlimit-htable-expire 1000 --hashlimit-htable-gcinterval 250';
 
 export class IptablesRuleset {
   /** `name`: base of chain (upper case) and set (lower case) names, e.g. `knockport`. */
@@ -178,15 +190,23 @@ export class IptablesRuleset {
     ];
   }
 
-  private hashlimit(name: string, perSecond: number): string {
-    return `-m hashlimit --hashlimit-above ${perSecond}/sec --hashlimit-burst ${perSecond * 2} --hashlimit-mode srcip --hashlimit-name ${name}`;
+  /** A per-source limit counting each source's network at `source_prefix_v4/v6` (`--hashlimit-srcmask`). */
+  private hashlimit(kind: 'step1' | 'step2', family: IpFamily, perSecond: number, table?: string): string {
+    const bits = family === 4 ? this.plan.sourcePrefixV4 : this.plan.sourcePrefixV6;
+    const mask = bits < (family === 4 ? 32 : 128) ? ` --hashlimit-srcmask ${bits}` : '';
+    const options = `--hashlimit-above ${perSecond}/sec --hashlimit-burst ${perSecond * 2} --hashlimit-mode srcip${mask}${table ? ` ${table}` : ''}`;
+    // The kernel shares a table by name and keeps the settings it was created with (rate, mask,
+    // sizing) while any rule uses it, replaced rules included: a name per setting makes a new
+    // setting take effect. At most 15 characters, as older kernels allow.
+    const tag = createHash('sha256').update(options).digest('hex').slice(0, 6);
+    return `-m hashlimit ${options} --hashlimit-name kp-${kind}-${tag}`;
   }
 
   /** NFQUEUE without --queue-bypass: with no listener the kernel drops (fail closed). */
   private capture(family: IpFamily, capture: CaptureKind): string[] {
     if (!this.grantable(family)) return ['-j DROP'];
     const p = this.plan;
-    const limit = `${this.hashlimit('kp-step1', p.synRatePerSecond)} -j DROP`;
+    const limit = `${this.hashlimit('step1', family, p.synRatePerSecond, STEP1_TABLE)} -j DROP`;
     return capture === 'nfqueue'
       ? [limit, `-j NFQUEUE --queue-num ${p.queueNum}`]
       : [limit, `-j NFLOG --nflog-group ${p.nflogGroup} --nflog-threshold 1`, '-j DROP'];
@@ -197,7 +217,7 @@ export class IptablesRuleset {
     if (this.grantable(family)) {
       const granted = `-m set --match-set ${this.setName('step2', family)} src`;
       rules.push(
-        `${granted} -m conntrack --ctstate NEW ${this.hashlimit('kp-step2', this.plan.httpsConnRatePerSecond)} -j DROP`,
+        `${granted} -m conntrack --ctstate NEW ${this.hashlimit('step2', family, this.plan.httpsConnRatePerSecond)} -j DROP`,
         `${granted} -j ACCEPT`,
       );
     }

@@ -5,6 +5,7 @@
  * gate, so protected ports stay dropped whatever happens there.
  */
 import type { IpFamily, Protocol } from '../config/types.js';
+import { formatIPv4, formatIPv6 } from '../packet/address.js';
 import { nftInterfaceName } from './interface-name.js';
 import { hostPort, matchesInterface, type FirewallPlan, type ForwardedApp } from './plan.js';
 import type { CaptureKind } from './types.js';
@@ -47,6 +48,13 @@ export function grantSetName(layout: NftLayout, kind: GrantSetKind, family: IpFa
 
 function rateSetName(layout: NftLayout, kind: 'step1' | 'step2', family: IpFamily): string {
   return `${layout.prefix}${kind}_rate_${fam(family).tag}`;
+}
+
+/** The netmask of a prefix length, as nft writes it (`255.255.255.0`, `ffff:ffff:ffff:ffff::`). */
+export function prefixMask(family: IpFamily, bits: number): string {
+  const bytes = Buffer.alloc(family === 4 ? 4 : 16);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = bits >= (i + 1) * 8 ? 0xff : bits <= i * 8 ? 0 : (0xff << (8 - (bits - i * 8))) & 0xff;
+  return family === 4 ? formatIPv4(bytes, 0) : formatIPv6(bytes, 0);
 }
 
 /** Service grants are keyed by source, protocol and the app's public port. */
@@ -228,11 +236,22 @@ export class NftRuleset {
     ];
   }
 
+  /**
+   * The key a per-source meter counts by: the source's network at `source_prefix_v4/v6`, so the
+   * addresses of one /64 share one budget. A full set stops limiting new keys (nft_dynset adds
+   * nothing and the rule does not match) rather than dropping them.
+   */
+  private sourceKey(family: IpFamily): string {
+    const { addr } = fam(family);
+    const bits = family === 4 ? this.plan.sourcePrefixV4 : this.plan.sourcePrefixV6;
+    return bits >= (family === 4 ? 32 : 128) ? `${addr} saddr` : `${addr} saddr & ${prefixMask(family, bits)}`;
+  }
+
   private step1Capture(table: NftTable, capture: CaptureKind): string[] {
     const rate = this.plan.synRatePerSecond;
     return [
       ...this.grantFamilies(table).map(
-        (f) => `update @${rateSetName(this.layout, 'step1', f)} { ${fam(f).addr} saddr limit rate over ${rate}/second burst ${rate * 2} packets } drop`,
+        (f) => `update @${rateSetName(this.layout, 'step1', f)} { ${this.sourceKey(f)} limit rate over ${rate}/second burst ${rate * 2} packets } drop`,
       ),
       this.captureStatement(capture),
     ];
@@ -250,7 +269,7 @@ export class NftRuleset {
       const { addr } = fam(f);
       const set = grantSetName(this.layout, 'step2', f);
       rules.push(
-        `${addr} saddr @${set} ct state new update @${rateSetName(this.layout, 'step2', f)} { ${addr} saddr limit rate over ${rate}/second burst ${rate * 2} packets } drop`,
+        `${addr} saddr @${set} ct state new update @${rateSetName(this.layout, 'step2', f)} { ${this.sourceKey(f)} limit rate over ${rate}/second burst ${rate * 2} packets } drop`,
         `${addr} saddr @${set} accept`,
       );
     }

@@ -36,6 +36,9 @@ export interface FirewallPlan {
   grantMark: number;
   synRatePerSecond: number;
   httpsConnRatePerSecond: number;
+  /** Prefix lengths the kernel's per-source meters count by (`source_prefix_v4/v6`). */
+  sourcePrefixV4: number;
+  sourcePrefixV6: number;
   queueNum: number;
   nflogGroup: number;
 }
@@ -63,6 +66,8 @@ export function planFirewall(config: Config): FirewallPlan {
     grantMark: g.grantMark,
     synRatePerSecond: g.synRatePerSecond,
     httpsConnRatePerSecond: g.httpsConnRatePerSecond,
+    sourcePrefixV4: g.sourcePrefixV4,
+    sourcePrefixV6: g.sourcePrefixV6,
     queueNum: g.queueNum,
     nflogGroup: g.nflogGroup,
   };

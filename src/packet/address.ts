@@ -85,3 +85,44 @@ export function parseIpAddress(text: string): Buffer | undefined {
 export function copyAddress(from: Buffer, fromOffset: number, to: Buffer, toOffset: number, length: number): void {
   for (let i = 0; i < length; i++) to[toOffset + i] = from[fromOffset + i]!;
 }
+
+/**
+ * The key of the per-source budget an address belongs to: its network at the configured prefix
+ * length (`2001:db8:1:2::/64`, `198.51.100.0/24`), or the address's own text at full length.
+ * An IPv6 client holds a whole /64: counted per address it would have 2^64 budgets. From packet
+ * bytes nothing is allocated at full length or when the network repeats (a flood from one
+ * network); a new network costs one string, as a new address's text does.
+ */
+export class SourcePrefixKey {
+  private readonly masked = Buffer.alloc(16);
+  private readonly last = Buffer.alloc(16);
+  private lastLength = 0;
+  private lastKey = '';
+
+  constructor(
+    readonly prefixV4: number,
+    readonly prefixV6: number,
+  ) {}
+
+  /** `text`: the address at `offset` as already formatted (the key itself at full length). */
+  ofBytes(packet: Buffer, offset: number, family: 4 | 6, text: string): string {
+    const length = family === 4 ? 4 : 16;
+    const bits = family === 4 ? this.prefixV4 : this.prefixV6;
+    if (bits >= length * 8) return text;
+    for (let i = 0; i < length; i++) {
+      const kept = bits - i * 8;
+      this.masked[i] = kept >= 8 ? packet[offset + i]! : kept <= 0 ? 0 : packet[offset + i]! & (0xff << (8 - kept));
+    }
+    if (length === this.lastLength && sameBytes(this.masked, 0, this.last, length)) return this.lastKey;
+    copyAddress(this.masked, 0, this.last, 0, length);
+    this.lastLength = length;
+    this.lastKey = `${family === 4 ? formatIPv4(this.masked, 0) : formatIPv6(this.masked, 0)}/${bits}`;
+    return this.lastKey;
+  }
+
+  /** The key of an address in text form (canonical, see sessions/address.ts); anything else is its own key. */
+  ofText(ip: string): string {
+    const bytes = parseIpAddress(ip);
+    return bytes === undefined ? ip : this.ofBytes(bytes, 0, bytes.length === 4 ? 4 : 6, ip);
+  }
+}

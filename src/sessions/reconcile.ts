@@ -4,7 +4,7 @@ import type { SessionRecord } from './record.js';
 
 export interface ReconcileResult {
   records: SessionRecord[];
-  /** Records from the state file whose kernel grant is gone (expired or removed). */
+  /** Records from the state file that expired, or whose kernel grant is gone (expired or removed). */
   dropped: number;
   /** Kernel grants with no record: kept, listed, but never attributed to a user. */
   unattributed: number;
@@ -16,8 +16,11 @@ function grantKey(step: Grant['kind'], ip: string, app: string | null | undefine
 }
 
 /**
- * Merges the state file with what the kernel holds. The kernel wins: a record whose grant is
- * not live in the kernel is dropped, and a kept record takes the kernel's expiry.
+ * Merges the state file with what the kernel holds. A record lives only while both its own
+ * expiry and the kernel's grant do: a record whose grant is not live in the kernel, or whose
+ * own expiry has passed, is dropped, and a kept record ends at the earlier of the two. The
+ * kernel keeps one grant per key (one step-2 window per IP), so another user's longer window
+ * on the same address must not bring an expired record back or stretch a shorter one.
  */
 export function reconcile(saved: readonly SessionRecord[], kernel: readonly Grant[], now: number): ReconcileResult {
   const live = new Map<string, { grant: Grant; ip: string; claimed: boolean }>();
@@ -29,12 +32,12 @@ export function reconcile(saved: readonly SessionRecord[], kernel: readonly Gran
   let dropped = 0;
   for (const record of saved) {
     const match = live.get(grantKey(record.step, record.ip, record.app));
-    if (!match) {
+    if (!match || record.expiresAt <= now) {
       dropped++;
       continue;
     }
     match.claimed = true;
-    records.push({ ...record, expiresAt: now + match.grant.expiresInSeconds * 1000 });
+    records.push({ ...record, expiresAt: Math.min(record.expiresAt, now + match.grant.expiresInSeconds * 1000) });
   }
   let unattributed = 0;
   for (const { grant, ip, claimed } of live.values()) {

@@ -43,14 +43,18 @@ export function serializeStateFile(records: readonly SessionRecord[]): string {
 }
 
 export async function readStateFile(path: string): Promise<StateFileContent> {
-  let text: string;
+  const text = await readTextFile(path, 'session state file');
+  return text === undefined ? { kind: 'missing' } : parseStateFile(text);
+}
+
+/** A state file's text; undefined when it does not exist. Throws SessionStateError naming `what` and the path. */
+export async function readTextFile(path: string, what: string): Promise<string | undefined> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
-    throw new SessionStateError(`cannot read the session state file ${path}: ${(err as Error).message}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new SessionStateError(`cannot read the ${what} ${path}: ${(err as Error).message}`, { cause: err });
   }
-  return parseStateFile(text);
 }
 
 /** Renames a corrupt state file aside (kept for inspection); returns the new path. */
@@ -60,18 +64,23 @@ export async function setAside(path: string, now: Date): Promise<string> {
   return aside;
 }
 
-/**
- * Atomic replace: write a temporary file, fsync it, rename it over the old one, fsync the
- * directory so the rename itself survives a power cut. Readers see the old or the new file.
- */
 export async function writeStateFile(path: string, records: readonly SessionRecord[]): Promise<void> {
+  await writeFileAtomically(path, serializeStateFile(records), 'session state file');
+}
+
+/**
+ * Atomic replace: write a temporary file (mode 0600), fsync it, rename it over the old one,
+ * fsync the directory so the rename itself survives a power cut. Readers see the old or the
+ * new file. Throws SessionStateError naming `what` and the path.
+ */
+export async function writeFileAtomically(path: string, text: string, what: string): Promise<void> {
   const dir = dirname(path);
   const temporary = `${path}.tmp-${process.pid}`;
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = await open(temporary, 'w', 0o600);
     try {
-      await file.writeFile(serializeStateFile(records));
+      await file.writeFile(text);
       await file.sync();
     } finally {
       await file.close();
@@ -79,7 +88,7 @@ export async function writeStateFile(path: string, records: readonly SessionReco
     await rename(temporary, path);
   } catch (err) {
     await unlink(temporary).catch(() => undefined);
-    throw new SessionStateError(`cannot write the session state file ${path}: ${(err as Error).message}`, { cause: err });
+    throw new SessionStateError(`cannot write the ${what} ${path}: ${(err as Error).message}`, { cause: err });
   }
   const directory = await open(dir, 'r');
   try {

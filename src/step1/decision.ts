@@ -16,7 +16,7 @@ export const STEP1_REASONS: readonly Step1Reason[] = [
   'not-tcp', 'bad-tcp-header', 'bad-tcp-options',
   'too-large', 'not-http', 'not-post', 'bad-path', 'incomplete', 'bad-header', 'no-content-length', 'length-mismatch',
   'bad-content-type', 'bad-body',
-  'unknown-app', 'bad-key', 'otp-required', 'bad-otp', 'rate-limited',
+  'unknown-app', 'bad-key', 'otp-required', 'bad-otp', 'locked', 'rate-limited',
   'not-step1-port', 'pure-ack', 'fin', 'rst', 'bad-flags', 'handshake-none',
   'bad-cookie', 'no-ack',
 ];

@@ -4,12 +4,14 @@
  * cache), so the live daemon, `watch` and `replay` decide alike.
  *
  * SYN → cookie SYN-ACK; pure ACK/FIN/RST → ignored; data → cookie check → retransmission
- * cache → rate limit → HTTP parse → auth. Every packet is dropped whatever the decision.
+ * cache → rate limit (per source prefix) → HTTP parse → auth (with per-secret lockout). Every
+ * packet is dropped whatever the decision.
  */
+import { SecretLockout, lockoutPolicy } from '../auth/lockout.js';
 import { PerMinuteLimiter } from '../auth/ratelimit.js';
 import { TotpVerifier } from '../auth/totp.js';
 import type { AppConfig, Config } from '../config/types.js';
-import { AddressFormatter, formatIPv4, formatIPv6 } from '../packet/address.js';
+import { AddressFormatter, SourcePrefixKey, formatIPv4, formatIPv6 } from '../packet/address.js';
 import { buildRst, buildSynAck } from '../packet/build.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../packet/decode.js';
 import { authenticateKnock } from './auth.js';
@@ -26,6 +28,8 @@ export interface InspectorOptions {
   /** Milliseconds since the epoch (the capture's timestamp in replay). */
   now?: () => number;
   totp?: TotpVerifier;
+  /** Failure counts per secret; the daemon keeps one across reloads. Default: the config's policy, on `now`. */
+  lockout?: SecretLockout;
 }
 
 export class Inspector {
@@ -36,6 +40,9 @@ export class Inspector {
   private readonly now: () => number;
   private readonly totp: TotpVerifier;
   private readonly limiter: PerMinuteLimiter;
+  private readonly lockout: SecretLockout;
+  /** The limiter counts per source prefix (`source_prefix_v4/v6`), not per address. */
+  private readonly sourceKey: SourcePrefixKey;
   /** (src, sport, seq) → first outcome, oldest first. */
   private readonly decided = new SegmentCache<Step1Reason | 'granted'>(RETRANSMISSION_CACHE_SIZE);
   private readonly pathBytes: Buffer;
@@ -48,6 +55,8 @@ export class Inspector {
     this.now = options.now ?? Date.now;
     this.totp = options.totp ?? new TotpVerifier(1, () => this.now() / 1000);
     this.limiter = new PerMinuteLimiter(config.global.rateLimitPerMinute, 100_000, this.now);
+    this.lockout = options.lockout ?? new SecretLockout(lockoutPolicy(config.global), { now: this.now });
+    this.sourceKey = new SourcePrefixKey(config.global.sourcePrefixV4, config.global.sourcePrefixV6);
     this.pathBytes = requestPathBytes(config.global.httpPostPath);
   }
 
@@ -92,10 +101,10 @@ export class Inspector {
   }
 
   private judge(view: TcpSegmentView, base: Step1Decision): Step1Decision {
-    if (!this.limiter.allow(base.src)) return settle(base, 'rejected', 'rate-limited');
+    if (!this.limiter.allow(this.sourceKey.ofBytes(view.packet, view.srcOffset, view.family, base.src))) return settle(base, 'rejected', 'rate-limited');
     const parsed = parseKnockRequest(view.packet, view.payloadOffset, view.end, this.pathBytes);
     if (!parsed.ok) return settle(base, 'rejected', parsed.reason);
-    const auth = authenticateKnock(this.apps, parsed.fields, this.totp);
+    const auth = authenticateKnock(this.apps, parsed.fields, this.totp, this.lockout);
     if (!auth.ok) return settle(base, 'rejected', auth.reason);
     base.result = 'granted';
     base.app = auth.app.name;

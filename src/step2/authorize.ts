@@ -1,31 +1,57 @@
 import { findUserByKey } from '../auth/keys.js';
+import type { SecretLockout } from '../auth/lockout.js';
 import type { TotpVerifier } from '../auth/totp.js';
 import type { AppConfig, Config, User } from '../config/types.js';
 import type { Step2Window } from '../sessions/store.js';
 import type { Step2Fields } from './form.js';
 
-export type ForbiddenReason = 'unknown-app' | 'no-window' | 'bad-key' | 'bad-token';
+export type ForbiddenReason = 'unknown-app' | 'no-window' | 'bad-key' | 'no-token' | 'bad-token' | 'locked';
 
 export type Step2Decision =
   | { outcome: 'granted'; app: AppConfig; user: User }
-  | { outcome: 'token-required'; app: AppConfig; user: User }
   | { outcome: 'forbidden'; reason: ForbiddenReason };
 
 /**
  * Step 2 succeeds only for a user of the requested app who opened a step-2 window from this
  * IP for this app in step 1, with that user's HTTPS key (and TOTP token when configured).
  * The key comparison runs whatever the outcome (over an empty list when there is no window),
- * so failures differ only in which branch names them, not in the work done.
+ * so failures differ only in which branch names them, not in the work done. A missing token
+ * is refused like a wrong key (no "token required" answer that would confirm the key), and a
+ * token sent with a wrong key costs the same TOTP work as with the right one.
+ *
+ * A wrong key from an address with a window counts against the app, a wrong token with the
+ * right key against that user (see SecretLockout). A locked app or token gets the same 403 as
+ * a wrong one, whether the key or token presented was right or not.
  */
-export function authorizeStep2(fields: Step2Fields, windows: readonly Step2Window[], config: Config, totp: TotpVerifier): Step2Decision {
+export function authorizeStep2(
+  fields: Step2Fields,
+  windows: readonly Step2Window[],
+  config: Config,
+  totp: TotpVerifier,
+  lockout: SecretLockout,
+): Step2Decision {
   const app = config.apps.find((candidate) => candidate.name === fields.app);
   const windowUsers = new Set(windows.filter((w) => w.app === fields.app).map((w) => w.user));
   const candidates = app ? app.users.filter((user) => windowUsers.has(user.name)) : [];
   const user = findUserByKey(candidates, fields.accessKey, 'https');
   if (!app) return { outcome: 'forbidden', reason: 'unknown-app' };
-  if (!user) return { outcome: 'forbidden', reason: candidates.length === 0 ? 'no-window' : 'bad-key' };
+  if (candidates.length === 0) return { outcome: 'forbidden', reason: 'no-window' };
+  if (lockout.isLocked('step2-key', app.name)) return { outcome: 'forbidden', reason: 'locked' };
+  if (!user) {
+    lockout.fail('step2-key', app.name);
+    if (fields.token !== undefined) totp.verifyNothing(fields.token);
+    return { outcome: 'forbidden', reason: 'bad-key' };
+  }
   if (user.totpSecret === undefined) return { outcome: 'granted', app, user };
-  if (fields.token === undefined) return { outcome: 'token-required', app, user };
-  if (!totp.verify(user.totpSecret, fields.token, `${app.name}/${user.name}/step2`)) return { outcome: 'forbidden', reason: 'bad-token' };
+  if (fields.token === undefined) return { outcome: 'forbidden', reason: 'no-token' };
+  // Not verified while locked: a right token is neither accepted nor used up.
+  if (lockout.isLocked('step2-token', app.name, user.name)) {
+    totp.verifyNothing(fields.token);
+    return { outcome: 'forbidden', reason: 'locked' };
+  }
+  if (!totp.verify(user.totpSecret, fields.token)) {
+    lockout.fail('step2-token', app.name, user.name);
+    return { outcome: 'forbidden', reason: 'bad-token' };
+  }
   return { outcome: 'granted', app, user };
 }

@@ -1,11 +1,13 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { SecretLockout, lockoutPolicy } from '../auth/lockout.js';
 import type { PerMinuteLimiter } from '../auth/ratelimit.js';
 import type { TotpVerifier } from '../auth/totp.js';
 import type { AppConfig, Config, User } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
+import { SourcePrefixKey } from '../packet/address.js';
 import { canonicalIp } from '../sessions/address.js';
 import type { SessionStore } from '../sessions/store.js';
 import { authorizeStep2 } from './authorize.js';
@@ -22,7 +24,8 @@ export interface Step2Limits {
   idleTimeoutMs: number;
   maxHeadersCount: number;
   maxHeaderBytes: number;
-  connectionsPerIp: number;
+  /** Open connections per source prefix (`source_prefix_v4/v6`): no few networks can take `maxConnections`. */
+  connectionsPerPrefix: number;
   maxConnections: number;
 }
 
@@ -34,7 +37,7 @@ export const DEFAULT_STEP2_LIMITS: Step2Limits = {
   idleTimeoutMs: 5_000,
   maxHeadersCount: 32,
   maxHeaderBytes: 4096,
-  connectionsPerIp: 8,
+  connectionsPerPrefix: 8,
   maxConnections: 512,
 };
 
@@ -48,6 +51,8 @@ export interface Step2ServerOptions {
   grantService(ip: string, app: AppConfig, user: User): Promise<void>;
   limiter: Pick<PerMinuteLimiter, 'allow'>;
   totp: TotpVerifier;
+  /** Failure counts per secret, shared with step 1 by the daemon; default: the first config's policy. */
+  lockout?: SecretLockout;
   logger: Logger;
   metrics: Pick<DaemonMetrics, 'step2Requests'>;
   limits?: Partial<Step2Limits>;
@@ -56,7 +61,7 @@ export interface Step2ServerOptions {
 /** Every answer step 2 gives. Bodies are fixed text: nothing about the request is echoed. */
 const RESPONSES = {
   granted: [200, 'OK\n'],
-  'token-required': [401, 'Token required\n'],
+  // Also for a TOTP user who sent no token: a distinct answer would confirm the step-2 key.
   forbidden: [403, 'Forbidden\n'],
   'not-found': [404, 'Not Found\n'],
   malformed: [400, 'Bad Request\n'],
@@ -76,6 +81,8 @@ export function createStep2Server(options: Step2ServerOptions): Server {
   const limits = { ...DEFAULT_STEP2_LIMITS, ...options.limits };
   const config = typeof options.config === 'function' ? options.config : () => options.config as Config;
   const proxies = trustedProxiesOf(config);
+  const sourceKeys = sourceKeysOf(config);
+  const lockout = options.lockout ?? new SecretLockout(lockoutPolicy(config().global));
   const server = createServer(
     {
       cert: options.cert,
@@ -90,7 +97,7 @@ export function createStep2Server(options: Step2ServerOptions): Server {
       keepAliveTimeout: 0,
     },
     (req, res) => {
-      void handleRequest(req, res, options, config(), proxies(), limits).catch((err: unknown) => {
+      void handleRequest(req, res, options, config(), proxies(), sourceKeys(), lockout, limits).catch((err: unknown) => {
         options.logger.warn({ err: (err as Error).message }, 'step 2 request failed');
         if (!res.headersSent) reply(res, 'error');
       });
@@ -99,33 +106,44 @@ export function createStep2Server(options: Step2ServerOptions): Server {
   server.maxHeadersCount = limits.maxHeadersCount;
   server.maxConnections = limits.maxConnections;
   server.setTimeout(limits.idleTimeoutMs);
-  // Behind a proxy every connection comes from the proxy: the per-address cap belongs in the proxy then.
-  capConnectionsPerIp(server, limits.connectionsPerIp, options.logger, (ip) => proxies().has(ip));
+  // Behind a proxy every connection comes from the proxy: the per-source cap belongs in the proxy then.
+  capConnectionsPerPrefix(server, limits.connectionsPerPrefix, options.logger, sourceKeys, (ip) => proxies().has(ip));
   server.on('tlsClientError', (err: Error & { code?: string }, socket: Socket) => {
     options.logger.debug({ ip: canonicalIp(socket.remoteAddress ?? ''), reason: err.code ?? err.message }, 'step 2 TLS handshake failed');
   });
   return server;
 }
 
-/** Too many open connections from one address are cut at accept, before TLS costs anything. */
-function capConnectionsPerIp(server: Server, cap: number, logger: Logger, exempt: (ip: string) => boolean): void {
+/** Too many open connections from one source prefix are cut at accept, before TLS costs anything. */
+function capConnectionsPerPrefix(server: Server, cap: number, logger: Logger, sourceKeys: () => SourcePrefixKey, exempt: (ip: string) => boolean): void {
   const open = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
     const ip = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
     if (exempt(ip)) return;
-    const count = (open.get(ip) ?? 0) + 1;
+    const source = sourceKeys().ofText(ip);
+    const count = (open.get(source) ?? 0) + 1;
     if (count > cap) {
-      logger.debug({ ip, open: count - 1 }, 'step 2 connection refused: too many from this address');
+      logger.debug({ ip, source, open: count - 1 }, 'step 2 connection refused: too many from this source');
       socket.destroy();
       return;
     }
-    open.set(ip, count);
+    open.set(source, count);
     socket.once('close', () => {
-      const left = (open.get(ip) ?? 1) - 1;
-      if (left <= 0) open.delete(ip);
-      else open.set(ip, left);
+      const left = (open.get(source) ?? 1) - 1;
+      if (left <= 0) open.delete(source);
+      else open.set(source, left);
     });
   });
+}
+
+/** Source prefix keys of the current config (its prefix lengths), rebuilt only on a reload. */
+function sourceKeysOf(config: () => Config): () => SourcePrefixKey {
+  let built: { from: Config; keys: SourcePrefixKey } | undefined;
+  return () => {
+    const current = config();
+    if (built?.from !== current) built = { from: current, keys: new SourcePrefixKey(current.global.sourcePrefixV4, current.global.sourcePrefixV6) };
+    return built.keys;
+  };
 }
 
 /** The trusted proxies of the current config, rebuilt only when a reload brings a new config. */
@@ -144,6 +162,8 @@ async function handleRequest(
   options: Step2ServerOptions,
   config: Config,
   proxies: TrustedProxies,
+  sourceKeys: SourcePrefixKey,
+  lockout: SecretLockout,
   limits: Step2Limits,
 ): Promise<void> {
   const peer = canonicalIp(req.socket.remoteAddress ?? '');
@@ -158,7 +178,7 @@ async function handleRequest(
   };
   if (!client.ok) return finish('malformed', client.reason);
   const { ip } = client;
-  if (!options.limiter.allow(`step2|${ip}`)) return finish('rate-limited', 'over step1_2_rate_limit_per_minute');
+  if (!options.limiter.allow(`step2|${sourceKeys.ofText(ip)}`)) return finish('rate-limited', 'over step1_2_rate_limit_per_minute');
   if (req.method !== 'POST' || req.url !== config.global.httpsPostPath) return finish('not-found', `${req.method ?? '?'} on another path or method`);
 
   const body = await readBody(req, limits.bodyBytes);
@@ -167,9 +187,8 @@ async function handleRequest(
   const form = parseStep2Body(body, req.headers['content-type']);
   if (!form.ok) return finish('malformed', form.reason);
 
-  const decision = authorizeStep2(form.fields, options.sessions.step2Windows(ip), config, options.totp);
+  const decision = authorizeStep2(form.fields, options.sessions.step2Windows(ip), config, options.totp, lockout);
   if (decision.outcome === 'forbidden') return finish('forbidden', decision.reason, form.fields.app);
-  if (decision.outcome === 'token-required') return finish('token-required', 'TOTP user sent no token', decision.app.name);
   await options.grantService(ip, decision.app, decision.user);
   finish('granted', 'ok', decision.app.name);
 }

@@ -57,14 +57,16 @@ export function createSandbox(prefix: string): Sandbox {
 
 /**
  * The `global:` section of a test config: the sandbox's interfaces, state directory and
- * control socket, a rate limit no test trips by accident, then `settings` (which may
- * override any of them; undefined values are left out).
+ * control socket, a rate limit no test trips by accident, per-source budgets per IPv6 address
+ * (not per /64), then `settings` (which may override any of them; undefined values are left out).
  */
 export function globalSection(sandbox: Sandbox, settings: Record<string, string | number | undefined>): string {
   const entries = {
     interface_ext: IF.gwWan,
     interface_int: IF.gwLan,
     step1_2_rate_limit_per_minute: 100,
+    // Tests take many client addresses from one /64 and count on separate budgets for each.
+    source_prefix_v6: 128,
     state_dir: join(sandbox.dir, 'state'),
     control_socket: join(sandbox.dir, 'control.sock'),
     ...settings,

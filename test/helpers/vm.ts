@@ -14,8 +14,8 @@ function parseScale(text: string | undefined): number | undefined {
   return text !== undefined && Number.isFinite(value) && value >= 1 ? value : undefined;
 }
 
-/** How much slower this run is allowed to be than the host (KNOCKPORT_TIME_SCALE; 10 in the VM by default). */
-export const TIME_SCALE = parseScale(process.env.KNOCKPORT_TIME_SCALE) ?? (IN_VM ? 10 : 1);
+/** How much slower this run is allowed to be than the host (KNOCKPORT_TIME_SCALE; 5 in the VM by default). */
+export const TIME_SCALE = parseScale(process.env.KNOCKPORT_TIME_SCALE) ?? (IN_VM ? 5 : 1);
 
 /** A duration in seconds or milliseconds, scaled (for client timeouts, which take fractions). */
 export function scaled(amount: number): number {

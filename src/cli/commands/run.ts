@@ -55,6 +55,9 @@ export function registerRun(program: Command): void {
       };
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
-      process.on('SIGHUP', () => void daemon.reload());
+      // A reload logs its own failures and keeps the running config; this only guards against a bug.
+      process.on('SIGHUP', () => {
+        daemon.reload().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'config reload failed'));
+      });
     });
 }

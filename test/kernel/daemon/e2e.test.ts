@@ -6,12 +6,13 @@
  * Durations are scaled for the slower VM (test/helpers/vm.ts).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
+import { announceSkip, kernelSkipReason, Netns, tcpOpen, waitFor } from '../../helpers/netns.js';
 import { startServices, udpEchoes } from '../../helpers/scenario.js';
 import { ADDR, CLI, IF, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
-import { nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
+import { autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
 const skip = announceSkip('daemon/e2e', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'ss']));
 
@@ -262,5 +263,26 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     expect(tcpOpen(client, ADDR.gwWan4, 8080, OPEN_MS)).toBe(true); // the grant lives on in the kernel
     expect(curl(client, ['-k', '--interface', ADDR.client4b, url(ADDR.gwWan4, 'https', STEP2_PATH)], STEP1_SECONDS).status).toBe('000');
     expect(tcpOpen(client, ADDR.gwWan4, 9090, CLOSED_MS)).toBe(false);
+  });
+});
+
+describe.skipIf(skip)('capture: auto', () => {
+  const expected = skip ? 'nflog' : autoCapture();
+
+  it(`picks ${expected} on this kernel (nfqueue where nft has the \`queue\` expression, else nflog)`, () => {
+    const ns = Netns.create('auto');
+    const dir = mkdtempSync(join(tmpdir(), 'kp-auto-'));
+    try {
+      const config = join(dir, 'config.yaml');
+      const yaml = `global:\n  http_post_path: ${STEP1_PATH}\n  https_post_path: ${STEP2_PATH}\n  interface_ext: ${IF.gwWan}\n  firewall_type: nftables\n  capture: auto\n`;
+      writeFileSync(config, `${yaml}tcpsvc:\n  port: 8080\n  access_key_http: [${HTTP_KEY}]\n  access_key_https: [${HTTPS_KEY}]\n  duration: 60\n  step2_https_duration: 30\n`, { mode: 0o600 });
+      const rules = ns.runCommand(process.execPath, [CLI, 'rules', '-c', config]);
+      expect(rules.code, rules.stderr).toBe(0);
+      expect(rules.stdout).toMatch(expected === 'nfqueue' ? /^\s*add rule .*\bqueue num \d+$/m : /^\s*add rule .*\blog group \d+ /m);
+      expect(rules.stdout).not.toMatch(expected === 'nfqueue' ? /\blog group \d+/ : /\bqueue num \d+/);
+    } finally {
+      ns.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -71,7 +71,7 @@ const BACKENDS: Backend[] = rowsForThisRun<Backend>([
   { name: 'nftables + NFQUEUE', firewall: 'nftables', capture: 'nfqueue', expectCapture: 'nfqueue', args: [], vm: true, unavailable: nftQueueMissing },
   { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'nft'], vm: false, unavailable: () => commandMissing('iptables-nft') },
   { name: 'iptables-legacy + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'legacy'], vm: false, unavailable: () => commandMissing('iptables-legacy') },
-  { name: `VyOS layout + auto (${AUTO.toUpperCase()})`, firewall: 'vyos', capture: 'auto', expectCapture: AUTO, args: [], vm: true, unavailable: () => undefined },
+  { name: `VyOS layout + auto (${AUTO.toUpperCase()})`, firewall: 'vyos', capture: 'auto', expectCapture: AUTO, args: [], vm: false, unavailable: () => undefined },
 ]);
 
 function configYaml(sandbox: Sandbox, backend: Backend): string {
@@ -93,6 +93,9 @@ function configYaml(sandbox: Sandbox, backend: Backend): string {
   http_post_path: ${STEP1_PATH}
   https_post_path: ${STEP2_PATH}
   step1_2_rate_limit_per_minute: ${RATE_PER_MINUTE}
+  # Every scenario's sources share the client's /64: budget each address on its own, as separate clients.
+  source_prefix_v6: 128
+  source_prefix_v6: 128
   interface_ext: ${IF.gwWan}
   interface_int: ${IF.gwLan}
   https_port: ${PORTS.https}
@@ -286,11 +289,11 @@ for (const backend of BACKENDS) {
         expect((await tcp(from, PORTS.tcpsvc)).kind).toBe('timeout');
       });
 
-      it('9. TOTP: no token 401, wrong token 403, right token 200, the same token again 403', async ({ expect }) => {
+      it('9. TOTP: no token 403 (as a wrong key), wrong token 403, right token 200, the same token again 403', async ({ expect }) => {
         const from = sources.take(family);
         const user = TOTP_USERS[family];
         expect((await step1(from, form('totpsvc', user.http))).status).toBe('000');
-        expect(await step2(from, form('totpsvc', user.https))).toEqual({ status: '401', body: 'Token required\n' });
+        expect(await step2(from, form('totpsvc', user.https))).toEqual({ status: '403', body: 'Forbidden\n' });
         const now = Date.now() / 1000;
         const [wrong, closed] = await Promise.all([
           step2(from, form('totpsvc', user.https, `&token=${wrongTotp(user.secret, now)}`)),

@@ -55,6 +55,30 @@ describe('reconcile', () => {
     const other: SessionRecord = { ip: '10.0.0.1', app: 'ssh', user: 'alice', step: 'service', expiresAt: T0 + 50_000 };
     expect(reconcile([other], kernel.slice(0, 1), T0)).toMatchObject({ dropped: 1, unattributed: 1 });
   });
+
+  it("uses each record's own expiry: another user's longer window on the same address brings nothing back", () => {
+    // One kernel element per address for step 2: bob's 60 s window keeps it alive after alice's 5 s one ended.
+    const windows: SessionRecord[] = [
+      { ip: '10.0.0.1', app: 'vpn', user: 'alice', step: 'step2', expiresAt: T0 - 1_000 },
+      { ip: '10.0.0.1', app: 'ssh', user: 'bob', step: 'step2', expiresAt: T0 + 55_000 },
+      { ip: '10.0.0.1', app: 'vpn', user: 'carol', step: 'step2', expiresAt: T0 + 2_000 },
+    ];
+    const result = reconcile(windows, [{ kind: 'step2', family: 4, address: '10.0.0.1', expiresInSeconds: 55 }], T0);
+    expect(result.records.find((r) => r.user === 'alice')).toBeUndefined();
+    expect(result.records).toContainEqual({ ip: '10.0.0.1', app: 'ssh', user: 'bob', step: 'step2', expiresAt: T0 + 55_000 });
+    // Kept, but not stretched to the kernel's longer expiry.
+    expect(result.records).toContainEqual({ ip: '10.0.0.1', app: 'vpn', user: 'carol', step: 'step2', expiresAt: T0 + 2_000 });
+    expect(result).toMatchObject({ dropped: 1, unattributed: 0 });
+  });
+
+  it('drops an expired service record even while the kernel grant of its (ip, app) lives on for another user', () => {
+    const services: SessionRecord[] = [
+      { ip: '10.0.0.1', app: 'vpn', user: 'alice', step: 'service', expiresAt: T0 - 1 },
+      { ip: '10.0.0.1', app: 'vpn', user: 'bob', step: 'service', expiresAt: T0 + 30_000 },
+    ];
+    const result = reconcile(services, kernel.slice(0, 1), T0);
+    expect(result.records.map((r) => r.user)).toEqual(['bob']);
+  });
 });
 
 describe('state file format', () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SecretLockout, lockoutPolicy } from '../../../src/auth/lockout.js';
 import { TotpVerifier, totpAt } from '../../../src/auth/totp.js';
 import { authorizeStep2 } from '../../../src/step2/authorize.js';
 import { parseStep2Body } from '../../../src/step2/form.js';
@@ -36,24 +37,25 @@ describe('authorizeStep2', () => {
     { app: 'vpn', user: 'alice', expiresAt: 0 },
     { app: 'vpn', user: 'bob', expiresAt: 0 },
   ];
+  const lockout = new SecretLockout(lockoutPolicy(config.global));
 
   it('grants only the user of the window, for the window app', () => {
     const totp = new TotpVerifier();
-    expect(authorizeStep2({ app: 'vpn', accessKey: 'alice-vpn-https-key' }, windows, config, totp)).toMatchObject({ outcome: 'granted', user: { name: 'alice' } });
-    expect(authorizeStep2({ app: 'ssh', accessKey: 'alice-ssh-https-key' }, windows, config, totp)).toEqual({ outcome: 'forbidden', reason: 'no-window' });
-    expect(authorizeStep2({ app: 'vpn', accessKey: 'alice-vpn-https-key' }, windows.slice(1), config, totp)).toEqual({ outcome: 'forbidden', reason: 'bad-key' });
-    expect(authorizeStep2({ app: 'VPN', accessKey: 'alice-vpn-https-key' }, windows, config, totp)).toEqual({ outcome: 'forbidden', reason: 'unknown-app' });
+    expect(authorizeStep2({ app: 'vpn', accessKey: 'alice-vpn-https-key' }, windows, config, totp, lockout)).toMatchObject({ outcome: 'granted', user: { name: 'alice' } });
+    expect(authorizeStep2({ app: 'ssh', accessKey: 'alice-ssh-https-key' }, windows, config, totp, lockout)).toEqual({ outcome: 'forbidden', reason: 'no-window' });
+    expect(authorizeStep2({ app: 'vpn', accessKey: 'alice-vpn-https-key' }, windows.slice(1), config, totp, lockout)).toEqual({ outcome: 'forbidden', reason: 'bad-key' });
+    expect(authorizeStep2({ app: 'VPN', accessKey: 'alice-vpn-https-key' }, windows, config, totp, lockout)).toEqual({ outcome: 'forbidden', reason: 'unknown-app' });
   });
 
   it('requires, checks and consumes the TOTP token of a TOTP user', () => {
     let now = 1_700_000_000;
     const totp = new TotpVerifier(1, () => now);
     const bob = { app: 'vpn', accessKey: 'bob-vpn-https-key' };
-    expect(authorizeStep2(bob, windows, config, totp)).toMatchObject({ outcome: 'token-required' });
-    expect(authorizeStep2({ ...bob, token: totpAt(secret, now - 120) }, windows, config, totp)).toEqual({ outcome: 'forbidden', reason: 'bad-token' });
-    expect(authorizeStep2({ ...bob, token: totpAt(secret, now) }, windows, config, totp)).toMatchObject({ outcome: 'granted' });
-    expect(authorizeStep2({ ...bob, token: totpAt(secret, now) }, windows, config, totp)).toEqual({ outcome: 'forbidden', reason: 'bad-token' });
+    expect(authorizeStep2(bob, windows, config, totp, lockout)).toEqual({ outcome: 'forbidden', reason: 'no-token' });
+    expect(authorizeStep2({ ...bob, token: totpAt(secret, now - 120) }, windows, config, totp, lockout)).toEqual({ outcome: 'forbidden', reason: 'bad-token' });
+    expect(authorizeStep2({ ...bob, token: totpAt(secret, now) }, windows, config, totp, lockout)).toMatchObject({ outcome: 'granted' });
+    expect(authorizeStep2({ ...bob, token: totpAt(secret, now) }, windows, config, totp, lockout)).toEqual({ outcome: 'forbidden', reason: 'bad-token' });
     now += 30;
-    expect(authorizeStep2({ ...bob, token: totpAt(secret, now) }, windows, config, totp)).toMatchObject({ outcome: 'granted' });
+    expect(authorizeStep2({ ...bob, token: totpAt(secret, now) }, windows, config, totp, lockout)).toMatchObject({ outcome: 'granted' });
   });
 });

@@ -35,7 +35,7 @@ afterEach(async () => {
 afterAll(() => rm(stateDir, { recursive: true, force: true }));
 
 /** A step-2 server trusting `trusted`, with a step-2 window open for CLIENT (not for loopback). */
-async function start(trusted: string[] | undefined, connectionsPerIp = 8) {
+async function start(trusted: string[] | undefined, connectionsPerPrefix = 8) {
   const base = testConfig(newTotpSecret());
   const config: Config = { ...base, global: { ...base.global, ...(trusted ? { trustedProxies: trusted } : {}) } };
   const logs = capturedLogger('debug');
@@ -51,7 +51,7 @@ async function start(trusted: string[] | undefined, connectionsPerIp = 8) {
     totp: new TotpVerifier(),
     logger: logs.logger,
     metrics: createDaemonMetrics(() => sessions.size),
-    limits: { connectionsPerIp },
+    limits: { connectionsPerPrefix },
   });
   servers.push(server);
   const port = await listen(server);

@@ -107,6 +107,21 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
     expect(reasons.sort()).toEqual(['bad-key', 'bad-key', 'no-window', 'unknown-app']);
   });
 
+  it('answers a missing token exactly as a wrong key, so the answer never confirms the step-2 key', async () => {
+    const h = await start();
+    h.sessions.record('127.0.0.1', 'vpn', 'bob', 'step2', 10);
+    const rightKeyNoToken = await curl(h.url, ['-d', 'app=vpn&access_key=bob-vpn-https-key']);
+    const wrongKeyNoToken = await curl(h.url, ['-d', 'app=vpn&access_key=not-bobs-https-key']);
+    const wrongKeyToken = await curl(h.url, ['-d', 'app=vpn&access_key=not-bobs-https-key&token=123456']);
+    // Status, headers (but the date) and body, byte for byte.
+    const seen = (answer: { status: number; headers: string; body: string }) => [answer.status, answer.headers.replace(/^date: .*$/im, ''), answer.body];
+    expect(seen(rightKeyNoToken)).toEqual(seen(wrongKeyNoToken));
+    expect(seen(wrongKeyToken)).toEqual(seen(wrongKeyNoToken));
+    expect(rightKeyNoToken.status).toBe(403);
+    expect(h.metrics.step2Requests.get({ outcome: 'forbidden' })).toBe(3);
+    expect(h.grants).toEqual([]);
+  });
+
   it('refuses a window from another IP', async () => {
     const h = await start();
     h.sessions.record('127.0.0.2', 'vpn', 'alice', 'step2', 10);
@@ -114,12 +129,12 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
     expect((await curl(h.url, ['--interface', '127.0.0.2', '-d', 'app=vpn&access_key=alice-vpn-https-key'])).status).toBe(200);
   });
 
-  it('asks a TOTP user for a token (401), refuses a wrong or reused one (403)', async () => {
+  it('refuses a TOTP user without a token, or with a wrong or reused one (403), and grants the right one', async () => {
     const h = await start();
     h.sessions.record('127.0.0.1', 'vpn', 'bob', 'step2', 10);
     const base = 'app=vpn&access_key=bob-vpn-https-key';
     const missing = await curl(h.url, ['-d', base]);
-    expect([missing.status, missing.body]).toEqual([401, 'Token required\n']);
+    expect([missing.status, missing.body]).toEqual([403, 'Forbidden\n']);
     const now = Date.now() / 1000;
     const wrong = String((Number(totpAt(TOTP_SECRET, now)) + 500_000) % 1_000_000).padStart(6, '0');
     expect((await curl(h.url, ['-d', `${base}&token=${wrong}`])).status).toBe(403);
@@ -265,7 +280,7 @@ describe('step 2 under idle and slow clients', () => {
   });
 
   it('caps open connections per address without affecting other addresses', async () => {
-    const h = await start({ limits: { ...SHORT, connectionsPerIp: 3 } });
+    const h = await start({ limits: { ...SHORT, connectionsPerPrefix: 3 } });
     h.sessions.record('127.0.0.2', 'vpn', 'alice', 'step2', 10);
     const held = await Promise.all([0, 1, 2].map(() => openIdleTcp(h.port)));
     const extra = await openIdleTcp(h.port);
@@ -273,6 +288,6 @@ describe('step 2 under idle and slow clients', () => {
     for (const socket of held) expect(socket.destroyed).toBe(false);
     const answer = await curl(h.url, ['--interface', '127.0.0.2', '-d', 'app=vpn&access_key=alice-vpn-https-key']);
     expect(answer.status).toBe(200);
-    expect(h.logs.lines().some((l) => l.msg === 'step 2 connection refused: too many from this address')).toBe(true);
+    expect(h.logs.lines().some((l) => l.msg === 'step 2 connection refused: too many from this source')).toBe(true);
   });
 });

@@ -1,0 +1,106 @@
+/**
+ * One-time codes already accepted: a code of a secret is accepted once, whichever step, app or
+ * user presents it. The daemon keeps one cache for its whole life (a config reload does not
+ * touch it) and saves it in `state_dir` (sessions/used-codes-file.ts), so that neither a SIGHUP
+ * nor a restart lets a sniffed `otp` or `token` work a second time inside its window.
+ */
+import { createHash } from 'node:crypto';
+
+/** One accepted code: whose secret, which time step, and until when it could still be accepted. */
+export interface UsedCode {
+  /** A digest of the secret (never the secret itself): see `secretScope`. */
+  scope: string;
+  /** The TOTP time step of the code. */
+  counter: number;
+  /** Unix seconds after which the code is outside every verifier window and can be forgotten. */
+  expiresAt: number;
+}
+
+/**
+ * Bounded: each secret holds at most (2·window + 1) live entries for about 90 s, so the bound is
+ * only reached by thousands of secrets in use at once. A full cache refuses new codes (fail
+ * closed) rather than forget a used one.
+ */
+export const MAX_USED_CODES = 16_384;
+
+export interface UsedCodesOptions {
+  maxEntries?: number;
+  /** Called after every accepted code, to save the cache. */
+  onChange?: () => void;
+  /** Called when a code was refused because the cache is full. */
+  onFull?: () => void;
+}
+
+/** Names a secret in the cache without storing it: 128 bits of SHA-256 over its decoded bytes. */
+export function secretScope(secret: Buffer): string {
+  return createHash('sha256').update('knock-port used code\0').update(secret).digest('hex').slice(0, 32);
+}
+
+export class UsedCodes {
+  private readonly codes = new Map<string, UsedCode>();
+  private readonly maxEntries: number;
+  /** Every counter up to this one counts as used, for every secret (see `refuseThrough`). */
+  private refusedThrough = -Infinity;
+  private nextPrune = 0;
+
+  constructor(private readonly options: UsedCodesOptions = {}) {
+    this.maxEntries = options.maxEntries ?? MAX_USED_CODES;
+  }
+
+  /**
+   * Treats every code of time steps up to `counter` as used: for when the saved cache could not
+   * be read, so that no code that may have been used before the restart works again.
+   */
+  refuseThrough(counter: number): void {
+    this.refusedThrough = Math.max(this.refusedThrough, counter);
+  }
+
+  isUsed(scope: string, counter: number, nowSeconds: number): boolean {
+    if (counter <= this.refusedThrough) return true;
+    const code = this.codes.get(key(scope, counter));
+    return code !== undefined && code.expiresAt > nowSeconds;
+  }
+
+  /** Records an accepted code; false (and the code must be refused) when the cache is full. */
+  add(code: UsedCode, nowSeconds: number): boolean {
+    this.prune(nowSeconds, this.codes.size >= this.maxEntries);
+    if (this.codes.size >= this.maxEntries) {
+      this.options.onFull?.();
+      return false;
+    }
+    this.codes.set(key(code.scope, code.counter), { ...code });
+    this.options.onChange?.();
+    return true;
+  }
+
+  /** Restores saved codes (at start): expired ones are dropped, and at most `maxEntries` kept, latest expiry first. */
+  restore(codes: readonly UsedCode[], nowSeconds: number): number {
+    const live = codes.filter((code) => code.expiresAt > nowSeconds).sort((a, b) => b.expiresAt - a.expiresAt);
+    for (const code of live) {
+      if (this.codes.size >= this.maxEntries) break;
+      this.codes.set(key(code.scope, code.counter), { ...code });
+    }
+    return this.codes.size;
+  }
+
+  /** The codes still live, for saving. */
+  list(nowSeconds: number): UsedCode[] {
+    this.prune(nowSeconds, true);
+    return [...this.codes.values()];
+  }
+
+  get size(): number {
+    return this.codes.size;
+  }
+
+  /** Forgets expired codes: at most once a second unless `force` (a full cache, or a save). */
+  private prune(nowSeconds: number, force: boolean): void {
+    if (!force && nowSeconds < this.nextPrune) return;
+    this.nextPrune = nowSeconds + 1;
+    for (const [name, code] of this.codes) if (code.expiresAt <= nowSeconds) this.codes.delete(name);
+  }
+}
+
+function key(scope: string, counter: number): string {
+  return `${scope}:${counter}`;
+}
