@@ -381,6 +381,7 @@ export class Daemon {
    * capture and listener as they were. Live grants are kept.
    */
   private async applyReload(): Promise<void> {
+    if (this.stopping) return; // a SIGHUP during stop must not open listeners again
     let next: Config;
     try {
       next = this.options.reloadConfig();

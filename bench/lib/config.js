@@ -23,7 +23,9 @@ export const KEYS = { http: `bench-http-${secret()}`, https: `bench-https-${secr
 
 /**
  * `synRatePerSecond` is raised so the kernel's per-source limit does not thin the flood:
- * the benchmark measures what reaches the inspector, the worst case for the daemon.
+ * the benchmark measures what reaches the inspector, the worst case for the daemon. The app
+ * lockout is off: the wrong-key flood would otherwise lock the app (by design) and refuse the
+ * valid knocks measured during it.
  */
 export function benchConfigYaml({ firewall, capture, stateDir, controlSocket, rateLimitPerMinute = 60 }) {
   return `global:
@@ -41,6 +43,7 @@ export function benchConfigYaml({ firewall, capture, stateDir, controlSocket, ra
   metrics_listen: 127.0.0.1:${PORTS.metrics}
   syn_rate_per_second: 500000
   https_conn_rate_per_second: 1000
+  lockout_app_failures: 0
 ${APP}:
   port: ${PORTS.service}
   access_key_http: [${KEYS.http}]

@@ -10,6 +10,11 @@ export interface KnockCredentials {
   token?: string;
   /** Base32 secret from which the step-1 one-time `otp` is computed. */
   otpSecret?: string;
+  /**
+   * The user has a step-2 TOTP, so step 2 needs a token. The gateway cannot say so (it refuses a
+   * missing token exactly like a wrong key), so the client is told: `--totp` or `totp=yes`.
+   */
+  totp?: boolean;
 }
 
 export interface CredentialFlags {
@@ -18,6 +23,7 @@ export interface CredentialFlags {
   token?: string;
   otpSecret?: string;
   keyFile?: string;
+  totp?: boolean;
 }
 
 /** Environment variables read when a secret is not given otherwise. */
@@ -30,11 +36,14 @@ export const CREDENTIAL_ENV = {
 
 type SecretName = keyof typeof CREDENTIAL_ENV;
 
+type KeyFileField = SecretName | 'totp';
+
 /** Names a key file may use, one `name=value` per line. */
-const KEY_FILE_NAMES: Record<string, SecretName> = {
+const KEY_FILE_NAMES: Record<string, KeyFileField> = {
   http_key: 'httpKey',
   https_key: 'httpsKey',
   otp_secret: 'otpSecret',
+  totp: 'totp',
 };
 
 export interface ResolvedCredentials {
@@ -46,7 +55,7 @@ export interface ResolvedCredentials {
 /** Precedence, most specific first: the flag, then `--key-file`, then the environment. */
 export function resolveCredentials(flags: CredentialFlags, env: NodeJS.ProcessEnv): ResolvedCredentials {
   const warnings: string[] = [];
-  const fromFile = flags.keyFile === undefined ? {} : readKeyFile(flags.keyFile, warnings);
+  const fromFile: Partial<Record<KeyFileField, string>> = flags.keyFile === undefined ? {} : readKeyFile(flags.keyFile, warnings);
   const pick = (name: SecretName): string | undefined => nonEmpty(flags[name]) ?? nonEmpty(fromFile[name]) ?? nonEmpty(env[CREDENTIAL_ENV[name]]);
   const httpKey = pick('httpKey');
   const httpsKey = pick('httpsKey');
@@ -60,15 +69,17 @@ export function resolveCredentials(flags: CredentialFlags, env: NodeJS.ProcessEn
     if (!base32Decode(otpSecret)) throw new KnockUsageError('the step-1 otp secret is not valid base32 (letters A-Z and digits 2-7)');
     credentials.otpSecret = otpSecret;
   }
+  if (fromFile.totp !== undefined && fromFile.totp !== 'yes' && fromFile.totp !== 'no') throw new KnockUsageError(`${flags.keyFile}: totp must be yes or no`);
+  if (flags.totp === true || fromFile.totp === 'yes') credentials.totp = true;
   return { credentials, warnings };
 }
 
 /**
- * Parses a key file: `http_key=...`, `https_key=...`, `otp_secret=...`, blank lines and
- * `#` comments. Values are taken verbatim after the first `=` (keys may contain `=`).
+ * Parses a key file: `http_key=...`, `https_key=...`, `otp_secret=...`, `totp=yes|no`, blank
+ * lines and `#` comments. Values are taken verbatim after the first `=` (keys may contain `=`).
  */
-export function parseKeyFile(text: string, source: string): Partial<Record<SecretName, string>> {
-  const values: Partial<Record<SecretName, string>> = {};
+export function parseKeyFile(text: string, source: string): Partial<Record<KeyFileField, string>> {
+  const values: Partial<Record<KeyFileField, string>> = {};
   text.split(/\r?\n/).forEach((raw, index) => {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
@@ -84,7 +95,7 @@ export function parseKeyFile(text: string, source: string): Partial<Record<Secre
   return values;
 }
 
-function readKeyFile(path: string, warnings: string[]): Partial<Record<SecretName, string>> {
+function readKeyFile(path: string, warnings: string[]): Partial<Record<KeyFileField, string>> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -24,7 +24,7 @@ const MEANINGS: Record<KnockExitCode, string> = {
   3: 'step 1: could not connect to the step-1 port (no SYN-ACK, refused, or name not resolved)',
   4: 'step 2: HTTPS port never opened (wrong step-1 path/app/key/otp, or blocked on the way)',
   5: 'step 2: 403 refused (wrong app, step-2 key or token, or step 1 done for another app/user)',
-  6: 'step 2: 401 a TOTP token is required and none was given (no terminal to ask on)',
+  6: 'a step-2 TOTP token is needed (--totp, or a 401 from an older gateway) and none was given (no terminal to ask on)',
   7: 'step 2: 429 rate limited, try again in a minute',
   8: 'the service port did not open within --wait seconds',
   9: 'step 2: TLS failed (certificate not trusted: use --ca FILE, or --insecure)',

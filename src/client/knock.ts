@@ -44,9 +44,16 @@ export interface KnockOutcome {
 /** Interval between fresh connection attempts to a port that may still be dropped. */
 const RETRY_INTERVAL_MS = 250;
 
-/** Step 1, step 2 (asking for a token on 401 when possible), then optionally wait for the service. */
+/** Step 1, step 2 (with the TOTP token asked for first when needed), then optionally wait for the service. */
 export async function knock(plan: KnockPlan, env: KnockEnvironment): Promise<KnockOutcome> {
   const { step1, step2 } = plan.target;
+  let token = plan.credentials.token;
+  // Step 2 refuses a missing token like a wrong key, so a TOTP user says so (--totp); the token
+  // is asked for before step 1, not while the short step-2 window runs.
+  if (token === undefined && plan.credentials.totp) {
+    if (!env.askToken) return { exitCode: KnockExitCode.tokenRequired, error: `this user needs a step-2 TOTP token: give --token or ${CREDENTIAL_ENV.token}, or run from a terminal to be asked` };
+    token = await env.askToken();
+  }
   const step1Address = await resolve(step1.host, plan.family);
   if (!step1Address) return { exitCode: KnockExitCode.step1Unreachable, error: `cannot resolve ${step1.host}` };
   const step2Address = step2.host === step1.host ? step1Address : await resolve(step2.host, plan.family);
@@ -55,8 +62,8 @@ export async function knock(plan: KnockPlan, env: KnockEnvironment): Promise<Kno
   const step1Failure = await knockStep1(plan, step1Address, env);
   if (step1Failure) return step1Failure;
 
-  let token = plan.credentials.token;
   let answer = await step2Post(plan, step2Address, token);
+  // A gateway of an earlier version still answers 401 to a TOTP user without a token.
   if (answer.kind === 'answered' && answer.status === 401 && token === undefined && env.askToken) {
     token = await env.askToken();
     answer = await step2Post(plan, step2Address, token);
@@ -155,7 +162,10 @@ function step2Failure(answer: Step2Result, plan: KnockPlan, hadToken: boolean): 
 
 function statusFailure(status: number, where: string, hadToken: boolean): KnockOutcome | undefined {
   if (status === 200) return undefined;
-  if (status === 403) return { exitCode: KnockExitCode.forbidden, error: `step 2: ${where} refused the knock (403): check the app, the step-2 key${hadToken ? ' and the token' : ''}` };
+  if (status === 403) {
+    const detail = hadToken ? ' and the token (each code works once)' : '; a user with a step-2 TOTP also needs a token: --token, or --totp (totp=yes in the key file) to be asked';
+    return { exitCode: KnockExitCode.forbidden, error: `step 2: ${where} refused the knock (403): check the app, the step-2 key${detail}` };
+  }
   if (status === 401) {
     return hadToken
       ? { exitCode: KnockExitCode.forbidden, error: `step 2: ${where} refused the token (401): use the current code, each works once` }

@@ -62,7 +62,7 @@ export function parseConfig(text: string, source: string, overrides: ConfigOverr
   const errors = [...read.issues, ...policy.errors, ...(fromFolder?.errors ?? [])];
   if (errors.length > 0 || !sections.global) throw new ConfigError(source, errors.map((issue) => locate(yaml, issue)));
 
-  const warnings = [...policy.warnings, ...(fromFolder?.warnings ?? [])].map((issue) => formatIssue(source, locate(yaml, issue)));
+  const warnings = policy.warnings.map((issue) => formatIssue(source, locate(yaml, issue)));
   const config: Config = {
     global: buildGlobal(sections.global),
     apps: sections.apps.map(({ name, app }) => buildApp(name, app, sections.global!, users.get(name)!, fromFolder?.secrets)),

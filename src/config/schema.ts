@@ -188,9 +188,29 @@ export function validateSection<S extends z.ZodType>(
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((key) => ({ path: [...path, key], message: unknownKeyMessage(key, knownKeysAt(inner)), atKey: true }));
     }
-    return [{ path, message: describeZodIssue(issue, valueAt(value, inner)) }];
+    return [{ path, message: describeZodIssue(issue, valueAt(value, inner), isSecretPath(path)) }];
   });
   return { issues };
+}
+
+/**
+ * Keys whose values are secrets (access keys, request paths, TOTP secrets) or name one (the 2FA
+ * folder's files are named by keys): messages about them give the expected type only, never
+ * what was written, so a config error shown in a terminal or a log discloses nothing.
+ */
+export const SECRET_KEYS: ReadonlySet<string> = new Set([
+  'access_key_http',
+  'access_key_https',
+  'http_post_path',
+  'https_post_path',
+  'totp_secret',
+  'step1_otp_secret',
+  '2fa_config_folder',
+]);
+
+/** True when the value at `path` (or inside it, e.g. one entry of a key list) is a secret. */
+export function isSecretPath(path: KeyPath): boolean {
+  return path.some((segment) => typeof segment === 'string' && SECRET_KEYS.has(segment));
 }
 
 function valueAt(root: unknown, path: KeyPath): unknown {
@@ -208,16 +228,20 @@ const EXPECTED: Record<string, string> = {
   object: 'a mapping of keys to values',
 };
 
-/** What the operator wrote, in words, for "expected X, got Y". */
-function describeValue(value: unknown): string {
+/** What the operator wrote, in words, for "expected X, got Y"; only its kind when it is a secret. */
+function describeValue(value: unknown, secret: boolean): string {
   if (value === null) return 'an empty value';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
+  if (secret) return typeof value === 'string' ? 'text' : `a ${typeof value}`;
   if (typeof value === 'string') return `the text '${value}'`;
   return `${typeof value} ${String(value)}`;
 }
 
-export function describeZodIssue(issue: z.core.$ZodIssue, actual: unknown): string {
+/** `secret`: the value must not appear in the message (see SECRET_KEYS). */
+export function describeZodIssue(issue: z.core.$ZodIssue, actual: unknown, secret = false): string {
+  const describe = (value: unknown) => describeValue(value, secret);
+  const shown = (value: unknown) => (secret ? describe(value) : String(value));
   switch (issue.code) {
     case 'invalid_type': {
       if (actual === undefined) return 'this key is required';
@@ -228,19 +252,19 @@ export function describeZodIssue(issue: z.core.$ZodIssue, actual: unknown): stri
           : typeof actual === 'string' && /^\d+$/.test(actual) && (issue.expected === 'number' || issue.expected === 'int')
             ? ' (remove the quotes)'
             : '';
-      if (issue.expected === 'int' && typeof actual === 'number') return `expected a whole number, got ${actual}`;
-      return `expected ${expected}, got ${describeValue(actual)}${hint}`;
+      if (issue.expected === 'int' && typeof actual === 'number') return `expected a whole number, got ${shown(actual)}`;
+      return `expected ${expected}, got ${describe(actual)}${hint}`;
     }
     case 'too_small':
       if (issue.origin === 'array') return 'the list must not be empty';
       if (issue.origin === 'string') return 'must not be empty';
-      return `expected a number ${issue.inclusive ? '>=' : '>'} ${String(issue.minimum)}, got ${String(actual)}`;
+      return `expected a number ${issue.inclusive ? '>=' : '>'} ${String(issue.minimum)}, got ${shown(actual)}`;
     case 'too_big':
-      return `expected a number ${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}, got ${String(actual)}`;
+      return `expected a number ${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}, got ${shown(actual)}`;
     case 'invalid_value':
-      return `expected one of ${issue.values.map(String).join(', ')}; got ${describeValue(actual)}`;
+      return `expected one of ${issue.values.map(String).join(', ')}; got ${describe(actual)}`;
     case 'invalid_union':
-      return `unexpected ${describeValue(actual)}`;
+      return `unexpected ${describe(actual)}`;
     default:
       return issue.message;
   }

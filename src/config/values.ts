@@ -1,6 +1,7 @@
 /**
  * Parsers for single config values. Each returns the parsed value or a `Refusal` whose
- * text says what was expected; the schema turns refusals into located issues.
+ * text says what was expected; the schema turns refusals into located issues. Refusals of
+ * secrets (keys, request paths, TOTP secrets) never quote the value.
  */
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
@@ -86,18 +87,18 @@ export function parseAccessKey(text: string): Parsed<AccessKey> {
   if (/[\x00-\x1f\x7f]/.test(text)) return new Refusal('a key must not contain control characters');
   const digest = digestKey(text);
   if (isPublishedKey(digest, text)) return new Refusal(`this is a published example key that anyone can try; ${GENERATE_HINT}`);
-  if (text.length < MIN_KEY_LENGTH) return new Refusal(`a key needs at least ${MIN_KEY_LENGTH} characters (this one has ${text.length}); ${GENERATE_HINT}`);
+  if (text.length < MIN_KEY_LENGTH) return new Refusal(`a key needs at least ${MIN_KEY_LENGTH} characters; ${GENERATE_HINT}`);
   return { digest, clear: text };
 }
 
-/** The secret request path of step 1 or step 2; matched exactly, so no length limit. */
+/** The secret request path of step 1 or step 2; matched exactly, so no length limit. Messages never quote it. */
 export function parseRequestPath(text: string): Parsed<string> {
-  if (!text.startsWith('/')) return new Refusal(`expected a path starting with '/', e.g. /${text}`);
+  if (!text.startsWith('/')) return new Refusal("expected a path starting with '/'");
   if (text === '/') return new Refusal("'/' alone is not a secret path; add random characters (openssl rand -hex 16)");
   if (/[?#]/.test(text)) return new Refusal("a path must not contain '?' or '#' (a query or fragment is not part of the path that is matched)");
   if (/\s/.test(text)) return new Refusal('a path must not contain whitespace');
   if (/[^\x21-\x7e]/.test(text)) return new Refusal('a path must be printable ASCII (percent-encode other characters)');
-  if (isPublishedPath(text)) return new Refusal(`'${text}' is a published example path that anyone can try; use '/' followed by random characters, e.g. from: openssl rand -hex 16`);
+  if (isPublishedPath(text)) return new Refusal("this is a published example path that anyone can try; use '/' followed by random characters, e.g. from: openssl rand -hex 16");
   return text;
 }
 
@@ -105,7 +106,7 @@ export function parseRequestPath(text: string): Parsed<string> {
 export function parseTotpSecret(text: string): Parsed<string> {
   const bytes = base32Decode(text);
   if (!bytes) return new Refusal('not a base32 TOTP secret (letters A-Z and digits 2-7; knock-port totp new makes one)');
-  if (bytes.length < 10) return new Refusal(`a TOTP secret needs at least 80 bits (16 base32 characters); this one has ${bytes.length * 8}`);
+  if (bytes.length < 10) return new Refusal('a TOTP secret needs at least 80 bits (16 base32 characters)');
   return text.replace(/[\s=]/g, '').toUpperCase();
 }
 

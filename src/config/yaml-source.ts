@@ -19,7 +19,8 @@ export interface YamlSource {
 
 export function parseYaml(text: string): YamlSource {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
+  // logLevel 'error': the library's own console warnings quote the text, which may hold a secret.
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, logLevel: 'error' });
   const at = (node: Node | undefined): Position | undefined => {
     if (!node?.range) return undefined;
     const { line, col } = lineCounter.linePos(node.range[0]);
@@ -47,16 +48,26 @@ export function parseYaml(text: string): YamlSource {
     return { node: node as Node | undefined, keyNode, complete: reached === path.length };
   };
 
+  const syntaxIssues: ConfigIssue[] = [...doc.errors, ...doc.warnings].map((error) => {
+    const position = error.linePos?.[0];
+    return {
+      path: '',
+      ...(position ? { line: position.line, column: position.col } : {}),
+      message: `YAML ${error.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'syntax error'}: ${QUOTING_ERRORS[error.code] ?? firstLine(error.message)}`,
+    };
+  });
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  } catch (err) {
+    // An alias without its anchor, or too many aliases; the library's message names the alias.
+    const alias = err instanceof ReferenceError;
+    syntaxIssues.push({ path: '', message: `YAML syntax error: ${alias ? QUOTING_ERRORS.BAD_ALIAS : 'too many aliases'}` });
+  }
+
   return {
-    data: doc.toJS({ maxAliasCount: 100 }) as unknown,
-    syntaxIssues: [...doc.errors, ...doc.warnings].map((error) => {
-      const position = error.linePos?.[0];
-      return {
-        path: '',
-        ...(position ? { line: position.line, column: position.col } : {}),
-        message: `YAML ${error.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'syntax error'}: ${firstLine(error.message)}`,
-      };
-    }),
+    data,
+    syntaxIssues,
     locate(path) {
       const { node, keyNode, complete } = walk(path);
       if (complete && (isScalar(node) || (!isMap(node) && !isSeq(node)))) return at(node) ?? at(keyNode);
@@ -68,6 +79,16 @@ export function parseYaml(text: string): YamlSource {
     },
   };
 }
+
+/**
+ * Errors whose library message quotes what was written (a tag, an alias name, an escape): said
+ * without it, since the value may be a key or a path. Quoting the value avoids all three.
+ */
+const QUOTING_ERRORS: Partial<Record<string, string>> = {
+  TAG_RESOLVE_FAILED: "unknown tag (a value starting with '!' is a YAML tag: put it in quotes)",
+  BAD_ALIAS: "unknown alias (a value starting with '*' is a YAML alias: put it in quotes)",
+  BAD_DQ_ESCAPE: "invalid escape sequence in double quotes (use single quotes, where '\\' is a plain backslash)",
+};
 
 /** The yaml library appends a source excerpt after the first line; our format gives line and column instead. */
 function firstLine(message: string): string {

@@ -12,15 +12,23 @@ export type KnockAuth = { ok: true; app: AppConfig; user: User } | { ok: false; 
 /**
  * A wrong key counts against the app, a wrong code with the right key against that user
  * (see SecretLockout); a locked app or code refuses the knock before the secret decides anything.
+ * `countKeyFailures: false` (no handshake: the source may be forged) keeps anyone from locking
+ * an app with forged knocks; a forged knock only ever opens a window its sender cannot use.
  */
-export function authenticateKnock(apps: ReadonlyMap<string, AppConfig>, fields: KnockFields, totp: TotpVerifier, lockout: SecretLockout): KnockAuth {
+export function authenticateKnock(
+  apps: ReadonlyMap<string, AppConfig>,
+  fields: KnockFields,
+  totp: TotpVerifier,
+  lockout: SecretLockout,
+  countKeyFailures = true,
+): KnockAuth {
   const app = apps.get(fields.app);
   if (!app) return { ok: false, reason: 'unknown-app' };
   // Compared before the lock is looked at, so the work done does not depend on the lock either.
   const user = findUserByKey(app.users, fields.accessKey, 'http');
   if (lockout.isLocked('step1-key', app.name)) return { ok: false, reason: 'locked' };
   if (!user) {
-    lockout.fail('step1-key', app.name);
+    if (countKeyFailures) lockout.fail('step1-key', app.name);
     return { ok: false, reason: 'bad-key' };
   }
   if (user.step1OtpSecret !== undefined) {

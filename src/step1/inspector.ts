@@ -27,6 +27,7 @@ export interface InspectorOptions {
   cookie: CookieSource;
   /** Milliseconds since the epoch (the capture's timestamp in replay). */
   now?: () => number;
+  /** One-time codes; the daemon passes one whose used-code cache outlives reloads and restarts. Default: in memory, on `now`. */
   totp?: TotpVerifier;
   /** Failure counts per secret; the daemon keeps one across reloads. Default: the config's policy, on `now`. */
   lockout?: SecretLockout;
@@ -104,7 +105,7 @@ export class Inspector {
     if (!this.limiter.allow(this.sourceKey.ofBytes(view.packet, view.srcOffset, view.family, base.src))) return settle(base, 'rejected', 'rate-limited');
     const parsed = parseKnockRequest(view.packet, view.payloadOffset, view.end, this.pathBytes);
     if (!parsed.ok) return settle(base, 'rejected', parsed.reason);
-    const auth = authenticateKnock(this.apps, parsed.fields, this.totp, this.lockout);
+    const auth = authenticateKnock(this.apps, parsed.fields, this.totp, this.lockout, this.config.global.step1Handshake === 'cookie');
     if (!auth.ok) return settle(base, 'rejected', auth.reason);
     base.result = 'granted';
     base.app = auth.app.name;

@@ -241,7 +241,7 @@ async function main() {
         `test:vm: ${files.join(' ')}\n`,
     );
     const args = [
-      '-accel', 'tcg', '-cpu', 'max', '-m', '4096', '-smp', '2', '-nographic', '-no-reboot',
+      '-accel', 'tcg', '-cpu', 'max', '-m', '4096', '-smp', '2', '-nographic', '-no-reboot', '-nic', 'none',
       '-kernel', kernel.image, '-initrd', initrd,
       '-append', 'console=ttyS0 quiet panic=-1',
       '-fsdev', 'local,id=root,path=/,security_model=passthrough,readonly=on,multidevs=remap',

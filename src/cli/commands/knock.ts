@@ -21,6 +21,7 @@ interface KnockFlags {
   httpsKey?: string;
   keyFile?: string;
   token?: string;
+  totp?: boolean;
   otpSecret?: string;
   insecure?: boolean;
   ca?: string;
@@ -51,8 +52,9 @@ export function registerKnock(program: Command, terminal: Terminal = processTerm
     .option('--app <name>', 'app to open (a section of the gateway config)')
     .option('--http-key <key>', `step-1 key (or ${CREDENTIAL_ENV.httpKey}, or http_key= in --key-file)`)
     .option('--https-key <key>', `step-2 key (or ${CREDENTIAL_ENV.httpsKey}, or https_key= in --key-file)`)
-    .option('--key-file <file>', 'file with http_key=, https_key= and optionally otp_secret= lines (chmod 600)')
-    .option('--token <code>', `step-2 TOTP code (or ${CREDENTIAL_ENV.token}); asked for on a terminal when required`)
+    .option('--key-file <file>', 'file with http_key=, https_key= and optionally otp_secret= and totp=yes lines (chmod 600)')
+    .option('--token <code>', `step-2 TOTP code (or ${CREDENTIAL_ENV.token})`)
+    .option('--totp', 'this user has a step-2 TOTP: ask for the token (on a terminal) before knocking, unless --token gives it')
     .option('--otp-secret <base32>', `TOTP secret for the step-1 one-time otp (or ${CREDENTIAL_ENV.otpSecret}, or otp_secret= in --key-file)`)
     .addOption(new Option('--insecure', 'do not verify the step-2 certificate').conflicts('ca'))
     .option('--ca <file>', 'PEM CA certificate (or the self-signed certificate itself) to trust for step 2')

@@ -1,8 +1,8 @@
 /**
  * `knock-port knock` (the real CLI, in the client namespace) against the real daemon in the
  * gateway namespace: exit codes scripts rely on, --wait, keys from a file and from the
- * environment, the TOTP token (missing without a terminal, asked on a real pseudo-terminal,
- * given with --token), and IPv6.
+ * environment, the TOTP token (refused like a wrong key when missing, --totp without a
+ * terminal, asked on a real pseudo-terminal, given with --token), and IPv6.
  */
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -110,15 +110,19 @@ describe.skipIf(skip)('knock-port knock against the real daemon', () => {
     expect(r.stderr).toMatch(/--ca FILE.*--insecure/);
   });
 
-  it('a TOTP user without a terminal and without --token: exit 6 (401), saying how to give it', () => {
-    const r = knock(['--url', step1Url, '--url', step2Url, '--app', 'svc', '--ca', sandbox.cert], bobEnv);
+  it('a TOTP user without --token: exit 5 (403, as a wrong key) naming --totp; with --totp and no terminal: exit 6, saying how to give it', () => {
+    const base = ['--url', step1Url, '--url', step2Url, '--app', 'svc', '--ca', sandbox.cert];
+    const refused = knock(base, bobEnv);
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toContain('--totp');
+    const r = knock([...base, '--totp'], bobEnv);
     expect(r.code).toBe(6);
-    expect(r.stderr).toContain('requires a TOTP token (401)');
+    expect(r.stderr).toContain('--token');
   });
 
-  it('a TOTP user on a terminal: asked for the token after the 401, then exit 0', async () => {
+  it('a TOTP user with --totp on a terminal: asked for the token before knocking, then exit 0', async () => {
     // `script` gives the client a real pseudo-terminal; the test types the code at the prompt.
-    const command = shellLine(['ip', 'netns', 'exec', sandbox.client.name, process.execPath, CLI, 'knock', '--url', step1Url, '--url', step2Url, '--app', 'svc', '--ca', sandbox.cert]);
+    const command = shellLine(['ip', 'netns', 'exec', sandbox.client.name, process.execPath, CLI, 'knock', '--url', step1Url, '--url', step2Url, '--app', 'svc', '--ca', sandbox.cert, '--totp']);
     const session = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { env: bobEnv, stdio: ['pipe', 'pipe', 'pipe'] });
     let screen = '';
     session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString()));

@@ -134,7 +134,9 @@ function statusFor(form: URLSearchParams): number {
       return 429;
     case 'odd':
       return 500;
-    case 'totp':
+    case 'totp': // as the daemon answers: no token is refused like a wrong one
+      return form.get('token') === STEP2_TOKEN ? 200 : 403;
+    case 'oldtotp': // as gateways of earlier versions answered
       return form.get('token') === STEP2_TOKEN ? 200 : form.has('token') ? 403 : 401;
     default:
       return 200;

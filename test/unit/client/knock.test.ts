@@ -121,16 +121,38 @@ describe('knock-port knock, step 2', () => {
     expect(run.stderr).toContain(message);
   });
 
-  it('on 401 without a terminal exits 6 and says how to give the token', async () => {
-    const run = await runCli(registerKnock, knockArgs('totp'), withKeys);
-    expect(run.exitCode).toBe(KnockExitCode.tokenRequired);
-    expect(run.stderr).toContain('--token');
+  it('a TOTP user knocking without a token is refused (403) like a wrong key, with a hint about --totp', async () => {
+    const run = await runCli(registerKnock, knockArgs('totp'), { ...withKeys, stdinIsTTY: true });
+    expect(run.exitCode).toBe(KnockExitCode.forbidden);
+    expect(run.stderr).toContain('--totp');
     expect(run.asked).toEqual([]);
   });
 
-  it('on 401 at a terminal asks for the token and sends step 2 again with it', async () => {
+  it('with --totp at a terminal asks for the token before knocking and sends step 2 once, with it', async () => {
+    const steps1 = step1.connections.length;
     const before = step2.requests.length;
-    const run = await runCli(registerKnock, knockArgs('totp'), { ...withKeys, stdinIsTTY: true, answers: [` ${STEP2_TOKEN} `] });
+    const run = await runCli(registerKnock, knockArgs('totp', ['--totp']), { ...withKeys, stdinIsTTY: true, answers: [` ${STEP2_TOKEN} `] });
+    expect(run.exitCode).toBe(KnockExitCode.ok);
+    expect(run.asked).toEqual(['TOTP token: ']);
+    expect(step1.connections.length).toBe(steps1 + 1);
+    expect(step2.requests.slice(before).map((r) => r.form.get('token'))).toEqual([STEP2_TOKEN]);
+  });
+
+  it('with --totp (or totp=yes in the key file) and no terminal exits 6 before knocking, saying how to give the token', async () => {
+    const steps1 = step1.connections.length;
+    const flagged = await runCli(registerKnock, knockArgs('totp', ['--totp']), withKeys);
+    expect(flagged.exitCode).toBe(KnockExitCode.tokenRequired);
+    expect(flagged.stderr).toContain('--token');
+    const keyFile = join(certificate.dir, 'totp.keys');
+    writeFileSync(keyFile, `http_key=${HTTP_KEY}\nhttps_key=${HTTPS_KEY}\ntotp=yes\n`, { mode: 0o600 });
+    const fromFile = await runCli(registerKnock, knockArgs('totp', ['--key-file', keyFile]));
+    expect(fromFile.exitCode).toBe(KnockExitCode.tokenRequired);
+    expect(step1.connections.length).toBe(steps1);
+  });
+
+  it('still asks on a 401 from a gateway of an earlier version, and sends step 2 again with the token', async () => {
+    const before = step2.requests.length;
+    const run = await runCli(registerKnock, knockArgs('oldtotp'), { ...withKeys, stdinIsTTY: true, answers: [` ${STEP2_TOKEN} `] });
     expect(run.exitCode).toBe(KnockExitCode.ok);
     expect(run.asked).toHaveLength(1);
     expect(step2.requests.slice(before).map((r) => r.form.get('token'))).toEqual([null, STEP2_TOKEN]);
@@ -256,6 +278,6 @@ describe('knock-port knock usage errors', () => {
   it('lists the exit codes in --help', async () => {
     const run = await runCli(registerKnock, ['knock', '--help']);
     expect(run.exitCode).toBe(0);
-    expect(run.stdout).toMatch(/Exit codes:[\s\S]* 6 {2}step 2: 401/);
+    expect(run.stdout).toMatch(/Exit codes:[\s\S]* 6 {2}a step-2 TOTP token is needed/);
   });
 });

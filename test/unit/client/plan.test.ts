@@ -78,6 +78,19 @@ describe('key file and credentials', () => {
     expect(() => resolveCredentials({ httpKey: 'x', httpsKey: 'y', otpSecret: 'no!' }, {})).toThrow('not valid base32');
     expect(() => resolveCredentials({ keyFile: join(dir, 'missing') }, {})).toThrow('ENOENT');
   });
+
+  it('knows a user has a step-2 TOTP from --totp or totp=yes in the key file (the gateway never says so)', () => {
+    const file = join(dir, 'totp-keys');
+    const keys = { httpKey: 'x', httpsKey: 'y' };
+    expect(resolveCredentials({ ...keys, totp: true }, {}).credentials.totp).toBe(true);
+    expect(resolveCredentials(keys, {}).credentials.totp).toBeUndefined();
+    writeFileSync(file, 'http_key=a\nhttps_key=b\ntotp=yes\n', { mode: 0o600 });
+    expect(resolveCredentials({ keyFile: file }, {}).credentials.totp).toBe(true);
+    writeFileSync(file, 'http_key=a\nhttps_key=b\ntotp=no\n', { mode: 0o600 });
+    expect(resolveCredentials({ keyFile: file }, {}).credentials.totp).toBeUndefined();
+    writeFileSync(file, 'http_key=a\nhttps_key=b\ntotp=1\n', { mode: 0o600 });
+    expect(() => resolveCredentials({ keyFile: file }, {})).toThrow(`${file}: totp must be yes or no`);
+  });
 });
 
 describe('step-1 request', () => {

@@ -63,7 +63,7 @@ describe('knock-port check', () => {
     const lines = (error as ConfigError).message.split('\n');
     expect(lines[0]).toBe(`invalid config ${file} (3 problems):`);
     expect(lines.slice(1)).toEqual([
-      expect.stringMatching(new RegExp(`^  ${file}:${lineOf(text, 'http_post_path')}:19: global\\.http_post_path: '/step-1' is a published example path`)),
+      expect.stringMatching(new RegExp(`^  ${file}:${lineOf(text, 'http_post_path')}:19: global\\.http_post_path: this is a published example path`)),
       expect.stringMatching(new RegExp(`^  ${file}:${lineOf(text, 'port: 0')}:9: openvpn\\.port: expected a number >= 1, got 0$`)),
       expect.stringMatching(new RegExp(`^  ${file}:${lineOf(text, 'duration: 0')}:13: openvpn\\.duration: expected a number >= 1, got 0$`)),
     ]);

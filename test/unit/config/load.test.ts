@@ -10,9 +10,24 @@ import { issuesOf, lineOf, load, VALID } from './helpers.js';
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
 const repoFile = (name: string) => new URL(`../../../${name}`, import.meta.url).pathname;
 
+/** The step-1 keys of original-real-secrets.yaml, each with its file in the fixture's 2fa_config_folder. */
+const REAL_HTTP_KEYS = ['9f2c4e71b0a85d36', 'c81d0e5fa7342b69', '70d3b6e2a9c14f58', '5e8b2d7f10a94c63'];
+
+/** original-real-secrets.yaml with its relative 2fa_config_folder made real: one file per step-1 key. */
+function loadRealSecrets(): { config: ReturnType<typeof loadConfigFile>; text: string } {
+  const folder = mkdtempSync(join(tmpdir(), 'kp-real-2fa-'));
+  try {
+    REAL_HTTP_KEYS.forEach((key, i) => writeFileSync(join(folder, `${key}.json`), JSON.stringify({ secret: `JBSWY3DPEHPK3PX${'ABCD'[i]}`, interval: 30, created_at: '2024-05-01' })));
+    const text = readFileSync(fixture('original-real-secrets.yaml'), 'utf8').replace('2fa_config_folder: config/2fa', `2fa_config_folder: ${folder}`);
+    return { config: parseConfig(text, fixture('original-real-secrets.yaml')), text };
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
 describe('the original knock-port format', () => {
   it('loads a config with real secrets unchanged, with every key the original accepts', () => {
-    const config = loadConfigFile(fixture('original-real-secrets.yaml'));
+    const { config } = loadRealSecrets();
     const { global } = config;
     expect(global).toMatchObject({
       httpPostPath: '/Kp7x-Q2m.9a',
@@ -49,21 +64,28 @@ describe('the original knock-port format', () => {
   });
 
   it('keeps no key in clear in the loaded config', () => {
-    const config = loadConfigFile(fixture('original-real-secrets.yaml'));
+    const { config } = loadRealSecrets();
     const serialized = JSON.stringify(config);
     for (const key of ['9f2c4e71b0a85d36', 'c81d0e5fa7342b69', '4b7e19d2f06ca385', '2a9f5c07e8b36d14']) expect(serialized).not.toContain(key);
     expect(config.apps[0]!.users[0]!.httpKey).toEqual(digestKey('9f2c4e71b0a85d36'));
   });
 
   it('notes the keys it accepts but does not use, with their line', () => {
-    const config = loadConfigFile(fixture('original-real-secrets.yaml'));
-    const text = readFileSync(fixture('original-real-secrets.yaml'), 'utf8');
-    expect(config.warnings).toEqual(
-      expect.arrayContaining([
-        expect.stringMatching(new RegExp(`:${lineOf(text, 'healthcheck_app_name')}:\\d+: global\\.healthcheck_app_name: accepted but not used`)),
-        expect.stringMatching(new RegExp(`:${lineOf(text, '2fa_config_folder')}:\\d+: global\\.2fa_config_folder: .* is not a directory`)),
-      ]),
-    );
+    const { config, text } = loadRealSecrets();
+    expect(config.warnings).toEqual([expect.stringMatching(new RegExp(`:${lineOf(text, 'healthcheck_app_name')}:\\d+: global\\.healthcheck_app_name: accepted but not used`))]);
+    // Every user of the 2FA folder needs a one-time otp in step 1.
+    expect(config.apps.flatMap((app) => app.users).every((user) => user.step1OtpSecret !== undefined)).toBe(true);
+  });
+
+  it('refuses it while its 2fa_config_folder does not exist: its users would knock without their second factor', () => {
+    const file = fixture('original-real-secrets.yaml');
+    const text = readFileSync(file, 'utf8');
+    expect(() => loadConfigFile(file)).toThrow(ConfigError);
+    const [issue, ...rest] = issuesOf(text);
+    expect(rest).toEqual([]);
+    expect(issue).toMatchObject({ path: 'global.2fa_config_folder', line: lineOf(text, '2fa_config_folder') });
+    expect(issue!.message).toMatch(/^no such directory \(a relative path is resolved against the working directory, .*\): with 2fa_config_folder set, every user's step-1 key needs its 2FA file there$/);
+    expect(issue!.message).not.toContain('config/2fa');
   });
 
   it("refuses the original's own README example only for its example paths and keys, each with its line", () => {
@@ -87,7 +109,7 @@ describe('the original knock-port format', () => {
     ]);
     for (const issue of issues) expect(issue.message).toMatch(/published example/);
     // The message lists every issue as FILE:LINE:COL: PATH: message.
-    expect((error as ConfigError).message).toContain(`${file}:${lineOf(text, '/step-1-SECRET')}:19: global.http_post_path: '/step-1-SECRET' is a published example path`);
+    expect((error as ConfigError).message).toContain(`${file}:${lineOf(text, '/step-1-SECRET')}:19: global.http_post_path: this is a published example path`);
     // The same file with its secrets replaced loads.
     const replaced = text
       .replace('/step-1-SECRET', '/Zq8mT3vK1p')

@@ -127,6 +127,16 @@ describe('step-1 guesses counted per secret, across sources', () => {
     expect(knock('192.0.2.103', alice).result).toBe('granted');
   });
 
+  it('without a handshake (forgeable sources) wrong keys lock nothing: forged knocks cannot lock an app', () => {
+    let now = T0;
+    const inspector = new Inspector(config({ lockoutAppFailures: 5, step1Handshake: 'none' }), { cookie: new KeyedCookieSource(SECRET), now: () => now });
+    const synKnock = (src: string, body: string) =>
+      inspector.inspect(craftTcp({ src, dst: '198.51.100.1', sport: 30_000, seq: 9000, flags: TCP_SYN, payload: knockRequest(STEP1_PATH, body) }));
+    for (let i = 0; i < 20; i++) expect(synKnock(`203.0.113.${i + 1}`, `app=openvpn&access_key=guess-${i}-0123456789`).reason).toBe('bad-key');
+    now += 1000;
+    expect(synKnock('192.0.2.50', alice).result).toBe('granted');
+  });
+
   it('counts nothing against a secret for an unknown app or a missing code', () => {
     const { knock, inspector } = setup({ lockoutAppFailures: 1, lockoutUserFailures: 1 });
     expect(knock('192.0.2.1', `app=nope&access_key=${OPENVPN_KEYS[0]}`).reason).toBe('unknown-app');

@@ -15,12 +15,46 @@ describe('the client address of a step-2 request', () => {
     expect(resolveClientAddress('127.0.0.1', { 'x-real-ip': '203.0.113.9' }, localProxy)).toEqual({ ok: true, ip: '203.0.113.9', proxy: '127.0.0.1' });
   });
 
-  it('prefers X-Real-IP to X-Forwarded-For', () => {
-    const headers = { 'x-real-ip': '203.0.113.9', 'x-forwarded-for': '198.51.100.7' };
-    expect(resolveClientAddress('127.0.0.1', headers, localProxy)).toMatchObject({ ip: '203.0.113.9' });
+  it('takes X-Real-IP only where it agrees with X-Forwarded-For: a client-sent one passed through is refused', () => {
+    // The proxy appended the client to X-Forwarded-For and passed the client's own X-Real-IP on unchanged.
+    const passedThrough = { 'x-real-ip': '203.0.113.9', 'x-forwarded-for': '198.51.100.7' };
+    expect(resolveClientAddress('127.0.0.1', passedThrough, localProxy)).toMatchObject({ ok: false, reason: expect.stringMatching(/name different clients/) });
+    const agreeing = { 'x-real-ip': '198.51.100.7', 'x-forwarded-for': '198.51.100.7' };
+    expect(resolveClientAddress('127.0.0.1', agreeing, localProxy)).toEqual({ ok: true, ip: '198.51.100.7', proxy: '127.0.0.1' });
   });
 
-  it('takes the LAST X-Forwarded-For entry: the earlier ones are whatever the client sent', () => {
+  describe('through a chain: client → proxy A (trusted) → proxy B (trusted, the peer)', () => {
+    const chain = trustedProxies(['10.0.0.1/32', '10.0.0.2/32']);
+    const A = '10.0.0.1';
+    const B = '10.0.0.2';
+    const CLIENT = '198.51.100.7';
+    const VICTIM = '203.0.113.66';
+
+    it('is the rightmost X-Forwarded-For entry that is not a trusted proxy', () => {
+      expect(resolveClientAddress(B, { 'x-forwarded-for': `${CLIENT}, ${A}` }, chain)).toEqual({ ok: true, ip: CLIENT, proxy: B });
+      // Entries the client sent itself stay on the left of the one its proxy appended.
+      expect(resolveClientAddress(B, { 'x-forwarded-for': `${VICTIM}, ${CLIENT}, ${A}` }, chain)).toMatchObject({ ip: CLIENT });
+      expect(resolveClientAddress(B, { 'x-forwarded-for': `${A}, ${CLIENT}, ${A}` }, chain)).toMatchObject({ ip: CLIENT });
+    });
+
+    it('does not let a client-sent X-Real-IP, passed through by both proxies, name another address', () => {
+      const result = resolveClientAddress(B, { 'x-real-ip': VICTIM, 'x-forwarded-for': `${CLIENT}, ${A}` }, chain);
+      expect(result).toMatchObject({ ok: false });
+      expect(JSON.stringify(result)).not.toContain(VICTIM);
+    });
+
+    it('reads an X-Real-IP naming a trusted proxy as a hop (B set it to A), not as the client', () => {
+      expect(resolveClientAddress(B, { 'x-real-ip': A, 'x-forwarded-for': `${CLIENT}, ${A}` }, chain)).toMatchObject({ ip: CLIENT });
+      // A set X-Real-IP, B passed it on and appended to X-Forwarded-For: both name the client.
+      expect(resolveClientAddress(B, { 'x-real-ip': CLIENT, 'x-forwarded-for': `${CLIENT}, ${A}` }, chain)).toMatchObject({ ip: CLIENT });
+    });
+
+    it('is the leftmost entry when every entry is a trusted proxy (a request from a proxy host itself)', () => {
+      expect(resolveClientAddress(B, { 'x-forwarded-for': `${A}, ${B}` }, chain)).toEqual({ ok: true, ip: A, proxy: B });
+    });
+  });
+
+  it('takes the last X-Forwarded-For entry that is not a trusted proxy: the earlier ones are whatever the client sent', () => {
     const headers = { 'x-forwarded-for': '10.0.0.1,203.0.113.66 ,  198.51.100.7 ' };
     expect(resolveClientAddress('127.0.0.1', headers, localProxy)).toEqual({ ok: true, ip: '198.51.100.7', proxy: '127.0.0.1' });
   });
