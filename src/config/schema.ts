@@ -44,6 +44,14 @@ const totpSecret = parsedString(parseTotpSecret);
 const interfaceName = parsedString(parseInterfaceName);
 const absolutePath = parsedString(parseAbsolutePath);
 
+/** A firewall or conntrack mark: a number, or `0x` hex text. */
+const mark = z.union([z.int(), z.string()]).transform((value, ctx) => {
+  const parsed = parsePacketMark(value);
+  if (!(parsed instanceof Refusal)) return parsed;
+  ctx.issues.push({ code: 'custom', message: parsed.message, input: value });
+  return z.NEVER;
+});
+
 export const APP_NAME = /^[A-Za-z0-9_-]{1,32}$/;
 const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
 
@@ -100,25 +108,9 @@ export const globalSchema = z.strictObject({
   ipv6: z.boolean().default(DEFAULTS.ipv6),
   metrics_listen: parsedString(parseLoopbackListen).optional(),
   control_socket: absolutePath.prefault(DEFAULTS.controlSocket),
-  packet_mark: z
-    .union([z.int(), z.string()])
-    .transform((value, ctx) => {
-      const mark = parsePacketMark(value);
-      if (!(mark instanceof Refusal)) return mark;
-      ctx.issues.push({ code: 'custom', message: mark.message, input: value });
-      return z.NEVER;
-    })
-    .prefault(DEFAULTS.packetMark),
+  packet_mark: mark.prefault(DEFAULTS.packetMark),
   // Connections knock-port lets in carry these conntrack mark bits, so the host's own ruleset can accept them.
-  grant_mark: z
-    .union([z.int(), z.string()])
-    .transform((value, ctx) => {
-      const mark = parsePacketMark(value);
-      if (!(mark instanceof Refusal)) return mark;
-      ctx.issues.push({ code: 'custom', message: mark.message, input: value });
-      return z.NEVER;
-    })
-    .prefault(DEFAULTS.grantMark),
+  grant_mark: mark.prefault(DEFAULTS.grantMark),
   host_firewall: z.enum(['insert', 'report']).default(DEFAULTS.hostFirewall),
   // Per-source budgets count a whole prefix: an IPv6 client owns a /64, not one address.
   source_prefix_v4: z.int().min(8).max(32).default(DEFAULTS.sourcePrefixV4),
