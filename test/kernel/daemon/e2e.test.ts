@@ -2,8 +2,9 @@
  * The real daemon on this kernel, in namespaces this test creates: real curl as the
  * client, a real TCP and a real UDP service, IPv4 and IPv6, on the nftables backend with
  * NFLOG and with NFQUEUE capture (the latter needs a kernel with the nft `queue` expression:
- * `npm run test:vm` runs it in a stock kernel) and on the iptables backend with NFQUEUE.
- * Durations are scaled for the slower VM (test/helpers/vm.ts).
+ * `npm run test:vm` runs it in a stock kernel) and on the iptables backend with NFQUEUE;
+ * and which capture `auto` resolves to on this kernel. Rows marked `vm` also run in that VM,
+ * with durations scaled for it (test/helpers/vm.ts).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -88,7 +89,7 @@ function sessionsJson(sandbox: Sandbox): Array<{ ip: string; app: string; step: 
 
 /** `vm`: also run in the stock-kernel VM (`npm run test:vm`); the host kernel covers the others. */
 const BACKENDS = rowsForThisRun([
-  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', args: [] as string[], vm: false, unavailable: () => undefined },
+  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', args: [] as string[], vm: true, unavailable: () => undefined },
   { name: 'nftables + NFQUEUE', firewall: 'nftables', capture: 'nfqueue', args: [], vm: true, unavailable: () => (skip ? undefined : nftQueueMissing()) },
   { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], vm: false, unavailable: () => undefined },
 ]).map((backend) => ({ ...backend, skipped: skip || announceSkip(`daemon/e2e [${backend.name}]`, backend.unavailable()) }));

@@ -67,11 +67,12 @@ const commandMissing = (cmd: string) => (tryRun('sh', ['-c', `command -v ${cmd}`
 const AUTO = skipAll ? 'nflog' : autoCapture();
 
 const BACKENDS: Backend[] = rowsForThisRun<Backend>([
-  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', expectCapture: 'nflog', args: [], vm: false, unavailable: () => undefined },
+  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', expectCapture: 'nflog', args: [], vm: true, unavailable: () => undefined },
   { name: 'nftables + NFQUEUE', firewall: 'nftables', capture: 'nfqueue', expectCapture: 'nfqueue', args: [], vm: true, unavailable: nftQueueMissing },
   { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'nft'], vm: false, unavailable: () => commandMissing('iptables-nft') },
   { name: 'iptables-legacy + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'legacy'], vm: false, unavailable: () => commandMissing('iptables-legacy') },
-  { name: `VyOS layout + auto (${AUTO.toUpperCase()})`, firewall: 'vyos', capture: 'auto', expectCapture: AUTO, args: [], vm: false, unavailable: () => undefined },
+  // `auto`: NFQUEUE in the stock-kernel VM, NFLOG on kernels without nft `queue`.
+  { name: `VyOS layout + auto (${AUTO.toUpperCase()})`, firewall: 'vyos', capture: 'auto', expectCapture: AUTO, args: [], vm: true, unavailable: () => undefined },
 ]);
 
 function configYaml(sandbox: Sandbox, backend: Backend): string {
@@ -94,7 +95,6 @@ function configYaml(sandbox: Sandbox, backend: Backend): string {
   https_post_path: ${STEP2_PATH}
   step1_2_rate_limit_per_minute: ${RATE_PER_MINUTE}
   # Every scenario's sources share the client's /64: budget each address on its own, as separate clients.
-  source_prefix_v6: 128
   source_prefix_v6: 128
   interface_ext: ${IF.gwWan}
   interface_int: ${IF.gwLan}

@@ -1,1 +1,0 @@
-export default { test: { include: ['test/vm/*.test.ts'], testTimeout: 600000, hookTimeout: 600000 } };
