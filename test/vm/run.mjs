@@ -132,6 +132,9 @@ exec </dev/console >/dev/console 2>&1
 for m in ${moduleFiles.join(' ')}; do insmod /modules/$m || die "insmod $m"; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /newroot || die "mount the host root"
 ${mounts}
+# The checkout again, in case it lies under one of those tmpfs directories (a clone in /tmp).
+mkdir -p /newroot${REPO}
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose reporoot /newroot${REPO} || die "mount the checkout"
 mkdir -p /newroot${VM_IO}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 vmio /newroot${VM_IO} || die "mount the results share"
 ln -s /proc/self/fd /dev/fd
@@ -224,6 +227,8 @@ async function main() {
   for (const f of files) if (!existsSync(resolve(REPO, f))) fail(`no test file ${f}`);
   if (process.getuid?.() !== 0) fail('needs root (qemu shares / with passthrough permissions; the tests inside need root)');
   const qemu = which('qemu-system-x86_64') ?? fail('qemu-system-x86_64 not found: install qemu-system-x86');
+  // qemu's -fsdev option syntax cannot carry these in a path.
+  if (/[,\s]/.test(REPO)) fail(`the checkout's path has a comma or whitespace, which qemu cannot share: ${REPO}`);
   if (!existsSync(join(REPO, 'dist/cli/main.js'))) fail('dist/ is not built: run npm ci (or npm run build) first');
 
   const kernel = findKernel();
@@ -246,6 +251,8 @@ async function main() {
       '-append', 'console=ttyS0 quiet panic=-1',
       '-fsdev', 'local,id=root,path=/,security_model=passthrough,readonly=on,multidevs=remap',
       '-device', 'virtio-9p-pci,fsdev=root,mount_tag=hostroot',
+      '-fsdev', `local,id=repo,path=${REPO},security_model=passthrough,readonly=on,multidevs=remap`,
+      '-device', 'virtio-9p-pci,fsdev=repo,mount_tag=reporoot',
       '-fsdev', `local,id=io,path=${io},security_model=passthrough`,
       '-device', 'virtio-9p-pci,fsdev=io,mount_tag=vmio',
     ];
