@@ -117,8 +117,18 @@ export async function startServices(ns: Netns, services: { tcp?: Record<number, 
       u.on('message', (m, r) => u.send(m, r.port, r.address));
       u.bind(port, '::', ready);
     }`;
-  const child = ns.spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await runUntilReady(ns, script, 'services');
+}
+
+/**
+ * Runs a node `script` in the background inside `ns` and resolves once it prints `ready`
+ * (within 10 s); throws with what it wrote to stderr otherwise. The process outlives the call.
+ */
+export async function runUntilReady(ns: Netns, script: string, what: string): Promise<void> {
+  const child = ns.spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.unref();
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const ready = await new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), 10_000);
     child.stdout?.on('data', (d: Buffer) => {
@@ -130,7 +140,8 @@ export async function startServices(ns: Netns, services: { tcp?: Record<number, 
     child.once('exit', () => resolve(false));
   });
   child.stdout?.destroy();
-  if (!ready) throw new Error(`services did not start in namespace ${ns.name}`);
+  child.stderr?.destroy();
+  if (!ready) throw new Error(`${what} did not start in namespace ${ns.name}: ${stderr.trim()}`);
 }
 
 function macOf(ns: Netns, ifname: string): string {

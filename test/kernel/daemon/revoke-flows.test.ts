@@ -10,7 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { announceSkip, kernelSkipReason, waitFor, type Netns } from '../../helpers/netns.js';
-import { bracketed, curlFrom, execIn, tcpProbe, udpEchoes } from '../../helpers/scenario.js';
+import { bracketed, curlFrom, execIn, runUntilReady, tcpProbe, udpEchoes } from '../../helpers/scenario.js';
 import { spawnDaemon } from '../../../src/demo/daemon-process.js';
 import { ADDR, CLI, IF, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 
@@ -74,15 +74,7 @@ async function startEchoServers(ns: Netns, tcp: number[], udp: number[]): Promis
       u.on('message', (m, r) => u.send(m, r.port, r.address));
       u.bind(port, '::', ready);
     }`;
-  const child = ns.spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
-  child.unref();
-  const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 10_000);
-    child.stdout?.on('data', (d: Buffer) => d.toString().includes('ready') && (clearTimeout(timer), resolve(true)));
-    child.once('exit', () => resolve(false));
-  });
-  child.stdout?.destroy();
-  if (!ready) throw new Error(`echo servers did not start in ${ns.name}`);
+  await runUntilReady(ns, script, 'echo servers');
 }
 
 /** A UDP echo server on the gateway that also sends `keepalive` to every peer it has seen, every 200 ms. */

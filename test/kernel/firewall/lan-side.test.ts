@@ -7,7 +7,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { announceSkip, kernelSkipReason, tcpOpen, type Netns } from '../../helpers/netns.js';
-import { startServices } from '../../helpers/scenario.js';
+import { runUntilReady, startServices } from '../../helpers/scenario.js';
 import { ADDR, CLI, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 
 const skip = announceSkip('firewall/lan-side', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl']));
@@ -47,21 +47,7 @@ async function startLanWeb(ns: Netns, endpoints: Array<[string, number]>): Promi
       server.on('error', (e) => { console.error(e.message); process.exit(1); });
       server.listen({ host, port }, () => { if (--pending === 0) console.log('ready'); });
     }`;
-  const child = ns.spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.unref();
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 10_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      if (d.toString().includes('ready')) {
-        clearTimeout(timer);
-        resolve(true);
-      }
-    });
-    child.once('exit', () => resolve(false));
-  });
-  if (!ready) throw new Error(`LAN web server did not start in ${ns.name}: ${stderr}`);
+  await runUntilReady(ns, script, 'LAN web server');
 }
 
 const host = (addr: string) => (addr.includes(':') ? `[${addr}]` : addr);
