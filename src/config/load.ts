@@ -139,6 +139,7 @@ function buildGlobal(global: GlobalSection): Config['global'] {
     capture: global.capture,
     queueNum: global.queue_num,
     nflogGroup: global.nflog_group,
+    step1Workers: global.step1_workers,
     step1Handshake: global.step1_handshake,
     step1Reply: global.step1_reply,
     stateDir: global.state_dir,

@@ -80,7 +80,11 @@ export const DEFAULTS = {
   hostFirewall: 'insert',
   synRatePerSecond: 20,
   httpsConnRatePerSecond: 10,
+  step1Workers: 'auto',
 } as const;
+
+/** `step1_workers: auto` uses one worker per core, at most this many. */
+export const MAX_STEP1_WORKERS = 16;
 
 export const globalSchema = z.strictObject({
   // The original's keys.
@@ -98,6 +102,8 @@ export const globalSchema = z.strictObject({
   capture: z.enum(['auto', 'nfqueue', 'nflog']).default(DEFAULTS.capture),
   queue_num: u16.default(DEFAULTS.queueNum),
   nflog_group: u16.default(DEFAULTS.nflogGroup),
+  // Step-1 inspectors on their own threads, fed by queues queue_num.. (or log groups nflog_group..).
+  step1_workers: z.union([z.literal('auto'), z.int().min(1).max(MAX_STEP1_WORKERS)]).default(DEFAULTS.step1Workers),
   step1_handshake: z.enum(['cookie', 'none']).default(DEFAULTS.step1Handshake),
   step1_reply: z.enum(['silent', 'reset']).default(DEFAULTS.step1Reply),
   state_dir: absolutePath.prefault(DEFAULTS.stateDir),

@@ -60,6 +60,11 @@ export interface GlobalConfig {
   capture: CaptureMode;
   queueNum: number;
   nflogGroup: number;
+  /**
+   * Step-1 worker threads, each fed by its own queue (queueNum + i) or log group
+   * (nflogGroup + i); `auto` is one per core, capped (see resolveStep1Workers).
+   */
+  step1Workers: number | 'auto';
   step1Handshake: Step1Handshake;
   step1Reply: Step1Reply;
   stateDir: string;
