@@ -5,6 +5,7 @@
 import { formatKeyPath, type PathIssue } from './issues.js';
 import type { AppSection, GlobalSection } from './schema.js';
 import { appUsers, type AppUser } from './users.js';
+import { resolveStep1Workers } from './workers.js';
 
 export interface Sections {
   /** Undefined when the global section itself is invalid (its issues are reported already). */
@@ -24,6 +25,7 @@ export function checkPolicy(sections: Sections): PolicyResult {
   const usersByApp = sections.apps.map(({ name, app }) => ({ name, app, users: appUsers(name, app) }));
   if (sections.global) checkGlobal(sections.global, result);
   if (sections.global) checkProxyFront(sections.global, sections.overriddenBy ?? {}, result);
+  if (sections.global) checkWorkerRanges(sections.global, sections.overriddenBy ?? {}, result);
   for (const { name, app, users } of usersByApp) checkApp(name, app, users, sections.global, result);
   checkKeysAcrossSteps(usersByApp.flatMap(({ users }) => users), result);
   checkPortClashes(sections, result);
@@ -46,6 +48,28 @@ function checkGlobal(global: GlobalSection, { errors, warnings }: PolicyResult):
 }
 
 type Origins = NonNullable<Sections['overriddenBy']>;
+
+/** Highest NFQUEUE number and NFLOG group. */
+const MAX_QUEUE_ID = 65535;
+
+/**
+ * N step-1 workers read queues queue_num..queue_num+N-1 (or log groups nflog_group..+N-1):
+ * the last one must still be a valid number. `auto` is checked as it resolves on this machine.
+ */
+function checkWorkerRanges(global: GlobalSection, overriddenBy: Origins, { errors }: PolicyResult): void {
+  const workers = resolveStep1Workers(global.step1_workers);
+  const what = `${workers} step-1 workers (step1_workers${global.step1_workers === 'auto' ? ': auto, on this machine' : ''})`;
+  for (const [key, name] of [['queue_num', 'queues'], ['nflog_group', 'log groups']] as const) {
+    const first = global[key];
+    const last = first + workers - 1;
+    if (last > MAX_QUEUE_ID) {
+      errors.push({
+        path: ['global', key],
+        message: `${what} use ${name} ${first}..${last} (${origin(key, overriddenBy)} is the first), past ${MAX_QUEUE_ID}: lower it to at most ${MAX_QUEUE_ID - workers + 1} or use fewer workers`,
+      });
+    }
+  }
+}
 
 /** `global.KEY`, naming the flag that set it when it came from the command line. */
 function origin(key: keyof GlobalSection, overriddenBy: Origins): string {

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { IpFamily, Protocol } from '../config/types.js';
 import { iptablesInterfaceName } from './interface-name.js';
 import { ALL_FAMILIES, hostPort, matchesInterface, type FirewallPlan } from './plan.js';
+import { PREFILTER_COMMENT } from './nft-ruleset.js';
 import type { CaptureKind } from './types.js';
 
 export type IptablesTable = 'raw' | 'mangle' | 'filter' | 'nat';
@@ -24,6 +25,35 @@ const PAYLOAD_PRESENT: Record<IpFamily, string> = {
   // Fixed 40-byte IPv6 header: segments behind extension headers are dropped, not captured.
   6: '52>>26&0x3C@40=0:0xFFFFFFFF',
 };
+
+/** Where the TCP payload starts, as a u32 location: IPv4 header length, then TCP data offset. */
+const PAYLOAD_BASE: Record<IpFamily, (offset: number) => string> = {
+  4: (offset) => `0>>22&0x3C@12>>26&0x3C@${offset}`,
+  6: (offset) => `52>>26&0x3C@${40 + offset}`,
+};
+
+/** u32 holds at most 10 tests per match (XT_U32_MAXSIZE; iptables refuses an 11th). */
+const U32_TESTS_PER_MATCH = 10;
+
+/**
+ * `-m u32` matches that the payload begins with `prefix`, one four-byte word per test, anchored
+ * at the payload start whatever the IP and TCP header lengths (u32 computes them). A tail
+ * shorter than a word is compared as the prefix's last four bytes, overlapping the previous
+ * word, so nothing past the prefix is read: a payload shorter than the prefix never matches
+ * (u32 fails on reads past the end), exactly as in nft and prefilterPasses.
+ */
+export function u32PrefixMatch(family: IpFamily, prefix: Buffer): string {
+  // Never shorter than a word: a prefix always starts with `POST `.
+  if (prefix.length < 4) throw new Error('prefilter prefix shorter than one u32 word');
+  const tests: string[] = [];
+  for (let start = 0; start < prefix.length; start += 4) {
+    const at = Math.min(start, prefix.length - 4);
+    tests.push(`${PAYLOAD_BASE[family](at)}=0x${prefix.readUInt32BE(at).toString(16).toUpperCase().padStart(8, '0')}`);
+  }
+  const matches: string[] = [];
+  for (let i = 0; i < tests.length; i += U32_TESTS_PER_MATCH) matches.push(`-m u32 --u32 "${tests.slice(i, i + U32_TESTS_PER_MATCH).join('&&')}"`);
+  return matches.join(' ');
+}
 
 const tag = (family: IpFamily): string => (family === 4 ? 'v4' : 'v6');
 // Config names are translated to iptables' wildcard (`ppp*` would match no interface at all).
@@ -183,11 +213,18 @@ export class IptablesRuleset {
 
   private step1(family: IpFamily): string[] {
     if (!this.grantable(family)) return ['-j DROP'];
-    return [
-      `-p tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ${this.chain('CAPTURE')}`,
-      `-p tcp --tcp-flags SYN,RST,ACK ACK -m u32 --u32 "${PAYLOAD_PRESENT[family]}" -j ${this.chain('CAPTURE')}`,
-      '-j DROP',
-    ];
+    const capture = `-j ${this.chain('CAPTURE')}`;
+    const syn = '-p tcp --tcp-flags FIN,SYN,RST,ACK SYN';
+    const data = '-p tcp --tcp-flags SYN,RST,ACK ACK';
+    const hasPayload = `-m u32 --u32 "${PAYLOAD_PRESENT[family]}"`;
+    const prefix = this.plan.step1Prefilter;
+    if (prefix === undefined) return [`${syn} ${capture}`, `${data} ${hasPayload} ${capture}`, '-j DROP'];
+    const match = u32PrefixMatch(family, prefix);
+    // Without a handshake a SYN carrying data is the knock: prefiltered like any data segment.
+    // The prefilter's own drops get rules of their own, so their counters say how many (`iptables -L -v`).
+    const dropped = `-m comment --comment "${PREFILTER_COMMENT}" -j DROP`;
+    const synData = this.plan.step1Handshake === 'none' ? [`${syn} ${match} ${capture}`, `${syn} ${hasPayload} ${dropped}`] : [];
+    return [...synData, `${syn} ${capture}`, `${data} ${match} ${capture}`, `${data} ${hasPayload} ${dropped}`, '-j DROP'];
   }
 
   /** A per-source limit counting each source's network at `source_prefix_v4/v6` (`--hashlimit-srcmask`). */
@@ -202,14 +239,36 @@ export class IptablesRuleset {
     return `-m hashlimit ${options} --hashlimit-name kp-${kind}-${tag}`;
   }
 
-  /** NFQUEUE without --queue-bypass: with no listener the kernel drops (fail closed). */
+  /**
+   * NFQUEUE without --queue-bypass: with no listener the kernel drops (fail closed). Several
+   * workers share queue_num..queue_num+N-1, spread by the CPU that handles the packet.
+   */
   private capture(family: IpFamily, capture: CaptureKind): string[] {
     if (!this.grantable(family)) return ['-j DROP'];
     const p = this.plan;
     const limit = `${this.hashlimit('step1', family, p.synRatePerSecond, STEP1_TABLE)} -j DROP`;
-    return capture === 'nfqueue'
-      ? [limit, `-j NFQUEUE --queue-num ${p.queueNum}`]
-      : [limit, `-j NFLOG --nflog-group ${p.nflogGroup} --nflog-threshold 1`, '-j DROP'];
+    if (capture === 'nfqueue') {
+      const last = p.queueNum + p.step1Workers - 1;
+      return [limit, p.step1Workers > 1 ? `-j NFQUEUE --queue-balance ${p.queueNum}:${last} --queue-cpu-fanout` : `-j NFQUEUE --queue-num ${p.queueNum}`];
+    }
+    return [limit, ...this.nflogFanout(), '-j DROP'];
+  }
+
+  /**
+   * NFLOG has no fanout: CPU c logs to worker c mod N's group (`-m cpu` names one CPU). NFLOG
+   * does not end the chain, so each CPU's log rule is followed by its drop: a packet reaches
+   * exactly one group. The last worker's group takes every CPU not named (one that comes online
+   * later included).
+   */
+  private nflogFanout(): string[] {
+    const { step1Workers: workers, cpuCount, nflogGroup } = this.plan;
+    const log = (worker: number) => `-j NFLOG --nflog-group ${nflogGroup + worker} --nflog-threshold 1`;
+    const rules: string[] = [];
+    for (let cpu = 0; workers > 1 && cpu < cpuCount; cpu++) {
+      const worker = cpu % workers;
+      if (worker !== workers - 1) rules.push(`-m cpu --cpu ${cpu} ${log(worker)}`, `-m cpu --cpu ${cpu} -j DROP`);
+    }
+    return [...rules, log(workers - 1)];
   }
 
   private step2(family: IpFamily): string[] {

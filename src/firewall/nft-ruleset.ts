@@ -80,6 +80,29 @@ const oif = (name: string): string => (nftInterfaceName(name) === undefined ? ''
  */
 const ESTABLISHED_FROM_CLIENT = 'ct state established,related ct direction original accept';
 
+/**
+ * `@ih,OFFSET,BITS VALUE` compares covering `prefix` from the payload's first byte: nft compares
+ * at most 128 bits per payload expression (PREFILTER_MAX_BYTES says how many fit in one rule).
+ */
+export function nftPrefixMatch(prefix: Buffer): string {
+  const parts: string[] = [];
+  for (let start = 0; start < prefix.length; start += 16) {
+    const chunk = prefix.subarray(start, Math.min(prefix.length, start + 16));
+    parts.push(`@ih,${start * 8},${chunk.length * 8} 0x${chunk.toString('hex')}`);
+  }
+  return parts.join(' ');
+}
+
+/** The CPU ids (below `cpuCount`) whose step-1 packets go to `worker`'s log group: c mod N. */
+export function cpusOfWorker(worker: number, workers: number, cpuCount: number): number[] {
+  const ids: number[] = [];
+  for (let cpu = worker; cpu < cpuCount; cpu += workers) ids.push(cpu);
+  return ids;
+}
+
+/** Names the rules that count what the step-1 prefilter drops. */
+export const PREFILTER_COMMENT = 'knock-port step-1 prefilter';
+
 /** Generates every script the nft-based backends run. */
 export class NftRuleset {
   constructor(
@@ -226,14 +249,23 @@ export class NftRuleset {
   }
 
   private step1(table: NftTable): string[] {
-    const capture = this.chain('step1_capture');
-    return [
-      ...this.ungrantedFamilyDrop(table),
-      `tcp flags & (fin|syn|rst|ack) == syn goto ${capture}`,
-      // Loading the first payload byte fails on a segment without payload: pure ACKs never reach the capture.
-      `tcp flags & (syn|rst|ack) == ack @ih,0,8 & 0x00 == 0x00 goto ${capture}`,
-      'drop',
-    ];
+    const capture = `goto ${this.chain('step1_capture')}`;
+    const prefix = this.plan.step1Prefilter;
+    const syn = 'tcp flags & (fin|syn|rst|ack) == syn';
+    const data = 'tcp flags & (syn|rst|ack) == ack';
+    // Loading the first payload byte fails on a segment without payload: pure ACKs never reach the capture.
+    const hasPayload = '@ih,0,8 & 0x00 == 0x00';
+    const rules = [...this.ungrantedFamilyDrop(table)];
+    if (prefix === undefined) return [...rules, `${syn} ${capture}`, `${data} ${hasPayload} ${capture}`, 'drop'];
+    // The prefilter: a payload load past the segment's end fails, so a shorter payload never matches.
+    const match = nftPrefixMatch(prefix);
+    // The prefilter's own drops are counted (`nft list chain`), apart from pure ACKs and the like.
+    const dropped = `counter drop comment "${PREFILTER_COMMENT}"`;
+    if (this.plan.step1Handshake === 'none') {
+      // Without a handshake a SYN carrying data is the knock: prefiltered like any data segment.
+      rules.push(`${syn} ${match} ${capture}`, `${syn} ${hasPayload} ${dropped}`);
+    }
+    return [...rules, `${syn} ${capture}`, `${data} ${match} ${capture}`, `${data} ${hasPayload} ${dropped}`, 'drop'];
   }
 
   /**
@@ -253,13 +285,39 @@ export class NftRuleset {
       ...this.grantFamilies(table).map(
         (f) => `update @${rateSetName(this.layout, 'step1', f)} { ${this.sourceKey(f)} limit rate over ${rate}/second burst ${rate * 2} packets } drop`,
       ),
-      this.captureStatement(capture),
+      ...(capture === 'nflog' ? this.nflogFanout() : [this.captureStatement(capture)]),
     ];
   }
 
-  /** nfqueue without `bypass`: with no listener the kernel drops (fail closed). */
+  /**
+   * NFLOG has no fanout in the kernel: one rule per worker, chosen by the CPU that handles the
+   * packet (CPU c goes to worker c mod N). Each rule logs and drops, so a packet reaches exactly
+   * one group; the last worker's rule takes every CPU the others do not name, so a CPU that
+   * comes online later (or an id beyond the count seen at install) still reaches a group.
+   */
+  private nflogFanout(): string[] {
+    const { step1Workers: workers, cpuCount } = this.plan;
+    if (workers <= 1) return [this.captureStatement('nflog')];
+    const rules: string[] = [];
+    for (let worker = 0; worker < workers - 1; worker++) {
+      const ids = cpusOfWorker(worker, workers, cpuCount);
+      if (ids.length > 0) rules.push(`meta cpu { ${ids.join(', ')} } ${this.logStatement(worker)}`);
+    }
+    return [...rules, this.logStatement(workers - 1)];
+  }
+
+  private logStatement(worker: number): string {
+    return `log group ${this.plan.nflogGroup + worker} queue-threshold 1 drop`;
+  }
+
+  /**
+   * nfqueue without `bypass`: with no listener the kernel drops (fail closed). Several workers
+   * share the queues queue_num..queue_num+N-1, the kernel spreading flows by CPU (`fanout`).
+   */
   captureStatement(capture: CaptureKind): string {
-    return capture === 'nfqueue' ? `queue num ${this.plan.queueNum}` : `log group ${this.plan.nflogGroup} queue-threshold 1 drop`;
+    if (capture === 'nflog') return this.logStatement(0);
+    const { queueNum, step1Workers } = this.plan;
+    return step1Workers > 1 ? `queue num ${queueNum}-${queueNum + step1Workers - 1} fanout` : `queue num ${queueNum}`;
   }
 
   private step2(table: NftTable): string[] {

@@ -4,6 +4,9 @@
  * Pure: no I/O, shared by the nftables, iptables and VyOS rule generators.
  */
 import { isIP } from 'node:net';
+import { cpus } from 'node:os';
+import { resolveStep1Workers } from '../config/workers.js';
+import { prefilterPrefix } from '../step1/prefilter.js';
 import { publicHttpsPort, type AppConfig, type Config, type IpFamily, type Protocol } from '../config/types.js';
 import { KnockPortError } from '../errors.js';
 import { interfacePattern } from './interface-name.js';
@@ -41,11 +44,30 @@ export interface FirewallPlan {
   sourcePrefixV6: number;
   queueNum: number;
   nflogGroup: number;
+  /** Step-1 workers, resolved: queues queueNum..queueNum+N-1 or log groups nflogGroup..+N-1. */
+  step1Workers: number;
+  /** CPU ids 0..cpuCount-1 are spread over the NFLOG groups (NFLOG has no fanout of its own). */
+  cpuCount: number;
+  /** With `none`, a SYN carrying data is a knock and goes through the prefilter. */
+  step1Handshake: 'cookie' | 'none';
+  /**
+   * The bytes a step-1 data segment's payload must start with to reach the daemon
+   * (src/step1/prefilter.ts); undefined when there is no prefilter (`step1_reply: reset`).
+   */
+  step1Prefilter?: Buffer;
+}
+
+/** The machine the rules are made for; tests pass explicit numbers so goldens never depend on it. */
+export interface PlanMachine {
+  /** Cores `step1_workers: auto` counts (default: what the daemon's workers resolve against). */
+  cores?: number;
+  /** CPU ids to spread NFLOG over (default: this machine's CPUs). */
+  cpus?: number;
 }
 
 export const ALL_FAMILIES: readonly IpFamily[] = [4, 6];
 
-export function planFirewall(config: Config): FirewallPlan {
+export function planFirewall(config: Config, machine: PlanMachine = {}): FirewallPlan {
   const g = config.global;
   const forwardedApps: ForwardedApp[] = [];
   for (const app of config.apps) {
@@ -70,6 +92,13 @@ export function planFirewall(config: Config): FirewallPlan {
     sourcePrefixV6: g.sourcePrefixV6,
     queueNum: g.queueNum,
     nflogGroup: g.nflogGroup,
+    // The same resolution the daemon's workers use, so every queue the rules name has a reader.
+    step1Workers: resolveStep1Workers(g.step1Workers, machine.cores),
+    cpuCount: Math.max(1, machine.cpus ?? cpus().length),
+    step1Handshake: g.step1Handshake,
+    // With `step1_reply: reset` every data segment must get the daemon's RST alike: a kernel drop
+    // (or the kernel's own RST, whose flags differ) would tell a right path from a wrong one.
+    ...(g.step1Reply === 'reset' ? {} : { step1Prefilter: prefilterPrefix(g.httpPostPath) }),
   };
 }
 
@@ -111,4 +140,14 @@ export function hostPort(address: string, family: IpFamily, port: number): strin
 /** An interface name is matched unless it stands for every interface (empty, `any`). */
 export function matchesInterface(name: string): boolean {
   return interfacePattern(name).kind !== 'any';
+}
+
+/**
+ * The queues and log groups the step-1 workers use, for `check` and the start log:
+ * `4 step-1 workers: NFQUEUE 7-10, or NFLOG groups 5-8`.
+ */
+export function describeStep1Queues(plan: Pick<FirewallPlan, 'step1Workers' | 'queueNum' | 'nflogGroup'>): string {
+  const range = (first: number) => (plan.step1Workers > 1 ? `${first}-${first + plan.step1Workers - 1}` : `${first}`);
+  const workers = plan.step1Workers === 1 ? '1 step-1 worker' : `${plan.step1Workers} step-1 workers`;
+  return `${workers}: NFQUEUE ${range(plan.queueNum)}, or NFLOG group${plan.step1Workers > 1 ? 's' : ''} ${range(plan.nflogGroup)}`;
 }

@@ -5,7 +5,8 @@
  * filters are host chains like any other (host-firewall.ts): where they could drop,
  * knock-port's accept rule for granted connections sits at their top, and a commit that
  * removes it is undone by the next self-heal (meanwhile granted connections are dropped,
- * never the other way round).
+ * never the other way round). The step-1 rules, the in-kernel prefilter and the fanout over
+ * step-1 workers included, are the nftables backend's (nft-ruleset.ts), in that same table.
  */
 import type { AppConfig } from '../config/types.js';
 import type { HostFirewall } from './host-firewall.js';

@@ -3,6 +3,7 @@ import { openLiveCapture } from '../../capture/pcap-live.js';
 import { formatDecisionJson, formatDecisionText, formatSummary } from '../../step1/format.js';
 import { TrafficInspector } from '../../step1/traffic.js';
 import { addConfigOptions, loadConfigFromOptions, type ConfigOptions } from '../options.js';
+import { PrefilterJudge } from './replay-prefilter.js';
 
 export function registerWatch(program: Command): void {
   addConfigOptions(
@@ -14,11 +15,12 @@ export function registerWatch(program: Command): void {
   ).action(async (opts: ConfigOptions & { iface: string; json?: boolean }) => {
     const config = loadConfigFromOptions(opts);
     const traffic = new TrafficInspector(config);
+    const prefilter = new PrefilterJudge(config);
     const format = opts.json === true ? formatDecisionJson : formatDecisionText;
     // Both directions (IPv4 and IPv6): the SYN-ACKs the clients acknowledge come from the step-1 port.
     const capture = openLiveCapture(opts.iface, `tcp port ${config.global.httpPort}`, (linkType, frame, timeMs) => {
       const decision = traffic.feed(linkType, frame, timeMs);
-      if (decision) process.stdout.write(`${format(timeMs, decision)}\n`);
+      if (decision) process.stdout.write(`${format(timeMs, decision, prefilter.drops(linkType, frame))}\n`);
     });
     process.stderr.write(`watching step-1 traffic on ${opts.iface} port ${config.global.httpPort} (no firewall change); Ctrl-C to stop\n`);
     await new Promise<void>((resolve) => {
@@ -27,6 +29,6 @@ export function registerWatch(program: Command): void {
       process.once('SIGTERM', stop);
     });
     capture.close();
-    if (opts.json !== true) process.stderr.write(`${formatSummary(traffic.inspector.counters, traffic.skipped)}\n`);
+    if (opts.json !== true) process.stderr.write(`${formatSummary(traffic.inspector.counters, traffic.skipped, prefilter.dropped)}\n`);
   });
 }

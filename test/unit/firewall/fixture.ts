@@ -49,6 +49,7 @@ export function fixtureConfig(options: FixtureOptions = {}): Config {
       capture: 'auto',
       queueNum: 7,
       nflogGroup: 5,
+      step1Workers: 1,
       step1Handshake: 'cookie',
       step1Reply: 'silent',
       stateDir: '/var/lib/knock-port',

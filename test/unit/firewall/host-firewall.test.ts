@@ -117,9 +117,9 @@ describe('host firewall: what it does', () => {
     return { host, ran };
   }
 
-  it('insert: puts the accept rule at the top of a chain that can drop, once, and says where', () => {
+  it('insert: puts the accept rule at the top of a chain that can drop, once, and says where', async () => {
     const { host, ran } = fakeHost('insert');
-    const report = host.reconcile();
+    const report = await host.reconcile();
     expect(report.inserted).toEqual(['nftables chain inet filter input (hook input, policy drop)']);
     expect(report.problems).toEqual([]);
     expect(ran).toContain('insert rule inet filter input ct mark & 0x10000000 == 0x10000000 accept comment "knock-port: granted connections 0x10000000"');
@@ -128,24 +128,24 @@ describe('host firewall: what it does', () => {
     expect(ran.some((l) => l.includes('insert rule ip filter'))).toBe(false);
   });
 
-  it('insert: a rule already there (by comment) is not inserted again; a stale one is replaced', () => {
+  it('insert: a rule already there (by comment) is not inserted again; a stale one is replaced', async () => {
     const present = fakeHost('insert', rulesJson({ comment: 'knock-port: granted connections 0x10000000', expr: [{ accept: null }] }));
-    expect(present.host.reconcile().inserted).toEqual([]);
+    expect((await present.host.reconcile()).inserted).toEqual([]);
     const stale = fakeHost('insert', rulesJson({ comment: 'knock-port: granted connections 0x00000001', expr: [{ accept: null }] }));
-    expect(stale.host.reconcile().inserted).toHaveLength(1);
+    expect((await stale.host.reconcile()).inserted).toHaveLength(1);
     expect(stale.ran).toContain('delete rule inet filter input handle 10');
   });
 
-  it('report: changes nothing and names the chain and the rule to add', () => {
+  it('report: changes nothing and names the chain and the rule to add', async () => {
     const { host, ran } = fakeHost('report');
-    const report = host.reconcile();
+    const report = await host.reconcile();
     expect(ran.some((l) => l.startsWith('insert') || l.startsWith('delete'))).toBe(false);
     expect(report.problems).toEqual([
       "nftables chain inet filter input (hook input, policy drop) can drop connections knock-port grants: add at its top 'ct mark & 0x10000000 == 0x10000000 accept', or set host_firewall: insert",
     ]);
   });
 
-  it('an unreadable ruleset is a problem, never silence', () => {
+  it('an unreadable ruleset is a problem, never silence', async () => {
     const host = new HostFirewall({
       plan,
       mode: 'insert',
@@ -161,6 +161,6 @@ describe('host firewall: what it does', () => {
       gate: 'nft',
       readProc: () => '',
     });
-    expect(host.reconcile().problems).toEqual([expect.stringContaining("cannot read the host's nftables chains: nft: permission denied")]);
+    expect((await host.reconcile()).problems).toEqual([expect.stringContaining("cannot read the host's nftables chains: nft: permission denied")]);
   });
 });
