@@ -1,3 +1,4 @@
+import { describeStep1Queues, resolveStep1Workers } from './workers.js';
 import { publicHttpsPort, type AppConfig, type Config, type Destination, type GlobalConfig } from './types.js';
 
 function describeDestination(destination: Destination): string {
@@ -42,6 +43,7 @@ export function summarizeConfig(config: Config, hostWarnings: readonly string[] 
     `config OK: ${config.source}`,
     `step 1: ${global.httpPort}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per source (IPv4 /${global.sourcePrefixV4}, IPv6 /${global.sourcePrefixV6})`,
     `firewall: ${global.firewallType} (table ${global.tableName}); capture: ${global.capture}; IPv6: ${global.ipv6 ? 'on' : 'off'}; interfaces: ${global.interfaceExt} (external), ${global.interfaceInt} (internal)`,
+    `step-1 capture: ${describeStep1Queues({ ...global, step1Workers: resolveStep1Workers(global.step1Workers) })}`,
     `apps (${config.apps.length}):`,
     ...rows.map((row) => `  ${row.map((cell, column) => (column < 3 ? cell.padEnd(widths[column]!) : cell)).join('  ')}`),
   ];

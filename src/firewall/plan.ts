@@ -9,7 +9,11 @@ import { resolveStep1Workers } from '../config/workers.js';
 import { prefilterPrefix } from '../step1/prefilter.js';
 import { publicHttpsPort, type AppConfig, type Config, type IpFamily, type Protocol } from '../config/types.js';
 import { KnockPortError } from '../errors.js';
+
 import { interfacePattern } from './interface-name.js';
+
+/** `check` and the start log describe the queues from the config alone; kept here for callers of the plan. */
+export { describeStep1Queues } from '../config/workers.js';
 
 export class InvalidGrantError extends KnockPortError {}
 
@@ -140,14 +144,4 @@ export function hostPort(address: string, family: IpFamily, port: number): strin
 /** An interface name is matched unless it stands for every interface (empty, `any`). */
 export function matchesInterface(name: string): boolean {
   return interfacePattern(name).kind !== 'any';
-}
-
-/**
- * The queues and log groups the step-1 workers use, for `check` and the start log:
- * `4 step-1 workers: NFQUEUE 7-10, or NFLOG groups 5-8`.
- */
-export function describeStep1Queues(plan: Pick<FirewallPlan, 'step1Workers' | 'queueNum' | 'nflogGroup'>): string {
-  const range = (first: number) => (plan.step1Workers > 1 ? `${first}-${first + plan.step1Workers - 1}` : `${first}`);
-  const workers = plan.step1Workers === 1 ? '1 step-1 worker' : `${plan.step1Workers} step-1 workers`;
-  return `${workers}: NFQUEUE ${range(plan.queueNum)}, or NFLOG group${plan.step1Workers > 1 ? 's' : ''} ${range(plan.nflogGroup)}`;
 }

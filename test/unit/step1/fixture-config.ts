@@ -39,6 +39,7 @@ export function fixtureConfig(overrides: Partial<GlobalConfig> = {}): Config {
     capture: 'auto',
     queueNum: 0,
     nflogGroup: 0,
+    step1Workers: 1,
     step1Handshake: 'cookie',
     step1Reply: 'silent',
     stateDir: '/var/lib/knock-port',
