@@ -9,7 +9,6 @@ import { resolveStep1Workers } from '../config/workers.js';
 import { prefilterPrefix } from '../step1/prefilter.js';
 import { publicHttpsPort, type AppConfig, type Config, type IpFamily, type Protocol } from '../config/types.js';
 import { KnockPortError } from '../errors.js';
-
 import { interfacePattern } from './interface-name.js';
 
 /** `check` and the start log describe the queues from the config alone; kept here for callers of the plan. */
