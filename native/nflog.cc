@@ -65,6 +65,8 @@ NfLog::NfLog(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NfLog>(info), en
     ThrowErrno(env, err, "socket", std::string("cannot open a netfilter netlink socket: ") + strerror(err));
     return;
   }
+  // Close-on-exec: a child the daemon spawns must not keep the group bound after close().
+  fcntl(nflog_fd(handle_), F_SETFD, FD_CLOEXEC);
   const int err = Configure(copyRange, flushTimeout, kernelBuffer);
   if (err != 0) {
     Release();

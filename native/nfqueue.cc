@@ -54,7 +54,9 @@ NfQueue::NfQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NfQueue>(inf
                                        ": need CAP_NET_ADMIN (run as root)");
     return;
   }
-  nl_ = mnl_socket_open(NETLINK_NETFILTER);
+  // Close-on-exec: a child the daemon spawns (an ipset session, nft) must not inherit the socket,
+  // or the queue would stay bound to it after close() and could not be bound again.
+  nl_ = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
   if (!nl_ || mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) {
     const int err = errno;
     CloseSocket();

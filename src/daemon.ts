@@ -13,10 +13,9 @@ import { performance } from 'node:perf_hooks';
 import { SecretLockout, lockoutPolicy, type LockEvent } from './auth/lockout.js';
 import { PerMinuteLimiter } from './auth/ratelimit.js';
 import { TotpVerifier } from './auth/totp.js';
-import type { PacketBatch } from './capture/native.js';
-import { RawPacketSender } from './capture/raw-socket.js';
-import { openStep1Capture, type CaptureDrops, type Step1Capture } from './capture/step1-capture.js';
+import type { CaptureDrops } from './capture/step1-capture.js';
 import { publicHttpsPort, type AppConfig, type Config, type GlobalConfig } from './config/types.js';
+import { resolveStep1Workers } from './config/workers.js';
 import { createControlHandlers } from './control/handlers.js';
 import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
@@ -35,9 +34,10 @@ import { Granter } from './sessions/grants.js';
 import { secondsLeft } from './sessions/record.js';
 import { SessionStore } from './sessions/store.js';
 import { SavedUsedCodes } from './sessions/used-codes-file.js';
-import { KeyedCookieSource, loadOrCreateCookieSecret } from './step1/cookie.js';
-import { STEP1_REASONS, STEP1_RESULTS, type Step1Decision } from './step1/decision.js';
-import { Inspector } from './step1/inspector.js';
+import { loadOrCreateCookieSecret } from './step1/cookie.js';
+import { STEP1_REASONS, STEP1_RESULTS } from './step1/decision.js';
+import { createSharedState, SharedLockoutStates, SharedSourceBudget, SharedUsedCodeStore, type SharedStateBuffers } from './step1/shared-state.js';
+import { Step1Workers, type WorkerEvents } from './step1/workers/pool.js';
 import { createStep2Server } from './step2/server.js';
 
 export class DaemonStartError extends KnockPortError {}
@@ -60,8 +60,8 @@ const PROBLEM_MEMORY_MS = 60_000;
 
 export class Daemon {
   private config: Config;
-  private inspector: Inspector;
-  private capture: Step1Capture | undefined;
+  /** Step 1: one worker thread per queue (log group), sharing budgets, tables and used codes. */
+  private workers: Step1Workers | undefined;
   private httpsServer: HttpsServer;
   private control: ControlServer | undefined;
   private metricsServer: Server | undefined;
@@ -82,6 +82,8 @@ export class Daemon {
   /** Configured interface names that match no interface right now (a typo fails open). */
   private readonly interfaces: InterfaceWatch;
   private countedStep1 = { results: {} as Record<string, number>, reasons: {} as Record<string, number> };
+  /** Per-worker packet counts already in the metrics, by queue number (log group) and worker slot. */
+  private countedWorkers = new Map<number, { slot: number; packets: number }>();
 
   private constructor(
     private readonly options: DaemonOptions,
@@ -91,18 +93,19 @@ export class Daemon {
     private readonly sessions: SessionStore,
     private readonly granter: Granter,
     private readonly metrics: DaemonMetrics,
-    private readonly cookie: KeyedCookieSource,
-    private readonly sender: RawPacketSender,
+    private readonly cookieSecret: Buffer,
+    private readonly shared: SharedStateBuffers,
     private readonly logger: Logger,
     private readonly usedCodes: SavedUsedCodes,
   ) {
     this.config = options.config;
     this.totp = new TotpVerifier(1, undefined, usedCodes.codes);
+    // The same counts as the step-1 workers', in shared memory: one budget per secret for both steps.
     this.lockout = new SecretLockout(lockoutPolicy(this.config.global), {
+      states: new SharedLockoutStates(shared),
       onLock: (event) => logLock(logger, metrics, event),
       onRefused: (factor) => metrics.lockoutRefusals.inc({ factor }),
     });
-    this.inspector = new Inspector(this.config, { cookie, lockout: this.lockout, totp: this.totp });
     this.step2Limiter = { current: new PerMinuteLimiter(this.config.global.rateLimitPerMinute) };
     // Revoke means closed: revokes also end the address's flows, over the running config's ports.
     const flows = new ConntrackFlowCloser(spawnTool(netnsPrefix(options.firewall?.netns)));
@@ -143,15 +146,17 @@ export class Daemon {
     const sessions = await SessionStore.open({ stateDir: config.global.stateDir, logger }, await firewall.list());
     const metrics = createDaemonMetrics(() => sessions.size);
     const granter = new Granter({ firewall, sessions, logger, metrics });
-    const cookie = new KeyedCookieSource(await loadOrCreateCookieSecret(config.global.stateDir));
+    const cookieSecret = await loadOrCreateCookieSecret(config.global.stateDir);
+    // Created once: reloads and worker restarts keep the budgets, tables, locks and used codes.
+    const shared = createSharedState(config.global.rateLimitPerMinute);
     let daemon: Daemon | undefined;
     const usedCodes = await SavedUsedCodes.open({
       stateDir: config.global.stateDir,
       logger,
+      store: new SharedUsedCodeStore(shared),
       onFull: () => daemon?.noteProblem('one-time codes refused: the used-code cache is full (see the error log)'),
     });
-    const sender = RawPacketSender.open({ mark: config.global.packetMark, ipv6: config.global.ipv6 });
-    daemon = new Daemon(options, firewall, nft, capture, sessions, granter, metrics, cookie, sender, logger, usedCodes);
+    daemon = new Daemon(options, firewall, nft, capture, sessions, granter, metrics, cookieSecret, shared, logger, usedCodes);
     try {
       await daemon.listen();
     } catch (err) {
@@ -163,7 +168,7 @@ export class Daemon {
 
   private async listen(): Promise<void> {
     const g = this.config.global;
-    this.capture = this.openCapture(this.config);
+    this.workers = await this.openWorkers(this.config);
     await this.listenHttps(this.httpsServer, g);
     this.control = await startControlServer(
       g.controlSocket,
@@ -179,7 +184,8 @@ export class Daemon {
         httpsPort: publicHttpsPort(g),
         ...(publicHttpsPort(g) !== g.httpsPort ? { httpsBehindProxy: `${g.httpsListenAddress ?? '*'}:${g.httpsPort}` } : {}),
         capture: this.captureKind,
-        queue: this.capture?.number,
+        queue: this.workers?.numbers()[0],
+        step1Workers: this.workers?.numbers().length,
         apps: this.config.apps.map((a) => a.name),
         controlSocket: g.controlSocket,
         metrics: g.metricsListen ?? null,
@@ -188,16 +194,28 @@ export class Daemon {
     );
   }
 
-  /** Throws when the queue number or log group cannot be bound (e.g. another process holds it). */
-  private openCapture(config: Config): Step1Capture {
+  /** The queue numbers (log groups) step 1 reads under a config: one per worker, consecutive. */
+  private captureNumbers(config: Config): number[] {
     const g = config.global;
-    return openStep1Capture({
-      kind: this.captureKind,
-      queueNum: g.queueNum,
-      nflogGroup: g.nflogGroup,
-      onBatch: (batch) => this.onBatch(batch),
-      onError: (err) => this.logger.error({ err: describeError(err) }, 'step-1 batch failed; its packets were dropped'),
-    });
+    const first = this.captureKind === 'nfqueue' ? g.queueNum : g.nflogGroup;
+    return Array.from({ length: resolveStep1Workers(g.step1Workers) }, (_, i) => first + i);
+  }
+
+  /** Throws when a queue number or log group cannot be bound (e.g. another process holds it). */
+  private openWorkers(config: Config): Promise<Step1Workers> {
+    return Step1Workers.start(
+      {
+        kind: this.captureKind,
+        shared: this.shared,
+        cookieSecret: this.cookieSecret,
+        logger: this.logger,
+        logRejections: this.logger.isLevelEnabled('debug'),
+        onEvents: (events) => this.onWorkerEvents(events),
+        onProblem: (problem) => this.noteProblem(problem),
+      },
+      this.captureNumbers(config),
+      config,
+    );
   }
 
   private listenHttps(server: HttpsServer, g: GlobalConfig): Promise<void> {
@@ -246,54 +264,54 @@ export class Daemon {
   }
 
   /**
-   * The hot path: inspect every packet of the batch, answer SYNs, grant valid knocks.
-   * Replies are staged and leave together (one sendmmsg) once the batch is inspected.
+   * What a worker posted after a batch: grants to make (the worker already dropped the packets
+   * and sent its SYN-ACKs), and what to log and count. Never blocks a worker.
    */
-  private onBatch(batch: PacketBatch): void {
-    const receivedAt = performance.now();
-    try {
-      for (let i = 0; i < batch.count; i++) {
-        const decision = this.inspector.inspect(batch.payload(i));
-        if (decision.reply !== undefined) this.sender.stage(decision.reply);
-        if (decision.result === 'granted') this.grantStep2(decision, receivedAt);
-        else if (decision.result === 'rejected' || decision.result === 'spoofed') this.logRejection(decision);
-      }
-    } finally {
-      const sent = this.sender.flush();
-      if (sent.bufferFull > 0) this.noteProblem('raw socket buffer full: SYN-ACKs/RSTs are being lost');
-      if (sent.failed > 0) this.noteProblem(`raw socket refused SYN-ACKs/RSTs (${sent.code}): check the routes back to clients and output firewall rules`);
+  private onWorkerEvents(events: WorkerEvents): void {
+    for (const grant of events.grants) this.grantStep2(grant.ip, grant.app, grant.user, grant.receivedAt - performance.timeOrigin);
+    if (events.rejections.length > 0 && this.logger.isLevelEnabled('debug')) {
+      for (const r of events.rejections) this.logger.debug({ ip: r.src, sport: r.sport, result: r.result, reason: r.reason }, 'step-1 knock refused');
     }
+    for (const event of events.locks) logLock(this.logger, this.metrics, event);
+    for (const [factor, count] of Object.entries(events.refusals)) this.metrics.lockoutRefusals.inc({ factor }, count);
+    if (events.codesClaimed) this.usedCodes.changed();
   }
 
-  private grantStep2(decision: Step1Decision, knockAt: number): void {
-    const app = this.config.apps.find((a) => a.name === decision.app);
-    const user = app?.users.find((u) => u.name === decision.user);
+  private grantStep2(ip: string, appName: string, userName: string, knockAt: number): void {
+    const app = this.config.apps.find((a) => a.name === appName);
+    const user = app?.users.find((u) => u.name === userName);
     if (!app || !user) return; // the config was reloaded between the decision and now
-    this.granter.openStep2Window(decision.src, app, user, knockAt).catch((err: unknown) => {
+    this.granter.openStep2Window(ip, app, user, knockAt).catch((err: unknown) => {
       this.noteProblem('a firewall grant failed (see the error log)');
-      this.logger.error({ ip: decision.src, app: app.name, err: describeError(err) }, 'step-2 window could not be opened');
+      this.logger.error({ ip, app: app.name, err: describeError(err) }, 'step-2 window could not be opened');
     });
   }
 
-  private logRejection(decision: Step1Decision): void {
-    if (!this.logger.isLevelEnabled('debug')) return;
-    this.logger.debug({ ip: decision.src, sport: decision.sport, result: decision.result, reason: decision.reason }, 'step-1 knock refused');
-  }
-
-  /** Copies the inspector's plain counters into the metrics (only at scrape time). */
+  /** Copies the workers' counters (shared memory) into the metrics, only at scrape time. */
   private collectStep1Counts(): void {
-    const { results, reasons } = this.inspector.counters;
+    if (!this.workers) return;
+    const { results, reasons } = this.workers.counts();
     for (const result of STEP1_RESULTS) {
       const delta = results[result] - (this.countedStep1.results[result] ?? 0);
       if (delta > 0) this.metrics.step1Packets.inc({ outcome: result, reason: '' }, delta);
       this.countedStep1.results[result] = results[result];
     }
     for (const reason of STEP1_REASONS) {
-      const count = reasons.get(reason) ?? 0;
-      const delta = count - (this.countedStep1.reasons[reason] ?? 0);
+      const delta = reasons[reason] - (this.countedStep1.reasons[reason] ?? 0);
       if (delta > 0) this.metrics.step1Packets.inc({ outcome: 'reason', reason }, delta);
-      this.countedStep1.reasons[reason] = count;
+      this.countedStep1.reasons[reason] = reasons[reason];
     }
+    const stats = this.workers.stats();
+    for (const worker of stats) {
+      const counted = this.countedWorkers.get(worker.number);
+      const before = counted?.slot === worker.slot ? counted.packets : 0;
+      if (worker.packets > before) this.metrics.step1WorkerPackets.inc({ worker: String(worker.number) }, worker.packets - before);
+      else this.metrics.step1WorkerPackets.inc({ worker: String(worker.number) }, 0);
+      this.countedWorkers.set(worker.number, { slot: worker.slot, packets: Math.max(before, worker.packets) });
+    }
+    this.metrics.step1Workers.set(stats.filter((worker) => worker.alive).length);
+    const restarts = this.workers.restartCount - this.metrics.step1WorkerRestarts.get();
+    if (restarts > 0) this.metrics.step1WorkerRestarts.inc(undefined, restarts);
   }
 
   /** Self-heal the ruleset (VyOS commits flush chains) and count capture drops. */
@@ -328,8 +346,8 @@ export class Daemon {
   }
 
   private countCaptureDrops(): void {
-    if (!this.capture) return;
-    const drops = this.capture.drops();
+    if (!this.workers) return;
+    const drops = this.workers.drops();
     const kernel = drops.kernel - this.countedDrops.kernel;
     const enobufs = drops.enobufs - this.countedDrops.enobufs;
     if (kernel > 0) this.metrics.captureDrops.inc({ source: 'kernel' }, kernel);
@@ -355,7 +373,8 @@ export class Daemon {
     const problems = [...this.problems].filter(([, seen]) => now - seen <= PROBLEM_MEMORY_MS).map(([problem]) => problem);
     problems.push(...this.interfaces.problems());
     problems.push(...this.firewall.hostFirewall().problems.map((p) => `host firewall: ${p}`));
-    if (!this.capture) problems.push('step-1 capture is not open');
+    if (!this.workers) problems.push('step-1 capture is not open');
+    else problems.push(...this.workers.problems());
     if (!this.httpsServer.listening) problems.push('HTTPS server is not listening');
     return { healthy: problems.length === 0, problems };
   }
@@ -396,21 +415,23 @@ export class Daemon {
     }
     const g = next.global;
     const before = previous.global;
-    const captureNumber = (global: GlobalConfig) => (this.captureKind === 'nfqueue' ? global.queueNum : global.nflogGroup);
+    const numbers = this.captureNumbers(next);
+    const sameNumbers = numbers.join(',') === (this.workers?.numbers() ?? []).join(',');
     const moveHttps = g.httpsPort !== before.httpsPort || g.httpsListenAddress !== before.httpsListenAddress || g.ipv6 !== before.ipv6;
-    let capture: Step1Capture | undefined;
+    let capture: { apply(): Promise<void>; cancel(): Promise<void> } | undefined;
     let https: { server: HttpsServer; oldClosed: boolean } | undefined;
     let firewall: FirewallBackend;
     let stage = 'opening the step-1 capture';
     try {
-      if (captureNumber(g) !== captureNumber(before)) capture = this.openCapture(next);
+      // New queues (log groups) get their workers next to the running ones; the old stop only once all is in place.
+      if (!sameNumbers && this.workers) capture = await this.workers.prepare(numbers, next);
       stage = 'opening the HTTPS listener';
       if (moveHttps) https = await this.moveHttps(g, before);
       stage = 'installing the firewall';
       firewall = createFirewall(next, { ...this.options.firewall, nft: this.nft });
       await firewall.install(this.captureKind);
     } catch (err) {
-      capture?.close();
+      await capture?.cancel();
       if (https) {
         await closeHttps(https.server);
         if (https.oldClosed) await this.relistenHttps(before);
@@ -420,18 +441,14 @@ export class Daemon {
     }
     this.firewall = firewall;
     this.granter.useFirewall(firewall);
-    this.collectStep1Counts();
     this.config = next;
     this.lockout.setPolicy(lockoutPolicy(next.global));
-    this.inspector = new Inspector(next, { cookie: this.cookie, lockout: this.lockout, totp: this.totp });
-    this.countedStep1 = { results: {}, reasons: {} };
-    this.step2Limiter.current = new PerMinuteLimiter(next.global.rateLimitPerMinute);
+    // Budgets, retransmission table, locks and used codes carry over: a reload is no fresh budget.
+    SharedSourceBudget.setLimit(this.shared, next.global.rateLimitPerMinute);
+    this.workers?.reconfigure(next, this.logger.isLevelEnabled('debug'));
+    this.step2Limiter.current.setLimit(next.global.rateLimitPerMinute);
     this.interfaces.refresh(next);
-    if (capture) {
-      this.capture?.close();
-      this.capture = capture;
-      this.countedDrops = { kernel: 0, enobufs: 0 };
-    }
+    await capture?.apply();
     if (https) {
       const old = this.httpsServer;
       this.httpsServer = https.server;
@@ -450,8 +467,8 @@ export class Daemon {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.maintenance);
-    this.capture?.close();
-    this.capture = undefined;
+    await this.workers?.stop();
+    this.workers = undefined;
     await closeHttps(this.httpsServer);
     await this.control?.close();
     await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
@@ -461,7 +478,6 @@ export class Daemon {
       this.logger.error({ err: describeError(err) }, 'session state could not be saved on stop');
     }
     await this.usedCodes.close();
-    this.sender.close();
     this.nft.close?.();
     this.logger.info('knock-port stopped; firewall left closed, live grants expire in the kernel');
   }

@@ -45,6 +45,21 @@ export interface LockoutOptions {
   onLock?: (event: LockEvent) => void;
   /** An attempt was refused because its factor is locked. */
   onRefused?: (factor: LockFactor) => void;
+  /**
+   * Where the counts live: default in this thread's memory; the daemon passes one in shared
+   * memory so that every step-1 worker thread and step 2 count against the same budgets.
+   */
+  states?: LockoutStates;
+}
+
+/**
+ * Failure counts and locks by factor key. `fail` counts one failure at `now` and returns true
+ * when it completes a burst (the factor is then locked until `now + lockMs`); failures while
+ * locked are not counted.
+ */
+export interface LockoutStates {
+  isLocked(key: string, now: number): boolean;
+  fail(key: string, now: number, threshold: number, windowMs: number, lockMs: number): boolean;
 }
 
 interface FactorState {
@@ -57,7 +72,7 @@ interface FactorState {
 const MAX_FACTORS = 100_000;
 
 export class SecretLockout {
-  private readonly states = new BoundedMap<string, FactorState>(MAX_FACTORS);
+  private readonly states: LockoutStates;
   private readonly now: () => number;
 
   constructor(
@@ -65,6 +80,7 @@ export class SecretLockout {
     private readonly options: LockoutOptions = {},
   ) {
     this.now = options.now ?? Date.now;
+    this.states = options.states ?? new MemoryLockoutStates();
   }
 
   /** A reloaded config's policy; counts and locks in progress are kept. */
@@ -77,8 +93,7 @@ export class SecretLockout {
    * attempt without checking the secret. `user` only for one-time codes.
    */
   isLocked(factor: LockFactor, app: string, user?: string): boolean {
-    const state = this.states.get(keyOf(factor, app, user));
-    if (state === undefined || state.lockedUntil <= this.now()) return false;
+    if (!this.states.isLocked(keyOf(factor, app, user), this.now())) return false;
     this.options.onRefused?.(factor);
     return true;
   }
@@ -87,22 +102,35 @@ export class SecretLockout {
   fail(factor: LockFactor, app: string, user?: string): void {
     const threshold = user === undefined ? this.policy.appFailures : this.policy.userFailures;
     if (threshold <= 0) return;
-    const now = this.now();
-    const key = keyOf(factor, app, user);
+    const { windowSeconds, lockSeconds } = this.policy;
+    if (!this.states.fail(keyOf(factor, app, user), this.now(), threshold, windowSeconds * 1000, lockSeconds * 1000)) return;
+    this.options.onLock?.({ factor, app, ...(user === undefined ? {} : { user }), failures: threshold, windowSeconds, lockSeconds });
+  }
+}
+
+/** The counts in this thread's memory: the exact time of every failure still in the window. */
+export class MemoryLockoutStates implements LockoutStates {
+  private readonly states = new BoundedMap<string, FactorState>(MAX_FACTORS);
+
+  isLocked(key: string, now: number): boolean {
+    const state = this.states.get(key);
+    return state !== undefined && state.lockedUntil > now;
+  }
+
+  fail(key: string, now: number, threshold: number, windowMs: number, lockMs: number): boolean {
     let state = this.states.get(key);
     if (state === undefined) {
       state = { failures: [], lockedUntil: 0 };
       this.states.set(key, state);
     }
-    if (state.lockedUntil > now) return;
-    const windowStart = now - this.policy.windowSeconds * 1000;
+    if (state.lockedUntil > now) return false;
+    const windowStart = now - windowMs;
     while (state.failures.length > 0 && state.failures[0]! <= windowStart) state.failures.shift();
     state.failures.push(now);
-    if (state.failures.length < threshold) return;
+    if (state.failures.length < threshold) return false;
     state.failures = [];
-    state.lockedUntil = now + this.policy.lockSeconds * 1000;
-    const { windowSeconds, lockSeconds } = this.policy;
-    this.options.onLock?.({ factor, app, ...(user === undefined ? {} : { user }), failures: threshold, windowSeconds, lockSeconds });
+    state.lockedUntil = now + lockMs;
+    return true;
   }
 }
 

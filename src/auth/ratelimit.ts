@@ -23,7 +23,7 @@ export class PerMinuteLimiter {
   private readonly windows: BoundedMap<string, Window>;
 
   constructor(
-    private readonly limitPerMinute: number,
+    private limitPerMinute: number,
     maxKeys = 100_000,
     private readonly now: () => number = () => Date.now(),
   ) {
@@ -40,6 +40,8 @@ export class PerMinuteLimiter {
       this.windows.set(key, window);
     } else {
       advance(window, bucket);
+      // A reload raised the limit past what 16-bit counts hold.
+      if (window.counts instanceof Uint16Array && this.limitPerMinute >= 0xffff) window.counts = Uint32Array.from(window.counts);
     }
     let total = 0;
     for (let i = 0; i < BUCKETS; i++) total += window.counts[i]!;
@@ -50,6 +52,11 @@ export class PerMinuteLimiter {
 
   get size(): number {
     return this.windows.size;
+  }
+
+  /** A reloaded config's limit; the hits already counted stay (a reload is no fresh budget). */
+  setLimit(limitPerMinute: number): void {
+    this.limitPerMinute = limitPerMinute;
   }
 }
 

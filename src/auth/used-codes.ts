@@ -29,6 +29,11 @@ export interface UsedCodesOptions {
   onChange?: () => void;
   /** Called when a code was refused because the cache is full. */
   onFull?: () => void;
+  /**
+   * Where the codes live: default in this thread's memory; the daemon passes one in shared
+   * memory, so that a code claimed by one step-1 worker thread is used for every other one.
+   */
+  store?: UsedCodeStore;
 }
 
 /** Names a secret in the cache without storing it: 128 bits of SHA-256 over its decoded bytes. */
@@ -36,21 +41,74 @@ export function secretScope(secret: Buffer): string {
   return createHash('sha256').update('knock-port used code\0').update(secret).digest('hex').slice(0, 32);
 }
 
+/** What a claim did: the code is now used (`claimed`), was used already, or the cache is full. */
+export type ClaimOutcome = 'claimed' | 'used' | 'full';
+
+/**
+ * The used codes themselves. `claim` is atomic: of two claims of one code at the same time,
+ * from any thread, exactly one gets `claimed`.
+ */
+export interface UsedCodeStore {
+  refuseThrough(counter: number): void;
+  isUsed(scope: string, counter: number, nowSeconds: number): boolean;
+  claim(code: UsedCode, nowSeconds: number, maxEntries: number): ClaimOutcome;
+  restore(codes: readonly UsedCode[], nowSeconds: number, maxEntries: number): number;
+  list(nowSeconds: number): UsedCode[];
+  readonly size: number;
+}
+
 export class UsedCodes {
-  private readonly codes = new Map<string, UsedCode>();
+  private readonly store: UsedCodeStore;
   private readonly maxEntries: number;
-  /** Every counter up to this one counts as used, for every secret (see `refuseThrough`). */
-  private refusedThrough = -Infinity;
-  private nextPrune = 0;
 
   constructor(private readonly options: UsedCodesOptions = {}) {
     this.maxEntries = options.maxEntries ?? MAX_USED_CODES;
+    this.store = options.store ?? new MemoryUsedCodeStore();
   }
 
   /**
    * Treats every code of time steps up to `counter` as used: for when the saved cache could not
    * be read, so that no code that may have been used before the restart works again.
    */
+  refuseThrough(counter: number): void {
+    this.store.refuseThrough(counter);
+  }
+
+  isUsed(scope: string, counter: number, nowSeconds: number): boolean {
+    return this.store.isUsed(scope, counter, nowSeconds);
+  }
+
+  /** Records an accepted code; false (and the code must be refused) when it was used already or the cache is full. */
+  add(code: UsedCode, nowSeconds: number): boolean {
+    const outcome = this.store.claim(code, nowSeconds, this.maxEntries);
+    if (outcome === 'full') this.options.onFull?.();
+    if (outcome !== 'claimed') return false;
+    this.options.onChange?.();
+    return true;
+  }
+
+  /** Restores saved codes (at start): expired ones are dropped, and at most `maxEntries` kept, latest expiry first. */
+  restore(codes: readonly UsedCode[], nowSeconds: number): number {
+    return this.store.restore(codes, nowSeconds, this.maxEntries);
+  }
+
+  /** The codes still live, for saving. */
+  list(nowSeconds: number): UsedCode[] {
+    return this.store.list(nowSeconds);
+  }
+
+  get size(): number {
+    return this.store.size;
+  }
+}
+
+/** The codes in this thread's memory. */
+export class MemoryUsedCodeStore implements UsedCodeStore {
+  private readonly codes = new Map<string, UsedCode>();
+  /** Every counter up to this one counts as used, for every secret (see `refuseThrough`). */
+  private refusedThrough = -Infinity;
+  private nextPrune = 0;
+
   refuseThrough(counter: number): void {
     this.refusedThrough = Math.max(this.refusedThrough, counter);
   }
@@ -61,29 +119,23 @@ export class UsedCodes {
     return code !== undefined && code.expiresAt > nowSeconds;
   }
 
-  /** Records an accepted code; false (and the code must be refused) when the cache is full. */
-  add(code: UsedCode, nowSeconds: number): boolean {
-    this.prune(nowSeconds, this.codes.size >= this.maxEntries);
-    if (this.codes.size >= this.maxEntries) {
-      this.options.onFull?.();
-      return false;
-    }
+  claim(code: UsedCode, nowSeconds: number, maxEntries: number): ClaimOutcome {
+    if (this.isUsed(code.scope, code.counter, nowSeconds)) return 'used';
+    this.prune(nowSeconds, this.codes.size >= maxEntries);
+    if (this.codes.size >= maxEntries) return 'full';
     this.codes.set(key(code.scope, code.counter), { ...code });
-    this.options.onChange?.();
-    return true;
+    return 'claimed';
   }
 
-  /** Restores saved codes (at start): expired ones are dropped, and at most `maxEntries` kept, latest expiry first. */
-  restore(codes: readonly UsedCode[], nowSeconds: number): number {
+  restore(codes: readonly UsedCode[], nowSeconds: number, maxEntries: number): number {
     const live = codes.filter((code) => code.expiresAt > nowSeconds).sort((a, b) => b.expiresAt - a.expiresAt);
     for (const code of live) {
-      if (this.codes.size >= this.maxEntries) break;
+      if (this.codes.size >= maxEntries) break;
       this.codes.set(key(code.scope, code.counter), { ...code });
     }
     return this.codes.size;
   }
 
-  /** The codes still live, for saving. */
   list(nowSeconds: number): UsedCode[] {
     this.prune(nowSeconds, true);
     return [...this.codes.values()];

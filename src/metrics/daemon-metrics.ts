@@ -20,6 +20,12 @@ export interface DaemonMetrics {
   /** Attempts refused unchecked because their secret was locked, by factor. */
   readonly lockoutRefusals: Counter<'factor'>;
   readonly knockToGrantSeconds: Histogram<'step'>;
+  /** Step-1 packets inspected per worker thread (`worker` = its queue number or log group). */
+  readonly step1WorkerPackets: Counter<'worker'>;
+  /** Step-1 worker threads that ended on their own and were restarted. */
+  readonly step1WorkerRestarts: Counter;
+  /** Step-1 worker threads running (reading their queue) now. */
+  readonly step1Workers: Gauge;
   readonly liveSessions: Gauge;
 }
 
@@ -40,6 +46,9 @@ export function createDaemonMetrics(countLiveSessions: () => number, registry = 
       LATENCY_BUCKETS,
       ['step'],
     ),
+    step1WorkerPackets: registry.counter('knockport_step1_worker_packets_total', 'Step-1 packets inspected per worker thread (worker = its queue number or log group).', ['worker']),
+    step1WorkerRestarts: registry.counter('knockport_step1_worker_restarts_total', 'Step-1 worker threads that stopped on their own and were restarted.'),
+    step1Workers: registry.gauge('knockport_step1_workers', 'Step-1 worker threads reading their queue now.'),
     liveSessions: registry.gauge('knockport_live_sessions', 'Live grants known to the daemon.', [], countLiveSessions),
   };
   // Every factor shows from the start (at 0), so an alert on the rate needs no series to appear first.

@@ -120,6 +120,23 @@ export class SourcePrefixKey {
     return this.lastKey;
   }
 
+  /**
+   * The network of the address at `offset` as bytes, for keys that must not cost a string per
+   * packet: its masked address (zero-padded to 16 bytes) into `out[0..16)`, then the family and
+   * the prefix length into `out[16]` and `out[17]`. Returns the number of bytes written (18).
+   */
+  maskInto(packet: Buffer, offset: number, family: 4 | 6, out: Uint8Array): number {
+    const length = family === 4 ? 4 : 16;
+    const bits = Math.min(family === 4 ? this.prefixV4 : this.prefixV6, length * 8);
+    for (let i = 0; i < 16; i++) {
+      const kept = bits - i * 8;
+      out[i] = i >= length || kept <= 0 ? 0 : kept >= 8 ? packet[offset + i]! : packet[offset + i]! & (0xff << (8 - kept));
+    }
+    out[16] = family;
+    out[17] = bits;
+    return 18;
+  }
+
   /** The key of an address in text form (canonical, see sessions/address.ts); anything else is its own key. */
   ofText(ip: string): string {
     const bytes = parseIpAddress(ip);

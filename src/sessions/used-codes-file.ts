@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { MAX_USED_CODES, UsedCodes, type UsedCode } from '../auth/used-codes.js';
+import { MAX_USED_CODES, UsedCodes, type UsedCode, type UsedCodeStore } from '../auth/used-codes.js';
 import { TOTP_PERIOD_SECONDS } from '../auth/totp.js';
 import type { Logger } from '../log.js';
 import { readTextFile, setAside, writeFileAtomically } from './state-file.js';
@@ -53,6 +53,8 @@ export interface SavedUsedCodesOptions {
   maxEntries?: number;
   /** Called when a code is refused because the cache is full. */
   onFull?: () => void;
+  /** Where the codes live (default: this thread's memory); the daemon's is shared with its step-1 workers. */
+  store?: UsedCodeStore;
 }
 
 /** The daemon's used-code cache, restored from and saved to `<state_dir>/used-codes.json`. */
@@ -72,6 +74,7 @@ export class SavedUsedCodes {
     this.now = options.now ?? Date.now;
     this.codes = new UsedCodes({
       ...(options.maxEntries !== undefined ? { maxEntries: options.maxEntries } : {}),
+      ...(options.store !== undefined ? { store: options.store } : {}),
       onChange: () => this.changed(),
       onFull: () => {
         this.logger.error({ max: options.maxEntries ?? MAX_USED_CODES }, 'one-time code refused: the used-code cache is full (too many codes accepted within 90 s)');
@@ -123,7 +126,8 @@ export class SavedUsedCodes {
     await this.save();
   }
 
-  private changed(): void {
+  /** A code was claimed elsewhere (a step-1 worker thread) in the shared store: save soon. */
+  changed(): void {
     this.dirty = true;
     if (this.scheduled || this.closed) return;
     this.scheduled = true;

@@ -1,0 +1,71 @@
+/**
+ * What the main thread and the step-1 worker threads tell each other, and the layout of each
+ * worker's counters in shared memory. Workers never wait for an answer: they post grants and
+ * log events, and read their config when the main thread sends one.
+ */
+import type { LockEvent, LockFactor } from '../../auth/lockout.js';
+import type { Config } from '../../config/types.js';
+import type { CaptureKind } from '../../firewall/types.js';
+import { STEP1_REASONS, STEP1_RESULTS, type Step1Decision } from '../decision.js';
+import type { SharedStateBuffers } from '../shared-state.js';
+
+/** `workerData` of a step-1 worker. */
+export interface WorkerInit {
+  /** Counter slot of this worker (see WORKER_COUNTERS). */
+  slot: number;
+  kind: CaptureKind;
+  /** The queue number or log group this worker reads. */
+  number: number;
+  config: Config;
+  shared: SharedStateBuffers;
+  counters: SharedArrayBuffer;
+  cookieSecret: Uint8Array;
+  /** Rejections are posted only when the main thread logs them (debug). */
+  logRejections: boolean;
+}
+
+/** A valid knock: the main thread opens the step-2 window, records and logs it. */
+export interface GrantEvent {
+  ip: string;
+  app: string;
+  user: string;
+  /** When its packet was received: ms since the epoch, sub-millisecond (performance.timeOrigin + now()). */
+  receivedAt: number;
+}
+
+export type RejectionEvent = Pick<Step1Decision, 'src' | 'sport' | 'result' | 'reason'>;
+
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'failed'; message: string; code?: string }
+  | {
+      type: 'events';
+      grants: GrantEvent[];
+      rejections: RejectionEvent[];
+      locks: LockEvent[];
+      refusals: Partial<Record<LockFactor, number>>;
+      /** One-time codes were claimed: the main thread saves the used-code file. */
+      codesClaimed: boolean;
+    }
+  | { type: 'problem'; problem: string };
+
+export type MainMessage = { type: 'config'; config: Config; logRejections: boolean } | { type: 'stop' };
+
+/** Float64 counters per worker slot: results, reasons, then capture drops. */
+export const COUNTER_RESULTS = 0;
+export const COUNTER_REASONS = STEP1_RESULTS.length;
+export const COUNTER_KERNEL_DROPS = COUNTER_REASONS + STEP1_REASONS.length;
+export const COUNTER_ENOBUFS = COUNTER_KERNEL_DROPS + 1;
+export const WORKER_COUNTERS = COUNTER_ENOBUFS + 1;
+
+/**
+ * Buffers copied by structured clone arrive as plain Uint8Arrays: the key digests become
+ * Buffers again (the auth code compares them as such).
+ */
+export function reviveConfig(config: Config): Config {
+  const buffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return {
+    ...config,
+    apps: config.apps.map((app) => ({ ...app, users: app.users.map((user) => ({ ...user, httpKey: buffer(user.httpKey), httpsKey: buffer(user.httpsKey) })) })),
+  };
+}

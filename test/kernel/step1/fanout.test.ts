@@ -1,0 +1,178 @@
+/**
+ * Step 1 on several worker threads (`step1_workers: 2`): the kernel spreads step-1 packets over
+ * two queues (NFQUEUE `--queue-balance ... --queue-cpu-fanout` / nft `queue num A-B fanout`) or
+ * two log groups (NFLOG, one rule per CPU), each read by its own worker thread. Many valid knocks
+ * from distinct source addresses, sent from processes pinned to each CPU, must each be granted
+ * exactly once (none lost, none doubled), both workers must have inspected packets, and one
+ * `otp` knock sent twice at the same moment from two addresses (a replay racing the original,
+ * landing on two workers) must be granted once. The real daemon in namespaces this test creates.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { totpAt } from '../../../src/auth/totp.js';
+import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
+import { ADDR, CLI, IF, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
+import { nftQueueMissing, rowsForThisRun, scaled } from '../../helpers/vm.js';
+
+const skip = announceSkip('step1/fanout', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'taskset', 'bash']));
+const cpuSkip = skip ? undefined : availableParallelism() < 2 ? 'needs at least 2 CPUs to spread step-1 packets over two workers' : undefined;
+
+const STEP1_PATH = '/fanout-knock-5e21c7';
+const STEP2_PATH = '/fanout-open-a93d40';
+const BOB_KEY = 'bob-fanout-http-71c2d9';
+const ALICE = { http: 'alice-fanout-http-0b6e13', otp: 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ' };
+/** Knocks in the flood, from as many addresses: bounded, and done within a few seconds. */
+const V4_KNOCKS = 48;
+const V6_KNOCKS = 16;
+const PERIOD = 30;
+
+const v4Sources = Array.from({ length: V4_KNOCKS }, (_, i) => `192.0.2.${100 + i}`);
+const v6Sources = Array.from({ length: V6_KNOCKS }, (_, i) => `2001:db8:1::${(0x100 + i).toString(16)}`);
+/** The two addresses the raced `otp` knock comes from. */
+const RACERS = ['192.0.2.200', '192.0.2.201'];
+
+function configYaml(sandbox: Sandbox, firewall: string, capture: string): string {
+  return `${globalSection(sandbox, {
+    http_post_path: STEP1_PATH,
+    https_post_path: STEP2_PATH,
+    firewall_type: firewall,
+    capture,
+    step1_workers: 2,
+    metrics_listen: '127.0.0.1:9464',
+  })}svc:
+  port: 8080
+  destination: local
+  duration: 60
+  step2_https_duration: 60
+  users:
+    - name: bob
+      access_key_http: ${BOB_KEY}
+      access_key_https: bob-fanout-https-4d8a02
+    - name: alice
+      access_key_http: ${ALICE.http}
+      access_key_https: alice-fanout-https-c51f77
+      step1_otp_secret: ${ALICE.otp}
+`;
+}
+
+/** One curl per source, all at once, each pinned to CPU (i mod 2); returns when every curl ended (each times out by design). */
+function knockAll(sandbox: Sandbox, sources: readonly string[], body: string): void {
+  const lines = sources.map((src, i) => {
+    const host = src.includes(':') ? `[${ADDR.gwWan6}]` : ADDR.gwWan4;
+    return `taskset -c ${i % 2} curl -s -o /dev/null -m ${scaled(1)} --interface ${src} -d '${body}' http://${host}${STEP1_PATH} &`;
+  });
+  sandbox.client.exec('bash', ['-c', `${lines.join('\n')}\nwait\n`]);
+}
+
+interface Grant {
+  ip: string;
+  app: string;
+  user: string;
+  step: string;
+}
+
+function grants(daemon: Daemon): Grant[] {
+  return daemon.output
+    .filter((line) => line.includes('"msg":"granted"'))
+    .map((line) => JSON.parse(line) as Grant)
+    .filter((grant) => grant.step === 'step2');
+}
+
+function metric(sandbox: Sandbox, pattern: RegExp): number {
+  const text = sandbox.gw.exec('curl', ['-sS', '-m', '2', 'http://127.0.0.1:9464/metrics']);
+  return Number(pattern.exec(text)?.[1] ?? NaN);
+}
+
+/** `vm`: also run in the stock-kernel VM (`npm run test:vm`); the host kernel covers the others. */
+const BACKENDS = rowsForThisRun([
+  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], first: 0, vm: false, unavailable: () => undefined },
+  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', args: [] as string[], first: 1, vm: true, unavailable: () => undefined },
+  { name: 'nftables + NFQUEUE', firewall: 'nftables', capture: 'nfqueue', args: [], first: 0, vm: true, unavailable: () => (skip ? undefined : nftQueueMissing()) },
+]).map((backend) => ({ ...backend, skipped: skip || announceSkip(`step1/fanout [${backend.name}]`, cpuSkip ?? backend.unavailable()) }));
+
+describe.each(BACKENDS)('step 1 on two worker threads: $name', (backend) => {
+  if (backend.skipped) {
+    it.skip('not run here (reason printed above)', () => {});
+    return;
+  }
+  let sandbox: Sandbox;
+  let daemon: Daemon;
+  let configPath: string;
+
+  beforeAll(async () => {
+    sandbox = createSandbox(`fo${backend.firewall.slice(0, 2)}${backend.capture.slice(3, 4)}`);
+    for (const src of [...v4Sources, ...RACERS]) sandbox.client.ip('addr', 'add', `${src}/24`, 'dev', IF.clientWan);
+    for (const src of v6Sources) sandbox.client.ip('addr', 'add', `${src}/64`, 'dev', IF.clientWan, 'nodad');
+    configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, backend.firewall, backend.capture));
+    daemon = startDaemon(sandbox, ['-c', configPath, '--cert', sandbox.cert, '--key', sandbox.key, '--log-level', 'debug', ...backend.args]);
+    if (!(await daemon.waitForLog(/knock-port ready/, scaled(15_000)))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
+  });
+
+  afterEach((ctx) => {
+    if (process.env.KP_DEBUG && ctx.task.result?.state === 'fail') console.log(daemon.output.slice(-40).join('\n'));
+  });
+
+  afterAll(async () => {
+    await daemon?.stop('SIGKILL');
+    sandbox?.destroy();
+  });
+
+  it('reads two queues (log groups), one worker thread each', () => {
+    const ready = JSON.parse(daemon.output.find((line) => line.includes('knock-port ready'))!) as { step1Workers: number; queue: number };
+    expect(ready).toMatchObject({ step1Workers: 2, queue: backend.first });
+    expect(sandbox.gw.exec(process.execPath, [CLI, 'health', '--socket', join(sandbox.dir, 'control.sock')])).toBe('healthy\n');
+  });
+
+  it('grants every knock of a burst from many addresses exactly once, with both workers at work', async () => {
+    const sources = [...v4Sources, ...v6Sources];
+    knockAll(sandbox, sources, `app=svc&access_key=${BOB_KEY}`);
+    await waitFor(() => grants(daemon).filter((g) => g.user === 'bob').length >= sources.length, scaled(10_000), 100);
+    // Late retransmissions had their time: none may add a grant.
+    await new Promise((resolve) => setTimeout(resolve, scaled(1500)));
+    const byIp = new Map<string, number>();
+    for (const grant of grants(daemon).filter((g) => g.user === 'bob')) byIp.set(grant.ip, (byIp.get(grant.ip) ?? 0) + 1);
+    expect([...byIp.keys()].sort()).toEqual([...sources].sort());
+    expect([...byIp.values()].every((count) => count === 1)).toBe(true);
+
+    expect(metric(sandbox, /^knockport_step1_packets_total\{outcome="granted",reason=""\} (\d+)$/m)).toBe(sources.length);
+    const first = metric(sandbox, new RegExp(`^knockport_step1_worker_packets_total\\{worker="${backend.first}"\\} (\\d+)$`, 'm'));
+    const second = metric(sandbox, new RegExp(`^knockport_step1_worker_packets_total\\{worker="${backend.first + 1}"\\} (\\d+)$`, 'm'));
+    expect(first).toBeGreaterThan(0);
+    expect(second).toBeGreaterThan(0);
+    expect(metric(sandbox, /^knockport_step1_workers (\d+)$/m)).toBe(2);
+  });
+
+  it('grants one otp knock sent twice at once, from two addresses on two CPUs, once', async () => {
+    // Early in a time step, so the code stays valid through the test.
+    const into = (Date.now() / 1000) % PERIOD;
+    if (into > 20) await new Promise((resolve) => setTimeout(resolve, (PERIOD - into) * 1000 + 100));
+    const before = grants(daemon).filter((g) => g.user === 'alice').length;
+    knockAll(sandbox, RACERS, `app=svc&access_key=${ALICE.http}&otp=${totpAt(ALICE.otp, Date.now() / 1000)}`);
+    await waitFor(() => daemon.output.some((line) => line.includes('"reason":"bad-otp"')), scaled(3000), 100);
+    await new Promise((resolve) => setTimeout(resolve, scaled(1000)));
+    const alice = grants(daemon).filter((g) => g.user === 'alice').slice(before);
+    expect(alice).toHaveLength(1);
+    expect(RACERS).toContain(alice[0]!.ip);
+    expect(daemon.output.some((line) => line.includes('"reason":"bad-otp"'))).toBe(true);
+  });
+
+  it('SIGHUP to one worker and back to two: knocks are granted throughout, the worker gauge follows', async () => {
+    const original = configYaml(sandbox, backend.firewall, backend.capture);
+    const reload = async (yaml: string, workers: number, sources: string[]) => {
+      const reloads = daemon.output.filter((line) => line.includes('config reloaded')).length;
+      writeFile(sandbox, 'config.yaml', yaml);
+      daemon.proc.kill('SIGHUP');
+      expect(await waitFor(() => daemon.output.filter((line) => line.includes('config reloaded')).length > reloads, scaled(10_000), 100)).toBe(true);
+      expect(metric(sandbox, /^knockport_step1_workers (\d+)$/m)).toBe(workers);
+      knockAll(sandbox, sources, `app=svc&access_key=${BOB_KEY}`);
+      await waitFor(() => sources.every((src) => grants(daemon).some((g) => g.ip === src && g.user === 'bob')), scaled(5000), 100);
+      for (const src of sources) expect(grants(daemon).filter((g) => g.ip === src && g.user === 'bob')).toHaveLength(1);
+    };
+    // The budget carries over a reload: these sources have not knocked yet, so they are within theirs.
+    await reload(original.replace('step1_workers: 2', 'step1_workers: 1'), 1, [ADDR.client4, ADDR.client4b]);
+    await reload(original, 2, [ADDR.client6, RACERS[0]!]);
+    expect(daemon.output.some((line) => line.includes('config reload failed'))).toBe(false);
+    expect(sandbox.gw.exec(process.execPath, [CLI, 'health', '--socket', join(sandbox.dir, 'control.sock')])).toBe('healthy\n');
+  });
+});

@@ -1,0 +1,46 @@
+// A worker thread for shared-state.test.ts: attaches to the shared tables the test made, waits
+// for the start signal (so the two workers really run at the same time), hammers one table and
+// posts what it got. It runs the built code (dist/), as the daemon's worker threads do.
+import { parentPort, workerData } from 'node:worker_threads';
+import { SecretLockout } from '../../../dist/auth/lockout.js';
+import { UsedCodes } from '../../../dist/auth/used-codes.js';
+import { SharedDecidedSegments, SharedLockoutStates, SharedSourceBudget, SharedUsedCodeStore } from '../../../dist/step1/shared-state.js';
+
+const { op, buffers, go, count, now } = workerData;
+Atomics.wait(new Int32Array(go), 0, 0);
+
+const result = [];
+if (op === 'codes') {
+  const used = new UsedCodes({ store: new SharedUsedCodeStore(buffers), maxEntries: 16_384 });
+  for (let i = 0; i < count; i++) {
+    const code = { scope: (i % 7).toString(16).padStart(32, 'a'), counter: 1000 + i, expiresAt: now + 90 };
+    if (!used.isUsed(code.scope, code.counter, now) && used.add(code, now)) result.push(i);
+  }
+} else if (op === 'budget') {
+  const budget = new SharedSourceBudget(buffers, 24, 64, () => now * 1000);
+  const packet = Buffer.from([198, 51, 100, 0]);
+  for (let i = 0; i < count; i++) {
+    packet[3] = i & 0xff; // every address of one /24: one budget
+    if (budget.allow(packet, 0, 4)) result.push(i);
+  }
+} else if (op === 'segments') {
+  const decided = new SharedDecidedSegments(buffers);
+  const packet = Buffer.from([192, 0, 2, 7]);
+  for (let i = 0; i < count; i++) {
+    const segment = { packet, srcOffset: 0, family: 4, sport: 40_000 + (i % 1000), seq: i };
+    if (decided.claim(segment) === undefined) {
+      decided.record(segment, 'granted');
+      result.push(i);
+    }
+  }
+} else if (op === 'lockout') {
+  let locks = 0;
+  const lockout = new SecretLockout({ userFailures: 100, appFailures: 100, windowSeconds: 600, lockSeconds: 900 }, {
+    states: new SharedLockoutStates(buffers),
+    now: () => now * 1000,
+    onLock: () => locks++,
+  });
+  for (let i = 0; i < count; i++) lockout.fail('step1-otp', 'svc', 'alice');
+  result.push(locks);
+}
+parentPort.postMessage(result);
