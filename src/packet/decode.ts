@@ -82,11 +82,11 @@ function decodeIPv4(packet: Buffer, view: TcpSegmentView): DecodeFailure | undef
   view.srcOffset = 12;
   view.dstOffset = 16;
   const headerLength = (packet[0]! & 0x0f) * 4;
-  const totalLength = packet.readUInt16BE(2);
+  const totalLength = uint16(packet, 2);
   if (headerLength < 20 || totalLength < headerLength) return 'bad-ip-header';
   if (packet.length < headerLength || packet.length < totalLength) return 'truncated';
   if (!optionsWellFormed(packet, 20, headerLength, 0)) return 'bad-ip-options';
-  const fragmentField = packet.readUInt16BE(6);
+  const fragmentField = uint16(packet, 6);
   if ((fragmentField & 0x1fff) !== 0) return 'non-first-fragment';
   if ((fragmentField & 0x2000) !== 0) return 'fragment';
   if (packet[9] !== PROTO_TCP) return 'not-tcp';
@@ -98,7 +98,7 @@ function decodeIPv6(packet: Buffer, view: TcpSegmentView): DecodeFailure | undef
   if (packet.length < 40) return 'truncated';
   view.srcOffset = 8;
   view.dstOffset = 24;
-  const payloadLength = packet.readUInt16BE(4);
+  const payloadLength = uint16(packet, 4);
   if (payloadLength === 0) return 'bad-ip-header'; // jumbograms never carry a knock
   const end = 40 + payloadLength;
   if (packet.length < end) return 'truncated';
@@ -108,7 +108,7 @@ function decodeIPv6(packet: Buffer, view: TcpSegmentView): DecodeFailure | undef
     if (count >= MAX_IPV6_EXTENSION_HEADERS) return 'bad-ipv6-extension';
     if (nextHeader === IPV6_FRAGMENT) {
       if (offset + 8 > end) return 'truncated';
-      return (packet.readUInt16BE(offset + 2) & 0xfff8) !== 0 ? 'non-first-fragment' : 'fragment';
+      return (uint16(packet, offset + 2) & 0xfff8) !== 0 ? 'non-first-fragment' : 'fragment';
     }
     if (nextHeader !== IPV6_HOP_BY_HOP && nextHeader !== IPV6_ROUTING && nextHeader !== IPV6_DESTINATION_OPTIONS) return 'not-tcp';
     // Hop-by-hop is only valid right after the fixed header (RFC 8200 4.1).
@@ -134,12 +134,12 @@ function decodeTcp(packet: Buffer, view: TcpSegmentView, offset: number, end: nu
   if (headerLength < 20 || offset + headerLength > end) return 'bad-tcp-header';
   view.tcpOffset = offset;
   view.end = end;
-  view.sport = packet.readUInt16BE(offset);
-  view.dport = packet.readUInt16BE(offset + 2);
-  view.seq = packet.readUInt32BE(offset + 4);
-  view.ack = packet.readUInt32BE(offset + 8);
+  view.sport = uint16(packet, offset);
+  view.dport = uint16(packet, offset + 2);
+  view.seq = uint32(packet, offset + 4);
+  view.ack = uint32(packet, offset + 8);
   view.flags = packet[offset + 13]!;
-  view.window = packet.readUInt16BE(offset + 14);
+  view.window = uint16(packet, offset + 14);
   view.payloadOffset = offset + headerLength;
   view.mss = 0;
   if (!optionsWellFormed(packet, offset + 20, offset + headerLength, 2)) return 'bad-tcp-options';
@@ -179,8 +179,20 @@ function findMss(packet: Buffer, start: number, end: number): number {
       i += 1;
       continue;
     }
-    if (kind === 2) return packet.readUInt16BE(i + 2);
+    if (kind === 2) return uint16(packet, i + 2);
     i += packet[i + 1]!;
   }
   return 0;
+}
+
+/*
+ * Big-endian reads by hand: Buffer#readUInt16BE/32BE validate the offset on every call, and every
+ * offset read here was checked against the packet's length first.
+ */
+function uint16(packet: Buffer, offset: number): number {
+  return (packet[offset]! << 8) | packet[offset + 1]!;
+}
+
+function uint32(packet: Buffer, offset: number): number {
+  return ((packet[offset]! << 24) | (packet[offset + 1]! << 16) | (packet[offset + 2]! << 8) | packet[offset + 3]!) >>> 0;
 }

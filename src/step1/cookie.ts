@@ -59,14 +59,29 @@ export class KeyedCookieSource implements CookieSource {
     copyAddress(flow.packet, flow.srcOffset, m, 0, length);
     copyAddress(flow.packet, flow.dstOffset, m, length, length);
     let o = 2 * length;
-    m.writeUInt16BE(flow.sport, o);
-    m.writeUInt16BE(flow.dport, o + 2);
-    m.writeUInt32BE(clientIsn >>> 0, o + 4);
-    m.writeUInt32BE(slot >>> 0, o + 8);
-    o += 12;
+    // Big-endian by hand: Buffer#write* validates value and offset on every call.
+    o = putUInt16(m, o, flow.sport);
+    o = putUInt16(m, o, flow.dport);
+    o = putUInt32(m, o, clientIsn);
+    o = putUInt32(m, o, slot);
     const mac = this.mac.hash(m, o);
     return ((mac & ~SLOT_BITS_MASK) | (slot & SLOT_BITS_MASK)) >>> 0;
   }
+}
+
+/** Stores `value` big-endian at `offset`; returns the offset after it. */
+function putUInt16(out: Buffer, offset: number, value: number): number {
+  out[offset] = (value >>> 8) & 0xff;
+  out[offset + 1] = value & 0xff;
+  return offset + 2;
+}
+
+function putUInt32(out: Buffer, offset: number, value: number): number {
+  out[offset] = (value >>> 24) & 0xff;
+  out[offset + 1] = (value >>> 16) & 0xff;
+  out[offset + 2] = (value >>> 8) & 0xff;
+  out[offset + 3] = value & 0xff;
+  return offset + 4;
 }
 
 export class CookieSecretError extends KnockPortError {}

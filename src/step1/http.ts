@@ -4,8 +4,9 @@
  * Anything else is refused with a specific reason; nothing here looks at credentials.
  *
  * Parsed byte by byte over the packet, without copying it into a string: an attacker who
- * completed a handshake can flood this path, so it allocates nothing until the request is
- * well formed (only the field values become strings).
+ * completed a handshake can flood this path, so `scanKnockRequest` allocates nothing at all. It
+ * leaves the fields as byte ranges in a reused `KnockScan` (values needing `%XX`/`+` decoding
+ * are decoded into the scan's own buffer); `parseKnockRequest` is the same parser returning strings.
  */
 
 /** Largest payload considered: a knock is ~200 bytes; more is not a client we serve. */
@@ -30,6 +31,79 @@ export interface KnockFields {
 }
 
 export type ParsedKnock = { ok: true; fields: KnockFields } | { ok: false; reason: HttpFailure };
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Where one form value is: bytes[start, end), the packet itself when the value needed no
+ * decoding (then it is ASCII), else the scan's decoding buffer (then it is well-formed UTF-8).
+ * Either way the bytes are the UTF-8 encoding of the value as a string.
+ */
+export class FieldRange {
+  bytes: Buffer = EMPTY;
+  start = 0;
+  end = 0;
+  present = false;
+
+  get length(): number {
+    return this.end - this.start;
+  }
+
+  point(bytes: Buffer, start: number, end: number): void {
+    this.bytes = bytes;
+    this.start = start;
+    this.end = end;
+    this.present = true;
+  }
+
+  clear(): void {
+    this.bytes = EMPTY;
+    this.start = 0;
+    this.end = 0;
+    this.present = false;
+  }
+
+  /** The value as a string (allocates: only for callers off the per-packet path, or a one-time code). */
+  text(): string {
+    return this.bytes.toString('utf8', this.start, this.end);
+  }
+}
+
+/**
+ * The fields of one knock as byte ranges, filled in place by `scanKnockRequest`: one scan per
+ * inspector, reused for every packet, so parsing allocates nothing. Valid until the next scan
+ * (a range may point into the packet).
+ */
+export class KnockScan {
+  readonly app = new FieldRange();
+  readonly accessKey = new FieldRange();
+  /** `otp`, or its alias `token`. */
+  readonly otp = new FieldRange();
+  /** Decoded components, one after another; a component never decodes longer than it is. */
+  readonly decoded = Buffer.alloc(MAX_REQUEST_BYTES);
+  /** Bytes of `decoded` holding kept values. */
+  decodedLength = 0;
+  /** End of the component decoded last (kept or not). */
+  decodedEnd = 0;
+
+  reset(): void {
+    this.app.clear();
+    this.accessKey.clear();
+    this.otp.clear();
+    this.decodedLength = 0;
+    this.decodedEnd = 0;
+  }
+
+  /** The fields as strings. */
+  fields(): KnockFields {
+    const app = this.app.text();
+    const accessKey = this.accessKey.text();
+    return this.otp.present ? { app, accessKey, otp: this.otp.text() } : { app, accessKey };
+  }
+}
+
+/** For the string-returning entry points; they copy out of it before returning. */
+const sharedScan = new KnockScan();
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -62,6 +136,8 @@ const TOKEN_BYTE = byteTable((b) => /[!#$%&'*+.^_`|~0-9A-Za-z-]/.test(String.fro
 const FIELD_VALUE_BYTE = byteTable((b) => b === HT || (b >= 0x20 && b !== 0x7f));
 /** Bytes that make a form component need decoding: `+`, `%`, and non-ASCII (checked as UTF-8). */
 const NEEDS_DECODING = byteTable((b) => b === PLUS || b === PERCENT || b >= 0x80);
+/** Each byte with ASCII capitals in lowercase: one lookup instead of a range test per byte. */
+const ASCII_LOWERCASE = Uint8Array.from({ length: 256 }, (_, b) => (b >= 0x41 && b <= 0x5a ? b + 0x20 : b));
 /** Value of a hexadecimal digit, or -1. */
 const HEX_VALUE = Int8Array.from({ length: 256 }, (_, b) => {
   const c = String.fromCharCode(b);
@@ -87,30 +163,39 @@ export function requestPathBytes(path: string): Buffer {
 /**
  * Parses packet[start, end) as a knock for `path` (compared exactly: no prefix, query or case
  * folding). Pass the path as `requestPathBytes(path)` to skip encoding it on every call.
+ * The fields come back as strings; the inspector uses `scanKnockRequest`, which makes none.
  */
 export function parseKnockRequest(packet: Buffer, start: number, end: number, path: string | Buffer): ParsedKnock {
-  if (end - start > MAX_REQUEST_BYTES) return fail('too-large');
+  const pathBytes = typeof path === 'string' ? requestPathBytes(path) : path;
+  const failure = scanKnockRequest(packet, start, end, pathBytes, sharedScan);
+  return failure === undefined ? { ok: true, fields: sharedScan.fields() } : fail(failure);
+}
+
+/**
+ * `parseKnockRequest` without allocating: fills `scan` with where the fields are and returns
+ * undefined, or returns why the request is refused (`scan` then holds nothing usable).
+ */
+export function scanKnockRequest(packet: Buffer, start: number, end: number, pathBytes: Buffer, scan: KnockScan): HttpFailure | undefined {
+  if (end - start > MAX_REQUEST_BYTES) return 'too-large';
   const lineEnd = indexOfCrlf(packet, start, end);
   const lineStop = lineEnd < 0 ? end : lineEnd;
   const methodEnd = requestLineMethodEnd(packet, start, lineStop);
-  if (methodEnd < 0) return fail(lineEnd < 0 && mayBeRequestLineStart(packet, start, end) ? 'incomplete' : 'not-http');
-  if (!rangeEquals(packet, start, methodEnd, POST)) return fail('not-post');
-  const pathBytes = typeof path === 'string' ? requestPathBytes(path) : path;
-  if (!rangeEquals(packet, methodEnd + 1, lineStop - HTTP_VERSION_LENGTH, pathBytes)) return fail('bad-path');
-  if (lineEnd < 0) return fail('incomplete');
+  if (methodEnd < 0) return lineEnd < 0 && mayBeRequestLineStart(packet, start, end) ? 'incomplete' : 'not-http';
+  if (!rangeEquals(packet, start, methodEnd, POST)) return 'not-post';
+  if (!rangeEquals(packet, methodEnd + 1, lineStop - HTTP_VERSION_LENGTH, pathBytes)) return 'bad-path';
+  if (lineEnd < 0) return 'incomplete';
 
   const headersEnd = indexOfHeadersEnd(packet, lineEnd, end);
-  if (headersEnd < 0) return fail('incomplete');
+  if (headersEnd < 0) return 'incomplete';
   const headers = readHeaders(packet, lineEnd, headersEnd);
-  if (headers === undefined) return fail('bad-header');
-  if (headers.contentLength < 0) return fail('no-content-length');
+  if (headers === undefined) return 'bad-header';
+  if (headers.contentLength < 0) return 'no-content-length';
   const bodyStart = headersEnd + 4;
   const bodyLength = end - bodyStart;
-  if (headers.contentLength > bodyLength) return fail('incomplete');
-  if (headers.contentLength < bodyLength) return fail('length-mismatch');
-  if (!isFormContentType(packet, headers.contentTypeStart, headers.contentTypeEnd)) return fail('bad-content-type');
-  const fields = parseKnockBody(packet, bodyStart, end);
-  return fields ? { ok: true, fields } : fail('bad-body');
+  if (headers.contentLength > bodyLength) return 'incomplete';
+  if (headers.contentLength < bodyLength) return 'length-mismatch';
+  if (!isFormContentType(packet, headers.contentTypeStart, headers.contentTypeEnd)) return 'bad-content-type';
+  return scanKnockBody(packet, bodyStart, end, scan) ? undefined : 'bad-body';
 }
 
 /**
@@ -146,13 +231,19 @@ interface Headers {
   contentTypeEnd: number;
 }
 
+const scratchHeaders: Headers = { contentLength: -1, contentTypeStart: -1, contentTypeEnd: -1 };
+
 /**
  * The header lines between the request line's CRLF at `lineEnd` and the blank line at
  * `headersEnd`; undefined when one is malformed, repeated where it must not be, or says the
  * body is chunked (a chunked body is never "Content-Length bytes in this segment").
  */
 function readHeaders(packet: Buffer, lineEnd: number, headersEnd: number): Headers | undefined {
-  const headers: Headers = { contentLength: -1, contentTypeStart: -1, contentTypeEnd: -1 };
+  // One object for every call: the result is read before the next request is parsed.
+  const headers = scratchHeaders;
+  headers.contentLength = -1;
+  headers.contentTypeStart = -1;
+  headers.contentTypeEnd = -1;
   if (headersEnd === lineEnd) return headers;
   let lineStart = lineEnd + 2;
   for (;;) {
@@ -161,9 +252,12 @@ function readHeaders(packet: Buffer, lineEnd: number, headersEnd: number): Heade
     if (nameEnd === lineStart || nameEnd >= headersEnd || packet[nameEnd] !== COLON) return undefined;
     // The value runs to the next CRLF (or the blank line); CR and LF are not value bytes.
     let lineStop = nameEnd + 1;
-    while (lineStop < headersEnd && !(packet[lineStop] === CR && lineStop + 1 < headersEnd && packet[lineStop + 1] === LF)) {
-      if (FIELD_VALUE_BYTE[packet[lineStop]!] !== 1) return undefined;
-      lineStop++;
+    // One table lookup per value byte; only a non-value byte needs a second look (CR of CRLF ends the line).
+    while (lineStop < headersEnd) {
+      const byte = packet[lineStop]!;
+      if (FIELD_VALUE_BYTE[byte] === 1) lineStop++;
+      else if (byte === CR && lineStop + 1 < headersEnd && packet[lineStop + 1] === LF) break;
+      else return undefined;
     }
     let valueStart = nameEnd + 1;
     let valueEnd = lineStop;
@@ -216,50 +310,151 @@ function isFormContentType(packet: Buffer, start: number, end: number): boolean 
 
 /** `app`, `access_key` and `otp`/`token` from the urlencoded body packet[start, end); other fields are ignored. */
 export function parseKnockBody(packet: Buffer, start: number, end: number): KnockFields | undefined {
-  let app: string | undefined;
-  let accessKey: string | undefined;
-  let otp: string | undefined;
+  return scanKnockBody(packet, start, end, sharedScan) ? sharedScan.fields() : undefined;
+}
+
+/** Which of the scan's fields a form name stands for. */
+const enum FormField {
+  Malformed = -1,
+  Ignored = 0,
+  App = 1,
+  AccessKey = 2,
+  Otp = 3,
+}
+
+/**
+ * Fills `scan` from the urlencoded body packet[start, end); false when the body is malformed: a
+ * pair without `=`, a name or value that does not decode, a repeated field, or `app` or
+ * `access_key` missing or empty.
+ */
+function scanKnockBody(packet: Buffer, start: number, end: number, scan: KnockScan): boolean {
+  scan.reset();
   let pairStart = start;
   for (;;) {
+    // One pass over the pair: where it ends, its first `=`, and whether name or value need decoding.
     let pairEnd = pairStart;
-    while (pairEnd < end && packet[pairEnd] !== AMPERSAND) pairEnd++;
-    let equals = pairStart;
-    while (equals < pairEnd && packet[equals] !== EQUALS) equals++;
-    if (equals === pairEnd) return undefined;
-    const field = formFieldName(packet, pairStart, equals);
-    if (field === undefined) return undefined;
+    let equals = -1;
+    let nameNeedsDecoding = false;
+    let valueNeedsDecoding = false;
+    for (; pairEnd < end; pairEnd++) {
+      const byte = packet[pairEnd]!;
+      if (byte === AMPERSAND) break;
+      if (byte === EQUALS && equals < 0) equals = pairEnd;
+      else if (NEEDS_DECODING[byte] === 1) {
+        if (equals < 0) nameNeedsDecoding = true;
+        else valueNeedsDecoding = true;
+      }
+    }
+    if (equals < 0) return false;
+    const field = formFieldOf(packet, pairStart, equals, nameNeedsDecoding, scan);
+    if (field === FormField.Malformed) return false;
     // Every value must decode, even an ignored field's, as a whole-body decode would require.
-    const value = field === '' && !needsDecoding(packet, equals + 1, pairEnd) ? '' : decodeFormBytes(packet, equals + 1, pairEnd);
-    if (value === undefined) return undefined;
-    // A repeated field is refused: which one would count is ambiguous.
-    if (field === 'app') {
-      if (app !== undefined) return undefined;
-      app = value;
-    } else if (field === 'access_key') {
-      if (accessKey !== undefined) return undefined;
-      accessKey = value;
-    } else if (field === 'otp') {
-      if (otp !== undefined) return undefined;
-      otp = value;
+    if (field === FormField.Ignored) {
+      if (valueNeedsDecoding && decodeComponent(packet, equals + 1, pairEnd, scan) < 0) return false;
+    } else {
+      const range = field === FormField.App ? scan.app : field === FormField.AccessKey ? scan.accessKey : scan.otp;
+      // A repeated field is refused: which one would count is ambiguous.
+      if (range.present || !setValue(range, packet, equals + 1, pairEnd, valueNeedsDecoding, scan)) return false;
     }
     if (pairEnd === end) break;
     pairStart = pairEnd + 1;
   }
-  if (!app || !accessKey) return undefined;
-  return otp === undefined ? { app, accessKey } : { app, accessKey, otp };
+  return scan.app.length > 0 && scan.accessKey.length > 0;
 }
 
-/** The field a form name stands for (`token` is `otp`), '' for any other field, undefined when it does not decode. */
-function formFieldName(packet: Buffer, start: number, end: number): 'app' | 'access_key' | 'otp' | '' | undefined {
-  if (needsDecoding(packet, start, end)) {
-    const name = decodeFormBytes(packet, start, end);
-    if (name === undefined) return undefined;
-    return name === 'app' || name === 'access_key' || name === 'otp' ? name : name === 'token' ? 'otp' : '';
+/** Points `range` at the value packet[start, end), decoded into the scan's buffer when it needs it. */
+function setValue(range: FieldRange, packet: Buffer, start: number, end: number, needsDecoding: boolean, scan: KnockScan): boolean {
+  if (!needsDecoding) {
+    range.point(packet, start, end);
+    return true;
   }
-  if (rangeEquals(packet, start, end, FIELD_APP)) return 'app';
-  if (rangeEquals(packet, start, end, FIELD_ACCESS_KEY)) return 'access_key';
-  if (rangeEquals(packet, start, end, FIELD_OTP) || rangeEquals(packet, start, end, FIELD_TOKEN)) return 'otp';
-  return '';
+  const valueStart = decodeComponent(packet, start, end, scan);
+  if (valueStart < 0) return false;
+  range.point(scan.decoded, valueStart, scan.decodedEnd);
+  scan.decodedLength = scan.decodedEnd;
+  return true;
+}
+
+/** The field a form name packet[start, end) stands for (`token` is `otp`). */
+function formFieldOf(packet: Buffer, start: number, end: number, needsDecoding: boolean, scan: KnockScan): FormField {
+  if (!needsDecoding) return knownField(packet, start, end);
+  const nameStart = decodeComponent(packet, start, end, scan);
+  return nameStart < 0 ? FormField.Malformed : knownField(scan.decoded, nameStart, scan.decodedEnd);
+}
+
+function knownField(bytes: Buffer, start: number, end: number): FormField {
+  if (rangeEquals(bytes, start, end, FIELD_APP)) return FormField.App;
+  if (rangeEquals(bytes, start, end, FIELD_ACCESS_KEY)) return FormField.AccessKey;
+  if (rangeEquals(bytes, start, end, FIELD_OTP) || rangeEquals(bytes, start, end, FIELD_TOKEN)) return FormField.Otp;
+  return FormField.Ignored;
+}
+
+/**
+ * Decodes the form component packet[start, end) into `scan.decoded` after the values kept so
+ * far (`+` is a space, `%XX` a byte; the bytes must be UTF-8). Returns where the text starts
+ * (after a leading byte order mark, which a UTF-8 decoder drops) with its end in
+ * `scan.decodedEnd`, or -1 when malformed. Nothing is kept until the caller advances
+ * `scan.decodedLength`.
+ */
+function decodeComponent(packet: Buffer, start: number, end: number, scan: KnockScan): number {
+  const out = scan.decoded;
+  const from = scan.decodedLength;
+  let length = from;
+  for (let i = start; i < end; i++) {
+    const byte = packet[i]!;
+    if (byte === PLUS) {
+      out[length++] = SP;
+    } else if (byte === PERCENT) {
+      const high = i + 2 < end ? HEX_VALUE[packet[i + 1]!]! : -1;
+      const low = i + 2 < end ? HEX_VALUE[packet[i + 2]!]! : -1;
+      if (high < 0 || low < 0) return -1;
+      out[length++] = (high << 4) | low;
+      i += 2;
+    } else {
+      out[length++] = byte;
+    }
+  }
+  if (!isWellFormedUtf8(out, from, length)) return -1;
+  scan.decodedEnd = length;
+  const hasBom = length - from >= 3 && out[from] === 0xef && out[from + 1] === 0xbb && out[from + 2] === 0xbf;
+  return hasBom ? from + 3 : from;
+}
+
+/**
+ * True when bytes[start, end) is well-formed UTF-8 (Unicode Table 3-7): no overlong forms, no
+ * surrogates, nothing above U+10FFFF, no truncated sequence. Exactly what a fatal decoder accepts.
+ */
+export function isWellFormedUtf8(bytes: Uint8Array, start: number, end: number): boolean {
+  let i = start;
+  while (i < end) {
+    const lead = bytes[i]!;
+    if (lead < 0x80) {
+      i++;
+      continue;
+    }
+    let count: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) count = 1;
+    else if (lead >= 0xe0 && lead <= 0xef) {
+      count = 2;
+      if (lead === 0xe0) low = 0xa0;
+      else if (lead === 0xed) high = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      count = 3;
+      if (lead === 0xf0) low = 0x90;
+      else if (lead === 0xf4) high = 0x8f;
+    } else return false;
+    if (i + count >= end) return false; // cut short
+    const second = bytes[i + 1]!;
+    if (second < low || second > high) return false;
+    for (let k = 2; k <= count; k++) {
+      const next = bytes[i + k]!;
+      if (next < 0x80 || next > 0xbf) return false;
+    }
+    i += count + 1;
+  }
+  return true;
 }
 
 function needsDecoding(packet: Buffer, start: number, end: number): boolean {
@@ -321,8 +516,7 @@ function rangeEquals(packet: Buffer, start: number, end: number, expected: Buffe
 function equalsIgnoringAsciiCase(packet: Buffer, start: number, end: number, expected: Buffer): boolean {
   if (end - start !== expected.length) return false;
   for (let i = 0; i < expected.length; i++) {
-    const byte = packet[start + i]!;
-    if ((byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte) !== expected[i]) return false;
+    if (ASCII_LOWERCASE[packet[start + i]!] !== expected[i]) return false;
   }
   return true;
 }

@@ -8,20 +8,18 @@
  * packet is dropped whatever the decision.
  */
 import { SecretLockout, lockoutPolicy } from '../auth/lockout.js';
-import { PerMinuteLimiter } from '../auth/ratelimit.js';
 import { TotpVerifier } from '../auth/totp.js';
 import type { AppConfig, Config } from '../config/types.js';
-import { AddressFormatter, SourcePrefixKey, formatIPv4, formatIPv6 } from '../packet/address.js';
+import { AddressFormatter, formatIPv4, formatIPv6 } from '../packet/address.js';
 import { buildRst, buildSynAck } from '../packet/build.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../packet/decode.js';
-import { authenticateKnock } from './auth.js';
+import { KnockAuthenticator } from './auth.js';
 import type { CookieSource } from './cookie.js';
 import { Step1Counters, newDecision, settle, type Step1Decision, type Step1Reason } from './decision.js';
-import { parseKnockRequest, requestPathBytes } from './http.js';
-import { SegmentCache } from './segment-cache.js';
+import { KnockScan, requestPathBytes, scanKnockRequest } from './http.js';
+import { MemoryDecidedSegments, MemorySourceBudget, type DecidedSegments, type SourceBudget } from './step1-state.js';
 
-/** Decided segments remembered to spot retransmissions: a few minutes of knocks at a high rate. */
-export const RETRANSMISSION_CACHE_SIZE = 65_536;
+export { RETRANSMISSION_CACHE_SIZE } from './step1-state.js';
 
 export interface InspectorOptions {
   cookie: CookieSource;
@@ -31,6 +29,10 @@ export interface InspectorOptions {
   totp?: TotpVerifier;
   /** Failure counts per secret; the daemon keeps one across reloads. Default: the config's policy, on `now`. */
   lockout?: SecretLockout;
+  /** Per-source-prefix rate budget; the daemon's worker threads share one. Default: in memory, on `now`. */
+  budget?: SourceBudget;
+  /** Segments already decided (retransmissions); the daemon's worker threads share one. Default: in memory. */
+  decided?: DecidedSegments;
 }
 
 export class Inspector {
@@ -40,13 +42,15 @@ export class Inspector {
   private readonly cookie: CookieSource;
   private readonly now: () => number;
   private readonly totp: TotpVerifier;
-  private readonly limiter: PerMinuteLimiter;
+  /** Counts per source prefix (`source_prefix_v4/v6`), not per address. */
+  private readonly budget: SourceBudget;
   private readonly lockout: SecretLockout;
-  /** The limiter counts per source prefix (`source_prefix_v4/v6`), not per address. */
-  private readonly sourceKey: SourcePrefixKey;
   /** (src, sport, seq) → first outcome, oldest first. */
-  private readonly decided = new SegmentCache<Step1Reason | 'granted'>(RETRANSMISSION_CACHE_SIZE);
+  private readonly decided: DecidedSegments;
   private readonly pathBytes: Buffer;
+  /** Reused for every packet: parsing and authenticating a knock allocate nothing. */
+  private readonly scan = new KnockScan();
+  private readonly authenticator: KnockAuthenticator;
   private readonly srcText = new AddressFormatter();
   private readonly dstText = new AddressFormatter();
 
@@ -55,10 +59,12 @@ export class Inspector {
     this.cookie = options.cookie;
     this.now = options.now ?? Date.now;
     this.totp = options.totp ?? new TotpVerifier(1, () => this.now() / 1000);
-    this.limiter = new PerMinuteLimiter(config.global.rateLimitPerMinute, 100_000, this.now);
+    const g = config.global;
+    this.budget = options.budget ?? new MemorySourceBudget(g.rateLimitPerMinute, g.sourcePrefixV4, g.sourcePrefixV6, this.now);
+    this.decided = options.decided ?? new MemoryDecidedSegments();
     this.lockout = options.lockout ?? new SecretLockout(lockoutPolicy(config.global), { now: this.now });
-    this.sourceKey = new SourcePrefixKey(config.global.sourcePrefixV4, config.global.sourcePrefixV6);
     this.pathBytes = requestPathBytes(config.global.httpPostPath);
+    this.authenticator = new KnockAuthenticator(this.apps);
   }
 
   inspect(packet: Buffer): Step1Decision {
@@ -94,23 +100,25 @@ export class Inspector {
 
   /** A data segment whose sender is proven (or, without handshake, accepted as is). */
   private knock(view: TcpSegmentView, base: Step1Decision): Step1Decision {
-    const first = this.decided.get(view);
-    if (first !== undefined) return settle(base, 'retransmission', first);
+    // A claim, not a lookup: of two copies on two worker threads at once, only one is judged.
+    const first = this.decided.claim(view);
+    if (first !== undefined) return settle(base, 'retransmission', first === 'pending' ? undefined : first);
     const decision = this.judge(view, base);
-    this.decided.set(view, decision.result === 'granted' ? 'granted' : decision.reason!);
+    this.decided.record(view, decision.result === 'granted' ? 'granted' : decision.reason!);
     return decision;
   }
 
   private judge(view: TcpSegmentView, base: Step1Decision): Step1Decision {
-    if (!this.limiter.allow(this.sourceKey.ofBytes(view.packet, view.srcOffset, view.family, base.src))) return settle(base, 'rejected', 'rate-limited');
-    const parsed = parseKnockRequest(view.packet, view.payloadOffset, view.end, this.pathBytes);
-    if (!parsed.ok) return settle(base, 'rejected', parsed.reason);
-    const auth = authenticateKnock(this.apps, parsed.fields, this.totp, this.lockout, this.config.global.step1Handshake === 'cookie');
-    if (!auth.ok) return settle(base, 'rejected', auth.reason);
+    if (!this.budget.allow(view.packet, view.srcOffset, view.family, base.src)) return settle(base, 'rejected', 'rate-limited');
+    const malformed = scanKnockRequest(view.packet, view.payloadOffset, view.end, this.pathBytes, this.scan);
+    if (malformed !== undefined) return settle(base, 'rejected', malformed);
+    const auth = this.authenticator;
+    const refused = auth.authenticate(this.scan, this.totp, this.lockout, this.config.global.step1Handshake === 'cookie');
+    if (refused !== undefined) return settle(base, 'rejected', refused);
     base.result = 'granted';
-    base.app = auth.app.name;
-    base.user = auth.user.name;
-    base.userIndex = auth.user.index;
+    base.app = auth.app!.name;
+    base.user = auth.user!.name;
+    base.userIndex = auth.user!.index;
     return base;
   }
 

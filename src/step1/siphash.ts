@@ -21,12 +21,14 @@ export class SipHash24 {
   }
 
   /** Low 32 bits of SipHash-2-4 of data[0, length); the high 32 bits are left in `high`. */
-  hash(data: Buffer, length = data.length): number {
-    // State in locals (not fields) so V8 keeps it in registers; one 64-bit lane = (h, l).
-    let v0h = (this.k0h ^ 0x736f6d65) >>> 0, v0l = (this.k0l ^ 0x70736575) >>> 0;
-    let v1h = (this.k1h ^ 0x646f7261) >>> 0, v1l = (this.k1l ^ 0x6e646f6d) >>> 0;
-    let v2h = (this.k0h ^ 0x6c796765) >>> 0, v2l = (this.k0l ^ 0x6e657261) >>> 0;
-    let v3h = (this.k1h ^ 0x74656462) >>> 0, v3l = (this.k1l ^ 0x79746573) >>> 0;
+  hash(data: Uint8Array, length = data.length): number {
+    // State in locals (not fields) so V8 keeps it in registers; one 64-bit lane = (h, l). Every
+    // value is kept a signed int32 (`| 0`), V8's cheapest number representation; an addition's
+    // carry out of the low word is the top bit of (a & b) | ((a | b) & ~sum).
+    let v0h = this.k0h ^ 0x736f6d65, v0l = this.k0l ^ 0x70736575;
+    let v1h = this.k1h ^ 0x646f7261, v1l = this.k1l ^ 0x6e646f6d;
+    let v2h = this.k0h ^ 0x6c796765, v2l = this.k0l ^ 0x6e657261;
+    let v3h = this.k1h ^ 0x74656462, v3l = this.k1l ^ 0x79746573;
     let lo: number, t: number;
     const whole = length - (length % 8);
     // Message words, then (word === whole) the last one: the remaining 0-7 bytes with length mod 256 on top;
@@ -34,8 +36,9 @@ export class SipHash24 {
     for (let word = 0; word <= whole + 8; word += 8) {
       let mh = 0, ml = 0, rounds = 2;
       if (word < whole) {
-        ml = data.readUInt32LE(word);
-        mh = data.readUInt32LE(word + 4);
+        // Plain byte reads: Buffer#readUInt32LE validates its offset on every call.
+        ml = data[word]! | (data[word + 1]! << 8) | (data[word + 2]! << 16) | (data[word + 3]! << 24);
+        mh = data[word + 4]! | (data[word + 5]! << 8) | (data[word + 6]! << 16) | (data[word + 7]! << 24);
       } else if (word === whole) {
         mh = (length & 0xff) << 24;
         for (let i = whole; i < length; i++) {
@@ -43,34 +46,32 @@ export class SipHash24 {
           if (shift < 32) ml |= data[i]! << shift;
           else mh |= data[i]! << (shift - 32);
         }
-        ml >>>= 0;
-        mh >>>= 0;
       } else {
-        v2l = (v2l ^ 0xff) >>> 0;
+        v2l ^= 0xff;
         rounds = 4;
       }
-      v3h = (v3h ^ mh) >>> 0; v3l = (v3l ^ ml) >>> 0;
+      v3h ^= mh; v3l ^= ml;
       for (let r = 0; r < rounds; r++) {
         // v0 += v1; v1 = rotl(v1, 13) ^ v0; v0 = rotl(v0, 32)
-        lo = (v0l + v1l) >>> 0; v0h = (v0h + v1h + (lo < v0l ? 1 : 0)) >>> 0; v0l = lo;
-        t = ((v1h << 13) | (v1l >>> 19)) >>> 0; v1l = ((v1l << 13) | (v1h >>> 19)) >>> 0; v1h = t;
-        v1h = (v1h ^ v0h) >>> 0; v1l = (v1l ^ v0l) >>> 0;
+        lo = (v0l + v1l) | 0; v0h = (v0h + v1h + (((v0l & v1l) | ((v0l | v1l) & ~lo)) >>> 31)) | 0; v0l = lo;
+        t = (v1h << 13) | (v1l >>> 19); v1l = (v1l << 13) | (v1h >>> 19); v1h = t;
+        v1h ^= v0h; v1l ^= v0l;
         t = v0h; v0h = v0l; v0l = t;
         // v2 += v3; v3 = rotl(v3, 16) ^ v2
-        lo = (v2l + v3l) >>> 0; v2h = (v2h + v3h + (lo < v2l ? 1 : 0)) >>> 0; v2l = lo;
-        t = ((v3h << 16) | (v3l >>> 16)) >>> 0; v3l = ((v3l << 16) | (v3h >>> 16)) >>> 0; v3h = t;
-        v3h = (v3h ^ v2h) >>> 0; v3l = (v3l ^ v2l) >>> 0;
+        lo = (v2l + v3l) | 0; v2h = (v2h + v3h + (((v2l & v3l) | ((v2l | v3l) & ~lo)) >>> 31)) | 0; v2l = lo;
+        t = (v3h << 16) | (v3l >>> 16); v3l = (v3l << 16) | (v3h >>> 16); v3h = t;
+        v3h ^= v2h; v3l ^= v2l;
         // v0 += v3; v3 = rotl(v3, 21) ^ v0
-        lo = (v0l + v3l) >>> 0; v0h = (v0h + v3h + (lo < v0l ? 1 : 0)) >>> 0; v0l = lo;
-        t = ((v3h << 21) | (v3l >>> 11)) >>> 0; v3l = ((v3l << 21) | (v3h >>> 11)) >>> 0; v3h = t;
-        v3h = (v3h ^ v0h) >>> 0; v3l = (v3l ^ v0l) >>> 0;
+        lo = (v0l + v3l) | 0; v0h = (v0h + v3h + (((v0l & v3l) | ((v0l | v3l) & ~lo)) >>> 31)) | 0; v0l = lo;
+        t = (v3h << 21) | (v3l >>> 11); v3l = (v3l << 21) | (v3h >>> 11); v3h = t;
+        v3h ^= v0h; v3l ^= v0l;
         // v2 += v1; v1 = rotl(v1, 17) ^ v2; v2 = rotl(v2, 32)
-        lo = (v2l + v1l) >>> 0; v2h = (v2h + v1h + (lo < v2l ? 1 : 0)) >>> 0; v2l = lo;
-        t = ((v1h << 17) | (v1l >>> 15)) >>> 0; v1l = ((v1l << 17) | (v1h >>> 15)) >>> 0; v1h = t;
-        v1h = (v1h ^ v2h) >>> 0; v1l = (v1l ^ v2l) >>> 0;
+        lo = (v2l + v1l) | 0; v2h = (v2h + v1h + (((v2l & v1l) | ((v2l | v1l) & ~lo)) >>> 31)) | 0; v2l = lo;
+        t = (v1h << 17) | (v1l >>> 15); v1l = (v1l << 17) | (v1h >>> 15); v1h = t;
+        v1h ^= v2h; v1l ^= v2l;
         t = v2h; v2h = v2l; v2l = t;
       }
-      v0h = (v0h ^ mh) >>> 0; v0l = (v0l ^ ml) >>> 0;
+      v0h ^= mh; v0l ^= ml;
     }
     this.high = (v0h ^ v1h ^ v2h ^ v3h) >>> 0;
     return (v0l ^ v1l ^ v2l ^ v3l) >>> 0;
