@@ -10,12 +10,15 @@
  *
  * Three managers are seen: native nftables tables, iptables-nft tables (changed only through
  * iptables-nft, which refuses tables edited behind its back) and iptables-legacy tables.
+ *
+ * Every read and change runs without blocking the event loop (libnftables in-process, or a
+ * child process awaited): the check runs every few seconds beside the capture and HTTPS.
  */
 import { readFileSync } from 'node:fs';
 import type { HostFirewallMode, IpFamily } from '../config/types.js';
 import { describeError } from '../errors.js';
-import type { CommandRunner } from './command.js';
-import type { NftRunner } from './nft-runner.js';
+import { runCommand, type CommandRunner } from './command.js';
+import { runNft, type NftRunner } from './nft-runner.js';
 import type { FirewallPlan } from './plan.js';
 
 export type HostManager = 'nftables' | 'iptables-nft' | 'iptables-legacy';
@@ -197,8 +200,8 @@ export interface HostFirewallOptions {
   ownIptablesPrefix: string;
   /** Where knock-port's step-1 gate runs: an nft chain (priority -10) or iptables' filter table. */
   gate: 'nft' | 'iptables';
-  /** Reads `/proc/net/ip_tables_names` and the like; injectable for tests. */
-  readProc?: (path: string) => string;
+  /** Reads `/proc/net/ip_tables_names` and the like (in another namespace: through a child process); injectable for tests. */
+  readProc?: (path: string) => string | Promise<string>;
 }
 
 const LEGACY_TABLE_NAMES: Record<IpFamily, string> = { 4: '/proc/net/ip_tables_names', 6: '/proc/net/ip6_tables_names' };
@@ -226,10 +229,10 @@ export class HostFirewall {
   }
 
   /** Finds host chains that could drop granted packets; in `insert` mode puts knock-port's accept rules in them. */
-  reconcile(): HostFirewallReport {
+  async reconcile(): Promise<HostFirewallReport> {
     const problems: string[] = [];
     const inserted: string[] = [];
-    const chains = this.scan(problems);
+    const chains = await this.scan(problems);
     for (const chain of chains) {
       const wanted = hostRules(this.options.plan, chain.hook);
       const missing = wanted.filter((r) => !chain.ours.some((o) => o.comment === r.comment) && !chain.others.some(r.equivalent));
@@ -245,9 +248,9 @@ export class HostFirewall {
         continue;
       }
       try {
-        if (stale.length > 0) this.removeRules(chain, stale);
+        if (stale.length > 0) await this.removeRules(chain, stale);
         // Inserted at the top one by one: the last inserted ends up first.
-        for (const rule of [...missing].reverse()) this.insertRule(chain, rule);
+        for (const rule of [...missing].reverse()) await this.insertRule(chain, rule);
         if (missing.length > 0) inserted.push(`${describeChain(chain)} (hook ${chain.hook}, policy ${chain.policy})`);
       } catch (err) {
         problems.push(`cannot put knock-port's accept rule in ${describeChain(chain)}: ${describeError(err)}; connections knock-port grants may be dropped there`);
@@ -265,8 +268,8 @@ export class HostFirewall {
   }
 
   /** Removes every knock-port rule from host chains (uninstall). */
-  remove(): void {
-    for (const chain of this.scan([])) if (chain.ours.length > 0) this.removeRules(chain, chain.ours);
+  async remove(): Promise<void> {
+    for (const chain of await this.scan([])) if (chain.ours.length > 0) await this.removeRules(chain, chain.ours);
     this.last = { chains: [], inserted: [], problems: [] };
   }
 
@@ -276,12 +279,12 @@ export class HostFirewall {
   }
 
   /** Every host chain on the input, forward and output hooks that could drop. */
-  private scan(problems: string[]): HostChain[] {
+  private async scan(problems: string[]): Promise<HostChain[]> {
     const chains: HostChain[] = [];
     let nftChains: NftJsonChain[] = [];
     let iptablesNftFamilies: IpFamily[] = [];
     try {
-      const listing = this.options.nft.run('list chains', { json: true });
+      const listing = await runNft(this.options.nft, 'list chains', { json: true });
       nftChains = parseNftBaseChains(listing, this.options.isOwnTable);
       iptablesNftFamilies = iptablesNftTables(listing);
     } catch (err) {
@@ -289,7 +292,7 @@ export class HostFirewall {
     }
     for (const c of nftChains) {
       try {
-        const rules = parseNftChainRules(this.options.nft.run(`list chain ${c.family} ${c.table} ${c.name}`, { json: true }));
+        const rules = parseNftChainRules(await runNft(this.options.nft, `list chain ${c.family} ${c.table} ${c.name}`, { json: true }));
         const chain: HostChain = {
           manager: 'nftables',
           family: c.family as HostTableFamily,
@@ -307,25 +310,26 @@ export class HostFirewall {
         problems.push(`cannot read nftables chain ${c.family} ${c.table} ${c.name}: ${describeError(err)}`);
       }
     }
-    for (const family of iptablesNftFamilies) chains.push(...this.scanIptables('iptables-nft', family, problems));
+    for (const family of iptablesNftFamilies) chains.push(...(await this.scanIptables('iptables-nft', family, problems)));
     for (const family of [4, 6] as const) {
-      if (this.legacyFilterExists(family)) chains.push(...this.scanIptables('iptables-legacy', family, problems));
+      if (await this.legacyFilterExists(family)) chains.push(...(await this.scanIptables('iptables-legacy', family, problems)));
     }
     return chains;
   }
 
-  private legacyFilterExists(family: IpFamily): boolean {
+  private async legacyFilterExists(family: IpFamily): Promise<boolean> {
+    // A /proc file of this namespace is read in-process: no child process for the common case.
     const read = this.options.readProc ?? ((path: string) => readFileSync(path, 'utf8'));
     try {
-      return read(LEGACY_TABLE_NAMES[family]).split('\n').includes('filter');
+      return (await read(LEGACY_TABLE_NAMES[family])).split('\n').includes('filter');
     } catch {
       return false; // ip_tables not loaded: no legacy tables
     }
   }
 
-  private scanIptables(manager: 'iptables-nft' | 'iptables-legacy', family: IpFamily, problems: string[]): HostChain[] {
+  private async scanIptables(manager: 'iptables-nft' | 'iptables-legacy', family: IpFamily, problems: string[]): Promise<HostChain[]> {
     try {
-      const saved = this.options.commands.run(iptablesTool(manager, family, '-save'), ['-t', 'filter']);
+      const saved = await runCommand(this.options.commands, iptablesTool(manager, family, '-save'), ['-t', 'filter']);
       return parseIptablesSave(saved, this.options.ownIptablesPrefix)
         .filter((c) => c.canDrop || c.ours.length > 0)
         .map((c) => ({ ...c, manager, family: family === 4 ? 'ip' : 'ip6', table: 'filter', priority: 0 }));
@@ -335,30 +339,30 @@ export class HostFirewall {
     }
   }
 
-  private insertRule(chain: HostChain, rule: HostRule): void {
+  private async insertRule(chain: HostChain, rule: HostRule): Promise<void> {
     if (chain.manager === 'nftables') {
-      this.options.nft.run(`insert rule ${chain.family} ${chain.table} ${chain.chain} ${rule.nft} comment "${rule.comment}"\n`);
+      await runNft(this.options.nft, `insert rule ${chain.family} ${chain.table} ${chain.chain} ${rule.nft} comment "${rule.comment}"\n`);
       return;
     }
     const tool = iptablesTool(chain.manager, chain.family === 'ip6' ? 6 : 4);
-    this.options.commands.run(tool, ['-w', '-I', chain.chain, '1', ...rule.iptables, '-m', 'comment', '--comment', rule.comment, '-j', 'ACCEPT']);
+    await runCommand(this.options.commands, tool, ['-w', '-I', chain.chain, '1', ...rule.iptables, '-m', 'comment', '--comment', rule.comment, '-j', 'ACCEPT']);
   }
 
-  private removeRules(chain: HostChain, rules: HostChain['ours']): void {
+  private async removeRules(chain: HostChain, rules: HostChain['ours']): Promise<void> {
     if (chain.manager === 'nftables') {
       const script = rules.map((r) => `delete rule ${chain.family} ${chain.table} ${chain.chain} handle ${r.handle}\n`).join('');
-      if (script) this.options.nft.run(script);
+      if (script) await runNft(this.options.nft, script);
       return;
     }
     // iptables deletes by position: find each rule by its comment in `-S` output, last first.
     const tool = iptablesTool(chain.manager, chain.family === 'ip6' ? 6 : 4);
-    const listed = this.options.commands.run(tool, ['-w', '-S', chain.chain]).split('\n').filter((l) => l.startsWith('-A '));
+    const listed = (await runCommand(this.options.commands, tool, ['-w', '-S', chain.chain])).split('\n').filter((l) => l.startsWith('-A '));
     const positions = listed
       .map((line, i) => ({ line, position: i + 1 }))
       .filter(({ line }) => rules.some((r) => line.includes(r.comment)))
       .map(({ position }) => position)
       .reverse();
-    for (const position of positions) this.options.commands.run(tool, ['-w', '-D', chain.chain, String(position)]);
+    for (const position of positions) await runCommand(this.options.commands, tool, ['-w', '-D', chain.chain, String(position)]);
   }
 }
 

@@ -1,19 +1,25 @@
 /**
  * iptables + ipset backend. The base ruleset goes in through `iptables-restore --noflush`
- * (one transaction per family) and `ipset restore -exist`; grants are `ipset add ... timeout N
- * -exist`, which also refreshes a live entry's timeout. Works with iptables-nft and -legacy.
+ * (one transaction per family) and `ipset restore -exist`; grants are `add ... timeout N
+ * -exist` lines (which also refresh a live entry's timeout) written to one long-lived
+ * `ipset -` session (ipset-session.ts), batched per event-loop turn (grant-sets.ts): no fork
+ * per grant. Every command runs in a child process that is awaited, never synchronously.
+ * Works with iptables-nft and -legacy.
  */
 import type { AppConfig, IpFamily, Protocol } from '../config/types.js';
-import type { CommandRunner } from './command.js';
+import { FirewallCommandError, runCommand, type CommandRunner } from './command.js';
+import { GrantSets, type GrantChange, type GrantEntry, type GrantKey, type GrantSetDriver } from './grant-sets.js';
 import type { HostFirewall, HostFirewallReport } from './host-firewall.js';
+import { IpsetSession } from './ipset-session.js';
 import { IptablesRuleset, ipsetServiceEntry, type IpsetKind, type Jump } from './iptables-ruleset.js';
-import { ALL_FAMILIES, appForPort, checkServiceGrant, familyOf, grantableFamily, type FirewallPlan } from './plan.js';
+import { grantOf } from './nft-backend.js';
+import { ALL_FAMILIES, checkServiceGrant, grantableFamily, type FirewallPlan } from './plan.js';
 import type { CaptureKind, FirewallBackend, FirewallCapabilities, Grant } from './types.js';
 
 /** Which iptables binaries: the system default, or explicitly the nf_tables or legacy ones. */
 export type IptablesVariant = 'default' | 'nft' | 'legacy';
 
-export function iptablesBinary(variant: IptablesVariant, family: IpFamily, tool: '' | '-restore' = ''): string {
+export function iptablesBinary(variant: IptablesVariant, family: IpFamily, tool: '' | '-restore' | '-save' = ''): string {
   const base = family === 4 ? 'iptables' : 'ip6tables';
   return `${base}${variant === 'default' ? '' : `-${variant}`}${tool}`;
 }
@@ -28,10 +34,82 @@ export function parseIpsetSave(text: string): Array<{ entry: string; timeout: nu
   return entries;
 }
 
+/** An entry as ipset writes it: the address, or `address,protocol:port`. */
+function ipsetEntry(key: GrantKey): string {
+  return key.protocol && key.port !== undefined ? ipsetServiceEntry(key.address, key.protocol, key.port) : key.address;
+}
+
+/** An entry of `ipset list -o save` as a set entry. */
+function entryOf(entry: string, expiresInSeconds: number): GrantEntry {
+  const comma = entry.lastIndexOf(',');
+  if (comma < 0) return { address: entry, expiresInSeconds };
+  const [protocol, port] = entry.slice(comma + 1).split(':') as [Protocol, string];
+  return { address: entry.slice(0, comma), protocol, port: Number(port), expiresInSeconds };
+}
+
+/** The ipset command line for one grant change (`-exist`: a repeat refreshes, an absent delete is fine). */
+export function ipsetLine(ruleset: IptablesRuleset, change: GrantChange): string {
+  const set = ruleset.setName(change.kind, change.family);
+  return change.op === 'add' ? `add ${set} ${ipsetEntry(change.key)} timeout ${change.ttlSeconds} -exist` : `del ${set} ${ipsetEntry(change.key)} -exist`;
+}
+
+/** Grant sets in ipset: a batch is a run of lines to the session, each answered on its own. */
+export class IpsetGrantDriver implements GrantSetDriver {
+  constructor(
+    private readonly session: IpsetSession,
+    private readonly cmd: CommandRunner,
+    private readonly ruleset: IptablesRuleset,
+  ) {}
+
+  async apply(changes: readonly GrantChange[]): Promise<Array<Error | undefined>> {
+    const lines = changes.map((c) => ipsetLine(this.ruleset, c));
+    const answers = await this.session.run(lines);
+    return answers.map((said, i) => (said === '' ? undefined : new FirewallCommandError(`ipset ${lines[i]} failed: ${said}`, 'ipset', said)));
+  }
+
+  /** Not on the grant path: a listing is a child process of its own, awaited. */
+  async list(kind: IpsetKind, family: IpFamily): Promise<GrantEntry[]> {
+    const saved = await runCommand(this.cmd, 'ipset', ['list', this.ruleset.setName(kind, family), '-o', 'save']);
+    return parseIpsetSave(saved).map(({ entry, timeout }) => entryOf(entry, timeout));
+  }
+
+  close(): void {
+    this.session.close();
+  }
+}
+
+/** What one `iptables-save` says about knock-port's rules in one family. */
+export interface SavedRules {
+  /** `table from to` of every jump present as a rule of its own (`-A FROM -j TO`). */
+  jumps: Set<string>;
+  /** Rules in knock-port's step-1 chain. */
+  step1Rules: number;
+}
+
+const jumpKey = (j: Jump): string => `${j.table} ${j.from} ${j.to}`;
+
+/** Reads knock-port's jumps and step-1 rules from `iptables-save` output (all tables). */
+export function parseSavedRules(text: string, jumps: readonly Jump[], step1Chain: string): SavedRules {
+  const found = new Set<string>();
+  let table = '';
+  let step1Rules = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) table = line.slice(1).trim();
+    else if (line.startsWith(`-A ${step1Chain} `)) step1Rules++;
+    else {
+      for (const j of jumps) if (j.table === table && line.trim() === `-A ${j.from} -j ${j.to}`) found.add(jumpKey(j));
+    }
+  }
+  return { jumps: found, step1Rules };
+}
+
 export class IptablesFirewall implements FirewallBackend {
   readonly type = 'iptables' as const;
   readonly ruleset: IptablesRuleset;
+  /** Grant changes, batched per event-loop turn into the ipset session. */
+  readonly grants: GrantSets;
   private lastCapture: CaptureKind | undefined;
+  private healing: Promise<boolean> | undefined;
 
   constructor(
     plan: FirewallPlan,
@@ -40,8 +118,12 @@ export class IptablesFirewall implements FirewallBackend {
     private readonly apps: AppConfig[],
     private readonly host: HostFirewall,
     private readonly variant: IptablesVariant = 'default',
+    private readonly session: IpsetSession = new IpsetSession({ prefix: cmd.prefix ?? [] }),
   ) {
     this.ruleset = new IptablesRuleset(plan, name);
+    // A batch is lines in one pipe write, each answered by ipset. 128 lines keep what this thread does
+    // per batch (writing them, settling their callers' promises) well under a millisecond.
+    this.grants = new GrantSets(new IpsetGrantDriver(this.session, cmd, this.ruleset), { maxBatch: 128 });
   }
 
   async capabilities(): Promise<FirewallCapabilities> {
@@ -64,44 +146,59 @@ export class IptablesFirewall implements FirewallBackend {
   }
 
   async install(capture: CaptureKind): Promise<void> {
-    this.cmd.run('ipset', ['restore', '-exist'], this.ruleset.ipsetScript());
+    await runCommand(this.cmd, 'ipset', ['restore', '-exist'], this.ruleset.ipsetScript());
     for (const family of ALL_FAMILIES) {
-      const missing = this.ruleset.jumps().filter((j) => !this.hasJump(family, j));
-      this.cmd.run(iptablesBinary(this.variant, family, '-restore'), ['-w', '--noflush'], this.ruleset.restoreScript(family, capture, missing));
+      const saved = await this.saved(family);
+      const missing = this.ruleset.jumps().filter((j) => !saved.jumps.has(jumpKey(j)));
+      await runCommand(this.cmd, iptablesBinary(this.variant, family, '-restore'), ['-w', '--noflush'], this.ruleset.restoreScript(family, capture, missing));
     }
     this.lastCapture = capture;
-    this.host.reconcile();
+    this.session.start();
+    await this.host.reconcile();
   }
 
-  async ensureInstalled(capture: CaptureKind | undefined = this.lastCapture): Promise<boolean> {
+  ensureInstalled(capture: CaptureKind | undefined = this.lastCapture): Promise<boolean> {
+    // A slow check (a held xtables lock, a loaded host) must not pile up behind the next tick.
+    this.healing ??= this.heal(capture).finally(() => (this.healing = undefined));
+    return this.healing;
+  }
+
+  private async heal(capture: CaptureKind | undefined): Promise<boolean> {
     if (!capture) return false;
-    if (this.isInstalled()) {
-      this.host.reconcile();
+    if (await this.isInstalled()) {
+      await this.host.reconcile();
       return false;
     }
     await this.install(capture);
     return true;
   }
 
-  private isInstalled(): boolean {
-    const step1 = this.ruleset.chain('STEP1');
-    return ALL_FAMILIES.every((family) => {
-      if (!this.ruleset.jumps().every((j) => this.hasJump(family, j))) return false;
+  /** One `iptables-save` per family, awaited (it used to be a fork per jump, every tick). */
+  private async isInstalled(): Promise<boolean> {
+    for (const family of ALL_FAMILIES) {
+      let saved: SavedRules;
       try {
-        return this.iptables(family, ['-S', step1]).split('\n').filter((l) => l.startsWith('-A')).length > 0;
+        saved = await this.saved(family);
       } catch {
         return false;
       }
-    });
+      if (saved.step1Rules === 0 || !this.ruleset.jumps().every((j) => saved.jumps.has(jumpKey(j)))) return false;
+    }
+    return true;
   }
 
-  private iptables(family: IpFamily, args: string[]): string {
-    return this.cmd.run(iptablesBinary(this.variant, family), ['-w', ...args]);
+  private async saved(family: IpFamily): Promise<SavedRules> {
+    const text = await runCommand(this.cmd, iptablesBinary(this.variant, family, '-save'), []);
+    return parseSavedRules(text, this.ruleset.jumps(), this.ruleset.chain('STEP1'));
   }
 
-  private hasJump(family: IpFamily, j: Jump): boolean {
+  private iptables(family: IpFamily, args: string[]): Promise<string> {
+    return runCommand(this.cmd, iptablesBinary(this.variant, family), ['-w', ...args]);
+  }
+
+  private async hasJump(family: IpFamily, j: Jump): Promise<boolean> {
     try {
-      this.iptables(family, ['-t', j.table, '-C', j.from, '-j', j.to]);
+      await this.iptables(family, ['-t', j.table, '-C', j.from, '-j', j.to]);
       return true;
     } catch {
       return false;
@@ -110,80 +207,53 @@ export class IptablesFirewall implements FirewallBackend {
 
   async grantStep2(ip: string, ttlSeconds: number): Promise<void> {
     const family = grantableFamily(this.ruleset.plan, ip);
-    this.add('step2', family, ip, ttlSeconds);
+    await this.grants.add('step2', family, { address: ip }, ttlSeconds);
   }
 
   async grantService(ip: string, app: AppConfig, ttlSeconds: number): Promise<void> {
     const family = grantableFamily(this.ruleset.plan, ip);
     checkServiceGrant(ip, family, app);
-    this.add('service', family, ipsetServiceEntry(ip, app.protocol, app.port), ttlSeconds);
-  }
-
-  /** `-exist` makes a repeated grant refresh the entry's timeout instead of failing. */
-  private add(kind: IpsetKind, family: IpFamily, entry: string, ttlSeconds: number): void {
-    const ttl = String(Math.max(1, Math.round(ttlSeconds)));
-    this.cmd.run('ipset', ['add', this.ruleset.setName(kind, family), entry, 'timeout', ttl, '-exist']);
+    await this.grants.add('service', family, { address: ip, protocol: app.protocol, port: app.port }, ttlSeconds);
   }
 
   async revoke(ip: string, app?: AppConfig): Promise<void> {
     const family = grantableFamily(this.ruleset.plan, ip);
-    const service = this.ruleset.setName('service', family);
-    if (app) {
-      this.cmd.run('ipset', ['del', service, ipsetServiceEntry(ip, app.protocol, app.port), '-exist']);
-      return;
-    }
-    this.cmd.run('ipset', ['del', this.ruleset.setName('step2', family), ip, '-exist']);
-    for (const g of await this.list()) {
-      if (g.kind === 'service' && g.address === ip && g.protocol && g.port) {
-        this.cmd.run('ipset', ['del', service, ipsetServiceEntry(ip, g.protocol, g.port), '-exist']);
-      }
-    }
+    if (app) return this.grants.delete('service', family, { address: ip, protocol: app.protocol, port: app.port });
+    const services = (await this.grants.list('service', family)).filter((e) => e.address === ip);
+    await Promise.all([this.grants.delete('step2', family, { address: ip }), ...services.map((e) => this.grants.delete('service', family, e))]);
   }
 
   async list(): Promise<Grant[]> {
-    const grants: Grant[] = [];
-    for (const family of this.ruleset.plan.grantFamilies) {
-      for (const kind of ['step2', 'service'] as const) {
-        const saved = this.cmd.run('ipset', ['list', this.ruleset.setName(kind, family), '-o', 'save']);
-        for (const { entry, timeout } of parseIpsetSave(saved)) grants.push(this.toGrant(kind, entry, timeout));
-      }
-    }
-    return grants;
-  }
-
-  private toGrant(kind: IpsetKind, entry: string, expiresInSeconds: number): Grant {
-    if (kind === 'step2') return { kind, family: familyOf(entry), address: entry, expiresInSeconds };
-    const comma = entry.lastIndexOf(',');
-    const address = entry.slice(0, comma);
-    const [protocol, port] = entry.slice(comma + 1).split(':') as [Protocol, string];
-    const app = appForPort(this.apps, protocol, Number(port));
-    return { kind, family: familyOf(address), address, protocol, port: Number(port), ...(app ? { app: app.name } : {}), expiresInSeconds };
+    const sets = this.ruleset.plan.grantFamilies.flatMap((family) => (['step2', 'service'] as const).map((kind) => ({ kind, family })));
+    const listed = await Promise.all(sets.map(({ kind, family }) => this.grants.list(kind, family)));
+    return sets.flatMap(({ kind, family }, i) => listed[i]!.map((e) => grantOf(kind, family, e, this.apps)));
   }
 
   /** Removes the jumps, own chains and own sets; each step tolerates a partial install. */
   async uninstall(): Promise<void> {
-    this.host.remove();
+    await this.host.remove();
+    this.grants.close();
     for (const family of ALL_FAMILIES) {
       for (const j of this.ruleset.jumps()) {
-        for (let i = 0; i < 10 && this.hasJump(family, j); i++) this.iptables(family, ['-t', j.table, '-D', j.from, '-j', j.to]);
+        for (let i = 0; i < 10 && (await this.hasJump(family, j)); i++) await this.iptables(family, ['-t', j.table, '-D', j.from, '-j', j.to]);
       }
       const chains = this.ruleset.chains(family, 'nflog');
       for (const table of ['raw', 'mangle', 'filter', 'nat'] as const) {
         for (const op of ['-F', '-X']) {
-          for (const c of chains[table]) this.tolerate(() => this.iptables(family, ['-t', table, op, c.name]));
+          for (const c of chains[table]) await tolerate(this.iptables(family, ['-t', table, op, c.name]));
         }
       }
     }
-    for (const set of this.ruleset.sets()) this.tolerate(() => this.cmd.run('ipset', ['destroy', set.name]));
+    for (const set of this.ruleset.sets()) await tolerate(runCommand(this.cmd, 'ipset', ['destroy', set.name]));
     this.lastCapture = undefined;
   }
+}
 
-  /** Missing objects are fine when removing. */
-  private tolerate(step: () => void): void {
-    try {
-      step();
-    } catch {
-      // already absent
-    }
+/** Missing objects are fine when removing. */
+async function tolerate(step: Promise<unknown>): Promise<void> {
+  try {
+    await step;
+  } catch {
+    // already absent
   }
 }

@@ -1,12 +1,16 @@
 /**
  * I/O shared by the nft-based backends (nftables, VyOS): runs the scripts NftRuleset
  * generates, reads grants back from the kernel, probes which capture the kernel has.
+ * Grants go through the shared batching queue (grant-sets.ts): the grants of one event-loop
+ * turn become one nft script, one netlink transaction (libnftables in-process, or one
+ * `nft` child process awaited when the addon is missing).
  */
 import type { AppConfig, FirewallType, IpFamily, Protocol } from '../config/types.js';
+import { GrantSets, type GrantChange, type GrantEntry, type GrantKey, type GrantSetDriver } from './grant-sets.js';
 import type { HostFirewall, HostFirewallReport } from './host-firewall.js';
-import type { NftRunner } from './nft-runner.js';
+import { runNft, type NftRunner } from './nft-runner.js';
 import { NftRuleset, grantSetName, serviceElement, tableRef, type GrantSetKind, type NftLayout } from './nft-ruleset.js';
-import { appForPort, checkServiceGrant, familyOf, grantableFamily, type FirewallPlan } from './plan.js';
+import { appForPort, checkServiceGrant, grantableFamily, type FirewallPlan } from './plan.js';
 import type { CaptureKind, FirewallBackend, FirewallCapabilities, Grant } from './types.js';
 
 interface NftSetElement {
@@ -33,10 +37,90 @@ export function parseSetElements(json: string): NftSetElement[] {
   return elements;
 }
 
+/** An element as nft writes it: the address, or `address . protocol . port`. */
+function nftElement(key: GrantKey): string {
+  return key.protocol && key.port !== undefined ? serviceElement(key.address, key.protocol, key.port) : key.address;
+}
+
+/** Consecutive changes of the same kind (add or delete): order between runs is kept. */
+function runsOf(changes: readonly GrantChange[]): GrantChange[][] {
+  const runs: GrantChange[][] = [];
+  for (const change of changes) {
+    const last = runs.at(-1);
+    if (last && last[0]!.op === change.op) last.push(change);
+    else runs.push([change]);
+  }
+  return runs;
+}
+
+/**
+ * One nft script for a batch of grant changes: per set, one `add element` with every element
+ * (so the delete cannot fail), one `delete element`, one `add element` with the new timeouts,
+ * which refreshes live elements. Within a run the same element twice keeps its last timeout.
+ */
+export function nftGrantScript(ruleset: NftRuleset, changes: readonly GrantChange[]): string {
+  const lines: string[] = [];
+  for (const run of runsOf(changes)) {
+    const bySet = new Map<string, Map<string, number>>();
+    for (const change of run) {
+      const set = `${tableRef(ruleset.tableFor(change.family))} ${grantSetName(ruleset.layout, change.kind, change.family)}`;
+      const elements = bySet.get(set) ?? new Map<string, number>();
+      bySet.set(set, elements);
+      const element = nftElement(change.key);
+      elements.delete(element);
+      elements.set(element, change.op === 'add' ? change.ttlSeconds : 1);
+    }
+    for (const [set, elements] of bySet) {
+      const timed = [...elements].map(([e, ttl]) => `${e} timeout ${ttl}s`).join(', ');
+      const bare = [...elements.keys()].join(', ');
+      lines.push(`add element ${set} { ${timed} }`, `delete element ${set} { ${bare} }`);
+      if (run[0]!.op === 'add') lines.push(`add element ${set} { ${timed} }`);
+    }
+  }
+  return lines.length > 0 ? `${lines.join('\n')}\n` : '';
+}
+
+/** Grant sets in nft: a batch is one script, one transaction; a failed one changes nothing. */
+export class NftGrantDriver implements GrantSetDriver {
+  constructor(
+    private readonly nft: NftRunner,
+    private readonly ruleset: NftRuleset,
+  ) {}
+
+  async apply(changes: readonly GrantChange[]): Promise<Array<Error | undefined>> {
+    const script = nftGrantScript(this.ruleset, changes);
+    if (script) await runNft(this.nft, script);
+    return changes.map(() => undefined);
+  }
+
+  async list(kind: GrantSetKind, family: IpFamily): Promise<GrantEntry[]> {
+    const set = `${tableRef(this.ruleset.tableFor(family))} ${grantSetName(this.ruleset.layout, kind, family)}`;
+    return parseSetElements(await runNft(this.nft, `list set ${set}`, { json: true })).map(toEntry);
+  }
+}
+
+function toEntry(e: NftSetElement): GrantEntry {
+  const expiresInSeconds = e.expires ?? e.timeout ?? 0;
+  if (typeof e.val === 'string') return { address: e.val, expiresInSeconds };
+  const [address, protocol, port] = e.val.concat as [string, Protocol, number];
+  return { address, protocol, port, expiresInSeconds };
+}
+
+/** A set entry as a Grant: service entries name their app when one has that port. */
+export function grantOf(kind: GrantSetKind, family: IpFamily, entry: GrantEntry, apps: readonly AppConfig[]): Grant {
+  const { address, protocol, port, expiresInSeconds } = entry;
+  if (kind === 'step2' || !protocol || port === undefined) return { kind, family, address, expiresInSeconds };
+  const app = appForPort([...apps], protocol, port);
+  return { kind, family, address, protocol, port, ...(app ? { app: app.name } : {}), expiresInSeconds };
+}
+
 export abstract class NftFirewallBase implements FirewallBackend {
   abstract readonly type: FirewallType;
   readonly ruleset: NftRuleset;
+  /** Grant changes, batched per event-loop turn. */
+  readonly grants: GrantSets;
   private lastCapture: CaptureKind | undefined;
+  private healing: Promise<boolean> | undefined;
 
   constructor(
     plan: FirewallPlan,
@@ -46,6 +130,11 @@ export abstract class NftFirewallBase implements FirewallBackend {
     private readonly host: HostFirewall,
   ) {
     this.ruleset = new NftRuleset(plan, layout);
+    // libnftables parses about 1.5 ms per 64 grants (10 ms per 256 service grants), on its own thread
+    // or, without it, on this one: small transactions keep either free between them, so a grant
+    // that arrives during a burst waits for one short transaction, not the whole burst. A forked
+    // nft parses in its own process.
+    this.grants = new GrantSets(new NftGrantDriver(nft, this.ruleset), { maxBatch: nft.kind === 'libnftables' ? 64 : 1024 });
   }
 
   async capabilities(): Promise<FirewallCapabilities> {
@@ -67,16 +156,22 @@ export abstract class NftFirewallBase implements FirewallBackend {
   }
 
   async install(capture: CaptureKind): Promise<void> {
-    this.nft.run(this.ruleset.installScript(capture));
+    await runNft(this.nft, this.ruleset.installScript(capture));
     this.lastCapture = capture;
-    this.host.reconcile();
+    await this.host.reconcile();
   }
 
   /** Re-installs when the base ruleset was removed behind our back (true when it did); re-checks the host's chains. */
-  async ensureInstalled(capture: CaptureKind | undefined = this.lastCapture): Promise<boolean> {
+  ensureInstalled(capture: CaptureKind | undefined = this.lastCapture): Promise<boolean> {
+    // A slow check (a held xtables lock, a loaded host) must not pile up behind the next tick.
+    this.healing ??= this.heal(capture).finally(() => (this.healing = undefined));
+    return this.healing;
+  }
+
+  private async heal(capture: CaptureKind | undefined): Promise<boolean> {
     if (!capture) return false;
-    if (this.isInstalled()) {
-      this.host.reconcile();
+    if (await this.isInstalled()) {
+      await this.host.reconcile();
       return false;
     }
     await this.install(capture);
@@ -88,59 +183,36 @@ export abstract class NftFirewallBase implements FirewallBackend {
   }
 
   /** True while every table still holds knock-port's step-1 gate. */
-  protected abstract isInstalled(): boolean;
+  protected abstract isInstalled(): Promise<boolean>;
 
   async grantStep2(ip: string, ttlSeconds: number): Promise<void> {
     const family = grantableFamily(this.ruleset.plan, ip);
-    this.nft.run(this.ruleset.grantScript('step2', family, ip, ttlSeconds));
+    await this.grants.add('step2', family, { address: ip }, ttlSeconds);
   }
 
   async grantService(ip: string, app: AppConfig, ttlSeconds: number): Promise<void> {
     const family = grantableFamily(this.ruleset.plan, ip);
     checkServiceGrant(ip, family, app);
-    this.nft.run(this.ruleset.grantScript('service', family, serviceElement(ip, app.protocol, app.port), ttlSeconds));
+    await this.grants.add('service', family, { address: ip, protocol: app.protocol, port: app.port }, ttlSeconds);
   }
 
   async revoke(ip: string, app?: AppConfig): Promise<void> {
     const family = grantableFamily(this.ruleset.plan, ip);
-    const entries: Array<{ kind: GrantSetKind; family: IpFamily; element: string }> = [];
-    if (app) {
-      entries.push({ kind: 'service', family, element: serviceElement(ip, app.protocol, app.port) });
-    } else {
-      entries.push({ kind: 'step2', family, element: ip });
-      for (const g of await this.list()) {
-        if (g.kind === 'service' && g.address === ip && g.protocol && g.port) {
-          entries.push({ kind: 'service', family, element: serviceElement(ip, g.protocol, g.port) });
-        }
-      }
-    }
-    this.nft.run(this.ruleset.revokeScript(entries));
+    if (app) return this.grants.delete('service', family, { address: ip, protocol: app.protocol, port: app.port });
+    const services = (await this.grants.list('service', family)).filter((e) => e.address === ip);
+    // Asked for together: one transaction.
+    await Promise.all([this.grants.delete('step2', family, { address: ip }), ...services.map((e) => this.grants.delete('service', family, e))]);
   }
 
   async list(): Promise<Grant[]> {
-    const grants: Grant[] = [];
-    for (const family of this.ruleset.plan.grantFamilies) {
-      for (const kind of ['step2', 'service'] as const) {
-        const set = `${tableRef(this.ruleset.tableFor(family))} ${grantSetName(this.ruleset.layout, kind, family)}`;
-        for (const e of parseSetElements(this.nft.run(`list set ${set}`, { json: true }))) {
-          grants.push(this.toGrant(kind, e));
-        }
-      }
-    }
-    return grants;
-  }
-
-  private toGrant(kind: GrantSetKind, e: NftSetElement): Grant {
-    const expiresInSeconds = e.expires ?? e.timeout ?? 0;
-    if (typeof e.val === 'string') return { kind, family: familyOf(e.val), address: e.val, expiresInSeconds };
-    const [address, protocol, port] = e.val.concat as [string, Protocol, number];
-    const app = appForPort(this.apps, protocol, port);
-    return { kind, family: familyOf(address), address, protocol, port, ...(app ? { app: app.name } : {}), expiresInSeconds };
+    const sets = this.ruleset.plan.grantFamilies.flatMap((family) => (['step2', 'service'] as const).map((kind) => ({ kind, family })));
+    const listed = await Promise.all(sets.map(({ kind, family }) => this.grants.list(kind, family)));
+    return sets.flatMap(({ kind, family }, i) => listed[i]!.map((e) => grantOf(kind, family, e, this.apps)));
   }
 
   async uninstall(): Promise<void> {
-    this.host.remove();
-    this.nft.run(this.ruleset.uninstallScript());
+    await this.host.remove();
+    await runNft(this.nft, this.ruleset.uninstallScript());
     this.lastCapture = undefined;
   }
 }

@@ -1,6 +1,6 @@
 import type { AppConfig } from '../config/types.js';
 import type { HostFirewall } from './host-firewall.js';
-import type { NftRunner } from './nft-runner.js';
+import { runNft, type NftRunner } from './nft-runner.js';
 import { NftFirewallBase } from './nft-backend.js';
 import type { NftLayout } from './nft-ruleset.js';
 import type { FirewallPlan } from './plan.js';
@@ -22,10 +22,11 @@ export class NftablesFirewall extends NftFirewallBase {
     super(plan, nftablesLayout(tableName), nft, apps, host);
   }
 
-  protected isInstalled(): boolean {
+  /** One small listing, in-process with libnftables: cheap enough for every self-heal tick. */
+  protected async isInstalled(): Promise<boolean> {
     const table = this.ruleset.layout.tables[0]!;
     try {
-      const listing = this.nft.run(`list chain ${table.family} ${table.name} step1`, { json: true });
+      const listing = await runNft(this.nft, `list chain ${table.family} ${table.name} step1`, { json: true });
       return listing.includes('"rule"');
     } catch {
       return false;

@@ -173,6 +173,9 @@ describe('ipset session', () => {
   it('answers each line on its own: empty for done, the error for a refused line', async () => {
     const session = new IpsetSession({ spawn: fakeIpset(['ok']).spawn });
     try {
+      // Started ahead (as install does): the grants below use that session.
+      session.start();
+      expect(session.starts).toBe(1);
       expect(await session.run(['add s 10.0.0.1 timeout 5 -exist', 'add s bad-entry timeout 5 -exist', 'add s 10.0.0.2 timeout 5 -exist'])).toEqual([
         '',
         'ipset v7.17: Syntax error: cannot parse bad-entry',
