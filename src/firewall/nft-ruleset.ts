@@ -147,27 +147,6 @@ export class NftRuleset {
     return this.layout.tables.map((table) => `add table ${tableRef(table)}\ndelete table ${tableRef(table)}\n`).join('');
   }
 
-  /** Adds or refreshes one element: add (so the delete cannot fail), delete, add with the new timeout. */
-  grantScript(kind: GrantSetKind, family: IpFamily, element: string, ttlSeconds: number): string {
-    const set = `${tableRef(this.tableFor(family))} ${grantSetName(this.layout, kind, family)}`;
-    const ttl = Math.max(1, Math.round(ttlSeconds));
-    return [
-      `add element ${set} { ${element} timeout ${ttl}s }`,
-      `delete element ${set} { ${element} }`,
-      `add element ${set} { ${element} timeout ${ttl}s }`,
-    ].join('\n') + '\n';
-  }
-
-  /** Removes elements whether or not they are present. */
-  revokeScript(entries: Array<{ kind: GrantSetKind; family: IpFamily; element: string }>): string {
-    return entries
-      .map(({ kind, family, element }) => {
-        const set = `${tableRef(this.tableFor(family))} ${grantSetName(this.layout, kind, family)}`;
-        return `add element ${set} { ${element} timeout 1s }\ndelete element ${set} { ${element} }\n`;
-      })
-      .join('');
-  }
-
   /** A scratch ruleset that only passes `nft -c` where the kernel supports the capture statement. */
   captureProbeScript(capture: CaptureKind): string {
     const ref = `inet ${this.layout.prefix}knockport_probe`;

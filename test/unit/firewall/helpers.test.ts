@@ -2,9 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { chooseCapture, createFirewall } from '../../../src/firewall/index.js';
 import { parseIpsetSave } from '../../../src/firewall/iptables.js';
 import { parseSetElements } from '../../../src/firewall/nft-backend.js';
-import { NftRuleset } from '../../../src/firewall/nft-ruleset.js';
-import { nftablesLayout } from '../../../src/firewall/nftables.js';
-import { InvalidGrantError, planFirewall } from '../../../src/firewall/plan.js';
+import { InvalidGrantError } from '../../../src/firewall/plan.js';
 import type { NftRunner } from '../../../src/firewall/nft-runner.js';
 import { fixtureConfig } from './fixture.js';
 
@@ -17,25 +15,6 @@ class RecordingNft implements NftRunner {
     return '{"nftables": []}';
   }
 }
-
-describe('nft grant scripts', () => {
-  const ruleset = new NftRuleset(planFirewall(fixtureConfig()), nftablesLayout('knockport'));
-
-  it('refreshes a grant in one transaction that cannot fail on a missing element', () => {
-    expect(ruleset.grantScript('service', 6, '2001:db8::7 . udp . 1194', 30)).toBe(
-      [
-        'add element inet knockport service_v6 { 2001:db8::7 . udp . 1194 timeout 30s }',
-        'delete element inet knockport service_v6 { 2001:db8::7 . udp . 1194 }',
-        'add element inet knockport service_v6 { 2001:db8::7 . udp . 1194 timeout 30s }',
-        '',
-      ].join('\n'),
-    );
-  });
-
-  it('never asks the kernel for a timeout under one second', () => {
-    expect(ruleset.grantScript('step2', 4, '10.0.0.1', 0.2)).toContain('timeout 1s');
-  });
-});
 
 describe('grant validation (before anything reaches the kernel)', () => {
   it('refuses an IPv6 grant when global.ipv6 is off, and garbage addresses', async () => {
