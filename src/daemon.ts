@@ -439,8 +439,10 @@ export class Daemon {
       this.logger.error({ err: describeError(err) }, `config reload failed while ${stage}; still running on the previous config`);
       return;
     }
+    const replaced = this.firewall;
     this.firewall = firewall;
     this.granter.useFirewall(firewall);
+    replaced.close?.();
     this.config = next;
     this.lockout.setPolicy(lockoutPolicy(next.global));
     // Budgets, retransmission table, locks and used codes carry over: a reload is no fresh budget.
@@ -478,6 +480,7 @@ export class Daemon {
       this.logger.error({ err: describeError(err) }, 'session state could not be saved on stop');
     }
     await this.usedCodes.close();
+    this.firewall.close?.();
     this.nft.close?.();
     this.logger.info('knock-port stopped; firewall left closed, live grants expire in the kernel');
   }

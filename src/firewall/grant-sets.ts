@@ -85,6 +85,7 @@ export class GrantSets {
   private readonly queue: AnyPending[] = [];
   private scheduled = false;
   private busy = false;
+  private closing = false;
   private readonly maxBatch: number;
 
   constructor(
@@ -114,8 +115,13 @@ export class GrantSets {
     return this.queue.length;
   }
 
+  /**
+   * Releases the driver (the ipset session) once every change asked for so far has reached
+   * the kernel: a backend replaced by a reload still completes the grants it accepted.
+   */
   close(): void {
-    this.driver.close?.();
+    this.closing = true;
+    if (!this.busy && !this.scheduled && this.queue.length === 0) this.driver.close?.();
   }
 
   private change(change: GrantChange): Promise<void> {
@@ -149,6 +155,7 @@ export class GrantSets {
       this.busy = false;
       // Whatever arrived meanwhile goes next, in a later turn (the event loop runs in between).
       if (this.queue.length > 0) this.schedule();
+      else if (this.closing) this.driver.close?.();
     }
   }
 

@@ -229,6 +229,10 @@ export class IptablesFirewall implements FirewallBackend {
     return sets.flatMap(({ kind, family }, i) => listed[i]!.map((e) => grantOf(kind, family, e, this.apps)));
   }
 
+  close(): void {
+    this.grants.close();
+  }
+
   /** Removes the jumps, own chains and own sets; each step tolerates a partial install. */
   async uninstall(): Promise<void> {
     await this.host.remove();

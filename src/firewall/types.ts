@@ -60,4 +60,9 @@ export interface FirewallBackend {
    * knock-port's accept rule back into host chains that lost it. Call every few seconds.
    */
   ensureInstalled?(capture?: CaptureKind): Promise<boolean>;
+  /**
+   * Releases long-lived helpers (the iptables backend's ipset session) once the grants already
+   * asked for have landed; the rules stay. Called when a reload replaces the backend, and on stop.
+   */
+  close?(): void;
 }
