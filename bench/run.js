@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // `sudo npm run bench`: every benchmark, then bench/RESULTS.md. Root (network namespaces the
 // bench creates and removes, firewall rules only inside them); needs the compiled dist/ and the
-// native addon (`npm run build`). Every phase is bounded in time; the whole run takes ~8 min.
-// BENCH_FLOOD_SECONDS (default 4) and BENCH_KNOCKS (default 220) shorten or lengthen it.
+// native addon (`npm run build`). Every phase is bounded in time; the whole run takes ~6 min
+// (a hard limit stops it at 20).
+// BENCH_FLOOD_SECONDS (default 4), BENCH_KNOCKS (latency knocks, default 220) and
+// BENCH_FLOOD_KNOCKS (`knock-port knock` runs per flood rate, default 50) shorten or lengthen it.
 import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BACKENDS, floodBench, latencyBench } from './daemon.js';
+import { BACKENDS, DEFAULT_WORKERS, WORKERS_N, dropBench, inspectBench, knocksUnderFlood, latencyBench, synCapacity } from './daemon.js';
 import { inspectorBench } from './inspector.js';
 import { REPO_ROOT, createGateway } from './lib/gateway.js';
 import { hasCommand } from './lib/netns.js';
@@ -16,9 +18,11 @@ import { scaleBench } from './scale.js';
 
 const FLOOD_SECONDS = Math.min(10, Math.max(2, Number(process.env.BENCH_FLOOD_SECONDS ?? 4)));
 const LATENCY_KNOCKS = Math.min(600, Math.max(200, Number(process.env.BENCH_KNOCKS ?? 220)));
-const KNOCKS_DURING_FLOOD = 50;
+const FLOOD_KNOCKS = Math.min(200, Math.max(10, Number(process.env.BENCH_FLOOD_KNOCKS ?? 50)));
+/** The latency flood runs at this share of the daemon's measured SYN capacity. */
+const LATENCY_FLOOD_SHARE = 0.5;
 /** Hard stop for the whole run: namespaces are removed on the way out. */
-const RUN_LIMIT_MS = 15 * 60_000;
+const RUN_LIMIT_MS = 20 * 60_000;
 
 const log = (line) => process.stderr.write(`${line}\n`);
 
@@ -37,17 +41,69 @@ function nfqueueThroughput() {
   return JSON.parse(out.trim().split('\n').pop());
 }
 
-async function backendBench(backend) {
-  const gateway = createGateway(backend.firewall.slice(0, 3));
+/**
+ * The grant-burst bench lives in its own file; loaded guarded so that the rest of the run
+ * still works (and says so in RESULTS.md) where that file is missing or broken.
+ */
+async function loadGrantBurst() {
   try {
-    log(`${backend.name}: latency (${LATENCY_KNOCKS} knocks)`);
-    const latency = await latencyBench(gateway, backend, LATENCY_KNOCKS);
-    log(`${backend.name}: floods`);
-    const floods = await floodBench(gateway, backend, { seconds: FLOOD_SECONDS, knocks: KNOCKS_DURING_FLOOD, log });
-    log(`${backend.name}: scale`);
-    const scale = await scaleBench(gateway, backend, log);
-    return { firewall: backend.firewall, capture: backend.capture, latency, floods, scale };
+    const mod = await import('./grant-burst.js');
+    if (typeof mod.grantBurstBench === 'function' && typeof mod.grantBurstSection === 'function') return mod;
+    log('bench: bench/grant-burst.js lacks grantBurstBench/grantBurstSection: grant burst not run');
+  } catch (err) {
+    log(`bench: bench/grant-burst.js not loaded (${err.message}): grant burst not run`);
+  }
+  return undefined;
+}
+
+/** One phase; a failure is recorded in the results (and the log) instead of ending the run. */
+async function phase(name, run) {
+  try {
+    return await run();
+  } catch (err) {
+    log(`  ${name} failed: ${err.stack ?? err}`);
+    return { error: String(err?.message ?? err).replace(/\s+/g, ' ').slice(0, 300) };
+  }
+}
+
+/** The gateway being measured, so that a fatal error or the time limit still removes its namespaces. */
+let liveGateway;
+
+function abort(reason, code) {
+  log(`bench: ${reason}`);
+  try {
+    liveGateway?.destroy();
   } finally {
+    process.exit(code);
+  }
+}
+
+async function backendBench(backend, grantBurst) {
+  const gateway = createGateway(backend.firewall.slice(0, 3));
+  liveGateway = gateway;
+  const result = { firewall: backend.firewall, capture: backend.capture };
+  try {
+    log(`${backend.name}: SYN and wrong-key floods, 1 and ${WORKERS_N} step-1 workers`);
+    result.inspect = await phase('inspected floods', () => inspectBench(gateway, backend, { seconds: FLOOD_SECONDS, log }));
+    log(`${backend.name}: junk and wrong-path floods`);
+    result.drop = await phase('dropped floods', () => dropBench(gateway, backend, { seconds: FLOOD_SECONDS, log }));
+    const capacityPps = result.inspect.error ? undefined : synCapacity(result.inspect);
+    result.capacityPps = capacityPps;
+    if (capacityPps) {
+      log(`${backend.name}: knock-port knock during SYN floods at 1x and 2x ${Math.round(capacityPps)}/s`);
+      result.knocks = await phase('knocks during floods', () => knocksUnderFlood(gateway, backend, { capacityPps, knocks: FLOOD_KNOCKS, log }));
+    }
+    log(`${backend.name}: latency (${LATENCY_KNOCKS} knocks idle, then as many during a flood)`);
+    result.latency = await phase('latency', () => latencyBench(gateway, backend, LATENCY_KNOCKS, { floodPps: LATENCY_FLOOD_SHARE * (capacityPps ?? 50_000), log }));
+    if (grantBurst) {
+      log(`${backend.name}: grant burst`);
+      result.grantBurst = await phase('grant burst', () => grantBurst.grantBurstBench(gateway, backend));
+    }
+    log(`${backend.name}: scale`);
+    result.scale = await phase('scale', () => scaleBench(gateway, backend, log));
+    return result;
+  } finally {
+    liveGateway = undefined;
     gateway.destroy();
   }
 }
@@ -59,21 +115,36 @@ async function main() {
     process.exitCode = 1;
     return;
   }
-  const limit = setTimeout(() => {
-    log('bench: over the time limit, stopping');
-    process.exit(2); // the gateways' namespaces hold only bench processes; `ip netns` entries are named kpb*
-  }, RUN_LIMIT_MS);
+  const limit = setTimeout(() => abort('over the time limit, stopping', 2), RUN_LIMIT_MS);
   limit.unref();
+  process.on('unhandledRejection', (err) => abort(`unexpected error: ${err?.stack ?? err}`, 1));
+  process.on('SIGINT', () => abort('interrupted', 130));
   const started = Date.now();
-  const results = { date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: machine(), floodSeconds: FLOOD_SECONDS, backends: {} };
+  const grantBurst = await loadGrantBurst();
+  const results = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    machine: machine(),
+    command: `sudo ${Object.entries({ BENCH_FLOOD_SECONDS: process.env.BENCH_FLOOD_SECONDS, BENCH_KNOCKS: process.env.BENCH_KNOCKS, BENCH_FLOOD_KNOCKS: process.env.BENCH_FLOOD_KNOCKS })
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${v} `)
+      .join('')}npm run bench`,
+    floodSeconds: FLOOD_SECONDS,
+    latencyKnocks: LATENCY_KNOCKS,
+    floodKnocks: FLOOD_KNOCKS,
+    latencyFloodShare: LATENCY_FLOOD_SHARE,
+    defaultWorkers: DEFAULT_WORKERS,
+    workersN: WORKERS_N,
+    grantBurstLoaded: grantBurst !== undefined,
+    backends: {},
+  };
   log('inspector micro-benchmark');
   results.inspector = inspectorBench({ seconds: 1 });
   log('NFQUEUE transport micro-benchmark');
-  results.nfqueue = nfqueueThroughput();
-  for (const backend of BACKENDS) results.backends[backend.name] = await backendBench(backend);
+  results.nfqueue = await phase('NFQUEUE transport', async () => nfqueueThroughput());
+  for (const backend of BACKENDS) results.backends[backend.name] = await backendBench(backend, grantBurst);
   results.durationSeconds = (Date.now() - started) / 1000;
-  writeFileSync(join(REPO_ROOT, 'bench/RESULTS.md'), renderResults(results));
   writeFileSync(join(REPO_ROOT, 'bench/results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(REPO_ROOT, 'bench/RESULTS.md'), renderResults(results, grantBurst?.grantBurstSection));
   log(`bench: wrote bench/RESULTS.md and bench/results.json in ${Math.round(results.durationSeconds)} s`);
 }
 

@@ -25,9 +25,12 @@ export const KEYS = { http: `bench-http-${secret()}`, https: `bench-https-${secr
  * `synRatePerSecond` is raised so the kernel's per-source limit does not thin the flood:
  * the benchmark measures what reaches the inspector, the worst case for the daemon. The app
  * lockout is off: the wrong-key flood would otherwise lock the app (by design) and refuse the
- * valid knocks measured during it.
+ * valid knocks measured during it. `step1Workers` sets the step-1 worker threads (the kernel
+ * fans step-1 packets over that many queues or NFLOG groups).
  */
-export function benchConfigYaml({ firewall, capture, stateDir, controlSocket, rateLimitPerMinute = 60 }) {
+export function benchConfigYaml({ firewall, capture, stateDir, controlSocket, rateLimitPerMinute = 60, step1Workers }) {
+  // Without step1Workers the daemon's default applies (\`auto\`: one worker per core).
+  const workers = step1Workers === undefined ? '' : `  step1_workers: ${step1Workers}\n`;
   return `global:
   http_post_path: ${PATHS.step1}
   https_post_path: ${PATHS.step2}
@@ -44,7 +47,7 @@ export function benchConfigYaml({ firewall, capture, stateDir, controlSocket, ra
   syn_rate_per_second: 500000
   https_conn_rate_per_second: 1000
   lockout_app_failures: 0
-${APP}:
+${workers}${APP}:
   port: ${PORTS.service}
   access_key_http: [${KEYS.http}]
   access_key_https: [${KEYS.https}]

@@ -4,10 +4,12 @@
  * extra client addresses routed through the client. Removed by destroy(), also on failure.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NET, PORTS, benchConfigYaml } from './config.js';
+import { APP, KEYS, NET, PATHS, PORTS, benchConfigYaml } from './config.js';
+
+const KNOCK_SETTINGS = { APP, KEYS, PATHS };
 import { Netns, sh, sleep, wire } from './netns.js';
 import { extraAddress } from './packets.js';
 
@@ -16,7 +18,7 @@ const CLI = join(REPO_ROOT, 'bin/knock-port.js');
 export const KNOCK_CLIENT = join(REPO_ROOT, 'bench/lib/knock-client.js');
 
 /** Extra client addresses put on the client interface (one fresh address per knock). */
-export const EXTRA_ADDRESSES = 1200;
+export const EXTRA_ADDRESSES = 2600;
 
 export function createGateway(tag) {
   const created = [];
@@ -31,6 +33,11 @@ export function createGateway(tag) {
       ns.sysctl('net.ipv4.conf.all.rp_filter', '0');
       ns.sysctl(`net.ipv4.conf.${ns === gw ? NET.gwIf : NET.clientIf}.rp_filter`, '0');
     }
+    // Receive packet steering over every core on the gateway's side: a veth has one receive
+    // queue, so without it every packet of a one-process flood is handled on the sender's core
+    // and the kernel's per-CPU fan-out (NFQUEUE fanout, NFLOG by CPU) would feed one step-1
+    // worker only. A multiqueue NIC spreads flows the same way in hardware.
+    gw.exec('sh', ['-c', `echo ${((1 << Math.min(31, cpus().length)) - 1).toString(16)} > /sys/class/net/${NET.gwIf}/queues/rx-0/rps_cpus`]);
     // Static neighbours: the flood must not wait on ARP, and trafgen needs the MACs.
     client.ip('neigh', 'replace', NET.server, 'lladdr', gw.mac(NET.gwIf), 'dev', NET.clientIf);
     gw.ip('neigh', 'replace', NET.client, 'lladdr', client.mac(NET.clientIf), 'dev', NET.gwIf);
@@ -78,11 +85,14 @@ function startServices(gw) {
   gw.spawn(process.execPath, ['-e', script], { stdio: 'ignore' }).unref();
 }
 
-/** Starts `knock-port run` in the gateway; resolves once it logs that it is ready. */
-export async function startDaemon(gateway, { firewall, capture, args = [] }) {
+/**
+ * Starts `knock-port run` in the gateway; resolves once it logs that it is ready.
+ * `step1Workers` undefined leaves the daemon's default (`auto`).
+ */
+export async function startDaemon(gateway, { firewall, capture, args = [] }, { step1Workers } = {}) {
   const stateDir = join(gateway.dir, `state-${firewall}`);
   const configPath = join(gateway.dir, `config-${firewall}.yaml`);
-  writeFileSync(configPath, benchConfigYaml({ firewall, capture, stateDir, controlSocket: join(gateway.dir, `control-${firewall}.sock`) }), { mode: 0o600 });
+  writeFileSync(configPath, benchConfigYaml({ firewall, capture, stateDir, controlSocket: join(gateway.dir, `control-${firewall}.sock`), step1Workers }), { mode: 0o600 });
   const proc = gateway.gw.spawn(process.execPath, [CLI, 'run', '-c', configPath, '--cert', gateway.cert, '--key', gateway.key, ...args]);
   const output = [];
   const collect = (chunk) => output.push(...chunk.toString().split('\n').filter(Boolean));
@@ -97,6 +107,7 @@ export async function startDaemon(gateway, { firewall, capture, args = [] }) {
   return {
     pid: proc.pid,
     stateDir,
+    configPath,
     output,
     async stop() {
       if (proc.exitCode === null) proc.kill('SIGTERM');
@@ -157,6 +168,47 @@ export function runKnockClient(gateway, options, timeoutMs) {
       } catch {
         reject(new Error(`knock client failed: ${err.slice(-2000) || out.slice(-2000)}`));
       }
+    });
+  });
+}
+
+const BIND_SOURCE = join(REPO_ROOT, 'bench/lib/bind-source.js');
+
+/**
+ * One run of the project's client, `knock-port knock` (step 1, step 2, then wait for the
+ * service port), from the client namespace and the source address `from`, with its default
+ * timing and retries. Resolves { ok, code, ms }: code is its exit status (0 = knock accepted
+ * and the service port open), ms its whole run including Node's start.
+ */
+export function runKnockCli(gateway, from, { timeoutMs = 30_000 } = {}) {
+  const { KEYS, PATHS, APP } = KNOCK_SETTINGS;
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const child = gateway.client.spawn(
+      process.execPath,
+      [
+        '--import',
+        BIND_SOURCE,
+        CLI,
+        'knock',
+        '--host', NET.server,
+        '--http-path', PATHS.step1,
+        '--https-path', PATHS.step2,
+        '--app', APP,
+        '--insecure',
+        '--service-port', String(PORTS.service),
+        '--wait', '5',
+        '-q',
+      ],
+      { env: { ...process.env, KPB_SOURCE_ADDRESS: from, KNOCK_PORT_HTTP_KEY: KEYS.http, KNOCK_PORT_HTTPS_KEY: KEYS.https } },
+    );
+    let err = '';
+    child.stdout.resume();
+    child.stderr.on('data', (c) => (err += c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ from, ok: code === 0, code: code ?? signal, ms: performance.now() - started, error: code === 0 ? undefined : err.trim().slice(-200) });
     });
   });
 }

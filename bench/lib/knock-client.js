@@ -4,6 +4,8 @@
 // "open" when a connect to the HTTPS port from the same address completes. Step 2: TLS first
 // (not timed), t0 at the request write, "open" when the service port accepts.
 // Usage: node knock-client.js '<json options>'; prints one JSON line.
+// Options: server, ports, paths, keys, app, mode (latency | during), addresses, timeoutMs,
+// step2, spacingMs (during), budgetMs (latency: start no knock after this long).
 import net from 'node:net';
 import tls from 'node:tls';
 
@@ -96,8 +98,11 @@ function step2(from) {
 async function main() {
   const results = [];
   if (opts.mode === 'latency') {
-    // Sequential full knocks, one fresh address each.
+    // Sequential full knocks, one fresh address each; with budgetMs, no new knock starts after
+    // that long (a slow gateway must not stretch the run), and what was measured is printed.
+    const stopAt = opts.budgetMs ? nowMs() + opts.budgetMs : Infinity;
     for (const from of opts.addresses) {
+      if (nowMs() > stopAt) break;
       const one = await step1(from);
       results.push({ from, step1: one, step2: one.ok && opts.step2 ? await step2(from) : undefined });
     }
