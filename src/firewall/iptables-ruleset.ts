@@ -22,7 +22,8 @@ export interface Jump {
 /** First payload bytes exist (u32 fails on reads past the end): pure ACKs never reach the capture. */
 const PAYLOAD_PRESENT: Record<IpFamily, string> = {
   4: '0>>22&0x3C@12>>26&0x3C@0=0:0xFFFFFFFF',
-  // Fixed 40-byte IPv6 header: segments behind extension headers are dropped, not captured.
+  // Read as if the TCP header followed the fixed 40-byte IPv6 header; behind extension headers
+  // this reads some later word, which exists whenever the segment carries data.
   6: '52>>26&0x3C@40=0:0xFFFFFFFF',
 };
 
@@ -30,6 +31,15 @@ const PAYLOAD_PRESENT: Record<IpFamily, string> = {
 const PAYLOAD_BASE: Record<IpFamily, (offset: number) => string> = {
   4: (offset) => `0>>22&0x3C@12>>26&0x3C@${offset}`,
   6: (offset) => `52>>26&0x3C@${40 + offset}`,
+};
+
+/**
+ * Which segments the prefilter may drop: for IPv6 only those whose TCP header follows the fixed
+ * header (next header 6), where PAYLOAD_BASE is right; the rest go to the daemon unfiltered.
+ */
+const PREFILTERED: Record<IpFamily, string> = {
+  4: '',
+  6: '-m u32 --u32 "4>>8&0xFF=6" ',
 };
 
 /** u32 holds at most 10 tests per match (XT_U32_MAXSIZE; iptables refuses an 11th). */
@@ -222,9 +232,11 @@ export class IptablesRuleset {
     const match = u32PrefixMatch(family, prefix);
     // Without a handshake a SYN carrying data is the knock: prefiltered like any data segment.
     // The prefilter's own drops get rules of their own, so their counters say how many (`iptables -L -v`).
-    const dropped = `-m comment --comment "${PREFILTER_COMMENT}" -j DROP`;
-    const synData = this.plan.step1Handshake === 'none' ? [`${syn} ${match} ${capture}`, `${syn} ${hasPayload} ${dropped}`] : [];
-    return [...synData, `${syn} ${capture}`, `${data} ${match} ${capture}`, `${data} ${hasPayload} ${dropped}`, '-j DROP'];
+    const dropped = `${PREFILTERED[family]}-m comment --comment "${PREFILTER_COMMENT}" -j DROP`;
+    // IPv6 behind extension headers: u32 cannot walk the header chain, so the daemon judges those.
+    const unfiltered = (flags: string) => (family === 6 ? [`${flags} ${hasPayload} ${capture}`] : []);
+    const synData = this.plan.step1Handshake === 'none' ? [`${syn} ${match} ${capture}`, `${syn} ${hasPayload} ${dropped}`, ...unfiltered(syn)] : [];
+    return [...synData, `${syn} ${capture}`, `${data} ${match} ${capture}`, `${data} ${hasPayload} ${dropped}`, ...unfiltered(data), '-j DROP'];
   }
 
   /** A per-source limit counting each source's network at `source_prefix_v4/v6` (`--hashlimit-srcmask`). */

@@ -3,15 +3,17 @@
  * a client namespace (curl, nmap, hping3 and hand-crafted packets), on the nftables backend
  * with NFLOG capture and on the iptables-nft backend with NFQUEUE, IPv4 and IPv6.
  * Each attack asserts what the attacker sees (every port still closed from its address) and
- * the reason the daemon counted; after each one the daemon is healthy, and at the end a
- * valid knock still opens the service.
+ * the reason the daemon counted, or, for data that does not begin with `POST <path> HTTP/1.`
+ * (a GET, junk), that the kernel's step-1 prefilter counted it and the daemon counted nothing;
+ * after each one the daemon is healthy, and at the end a valid knock still opens the service.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newTotpSecret, totpAt } from '../../../src/auth/totp.js';
 import { buildStep1Request } from '../../../src/client/request.js';
 import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
+import { prefilterDrops, type PrefilterTool } from '../../helpers/prefilter.js';
 import { captureWhile, injectSegments, replayCapturedSegment, type InjectSpec } from '../../helpers/raw-inject.js';
 import { ADDR, CLI, IF, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { ALL_CLOSED, bracket, curlFrom, execIn, exposure, tcpConnects } from './probes.js';
@@ -100,8 +102,8 @@ function logLines(daemon: Daemon): LogLine[] {
 }
 
 const BACKENDS = [
-  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'auto', args: [] as string[], prefix: 'anf' },
-  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], prefix: 'aip' },
+  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'auto', args: [] as string[], prefix: 'anf', tool: 'nft' as PrefilterTool },
+  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], prefix: 'aip', tool: 'iptables' as PrefilterTool },
 ];
 
 const FAMILIES = [
@@ -126,6 +128,8 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
     curlFrom(sandbox.client, from, [...extra, '-d', body, `http://${bracket(gw)}${STEP1_PATH}`], 1);
   const step2 = (from: string, gw: string, body: string, extra: string[] = []) =>
     curlFrom(sandbox.client, from, ['-k', ...extra, '--data-binary', body, `https://${bracket(gw)}${STEP2_PATH}`], 3);
+  /** Step-1 data segments the kernel's prefilter dropped so far (the operator's `nft list chain` / `iptables -L -v` counter). */
+  const kernelDrops = () => prefilterDrops(sandbox.gw, backend.tool);
   const grantedStep2 = (ip: string) => logLines(daemon).some((l) => l.msg === 'granted' && l.ip === ip && l.step === 'step2');
   /**
    * The daemon's step-1 refusals by reason, from its metrics endpoint. Attacks run one at a
@@ -268,11 +272,15 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
       expect(await closedFrom(from, f.gw)).toEqual(ALL_CLOSED);
     });
 
-    it(`${f.family}: a GET carrying "POST <path> " in a header`, async () => {
+    it(`${f.family}: a GET carrying "POST <path> " in a header is dropped in the kernel and never reaches the daemon`, async () => {
       const from = fresh(f.family);
+      const dropsBefore = kernelDrops();
       expect((await step1(from, f.gw, aliceBody, ['-X', 'GET', '-H', `X-Note: POST ${STEP1_PATH} HTTP/1.1`])).status).toBe('000');
-      expect(await refusedFor('not-post')).toBe(true);
+      // The request (and curl's retransmissions of it) ended on the prefilter rule...
+      expect(await waitFor(() => kernelDrops() > dropsBefore, 3_000, 100)).toBe(true);
       expect(await closedFrom(from, f.gw)).toEqual(ALL_CLOSED);
+      // ...so the daemon refused nothing, for any reason (`not-post` is what it would have said).
+      expect(await refusalCounts()).toEqual(baseline);
     });
 
     it(`${f.family}: a body larger than the cap`, async () => {
@@ -349,20 +357,33 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
       expect((await closedFrom(from, f.gw)).tcpService).toBe(true);
     }
     const metrics = await scrapeMetrics();
-    for (const reason of ['bad-cookie', 'bad-key', 'bad-otp', 'incomplete', 'not-post', 'length-mismatch', 'too-large']) {
+    for (const reason of ['bad-cookie', 'bad-key', 'bad-otp', 'incomplete', 'length-mismatch', 'too-large']) {
       expect(metricValue(metrics, `knockport_step1_packets_total{outcome="reason",reason="${reason}"}`), reason).toBeGreaterThan(0);
     }
+    // The GETs never reached the daemon: the kernel's prefilter counted them (and the split request's second half) instead.
+    expect(metricValue(metrics, 'knockport_step1_packets_total{outcome="reason",reason="not-post"}')).toBe(0);
+    expect(kernelDrops()).toBeGreaterThan(0);
   });
 
-  it('IPv4: a SYN flood and a junk-data flood on the step-1 port leave no state, bounded memory, and a knock still works', async () => {
+  it('IPv4: SYN, junk-data and spoofed-knock floods on the step-1 port leave no state, bounded memory, and a knock still works', async () => {
     const { client, gw } = sandbox;
     const pid = daemon.proc.pid!;
     const rssBefore = rssKb(pid);
     const before = await step1Packets();
+    // Spoofed segments that do begin with the knock prefix (a whole valid request, no handshake): these pass the kernel's prefilter.
+    const knock = knockRequest(ADDR.gwWan4, aliceBody);
+    const knockFile = writeFile(sandbox, 'spoofed-knock.bin', knock.toString('latin1'));
+    const FLAGS = {
+      syn: ['-S'],
+      // 200 bytes of hping3's filler: not the prefix, so dropped in the kernel before the daemon.
+      'junk-data': ['-A', '-P', '-d', '200'],
+      'spoofed-knock': ['-A', '-P', '-d', String(knock.length), '-E', knockFile],
+    } as const;
     const figures: Record<string, unknown> = {};
-    for (const kind of ['syn', 'junk-data'] as const) {
-      const flags = kind === 'syn' ? ['-S'] : ['-A', '-P', '-d', '200'];
-      const flood = execIn(client, 'timeout', ['-s', 'INT', String(FLOOD_SECONDS), 'hping3', '--flood', '-q', '-n', ...flags, '-p', String(PORTS.step1), '--rand-source', ADDR.gwWan4], (FLOOD_SECONDS + 5) * 1000);
+    const seen: Record<string, { sent: number; kernelDrops: number; syn: number; spoofed: number }> = {};
+    for (const kind of ['syn', 'junk-data', 'spoofed-knock'] as const) {
+      const kindBefore = { packets: await step1Packets(), drops: kernelDrops() };
+      const flood = execIn(client, 'timeout', ['-s', 'INT', String(FLOOD_SECONDS), 'hping3', '--flood', '-q', '-n', ...FLAGS[kind], '-p', String(PORTS.step1), '--rand-source', ADDR.gwWan4], (FLOOD_SECONDS + 5) * 1000);
       await sleep(1_000);
       // A valid knock during the flood: the client retries as a user would (curl's own retransmissions, then knocks again).
       const from = fresh('IPv4');
@@ -375,8 +396,11 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
         status = (await curlFrom(client, from, ['-k', '--data-binary', `app=tcpsvc&access_key=${ALICE.https}`, `https://${ADDR.gwWan4}${STEP2_PATH}`], 1)).status;
       }
       const during = { conntrack80: conntrackEntries(gw, PORTS.step1), sockets80: gw.exec('ss', ['-Htan', `sport = :${PORTS.step1}`]).trim(), rssKb: rssKb(pid) };
-      const sent = /(\d+) packets transmitted/.exec((await flood).out + (await flood).err)?.[1];
-      figures[kind] = { sent: Number(sent ?? NaN), knockAttempts: attempts, ...during, sockets80: during.sockets80.split('\n').filter(Boolean).length };
+      const done = await flood;
+      const sent = Number(/(\d+) packets transmitted/.exec(done.out + done.err)?.[1] ?? NaN);
+      const kindAfter = { packets: await step1Packets(), drops: kernelDrops() };
+      seen[kind] = { sent, kernelDrops: kindAfter.drops - kindBefore.drops, syn: kindAfter.packets.syn - kindBefore.packets.syn, spoofed: kindAfter.packets.spoofed - kindBefore.packets.spoofed };
+      figures[kind] = { ...seen[kind], knockAttempts: attempts, ...during, sockets80: during.sockets80.split('\n').filter(Boolean).length };
       expect(status, `valid knock during the ${kind} flood`).toBe('200');
       expect(during.conntrack80).toBe(0);
       expect(during.sockets80).toBe('');
@@ -394,8 +418,17 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
     const afterFlood = fresh('IPv4');
     await step1(afterFlood, ADDR.gwWan4, aliceBody);
     expect((await step2(afterFlood, ADDR.gwWan4, `app=tcpsvc&access_key=${ALICE.https}`)).status, 'valid knock after the floods').toBe('200');
-    expect(after.syn - before.syn).toBeGreaterThan(0);
-    expect(after.spoofed - before.spoofed).toBeGreaterThan(0);
+    const { syn, 'junk-data': junk, 'spoofed-knock': spoofedKnock } = seen as Record<keyof typeof FLAGS, (typeof seen)[string]>;
+    // SYNs reach the daemon (it answers them).
+    expect(syn.syn).toBeGreaterThan(0);
+    // Junk data ends on the kernel's prefilter rule (most of what the veth's backlog let through), none of it in the daemon.
+    expect(junk.sent).toBeGreaterThan(1000);
+    expect(junk.kernelDrops).toBeGreaterThan(junk.sent * 0.5);
+    expect(junk.spoofed).toBe(0);
+    // Spoofed segments with the knock prefix pass the prefilter and the daemon refuses them on their cookie.
+    expect(spoofedKnock.sent).toBeGreaterThan(1000);
+    expect(spoofedKnock.kernelDrops).toBe(0);
+    expect(spoofedKnock.spoofed).toBeGreaterThan(0);
   });
 
   // Listed, not silently left out: the flood tool here (hping3) sends IPv4 only.

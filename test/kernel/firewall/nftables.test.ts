@@ -1,7 +1,11 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFirewall } from '../../../src/firewall/index.js';
 import type { FirewallBackend } from '../../../src/firewall/types.js';
 import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
+import { prefilterDrops } from '../../helpers/prefilter.js';
 import { ADDR, Topology } from './topology.js';
 
 const skip = announceSkip('test/kernel/firewall/nftables.test.ts', kernelSkipReason(['ip', 'nft', 'tcpdump', 'hping3']));
@@ -9,15 +13,27 @@ const skip = announceSkip('test/kernel/firewall/nftables.test.ts', kernelSkipRea
 describe.skipIf(skip)('nftables backend in network namespaces', () => {
   let topo: Topology;
   let fw: FirewallBackend;
+  /** Payloads for hping3 -E, in a directory the namespaces share with the test. */
+  let dir = '';
+  let files = 0;
+  const payloadFile = (text: string): { file: string; length: number } => {
+    const file = join(dir, `payload-${files++}.bin`);
+    writeFileSync(file, text, 'latin1');
+    return { file, length: Buffer.byteLength(text, 'latin1') };
+  };
   const app = (name: string) => topo.config.apps.find((a) => a.name === name)!;
 
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'kp-nf-'));
     topo = Topology.create('nf');
     await topo.startListeners();
     fw = createFirewall(topo.config, { type: 'nftables', netns: topo.gw.name });
     await fw.install('nflog');
   });
-  afterAll(() => topo?.destroy());
+  afterAll(() => {
+    topo?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
 
   it('keeps every protected port silent (dropped, no RST) before any grant, IPv4 and IPv6', () => {
     expect(topo.tcp(ADDR.gw4, 2222)).toBe('silent');
@@ -78,21 +94,42 @@ describe.skipIf(skip)('nftables backend in network namespaces', () => {
     expect((await fw.list()).some((g) => g.address === ADDR.client4)).toBe(false);
   });
 
-  it('step 1 goes to NFLOG: SYNs and data segments are seen, pure ACKs are not, and nothing answers', async () => {
-    const dump = topo.gw.spawn('tcpdump', ['-i', `nflog:${topo.config.global.nflogGroup}`, '-n', '-l', '-c', '2']);
+  it('step 1 goes to NFLOG: SYNs and data segments starting with the knock prefix are seen; pure ACKs and other data are not, and nothing answers', async () => {
+    const path = topo.config.global.httpPostPath;
+    // A data segment shaped like a knock, and two that are not: 12 bytes of filler and a wrong path (three lengths, told apart below).
+    const knockLike = payloadFile(`POST ${path} HTTP/1.1\r\nContent-Length: 0\r\n\r\n`);
+    const wrongPath = payloadFile(`POST ${path.slice(0, -1)}x HTTP/1.1\r\n\r\n`);
+    expect(new Set([12, wrongPath.length, knockLike.length]).size).toBe(3);
+    const dropsBefore = prefilterDrops(topo.gw, 'nft');
+    const dump = topo.gw.spawn('tcpdump', ['-i', `nflog:${topo.config.global.nflogGroup}`, '-n', '-l']);
     topo.processes.push(dump);
     let out = '';
     dump.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     dump.stderr?.on('data', (d: Buffer) => (out += d.toString()));
     await waitFor(() => out.includes('listening'), 3000);
     expect(topo.tcp(ADDR.gw4, 80)).toBe('silent');
-    // A pure ACK (dropped in the kernel), then an ACK carrying 12 bytes (captured).
-    topo.client.tryExec('hping3', ['-q', '-c', '1', '-A', '-p', '80', ADDR.gw4]);
-    topo.client.tryExec('hping3', ['-q', '-c', '1', '-A', '-d', '12', '-p', '80', ADDR.gw4]);
-    expect(await waitFor(() => /2 packets captured/.test(out), 5000)).toBe(true);
-    const lines = out.split('\n').filter((l) => l.includes('> 10.77.0.1.80'));
-    expect(lines[0]).toMatch(/Flags \[S\]/);
-    expect(lines[1]).toMatch(/Flags \[\.\].*length 12/);
+    // A pure ACK and two data segments not starting with the prefix (all dropped in the kernel), then the knock-like one.
+    // NFLOG keeps their order: had a non-matching one reached it, it would be logged before the knock-like one.
+    const hping = (args: string[]) => {
+      const r = topo.client.tryExec('hping3', ['-q', '-c', '1', '-A', ...args, '-p', '80', ADDR.gw4]);
+      expect(r.out + r.err).toMatch(/1 packets transmitted/);
+    };
+    hping([]);
+    hping(['-d', '12']);
+    hping(['-d', String(wrongPath.length), '-E', wrongPath.file]);
+    hping(['-d', String(knockLike.length), '-E', knockLike.file]);
+    const logged = () => out.split('\n').filter((l) => l.includes('> 10.77.0.1.80'));
+    const isKnockLike = (l: string) => new RegExp(`Flags \\[\\.\\].*length ${knockLike.length}\\b`).test(l);
+    expect(await waitFor(() => logged().some(isKnockLike), 5000)).toBe(true);
+    dump.kill('SIGINT');
+    // The probe's SYN (and, on a slow machine, its retransmission), then only the knock-like segment: no pure ACK, no other data.
+    const lines = logged();
+    const syns = lines.filter((l) => /Flags \[S\]/.test(l));
+    expect(syns.length).toBeGreaterThanOrEqual(1);
+    expect(lines.filter((l) => !syns.includes(l))).toEqual([lines.find(isKnockLike)]);
+    // The two non-matching data segments are what the prefilter counted (the pure ACK is not its doing).
+    expect(await waitFor(() => prefilterDrops(topo.gw, 'nft') - dropsBefore >= 2, 3000, 100)).toBe(true);
+    expect(prefilterDrops(topo.gw, 'nft') - dropsBefore).toBe(2);
   });
 
   it('reports that this kernel cannot queue from nft exactly when nft -c refuses the queue rule', async () => {

@@ -10,8 +10,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PREFILTER_COMMENT } from '../../../src/firewall/nft-ruleset.js';
 import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
+import { prefilterDrops, type PrefilterTool } from '../../helpers/prefilter.js';
 import { injectSegments } from '../../helpers/raw-inject.js';
 import { ADDR, IF, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { nftQueueMissing, rowsForThisRun, scaled } from '../../helpers/vm.js';
@@ -36,12 +36,12 @@ function cpuSeconds(pid: number): number {
 }
 
 const BACKENDS = rowsForThisRun([
-  { name: 'nftables + NFLOG', label: 'pfn', firewall: 'nftables', capture: 'nflog', args: [] as string[], tool: 'nft', vm: false, unavailable: () => undefined },
-  { name: 'nftables + NFQUEUE', label: 'pfq', firewall: 'nftables', capture: 'nfqueue', args: [], tool: 'nft', vm: true, unavailable: () => (skip ? undefined : nftQueueMissing()) },
-  { name: 'iptables-nft + NFQUEUE', label: 'pfi', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], tool: 'iptables', vm: false, unavailable: () => undefined },
-  { name: 'iptables-nft + NFLOG', label: 'pfl', firewall: 'iptables', capture: 'nflog', args: ['--iptables-variant', 'nft'], tool: 'iptables', vm: false, unavailable: () => undefined },
-  { name: 'iptables-legacy + NFQUEUE', label: 'pfg', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'legacy'], tool: 'iptables-legacy', vm: false, unavailable: () => undefined },
-  { name: 'VyOS layout + NFLOG', label: 'pfv', firewall: 'vyos', capture: 'nflog', args: [], tool: 'nft', vm: false, unavailable: () => undefined },
+  { name: 'nftables + NFLOG', label: 'pfn', firewall: 'nftables', capture: 'nflog', args: [] as string[], tool: 'nft' as PrefilterTool, vm: false, unavailable: () => undefined },
+  { name: 'nftables + NFQUEUE', label: 'pfq', firewall: 'nftables', capture: 'nfqueue', args: [], tool: 'nft' as PrefilterTool, vm: true, unavailable: () => (skip ? undefined : nftQueueMissing()) },
+  { name: 'iptables-nft + NFQUEUE', label: 'pfi', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], tool: 'iptables' as PrefilterTool, vm: false, unavailable: () => undefined },
+  { name: 'iptables-nft + NFLOG', label: 'pfl', firewall: 'iptables', capture: 'nflog', args: ['--iptables-variant', 'nft'], tool: 'iptables' as PrefilterTool, vm: false, unavailable: () => undefined },
+  { name: 'iptables-legacy + NFQUEUE', label: 'pfg', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'legacy'], tool: 'iptables-legacy' as PrefilterTool, vm: false, unavailable: () => undefined },
+  { name: 'VyOS layout + NFLOG', label: 'pfv', firewall: 'vyos', capture: 'nflog', args: [], tool: 'nft' as PrefilterTool, vm: false, unavailable: () => undefined },
 ]).map((backend) => ({ ...backend, skipped: skip || announceSkip(`firewall/prefilter [${backend.name}]`, backend.unavailable()) }));
 
 function configYaml(sandbox: Sandbox, firewall: string, capture: string, handshake = 'cookie'): string {
@@ -91,18 +91,7 @@ describe.each(BACKENDS)('step-1 prefilter in the kernel: $name', (backend) => {
     return counts;
   };
   /** Packets the firewall's prefilter rules dropped, both families, from the rule counters. */
-  const kernelDrops = (): number => {
-    if (backend.tool === 'nft') {
-      const text = sandbox.gw.exec('nft', ['list', 'chain', 'inet', 'knockport', 'step1']);
-      return text.split('\n').filter((l) => l.includes(PREFILTER_COMMENT)).reduce((sum, l) => sum + Number(/counter packets (\d+)/.exec(l)?.[1] ?? NaN), 0);
-    }
-    let sum = 0;
-    for (const bin of backend.tool === 'iptables' ? ['iptables', 'ip6tables'] : ['iptables-legacy', 'ip6tables-legacy']) {
-      const text = sandbox.gw.exec(bin, ['-w', '-L', 'KNOCKPORT-STEP1', '-v', '-x', '-n']);
-      for (const line of text.split('\n').filter((l) => l.includes(PREFILTER_COMMENT))) sum += Number(line.trim().split(/\s+/)[0]);
-    }
-    return sum;
-  };
+  const kernelDrops = (): number => prefilterDrops(sandbox.gw, backend.tool);
 
   beforeAll(async () => {
     if (backend.skipped) return;
