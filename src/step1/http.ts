@@ -390,16 +390,11 @@ function knownField(bytes: Buffer, start: number, end: number): FormField {
 }
 
 /**
- * Decodes the form component packet[start, end) into `scan.decoded` after the values kept so
- * far (`+` is a space, `%XX` a byte; the bytes must be UTF-8). Returns where the text starts
- * (after a leading byte order mark, which a UTF-8 decoder drops) with its end in
- * `scan.decodedEnd`, or -1 when malformed. Nothing is kept until the caller advances
- * `scan.decodedLength`.
+ * Form decoding of packet[start, end) into out[at..]: `+` is a space, `%XX` a byte. Returns the
+ * end of what was written, or -1 for a broken escape. `out` must hold end - start bytes from `at`.
  */
-function decodeComponent(packet: Buffer, start: number, end: number, scan: KnockScan): number {
-  const out = scan.decoded;
-  const from = scan.decodedLength;
-  let length = from;
+function percentDecodeInto(packet: Buffer, start: number, end: number, out: Buffer, at: number): number {
+  let length = at;
   for (let i = start; i < end; i++) {
     const byte = packet[i]!;
     if (byte === PLUS) {
@@ -414,7 +409,21 @@ function decodeComponent(packet: Buffer, start: number, end: number, scan: Knock
       out[length++] = byte;
     }
   }
-  if (!isWellFormedUtf8(out, from, length)) return -1;
+  return length;
+}
+
+/**
+ * Decodes the form component packet[start, end) into `scan.decoded` after the values kept so
+ * far (`+` is a space, `%XX` a byte; the bytes must be UTF-8). Returns where the text starts
+ * (after a leading byte order mark, which a UTF-8 decoder drops) with its end in
+ * `scan.decodedEnd`, or -1 when malformed. Nothing is kept until the caller advances
+ * `scan.decodedLength`.
+ */
+function decodeComponent(packet: Buffer, start: number, end: number, scan: KnockScan): number {
+  const out = scan.decoded;
+  const from = scan.decodedLength;
+  const length = percentDecodeInto(packet, start, end, out, from);
+  if (length < 0 || !isWellFormedUtf8(out, from, length)) return -1;
   scan.decodedEnd = length;
   const hasBom = length - from >= 3 && out[from] === 0xef && out[from + 1] === 0xbb && out[from + 2] === 0xbf;
   return hasBom ? from + 3 : from;
@@ -469,24 +478,10 @@ function needsDecoding(packet: Buffer, start: number, end: number): boolean {
 function decodeFormBytes(packet: Buffer, start: number, end: number): string | undefined {
   if (!needsDecoding(packet, start, end)) return packet.toString('latin1', start, end);
   if (decodeScratch.length < end - start) decodeScratch = Buffer.allocUnsafe(end - start);
-  const out = decodeScratch;
-  let length = 0;
-  for (let i = start; i < end; i++) {
-    const byte = packet[i]!;
-    if (byte === PLUS) {
-      out[length++] = SP;
-    } else if (byte === PERCENT) {
-      const high = i + 2 < end ? HEX_VALUE[packet[i + 1]!]! : -1;
-      const low = i + 2 < end ? HEX_VALUE[packet[i + 2]!]! : -1;
-      if (high < 0 || low < 0) return undefined;
-      out[length++] = (high << 4) | low;
-      i += 2;
-    } else {
-      out[length++] = byte;
-    }
-  }
+  const length = percentDecodeInto(packet, start, end, decodeScratch, 0);
+  if (length < 0) return undefined;
   try {
-    return utf8.decode(out.subarray(0, length));
+    return utf8.decode(decodeScratch.subarray(0, length));
   } catch {
     return undefined;
   }
