@@ -38,6 +38,7 @@ import { loadOrCreateCookieSecret } from './step1/cookie.js';
 import { STEP1_REASONS, STEP1_RESULTS } from './step1/decision.js';
 import { createSharedState, SharedLockoutStates, SharedSourceBudget, SharedUsedCodeStore, type SharedStateBuffers } from './step1/shared-state.js';
 import { Step1Workers, type WorkerEvents } from './step1/workers/pool.js';
+import { credentialFingerprint, type GrantEvent } from './step1/workers/protocol.js';
 import { createStep2Server } from './step2/server.js';
 
 export class DaemonStartError extends KnockPortError {}
@@ -268,7 +269,7 @@ export class Daemon {
    * and sent its SYN-ACKs), and what to log and count. Never blocks a worker.
    */
   private onWorkerEvents(events: WorkerEvents): void {
-    for (const grant of events.grants) this.grantStep2(grant.ip, grant.app, grant.user, grant.receivedAt - performance.timeOrigin);
+    for (const grant of events.grants) this.grantStep2(grant, grant.receivedAt - performance.timeOrigin);
     if (events.rejections.length > 0 && this.logger.isLevelEnabled('debug')) {
       for (const r of events.rejections) this.logger.debug({ ip: r.src, sport: r.sport, result: r.result, reason: r.reason }, 'step-1 knock refused');
     }
@@ -277,10 +278,16 @@ export class Daemon {
     if (events.codesClaimed) this.usedCodes.changed();
   }
 
-  private grantStep2(ip: string, appName: string, userName: string, knockAt: number): void {
-    const app = this.config.apps.find((a) => a.name === appName);
-    const user = app?.users.find((u) => u.name === userName);
-    if (!app || !user) return; // the config was reloaded between the decision and now
+  private grantStep2(grant: GrantEvent, knockAt: number): void {
+    const { ip } = grant;
+    const app = this.config.apps.find((a) => a.name === grant.app);
+    const user = app?.users.find((u) => u.name === grant.user);
+    // A worker may still have judged with the config before a reload: its grant counts only if
+    // the user's step-1 credentials are unchanged (a removed user or a rotated key opens nothing).
+    if (!app || !user || credentialFingerprint(user) !== grant.credentials) {
+      this.logger.info({ ip, app: grant.app, user: grant.user }, 'step-1 knock judged on the config before the reload: not granted');
+      return;
+    }
     this.granter.openStep2Window(ip, app, user, knockAt).catch((err: unknown) => {
       this.noteProblem('a firewall grant failed (see the error log)');
       this.logger.error({ ip, app: app.name, err: describeError(err) }, 'step-2 window could not be opened');

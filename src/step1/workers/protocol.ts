@@ -4,7 +4,8 @@
  * log events, and read their config when the main thread sends one.
  */
 import type { LockEvent, LockFactor } from '../../auth/lockout.js';
-import type { Config } from '../../config/types.js';
+import { createHash } from 'node:crypto';
+import type { Config, User } from '../../config/types.js';
 import type { CaptureKind } from '../../firewall/types.js';
 import { STEP1_REASONS, STEP1_RESULTS, type Step1Decision } from '../decision.js';
 import type { SharedStateBuffers } from '../shared-state.js';
@@ -31,6 +32,18 @@ export interface GrantEvent {
   user: string;
   /** When its packet was received: ms since the epoch, sub-millisecond (performance.timeOrigin + now()). */
   receivedAt: number;
+  /** credentialFingerprint of the user as the worker's config had it when it granted. */
+  credentials: string;
+}
+
+/**
+ * What a step-1 grant was judged on: the user's step-1 key digest and one-time-code secret.
+ * During a reload a worker may still judge with the old config for an instant; the main
+ * thread grants only when the current config's user has the same fingerprint, so a rotated
+ * key or a newly required code never opens anything (the client's retry is judged anew).
+ */
+export function credentialFingerprint(user: Pick<User, 'httpKey' | 'step1OtpSecret'>): string {
+  return createHash('sha256').update(user.httpKey).update(user.step1OtpSecret ?? '').digest('base64');
 }
 
 export type RejectionEvent = Pick<Step1Decision, 'src' | 'sport' | 'result' | 'reason'>;

@@ -15,7 +15,7 @@ import { RawPacketSender } from '../../capture/raw-socket.js';
 import { openStep1Capture, type Step1Capture } from '../../capture/step1-capture.js';
 import type { Config } from '../../config/types.js';
 import { KeyedCookieSource } from '../cookie.js';
-import { STEP1_REASONS, STEP1_RESULTS } from '../decision.js';
+import { STEP1_REASONS, STEP1_RESULTS, type Step1Decision } from '../decision.js';
 import { Inspector } from '../inspector.js';
 import { SharedDecidedSegments, SharedLockoutStates, SharedSourceBudget, SharedUsedCodeStore } from '../shared-state.js';
 import {
@@ -24,6 +24,7 @@ import {
   COUNTER_REASONS,
   COUNTER_RESULTS,
   WORKER_COUNTERS,
+  credentialFingerprint,
   reviveConfig,
   type GrantEvent,
   type MainMessage,
@@ -106,6 +107,12 @@ class Step1Worker {
     this.dropsTimer = setInterval(() => this.publishDrops(), DROPS_INTERVAL_MS);
   }
 
+  /** Grants are rare: looking the user up again for its fingerprint costs nothing that matters. */
+  private grantEvent(decision: Step1Decision, receivedAt: number): GrantEvent {
+    const user = this.config.apps.find((a) => a.name === decision.app)?.users[decision.userIndex!];
+    return { ip: decision.src, app: decision.app!, user: decision.user!, receivedAt, credentials: user ? credentialFingerprint(user) : '' };
+  }
+
   /** The hot path, as the single-threaded daemon had it: inspect, stage replies, send them together. */
   private onBatch(batch: PacketBatch): void {
     const receivedAt = performance.timeOrigin + performance.now();
@@ -113,7 +120,7 @@ class Step1Worker {
       for (let i = 0; i < batch.count; i++) {
         const decision = this.inspector.inspect(batch.payload(i));
         if (decision.reply !== undefined) this.sender.stage(decision.reply);
-        if (decision.result === 'granted') this.grants.push({ ip: decision.src, app: decision.app!, user: decision.user!, receivedAt });
+        if (decision.result === 'granted') this.grants.push(this.grantEvent(decision, receivedAt));
         else if (this.logRejections && (decision.result === 'rejected' || decision.result === 'spoofed')) {
           this.rejections.push({ src: decision.src, sport: decision.sport, result: decision.result, reason: decision.reason });
         }

@@ -1,0 +1,28 @@
+/**
+ * A step-1 grant decided by a worker on the config before a reload is honoured only when the
+ * user's step-1 credentials are the same in the current config (daemon.ts grantStep2).
+ */
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { credentialFingerprint } from '../../../src/step1/workers/protocol.js';
+
+const digest = (key: string) => createHash('sha256').update(key).digest();
+
+describe('credentialFingerprint', () => {
+  const user = { httpKey: digest('alice-http-key-83d1f0a2') };
+
+  it('is the same for the same key, also when the digest went through structured clone (a Uint8Array)', () => {
+    const cloned = { httpKey: new Uint8Array(structuredClone(user.httpKey)) as Buffer };
+    expect(credentialFingerprint(cloned)).toBe(credentialFingerprint({ httpKey: digest('alice-http-key-83d1f0a2') }));
+  });
+
+  it('changes with a rotated key', () => {
+    expect(credentialFingerprint({ httpKey: digest('alice-http-key-rotated-1') })).not.toBe(credentialFingerprint(user));
+  });
+
+  it('changes when a one-time code becomes required, or its secret changes', () => {
+    const withOtp = credentialFingerprint({ ...user, step1OtpSecret: 'JBSWY3DPEHPK3PXP' });
+    expect(withOtp).not.toBe(credentialFingerprint(user));
+    expect(credentialFingerprint({ ...user, step1OtpSecret: 'KRSXG5CTMVRXEZLU' })).not.toBe(withOtp);
+  });
+});
