@@ -279,7 +279,7 @@ describe.skipIf(skip)('capture: auto', () => {
       writeFileSync(config, `${yaml}tcpsvc:\n  port: 8080\n  access_key_http: [${HTTP_KEY}]\n  access_key_https: [${HTTPS_KEY}]\n  duration: 60\n  step2_https_duration: 30\n`, { mode: 0o600 });
       const rules = ns.runCommand(process.execPath, [CLI, 'rules', '-c', config]);
       expect(rules.code, rules.stderr).toBe(0);
-      expect(rules.stdout).toMatch(expected === 'nfqueue' ? /^\s*add rule .*\bqueue num \d+$/m : /^\s*add rule .*\blog group \d+ /m);
+      expect(rules.stdout).toMatch(expected === 'nfqueue' ? /^\s*add rule .*\bqueue num \d+(-\d+ fanout)?$/m : /^\s*add rule .*\blog group \d+ /m);
       expect(rules.stdout).not.toMatch(expected === 'nfqueue' ? /\blog group \d+/ : /\bqueue num \d+/);
     } finally {
       ns.destroy();
