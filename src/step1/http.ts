@@ -144,7 +144,6 @@ const HEX_VALUE = Int8Array.from({ length: 256 }, (_, b) => {
   return /[0-9A-Fa-f]/.test(c) ? parseInt(c, 16) : -1;
 });
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 /** Decoded form components; a component never decodes longer than it is. */
 let decodeScratch = Buffer.allocUnsafe(MAX_REQUEST_BYTES);
 
@@ -425,8 +424,12 @@ function decodeComponent(packet: Buffer, start: number, end: number, scan: Knock
   const length = percentDecodeInto(packet, start, end, out, from);
   if (length < 0 || !isWellFormedUtf8(out, from, length)) return -1;
   scan.decodedEnd = length;
-  const hasBom = length - from >= 3 && out[from] === 0xef && out[from + 1] === 0xbb && out[from + 2] === 0xbf;
-  return hasBom ? from + 3 : from;
+  return from + bomLength(out, from, length);
+}
+
+/** A leading UTF-8 byte order mark, which a UTF-8 decoder drops: 3 bytes, or 0. */
+function bomLength(bytes: Buffer, start: number, end: number): number {
+  return end - start >= 3 && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf ? 3 : 0;
 }
 
 /**
@@ -479,12 +482,8 @@ function decodeFormBytes(packet: Buffer, start: number, end: number): string | u
   if (!needsDecoding(packet, start, end)) return packet.toString('latin1', start, end);
   if (decodeScratch.length < end - start) decodeScratch = Buffer.allocUnsafe(end - start);
   const length = percentDecodeInto(packet, start, end, decodeScratch, 0);
-  if (length < 0) return undefined;
-  try {
-    return utf8.decode(decodeScratch.subarray(0, length));
-  } catch {
-    return undefined;
-  }
+  if (length < 0 || !isWellFormedUtf8(decodeScratch, 0, length)) return undefined;
+  return decodeScratch.toString('utf8', bomLength(decodeScratch, 0, length), length);
 }
 
 /**
