@@ -1,48 +1,11 @@
 /** Who a well-formed knock names: the app, then the user by step-1 key, then the one-time code. */
-import { KeyMatcher, findUserByKey } from '../auth/keys.js';
+import { KeyMatcher } from '../auth/keys.js';
 import type { SecretLockout } from '../auth/lockout.js';
 import type { TotpVerifier } from '../auth/totp.js';
 import type { AppConfig, User } from '../config/types.js';
-import type { FieldRange, KnockFields, KnockScan } from './http.js';
+import type { FieldRange, KnockScan } from './http.js';
 
 export type AuthFailure = 'unknown-app' | 'bad-key' | 'otp-required' | 'bad-otp' | 'locked';
-
-export type KnockAuth = { ok: true; app: AppConfig; user: User } | { ok: false; reason: AuthFailure };
-
-/**
- * A wrong key counts against the app, a wrong code with the right key against that user
- * (see SecretLockout); a locked app or code refuses the knock before the secret decides anything.
- * `countKeyFailures: false` (no handshake: the source may be forged) keeps anyone from locking
- * an app with forged knocks; a forged knock only ever opens a window its sender cannot use.
- */
-export function authenticateKnock(
-  apps: ReadonlyMap<string, AppConfig>,
-  fields: KnockFields,
-  totp: TotpVerifier,
-  lockout: SecretLockout,
-  countKeyFailures = true,
-): KnockAuth {
-  const app = apps.get(fields.app);
-  if (!app) return { ok: false, reason: 'unknown-app' };
-  // Compared before the lock is looked at, so the work done does not depend on the lock either.
-  const user = findUserByKey(app.users, fields.accessKey, 'http');
-  if (lockout.isLocked('step1-key', app.name)) return { ok: false, reason: 'locked' };
-  if (!user) {
-    if (countKeyFailures) lockout.fail('step1-key', app.name);
-    return { ok: false, reason: 'bad-key' };
-  }
-  if (user.step1OtpSecret !== undefined) {
-    if (fields.otp === undefined) return { ok: false, reason: 'otp-required' };
-    // Not verified while locked: a right code is neither accepted nor used up.
-    if (lockout.isLocked('step1-otp', app.name, user.name)) return { ok: false, reason: 'locked' };
-    // Once per secret, for any app and across restarts: a sniffed packet replayed later is refused.
-    if (!totp.verify(user.step1OtpSecret, fields.otp)) {
-      lockout.fail('step1-otp', app.name, user.name);
-      return { ok: false, reason: 'bad-otp' };
-    }
-  }
-  return { ok: true, app, user };
-}
 
 /** One app with what matching a knock against it needs, computed once. */
 interface AppEntry {
@@ -53,7 +16,7 @@ interface AppEntry {
 }
 
 /**
- * `authenticateKnock` over a `KnockScan` (byte ranges, no strings), with every app's name bytes
+ * Who a `KnockScan` names (byte ranges, no strings), with every app's name bytes
  * and key digests prepared at construction: a flood of knocks allocates nothing here. Same checks
  * in the same order, so the same reasons: the app is looked up first (app names are not secret),
  * then the key digest is compared with every user's, then the locks.
@@ -68,7 +31,12 @@ export class KnockAuthenticator {
     this.entries = [...apps].map(([name, app]) => ({ app, name: Buffer.from(name, 'utf8'), keys: new KeyMatcher(app.users, 'http') }));
   }
 
-  /** Undefined when the knock is granted, else why not. */
+  /**
+   * Undefined when the knock is granted, else why not. A wrong key counts against the app, a
+   * wrong code with the right key against that user (see SecretLockout); a locked app or code
+   * refuses the knock before the secret decides anything. `countKeyFailures: false` (no
+   * handshake: the source may be forged) keeps anyone from locking an app with forged knocks.
+   */
   authenticate(scan: KnockScan, totp: TotpVerifier, lockout: SecretLockout, countKeyFailures: boolean): AuthFailure | undefined {
     this.app = undefined;
     this.user = undefined;
@@ -85,7 +53,9 @@ export class KnockAuthenticator {
     }
     if (user.step1OtpSecret !== undefined) {
       if (!scan.otp.present) return 'otp-required';
+      // Not verified while locked: a right code is neither accepted nor used up.
       if (lockout.isLocked('step1-otp', app.name, user.name)) return 'locked';
+      // Once per secret, for any app and across restarts: a sniffed packet replayed later is refused.
       if (!totp.verify(user.step1OtpSecret, scan.otp.text())) {
         lockout.fail('step1-otp', app.name, user.name);
         return 'bad-otp';
