@@ -11,9 +11,6 @@ import { publicHttpsPort, type AppConfig, type Config, type IpFamily, type Proto
 import { KnockPortError } from '../errors.js';
 import { interfacePattern } from './interface-name.js';
 
-/** `check` and the start log describe the queues from the config alone; kept here for callers of the plan. */
-export { describeStep1Queues } from '../config/workers.js';
-
 export class InvalidGrantError extends KnockPortError {}
 
 export interface ForwardedApp {

@@ -19,8 +19,6 @@ import { Step1Counters, newDecision, settle, type Step1Decision, type Step1Reaso
 import { KnockScan, requestPathBytes, scanKnockRequest } from './http.js';
 import { MemoryDecidedSegments, MemorySourceBudget, type DecidedSegments, type SourceBudget } from './step1-state.js';
 
-export { RETRANSMISSION_CACHE_SIZE } from './step1-state.js';
-
 export interface InspectorOptions {
   cookie: CookieSource;
   /** Milliseconds since the epoch (the capture's timestamp in replay). */
