@@ -252,7 +252,7 @@ function latencySection(r) {
           label,
           `${figures[`${step}Ok`]}/${figures.knocks}${figures.asked > figures.knocks ? ` (time budget: ${figures.knocks} of ${figures.asked} made)` : ''}`,
           p3(p),
-          idle ? `p99 < ${TARGET.idleP99} ms: ${verdict(p.p99 < TARGET.idleP99)}${p.p99 < TARGET.idleP99 ? '' : ` (a tail: p50 ${p.p50.toFixed(2)} ms; see README, Performance, known limits)`}` : 'reported',
+          idle ? `p99 < ${TARGET.idleP99} ms: ${verdict(p.p99 < TARGET.idleP99)}${p.p99 < TARGET.idleP99 ? '' : ` (a tail: p50 ${p.p50.toFixed(2)} ms; see docs/benchmarks.md, Known limits)`}` : 'reported',
           idle ? `${orig[step]} (n=50)` : '',
         ]);
       }

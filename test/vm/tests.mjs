@@ -1,6 +1,6 @@
 /**
  * The kernel test files `npm run test:vm` runs by default inside Debian's stock kernel.
- * Add a file here when it covers a path the host kernel cannot run (see README, "Tests");
+ * Add a file here when it covers a path the host kernel cannot run (see docs/testing.md, "The VM tier");
  * `npm run test:vm -- FILE...` runs any other selection.
  */
 export const VM_TESTS = [
