@@ -1,22 +1,14 @@
+// Shared pieces of the native addon (see common.h): errors, bind messages, packet batches,
+// receive counters and the uv_poll watcher.
 #include "common.h"
 
-#include <sys/socket.h>
-
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
 namespace kp {
+namespace {
 
-void ThrowErrno(Napi::Env env, int err, const std::string& syscall, const std::string& message) {
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("errno", Napi::Number::New(env, err));
-  const char* code = strerrorname_np(err);
-  error.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
-  error.Set("syscall", Napi::String::New(env, syscall));
-  error.ThrowAsJavaScriptException();
-}
-
+// True when the effective capability set holds CAP_NET_ADMIN.
 bool HasNetAdmin() {
   FILE* status = fopen("/proc/self/status", "r");
   if (!status) return false;
@@ -30,6 +22,17 @@ bool HasNetAdmin() {
   return (effective >> kCapNetAdmin) & 1;
 }
 
+}  // namespace
+
+void ThrowErrno(Napi::Env env, int err, const std::string& syscall, const std::string& message) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("errno", Napi::Number::New(env, err));
+  const char* code = strerrorname_np(err);
+  error.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  error.ThrowAsJavaScriptException();
+}
+
 std::string BindErrorMessage(const std::string& what, unsigned number, int err) {
   const std::string name = what + " " + std::to_string(number);
   // The kernel answers EPERM both without CAP_NET_ADMIN and when another socket owns the
@@ -39,6 +42,12 @@ std::string BindErrorMessage(const std::string& what, unsigned number, int err) 
   return "cannot bind " + name + ": " + strerror(err);
 }
 
+bool RequireNetAdmin(Napi::Env env, const std::string& what, unsigned number) {
+  if (HasNetAdmin()) return true;
+  ThrowErrno(env, EPERM, "bind", BindErrorMessage(what, number, EPERM));
+  return false;
+}
+
 void SetReceiveBuffer(int fd, int bytes) {
   if (bytes <= 0) return;
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0) {
@@ -46,11 +55,20 @@ void SetReceiveBuffer(int fd, int bytes) {
   }
 }
 
-void PacketBatch::Add(const PacketMeta& meta, const uint8_t* payload, uint32_t length) {
-  const uint32_t offset = static_cast<uint32_t>(data_.size());
+uint32_t OptionUint(const Napi::Object& options, const char* name, uint32_t fallback) {
+  Napi::Value value = options.Get(name);
+  if (!value.IsNumber()) return fallback;
+  const double number = value.As<Napi::Number>().DoubleValue();
+  return number >= 0 ? static_cast<uint32_t>(number) : fallback;
+}
+
+void SetCount(Napi::Env env, Napi::Object& object, const char* name, uint64_t value) {
+  object.Set(name, Napi::Number::New(env, static_cast<double>(value)));
+}
+
+void PacketBatch::Add(uint32_t id, const uint8_t* payload, uint32_t length) {
+  meta_.insert(meta_.end(), {id, static_cast<uint32_t>(data_.size()), length});
   data_.insert(data_.end(), payload, payload + length);
-  meta_.insert(meta_.end(), {meta.id, offset, length, meta.wireLength, meta.inIfindex, meta.outIfindex,
-                             meta.tsSec, meta.tsUsec, meta.hwProtocol, meta.mark});
 }
 
 void PacketBatch::Clear() {
@@ -76,18 +94,22 @@ bool PacketBatch::Deliver(Napi::Env env, Napi::FunctionReference& callback) {
   return true;
 }
 
-FdPoller::FdPoller(Napi::Env env, int fd, std::function<void()> onReadable)
-    : fd_(fd), onReadable_(std::move(onReadable)) {
-  napi_get_uv_event_loop(env, &loop_);
+bool ReceiveCounters::RetryAfter(int err) {
+  if (err == ENOBUFS) ++enobufs;
+  return err == EINTR || err == ENOBUFS;
 }
 
-FdPoller::~FdPoller() {
-  if (handle_) Stop(nullptr);
+Napi::Object ReceiveCounters::ToObject(Napi::Env env) const {
+  Napi::Object stats = Napi::Object::New(env);
+  SetCount(env, stats, "received", received);
+  SetCount(env, stats, "batches", batches);
+  SetCount(env, stats, "enobufs", enobufs);
+  return stats;
 }
 
-bool FdPoller::Start(std::string* error) {
+bool FdPoller::Start(std::function<void()> onReadable, std::string* error) {
   handle_ = new Handle();
-  handle_->onReadable = onReadable_;
+  handle_->onReadable = std::move(onReadable);
   handle_->poll.data = handle_;
   int rc = uv_poll_init(loop_, &handle_->poll, fd_);
   if (rc != 0) {
@@ -98,7 +120,7 @@ bool FdPoller::Start(std::string* error) {
   }
   rc = uv_poll_start(&handle_->poll, UV_READABLE, &FdPoller::OnEvent);
   if (rc != 0) {
-    Stop(nullptr);
+    Stop();
     *error = uv_strerror(rc);
     return false;
   }
@@ -118,58 +140,14 @@ void FdPoller::OnEvent(uv_poll_t* poll, int status, int) {
   }
 }
 
-uint64_t FdPoller::Restarts() const { return handle_ ? handle_->restarts : 0; }
-
-void FdPoller::Stop(std::function<void()> onClosed) {
-  if (!handle_) {
-    if (onClosed) onClosed();
-    return;
-  }
-  Handle* handle = handle_;
-  handle_ = nullptr;
+void FdPoller::Stop() {
+  if (!handle_) return;
   // onReadable may be the caller (close() from inside a batch callback): it stays alive
   // until the handle is freed; libuv calls nothing more after uv_poll_stop.
-  handle->onClosed = std::move(onClosed);
-  uv_poll_stop(&handle->poll);
-  uv_close(reinterpret_cast<uv_handle_t*>(&handle->poll), [](uv_handle_t* h) {
-    auto* closed = static_cast<Handle*>(reinterpret_cast<uv_poll_t*>(h)->data);
-    if (closed->onClosed) closed->onClosed();
-    delete closed;
-  });
-}
-
-bool ReceiveCounters::RetryAfter(int err) {
-  if (err == EINTR) return true;
-  if (err == ENOBUFS) {
-    ++enobufs;
-    return true;
-  }
-  if (err != EAGAIN && err != EWOULDBLOCK) ++receiveErrors;
-  return false;
-}
-
-Napi::Object ReceiveCounters::ToObject(Napi::Env env) const {
-  Napi::Object stats = Napi::Object::New(env);
-  SetCount(env, stats, "received", received);
-  SetCount(env, stats, "batches", batches);
-  SetCount(env, stats, "enobufs", enobufs);
-  SetCount(env, stats, "truncated", truncated);
-  SetCount(env, stats, "receiveErrors", receiveErrors);
-  return stats;
-}
-
-MessageReader::MessageReader(size_t slotSize, unsigned slots)
-    : slotSize_(slotSize), slots_(slots), buffer_(slotSize * slots), iovecs_(slots), messages_(slots) {}
-
-void SetCount(Napi::Env env, Napi::Object& object, const char* name, uint64_t value) {
-  object.Set(name, Napi::Number::New(env, static_cast<double>(value)));
-}
-
-uint32_t OptionUint(const Napi::Object& options, const char* name, uint32_t fallback) {
-  Napi::Value value = options.Get(name);
-  if (!value.IsNumber()) return fallback;
-  const double number = value.As<Napi::Number>().DoubleValue();
-  return number >= 0 ? static_cast<uint32_t>(number) : fallback;
+  uv_poll_stop(&handle_->poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll),
+           [](uv_handle_t* h) { delete static_cast<Handle*>(reinterpret_cast<uv_poll_t*>(h)->data); });
+  handle_ = nullptr;
 }
 
 }  // namespace kp

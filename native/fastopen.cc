@@ -1,11 +1,13 @@
-#include "fastopen.h"
-
+// fastOpenSocket(family: 4 | 6): a client TCP socket that sends its first write inside the SYN
+// (TCP Fast Open without a cookie), for knocking on a gateway that never answers SYNs.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+
+#include "common.h"
 
 #ifndef TCP_FASTOPEN_CONNECT
 #define TCP_FASTOPEN_CONNECT 30
@@ -16,6 +18,9 @@
 
 namespace kp {
 
+// A non-blocking TCP socket fd with TCP_FASTOPEN_CONNECT and TCP_FASTOPEN_NO_COOKIE set; the
+// caller owns it. Throws an errno-carrying error (EOPNOTSUPP: client Fast Open disabled by
+// net.ipv4.tcp_fastopen; ENOPROTOOPT: a kernel older than 4.15).
 Napi::Value FastOpenSocket(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) {
@@ -27,7 +32,8 @@ Napi::Value FastOpenSocket(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "fastOpenSocket(family): family must be 4 or 6").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  const int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  const int fd =
+      socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (fd < 0) {
     ThrowErrno(env, errno, "socket", "cannot open a TCP socket");
     return env.Undefined();
@@ -38,7 +44,8 @@ Napi::Value FastOpenSocket(const Napi::CallbackInfo& info) {
   const struct {
     int option;
     const char* name;
-  } options[] = {{TCP_FASTOPEN_CONNECT, "setsockopt TCP_FASTOPEN_CONNECT"}, {TCP_FASTOPEN_NO_COOKIE, "setsockopt TCP_FASTOPEN_NO_COOKIE"}};
+  } options[] = {{TCP_FASTOPEN_CONNECT, "setsockopt TCP_FASTOPEN_CONNECT"},
+                 {TCP_FASTOPEN_NO_COOKIE, "setsockopt TCP_FASTOPEN_NO_COOKIE"}};
   for (const auto& option : options) {
     if (setsockopt(fd, IPPROTO_TCP, option.option, &on, sizeof on) != 0) {
       const int err = errno;

@@ -1,11 +1,15 @@
-#include "raw_sender.h"
-
+// Sends whole IPv4/IPv6 packets built in JS (SYN-ACKs, RSTs) through raw sockets whose packets
+// carry a firewall mark, from a sender thread that keeps the kernel's transmit work off JS.
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "common.h"
 
 namespace kp {
 namespace {
@@ -25,12 +29,8 @@ int OpenRawSocket(int family, uint32_t mark) {
   if (fd < 0) return -errno;
   const int on = 1;
   // IPPROTO_RAW implies IP_HDRINCL for IPv4; set it anyway so the intent is explicit.
-  if (family == AF_INET && setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &on, sizeof on) != 0) {
-    const int err = errno;
-    close(fd);
-    return -err;
-  }
-  if (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
+  if ((family == AF_INET && setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &on, sizeof on) != 0) ||
+      (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)) {
     const int err = errno;
     close(fd);
     return -err;
@@ -39,29 +39,84 @@ int OpenRawSocket(int family, uint32_t mark) {
 }
 
 std::string OpenErrorMessage(int family, int err) {
-  const char* name = family == AF_INET ? "IPv4" : "IPv6";
+  const std::string name = family == AF_INET ? "IPv4" : "IPv6";
   if (err == EPERM || err == EACCES) {
-    return std::string("cannot open the ") + name + " raw socket: need CAP_NET_RAW and CAP_NET_ADMIN (run as root)";
+    return "cannot open the " + name + " raw socket: need CAP_NET_RAW and CAP_NET_ADMIN (run as root)";
   }
-  return std::string("cannot open the ") + name + " raw socket: " + strerror(err);
+  return "cannot open the " + name + " raw socket: " + strerror(err);
 }
 
-}  // namespace
+// new RawSender({ mark, ipv6 }). stage() + flush() hand a batch's packets to a sender thread,
+// which sends them with one sendmmsg per address family. The thread keeps the kernel's
+// transmit work (routing, output rules, and on veth the receiver's whole input path) off JS.
+class RawSender : public Napi::ObjectWrap<RawSender> {
+ public:
+  explicit RawSender(const Napi::CallbackInfo& info);
+  ~RawSender() override { CloseSockets(); }
 
-Napi::Function RawSender::Define(Napi::Env env) {
-  return DefineClass(env, "RawSender",
-                     {InstanceMethod("send", &RawSender::Send), InstanceMethod("stage", &RawSender::Stage),
-                      InstanceMethod("flush", &RawSender::Flush), InstanceMethod("close", &RawSender::Close)});
-}
+  Napi::Value Stage(const Napi::CallbackInfo& info);
+  Napi::Value Flush(const Napi::CallbackInfo& info);
 
-// new RawSender({ mark, ipv4, ipv6 })
+  // close(): sends what is staged or waiting, then closes the sockets.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    HandOff();
+    CloseSockets();
+    return info.Env().Undefined();
+  }
+
+ private:
+  // A packet: where it goes (the socket of its IP version, its destination) and its bytes.
+  struct Packet {
+    int fd = -1;
+    sockaddr_storage address{};
+    socklen_t addressLength = 0;
+    size_t offset = 0;
+    size_t length = 0;
+  };
+  // Packets and their bytes, copied out of JS.
+  struct Packets {
+    std::vector<uint8_t> bytes;
+    std::vector<Packet> list;
+    void Clear() {
+      bytes.clear();
+      list.clear();
+    }
+  };
+
+  void HandOff();
+  void SenderLoop();
+  void SendFamily(const Packets& packets, int fd);
+  void CloseSockets();
+
+  int fd4_ = -1;
+  int fd6_ = -1;
+
+  Packets staged_;                                                           // JS thread only
+  uint64_t reportedSent_ = 0, reportedBufferFull_ = 0, reportedFailed_ = 0;  // JS thread only
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  Packets handedOff_;      // guarded by mutex_
+  bool stopping_ = false;  // guarded by mutex_
+  std::thread thread_;
+
+  // Sender thread only.
+  Packets sending_;
+  std::vector<iovec> iovecs_;
+  std::vector<mmsghdr> messages_;
+
+  // What happened to the packets (written by the sender thread).
+  std::atomic<uint64_t> sent_{0}, bufferFull_{0}, failed_{0};
+  std::atomic<int> lastErrno_{0};
+};
+
 RawSender::RawSender(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RawSender>(info) {
   Napi::Env env = info.Env();
-  Napi::Object options = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+  Napi::Object options =
+      info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
   const uint32_t mark = OptionUint(options, "mark", 0);
-  const bool wantV4 = !options.Get("ipv4").IsBoolean() || options.Get("ipv4").As<Napi::Boolean>().Value();
   const bool wantV6 = !options.Get("ipv6").IsBoolean() || options.Get("ipv6").As<Napi::Boolean>().Value();
-  for (const auto& [family, wanted, target] : {std::tuple{AF_INET, wantV4, &fd4_}, std::tuple{AF_INET6, wantV6, &fd6_}}) {
+  for (const auto& [family, wanted, target] : {std::tuple{AF_INET, true, &fd4_}, {AF_INET6, wantV6, &fd6_}}) {
     if (!wanted) continue;
     const int fd = OpenRawSocket(family, mark);
     if (fd < 0) {
@@ -74,73 +129,48 @@ RawSender::RawSender(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RawSende
   thread_ = std::thread([this] { SenderLoop(); });
 }
 
-RawSender::~RawSender() { CloseSockets(); }
-
-bool RawSender::ReadPacket(const Napi::CallbackInfo& info, Napi::Uint8Array* packet, Target* target) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    Napi::TypeError::New(env, "expected a packet (Uint8Array)").ThrowAsJavaScriptException();
-    return false;
-  }
-  *packet = info[0].As<Napi::Uint8Array>();
-  const uint8_t* bytes = packet->Data();
-  const size_t length = packet->ElementLength();
-  const int version = length > 0 ? bytes[0] >> 4 : 0;
-  if (version == 4 && length >= 20) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&target->address);
-    sin->sin_family = AF_INET;
-    memcpy(&sin->sin_addr, bytes + 16, 4);
-    target->addressLength = sizeof *sin;
-    target->fd = fd4_;
-  } else if (version == 6 && length >= 40) {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&target->address);
-    sin6->sin6_family = AF_INET6;
-    memcpy(&sin6->sin6_addr, bytes + 24, 16);
-    target->addressLength = sizeof *sin6;
-    target->fd = fd6_;
-  } else {
-    Napi::RangeError::New(env, "not an IPv4 or IPv6 packet").ThrowAsJavaScriptException();
-    return false;
-  }
-  if (target->fd < 0) {
-    Napi::Error::New(env, std::string("no IPv") + (version == 4 ? "4" : "6") + " raw socket is open").ThrowAsJavaScriptException();
-    return false;
-  }
-  return true;
-}
-
-// send(packet: Uint8Array): the IP version and destination come from the packet itself.
-// Returns false when the socket buffer is full (the packet is not sent).
-Napi::Value RawSender::Send(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Uint8Array packet;
-  Target target;
-  if (!ReadPacket(info, &packet, &target)) return env.Undefined();
-  const ssize_t sent = sendto(target.fd, packet.Data(), packet.ElementLength(), 0,
-                              reinterpret_cast<sockaddr*>(&target.address), target.addressLength);
-  if (sent < 0) {
-    if (BufferFull(errno)) return Napi::Boolean::New(env, false);
-    const int err = errno;
-    ThrowErrno(env, err, "sendto", std::string("raw send failed: ") + strerror(err));
-    return env.Undefined();
-  }
-  return Napi::Boolean::New(env, true);
-}
-
 // stage(packet: Uint8Array): copies the packet for the sender thread, which gets it at the
-// next flush() (or now, when kMaxStaged are waiting). Failures show in flush()'s outcome.
+// next flush() (or now, when kMaxStaged are waiting). The IP version and destination come
+// from the packet itself. Failures show in flush()'s outcome.
 Napi::Value RawSender::Stage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Uint8Array packet;
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    Napi::TypeError::New(env, "expected a packet (Uint8Array)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint8Array packet = info[0].As<Napi::Uint8Array>();
+  const uint8_t* bytes = packet.Data();
   Packet staged;
-  if (!ReadPacket(info, &packet, &staged.target)) return env.Undefined();
+  staged.length = packet.ElementLength();
+  const int version = staged.length > 0 ? bytes[0] >> 4 : 0;
+  if (version == 4 && staged.length >= 20) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&staged.address);
+    sin->sin_family = AF_INET;
+    memcpy(&sin->sin_addr, bytes + 16, 4);
+    staged.addressLength = sizeof *sin;
+    staged.fd = fd4_;
+  } else if (version == 6 && staged.length >= 40) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&staged.address);
+    sin6->sin6_family = AF_INET6;
+    memcpy(&sin6->sin6_addr, bytes + 24, 16);
+    staged.addressLength = sizeof *sin6;
+    staged.fd = fd6_;
+  } else {
+    Napi::RangeError::New(env, "not an IPv4 or IPv6 packet").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (staged.fd < 0) {
+    Napi::Error::New(env, std::string("no IPv") + (version == 4 ? "4" : "6") + " raw socket is open")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   if (!thread_.joinable()) {
     Napi::Error::New(env, "the raw sender is closed").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   staged.offset = staged_.bytes.size();
-  staged.length = packet.ElementLength();
-  staged_.bytes.insert(staged_.bytes.end(), packet.Data(), packet.Data() + staged.length);
+  staged_.bytes.insert(staged_.bytes.end(), bytes, bytes + staged.length);
   staged_.list.push_back(staged);
   if (staged_.list.size() >= kMaxStaged) HandOff();
   return env.Undefined();
@@ -152,8 +182,8 @@ Napi::Value RawSender::Stage(const Napi::CallbackInfo& info) {
 Napi::Value RawSender::Flush(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   HandOff();
-  const uint64_t sent = outcome_.sent, bufferFull = outcome_.bufferFull, failed = outcome_.failed;
-  const int lastErrno = outcome_.lastErrno;
+  const uint64_t sent = sent_, bufferFull = bufferFull_, failed = failed_;
+  const int lastErrno = lastErrno_;
   Napi::Object result = Napi::Object::New(env);
   SetCount(env, result, "sent", sent - reportedSent_);
   SetCount(env, result, "bufferFull", bufferFull - reportedBufferFull_);
@@ -172,9 +202,14 @@ void RawSender::HandOff() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (handedOff_.list.size() + staged_.list.size() > kMaxWaiting) {
-      outcome_.bufferFull += staged_.list.size();
+      bufferFull_ += staged_.list.size();
     } else {
-      handedOff_.Append(staged_);
+      const size_t base = handedOff_.bytes.size();
+      handedOff_.bytes.insert(handedOff_.bytes.end(), staged_.bytes.begin(), staged_.bytes.end());
+      for (Packet packet : staged_.list) {
+        packet.offset += base;
+        handedOff_.list.push_back(packet);
+      }
     }
   }
   wake_.notify_one();
@@ -203,11 +238,11 @@ void RawSender::SendFamily(const Packets& packets, int fd) {
   iovecs_.clear();
   messages_.clear();
   for (const Packet& packet : packets.list) {
-    if (packet.target.fd != fd) continue;
+    if (packet.fd != fd) continue;
     iovecs_.push_back({const_cast<uint8_t*>(packets.bytes.data()) + packet.offset, packet.length});
     mmsghdr message{};
-    message.msg_hdr.msg_name = const_cast<sockaddr_storage*>(&packet.target.address);
-    message.msg_hdr.msg_namelen = packet.target.addressLength;
+    message.msg_hdr.msg_name = const_cast<sockaddr_storage*>(&packet.address);
+    message.msg_hdr.msg_namelen = packet.addressLength;
     messages_.push_back(message);
   }
   for (size_t i = 0; i < messages_.size(); ++i) {
@@ -219,58 +254,43 @@ void RawSender::SendFamily(const Packets& packets, int fd) {
     const int n = sendmmsg(fd, messages_.data() + next, static_cast<unsigned>(messages_.size() - next), 0);
     if (n > 0) {
       next += n;
-      outcome_.sent += n;
+      sent_ += n;
       continue;
     }
     const int err = errno;
     if (err == EINTR) continue;
     if (BufferFull(err)) {
-      ++outcome_.bufferFull;
+      ++bufferFull_;
     } else {
-      ++outcome_.failed;
-      outcome_.lastErrno = err;
+      ++failed_;
+      lastErrno_ = err;
     }
     ++next;
   }
 }
 
-void RawSender::Packets::Append(const Packets& other) {
-  const size_t base = bytes.size();
-  bytes.insert(bytes.end(), other.bytes.begin(), other.bytes.end());
-  for (Packet packet : other.list) {
-    packet.offset += base;
-    list.push_back(packet);
-  }
-}
-
-void RawSender::Packets::Clear() {
-  bytes.clear();
-  list.clear();
-}
-
-// close(): sends what is staged or waiting, then closes the sockets.
-Napi::Value RawSender::Close(const Napi::CallbackInfo& info) {
-  HandOff();
-  CloseSockets();
-  return info.Env().Undefined();
-}
-
-void RawSender::StopThread() {
-  if (!thread_.joinable()) return;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_one();
-  thread_.join();
-}
-
 void RawSender::CloseSockets() {
-  StopThread();  // the thread uses the sockets until it ends
+  if (thread_.joinable()) {  // the thread uses the sockets until it ends
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
   if (fd4_ >= 0) close(fd4_);
   if (fd6_ >= 0) close(fd6_);
   fd4_ = fd6_ = -1;
   staged_.Clear();
+}
+
+}  // namespace
+
+Napi::Function DefineRawSender(Napi::Env env) {
+  return RawSender::DefineClass(env, "RawSender",
+                                {RawSender::InstanceMethod("stage", &RawSender::Stage),
+                                 RawSender::InstanceMethod("flush", &RawSender::Flush),
+                                 RawSender::InstanceMethod("close", &RawSender::Close)});
 }
 
 }  // namespace kp

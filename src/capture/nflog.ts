@@ -3,23 +3,15 @@
  * send a copy here. No verdicts. The group flushes every packet at once (queue
  * threshold 1), so a SYN reaches the daemon without the kernel's ~1 s batching delay.
  */
-import { callNative, loadNativeAddon, PacketBatch, type NativeNflog, type NativeNflogStats } from './native.js';
+import { callNative, loadNativeAddon, type NativeNflog, type NativeNflogStats } from '../native/addon.js';
+import { PacketBatch } from '../native/packet-batch.js';
 
 export interface NflogOptions {
   group: number;
   /** Bytes copied from each packet, from the IP header on (default 65535). */
   copyRange?: number;
-  /** Kernel flush timeout in 1/100 s (default 1). */
-  flushTimeout?: number;
-  /**
-   * Kernel-side message buffer in bytes (default 0: the kernel's own, about a page). The
-   * kernel allocates this much per message, and every packet is flushed in its own message.
-   */
-  kernelBuffer?: number;
-  /** Socket receive buffer in bytes (default 8 MiB). */
+  /** Socket receive buffer in bytes (default 8 MiB). At most 256 packets go to one onBatch call. */
   receiveBuffer?: number;
-  /** Most packets handed to one onBatch call (default 256). */
-  maxBatch?: number;
 }
 
 export type NflogStats = NativeNflogStats;

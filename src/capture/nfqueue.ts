@@ -4,9 +4,11 @@
  * dying) makes the kernel drop what waits and every later packet: it fails closed.
  */
 import { readFileSync } from 'node:fs';
-import { callNative, loadNativeAddon, PacketBatch, type NativeNfqueue, type NativeNfqueueStats } from './native.js';
+import { callNative, loadNativeAddon, type NativeNfqueue, type NativeNfqueueStats } from '../native/addon.js';
+import { PacketBatch } from '../native/packet-batch.js';
 
-export const Verdict = { Drop: 0, Accept: 1 } as const;
+/** Dropping is the only verdict: step 1 inspects packets and never lets one through (the addon sends no other). */
+export const Verdict = { Drop: 0 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
 
 export interface NfqueueOptions {
@@ -59,11 +61,11 @@ export class NfqueueSocket {
   }
 
   /**
-   * Verdicts for packets by id: one verdict for all, or one per id. When every packet
-   * still held gets the same verdict, one batch-verdict message covers them all.
+   * The verdict for the first `count` packets of `ids`. When they are all the packets still
+   * held, one batch-verdict message covers them; otherwise one message goes per packet.
    */
-  verdict(ids: Uint32Array, verdicts: Uint8Array | Verdict, count = ids.length): void {
-    callNative(() => this.handle.verdict(ids, verdicts, count));
+  verdict(ids: Uint32Array, _verdict: Verdict, count = ids.length): void {
+    callNative(() => this.handle.drop(ids, count));
   }
 
   /** The same verdict for every packet of a batch. */
@@ -83,24 +85,6 @@ export class NfqueueSocket {
   close(): void {
     this.handle.close();
   }
-}
-
-/** Binds `count` consecutive queues (for `--queue-balance first:last` fan-out). */
-export function openQueueRange(
-  first: number,
-  count: number,
-  options: Omit<NfqueueOptions, 'queue'>,
-  onBatch: NfqueueBatchHandler,
-  onError?: (err: unknown) => void,
-): NfqueueSocket[] {
-  const sockets: NfqueueSocket[] = [];
-  try {
-    for (let queue = first; queue < first + count; queue++) sockets.push(NfqueueSocket.open({ ...options, queue }, onBatch, onError));
-  } catch (err) {
-    for (const socket of sockets) socket.close();
-    throw err;
-  }
-  return sockets;
 }
 
 /** One line of /proc/net/netfilter/nfnetlink_queue. */

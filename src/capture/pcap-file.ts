@@ -3,7 +3,7 @@
  * frames with their link type and time. Whole-file, synchronous: replay is an offline tool.
  */
 import { readFileSync } from 'node:fs';
-import { KnockPortError } from '../errors.js';
+import { KnockPortError } from '../shared/errors.js';
 
 export interface CapturedFrame {
   /** Milliseconds since the epoch. */
@@ -38,10 +38,16 @@ export function readCaptureFile(path: string): CapturedFrame[] {
 export function* parseCapture(bytes: Buffer, name = 'capture'): Generator<CapturedFrame> {
   if (bytes.length < 4) throw new CaptureFileError(`${name}: too short to be a pcap or pcapng file`);
   const magicBE = bytes.readUInt32BE(0);
-  if (magicBE === PCAPNG_SECTION_HEADER) return yield* parsePcapng(bytes, name);
+  if (magicBE === PCAPNG_SECTION_HEADER) {
+    yield* parsePcapng(bytes, name);
+    return;
+  }
   for (const littleEndian of [false, true]) {
     const magic = littleEndian ? bytes.readUInt32LE(0) : magicBE;
-    if (magic === PCAP_MICRO || magic === PCAP_NANO) return yield* parsePcap(bytes, name, littleEndian, magic === PCAP_NANO ? 1e-6 : 1e-3);
+    if (magic === PCAP_MICRO || magic === PCAP_NANO) {
+      yield* parsePcap(bytes, name, littleEndian, magic === PCAP_NANO ? 1e-6 : 1e-3);
+      return;
+    }
   }
   throw new CaptureFileError(`${name}: not a pcap or pcapng file (unknown magic 0x${magicBE.toString(16)})`);
 }

@@ -3,7 +3,7 @@
  * never changes the firewall or answers a packet.
  */
 import { createRequire } from 'node:module';
-import { KnockPortError } from '../errors.js';
+import { KnockPortError } from '../shared/errors.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_NULL, LINKTYPE_RAW } from '../packet/link.js';
 
 /** The part of `cap`'s API used here (the package ships no types). */

@@ -2,15 +2,13 @@
  * Raw IPv4/IPv6 sender for packets built in TypeScript (SYN-ACKs, RSTs). Every packet
  * carries a firewall mark, so the output chain can tell the daemon's own packets apart.
  */
-import { callNative, loadNativeAddon, type NativeRawSender, type RawFlushOutcome } from './native.js';
+import { callNative, loadNativeAddon, type NativeRawSender, type RawFlushOutcome } from '../native/addon.js';
 
-export type { RawFlushOutcome } from './native.js';
+export type { RawFlushOutcome } from '../native/addon.js';
 
 export interface RawSenderOptions {
   /** SO_MARK for every packet sent (0: none). */
   mark: number;
-  /** Open the IPv4 socket (default true). */
-  ipv4?: boolean;
   /** Open the IPv6 socket (default true). */
   ipv6?: boolean;
 }
@@ -24,17 +22,10 @@ export class RawPacketSender {
   }
 
   /**
-   * Sends one whole IP packet (header included); version and destination are read from
-   * it. Returns false when the socket buffer is full and the packet was not sent.
-   */
-  send(packet: Uint8Array): boolean {
-    return callNative(() => this.handle.send(packet));
-  }
-
-  /**
-   * Copies a packet for the addon's sender thread, which gets it at the next flush() and
-   * sends a batch with one sendmmsg per IP version: the kernel's transmit work stays off
-   * this thread. Failures are reported by later flush() calls.
+   * Copies a whole IP packet (header included; version and destination are read from it)
+   * for the addon's sender thread, which gets it at the next flush() and sends a batch with
+   * one sendmmsg per IP version: the kernel's transmit work stays off this thread. Failures
+   * are reported by later flush() calls.
    */
   stage(packet: Uint8Array): void {
     callNative(() => this.handle.stage(packet));

@@ -3,8 +3,8 @@
  * shape: batches of packets in, every NFQUEUE packet dropped after inspection, drop
  * counters out. Dropping is the only verdict step 1 ever gives.
  */
-import type { CaptureKind } from '../firewall/types.js';
-import type { PacketBatch } from './native.js';
+import type { CaptureKind } from '../shared/kinds.js';
+import type { PacketBatch } from '../native/packet-batch.js';
 import { NflogSocket } from './nflog.js';
 import { NfqueueSocket, Verdict } from './nfqueue.js';
 

@@ -7,8 +7,8 @@
  * option means the client needs only Linux's default `net.ipv4.tcp_fastopen = 1`, unlike curl
  * (`--tcp-fastopen`), which needs bit 0x4 system-wide or `fastopen_no_cookie` on the route.
  */
-import { KnockPortError } from '../errors.js';
-import { CaptureError, callNative, loadNativeAddon, NativeAddonMissingError, type NativeAddon } from '../capture/native.js';
+import { KnockPortError } from '../shared/errors.js';
+import { CaptureError, callNative, loadNativeAddon, NativeAddonMissingError, type NativeAddon } from '../native/addon.js';
 
 /** This host cannot send data in a SYN; the message says what to change. */
 export class FastOpenUnavailableError extends KnockPortError {}

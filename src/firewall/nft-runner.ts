@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { KnockPortError } from '../errors.js';
-import { callNative, loadNativeAddon, type NativeNftContext } from '../capture/native.js';
+import { KnockPortError } from '../shared/errors.js';
+import { callNative, loadNativeAddon, type NativeNftContext } from '../native/addon.js';
 import { spawnCollect, type ChildOutput } from './command.js';
 import type { NftThreadReply, NftThreadRequest } from './nft-thread.js';
 

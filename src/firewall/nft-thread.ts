@@ -6,7 +6,7 @@
  * Messages are handled one at a time, in the order they were posted.
  */
 import { parentPort } from 'node:worker_threads';
-import { loadNativeAddon } from '../capture/native.js';
+import { loadNativeAddon } from '../native/addon.js';
 
 /** A request from LibnftablesRunner.runAsync. */
 export interface NftThreadRequest {

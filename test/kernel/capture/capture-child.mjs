@@ -82,8 +82,8 @@ function buildSynAck(syn) {
 }
 
 function batchEvent(batch) {
-  const packets = [...batch];
-  return { event: 'batch', t: now(), count: batch.count, ids: packets.map((p) => p.id), dports: packets.map((p) => tcpInfo(p.payload).dport) };
+  const indexes = Array.from({ length: batch.count }, (_, i) => i);
+  return { event: 'batch', t: now(), count: batch.count, ids: indexes.map((i) => batch.id(i)), dports: indexes.map((i) => tcpInfo(batch.payload(i)).dport) };
 }
 
 try {
@@ -112,9 +112,9 @@ try {
     closeAll = () => log.close();
     stopOnStdinEnd(() => ({ stats: log.stats() }));
   } else if (mode === 'synack') {
-    // `how`: 'send' (one packet per call) or 'stage' (staged per batch, sent by the addon's
-    // thread); with 'stage', each SYN-ACK is preceded by a packet to `unroutable`, if given.
-    const [how = 'send', unroutable] = [arg3, process.argv[6]];
+    // SYN-ACKs staged per batch and sent by the addon's thread, as the daemon sends them; each
+    // is preceded by a packet to `unroutable`, if given.
+    const unroutable = arg3;
     const sender = RawPacketSender.open({ mark: Number(arg2) });
     let answered = 0;
     const outcome = { sent: 0, bufferFull: 0, failed: 0, codes: [] };
@@ -130,10 +130,6 @@ try {
         const tcp = tcpInfo(packet);
         if (tcp.proto !== 6 || (tcp.flags & 0x12) !== 0x02) continue;
         const synAck = buildSynAck(packet);
-        if (how === 'send') {
-          if (sender.send(synAck)) answered++;
-          continue;
-        }
         if (unroutable) {
           const lost = Buffer.from(synAck);
           lost.set(unroutable.split('.').map(Number), 16); // IPv4 destination
@@ -142,7 +138,7 @@ try {
         sender.stage(synAck);
         answered++;
       }
-      if (how === 'stage') count(sender.flush());
+      count(sender.flush());
       q.verdictBatch(batch, Verdict.Drop);
     });
     closeAll = () => queue.close();

@@ -22,7 +22,7 @@ function newestMtime(dir: string): number {
 export function prepareBuild(): string | undefined {
   if (!existsSync(ADDON)) return 'the native addon is not built: run `npx node-gyp rebuild` (needs the -dev packages)';
   const built = `${root}dist/capture/nfqueue.js`;
-  const stale = !existsSync(built) || statSync(built).mtimeMs < Math.max(newestMtime(`${root}src/capture`), newestMtime(`${root}src/firewall`));
+  const stale = !existsSync(built) || statSync(built).mtimeMs < Math.max(...['capture', 'firewall', 'native'].map((dir) => newestMtime(`${root}src/${dir}`)));
   if (stale) {
     // tsc still emits when another module has type errors; only a missing output is fatal.
     try {

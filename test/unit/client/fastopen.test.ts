@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NativeAddonMissingError, nativeAddonAvailable, type NativeAddon } from '../../../src/capture/native.js';
+import { loadNativeAddon, NativeAddonMissingError, type NativeAddon } from '../../../src/native/addon.js';
 import { registerKnock } from '../../../src/cli/commands/knock.js';
 import { KnockExitCode } from '../../../src/client/exit-codes.js';
 import { FastOpenUnavailableError, MAX_SYN_REQUEST_BYTES, openFastOpenSocket } from '../../../src/client/fastopen.js';
@@ -20,7 +20,11 @@ const withKeys: CliInput = { env: { KNOCK_PORT_HTTP_KEY: HTTP_KEY, KNOCK_PORT_HT
 
 /** Why this host cannot open a client Fast Open socket, or undefined when it can. */
 function fastOpenSkipReason(): string | undefined {
-  if (!nativeAddonAvailable()) return 'the native addon is not built';
+  try {
+    loadNativeAddon();
+  } catch {
+    return 'the native addon is not built';
+  }
   try {
     const value = Number(readFileSync('/proc/sys/net/ipv4/tcp_fastopen', 'utf8'));
     return (value & 1) === 1 ? undefined : 'net.ipv4.tcp_fastopen has client Fast Open disabled here';
@@ -30,7 +34,7 @@ function fastOpenSkipReason(): string | undefined {
 }
 
 function fakeAddon(fastOpenSocket?: NativeAddon['fastOpenSocket']): () => NativeAddon {
-  return () => ({ abiVersion: 3, ...(fastOpenSocket ? { fastOpenSocket } : {}) }) as NativeAddon;
+  return () => ({ abiVersion: 4, ...(fastOpenSocket ? { fastOpenSocket } : {}) }) as NativeAddon;
 }
 
 function errnoError(code: string, errno: number, syscall: string): Error {
