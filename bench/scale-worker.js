@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { loadConfigFile } from '../dist/config/load.js';
 import { createFirewall } from '../dist/firewall/index.js';
 import { createNftRunner } from '../dist/firewall/nft-runner.js';
-import { createLogger } from '../dist/log.js';
+import { createLogger } from '../dist/shared/log.js';
 import { SessionStore } from '../dist/sessions/store.js';
 
 const [configPath, capture, variant, scratchDir] = process.argv.slice(2);

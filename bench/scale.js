@@ -3,7 +3,6 @@
  * level: the time of one more grant, and the cost of a packet to the service port (TCP connect
  * time from a granted address) against a port with no rules (same run); kernel memory.
  */
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';

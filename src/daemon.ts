@@ -19,27 +19,28 @@ import { resolveStep1Workers } from './config/workers.js';
 import { createControlHandlers } from './control/handlers.js';
 import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
-import { describeError, KnockPortError } from './errors.js';
+import { describeError, KnockPortError } from './shared/errors.js';
 import { netnsPrefix } from './firewall/command.js';
 import { ConntrackFlowCloser, spawnTool } from './firewall/conntrack.js';
 import { chooseCapture, createFirewall, type FirewallOptions } from './firewall/index.js';
 import { InterfaceWatch } from './firewall/interface-presence.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
 import type { HostFirewallReport } from './firewall/host-firewall.js';
-import type { CaptureKind, FirewallBackend } from './firewall/types.js';
-import type { Logger } from './log.js';
+import type { FirewallBackend } from './firewall/types.js';
+import type { Logger } from './shared/log.js';
 import { createDaemonMetrics, type DaemonMetrics } from './metrics/daemon-metrics.js';
 import { startMetricsServer } from './metrics/server.js';
 import { Granter } from './sessions/grants.js';
 import { secondsLeft } from './sessions/record.js';
 import { SessionStore } from './sessions/store.js';
 import { SavedUsedCodes } from './sessions/used-codes-file.js';
-import { loadOrCreateCookieSecret } from './step1/cookie.js';
+import { loadOrCreateCookieSecret } from './sessions/cookie-secret-file.js';
 import { STEP1_REASONS, STEP1_RESULTS } from './step1/decision.js';
 import { createSharedState, SharedLockoutStates, SharedSourceBudget, SharedUsedCodeStore, type SharedStateBuffers } from './step1/shared-state.js';
 import { Step1Workers, type WorkerEvents } from './step1/workers/pool.js';
 import { credentialFingerprint, type GrantEvent } from './step1/workers/protocol.js';
 import { createStep2Server } from './step2/server.js';
+import type { CaptureKind } from './shared/kinds.js';
 
 export class DaemonStartError extends KnockPortError {}
 

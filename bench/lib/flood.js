@@ -7,7 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KeyedCookieSource, COOKIE_SECRET_FILE } from '../../dist/step1/cookie.js';
+import { KeyedCookieSource } from '../../dist/step1/cookie.js';
+import { COOKIE_SECRET_FILE } from '../../dist/sessions/cookie-secret-file.js';
 import { APP, KEYS, NET, PATHS, PORTS } from './config.js';
 import { sleep } from './netns.js';
 import { cookieDataSegment, knockRequest, writeEthernetPcap } from './packets.js';

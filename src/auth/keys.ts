@@ -1,17 +1,11 @@
-import { hash, timingSafeEqual } from 'node:crypto';
-import type { KeyDigest, User } from '../config/types.js';
+/**
+ * Matching a presented step-1 or step-2 key against the users' stored digests, in time that
+ * does not reveal which user (if any) matched. Step 1 matches raw packet bytes without allocating.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { digestKey } from '../config/key-digest.js';
+import type { User } from '../config/types.js';
 import { Sha256, digestDifference, digestWords } from './sha256.js';
-
-/** SHA-256 digest of a key as typed by a client or written in clear in the config. */
-export function digestKey(key: string | Buffer): KeyDigest {
-  // crypto.hash: the one-shot form, cheaper than createHash() per knock.
-  return hash('sha256', key, 'buffer');
-}
-
-/** `sha256:<hex>` form of a key, as `knock-port hash-key` prints and the config accepts. */
-export function hashedKeyString(key: string | Buffer): string {
-  return `sha256:${digestKey(key).toString('hex')}`;
-}
 
 /**
  * The user whose key (for the given step) matches `presented`, or undefined.

@@ -12,7 +12,7 @@
  * exactly like a wrong one: the lock is no oracle. The attempts are not counted either, and a
  * lock ends on time whatever happens meanwhile.
  */
-import { BoundedMap } from '../bounded-map.js';
+import { BoundedMap } from '../shared/bounded-map.js';
 import type { GlobalConfig } from '../config/types.js';
 
 export const LOCK_FACTORS = ['step1-key', 'step1-otp', 'step2-key', 'step2-token'] as const;

@@ -1,4 +1,8 @@
-import { BoundedMap } from '../bounded-map.js';
+/**
+ * Per-minute rate limiting of knocks, per source prefix and step, in bounded memory so that a
+ * flood from many source addresses cannot exhaust the daemon.
+ */
+import { BoundedMap } from '../shared/bounded-map.js';
 
 const BUCKET_MS = 5_000;
 /** 12 buckets make the minute; one more so the window never starts inside it (strict, not lenient). */

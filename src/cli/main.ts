@@ -1,5 +1,9 @@
+/**
+ * Entry point of the `knock-port` command: builds the commander program and, when run as the
+ * binary, parses argv and turns an uncaught error into a one-line message and exit code 1.
+ */
 import { Command, CommanderError } from 'commander';
-import { describeError } from '../errors.js';
+import { describeError } from '../shared/errors.js';
 import { registerCommands } from './commands/index.js';
 
 /** Builds the `knock-port` program; exported so tests can run commands in-process. */

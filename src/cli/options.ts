@@ -1,8 +1,13 @@
+/**
+ * Command-line flags shared by several commands: the config file and its overrides (flag names
+ * compatible with the original tool), the iptables variant, and finding the control socket.
+ */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
+import type { IptablesVariant } from '../firewall/index.js';
 import { parseNetwork, Refusal } from '../config/values.js';
-import { LOG_LEVELS } from '../log.js';
+import { LOG_LEVELS } from '../shared/log.js';
 
 /** Default config location, as an operator would install it. */
 export const DEFAULT_CONFIG_PATH = '/etc/knock-port/config.yaml';
@@ -67,4 +72,38 @@ export function loadConfigFromOptions(opts: ConfigOptions): Config {
     ...(opts.wafHttpsPort ? { httpsPublicPort: opts.wafHttpsPort } : {}),
     ...(opts.wafTrustedIps ? { trustedProxies: opts.wafTrustedIps } : {}),
   });
+}
+
+export interface FirewallCommandOptions extends ConfigOptions {
+  iptablesVariant: IptablesVariant;
+}
+
+/** `--iptables-variant`, shared by the commands that build the firewall backend. */
+export function addIptablesVariantOption(command: Command): Command {
+  return command.addOption(
+    new Option('--iptables-variant <variant>', 'iptables binaries: system default, iptables-nft or iptables-legacy')
+      .choices(['default', 'nft', 'legacy'])
+      .default('default'),
+  );
+}
+
+/** Where the daemon listens when neither --socket nor -c says otherwise. */
+export const DEFAULT_CONTROL_SOCKET = '/run/knock-port/control.sock';
+
+export interface ControlSocketOptions {
+  socket?: string;
+  config?: string;
+}
+
+/** `--socket PATH` and `-c FILE` (its `control_socket`), shared by sessions, revoke and health. */
+export function addControlSocketOptions(command: Command): Command {
+  return command
+    .option('--socket <path>', `control socket of the running daemon (default: control_socket from -c, else ${DEFAULT_CONTROL_SOCKET})`)
+    .option('-c, --config <file>', 'config file whose control_socket to use');
+}
+
+export function resolveControlSocket(options: ControlSocketOptions): string {
+  if (options.socket !== undefined) return options.socket;
+  if (options.config !== undefined) return loadConfigFile(options.config).global.controlSocket;
+  return DEFAULT_CONTROL_SOCKET;
 }

@@ -1,6 +1,10 @@
+/**
+ * The process's streams, environment, prompts and exit code, as the user-facing commands use
+ * them, so that tests can drive those commands with a fake terminal.
+ */
 import { createInterface } from 'node:readline/promises';
 import type { ReadStream } from 'node:tty';
-import { PromptCancelledError } from './errors.js';
+import { PromptCancelledError } from '../client/errors.js';
 
 /**
  * What a user-facing command needs from the process: streams, environment, a way to ask a

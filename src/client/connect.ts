@@ -1,3 +1,7 @@
+/**
+ * TCP connects for the client to ports a firewall may still be dropping (step 2 while it opens,
+ * the service with --wait): fresh attempts at intervals instead of waiting on the kernel's retries.
+ */
 import { connect, type Socket } from 'node:net';
 
 export interface ConnectPlan {

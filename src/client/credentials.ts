@@ -1,5 +1,9 @@
+/**
+ * Where the client's secrets come from (flag, then key file, then environment), and parsing of
+ * the key file, which gets a warning when other users can read it.
+ */
 import { readFileSync, statSync } from 'node:fs';
-import { base32Decode } from '../auth/totp.js';
+import { base32Decode } from '../shared/otp-format.js';
 import { KnockUsageError } from './errors.js';
 
 /** Secrets a knock needs; every one can come from a flag, a key file or the environment. */

@@ -1,4 +1,5 @@
-import { KnockPortError } from '../errors.js';
+/** Errors the user fixes in the user-facing commands: a bad command line, a cancelled prompt. */
+import { KnockPortError } from '../shared/errors.js';
 
 /** A bad or missing option, or an unusable key file: the user must change the command line. */
 export class KnockUsageError extends KnockPortError {}

@@ -1,3 +1,7 @@
+/**
+ * The client's whole knock: step 1, step 2 (asking for a TOTP token first when needed), then
+ * optionally waiting for the service port; each failure maps to an exit code and a message.
+ */
 import { lookup } from 'node:dns/promises';
 import { totpAt } from '../auth/totp.js';
 import { connectWithin } from './connect.js';

@@ -1,3 +1,7 @@
+/**
+ * The bytes of the step-1 request: form encoding as the daemon decodes it, and a size limit
+ * so that the whole request fits the one packet the daemon inspects.
+ */
 import { KnockUsageError } from './errors.js';
 import { hostHeader, type Endpoint } from './target.js';
 

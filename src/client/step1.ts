@@ -1,3 +1,7 @@
+/**
+ * Sends the step-1 knock as one TCP segment, after a handshake or inside the SYN (TCP Fast Open),
+ * then closes; the daemon never answers.
+ */
 import { isIP, Socket } from 'node:net';
 import { classifyConnectError, connectWithin, type ConnectFailureReason } from './connect.js';
 import { openFastOpenSocket } from './fastopen.js';

@@ -1,3 +1,7 @@
+/**
+ * The client's step 2: connects while the HTTPS port is still opening, then posts the form over
+ * TLS (system store, --ca or --insecure) and reports the status, or why there was none.
+ */
 import { request as httpsRequest } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -80,7 +84,7 @@ function handshake(socket: Socket, plan: Step2Plan, deadline: AbortSignal): Prom
       tls.removeAllListeners('error');
       resolve(tls);
     });
-    tls.once('error', (err) => {
+    tls.once('error', (err: Error) => {
       deadline.removeEventListener('abort', onAbort);
       reject(err);
     });

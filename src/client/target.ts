@@ -1,3 +1,7 @@
+/**
+ * The gateway endpoints of steps 1 and 2, from `--url` and/or `--host` with ports and paths;
+ * refuses paths that could break the step-1 request line.
+ */
 import { isIP } from 'node:net';
 import { KnockUsageError } from './errors.js';
 

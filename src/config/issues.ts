@@ -1,4 +1,8 @@
-import { KnockPortError } from '../errors.js';
+/**
+ * Config problems located by file, line, column and key path, and ConfigError, which lists every
+ * problem at once, in file order, so that the operator fixes them all in one pass.
+ */
+import { KnockPortError } from '../shared/errors.js';
 
 /** One problem found in a config file, located as precisely as the YAML allows. */
 export interface ConfigIssue {

@@ -1,4 +1,8 @@
-import { digestKey } from '../auth/keys.js';
+/**
+ * Request paths and keys that have been published in docs, samples and tests. A config that uses
+ * one is refused, because anyone can try them; keys are recognised in clear or as digests.
+ */
+import { digestKey } from './key-digest.js';
 
 /**
  * Paths and keys published in the original knock-port's README, sample config, test suite and

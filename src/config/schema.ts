@@ -233,6 +233,7 @@ function describeValue(value: unknown, secret: boolean): string {
   if (typeof value === 'object') return 'a mapping';
   if (secret) return typeof value === 'string' ? 'text' : `a ${typeof value}`;
   if (typeof value === 'string') return `the text '${value}'`;
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- lists and mappings returned above
   return `${typeof value} ${String(value)}`;
 }
 

@@ -1,3 +1,7 @@
+/**
+ * The summary of a valid config that `knock-port check` prints: ports, backend, capture, apps and
+ * warnings. Secrets (request paths, keys, TOTP secrets) are never shown.
+ */
 import { describeStep1Queues, resolveStep1Workers } from './workers.js';
 import { publicHttpsPort, type AppConfig, type Config, type Destination, type GlobalConfig } from './types.js';
 

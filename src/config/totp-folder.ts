@@ -10,7 +10,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { TOTP_PERIOD_SECONDS } from '../auth/totp.js';
+import { TOTP_PERIOD_SECONDS } from '../shared/otp-format.js';
 import type { PathIssue } from './issues.js';
 import type { AppUser } from './users.js';
 import { parseTotpSecret, Refusal } from './values.js';
@@ -84,7 +84,7 @@ function readSecretFile(file: string): string | Refusal {
   const { secret, interval } = content as { secret?: unknown; interval?: unknown };
   if (typeof secret !== 'string') return new Refusal('the 2FA file for this key in 2fa_config_folder: expected a "secret" string field');
   if (interval !== undefined && interval !== TOTP_PERIOD_SECONDS) {
-    return new Refusal(`the 2FA file for this key in 2fa_config_folder: interval ${String(interval)} is not supported (codes change every ${TOTP_PERIOD_SECONDS} s); enrol the user again with knock-port totp`);
+    return new Refusal(`the 2FA file for this key in 2fa_config_folder: interval ${JSON.stringify(interval)} is not supported (codes change every ${TOTP_PERIOD_SECONDS} s); enrol the user again with knock-port totp`);
   }
   const parsed = parseTotpSecret(secret);
   return parsed instanceof Refusal ? new Refusal(`the 2FA file for this key in 2fa_config_folder: ${parsed.message}`) : parsed;

@@ -1,3 +1,7 @@
+/**
+ * Every user of an app in one shape, whether the config gave the original's paired key lists or
+ * `users:` entries, with where each key was written, for validation messages.
+ */
 import type { KeyPath } from './issues.js';
 import type { AppSection } from './schema.js';
 import type { AccessKey } from './values.js';

@@ -5,10 +5,10 @@
  */
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
-import { digestKey } from '../auth/keys.js';
-import { base32Decode } from '../auth/totp.js';
-import { checkInterfaceName } from '../firewall/interface-name.js';
-import { canonicalIp } from '../sessions/address.js';
+import { digestKey } from './key-digest.js';
+import { base32Decode } from '../shared/otp-format.js';
+import { checkInterfaceName } from './interface-name.js';
+import { canonicalIp } from '../shared/ip.js';
 import { isPublishedKey, isPublishedPath } from './refused-values.js';
 import type { IpFamily, KeyDigest } from './types.js';
 
@@ -84,6 +84,7 @@ export function parseAccessKey(text: string): Parsed<AccessKey> {
     const digest = Buffer.from(hex, 'hex');
     return isPublishedKey(digest) ? new Refusal(`this is a published example key that anyone can try; ${GENERATE_HINT}`) : { digest };
   }
+  // eslint-disable-next-line no-control-regex -- control characters are what this refuses
   if (/[\x00-\x1f\x7f]/.test(text)) return new Refusal('a key must not contain control characters');
   const digest = digestKey(text);
   if (isPublishedKey(digest, text)) return new Refusal(`this is a published example key that anyone can try; ${GENERATE_HINT}`);

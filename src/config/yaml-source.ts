@@ -1,3 +1,7 @@
+/**
+ * YAML parsing that can give the line and column of any key path, for config messages. Library
+ * messages that would quote the text are reworded, since the text may be a key or a secret path.
+ */
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import type { ConfigIssue, KeyPath } from './issues.js';
 

@@ -1,3 +1,7 @@
+/**
+ * The CLI's side of the control socket (sessions, revoke, health): one request, one validated
+ * answer, and a message that says why when the daemon cannot be reached.
+ */
 import { connect } from 'node:net';
 import { ControlCommandError, ControlUnreachableError } from './errors.js';
 import { controlResponseSchema, type ControlRequest, type ControlResponse } from './protocol.js';

@@ -1,4 +1,5 @@
-import { KnockPortError } from '../errors.js';
+/** Errors of the control socket, daemon side and CLI side; their messages are for the operator. */
+import { KnockPortError } from '../shared/errors.js';
 
 /** The control socket cannot be set up (path taken, another daemon, permissions). */
 export class ControlSocketError extends KnockPortError {}

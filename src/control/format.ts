@@ -1,3 +1,4 @@
+/** Control answers as text for operators; `--json` prints the protocol's own objects instead. */
 import type { SessionView } from './protocol.js';
 
 /** `knock-port sessions` as a table an operator reads at a glance. */

@@ -1,3 +1,7 @@
+/**
+ * The daemon's answers to control commands, built on its session store, its granter and its
+ * health check; server.ts only speaks the protocol.
+ */
 import type { Config } from '../config/types.js';
 import type { Granter } from '../sessions/grants.js';
 import { secondsLeft, type SessionRecord } from '../sessions/record.js';

@@ -1,5 +1,9 @@
+/**
+ * The control socket's messages as zod schemas, shared by the daemon and the CLI: the daemon
+ * checks every request, the CLI every answer, so neither side trusts the other's JSON.
+ */
 import { z } from 'zod';
-import { canonicalIp } from '../sessions/address.js';
+import { canonicalIp } from '../shared/ip.js';
 
 /**
  * The control socket speaks newline-delimited JSON: one request object per line, one

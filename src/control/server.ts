@@ -1,9 +1,13 @@
+/**
+ * The daemon's control socket: a root-only Unix socket that answers sessions, revoke and health,
+ * with bounded request lines and idle timeouts; it never replaces a socket another daemon serves.
+ */
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { describeError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { canonicalIp } from '../sessions/address.js';
+import { describeError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import { canonicalIp } from '../shared/ip.js';
 import { ControlSocketError } from './errors.js';
 import { parseControlRequest, type ControlRequest, type ControlResponse, type HealthReport, type SessionView } from './protocol.js';
 

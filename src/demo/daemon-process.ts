@@ -1,3 +1,7 @@
+/**
+ * The real `knock-port run` started inside a demo namespace as a child process, with its log
+ * lines collected, so that the demo can wait for what it logs and stop it cleanly.
+ */
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { waitFor, type Netns } from './netns.js';

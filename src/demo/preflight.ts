@@ -1,3 +1,7 @@
+/**
+ * Checks before the demo touches anything: Linux, root, and the host commands it runs, with
+ * the package to install for any that is missing.
+ */
 import { DemoError } from './errors.js';
 import { missingCommands } from './netns.js';
 

@@ -38,7 +38,7 @@ export interface DemoContext {
 type AppName = (typeof DEMO_APPS)[keyof typeof DEMO_APPS]['name'];
 
 export async function runDemoSteps(ctx: DemoContext): Promise<void> {
-  const steps = [servicesClosed, knockStep1, httpsOpen, knockStep2, serviceAnswers, forwardedService, listGrants, expiry];
+  const steps: ((ctx: DemoContext) => Promise<void> | void)[] = [servicesClosed, knockStep1, httpsOpen, knockStep2, serviceAnswers, forwardedService, listGrants, expiry];
   for (const [index, step] of steps.entries()) {
     ctx.report.step(index + 1, DEMO_STEPS[index]!);
     await step(ctx);

@@ -1,3 +1,7 @@
+/**
+ * The services the demo protects: a small web server run inside a namespace, on the gateway
+ * and on the LAN host, so that each open or closed port is visible with curl.
+ */
 import type { Netns } from './netns.js';
 
 /**

@@ -1,5 +1,9 @@
+/**
+ * How backends run firewall tools (iptables-restore, ipset, nft): synchronously only for one-off
+ * commands, else in an awaited child process with a timeout and capped output; netns optional.
+ */
 import { execFileSync, spawn } from 'node:child_process';
-import { KnockPortError } from '../errors.js';
+import { KnockPortError } from '../shared/errors.js';
 
 /** A firewall tool (iptables-restore, ipset, ...) failed; the message carries its stderr. */
 export class FirewallCommandError extends KnockPortError {

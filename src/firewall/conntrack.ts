@@ -15,7 +15,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { AppConfig, IpFamily, Protocol } from '../config/types.js';
-import { KnockPortError } from '../errors.js';
+import { KnockPortError } from '../shared/errors.js';
 import { familyOf } from './plan.js';
 
 /** Flows from an address to one port: the original tuple's destination port and protocol. */

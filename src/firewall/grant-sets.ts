@@ -11,8 +11,8 @@
  * session): how a batch is written, and how a set is read back.
  */
 import type { IpFamily, Protocol } from '../config/types.js';
-import { KnockPortError } from '../errors.js';
-import type { GrantKind } from './types.js';
+import { KnockPortError } from '../shared/errors.js';
+import type { GrantKind } from '../shared/kinds.js';
 
 /** A set element: the address, plus protocol and port for service grants. */
 export interface GrantKey {

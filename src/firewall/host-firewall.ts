@@ -16,7 +16,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { HostFirewallMode, IpFamily } from '../config/types.js';
-import { describeError } from '../errors.js';
+import { describeError } from '../shared/errors.js';
 import { runCommand, type CommandRunner } from './command.js';
 import { runNft, type NftRunner } from './nft-runner.js';
 import type { FirewallPlan } from './plan.js';

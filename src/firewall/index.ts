@@ -7,8 +7,9 @@ import { IptablesRuleset } from './iptables-ruleset.js';
 import { CliNftRunner, type NftRunner } from './nft-runner.js';
 import { NftablesFirewall } from './nftables.js';
 import { planFirewall } from './plan.js';
-import type { CaptureKind, FirewallBackend, FirewallCapabilities } from './types.js';
+import type { FirewallBackend, FirewallCapabilities } from './types.js';
 import { VyosFirewall } from './vyos.js';
+import type { CaptureKind } from '../shared/kinds.js';
 
 export interface FirewallOptions {
   /** Overrides `global.firewall_type`. */
@@ -59,5 +60,5 @@ export function chooseCapture(mode: CaptureMode, caps: FirewallCapabilities): { 
   return { capture: 'nflog', reason: `capture auto: nfqueue unavailable, using nflog (${caps.notes.join('; ') || 'no detail'})` };
 }
 
-export type { CaptureKind, FirewallBackend, FirewallCapabilities, Grant } from './types.js';
+export type { FirewallBackend, FirewallCapabilities, Grant } from './types.js';
 export type { IptablesVariant } from './iptables.js';

@@ -7,9 +7,9 @@
  */
 import { readdirSync } from 'node:fs';
 import type { Config } from '../config/types.js';
-import { describeError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { interfaceMatches, interfacePattern } from './interface-name.js';
+import { describeError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import { interfaceMatches, interfacePattern } from '../config/interface-name.js';
 
 export const SYS_CLASS_NET = '/sys/class/net';
 

@@ -5,13 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 import type { IpFamily, Protocol } from '../config/types.js';
-import { iptablesInterfaceName } from './interface-name.js';
+import { iptablesInterfaceName } from '../config/interface-name.js';
 import { ALL_FAMILIES, hostPort, matchesInterface, type FirewallPlan } from './plan.js';
 import { PREFILTER_COMMENT } from './nft-ruleset.js';
-import type { CaptureKind } from './types.js';
+import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 
 export type IptablesTable = 'raw' | 'mangle' | 'filter' | 'nat';
-export type IpsetKind = 'step2' | 'service';
 
 export interface Jump {
   table: IptablesTable;
@@ -103,7 +102,7 @@ export class IptablesRuleset {
     return `${this.name.toUpperCase()}-${suffix}`;
   }
 
-  setName(kind: IpsetKind, family: IpFamily): string {
+  setName(kind: GrantKind, family: IpFamily): string {
     return `${this.name.toLowerCase()}-${kind}-${tag(family)}`;
   }
 

@@ -11,10 +11,11 @@ import { FirewallCommandError, runCommand, type CommandRunner } from './command.
 import { GrantSets, type GrantChange, type GrantEntry, type GrantKey, type GrantSetDriver } from './grant-sets.js';
 import type { HostFirewall, HostFirewallReport } from './host-firewall.js';
 import { IpsetSession } from './ipset-session.js';
-import { IptablesRuleset, ipsetServiceEntry, type IpsetKind, type Jump } from './iptables-ruleset.js';
+import { IptablesRuleset, ipsetServiceEntry, type Jump } from './iptables-ruleset.js';
 import { grantOf } from './nft-backend.js';
 import { ALL_FAMILIES, checkServiceGrant, grantableFamily, type FirewallPlan } from './plan.js';
-import type { CaptureKind, FirewallBackend, FirewallCapabilities, Grant } from './types.js';
+import type { FirewallBackend, FirewallCapabilities, Grant } from './types.js';
+import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 
 /** Which iptables binaries: the system default, or explicitly the nf_tables or legacy ones. */
 export type IptablesVariant = 'default' | 'nft' | 'legacy';
@@ -68,7 +69,7 @@ export class IpsetGrantDriver implements GrantSetDriver {
   }
 
   /** Not on the grant path: a listing is a child process of its own, awaited. */
-  async list(kind: IpsetKind, family: IpFamily): Promise<GrantEntry[]> {
+  async list(kind: GrantKind, family: IpFamily): Promise<GrantEntry[]> {
     const saved = await runCommand(this.cmd, 'ipset', ['list', this.ruleset.setName(kind, family), '-o', 'save']);
     return parseIpsetSave(saved).map(({ entry, timeout }) => entryOf(entry, timeout));
   }

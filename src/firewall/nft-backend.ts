@@ -9,9 +9,10 @@ import type { AppConfig, FirewallType, IpFamily, Protocol } from '../config/type
 import { GrantSets, type GrantChange, type GrantEntry, type GrantKey, type GrantSetDriver } from './grant-sets.js';
 import type { HostFirewall, HostFirewallReport } from './host-firewall.js';
 import { runNft, type NftRunner } from './nft-runner.js';
-import { NftRuleset, grantSetName, serviceElement, tableRef, type GrantSetKind, type NftLayout } from './nft-ruleset.js';
+import { NftRuleset, grantSetName, serviceElement, tableRef, type NftLayout } from './nft-ruleset.js';
 import { appForPort, checkServiceGrant, grantableFamily, type FirewallPlan } from './plan.js';
-import type { CaptureKind, FirewallBackend, FirewallCapabilities, Grant } from './types.js';
+import type { FirewallBackend, FirewallCapabilities, Grant } from './types.js';
+import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 
 interface NftSetElement {
   val: string | { concat: [string, string, number] };
@@ -93,7 +94,7 @@ export class NftGrantDriver implements GrantSetDriver {
     return changes.map(() => undefined);
   }
 
-  async list(kind: GrantSetKind, family: IpFamily): Promise<GrantEntry[]> {
+  async list(kind: GrantKind, family: IpFamily): Promise<GrantEntry[]> {
     const set = `${tableRef(this.ruleset.tableFor(family))} ${grantSetName(this.ruleset.layout, kind, family)}`;
     return parseSetElements(await runNft(this.nft, `list set ${set}`, { json: true })).map(toEntry);
   }
@@ -107,7 +108,7 @@ function toEntry(e: NftSetElement): GrantEntry {
 }
 
 /** A set entry as a Grant: service entries name their app when one has that port. */
-export function grantOf(kind: GrantSetKind, family: IpFamily, entry: GrantEntry, apps: readonly AppConfig[]): Grant {
+export function grantOf(kind: GrantKind, family: IpFamily, entry: GrantEntry, apps: readonly AppConfig[]): Grant {
   const { address, protocol, port, expiresInSeconds } = entry;
   if (kind === 'step2' || !protocol || port === undefined) return { kind, family, address, expiresInSeconds };
   const app = appForPort([...apps], protocol, port);

@@ -6,9 +6,9 @@
  */
 import type { IpFamily, Protocol } from '../config/types.js';
 import { formatIPv4, formatIPv6 } from '../packet/address.js';
-import { nftInterfaceName } from './interface-name.js';
+import { nftInterfaceName } from '../config/interface-name.js';
 import { hostPort, matchesInterface, type FirewallPlan, type ForwardedApp } from './plan.js';
-import type { CaptureKind } from './types.js';
+import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 
 export type NftTableFamily = 'inet' | 'ip' | 'ip6';
 
@@ -40,9 +40,8 @@ function fam(family: IpFamily): { addr: 'ip' | 'ip6'; type: string; tag: string;
     : { addr: 'ip6', type: 'ipv6_addr', tag: 'v6', nfproto: 'ipv6' };
 }
 
-export type GrantSetKind = 'step2' | 'service';
 
-export function grantSetName(layout: NftLayout, kind: GrantSetKind, family: IpFamily): string {
+export function grantSetName(layout: NftLayout, kind: GrantKind, family: IpFamily): string {
   return `${layout.prefix}${kind}_${fam(family).tag}`;
 }
 

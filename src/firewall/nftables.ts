@@ -1,3 +1,7 @@
+/**
+ * The nftables backend: everything in one `inet` table of knock-port's own, for both families.
+ * The I/O is nft-backend.ts and the rules nft-ruleset.ts; the VyOS backend reuses this class.
+ */
 import type { AppConfig } from '../config/types.js';
 import type { HostFirewall } from './host-firewall.js';
 import { runNft, type NftRunner } from './nft-runner.js';

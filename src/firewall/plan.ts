@@ -8,8 +8,8 @@ import { cpus } from 'node:os';
 import { resolveStep1Workers } from '../config/workers.js';
 import { prefilterPrefix } from '../step1/prefilter.js';
 import { publicHttpsPort, type AppConfig, type Config, type IpFamily, type Protocol } from '../config/types.js';
-import { KnockPortError } from '../errors.js';
-import { interfacePattern } from './interface-name.js';
+import { KnockPortError } from '../shared/errors.js';
+import { interfacePattern } from '../config/interface-name.js';
 
 export class InvalidGrantError extends KnockPortError {}
 

@@ -1,10 +1,10 @@
+/**
+ * The contract every firewall backend implements (install, grants, revoke, list, self-heal,
+ * uninstall), and the grant and capability shapes that it reports.
+ */
 import type { AppConfig, FirewallType, IpFamily, Protocol } from '../config/types.js';
+import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 import type { HostFirewallReport } from './host-firewall.js';
-
-/** How step-1 packets reach the daemon. */
-export type CaptureKind = 'nfqueue' | 'nflog';
-
-export type GrantKind = 'step2' | 'service';
 
 /** A live grant as read back from the kernel. */
 export interface Grant {

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { isIP } from 'node:net';
-import { KnockPortError } from '../errors.js';
+import { KnockPortError } from '../shared/errors.js';
 import type { Registry } from './registry.js';
 
 export class MetricsListenError extends KnockPortError {}

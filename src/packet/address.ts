@@ -1,3 +1,7 @@
+/**
+ * IP addresses between packet bytes and text, cheap enough per packet: formatting skips a
+ * repeated address, and per-source-prefix keys (rate limits) allocate nothing when they repeat.
+ */
 import { isIPv4, isIPv6 } from 'node:net';
 
 /** Dotted quad of the 4 bytes at `offset`. */

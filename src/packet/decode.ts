@@ -10,7 +10,6 @@ export const TCP_SYN = 0x02;
 export const TCP_RST = 0x04;
 export const TCP_PSH = 0x08;
 export const TCP_ACK = 0x10;
-export const TCP_URG = 0x20;
 
 const PROTO_TCP = 6;
 const IPV6_HOP_BY_HOP = 0;

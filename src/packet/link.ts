@@ -6,8 +6,6 @@
 export const LINKTYPE_NULL = 0;
 export const LINKTYPE_ETHERNET = 1;
 export const LINKTYPE_RAW = 101;
-/** DLT_RAW as some systems number it in pcap headers (12 on most, 14 on OpenBSD). */
-export const DLT_RAW_VALUES = [12, 14] as const;
 export const LINKTYPE_LINUX_SLL = 113;
 export const LINKTYPE_IPV4 = 228;
 export const LINKTYPE_IPV6 = 229;
@@ -17,17 +15,13 @@ const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_IPV6 = 0x86dd;
 const ETHERTYPE_VLAN = [0x8100, 0x88a8, 0x9100];
 
-export function isSupportedLinkType(linkType: number): boolean {
-  return [LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, ...DLT_RAW_VALUES, LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2].includes(linkType);
-}
-
 /** The IP packet inside `frame`, or undefined when the frame carries something else. */
 export function ipPacketOf(linkType: number, frame: Buffer): Buffer | undefined {
   switch (linkType) {
     case LINKTYPE_ETHERNET:
       return ethernetPayload(frame);
     case LINKTYPE_RAW:
-    case 12:
+    case 12: // DLT_RAW as some systems number it in pcap headers (12 on most, 14 on OpenBSD)
     case 14:
     case LINKTYPE_IPV4:
     case LINKTYPE_IPV6:

@@ -1,11 +1,11 @@
 import { performance } from 'node:perf_hooks';
 import type { AppConfig, User } from '../config/types.js';
-import { describeError } from '../errors.js';
+import { describeError } from '../shared/errors.js';
 import { revokedFlowTargets, type FlowCloser, type FlowScope } from '../firewall/conntrack.js';
 import type { FirewallBackend } from '../firewall/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../shared/log.js';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
-import type { SessionRecord } from './record.js';
+import { secondsLeft, type SessionRecord } from './record.js';
 import type { SessionStore } from './store.js';
 
 export type GrantingFirewall = Pick<FirewallBackend, 'grantStep2' | 'grantService' | 'revoke'>;
@@ -71,7 +71,8 @@ export function voidedByReload(records: readonly SessionRecord[], previous: read
 
 /**
  * Opens and closes grants: the kernel first (it enforces expiry), then the session record,
- * one info line and the metrics. Step 1, step 2 and the control socket all go through here.
+ * one info line and the metrics. Step 1, step 2, the control socket and the self-heal's
+ * re-granting all go through here.
  */
 export class Granter {
   constructor(private readonly options: GranterOptions) {}
@@ -97,6 +98,24 @@ export class Granter {
   async openService(ip: string, app: AppConfig, user: User, knockAt = performance.now()): Promise<void> {
     await this.options.firewall.grantService(ip, app, app.duration);
     this.recorded(ip, app, user, 'service', app.duration, knockAt);
+  }
+
+  /**
+   * After the ruleset was re-installed (self-heal: a VyOS commit flushed the sets): puts every
+   * live grant back in the kernel for the time it has left. The records, logs and metrics
+   * already have them; service grants of apps the running config no longer has stay out.
+   */
+  async reapplyLive(apps: readonly AppConfig[], now = Date.now()): Promise<void> {
+    const firewall = this.options.firewall;
+    for (const record of this.options.sessions.list()) {
+      const ttl = secondsLeft(record, now);
+      if (ttl <= 0) continue;
+      if (record.step === 'step2') await firewall.grantStep2(record.ip, ttl);
+      else {
+        const app = apps.find((a) => a.name === record.app);
+        if (app) await firewall.grantService(record.ip, app, ttl);
+      }
+    }
   }
 
   /**

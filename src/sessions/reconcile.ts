@@ -1,5 +1,9 @@
+/**
+ * On start, the saved session records merged with the grants the kernel still holds: the kernel
+ * decides what is live, so a record never outlives its grant nor makes it look longer.
+ */
 import type { Grant } from '../firewall/types.js';
-import { canonicalIp } from './address.js';
+import { canonicalIp } from '../shared/ip.js';
 import type { SessionRecord } from './record.js';
 
 export interface ReconcileResult {

@@ -1,6 +1,8 @@
-import type { GrantKind } from '../firewall/types.js';
-
-export type SessionStep = GrantKind;
+/**
+ * The record of one grant as the daemon keeps, lists and persists it, and its identity, so that
+ * a repeated grant extends the record instead of adding one.
+ */
+import type { GrantKind } from '../shared/kinds.js';
 
 /**
  * One grant the daemon knows about: the step-2 HTTPS window an IP earned for (app, user) in
@@ -11,7 +13,7 @@ export interface SessionRecord {
   ip: string;
   app: string | null;
   user: string | null;
-  step: SessionStep;
+  step: GrantKind;
   /** Absolute expiry, milliseconds since the epoch. */
   expiresAt: number;
 }

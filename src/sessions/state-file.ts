@@ -1,8 +1,12 @@
+/**
+ * The sessions file in state_dir: validated on read (corrupt files are set aside, not trusted)
+ * and replaced atomically on write; its atomic write is also used for the used-codes file.
+ */
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { KnockPortError } from '../errors.js';
-import { canonicalIp } from './address.js';
+import { KnockPortError } from '../shared/errors.js';
+import { canonicalIp } from '../shared/ip.js';
 import type { SessionRecord } from './record.js';
 
 export const STATE_FILE_NAME = 'sessions.json';

@@ -1,9 +1,14 @@
+/**
+ * The daemon's mirror of its live grants (the kernel enforces expiry): step 2 finds its windows
+ * here, the control socket lists and revokes them; saved to state_dir, bursts written once.
+ */
 import { join } from 'node:path';
 import type { Grant } from '../firewall/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../shared/log.js';
 import { reconcile } from './reconcile.js';
-import { recordKey, type SessionRecord, type SessionStep } from './record.js';
+import { recordKey, type SessionRecord } from './record.js';
 import { readStateFile, setAside, SessionStateError, STATE_FILE_NAME, writeStateFile } from './state-file.js';
+import type { GrantKind, Step2Window } from '../shared/kinds.js';
 
 export interface SessionStoreOptions {
   stateDir: string;
@@ -11,13 +16,6 @@ export interface SessionStoreOptions {
   /** A burst of changes within this delay is written once (default 250 ms). */
   saveDelayMs?: number;
   now?: () => number;
-}
-
-/** A step-2 window: the (app, user) that passed step 1 from an IP, and until when. */
-export interface Step2Window {
-  app: string;
-  user: string;
-  expiresAt: number;
 }
 
 /**
@@ -60,7 +58,7 @@ export class SessionStore {
   }
 
   /** Records a grant, or extends the same (ip, app, user, step) to `ttlSeconds` from now. */
-  record(ip: string, app: string, user: string, step: SessionStep, ttlSeconds: number): SessionRecord {
+  record(ip: string, app: string, user: string, step: GrantKind, ttlSeconds: number): SessionRecord {
     const record: SessionRecord = { ip, app, user, step, expiresAt: this.now() + ttlSeconds * 1000 };
     this.put(record);
     this.changed();

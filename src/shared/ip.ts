@@ -1,3 +1,7 @@
+/**
+ * Canonical text of IP addresses, so that addresses from sockets, the kernel, the state file
+ * and the command line compare equal; sessions, control and step 2 key on it.
+ */
 import { isIP } from 'node:net';
 
 const MAPPED_DOTTED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;

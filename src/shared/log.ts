@@ -1,3 +1,7 @@
+/**
+ * The daemon's logger (pino, JSON to stdout) with secret-bearing fields redacted, and the log
+ * levels the CLI accepts.
+ */
 import { pino, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };

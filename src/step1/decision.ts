@@ -1,4 +1,5 @@
 /** What the step-1 inspector decides for one packet, and the counters it keeps. */
+import type { AppConfig, User } from '../config/types.js';
 import type { DecodeFailure } from '../packet/decode.js';
 import type { AuthFailure } from './auth.js';
 import type { HttpFailure } from './http.js';
@@ -34,11 +35,19 @@ export interface Step1Decision {
   sport: number;
   dst: string;
   dport: number;
+  /** Names of the app and user a granted knock matched (for logs and output). */
   app?: string;
   user?: string;
-  userIndex?: number;
+  /** The app and user a granted knock matched, as the inspector's config has them. */
+  matched?: KnockMatch;
   /** A whole IP packet to send from the raw socket: SYN-ACK for `syn`, RST when step1_reply is reset. */
   reply?: Buffer;
+}
+
+/** Who a granted knock is: the config's own objects, so nobody looks them up again by name. */
+export interface KnockMatch {
+  app: AppConfig;
+  user: User;
 }
 
 /**
@@ -46,7 +55,7 @@ export interface Step1Decision {
  * decisions keeps the per-packet path monomorphic.
  */
 export function newDecision(family: 4 | 6, src: string, sport: number, dst: string, dport: number): Step1Decision {
-  return { result: 'ignored', reason: undefined, family, src, sport, dst, dport, app: undefined, user: undefined, userIndex: undefined, reply: undefined };
+  return { result: 'ignored', reason: undefined, family, src, sport, dst, dport, app: undefined, user: undefined, matched: undefined, reply: undefined };
 }
 
 export function settle(decision: Step1Decision, result: Step1Result, reason?: Step1Decision['reason'], reply?: Buffer): Step1Decision {

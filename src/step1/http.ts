@@ -156,6 +156,7 @@ function fail(reason: HttpFailure): ParsedKnock {
  * appear in a packet's target, so such a path gets an empty pattern, which no target matches.
  */
 export function requestPathBytes(path: string): Buffer {
+  // eslint-disable-next-line no-control-regex -- the range is all of Latin-1, NUL included
   return /[^\x00-\xff]/.test(path) ? Buffer.alloc(0) : latin1(path);
 }
 

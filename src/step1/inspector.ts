@@ -113,10 +113,11 @@ export class Inspector {
     const auth = this.authenticator;
     const refused = auth.authenticate(this.scan, this.totp, this.lockout, this.config.global.step1Handshake === 'cookie');
     if (refused !== undefined) return settle(base, 'rejected', refused);
+    const matched = { app: auth.app!, user: auth.user! };
     base.result = 'granted';
-    base.app = auth.app!.name;
-    base.user = auth.user!.name;
-    base.userIndex = auth.user!.index;
+    base.app = matched.app.name;
+    base.user = matched.user.name;
+    base.matched = matched;
     return base;
   }
 

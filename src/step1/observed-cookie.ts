@@ -5,7 +5,7 @@
  * (`seq` equal to the SYN-ACK's ack), exactly the segments a keyed cookie verifies.
  */
 import type { TcpSegmentView } from '../packet/decode.js';
-import { BoundedMap } from '../bounded-map.js';
+import { BoundedMap } from '../shared/bounded-map.js';
 import type { CookieSource } from './cookie.js';
 
 /** SYN-ACKs remembered; a flood of them must not grow memory without bound. */

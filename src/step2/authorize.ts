@@ -1,8 +1,12 @@
+/**
+ * The step-2 decision, apart from HTTP: which user, if any, may open the app's service. Every
+ * refusal looks the same from outside and costs the same work, so none confirms a right key.
+ */
 import { findUserByKey } from '../auth/keys.js';
 import type { SecretLockout } from '../auth/lockout.js';
 import type { TotpVerifier } from '../auth/totp.js';
 import type { AppConfig, Config, User } from '../config/types.js';
-import type { Step2Window } from '../sessions/store.js';
+import type { Step2Window } from '../shared/kinds.js';
 import type { Step2Fields } from './form.js';
 
 export type ForbiddenReason = 'unknown-app' | 'no-window' | 'bad-key' | 'no-token' | 'bad-token' | 'locked';

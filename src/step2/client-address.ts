@@ -18,7 +18,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { BlockList, isIP } from 'node:net';
-import { canonicalIp } from '../sessions/address.js';
+import { canonicalIp } from '../shared/ip.js';
 
 export interface TrustedProxies {
   has(ip: string): boolean;

@@ -1,3 +1,8 @@
+/**
+ * The step-2 HTTPS server: `POST <https_post_path>` opens the app's service for a client holding
+ * a step-2 window. Connections are bounded (size, time, count per source prefix), and every
+ * answer is a fixed text that reveals nothing about the request.
+ */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -5,10 +10,10 @@ import { SecretLockout, lockoutPolicy } from '../auth/lockout.js';
 import type { PerMinuteLimiter } from '../auth/ratelimit.js';
 import type { TotpVerifier } from '../auth/totp.js';
 import type { AppConfig, Config, User } from '../config/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../shared/log.js';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
 import { SourcePrefixKey } from '../packet/address.js';
-import { canonicalIp } from '../sessions/address.js';
+import { canonicalIp } from '../shared/ip.js';
 import type { SessionStore } from '../sessions/store.js';
 import { authorizeStep2 } from './authorize.js';
 import { resolveClientAddress, trustedProxies, type TrustedProxies } from './client-address.js';

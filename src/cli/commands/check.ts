@@ -1,3 +1,4 @@
+/** `knock-port check`: validates a config file and prints a summary without secrets. */
 import type { Command } from 'commander';
 import { summarizeConfig } from '../../config/summary.js';
 import { interfaceWarnings } from '../../firewall/interface-presence.js';

@@ -1,3 +1,7 @@
+/**
+ * `knock-port demo`: runs the whole knock, step by step, in throwaway network namespaces on
+ * this host (root); the work is in demo/run-demo.ts.
+ */
 import type { Command } from 'commander';
 import { runDemo } from '../../demo/run-demo.js';
 

@@ -1,7 +1,11 @@
+/**
+ * `knock-port hash-key`: reads a key from stdin or a prompt that does not echo it, and prints the
+ * `sha256:` form, so a config can hold digests instead of the keys themselves.
+ */
 import type { Command } from 'commander';
-import { hashedKeyString } from '../../auth/keys.js';
+import { hashedKeyString } from '../../config/key-digest.js';
 import { KnockUsageError } from '../../client/errors.js';
-import { processTerminal, readAll, type Terminal } from '../../client/terminal.js';
+import { processTerminal, readAll, type Terminal } from '../terminal.js';
 
 /** The config refuses shorter keys; refuse them here too rather than print a useless hash. */
 export const MIN_KEY_LENGTH = 10;

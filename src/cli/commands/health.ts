@@ -1,6 +1,7 @@
+/** `knock-port health`: asks the running daemon over its control socket whether it is healthy. */
 import type { Command } from 'commander';
-import { processTerminal, type Terminal } from '../../client/terminal.js';
-import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../../control/cli.js';
+import { processTerminal, type Terminal } from '../terminal.js';
+import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
 import { callDaemon } from '../../control/client.js';
 
 /** Exit 0 when the daemon answers healthy; 1 when unhealthy or unreachable, saying why. */

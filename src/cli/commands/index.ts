@@ -1,3 +1,4 @@
+/** The `knock-port` subcommands, in the order `--help` lists them; main.ts registers them. */
 import type { Command } from 'commander';
 import { registerCheck } from './check.js';
 import { registerDemo } from './demo.js';

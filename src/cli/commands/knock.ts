@@ -1,12 +1,16 @@
+/**
+ * `knock-port knock`: the client's flags turned into a KnockPlan for client/knock.ts. Every usage
+ * error, the option parser's included, exits with the documented usage code.
+ */
 import { readFileSync } from 'node:fs';
 import { CommanderError, InvalidArgumentError, Option, type Command } from 'commander';
-import { describeError } from '../../errors.js';
+import { describeError } from '../../shared/errors.js';
 import { CREDENTIAL_ENV, resolveCredentials } from '../../client/credentials.js';
 import { KnockUsageError } from '../../client/errors.js';
 import { exitCodeHelp, KnockExitCode } from '../../client/exit-codes.js';
 import { knock, type KnockPlan } from '../../client/knock.js';
 import { resolveTarget } from '../../client/target.js';
-import { processTerminal, type Terminal } from '../../client/terminal.js';
+import { processTerminal, type Terminal } from '../terminal.js';
 import { parsePort } from '../options.js';
 
 interface KnockFlags {

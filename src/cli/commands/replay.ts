@@ -1,3 +1,7 @@
+/**
+ * `knock-port replay`: runs a pcap/pcapng capture through the step-1 inspector offline and
+ * prints what the daemon would have decided for each packet, without touching the firewall.
+ */
 import type { Command } from 'commander';
 import { readCaptureFile } from '../../capture/pcap-file.js';
 import type { Config } from '../../config/types.js';

@@ -1,8 +1,9 @@
+/** `knock-port revoke`: closes an IP's grants now, all or one app's, via the control socket. */
 import { InvalidArgumentError, type Command } from 'commander';
-import { processTerminal, type Terminal } from '../../client/terminal.js';
-import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../../control/cli.js';
+import { processTerminal, type Terminal } from '../terminal.js';
+import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
 import { callDaemon } from '../../control/client.js';
-import { canonicalIp } from '../../sessions/address.js';
+import { canonicalIp } from '../../shared/ip.js';
 
 function parseIp(value: string): string {
   const ip = canonicalIp(value);

@@ -1,19 +1,10 @@
-import { Option, type Command } from 'commander';
-import { chooseCapture, createFirewall, type IptablesVariant } from '../../firewall/index.js';
-import { addConfigOptions, loadConfigFromOptions, type ConfigOptions } from '../options.js';
-
-export interface FirewallCommandOptions extends ConfigOptions {
-  iptablesVariant: IptablesVariant;
-}
-
-/** `--iptables-variant`, shared by the commands that build the firewall backend. */
-export function addIptablesVariantOption(command: Command): Command {
-  return command.addOption(
-    new Option('--iptables-variant <variant>', 'iptables binaries: system default, iptables-nft or iptables-legacy')
-      .choices(['default', 'nft', 'legacy'])
-      .default('default'),
-  );
-}
+/**
+ * `knock-port rules`: prints the firewall rules the configured backend would install, so an
+ * operator can review them before running the daemon; changes nothing.
+ */
+import type { Command } from 'commander';
+import { chooseCapture, createFirewall } from '../../firewall/index.js';
+import { addConfigOptions, addIptablesVariantOption, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
 
 export function registerRules(program: Command): void {
   addIptablesVariantOption(addConfigOptions(program.command('rules').description('print the firewall rules that would be installed'))).action(

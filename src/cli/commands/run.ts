@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Daemon } from '../../daemon.js';
-import { KnockPortError } from '../../errors.js';
-import { createLogger } from '../../log.js';
-import { addConfigOptions, loadConfigFromOptions } from '../options.js';
-import { addIptablesVariantOption, type FirewallCommandOptions } from './rules.js';
+import { KnockPortError } from '../../shared/errors.js';
+import { createLogger } from '../../shared/log.js';
+import { addConfigOptions, addIptablesVariantOption, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
 
 interface RunOptions extends FirewallCommandOptions {
   cert?: string;

@@ -1,6 +1,7 @@
+/** `knock-port sessions`: lists the running daemon's live grants, as a table or JSON. */
 import type { Command } from 'commander';
-import { processTerminal, type Terminal } from '../../client/terminal.js';
-import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../../control/cli.js';
+import { processTerminal, type Terminal } from '../terminal.js';
+import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
 import { callDaemon } from '../../control/client.js';
 import { formatSessionsTable } from '../../control/format.js';
 

@@ -1,8 +1,13 @@
+/**
+ * `knock-port totp`: creates a TOTP secret for a user (with its otpauth:// URI and a QR code) and
+ * prints the current code for a secret, for scripts and tests.
+ */
 import type { Command } from 'commander';
 import QRCode from 'qrcode';
-import { base32Decode, newTotpSecret, otpauthUri, totpAt } from '../../auth/totp.js';
+import { newTotpSecret, otpauthUri, totpAt } from '../../auth/totp.js';
+import { base32Decode } from '../../shared/otp-format.js';
 import { KnockUsageError } from '../../client/errors.js';
-import { processTerminal, type Terminal } from '../../client/terminal.js';
+import { processTerminal, type Terminal } from '../terminal.js';
 
 export function registerTotp(program: Command, terminal: Terminal = processTerminal()): void {
   const totp = program.command('totp').description('create TOTP secrets for users and compute codes');

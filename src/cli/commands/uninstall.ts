@@ -1,9 +1,12 @@
+/**
+ * `knock-port uninstall`: removes every rule and set knock-port installed. It refuses while a
+ * daemon holds the control socket, because the daemon would re-install them seconds later.
+ */
 import { connect } from 'node:net';
 import type { Command } from 'commander';
-import { KnockPortError } from '../../errors.js';
+import { KnockPortError } from '../../shared/errors.js';
 import { createFirewall } from '../../firewall/index.js';
-import { addConfigOptions, loadConfigFromOptions } from '../options.js';
-import { addIptablesVariantOption, type FirewallCommandOptions } from './rules.js';
+import { addConfigOptions, addIptablesVariantOption, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
 
 /** A daemon still runs: it would put the rules back on its next maintenance tick. */
 export class DaemonRunningError extends KnockPortError {}

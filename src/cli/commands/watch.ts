@@ -1,3 +1,7 @@
+/**
+ * `knock-port watch`: captures live step-1 traffic with libpcap and prints what the daemon would
+ * decide for each packet; a dry run that never touches the firewall.
+ */
 import type { Command } from 'commander';
 import { openLiveCapture } from '../../capture/pcap-live.js';
 import { formatDecisionJson, formatDecisionText, formatSummary } from '../../step1/format.js';

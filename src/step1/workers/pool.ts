@@ -10,9 +10,9 @@
 import { Worker } from 'node:worker_threads';
 import type { CaptureDrops } from '../../capture/step1-capture.js';
 import type { Config } from '../../config/types.js';
-import { KnockPortError } from '../../errors.js';
-import type { CaptureKind } from '../../firewall/types.js';
-import type { Logger } from '../../log.js';
+import { KnockPortError } from '../../shared/errors.js';
+import type { CaptureKind } from '../../shared/kinds.js';
+import type { Logger } from '../../shared/log.js';
 import { STEP1_REASONS, STEP1_RESULTS, type Step1Reason, type Step1Result } from '../decision.js';
 import type { SharedStateBuffers } from '../shared-state.js';
 import {

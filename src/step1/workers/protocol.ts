@@ -5,9 +5,9 @@
  */
 import type { LockEvent, LockFactor } from '../../auth/lockout.js';
 import { createHash } from 'node:crypto';
-import type { Config, User } from '../../config/types.js';
-import type { CaptureKind } from '../../firewall/types.js';
-import { STEP1_REASONS, STEP1_RESULTS, type Step1Decision } from '../decision.js';
+import type { AppConfig, Config, User } from '../../config/types.js';
+import type { CaptureKind } from '../../shared/kinds.js';
+import { STEP1_REASONS, STEP1_RESULTS, type KnockMatch, type Step1Decision } from '../decision.js';
 import type { SharedStateBuffers } from '../shared-state.js';
 
 /** `workerData` of a step-1 worker. */
@@ -44,6 +44,19 @@ export interface GrantEvent {
  */
 export function credentialFingerprint(user: Pick<User, 'httpKey' | 'step1OtpSecret'>): string {
   return createHash('sha256').update(user.httpKey).update(user.step1OtpSecret ?? '').digest('base64');
+}
+
+/**
+ * The app and user a worker's grant stands for in the running config, or undefined when the
+ * worker judged on a config before a reload and the user's step-1 credentials are no longer the
+ * same (a removed user or a rotated key opens nothing). The event crossed a thread boundary, so
+ * only names and the fingerprint came with it.
+ */
+export function currentMatch(grant: GrantEvent, apps: readonly AppConfig[]): KnockMatch | undefined {
+  const app = apps.find((a) => a.name === grant.app);
+  const user = app?.users.find((u) => u.name === grant.user);
+  if (!app || !user || credentialFingerprint(user) !== grant.credentials) return undefined;
+  return { app, user };
 }
 
 export type RejectionEvent = Pick<Step1Decision, 'src' | 'sport' | 'result' | 'reason'>;

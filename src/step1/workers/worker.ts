@@ -10,7 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { SecretLockout, lockoutPolicy, type LockEvent, type LockFactor } from '../../auth/lockout.js';
 import { TotpVerifier } from '../../auth/totp.js';
 import { UsedCodes } from '../../auth/used-codes.js';
-import type { PacketBatch } from '../../capture/native.js';
+import type { PacketBatch } from '../../native/packet-batch.js';
 import { RawPacketSender } from '../../capture/raw-socket.js';
 import { openStep1Capture, type Step1Capture } from '../../capture/step1-capture.js';
 import type { Config } from '../../config/types.js';
@@ -107,10 +107,10 @@ class Step1Worker {
     this.dropsTimer = setInterval(() => this.publishDrops(), DROPS_INTERVAL_MS);
   }
 
-  /** Grants are rare: looking the user up again for its fingerprint costs nothing that matters. */
+  /** A granted decision as the main thread gets it: names, and the fingerprint of the user it matched. */
   private grantEvent(decision: Step1Decision, receivedAt: number): GrantEvent {
-    const user = this.config.apps.find((a) => a.name === decision.app)?.users[decision.userIndex!];
-    return { ip: decision.src, app: decision.app!, user: decision.user!, receivedAt, credentials: user ? credentialFingerprint(user) : '' };
+    const { app, user } = decision.matched!;
+    return { ip: decision.src, app: app.name, user: user.name, receivedAt, credentials: credentialFingerprint(user) };
   }
 
   /** The hot path, as the single-threaded daemon had it: inspect, stage replies, send them together. */

@@ -6,7 +6,8 @@
  */
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { base32Decode, hotp, newTotpSecret, TOTP_PERIOD_SECONDS } from '../../../src/auth/totp.js';
+import { hotp, newTotpSecret } from '../../../src/auth/totp.js';
+import { base32Decode, TOTP_PERIOD_SECONDS } from '../../../src/shared/otp-format.js';
 import { shellLine } from '../../../src/demo/report.js';
 import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
 import { ADDR, CLI, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';

@@ -9,7 +9,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { totpAt, TOTP_PERIOD_SECONDS } from '../../../src/auth/totp.js';
+import { totpAt } from '../../../src/auth/totp.js';
+import { TOTP_PERIOD_SECONDS } from '../../../src/shared/otp-format.js';
 import { announceSkip, kernelSkipReason, tryRun, waitFor } from '../../helpers/netns.js';
 import { prefilterDrops, type PrefilterTool } from '../../helpers/prefilter.js';
 import { ADDR, CLI, IF, createSandbox, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';

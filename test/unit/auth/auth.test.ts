@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { base32Decode, base32Encode, hotp, totpAt, TotpVerifier } from '../../../src/auth/totp.js';
-import { digestKey, findUserByKey, hashedKeyString } from '../../../src/auth/keys.js';
+import { hotp, totpAt, TotpVerifier } from '../../../src/auth/totp.js';
+import { base32Decode, base32Encode } from '../../../src/shared/otp-format.js';
+import { findUserByKey } from '../../../src/auth/keys.js';
+import { digestKey, hashedKeyString } from '../../../src/config/key-digest.js';
 import { PerMinuteLimiter } from '../../../src/auth/ratelimit.js';
 import type { User } from '../../../src/config/types.js';
 

@@ -2,7 +2,8 @@ import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { base32Encode, totpAt, TotpVerifier } from '../../../src/auth/totp.js';
+import { totpAt, TotpVerifier } from '../../../src/auth/totp.js';
+import { base32Encode } from '../../../src/shared/otp-format.js';
 import { UsedCodes } from '../../../src/auth/used-codes.js';
 import { TCP_ACK, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../../../src/packet/decode.js';
 import { SavedUsedCodes, USED_CODES_FILE_NAME, parseUsedCodesFile } from '../../../src/sessions/used-codes-file.js';

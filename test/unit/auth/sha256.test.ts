@@ -1,6 +1,7 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { KeyMatcher, digestKey, findUserByKey } from '../../../src/auth/keys.js';
+import { KeyMatcher, findUserByKey } from '../../../src/auth/keys.js';
+import { digestKey } from '../../../src/config/key-digest.js';
 import { Sha256, digestDifference, digestWords } from '../../../src/auth/sha256.js';
 import type { User } from '../../../src/config/types.js';
 import { seededRandom } from '../step1/seeded-random.js';

@@ -1,7 +1,7 @@
 import { Readable, Writable } from 'node:stream';
 import { Command, CommanderError } from 'commander';
-import { describeError } from '../../../src/errors.js';
-import type { Terminal } from '../../../src/client/terminal.js';
+import { describeError } from '../../../src/shared/errors.js';
+import type { Terminal } from '../../../src/cli/terminal.js';
 
 export interface CliRun {
   exitCode: number;

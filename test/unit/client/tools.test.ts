@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { hashedKeyString } from '../../../src/auth/keys.js';
-import { base32Decode, totpAt } from '../../../src/auth/totp.js';
+import { hashedKeyString } from '../../../src/config/key-digest.js';
+import { totpAt } from '../../../src/auth/totp.js';
+import { base32Decode } from '../../../src/shared/otp-format.js';
 import { registerHashKey } from '../../../src/cli/commands/hash-key.js';
 import { registerTotp } from '../../../src/cli/commands/totp.js';
 import { runCli } from './cli-harness.js';

@@ -9,12 +9,12 @@ import {
   interfaceMatches,
   iptablesInterfaceName,
   nftInterfaceName,
-} from '../../../src/firewall/interface-name.js';
+} from '../../../src/config/interface-name.js';
 import { IptablesRuleset } from '../../../src/firewall/iptables-ruleset.js';
 import { NftRuleset } from '../../../src/firewall/nft-ruleset.js';
 import { nftablesLayout } from '../../../src/firewall/nftables.js';
 import { planFirewall } from '../../../src/firewall/plan.js';
-import { fixtureConfig } from './fixture.js';
+import { fixtureConfig } from '../firewall/fixture.js';
 
 describe('interface names in the config', () => {
   it.each([

@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { digestKey, findUserByKey, hashedKeyString } from '../../../src/auth/keys.js';
+import { findUserByKey } from '../../../src/auth/keys.js';
+import { digestKey, hashedKeyString } from '../../../src/config/key-digest.js';
 import { ConfigError, loadConfigFile, parseConfig } from '../../../src/config/load.js';
 import { parseDestination, Refusal } from '../../../src/config/values.js';
 import { issuesOf, lineOf, load, VALID } from './helpers.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hashedKeyString } from '../../../src/auth/keys.js';
+import { hashedKeyString } from '../../../src/config/key-digest.js';
 import { PUBLISHED_KEYS, PUBLISHED_PATHS } from '../../../src/config/refused-values.js';
 import { expectRefusedOnce, issuesOf, lineOf, load, VALID } from './helpers.js';
 

@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hashedKeyString } from '../../../src/auth/keys.js';
+import { hashedKeyString } from '../../../src/config/key-digest.js';
 import { ConfigError, parseConfig } from '../../../src/config/load.js';
 import { issuesOf, lineOf, VALID } from './helpers.js';
 

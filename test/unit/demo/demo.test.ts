@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { digestKey } from '../../../src/auth/keys.js';
+import { digestKey } from '../../../src/config/key-digest.js';
 import { parseConfig } from '../../../src/config/load.js';
 import { DEMO_APPS, SERVICE_SECONDS, STEP2_WINDOW_SECONDS, demoConfigYaml, randomDemoSecrets } from '../../../src/demo/config.js';
 import { DemoError } from '../../../src/demo/errors.js';

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createFirewall } from '../../../src/firewall/index.js';
-import type { CaptureKind } from '../../../src/firewall/types.js';
+import type { CaptureKind } from '../../../src/shared/kinds.js';
 import type { FirewallType } from '../../../src/config/types.js';
 import { fixtureConfig, proxyFrontConfig } from './fixture.js';
 

@@ -13,7 +13,7 @@ import { IptablesRuleset, u32PrefixMatch } from '../../../src/firewall/iptables-
 import { NftRuleset, cpusOfWorker, nftPrefixMatch } from '../../../src/firewall/nft-ruleset.js';
 import { describeStep1Queues } from '../../../src/config/workers.js';
 import { planFirewall, type PlanMachine } from '../../../src/firewall/plan.js';
-import type { CaptureKind } from '../../../src/firewall/types.js';
+import type { CaptureKind } from '../../../src/shared/kinds.js';
 import { PREFILTER_MAX_BYTES, prefilterPrefix } from '../../../src/step1/prefilter.js';
 import { fixtureConfig } from './fixture.js';
 

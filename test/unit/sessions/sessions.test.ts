@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Grant } from '../../../src/firewall/types.js';
-import { canonicalIp } from '../../../src/sessions/address.js';
+import { canonicalIp } from '../../../src/shared/ip.js';
 import { reconcile } from '../../../src/sessions/reconcile.js';
 import type { SessionRecord } from '../../../src/sessions/record.js';
 import { parseStateFile, serializeStateFile } from '../../../src/sessions/state-file.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BoundedMap } from '../../src/bounded-map.js';
+import { BoundedMap } from '../../../src/shared/bounded-map.js';
 
 describe('BoundedMap', () => {
   it('keeps the newest `capacity` keys and forgets the oldest first', () => {

@@ -3,8 +3,9 @@
  * (an IPv6 client owns a /64), and wrong guesses count per secret across every source.
  */
 import { describe, expect, it } from 'vitest';
-import { digestKey } from '../../../src/auth/keys.js';
-import { TOTP_PERIOD_SECONDS, totpAt } from '../../../src/auth/totp.js';
+import { digestKey } from '../../../src/config/key-digest.js';
+import { totpAt } from '../../../src/auth/totp.js';
+import { TOTP_PERIOD_SECONDS } from '../../../src/shared/otp-format.js';
 import type { Config, GlobalConfig } from '../../../src/config/types.js';
 import { TCP_ACK, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../../../src/packet/decode.js';
 import { KeyedCookieSource } from '../../../src/step1/cookie.js';

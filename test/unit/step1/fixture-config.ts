@@ -1,5 +1,5 @@
 /** The Config the step-1 tests and the committed pcap fixtures use (see test/fixtures/pcap/capture.sh). */
-import { digestKey } from '../../../src/auth/keys.js';
+import { digestKey } from '../../../src/config/key-digest.js';
 import type { AppConfig, Config, GlobalConfig, User } from '../../../src/config/types.js';
 
 export const STEP1_PATH = '/step-1-k7Qz';

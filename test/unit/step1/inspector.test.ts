@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { totpAt } from '../../../src/auth/totp.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../../../src/packet/decode.js';
-import { COOKIE_SECRET_FILE, COOKIE_SLOT_MS, KeyedCookieSource, loadOrCreateCookieSecret } from '../../../src/step1/cookie.js';
+import { COOKIE_SLOT_MS, KeyedCookieSource } from '../../../src/step1/cookie.js';
+import { COOKIE_SECRET_FILE, loadOrCreateCookieSecret } from '../../../src/sessions/cookie-secret-file.js';
 import { Inspector } from '../../../src/step1/inspector.js';
 import type { GlobalConfig } from '../../../src/config/types.js';
 import { craftTcp, knockRequest } from '../packet/craft.js';
@@ -33,7 +34,7 @@ describe('Inspector', () => {
     const { inspector } = setup();
     const { syn, decision } = handshakeAndSend(inspector, knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[1]}`));
     expect(syn).toMatchObject({ result: 'syn', src: '192.0.2.7', sport: 41000, dst: '198.51.100.1', dport: 80 });
-    expect(decision).toMatchObject({ result: 'granted', app: 'openvpn', user: 'bob', userIndex: 1, family: 4 });
+    expect(decision).toMatchObject({ result: 'granted', app: 'openvpn', user: 'bob', matched: { app: { name: 'openvpn' }, user: { name: 'bob', index: 1 } }, family: 4 });
     expect(decision.reply).toBeUndefined();
     expect(inspector.counters.results).toMatchObject({ syn: 1, granted: 1 });
   });

@@ -238,7 +238,7 @@ describe('Inspector on the allocation-free path', () => {
 
   it('grants a percent-encoded key and refuses keys one character off', () => {
     const key = OPENVPN_KEYS[0]!;
-    expect(knock(`app=openvpn&access_key=${key.replace(/-/g, '%2d')}`)).toMatchObject({ result: 'granted', app: 'openvpn', user: 'alice', userIndex: 0 });
+    expect(knock(`app=openvpn&access_key=${key.replace(/-/g, '%2d')}`)).toMatchObject({ result: 'granted', app: 'openvpn', user: 'alice', matched: { app: { name: 'openvpn' }, user: { name: 'alice', index: 0 } } });
     expect(knock(`app=openvpn&access_key=${key.slice(1)}`)).toMatchObject({ result: 'rejected', reason: 'bad-key' });
     expect(knock(`app=openvpn&access_key=${key}0`)).toMatchObject({ result: 'rejected', reason: 'bad-key' });
     expect(knock(`app=vpn&access_key=${key}`)).toMatchObject({ result: 'rejected', reason: 'unknown-app' });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BoundedMap } from '../../../src/bounded-map.js';
+import { BoundedMap } from '../../../src/shared/bounded-map.js';
 import { TcpSegmentView, decodeTcpPacket } from '../../../src/packet/decode.js';
 import { SegmentCache } from '../../../src/step1/segment-cache.js';
 import { craftTcp } from '../packet/craft.js';

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { digestKey } from '../../../src/auth/keys.js';
+import { digestKey } from '../../../src/config/key-digest.js';
 import type { AppConfig, Config, User } from '../../../src/config/types.js';
 import { fixtureConfig } from '../step1/fixture-config.js';
 
