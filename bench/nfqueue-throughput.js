@@ -17,11 +17,11 @@ const CLIENT = '10.232.0.2';
 
 /** Inside the server namespace: drop every queued packet, one verdict call per batch or per packet. */
 async function worker(mode) {
-  const { NfqueueSocket, Verdict } = await import('../dist/capture/nfqueue.js');
+  const { NfqueueSocket } = await import('../dist/capture/nfqueue.js');
   const queue = NfqueueSocket.open({ queue: QUEUE, maxLen: 16384, copyRange: 128, maxBatch: 1024 }, (batch, q) => {
-    if (mode === 'batch') return q.verdictBatch(batch, Verdict.Drop);
+    if (mode === 'batch') return q.dropBatch(batch);
     const ids = batch.ids(); // one verdict call, and so one message, per packet
-    for (let i = 0; i < ids.length; i++) q.verdict(ids.subarray(i, i + 1), Verdict.Drop);
+    for (let i = 0; i < ids.length; i++) q.drop(ids.subarray(i, i + 1));
   });
   process.stdout.write('ready\n');
   process.stdin.resume();

@@ -7,10 +7,6 @@ import { readFileSync } from 'node:fs';
 import { callNative, loadNativeAddon, type NativeNfqueue, type NativeNfqueueStats } from '../native/addon.js';
 import { PacketBatch } from '../native/packet-batch.js';
 
-/** Dropping is the only verdict: step 1 inspects packets and never lets one through (the addon sends no other). */
-export const Verdict = { Drop: 0 } as const;
-export type Verdict = (typeof Verdict)[keyof typeof Verdict];
-
 export interface NfqueueOptions {
   queue: number;
   /** Bytes copied from each packet, from the IP header on (default 65535). */
@@ -48,7 +44,7 @@ export class NfqueueSocket {
           try {
             onBatch(batch, socket!);
           } catch (err) {
-            socket?.verdictBatch(batch, Verdict.Drop);
+            socket?.dropBatch(batch);
             if (!onError) throw err;
             onError(err);
           }
@@ -61,16 +57,17 @@ export class NfqueueSocket {
   }
 
   /**
-   * The verdict for the first `count` packets of `ids`. When they are all the packets still
-   * held, one batch-verdict message covers them; otherwise one message goes per packet.
+   * Drops the first `count` packets of `ids`, the only verdict step 1 gives: it never lets a
+   * packet through. When they are all the packets still held, one batch-verdict message covers
+   * them; otherwise one message goes per packet.
    */
-  verdict(ids: Uint32Array, _verdict: Verdict, count = ids.length): void {
+  drop(ids: Uint32Array, count = ids.length): void {
     callNative(() => this.handle.drop(ids, count));
   }
 
-  /** The same verdict for every packet of a batch. */
-  verdictBatch(batch: PacketBatch, verdict: Verdict): void {
-    this.verdict(batch.ids(), verdict);
+  /** Drops every packet of a batch. */
+  dropBatch(batch: PacketBatch): void {
+    this.drop(batch.ids());
   }
 
   stats(): NfqueueStats {

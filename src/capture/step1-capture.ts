@@ -6,7 +6,7 @@
 import type { CaptureKind } from '../shared/kinds.js';
 import type { PacketBatch } from '../native/packet-batch.js';
 import { NflogSocket } from './nflog.js';
-import { NfqueueSocket, Verdict } from './nfqueue.js';
+import { NfqueueSocket } from './nfqueue.js';
 
 export interface CaptureDrops {
   /** Packets the kernel dropped because the queue was full. */
@@ -29,7 +29,7 @@ export interface Step1CaptureOptions {
   nflogGroup: number;
   /** Called once per batch; must not throw (errors go to onError). */
   onBatch(batch: PacketBatch): void;
-  onError(err: unknown): void;
+  onError: (err: unknown) => void;
 }
 
 /** Enough for one knock request plus headers (the inspector caps requests at 2 KiB). */
@@ -43,7 +43,7 @@ export function openStep1Capture(options: Step1CaptureOptions): Step1Capture {
         try {
           options.onBatch(batch);
         } finally {
-          socket.verdictBatch(batch, Verdict.Drop);
+          socket.dropBatch(batch);
         }
       },
       options.onError,

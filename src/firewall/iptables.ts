@@ -127,6 +127,7 @@ export class IptablesFirewall implements FirewallBackend {
     this.grants = new GrantSets(new IpsetGrantDriver(this.session, cmd, this.ruleset), { maxBatch: 128 });
   }
 
+  // eslint-disable-next-line @typescript-eslint/require-await -- the probes are synchronous here; the interface is async for backends whose are not
   async capabilities(): Promise<FirewallCapabilities> {
     const notes: string[] = [];
     try {

@@ -138,6 +138,7 @@ export abstract class NftFirewallBase implements FirewallBackend {
     this.grants = new GrantSets(new NftGrantDriver(nft, this.ruleset), { maxBatch: nft.kind === 'libnftables' ? 64 : 1024 });
   }
 
+  // eslint-disable-next-line @typescript-eslint/require-await -- the probes are synchronous here; the interface is async for backends whose are not
   async capabilities(): Promise<FirewallCapabilities> {
     const notes: string[] = [];
     const probe = (capture: CaptureKind): boolean => {

@@ -4,6 +4,7 @@
  * maintenance tick. The workers never touch the registry; only this copies into it.
  */
 import { STEP1_REASONS, STEP1_RESULTS, type Step1Reason, type Step1Result } from '../step1/decision.js';
+import type { Logger } from '../shared/log.js';
 import type { DaemonMetrics } from './daemon-metrics.js';
 
 /** Packets lost before inspection: kernel = queue full, enobufs = socket buffer overrun. */
@@ -38,7 +39,10 @@ export class Step1CountCopier {
   private readonly countedWorkers = new Map<number, { slot: number; packets: number }>();
   private countedDrops: Step1Drops = { kernel: 0, enobufs: 0 };
 
-  constructor(private readonly metrics: Step1Metrics) {}
+  constructor(
+    private readonly metrics: Step1Metrics,
+    private readonly logger: Pick<Logger, 'warn'>,
+  ) {}
 
   /** At scrape time: decisions by result and reason, packets per worker, workers alive, restarts. */
   copyCounts(source: Step1CounterSource): void {
@@ -50,13 +54,14 @@ export class Step1CountCopier {
     if (restarts > 0) this.metrics.step1WorkerRestarts.inc(undefined, restarts);
   }
 
-  /** Counts the drops since the last call and returns them (for the caller's warning). */
+  /** Counts the drops since the last call, with a warning when there were any; returns them. */
   copyDrops(source: Pick<Step1CounterSource, 'drops'>): Step1Drops {
     const drops = source.drops();
     const kernel = drops.kernel - this.countedDrops.kernel;
     const enobufs = drops.enobufs - this.countedDrops.enobufs;
     if (kernel > 0) this.metrics.captureDrops.inc({ source: 'kernel' }, kernel);
     if (enobufs > 0) this.metrics.captureDrops.inc({ source: 'enobufs' }, enobufs);
+    if (kernel > 0 || enobufs > 0) this.logger.warn({ kernel, enobufs }, 'step-1 packets dropped before inspection (flood or slow consumer)');
     this.countedDrops = drops;
     return { kernel, enobufs };
   }

@@ -1,3 +1,4 @@
+/** The Granter: every grant and revoke, in the kernel first, then the session record, log and metrics. */
 import { performance } from 'node:perf_hooks';
 import type { AppConfig, User } from '../config/types.js';
 import { describeError } from '../shared/errors.js';

@@ -8,7 +8,7 @@
  * after each one the daemon is healthy, and at the end a valid knock still opens the service.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newTotpSecret, totpAt } from '../../../src/auth/totp.js';
 import { buildStep1Request } from '../../../src/client/request.js';

@@ -1,7 +1,7 @@
 // Runs inside a test network namespace (`ip netns exec NS node capture-child.mjs MODE ...`):
 // the addon binds queues and sockets in its own process's namespace, never the root one.
 // Prints one JSON object per line on stdout; stops when stdin closes.
-import { NfqueueSocket, Verdict } from '../../../dist/capture/nfqueue.js';
+import { NfqueueSocket } from '../../../dist/capture/nfqueue.js';
 import { NflogSocket } from '../../../dist/capture/nflog.js';
 import { RawPacketSender } from '../../../dist/capture/raw-socket.js';
 import { LibnftablesRunner } from '../../../dist/firewall/nft-runner.js';
@@ -100,7 +100,7 @@ try {
     const queue = NfqueueSocket.open({ queue: Number(arg1), maxLen: 4096, receiveBuffer }, (batch, q) => {
       emit(batchEvent(batch));
       holdFirst();
-      q.verdictBatch(batch, Verdict.Drop);
+      q.dropBatch(batch);
     });
     closeAll = () => queue.close();
     stopOnStdinEnd(() => ({ stats: queue.stats(), kernel: queue.kernelCounters() }));
@@ -139,7 +139,7 @@ try {
         answered++;
       }
       count(sender.flush());
-      q.verdictBatch(batch, Verdict.Drop);
+      q.dropBatch(batch);
     });
     closeAll = () => queue.close();
     stopOnStdinEnd(() => {

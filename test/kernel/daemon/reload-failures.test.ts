@@ -52,7 +52,7 @@ function holdCapture(ns: Netns, capture: 'nflog' | 'nfqueue'): Promise<ChildProc
   const open =
     capture === 'nflog'
       ? `const { NflogSocket } = await import(${JSON.stringify(join(REPO_ROOT, 'dist/capture/nflog.js'))}); NflogSocket.open({ group: ${HELD_NUMBER} }, () => {});`
-      : `const { NfqueueSocket, Verdict } = await import(${JSON.stringify(join(REPO_ROOT, 'dist/capture/nfqueue.js'))}); NfqueueSocket.open({ queue: ${HELD_NUMBER} }, (batch, q) => q.verdictBatch(batch, Verdict.Drop));`;
+      : `const { NfqueueSocket } = await import(${JSON.stringify(join(REPO_ROOT, 'dist/capture/nfqueue.js'))}); NfqueueSocket.open({ queue: ${HELD_NUMBER} }, (batch, q) => q.dropBatch(batch));`;
   return holder(ns, `${open} console.log('holding'); setInterval(() => {}, 60_000);`);
 }
 

@@ -24,8 +24,8 @@ function startDemo(args: string[], command: string[] = [process.execPath]): Demo
   const proc = spawn(command[0]!, [...command.slice(1), CLI, 'demo', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  proc.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  proc.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  proc.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  proc.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
   const exit = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
   return {
     proc,

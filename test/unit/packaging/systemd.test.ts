@@ -45,6 +45,12 @@ describe('systemd unit', () => {
     // The JIT needs writable executable memory: this setting would crash the daemon at start.
     expect(serviceValue('MemoryDenyWriteExecute')).toBeUndefined();
   });
+
+  it('reloads the config with SIGHUP (systemctl reload) and keeps kernel tunables read-only', () => {
+    expect(serviceValue('ExecReload')).toBe('/bin/kill -HUP $MAINPID');
+    // The daemon writes no sysctl (only the demo does, in its own namespaces).
+    expect(serviceValue('ProtectKernelTunables')).toBe('yes');
+  });
 });
 
 describe.skipIf(!hasSystemdTools)('systemd tools accept the packaging files', () => {

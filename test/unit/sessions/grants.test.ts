@@ -74,6 +74,26 @@ describe('Granter', () => {
     await sessions.close();
   });
 
+  it('re-applies live grants after a self-heal for the time they have left, without recording them again', async () => {
+    const { logs, sessions, metrics, firewall, granter } = await setup();
+    await granter.openStep2Window('10.0.0.1', vpn, alice);
+    await granter.openService('10.0.0.2', vpn, alice);
+    await granter.openService('10.0.0.3', ssh, alice);
+    // When the last grant was recorded (expiry minus its ttl: 10 s for step 2, 60 s for the service).
+    const now = Math.max(...sessions.list().map((r) => r.expiresAt - (r.step === 'step2' ? 10_000 : 60_000)));
+    firewall.calls = [];
+    const granted = logs.lines().length;
+    // The running config no longer has ssh: its service grant stays out of the kernel.
+    await granter.reapplyLive([vpn], now + 4_000);
+    expect(firewall.calls.sort()).toEqual(['service 10.0.0.2 vpn 56', 'step2 10.0.0.1 6']);
+    await granter.reapplyLive([vpn, ssh], now + 11_000);
+    expect(firewall.calls.slice(2).sort()).toEqual(['service 10.0.0.2 vpn 49', 'service 10.0.0.3 ssh 49']);
+    expect(sessions.list()).toHaveLength(3);
+    expect(metrics.grants.get({ step: 'service' })).toBe(2);
+    expect(logs.lines()).toHaveLength(granted);
+    await sessions.close();
+  });
+
   it('revokes one app or everything for an IP', async () => {
     const { logs, sessions, metrics, firewall, granter } = await setup();
     await granter.openService('10.0.0.1', vpn, alice);

@@ -1,10 +1,12 @@
 /**
  * A step-1 grant decided by a worker on the config before a reload is honoured only when the
- * user's step-1 credentials are the same in the current config (daemon.ts grantStep2).
+ * user's step-1 credentials are the same in the current config (currentMatch, used by the
+ * daemon for every grant a worker posts).
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { credentialFingerprint } from '../../../src/step1/workers/protocol.js';
+import type { AppConfig, User } from '../../../src/config/types.js';
+import { credentialFingerprint, currentMatch, type GrantEvent } from '../../../src/step1/workers/protocol.js';
 
 const digest = (key: string) => createHash('sha256').update(key).digest();
 
@@ -24,5 +26,23 @@ describe('credentialFingerprint', () => {
     const withOtp = credentialFingerprint({ ...user, step1OtpSecret: 'JBSWY3DPEHPK3PXP' });
     expect(withOtp).not.toBe(credentialFingerprint(user));
     expect(credentialFingerprint({ ...user, step1OtpSecret: 'KRSXG5CTMVRXEZLU' })).not.toBe(withOtp);
+  });
+});
+
+describe('currentMatch', () => {
+  const alice = { name: 'alice', index: 0, httpKey: digest('alice-http-key-83d1f0a2'), httpsKey: digest('alice-https') } as User;
+  const vpn = { name: 'vpn', users: [alice] } as unknown as AppConfig;
+  const grant = (overrides: Partial<GrantEvent> = {}): GrantEvent => ({ ip: '10.0.0.1', app: 'vpn', user: 'alice', receivedAt: 0, credentials: credentialFingerprint(alice), ...overrides });
+
+  it("is the running config's app and user when the worker judged on the same credentials", () => {
+    const matched = currentMatch(grant(), [vpn]);
+    expect(matched?.app).toBe(vpn);
+    expect(matched?.user).toBe(alice);
+  });
+
+  it('is nothing for a removed app or user, or a rotated key', () => {
+    expect(currentMatch(grant({ app: 'ssh' }), [vpn])).toBeUndefined();
+    expect(currentMatch(grant({ user: 'bob' }), [vpn])).toBeUndefined();
+    expect(currentMatch(grant({ credentials: credentialFingerprint({ httpKey: digest('rotated') }) }), [vpn])).toBeUndefined();
   });
 });

@@ -6,6 +6,7 @@ import type { HttpFailure, KnockFields, ParsedKnock } from '../../../src/step1/h
 
 const MAX_REQUEST_BYTES = 2048;
 const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^ ]+) HTTP\/1\.[01]$/;
+// eslint-disable-next-line no-control-regex -- a header value may hold no control character but TAB
 const HEADER_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*$/;
 const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
 const utf8 = new TextDecoder('utf-8', { fatal: true });

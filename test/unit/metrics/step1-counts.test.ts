@@ -1,0 +1,78 @@
+/** Copying the step-1 workers' monotonic totals into the metrics as deltas. */
+import { describe, expect, it } from 'vitest';
+import { createDaemonMetrics } from '../../../src/metrics/daemon-metrics.js';
+import { Step1CountCopier, type Step1CounterSource, type Step1Drops, type Step1WorkerCount } from '../../../src/metrics/step1-counts.js';
+import { STEP1_REASONS, STEP1_RESULTS, type Step1Reason, type Step1Result } from '../../../src/step1/decision.js';
+
+class FakeWorkers implements Step1CounterSource {
+  results = Object.fromEntries(STEP1_RESULTS.map((r) => [r, 0])) as Record<Step1Result, number>;
+  reasons = Object.fromEntries(STEP1_REASONS.map((r) => [r, 0])) as Record<Step1Reason, number>;
+  workers: Step1WorkerCount[] = [];
+  dropped: Step1Drops = { kernel: 0, enobufs: 0 };
+  restartCount = 0;
+  counts() {
+    return { results: { ...this.results }, reasons: { ...this.reasons } };
+  }
+  stats() {
+    return this.workers.map((w) => ({ ...w }));
+  }
+  drops() {
+    return { ...this.dropped };
+  }
+}
+
+function setup() {
+  const metrics = createDaemonMetrics(() => 0);
+  const warnings: unknown[] = [];
+  const copier = new Step1CountCopier(metrics, { warn: (fields: unknown) => warnings.push(fields) } as never);
+  return { metrics, copier, warnings, workers: new FakeWorkers() };
+}
+
+describe('Step1CountCopier', () => {
+  it('adds what the decision totals grew by since the last scrape', () => {
+    const { metrics, copier, workers } = setup();
+    workers.results.granted = 2;
+    workers.reasons['bad-key'] = 3;
+    copier.copyCounts(workers);
+    workers.results.granted = 5;
+    copier.copyCounts(workers);
+    copier.copyCounts(workers);
+    expect(metrics.step1Packets.get({ outcome: 'granted', reason: '' })).toBe(5);
+    expect(metrics.step1Packets.get({ outcome: 'reason', reason: 'bad-key' })).toBe(3);
+  });
+
+  it('counts packets per worker, starting again when another worker takes the slot, and shows idle workers at 0', () => {
+    const { metrics, copier, workers } = setup();
+    workers.workers = [
+      { slot: 0, number: 4, alive: true, packets: 7 },
+      { slot: 1, number: 5, alive: false, packets: 0 },
+    ];
+    copier.copyCounts(workers);
+    expect(metrics.step1WorkerPackets.get({ worker: '4' })).toBe(7);
+    expect(metrics.registry.render()).toMatch(/knockport_step1_worker_packets_total\{worker="5"\} 0/);
+    expect(metrics.step1Workers.get()).toBe(1);
+    workers.workers = [{ slot: 2, number: 4, alive: true, packets: 3 }];
+    copier.copyCounts(workers);
+    expect(metrics.step1WorkerPackets.get({ worker: '4' })).toBe(10);
+  });
+
+  it('brings the restart counter up to the pool restart count', () => {
+    const { metrics, copier, workers } = setup();
+    workers.restartCount = 2;
+    copier.copyCounts(workers);
+    copier.copyCounts(workers);
+    expect(metrics.step1WorkerRestarts.get()).toBe(2);
+  });
+
+  it('counts capture drops since the last tick, with a warning only when there were any', () => {
+    const { metrics, copier, warnings, workers } = setup();
+    expect(copier.copyDrops(workers)).toEqual({ kernel: 0, enobufs: 0 });
+    workers.dropped = { kernel: 4, enobufs: 1 };
+    expect(copier.copyDrops(workers)).toEqual({ kernel: 4, enobufs: 1 });
+    workers.dropped = { kernel: 6, enobufs: 1 };
+    expect(copier.copyDrops(workers)).toEqual({ kernel: 2, enobufs: 0 });
+    expect(metrics.captureDrops.get({ source: 'kernel' })).toBe(6);
+    expect(metrics.captureDrops.get({ source: 'enobufs' })).toBe(1);
+    expect(warnings).toEqual([{ kernel: 4, enobufs: 1 }, { kernel: 2, enobufs: 0 }]);
+  });
+});
