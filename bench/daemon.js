@@ -62,7 +62,11 @@ function inspected(gateway) {
  */
 function stepOneCounter(gateway, drop) {
   const [family, name] = COUNT_TABLE.split(' ');
-  gateway.gw.exec('nft', ['-f', '-'], `table ${COUNT_TABLE} {\n chain pre { type filter hook prerouting priority -400; tcp dport ${PORTS.step1} counter${drop ? ' drop' : ''}; }\n}\n`);
+  gateway.gw.exec(
+    'nft',
+    ['-f', '-'],
+    `table ${COUNT_TABLE} {\n chain pre { type filter hook prerouting priority -400; tcp dport ${PORTS.step1} counter${drop ? ' drop' : ''}; }\n}\n`,
+  );
   return {
     read() {
       const json = JSON.parse(gateway.gw.exec('nft', ['-j', 'list', 'table', family, name]));
@@ -79,7 +83,15 @@ async function kernelReference(gateway, flood, seconds) {
     const backlogBefore = backlogDrops();
     const run = await flood.run(seconds);
     const dropped = counter.read();
-    return { sent: run.sent, dropped, pps: dropped / run.seconds, offeredPps: run.sent / run.seconds, generatorCpuPercent: run.generatorCpuPercent, senderFailedPasses: run.failedPasses, backlogDrops: backlogDrops() - backlogBefore };
+    return {
+      sent: run.sent,
+      dropped,
+      pps: dropped / run.seconds,
+      offeredPps: run.sent / run.seconds,
+      generatorCpuPercent: run.generatorCpuPercent,
+      senderFailedPasses: run.failedPasses,
+      backlogDrops: backlogDrops() - backlogBefore,
+    };
   } finally {
     counter.remove();
   }
@@ -128,7 +140,11 @@ async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during,
       captureDrops: after.captureDrops - before.captureDrops,
       backlogDrops: backlogDrops() - backlogBefore,
       workersAlive: after.workersAlive,
-      outcomes: Object.fromEntries(Object.entries(after.outcomes).map(([o, v]) => [o, v - (before.outcomes[o] ?? 0)]).filter(([, v]) => v > 0)),
+      outcomes: Object.fromEntries(
+        Object.entries(after.outcomes)
+          .map(([o, v]) => [o, v - (before.outcomes[o] ?? 0)])
+          .filter(([, v]) => v > 0),
+      ),
       perWorker,
       decided,
       generatorCpuPercent: run.generatorCpuPercent,
@@ -161,7 +177,11 @@ async function withDaemon(gateway, backend, workers, use) {
   try {
     daemon = await startDaemon(gateway, backend, { step1Workers: workers });
   } catch (err) {
-    startRetried = String(err.message).split('\n').filter((l) => !l.startsWith('{')).join(' ').slice(0, 200);
+    startRetried = String(err.message)
+      .split('\n')
+      .filter((l) => !l.startsWith('{'))
+      .join(' ')
+      .slice(0, 200);
     process.stderr.write(`  daemon start failed, retrying once: ${startRetried}\n`);
     await sleep(2_000);
     daemon = await startDaemon(gateway, backend, { step1Workers: workers });
@@ -191,7 +211,9 @@ export async function dropBench(gateway, backend, { seconds, log }) {
       withFlood(gateway, kind, daemon, async (flood) => {
         const kernel = await kernelReference(gateway, flood, seconds);
         const daemonRun = await throughDaemon(gateway, daemon, flood, { seconds });
-        log(`  ${backend.name} ${kind}: kernel alone ${Math.round(kernel.pps)}/s, with knock-port ${Math.round(daemonRun.arrivedPps)}/s dropped, ${daemonRun.inspected} inspected`);
+        log(
+          `  ${backend.name} ${kind}: kernel alone ${Math.round(kernel.pps)}/s, with knock-port ${Math.round(daemonRun.arrivedPps)}/s dropped, ${daemonRun.inspected} inspected`,
+        );
         return { kernel, daemon: daemonRun };
       }),
     );
@@ -213,7 +235,9 @@ export async function inspectBench(gateway, backend, { seconds, log }) {
           if (!row.kernel) row.kernel = await kernelReference(gateway, flood, seconds);
           const full = await throughDaemon(gateway, daemon, flood, { seconds });
           const alive = await captureAlive(gateway);
-          log(`  ${backend.name} ${kind}, ${workers} worker(s): kernel ${Math.round(row.kernel.pps)}/s, reached ${Math.round(full.arrivedPps)}/s, inspected ${Math.round(full.inspectedPps)}/s (per worker ${JSON.stringify(full.perWorker)}), capture alive after: ${alive.ok}/3 ${alive.failures.join(' ')}`);
+          log(
+            `  ${backend.name} ${kind}, ${workers} worker(s): kernel ${Math.round(row.kernel.pps)}/s, reached ${Math.round(full.arrivedPps)}/s, inspected ${Math.round(full.inspectedPps)}/s (per worker ${JSON.stringify(full.perWorker)}), capture alive after: ${alive.ok}/3 ${alive.failures.join(' ')}`,
+          );
           return { ...full, aliveAfter: alive.ok, aliveFailures: alive.failures };
         }),
       );
@@ -248,14 +272,25 @@ export async function knocksUnderFlood(gateway, backend, { capacityPps, knocks, 
           }
           return Promise.all(pending);
         };
-        const run = await throughDaemon(gateway, daemon, flood, { ratePps: capacityPps * multiple, during, maxSeconds: (knocks * KNOCK_SPACING_MS) / 1000 + 40 });
+        const run = await throughDaemon(gateway, daemon, flood, {
+          ratePps: capacityPps * multiple,
+          during,
+          maxSeconds: (knocks * KNOCK_SPACING_MS) / 1000 + 40,
+        });
         const results = run.during;
         delete run.during;
         const codes = {};
         for (const r of results) if (!r.ok) codes[r.code] = (codes[r.code] ?? 0) + 1;
         const ok = results.filter((r) => r.ok).length;
         log(`  ${backend.name} knocks during a SYN flood at ${multiple}x capacity (${Math.round(capacityPps * multiple)}/s): ${ok}/${results.length} ok`);
-        return { ...run, multiple, knocks: results.length, knocksOk: ok, failureCodes: codes, knockMs: percentiles(results.filter((r) => r.ok).map((r) => r.ms)) };
+        return {
+          ...run,
+          multiple,
+          knocks: results.length,
+          knocksOk: ok,
+          failureCodes: codes,
+          knockMs: percentiles(results.filter((r) => r.ok).map((r) => r.ms)),
+        };
       }),
     );
   }
@@ -286,7 +321,9 @@ export async function latencyBench(gateway, backend, knocks, { floodPps, log }) 
       const run = await throughDaemon(gateway, daemon, flood, { ratePps: floodPps, during, maxSeconds: clientLimitMs / 1000 + 10 });
       return { ...run.during, flood: { ...run, during: undefined } };
     });
-    log(`  ${backend.name} during a SYN flood at ${Math.round(floodPps)}/s: step 1 p99 ${flooded.step1.p99?.toFixed(2)} ms, step 2 p99 ${flooded.step2.p99?.toFixed(2)} ms`);
+    log(
+      `  ${backend.name} during a SYN flood at ${Math.round(floodPps)}/s: step 1 p99 ${flooded.step1.p99?.toFixed(2)} ms, step 2 p99 ${flooded.step2.p99?.toFixed(2)} ms`,
+    );
     return { idleRssMb, idle, flood: flooded };
   });
 }

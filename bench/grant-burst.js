@@ -140,19 +140,41 @@ function variantOf(backend) {
 export async function grantBurstBench(gateway, backend) {
   const configPath = join(gateway.dir, `burst-${backend.firewall}.yaml`);
   const stateDir = join(gateway.dir, `burst-state-${backend.firewall}`);
-  writeFileSync(configPath, benchConfigYaml({ firewall: backend.firewall, capture: backend.capture, stateDir, controlSocket: join(gateway.dir, 'burst.sock') }), { mode: 0o600 });
-  const child = gateway.gw.spawn(process.execPath, [SELF, '--worker', configPath, backend.capture, variantOf(backend)], { stdio: ['ignore', 'pipe', 'inherit'], cwd: REPO_ROOT });
+  writeFileSync(
+    configPath,
+    benchConfigYaml({ firewall: backend.firewall, capture: backend.capture, stateDir, controlSocket: join(gateway.dir, 'burst.sock') }),
+    { mode: 0o600 },
+  );
+  const child = gateway.gw.spawn(process.execPath, [SELF, '--worker', configPath, backend.capture, variantOf(backend)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: REPO_ROOT,
+  });
   const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
   try {
     let last;
     for await (const line of createInterface({ input: child.stdout })) last = line;
     const reply = JSON.parse(last ?? '{"error":"worker printed nothing"}');
     if (reply.error) throw new Error(`grant burst worker: ${reply.error}`);
-    return { burst: BURST, burstMs: reply.burstMs, askMs: reply.askMs, cpuMs: reply.cpuMs, nftTransactions: reply.nftTransactions, idleLoopDelay: reply.idleLoopDelay, loopDelay: reply.loopDelay, single: percentiles(reply.singleMs), failed: reply.failed, firstError: reply.firstError, landed: reply.landed };
+    return {
+      burst: BURST,
+      burstMs: reply.burstMs,
+      askMs: reply.askMs,
+      cpuMs: reply.cpuMs,
+      nftTransactions: reply.nftTransactions,
+      idleLoopDelay: reply.idleLoopDelay,
+      loopDelay: reply.loopDelay,
+      single: percentiles(reply.singleMs),
+      failed: reply.failed,
+      firstError: reply.firstError,
+      landed: reply.landed,
+    };
   } finally {
     clearTimeout(timer);
     child.kill('SIGKILL');
-    gateway.gw.tryExec('sh', ['-c', `${process.execPath} ${join(REPO_ROOT, 'bin/knock-port.js')} uninstall -c ${configPath} --iptables-variant ${variantOf(backend)} >/dev/null 2>&1 || true`]);
+    gateway.gw.tryExec('sh', [
+      '-c',
+      `${process.execPath} ${join(REPO_ROOT, 'bin/knock-port.js')} uninstall -c ${configPath} --iptables-variant ${variantOf(backend)} >/dev/null 2>&1 || true`,
+    ]);
   }
 }
 

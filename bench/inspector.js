@@ -35,7 +35,16 @@ function packetSets(cookie, now) {
   return {
     syn: make((i) => ipv4Tcp({ src: NET.client, dst: NET.server, sport: 1024 + (i % 60_000), dport: PORTS.step1, seq: isn(), flags: TCP_SYN })),
     junk: make((i) =>
-      ipv4Tcp({ src: NET.client, dst: NET.server, sport: 1024 + (i % 60_000), dport: PORTS.step1, seq: isn(), ack: isn(), flags: TCP_ACK | TCP_PSH, payload: randomBytes(400) }),
+      ipv4Tcp({
+        src: NET.client,
+        dst: NET.server,
+        sport: 1024 + (i % 60_000),
+        dport: PORTS.step1,
+        seq: isn(),
+        ack: isn(),
+        flags: TCP_ACK | TCP_PSH,
+        payload: randomBytes(400),
+      }),
     ),
     wrongKey: make(knock(KEYS.wrong)),
     validKnock: make(knock(KEYS.http)),
@@ -60,7 +69,13 @@ export function inspectorBench({ seconds = 1 } = {}) {
   // Each inspection gets a fresh inspector, so rate limits and caches start empty; the limit is
   // raised so every wrong-key and valid knock reaches the parser and the key check.
   const config = parseConfig(
-    benchConfigYaml({ firewall: 'nftables', capture: 'nflog', stateDir: '/var/lib/knock-port-bench', controlSocket: '/run/kpb.sock', rateLimitPerMinute: 1_000_000 }),
+    benchConfigYaml({
+      firewall: 'nftables',
+      capture: 'nflog',
+      stateDir: '/var/lib/knock-port-bench',
+      controlSocket: '/run/kpb.sock',
+      rateLimitPerMinute: 1_000_000,
+    }),
     'bench',
   );
   const cookie = new KeyedCookieSource(randomCookieSecret());

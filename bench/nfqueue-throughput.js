@@ -68,20 +68,29 @@ function floodConfig(server, client) {
   if (!has('trafgen')) return undefined;
   const mac = (ns, dev) => /link\/ether (\S+)/.exec(sh('ip', ['-n', ns, 'link', 'show', dev]))[1];
   const cfg = `/tmp/kp-bench-${process.pid}.cfg`;
-  sh('sh', ['-c', `cat > ${cfg}`], `{
+  sh(
+    'sh',
+    ['-c', `cat > ${cfg}`],
+    `{
   eth(da=${mac(server, 'srv0')}, sa=${mac(client, 'cli0')}),
   ipv4(saddr=${CLIENT}, daddr=${SERVER}, ttl=64),
   udp(sport=dinc(1024, 60000), dport=${PORT}),
   fill(0x41, 16)
-}\n`);
+}\n`,
+  );
   return cfg;
 }
 
 async function kernelPhase(server, client, cfg) {
-  inNs(server, 'nft', ['-f', '-'], `table inet kpbench {
+  inNs(
+    server,
+    'nft',
+    ['-f', '-'],
+    `table inet kpbench {
   chain input { type filter hook input priority 0; udp dport ${PORT} counter drop; }
 }
-`);
+`,
+  );
   const started = process.hrtime.bigint();
   const sent = flood(client, cfg);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;

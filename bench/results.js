@@ -71,20 +71,25 @@ function cpuNote(run) {
 function bound(run) {
   const reasons = [];
   if (run.aliveAfter === 0) reasons.push('the capture stopped during the flood (0/3 knocks after it)');
-  if (run.senderFailedPasses > 0) reasons.push(`the sender could not always send (${run.senderFailedPasses} replay pass${run.senderFailedPasses > 1 ? 'es' : ''} failed: no room in its transmit ring)`);
+  if (run.senderFailedPasses > 0)
+    reasons.push(
+      `the sender could not always send (${run.senderFailedPasses} replay pass${run.senderFailedPasses > 1 ? 'es' : ''} failed: no room in its transmit ring)`,
+    );
   if ((run.machine?.idle ?? 100) < 10) reasons.push('every core busy (sender, kernel packet work and daemon share them)');
   const busiest = run.threads?.[0];
   if (busiest && busiest.percent >= 90) reasons.push(`one daemon thread saturated (${busiest.name}#${busiest.tid} ${pct(busiest.percent)})`);
   if (run.generatorCpuPercent >= 90) reasons.push(`the sender saturates its core (${pct(run.generatorCpuPercent)})`);
   if (run.queueDropped > 0) reasons.push(`queue full: ${int(run.queueDropped)} dropped by the kernel`);
   if (run.backlogDrops > 0) reasons.push(`receive backlog overflow: ${int(run.backlogDrops)}`);
-  if (Number.isFinite(run.workersAlive) && run.workers && run.workersAlive < run.workers) reasons.push(`only ${run.workersAlive} of ${run.workers} workers alive after`);
+  if (Number.isFinite(run.workersAlive) && run.workers && run.workersAlive < run.workers)
+    reasons.push(`only ${run.workersAlive} of ${run.workers} workers alive after`);
   return reasons.length ? `bounded by: ${reasons.join('; ')}` : 'no CPU bound seen (see CPU column)';
 }
 
 /** The kernel reference with its sender's CPU, and whether that sender could send all along. */
 function kernelCell(kernel) {
-  const failed = kernel.senderFailedPasses > 0 ? `; ${kernel.senderFailedPasses} replay pass${kernel.senderFailedPasses > 1 ? 'es' : ''} failed: a low figure` : '';
+  const failed =
+    kernel.senderFailedPasses > 0 ? `; ${kernel.senderFailedPasses} replay pass${kernel.senderFailedPasses > 1 ? 'es' : ''} failed: a low figure` : '';
   return `${int(kernel.pps)} (sender ${pct(kernel.generatorCpuPercent)}${failed})`;
 }
 
@@ -101,13 +106,27 @@ function decidedGap(run) {
 }
 
 function inspectorSection(r) {
-  const names = { syn: 'SYN → cookie SYN-ACK', junk: 'junk data → spoofed', wrongKey: 'wrong-key knock → rejected', validKnock: 'valid knock → granted', getWithCookie: 'GET with a valid cookie → rejected', oversize: 'oversize POST with a valid cookie → rejected' };
+  const names = {
+    syn: 'SYN → cookie SYN-ACK',
+    junk: 'junk data → spoofed',
+    wrongKey: 'wrong-key knock → rejected',
+    validKnock: 'valid knock → granted',
+    getWithCookie: 'GET with a valid cookie → rejected',
+    oversize: 'oversize POST with a valid cookie → rejected',
+  };
   const rows = Object.entries(r.inspector.rows).map(([kind, row]) => {
     const target = kind === 'wrongKey' || kind === 'validKnock' ? TARGET.knockInspectPps : TARGET.inspectPps;
-    return [names[kind] ?? kind, int(row.perSecond), ratio(row.perSecond, r.inspector.decodeOnlyPps), `≥ ${int(target)}/s: ${verdict(row.perSecond >= target)}`];
+    return [
+      names[kind] ?? kind,
+      int(row.perSecond),
+      ratio(row.perSecond, r.inspector.decodeOnlyPps),
+      `≥ ${int(target)}/s: ${verdict(row.perSecond >= target)}`,
+    ];
   });
   const nfq = r.nfqueue;
-  const nfqText = failed(nfq) ? errorNote(nfq) : `${int(nfq.nfqueueBatchVerdictPps)}/s with batch verdicts (${ratio(nfq.nfqueueBatchVerdictPps, nfq.kernelDropPps)} of the kernel dropping the same flood, ${int(nfq.kernelDropPps)}/s), ${int(nfq.nfqueuePerPacketVerdictPps)}/s with one verdict per packet`;
+  const nfqText = failed(nfq)
+    ? errorNote(nfq)
+    : `${int(nfq.nfqueueBatchVerdictPps)}/s with batch verdicts (${ratio(nfq.nfqueueBatchVerdictPps, nfq.kernelDropPps)} of the kernel dropping the same flood, ${int(nfq.kernelDropPps)}/s), ${int(nfq.nfqueuePerPacketVerdictPps)}/s with one verdict per packet`;
   return `## 1. Step-1 inspector alone (in process, one core)
 
 Packets per second of CPU time on one thread; reference: bare packet decoding of the same packets in the same run (${int(r.inspector.decodeOnlyPps)}/s).
@@ -135,7 +154,13 @@ function dropSection(r) {
         `${int(d.arrivedPps)} (${offered(d)})`,
         ratio(d.arrivedPps, f.kernel.pps),
         `≥ ×${TARGET.dropRatio}: ${verdict(met)}${met ? '' : ` (${bound(d)})`}`,
-        `${int(d.inspected)} (${int(d.inspectedPps)}/s)${d.inspected > 0 && d.outcomes ? `: ${Object.entries(d.outcomes).map(([o, v]) => `${o} ${int(v)}`).join(', ')}` : ''}`,
+        `${int(d.inspected)} (${int(d.inspectedPps)}/s)${
+          d.inspected > 0 && d.outcomes
+            ? `: ${Object.entries(d.outcomes)
+                .map(([o, v]) => `${o} ${int(v)}`)
+                .join(', ')}`
+            : ''
+        }`,
         cpuNote(d),
       ]);
     }
@@ -169,10 +194,18 @@ function inspectSection(r) {
           kernelCell(f.kernel),
           workers,
           `${offered(w)}, ${int(w.arrivedPps)} reached the firewall`,
-          `**${int(w.inspectedPps)}**${Object.keys(w.perWorker ?? {}).length > 1 ? ` (per worker: ${Object.values(w.perWorker).map((v) => int(v / w.seconds)).join(' / ')})` : ''}${decidedGap(w)}`,
+          `**${int(w.inspectedPps)}**${
+            Object.keys(w.perWorker ?? {}).length > 1
+              ? ` (per worker: ${Object.values(w.perWorker)
+                  .map((v) => int(v / w.seconds))
+                  .join(' / ')})`
+              : ''
+          }${decidedGap(w)}`,
           ratio(w.inspectedPps, f.kernel.pps),
           isN ? ratio(w.inspectedPps, one?.inspectedPps) : '',
-          isN ? `≥ ${int(TARGET.inspectedWithWorkersPps)}/s: ${verdict(met)}${met ? '' : ` (${bound({ ...w, workers: Number(workers) })})`}` : `(${bound({ ...w, workers: 1 })})`,
+          isN
+            ? `≥ ${int(TARGET.inspectedWithWorkersPps)}/s: ${verdict(met)}${met ? '' : ` (${bound({ ...w, workers: Number(workers) })})`}`
+            : `(${bound({ ...w, workers: 1 })})`,
           `${int(w.queueDropped)} (${pct((w.queueDropped / Math.max(1, w.arrived)) * 100)})`,
           `${w.aliveAfter}/3${w.aliveFailures?.length ? ` (${w.aliveFailures.join(', ')})` : ''}`,
           cpuNote(w),
@@ -252,7 +285,9 @@ function latencySection(r) {
           label,
           `${figures[`${step}Ok`]}/${figures.knocks}${figures.asked > figures.knocks ? ` (time budget: ${figures.knocks} of ${figures.asked} made)` : ''}`,
           p3(p),
-          idle ? `p99 < ${TARGET.idleP99} ms: ${verdict(p.p99 < TARGET.idleP99)}${p.p99 < TARGET.idleP99 ? '' : ` (a tail: p50 ${p.p50.toFixed(2)} ms; see docs/benchmarks.md, Known limits)`}` : 'reported',
+          idle
+            ? `p99 < ${TARGET.idleP99} ms: ${verdict(p.p99 < TARGET.idleP99)}${p.p99 < TARGET.idleP99 ? '' : ` (a tail: p50 ${p.p50.toFixed(2)} ms; see docs/benchmarks.md, Known limits)`}`
+            : 'reported',
           idle ? `${orig[step]} (n=50)` : '',
         ]);
       }
@@ -267,7 +302,8 @@ ${table(['backend', 'condition', 'measure', 'opened', 'p50 / p95 / p99', 'target
 }
 
 function grantBurstPart(r, grantBurstSection) {
-  if (!r.grantBurstLoaded || !grantBurstSection) return '## 6. Grant burst: event-loop delay while granting\n\nNot run: `bench/grant-burst.js` was not available to this run.\n';
+  if (!r.grantBurstLoaded || !grantBurstSection)
+    return '## 6. Grant burst: event-loop delay while granting\n\nNot run: `bench/grant-burst.js` was not available to this run.\n';
   const byBackend = Object.fromEntries(Object.entries(r.backends).map(([name, b]) => [name, b.grantBurst ?? { error: 'not run' }]));
   // The section is rendered by grant-burst.js itself; only its heading is numbered here.
   return grantBurstSection(byBackend).replace(/^## /, '## 6. ');
@@ -295,7 +331,9 @@ function scaleSection(r) {
         `${ms(level.service.p50, 3)} / ${ms(level.service.p99, 3)} ms`,
         `${ms(level.unprotected.p50, 3)} ms`,
         ratio(level.service.p50, level.unprotected.p50),
-        level.ipsetMemoryMb !== undefined ? `ipset ${ms(level.ipsetMemoryMb, 1)} MB; slab +${ms(level.slabDeltaMb, 1)} MB` : `slab +${ms(level.slabDeltaMb, 1)} MB`,
+        level.ipsetMemoryMb !== undefined
+          ? `ipset ${ms(level.ipsetMemoryMb, 1)} MB; slab +${ms(level.slabDeltaMb, 1)} MB`
+          : `slab +${ms(level.slabDeltaMb, 1)} MB`,
       ]);
     }
     const measured = s.levels.filter((l) => !l.error);
@@ -324,7 +362,8 @@ Original (another run): ${ORIGINAL.grant}; ${ORIGINAL.packet}.
 /** Every flood run of a backend with its label: each one's peak RSS counts. */
 function floodRuns(b) {
   const runs = [];
-  for (const [kind, f] of Object.entries(failed(b.inspect) ? {} : b.inspect)) for (const [workers, w] of Object.entries(f.workers)) runs.push([`${FLOOD_NAMES[kind].split(' (')[0]}, ${workers} worker${workers === '1' ? '' : 's'}`, w]);
+  for (const [kind, f] of Object.entries(failed(b.inspect) ? {} : b.inspect))
+    for (const [workers, w] of Object.entries(f.workers)) runs.push([`${FLOOD_NAMES[kind].split(' (')[0]}, ${workers} worker${workers === '1' ? '' : 's'}`, w]);
   for (const [kind, f] of Object.entries(failed(b.drop) ? {} : b.drop)) runs.push([FLOOD_NAMES[kind].split(' (')[0], f.daemon]);
   for (const [multiple, k] of Object.entries(failed(b.knocks) ? {} : b.knocks)) runs.push([`SYN flood at ${multiple}× with knocks`, k]);
   if (!failed(b.latency)) runs.push(['SYN flood during the latency run', b.latency.flood.flood]);
@@ -336,7 +375,13 @@ function memorySection(r) {
   for (const [name, b] of Object.entries(r.backends)) {
     const peaks = floodRuns(b).map(([label, run]) => [label, run.peakRssMb]);
     const worst = Math.max(...peaks.map(([, v]) => v).filter(Number.isFinite));
-    rows.push([name, mb(b.latency?.idleRssMb), peaks.map(([label, v]) => `${label}: ${mb(v)}`).join('; '), `< ${TARGET.rssMb} MB: ${peaks.length ? verdict(worst < TARGET.rssMb) : 'not measured'}${peaks.length && worst >= TARGET.rssMb ? ' (bounded by: one JavaScript heap per thread: the main thread, each step-1 worker and the libnftables thread; compare the 1-worker rows)' : ''}`, ORIGINAL.memory]);
+    rows.push([
+      name,
+      mb(b.latency?.idleRssMb),
+      peaks.map(([label, v]) => `${label}: ${mb(v)}`).join('; '),
+      `< ${TARGET.rssMb} MB: ${peaks.length ? verdict(worst < TARGET.rssMb) : 'not measured'}${peaks.length && worst >= TARGET.rssMb ? ' (bounded by: one JavaScript heap per thread: the main thread, each step-1 worker and the libnftables thread; compare the 1-worker rows)' : ''}`,
+      ORIGINAL.memory,
+    ]);
   }
   return `## 8. Daemon memory (RSS)
 

@@ -37,7 +37,11 @@ function preflight() {
 }
 
 function nfqueueThroughput() {
-  const out = execFileSync(process.execPath, [join(REPO_ROOT, 'bench/nfqueue-throughput.js')], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, BENCH_SECONDS: String(FLOOD_SECONDS) } });
+  const out = execFileSync(process.execPath, [join(REPO_ROOT, 'bench/nfqueue-throughput.js')], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, BENCH_SECONDS: String(FLOOD_SECONDS) },
+  });
   return JSON.parse(out.trim().split('\n').pop());
 }
 
@@ -62,7 +66,11 @@ async function phase(name, run) {
     return await run();
   } catch (err) {
     log(`  ${name} failed: ${err.stack ?? err}`);
-    return { error: String(err?.message ?? err).replace(/\s+/g, ' ').slice(0, 300) };
+    return {
+      error: String(err?.message ?? err)
+        .replace(/\s+/g, ' ')
+        .slice(0, 300),
+    };
   }
 }
 
@@ -94,7 +102,9 @@ async function backendBench(backend, grantBurst) {
       result.knocks = await phase('knocks during floods', () => knocksUnderFlood(gateway, backend, { capacityPps, knocks: FLOOD_KNOCKS, log }));
     }
     log(`${backend.name}: latency (${LATENCY_KNOCKS} knocks idle, then as many during a flood)`);
-    result.latency = await phase('latency', () => latencyBench(gateway, backend, LATENCY_KNOCKS, { floodPps: LATENCY_FLOOD_SHARE * (capacityPps ?? 50_000), log }));
+    result.latency = await phase('latency', () =>
+      latencyBench(gateway, backend, LATENCY_KNOCKS, { floodPps: LATENCY_FLOOD_SHARE * (capacityPps ?? 50_000), log }),
+    );
     if (grantBurst) {
       log(`${backend.name}: grant burst`);
       result.grantBurst = await phase('grant burst', () => grantBurst.grantBurstBench(gateway, backend));
@@ -124,7 +134,11 @@ async function main() {
   const results = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     machine: machine(),
-    command: `sudo ${Object.entries({ BENCH_FLOOD_SECONDS: process.env.BENCH_FLOOD_SECONDS, BENCH_KNOCKS: process.env.BENCH_KNOCKS, BENCH_FLOOD_KNOCKS: process.env.BENCH_FLOOD_KNOCKS })
+    command: `sudo ${Object.entries({
+      BENCH_FLOOD_SECONDS: process.env.BENCH_FLOOD_SECONDS,
+      BENCH_KNOCKS: process.env.BENCH_KNOCKS,
+      BENCH_FLOOD_KNOCKS: process.env.BENCH_FLOOD_KNOCKS,
+    })
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${k}=${v} `)
       .join('')}npm run bench`,

@@ -34,7 +34,10 @@ function fill(target) {
     } else {
       const set = `${config.global.tableName}-service-v4`;
       try {
-        execFileSync('ipset', ['restore', '-exist'], { input: ips.map((ip) => `add ${set} ${ip},tcp:${app.port} timeout 3600\n`).join(''), stdio: ['pipe', 'pipe', 'pipe'] });
+        execFileSync('ipset', ['restore', '-exist'], {
+          input: ips.map((ip) => `add ${set} ${ip},tcp:${app.port} timeout 3600\n`).join(''),
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
       } catch (err) {
         throw new Error(`ipset refused grant ${live + 1}: ${String(err.stderr ?? err.message).trim()}`);
       }

@@ -38,8 +38,15 @@ async function connectTimes(gateway, port) {
 function startWorker(gateway, backend) {
   const configPath = join(gateway.dir, `scale-${backend.firewall}.yaml`);
   const stateDir = join(gateway.dir, `scale-state-${backend.firewall}`);
-  writeFileSync(configPath, benchConfigYaml({ firewall: backend.firewall, capture: backend.capture, stateDir, controlSocket: join(gateway.dir, 'scale.sock') }), { mode: 0o600 });
-  const child = gateway.gw.spawn(process.execPath, ['--expose-gc', WORKER, configPath, backend.capture, 'nft', stateDir], { stdio: ['pipe', 'pipe', 'inherit'], cwd: REPO_ROOT });
+  writeFileSync(
+    configPath,
+    benchConfigYaml({ firewall: backend.firewall, capture: backend.capture, stateDir, controlSocket: join(gateway.dir, 'scale.sock') }),
+    { mode: 0o600 },
+  );
+  const child = gateway.gw.spawn(process.execPath, ['--expose-gc', WORKER, configPath, backend.capture, 'nft', stateDir], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    cwd: REPO_ROOT,
+  });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const ask = async (command) => {
     child.stdin.write(`${command}\n`);
@@ -67,16 +74,21 @@ export async function scaleBench(gateway, backend, log) {
         break;
       }
       const grants = await worker.ask(`grant ${GRANTS_PER_LEVEL}`);
-      gateway.gw.exec('sh', ['-c', backend.firewall === 'nftables'
-        ? `nft add element inet knockport service_v4 '{ ${NET.client} . tcp . ${PORTS.service} timeout 3600s }'`
-        : `ipset -exist add knockport-service-v4 ${NET.client},tcp:${PORTS.service} timeout 3600`]);
+      gateway.gw.exec('sh', [
+        '-c',
+        backend.firewall === 'nftables'
+          ? `nft add element inet knockport service_v4 '{ ${NET.client} . tcp . ${PORTS.service} timeout 3600s }'`
+          : `ipset -exist add knockport-service-v4 ${NET.client},tcp:${PORTS.service} timeout 3600`,
+      ]);
       const service = percentiles(await connectTimes(gateway, PORTS.service));
       const unprotected = percentiles(await connectTimes(gateway, PORTS.unprotected));
       const row = { level, grant: percentiles(grants.ms), service, unprotected, slabDeltaMb: slabMb() - slabBefore };
       if (backend.firewall === 'iptables') {
         row.ipsetMemoryMb = Number(/Size in memory: (\d+)/.exec(gateway.gw.exec('ipset', ['list', '-t', 'knockport-service-v4']))?.[1] ?? NaN) / 2 ** 20;
       }
-      log(`  ${backend.name} at ${level} grants: grant p50 ${row.grant.p50?.toFixed(3)} ms, service connect p50 ${service.p50?.toFixed(3)} ms (no rules ${unprotected.p50?.toFixed(3)} ms)`);
+      log(
+        `  ${backend.name} at ${level} grants: grant p50 ${row.grant.p50?.toFixed(3)} ms, service connect p50 ${service.p50?.toFixed(3)} ms (no rules ${unprotected.p50?.toFixed(3)} ms)`,
+      );
       levels.push(row);
     }
     const sessions = await worker.ask(`sessions ${LEVELS.at(-1)}`);
@@ -84,6 +96,9 @@ export async function scaleBench(gateway, backend, log) {
   } finally {
     worker.child.kill('SIGKILL');
     // Leave the gateway clean for the next backend.
-    gateway.gw.tryExec('sh', ['-c', `${process.execPath} ${join(REPO_ROOT, 'bin/knock-port.js')} uninstall -c ${join(gateway.dir, `scale-${backend.firewall}.yaml`)} --iptables-variant nft >/dev/null 2>&1 || true`]);
+    gateway.gw.tryExec('sh', [
+      '-c',
+      `${process.execPath} ${join(REPO_ROOT, 'bin/knock-port.js')} uninstall -c ${join(gateway.dir, `scale-${backend.firewall}.yaml`)} --iptables-variant nft >/dev/null 2>&1 || true`,
+    ]);
   }
 }

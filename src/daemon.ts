@@ -98,7 +98,9 @@ export class Daemon {
     this.logger = options.logger;
     // Revoke means closed: revokes also end the address's flows, over the running config's ports.
     const flows = new ConntrackFlowCloser(spawnTool(netnsPrefix(options.firewall?.netns)));
-    granter.useFlows({ closer: flows, scope: () => ({ httpsPort: publicHttpsPort(this.config.global), apps: this.config.apps }) }, (problem) => problems.note(problem));
+    granter.useFlows({ closer: flows, scope: () => ({ httpsPort: publicHttpsPort(this.config.global), apps: this.config.apps }) }, (problem) =>
+      problems.note(problem),
+    );
     this.interfaces = new InterfaceWatch(this.logger);
     this.interfaces.refresh(this.config);
     this.https = new HttpsListener(this.createHttpsServer(), () => this.createHttpsServer(), this.logger);

@@ -67,7 +67,14 @@ function wrongKeyCapture(gateway, stateDir) {
   const payload = knockRequest(NET.server, PATHS.step1, `app=${APP}&access_key=${KEYS.wrong}`);
   const isns = randomBytes(4 * WRONG_KEY_PACKETS);
   const packets = Array.from({ length: WRONG_KEY_PACKETS }, (_, i) =>
-    cookieDataSegment(cookie, now, { src: wrongKeySource(i), dst: NET.server, sport: 1024 + (i % 60_000), dport: PORTS.step1, isn: isns.readUInt32BE(4 * i), payload }),
+    cookieDataSegment(cookie, now, {
+      src: wrongKeySource(i),
+      dst: NET.server,
+      sport: 1024 + (i % 60_000),
+      dport: PORTS.step1,
+      isn: isns.readUInt32BE(4 * i),
+      payload,
+    }),
   );
   const path = join(gateway.dir, 'wrong-key.pcap');
   writeEthernetPcap(path, packets, gateway.gw.mac(NET.gwIf), gateway.client.mac(NET.clientIf));

@@ -45,7 +45,23 @@ export function createGateway(tag) {
     client.ipBatch(Array.from({ length: EXTRA_ADDRESSES }, (_, i) => `addr add ${extraAddress(i)}/32 dev ${NET.clientIf}`));
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
-    sh('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=knock-port.bench', '-keyout', key, '-out', cert]);
+    sh('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=knock-port.bench',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ]);
     startServices(gw);
     let nextAddress = 0;
     return {
@@ -92,7 +108,9 @@ function startServices(gw) {
 export async function startDaemon(gateway, { firewall, capture, args = [] }, { step1Workers } = {}) {
   const stateDir = join(gateway.dir, `state-${firewall}`);
   const configPath = join(gateway.dir, `config-${firewall}.yaml`);
-  writeFileSync(configPath, benchConfigYaml({ firewall, capture, stateDir, controlSocket: join(gateway.dir, `control-${firewall}.sock`), step1Workers }), { mode: 0o600 });
+  writeFileSync(configPath, benchConfigYaml({ firewall, capture, stateDir, controlSocket: join(gateway.dir, `control-${firewall}.sock`), step1Workers }), {
+    mode: 0o600,
+  });
   const proc = gateway.gw.spawn(process.execPath, [CLI, 'run', '-c', configPath, '--cert', gateway.cert, '--key', gateway.key, ...args]);
   const output = [];
   const collect = (chunk) => output.push(...chunk.toString().split('\n').filter(Boolean));
@@ -191,13 +209,19 @@ export function runKnockCli(gateway, from, { timeoutMs = 30_000 } = {}) {
         BIND_SOURCE,
         CLI,
         'knock',
-        '--host', NET.server,
-        '--http-path', PATHS.step1,
-        '--https-path', PATHS.step2,
-        '--app', APP,
+        '--host',
+        NET.server,
+        '--http-path',
+        PATHS.step1,
+        '--https-path',
+        PATHS.step2,
+        '--app',
+        APP,
         '--insecure',
-        '--service-port', String(PORTS.service),
-        '--wait', '5',
+        '--service-port',
+        String(PORTS.service),
+        '--wait',
+        '5',
         '-q',
       ],
       { env: { ...process.env, KPB_SOURCE_ADDRESS: from, KNOCK_PORT_HTTP_KEY: KEYS.http, KNOCK_PORT_HTTPS_KEY: KEYS.https } },

@@ -90,7 +90,11 @@ function step2(from) {
       const open = await pollOpen(opts.ports.service, from, deadline);
       await sleep(5);
       s.destroy();
-      resolve(open === undefined ? { ok: false, reason: 'service-not-opened' } : { ok: true, ms: open - t0, responseMs: response === undefined ? undefined : response - t0 });
+      resolve(
+        open === undefined
+          ? { ok: false, reason: 'service-not-opened' }
+          : { ok: true, ms: open - t0, responseMs: response === undefined ? undefined : response - t0 },
+      );
     });
   });
 }

@@ -56,7 +56,13 @@ export function startSampler(pid, intervalMs = 200) {
       const endMachine = machineCpu();
       const machineSeconds = Object.values(endMachine).reduce((a, b) => a + b, 0) - Object.values(startMachine).reduce((a, b) => a + b, 0);
       const share = (key) => (machineSeconds > 0 ? ((endMachine[key] - startMachine[key]) / machineSeconds) * 100 : NaN);
-      const machineShare = { user: share('user'), system: share('system'), softirq: share('softirq') + share('irq'), idle: share('idle'), steal: share('steal') };
+      const machineShare = {
+        user: share('user'),
+        system: share('system'),
+        softirq: share('softirq') + share('irq'),
+        idle: share('idle'),
+        steal: share('steal'),
+      };
       return { cpuPercent: cpu, threads, machine: machineShare, peakRssMb: peakRss, seconds };
     },
   };

@@ -140,7 +140,9 @@ function keyOf(factor: LockFactor, app: string, user: string | undefined): strin
 }
 
 /** The policy a config asks for. */
-export function lockoutPolicy(global: Pick<GlobalConfig, 'lockoutUserFailures' | 'lockoutAppFailures' | 'lockoutWindowSeconds' | 'lockoutSeconds'>): LockoutPolicy {
+export function lockoutPolicy(
+  global: Pick<GlobalConfig, 'lockoutUserFailures' | 'lockoutAppFailures' | 'lockoutWindowSeconds' | 'lockoutSeconds'>,
+): LockoutPolicy {
   return {
     userFailures: global.lockoutUserFailures,
     appFailures: global.lockoutAppFailures,

@@ -25,9 +25,7 @@ export class NflogSocket {
   /** Binds the group in this process's network namespace; `onBatch` runs once per batch. */
   static open(options: NflogOptions, onBatch: (batch: PacketBatch) => void): NflogSocket {
     const addon = loadNativeAddon();
-    const handle = callNative(
-      () => new addon.NfLog(options.group, options, (data, meta, count) => onBatch(new PacketBatch(data, meta, count))),
-    );
+    const handle = callNative(() => new addon.NfLog(options.group, options, (data, meta, count) => onBatch(new PacketBatch(data, meta, count))));
     return new NflogSocket(handle, options.group);
   }
 

@@ -107,7 +107,14 @@ export function parseKernelQueueCounters(text: string): KernelQueueCounters[] {
     const fields = line.trim().split(/\s+/).map(Number);
     if (fields.length < 8 || fields.some((n) => !Number.isFinite(n))) continue;
     const [queue, portId, waiting, copyMode, copyRange, queueDropped, userDropped, lastId] = fields as [
-      number, number, number, number, number, number, number, number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
     ];
     counters.push({ queue, portId, waiting, copyMode, copyRange, queueDropped, userDropped, lastId });
   }

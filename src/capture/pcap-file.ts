@@ -56,7 +56,7 @@ function* parsePcap(bytes: Buffer, name: string, le: boolean, fractionToMs: numb
   const u32 = (offset: number) => (le ? bytes.readUInt32LE(offset) : bytes.readUInt32BE(offset));
   if (bytes.length < 24) throw new CaptureFileError(`${name}: truncated pcap header`);
   const linkType = u32(20) & 0xffff; // upper bits may carry the FCS length
-  for (let offset = 24; offset < bytes.length; ) {
+  for (let offset = 24; offset < bytes.length;) {
     if (offset + 16 > bytes.length) throw new CaptureFileError(`${name}: truncated record header at byte ${offset}`);
     const capturedLength = u32(offset + 8);
     const start = offset + 16;
@@ -75,11 +75,12 @@ interface PcapngInterface {
 function* parsePcapng(bytes: Buffer, name: string): Generator<CapturedFrame> {
   let le = true;
   let interfaces: PcapngInterface[] = [];
-  for (let offset = 0; offset < bytes.length; ) {
+  for (let offset = 0; offset < bytes.length;) {
     if (offset + 12 > bytes.length) throw new CaptureFileError(`${name}: truncated block at byte ${offset}`);
     if (bytes.readUInt32BE(offset) === PCAPNG_SECTION_HEADER) {
       const order = bytes.readUInt32BE(offset + 8);
-      if (order !== PCAPNG_BYTE_ORDER_MAGIC && bytes.readUInt32LE(offset + 8) !== PCAPNG_BYTE_ORDER_MAGIC) throw new CaptureFileError(`${name}: bad pcapng byte-order magic at byte ${offset}`);
+      if (order !== PCAPNG_BYTE_ORDER_MAGIC && bytes.readUInt32LE(offset + 8) !== PCAPNG_BYTE_ORDER_MAGIC)
+        throw new CaptureFileError(`${name}: bad pcapng byte-order magic at byte ${offset}`);
       le = order !== PCAPNG_BYTE_ORDER_MAGIC;
       interfaces = [];
     }
@@ -112,7 +113,7 @@ function* parsePcapng(bytes: Buffer, name: string): Generator<CapturedFrame> {
 
 /** if_tsresol: 10^-n seconds, or 2^-n when the top bit is set; microseconds by default. */
 function timestampUnitMs(bytes: Buffer, start: number, end: number, le: boolean): number {
-  for (let at = start; at + 4 <= end; ) {
+  for (let at = start; at + 4 <= end;) {
     const code = le ? bytes.readUInt16LE(at) : bytes.readUInt16BE(at);
     const length = le ? bytes.readUInt16LE(at + 2) : bytes.readUInt16BE(at + 2);
     if (code === 0) break;

@@ -38,7 +38,10 @@ export function openLiveCapture(iface: string, filter: string, onFrame: (linkTyp
   try {
     cap = require('cap') as CapModule;
   } catch (err) {
-    throw new LiveCaptureError(`live capture needs the 'cap' package built against libpcap (apt-get install libpcap-dev, then reinstall): ${(err as Error).message}`, { cause: err });
+    throw new LiveCaptureError(
+      `live capture needs the 'cap' package built against libpcap (apt-get install libpcap-dev, then reinstall): ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   const handle = new cap.Cap();
   const buffer = Buffer.alloc(65535);
@@ -46,7 +49,9 @@ export function openLiveCapture(iface: string, filter: string, onFrame: (linkTyp
   try {
     linkName = handle.open(iface, filter, 10 * 1024 * 1024, buffer);
   } catch (err) {
-    throw new LiveCaptureError(`cannot capture on ${iface}: ${(err as Error).message} (it needs root or CAP_NET_RAW, and an existing interface)`, { cause: err });
+    throw new LiveCaptureError(`cannot capture on ${iface}: ${(err as Error).message} (it needs root or CAP_NET_RAW, and an existing interface)`, {
+      cause: err,
+    });
   }
   const linkType = LINK_TYPES[linkName];
   if (linkType === undefined) {

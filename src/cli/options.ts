@@ -20,7 +20,10 @@ export function parsePort(value: string): number {
 
 /** `--waf-trusted-ips 127.0.0.1,10.0.0.0/8`: each entry checked as `trusted_proxies` entries are. */
 export function parseTrustedIps(value: string): string[] {
-  const networks = value.split(',').filter((entry) => entry.trim() !== '').map(parseNetwork);
+  const networks = value
+    .split(',')
+    .filter((entry) => entry.trim() !== '')
+    .map(parseNetwork);
   const refusal = networks.find((entry): entry is Refusal => entry instanceof Refusal);
   if (refusal) throw new InvalidArgumentError(refusal.message);
   if (networks.length === 0) throw new InvalidArgumentError('expected a comma-separated list of IPs or networks, e.g. 127.0.0.1');

@@ -17,9 +17,7 @@ export interface ConnectPlan {
 
 export type ConnectFailureReason = 'timeout' | 'refused' | 'unreachable' | 'error';
 
-export type ConnectResult =
-  | { ok: true; socket: Socket; elapsedMs: number }
-  | { ok: false; reason: ConnectFailureReason; detail: string; elapsedMs: number };
+export type ConnectResult = { ok: true; socket: Socket; elapsedMs: number } | { ok: false; reason: ConnectFailureReason; detail: string; elapsedMs: number };
 
 /**
  * Opens a TCP connection to a port that may still be dropped by a firewall. A dropped SYN

@@ -55,7 +55,11 @@ export async function knock(plan: KnockPlan, env: KnockEnvironment): Promise<Kno
   // Step 2 refuses a missing token like a wrong key, so a TOTP user says so (--totp); the token
   // is asked for before step 1, not while the short step-2 window runs.
   if (token === undefined && plan.credentials.totp) {
-    if (!env.askToken) return { exitCode: KnockExitCode.tokenRequired, error: `this user needs a step-2 TOTP token: give --token or ${CREDENTIAL_ENV.token}, or run from a terminal to be asked` };
+    if (!env.askToken)
+      return {
+        exitCode: KnockExitCode.tokenRequired,
+        error: `this user needs a step-2 TOTP token: give --token or ${CREDENTIAL_ENV.token}, or run from a terminal to be asked`,
+      };
     token = await env.askToken();
   }
   const step1Address = await resolve(step1.host, plan.family);
@@ -90,7 +94,10 @@ async function waitForService(service: { port: number; waitMs: number }, address
     attemptTimeoutMs: Math.min(service.waitMs, 1000) || RETRY_INTERVAL_MS,
   });
   if (!opened.ok) {
-    return { exitCode: KnockExitCode.serviceNotOpen, error: `service port ${service.port} did not open within ${service.waitMs / 1000} s (${opened.reason}: ${opened.detail})` };
+    return {
+      exitCode: KnockExitCode.serviceNotOpen,
+      error: `service port ${service.port} did not open within ${service.waitMs / 1000} s (${opened.reason}: ${opened.detail})`,
+    };
   }
   opened.socket.destroy();
   env.report(`service port ${service.port} is open (after ${(opened.elapsedMs / 1000).toFixed(1)} s)`);
@@ -124,7 +131,9 @@ async function knockStep1(plan: KnockPlan, address: string, env: KnockEnvironmen
     };
   }
   const how = fastOpen ? ' inside the SYN (TCP Fast Open)' : '';
-  env.report(`step 1: knock sent${how} to ${describeEndpoint('http', endpoint)}${sent.answered ? ' (it answered, which knock-port never does: is this the right port?)' : ' (no answer, by design)'}`);
+  env.report(
+    `step 1: knock sent${how} to ${describeEndpoint('http', endpoint)}${sent.answered ? ' (it answered, which knock-port never does: is this the right port?)' : ' (no answer, by design)'}`,
+  );
   return undefined;
 }
 
@@ -156,7 +165,10 @@ function step2Failure(answer: Step2Result, plan: KnockPlan, hadToken: boolean): 
           `${plan.credentials.otpSecret ? ' (and the otp: each code works once, wait for the next 30 s period)' : ''}, or something blocks the way`,
       };
     case 'tls-failed':
-      return { exitCode: KnockExitCode.tlsFailed, error: `step 2: TLS with ${where} failed: ${answer.detail} (trust the gateway's certificate with --ca FILE, or use --insecure)` };
+      return {
+        exitCode: KnockExitCode.tlsFailed,
+        error: `step 2: TLS with ${where} failed: ${answer.detail} (trust the gateway's certificate with --ca FILE, or use --insecure)`,
+      };
     case 'failed':
       return { exitCode: KnockExitCode.failed, error: `step 2: ${where}: ${answer.detail}` };
     case 'answered':
@@ -167,13 +179,18 @@ function step2Failure(answer: Step2Result, plan: KnockPlan, hadToken: boolean): 
 function statusFailure(status: number, where: string, hadToken: boolean): KnockOutcome | undefined {
   if (status === 200) return undefined;
   if (status === 403) {
-    const detail = hadToken ? ' and the token (each code works once)' : '; a user with a step-2 TOTP also needs a token: --token, or --totp (totp=yes in the key file) to be asked';
+    const detail = hadToken
+      ? ' and the token (each code works once)'
+      : '; a user with a step-2 TOTP also needs a token: --token, or --totp (totp=yes in the key file) to be asked';
     return { exitCode: KnockExitCode.forbidden, error: `step 2: ${where} refused the knock (403): check the app, the step-2 key${detail}` };
   }
   if (status === 401) {
     return hadToken
       ? { exitCode: KnockExitCode.forbidden, error: `step 2: ${where} refused the token (401): use the current code, each works once` }
-      : { exitCode: KnockExitCode.tokenRequired, error: `step 2: ${where} requires a TOTP token (401): give --token or ${CREDENTIAL_ENV.token}, or run from a terminal to be asked` };
+      : {
+          exitCode: KnockExitCode.tokenRequired,
+          error: `step 2: ${where} requires a TOTP token (401): give --token or ${CREDENTIAL_ENV.token}, or run from a terminal to be asked`,
+        };
   }
   if (status === 429) return { exitCode: KnockExitCode.rateLimited, error: `step 2: ${where} is rate limiting this address (429): try again in a minute` };
   return { exitCode: KnockExitCode.failed, error: `step 2: ${where} answered HTTP ${status}` };

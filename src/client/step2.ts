@@ -114,7 +114,9 @@ function post(tls: TLSSocket, plan: Step2Plan, deadline: AbortSignal): Promise<S
           if (size < MAX_ANSWER_BYTES) chunks.push(chunk);
           size += chunk.length;
         });
-        res.on('end', () => resolve({ kind: 'answered', status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8').slice(0, MAX_ANSWER_BYTES) }));
+        res.on('end', () =>
+          resolve({ kind: 'answered', status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8').slice(0, MAX_ANSWER_BYTES) }),
+        );
         res.on('error', reject);
       },
     );

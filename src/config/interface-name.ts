@@ -54,7 +54,9 @@ export function checkInterfaceName(text: string): { name: string } | { error: st
     return { error: `'${text}' is an address label, not an interface; name the interface itself (e.g. ${body.split(':')[0]})` };
   }
   if (!NAME_CHARS.test(body) || body === '.' || body === '..') {
-    return { error: `'${text}' is not an interface name: use A-Z a-z 0-9 _ . @ - (no spaces, '/' or ':'), optionally ending in * or + to match a prefix, or 'any'` };
+    return {
+      error: `'${text}' is not an interface name: use A-Z a-z 0-9 _ . @ - (no spaces, '/' or ':'), optionally ending in * or + to match a prefix, or 'any'`,
+    };
   }
   if (text.length > MAX_INTERFACE_NAME) {
     return { error: `'${text}' has ${text.length} characters; Linux interface names have at most ${MAX_INTERFACE_NAME}, a trailing wildcard included` };

@@ -40,7 +40,10 @@ export function sortIssues(issues: readonly ConfigIssue[]): ConfigIssue[] {
 export class ConfigError extends KnockPortError {
   readonly issues: ConfigIssue[];
 
-  constructor(readonly source: string, issues: readonly ConfigIssue[]) {
+  constructor(
+    readonly source: string,
+    issues: readonly ConfigIssue[],
+  ) {
     const sorted = sortIssues(issues);
     const count = sorted.length === 1 ? '1 problem' : `${sorted.length} problems`;
     super(`invalid config ${source} (${count}):\n${sorted.map((issue) => `  ${formatIssue(source, issue)}`).join('\n')}`);

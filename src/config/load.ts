@@ -60,7 +60,11 @@ export function parseConfig(text: string, source: string, overrides: ConfigOverr
   const fromFolder = folder === undefined ? undefined : readFolderSecrets(folder, [...users.values()].flat());
 
   const errors = [...read.issues, ...policy.errors, ...(fromFolder?.errors ?? [])];
-  if (errors.length > 0 || !sections.global) throw new ConfigError(source, errors.map((issue) => locate(yaml, issue)));
+  if (errors.length > 0 || !sections.global)
+    throw new ConfigError(
+      source,
+      errors.map((issue) => locate(yaml, issue)),
+    );
 
   const warnings = policy.warnings.map((issue) => formatIssue(source, locate(yaml, issue)));
   const config: Config = {

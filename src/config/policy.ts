@@ -27,7 +27,10 @@ export function checkPolicy(sections: Sections): PolicyResult {
   if (sections.global) checkProxyFront(sections.global, sections.overriddenBy ?? {}, result);
   if (sections.global) checkWorkerRanges(sections.global, sections.overriddenBy ?? {}, result);
   for (const { name, app, users } of usersByApp) checkApp(name, app, users, sections.global, result);
-  checkKeysAcrossSteps(usersByApp.flatMap(({ users }) => users), result);
+  checkKeysAcrossSteps(
+    usersByApp.flatMap(({ users }) => users),
+    result,
+  );
   checkPortClashes(sections, result);
   return result;
 }
@@ -59,7 +62,10 @@ const MAX_QUEUE_ID = 65535;
 function checkWorkerRanges(global: GlobalSection, overriddenBy: Origins, { errors }: PolicyResult): void {
   const workers = resolveStep1Workers(global.step1_workers);
   const what = `${workers} step-1 workers (step1_workers${global.step1_workers === 'auto' ? ': auto, on this machine' : ''})`;
-  for (const [key, name] of [['queue_num', 'queues'], ['nflog_group', 'log groups']] as const) {
+  for (const [key, name] of [
+    ['queue_num', 'queues'],
+    ['nflog_group', 'log groups'],
+  ] as const) {
     const first = global[key];
     const last = first + workers - 1;
     if (last > MAX_QUEUE_ID) {
@@ -82,12 +88,16 @@ function checkProxyFront(global: GlobalSection, overriddenBy: Origins, { errors,
   if (publicPort === undefined) return;
   const setBy = overriddenBy.https_public_port ? ` (set by ${overriddenBy.https_public_port})` : '';
   if (publicPort === global.http_port) {
-    errors.push({ path: ['global', 'https_public_port'], message: `is ${publicPort}${setBy}, the step-1 port (${origin('http_port', overriddenBy)}); the public step-2 port must differ` });
+    errors.push({
+      path: ['global', 'https_public_port'],
+      message: `is ${publicPort}${setBy}, the step-1 port (${origin('http_port', overriddenBy)}); the public step-2 port must differ`,
+    });
   }
   if (publicPort !== global.https_port && !global.trusted_proxies?.length) {
     warnings.push({
       path: ['global', 'https_public_port'],
-      message: 'differs from https_port but trusted_proxies is empty: step 2 through a proxy would see the proxy\'s address and be refused; list the proxy in trusted_proxies',
+      message:
+        "differs from https_port but trusted_proxies is empty: step 2 through a proxy would see the proxy's address and be refused; list the proxy in trusted_proxies",
     });
   }
 }
@@ -124,7 +134,10 @@ function checkUniqueNames(appName: string, users: AppUser[], errors: PathIssue[]
   const seen = new Set<string>();
   for (const user of users) {
     if (seen.has(user.name)) {
-      errors.push({ path: [...user.httpPath.slice(0, -1), 'name'], message: `user name '${user.name}' is used twice in app ${appName} (list-form keys are named key0, key1, ...)` });
+      errors.push({
+        path: [...user.httpPath.slice(0, -1), 'name'],
+        message: `user name '${user.name}' is used twice in app ${appName} (list-form keys are named key0, key1, ...)`,
+      });
     }
     seen.add(user.name);
   }
@@ -137,7 +150,10 @@ function checkDuplicateKeys(users: AppUser[], step: 'http' | 'https', errors: Pa
     const hex = user[step].digest.toString('hex');
     const earlier = first.get(hex);
     if (earlier) {
-      errors.push({ path: step === 'http' ? user.httpPath : user.httpsPath, message: `same key as ${formatKeyPath(step === 'http' ? earlier.httpPath : earlier.httpsPath)}; each user needs their own key` });
+      errors.push({
+        path: step === 'http' ? user.httpPath : user.httpsPath,
+        message: `same key as ${formatKeyPath(step === 'http' ? earlier.httpPath : earlier.httpsPath)}; each user needs their own key`,
+      });
     } else {
       first.set(hex, user);
     }
@@ -167,8 +183,10 @@ function checkPortClashes({ global, apps, overriddenBy }: Sections, { errors }: 
     if (earlier) errors.push({ path: [name, 'port'], message: `${slot} is already the port of app ${earlier}` });
     else owner.set(slot, name);
     if (global && app.protocol === 'tcp') {
-      if (app.port === global.http_port) errors.push({ path: [name, 'port'], message: `${slot} is the step-1 port (${origin('http_port', overriddenBy ?? {})})` });
-      if (app.port === global.https_port) errors.push({ path: [name, 'port'], message: `${slot} is the step-2 port (${origin('https_port', overriddenBy ?? {})})` });
+      if (app.port === global.http_port)
+        errors.push({ path: [name, 'port'], message: `${slot} is the step-1 port (${origin('http_port', overriddenBy ?? {})})` });
+      if (app.port === global.https_port)
+        errors.push({ path: [name, 'port'], message: `${slot} is the step-2 port (${origin('https_port', overriddenBy ?? {})})` });
       if (global.https_public_port !== undefined && global.https_public_port !== global.https_port && app.port === global.https_public_port) {
         errors.push({ path: [name, 'port'], message: `${slot} is the public step-2 port (${origin('https_public_port', overriddenBy ?? {})})` });
       }

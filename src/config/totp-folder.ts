@@ -22,7 +22,7 @@ export interface FolderSecrets {
 }
 
 const FOLDER_PATH = ['global', '2fa_config_folder'];
-const OR_SECRET = "or give this user step1_otp_secret (knock-port totp new makes one)";
+const OR_SECRET = 'or give this user step1_otp_secret (knock-port totp new makes one)';
 
 /** `folder` relative paths resolve against the working directory, as in the original. */
 export function readFolderSecrets(folder: string, users: readonly AppUser[]): FolderSecrets {
@@ -80,11 +80,14 @@ function readSecretFile(file: string): string | Refusal {
     // The parser's message quotes the text, which holds the secret.
     return new Refusal('the 2FA file for this key in 2fa_config_folder is not JSON: expected an object with a "secret" string');
   }
-  if (content === null || typeof content !== 'object' || Array.isArray(content)) return new Refusal('the 2FA file for this key in 2fa_config_folder: expected a JSON object with a "secret" field');
+  if (content === null || typeof content !== 'object' || Array.isArray(content))
+    return new Refusal('the 2FA file for this key in 2fa_config_folder: expected a JSON object with a "secret" field');
   const { secret, interval } = content as { secret?: unknown; interval?: unknown };
   if (typeof secret !== 'string') return new Refusal('the 2FA file for this key in 2fa_config_folder: expected a "secret" string field');
   if (interval !== undefined && interval !== TOTP_PERIOD_SECONDS) {
-    return new Refusal(`the 2FA file for this key in 2fa_config_folder: interval ${JSON.stringify(interval)} is not supported (codes change every ${TOTP_PERIOD_SECONDS} s); enrol the user again with knock-port totp`);
+    return new Refusal(
+      `the 2FA file for this key in 2fa_config_folder: interval ${JSON.stringify(interval)} is not supported (codes change every ${TOTP_PERIOD_SECONDS} s); enrol the user again with knock-port totp`,
+    );
   }
   const parsed = parseTotpSecret(secret);
   return parsed instanceof Refusal ? new Refusal(`the 2FA file for this key in 2fa_config_folder: ${parsed.message}`) : parsed;

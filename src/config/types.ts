@@ -29,8 +29,7 @@ export interface User {
 }
 
 export type Destination =
-  | { kind: 'local' }
-  | { kind: 'forward'; address: string; family: IpFamily; /** Destination port; equals the app port when not given. */ port: number };
+  { kind: 'local' } | { kind: 'forward'; address: string; family: IpFamily; /** Destination port; equals the app port when not given. */ port: number };
 
 export interface AppConfig {
   name: string;

@@ -40,8 +40,7 @@ function checkForwardAddress(address: string, family: IpFamily): Refusal | undef
 }
 
 export type ParsedDestination =
-  | { kind: 'local' }
-  | { kind: 'forward'; address: string; family: IpFamily; /** Undefined: same as the app port. */ port: number | undefined };
+  { kind: 'local' } | { kind: 'forward'; address: string; family: IpFamily; /** Undefined: same as the app port. */ port: number | undefined };
 
 const DESTINATION_EXPECTED = "expected 'local', an IP address, IPv4:PORT, [IPv6]:PORT or a bare IPv6 address";
 
@@ -99,7 +98,8 @@ export function parseRequestPath(text: string): Parsed<string> {
   if (/[?#]/.test(text)) return new Refusal("a path must not contain '?' or '#' (a query or fragment is not part of the path that is matched)");
   if (/\s/.test(text)) return new Refusal('a path must not contain whitespace');
   if (/[^\x21-\x7e]/.test(text)) return new Refusal('a path must be printable ASCII (percent-encode other characters)');
-  if (isPublishedPath(text)) return new Refusal("this is a published example path that anyone can try; use '/' followed by random characters, e.g. from: openssl rand -hex 16");
+  if (isPublishedPath(text))
+    return new Refusal("this is a published example path that anyone can try; use '/' followed by random characters, e.g. from: openssl rand -hex 16");
   return text;
 }
 

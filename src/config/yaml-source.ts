@@ -98,4 +98,3 @@ const QUOTING_ERRORS: Partial<Record<string, string>> = {
 function firstLine(message: string): string {
   return message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
 }
-

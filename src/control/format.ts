@@ -9,5 +9,14 @@ export function formatSessionsTable(sessions: readonly SessionView[]): string {
     ...sessions.map((s) => [s.ip, s.app ?? '-', s.user ?? '(unattributed)', s.step, String(s.secondsLeft)]),
   ];
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((row) =>
+        row
+          .map((cell, column) => cell.padEnd(widths[column]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }

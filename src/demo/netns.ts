@@ -98,8 +98,8 @@ export class Netns {
 
   /** Kills every process inside, then deletes the namespace (its interfaces and firewall go with it). */
   destroy(): void {
-    tryRun('ip', ['netns', 'pids', this.name]).out
-      .split('\n')
+    tryRun('ip', ['netns', 'pids', this.name])
+      .out.split('\n')
       .filter(Boolean)
       .forEach((pid) => tryRun('kill', ['-9', pid]));
     tryRun('ip', ['netns', 'del', this.name]);
@@ -108,8 +108,8 @@ export class Netns {
 
 /** Names of the namespaces `ip netns` knows. */
 export function listNamespaces(): string[] {
-  return tryRun('ip', ['netns', 'list']).out
-    .split('\n')
+  return tryRun('ip', ['netns', 'list'])
+    .out.split('\n')
     .map((line) => line.split(' ')[0]!)
     .filter(Boolean);
 }
@@ -125,11 +125,7 @@ export interface Link {
  * Joins two namespaces with a veth pair and addresses (IPv4 /24 and IPv6 /64 given
  * without prefix). IPv6 DAD is disabled so addresses are usable at once.
  */
-export function wire(
-  a: Netns,
-  b: Netns,
-  opts: { ifA: string; ifB: string; a4: string; b4: string; a6?: string; b6?: string },
-): Link {
+export function wire(a: Netns, b: Netns, opts: { ifA: string; ifB: string; a4: string; b4: string; a6?: string; b6?: string }): Link {
   run('ip', ['link', 'add', opts.ifA, 'netns', a.name, 'type', 'veth', 'peer', 'name', opts.ifB, 'netns', b.name]);
   for (const [ns, ifname, v4, v6] of [
     [a, opts.ifA, opts.a4, opts.a6],

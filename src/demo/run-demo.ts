@@ -122,7 +122,10 @@ async function setUp(sandbox: DemoSandbox, secrets: DemoSecrets, report: DemoRep
   sandbox.daemon = spawnDaemon(gw, runArgs);
   const ready = await sandbox.daemon.waitForLog(/"msg":"knock-port ready"/, DAEMON_START_TIMEOUT_MS);
   if (!ready) {
-    const log = sandbox.daemon.output.slice(-10).map((line) => `  ${line}`).join('\n');
+    const log = sandbox.daemon.output
+      .slice(-10)
+      .map((line) => `  ${line}`)
+      .join('\n');
     throw new DemoError(`the knock-port daemon did not start in the gateway namespace:\n${log || '  (no output)'}`);
   }
   report.setting('daemon', shellLine(['knock-port', 'run', ...runArgs]));

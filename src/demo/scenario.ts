@@ -38,7 +38,16 @@ export interface DemoContext {
 type AppName = (typeof DEMO_APPS)[keyof typeof DEMO_APPS]['name'];
 
 export async function runDemoSteps(ctx: DemoContext): Promise<void> {
-  const steps: ((ctx: DemoContext) => Promise<void> | void)[] = [servicesClosed, knockStep1, httpsOpen, knockStep2, serviceAnswers, forwardedService, listGrants, expiry];
+  const steps: ((ctx: DemoContext) => Promise<void> | void)[] = [
+    servicesClosed,
+    knockStep1,
+    httpsOpen,
+    knockStep2,
+    serviceAnswers,
+    forwardedService,
+    listGrants,
+    expiry,
+  ];
   for (const [index, step] of steps.entries()) {
     ctx.report.step(index + 1, DEMO_STEPS[index]!);
     await step(ctx);
@@ -61,9 +70,7 @@ function servicesClosed(ctx: DemoContext): void {
 }
 
 async function knockStep1(ctx: DemoContext): Promise<void> {
-  ctx.report.note(
-    `The client sends the step-1 path, app and key in one plain HTTP request to port 80 (curl -m 1: stop after 1 s).`,
-  );
+  ctx.report.note(`The client sends the step-1 path, app and key in one plain HTTP request to port 80 (curl -m 1: stop after 1 s).`);
   await sendStep1(ctx, 2, DEMO_APPS.local.name, () =>
     ctx.report.note(
       'Timed out, by design. No process listens on port 80: knock-port answered the TCP handshake itself,',
@@ -121,7 +128,8 @@ async function expiry(ctx: DemoContext): Promise<void> {
   ctx.report.note(`Waiting for the ${SERVICE_SECONDS}-second grants to run out...`);
   const urls = [gatewayUrl('http', '/', DEMO_APPS.local.port), gatewayUrl('http', '/', DEMO_APPS.forwarded.port)];
   const closed = () => urls.every((url) => ctx.topology.client.runCommand('curl', ['-sS', '-m', '1', url]).code === CURL_TIMED_OUT);
-  if (!(await waitFor(closed, (SERVICE_SECONDS + 6) * 1000, 500))) fail(ctx, 8, `the services were still open more than ${SERVICE_SECONDS + 6} s after the grants`);
+  if (!(await waitFor(closed, (SERVICE_SECONDS + 6) * 1000, 500)))
+    fail(ctx, 8, `the services were still open more than ${SERVICE_SECONDS + 6} s after the grants`);
   for (const url of urls) expectClosed(ctx, 8, curl(ctx, ctx.topology.client, ['-m', '1', url]), `${url} is still open`);
   ctx.report.note('The kernel closed them on time (the grants are nftables set elements with a timeout):');
   const listed = sessions(ctx, 8);
@@ -143,13 +151,15 @@ async function sendStep2(ctx: DemoContext, step: number, app: AppName): Promise<
   const before = ctx.daemon.output.length;
   const body = `app=${app}&access_key=${ctx.secrets.httpsKey}`;
   const result = curl(ctx, ctx.topology.client, ['-m', '2', '--cacert', ctx.cert, '-d', body, gatewayUrl('https', ctx.secrets.step2Path)]);
-  if (result.stdout.trim() !== 'OK') fail(ctx, step, `step 2 for ${app} was not accepted (curl exit ${result.code}: ${(result.stdout + result.stderr).trim()})`);
+  if (result.stdout.trim() !== 'OK')
+    fail(ctx, step, `step 2 for ${app} was not accepted (curl exit ${result.code}: ${(result.stdout + result.stderr).trim()})`);
   await showGrantLog(ctx, step, before, app, 'service');
 }
 
 /** Waits for the daemon's "granted" log line for this client, app and step, and shows it. */
 async function showGrantLog(ctx: DemoContext, step: number, from: number, app: AppName, grant: 'step2' | 'service'): Promise<void> {
-  const matches = (line: string) => line.includes('"msg":"granted"') && line.includes(`"ip":"${ADDR.client4}"`) && line.includes(`"app":"${app}"`) && line.includes(`"step":"${grant}"`);
+  const matches = (line: string) =>
+    line.includes('"msg":"granted"') && line.includes(`"ip":"${ADDR.client4}"`) && line.includes(`"app":"${app}"`) && line.includes(`"step":"${grant}"`);
   const find = () => ctx.daemon.output.slice(from).find(matches);
   if (!(await waitFor(() => find() !== undefined, 3000))) fail(ctx, step, `the daemon logged no ${grant} grant for ${app}`);
   ctx.report.note(`gateway log: ${find()!}`);
@@ -179,6 +189,9 @@ function expectClosed(ctx: DemoContext, step: number, result: CommandResult, wha
 }
 
 function fail(ctx: DemoContext, step: number, what: string): never {
-  const log = ctx.daemon.output.slice(-8).map((line) => `  ${line}`).join('\n');
+  const log = ctx.daemon.output
+    .slice(-8)
+    .map((line) => `  ${line}`)
+    .join('\n');
   throw new DemoError(`step ${step}/${DEMO_STEPS.length} (${DEMO_STEPS[step - 1]}) failed: ${what}.\nLast daemon log lines:\n${log}`);
 }

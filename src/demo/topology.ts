@@ -65,9 +65,27 @@ export function createSelfSignedCert(dir: string, commonName: string, ipAddresse
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
   const altNames = ipAddresses.length > 0 ? ['-addext', `subjectAltName=${ipAddresses.map((ip) => `IP:${ip}`).join(',')}`] : [];
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-    '-subj', `/CN=${commonName}`, ...altNames, '-keyout', key, '-out', cert,
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${commonName}`,
+      ...altNames,
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert, key };
 }

@@ -58,7 +58,9 @@ export function spawnCollect(file: string, args: readonly string[], input?: stri
     // A tool that exits before reading its input: the close below reports its status.
     child.stdin.on('error', () => undefined);
     child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr: signal === 'SIGKILL' ? `${stderr}killed after ${timeoutMs / 1000} s`.trim() : stderr }));
+    child.once('close', (code, signal) =>
+      resolve({ code, signal, stdout, stderr: signal === 'SIGKILL' ? `${stderr}killed after ${timeoutMs / 1000} s`.trim() : stderr }),
+    );
     child.stdin.end(input ?? '');
   });
 }

@@ -27,8 +27,7 @@ export interface GrantEntry extends GrantKey {
 }
 
 export type GrantChange =
-  | { op: 'add'; kind: GrantKind; family: IpFamily; key: GrantKey; ttlSeconds: number }
-  | { op: 'delete'; kind: GrantKind; family: IpFamily; key: GrantKey };
+  { op: 'add'; kind: GrantKind; family: IpFamily; key: GrantKey; ttlSeconds: number } | { op: 'delete'; kind: GrantKind; family: IpFamily; key: GrantKey };
 
 /** How one backend writes and reads its grant sets. */
 export interface GrantSetDriver {

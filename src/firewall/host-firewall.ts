@@ -67,7 +67,9 @@ export interface HostFirewallReport {
 }
 
 export function describeChain(c: Pick<HostChain, 'manager' | 'family' | 'table' | 'chain'>): string {
-  return c.manager === 'nftables' ? `nftables chain ${c.family} ${c.table} ${c.chain}` : `${c.manager} chain ${c.chain} (${c.family === 'ip6' ? 'IPv6' : 'IPv4'})`;
+  return c.manager === 'nftables'
+    ? `nftables chain ${c.family} ${c.table} ${c.chain}`
+    : `${c.manager} chain ${c.chain} (${c.family === 'ip6' ? 'IPv6' : 'IPv4'})`;
 }
 
 const hex = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
@@ -83,7 +85,9 @@ export function hostRules(plan: Pick<FirewallPlan, 'grantMark' | 'packetMark' | 
     nft: `ct mark & ${mark} == ${mark} accept`,
     iptables: ['-m', 'connmark', '--mark', `${mark}/${mark}`],
     equivalent: (rule) =>
-      accepts(rule) && ((rule.includes('{"ct":{"key":"mark"}}') && rule.includes(String(plan.grantMark))) || rule.includes(`--mark ${hexShort(plan.grantMark)}/${hexShort(plan.grantMark)}`)),
+      accepts(rule) &&
+      ((rule.includes('{"ct":{"key":"mark"}}') && rule.includes(String(plan.grantMark))) ||
+        rule.includes(`--mark ${hexShort(plan.grantMark)}/${hexShort(plan.grantMark)}`)),
   };
   if (hook !== 'output') return [granted];
   // SYN-ACKs and RSTs from the raw socket are untracked: no conntrack mark, only the packet mark.
@@ -93,7 +97,9 @@ export function hostRules(plan: Pick<FirewallPlan, 'grantMark' | 'packetMark' | 
     nft: `meta mark ${pmark} tcp sport ${plan.step1Port} accept`,
     iptables: ['-p', 'tcp', '--sport', String(plan.step1Port), '-m', 'mark', '--mark', pmark],
     equivalent: (rule) =>
-      accepts(rule) && ((rule.includes('{"meta":{"key":"mark"}}') && rule.includes(String(plan.packetMark))) || new RegExp(`-m mark --mark ${hexShort(plan.packetMark)}( |$)`).test(rule)),
+      accepts(rule) &&
+      ((rule.includes('{"meta":{"key":"mark"}}') && rule.includes(String(plan.packetMark))) ||
+        new RegExp(`-m mark --mark ${hexShort(plan.packetMark)}( |$)`).test(rule)),
   };
   return [granted, replies];
 }
@@ -253,7 +259,9 @@ export class HostFirewall {
         for (const rule of [...missing].reverse()) await this.insertRule(chain, rule);
         if (missing.length > 0) inserted.push(`${describeChain(chain)} (hook ${chain.hook}, policy ${chain.policy})`);
       } catch (err) {
-        problems.push(`cannot put knock-port's accept rule in ${describeChain(chain)}: ${describeError(err)}; connections knock-port grants may be dropped there`);
+        problems.push(
+          `cannot put knock-port's accept rule in ${describeChain(chain)}: ${describeError(err)}; connections knock-port grants may be dropped there`,
+        );
       }
     }
     for (const chain of chains) {

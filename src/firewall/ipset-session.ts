@@ -123,7 +123,12 @@ export class IpsetSession {
     child.stdout?.on('data', (chunk: string) => this.onOutput(session, chunk));
     child.stderr?.on('data', (chunk: Buffer) => (session.stray += chunk.toString()));
     child.stdin?.on('error', () => undefined); // a dead session is reported by 'close'
-    child.once('error', (err) => this.end(session, new IpsetSessionError(`cannot start the ipset session (${IPSET_SESSION_SCRIPT}): ${err.message}; install ipset and coreutils`, { sameForEach: true })));
+    child.once('error', (err) =>
+      this.end(
+        session,
+        new IpsetSessionError(`cannot start the ipset session (${IPSET_SESSION_SCRIPT}): ${err.message}; install ipset and coreutils`, { sameForEach: true }),
+      ),
+    );
     // 'close', not 'exit': the answers ipset printed before it died are read first.
     child.once('close', (code, signal) => this.end(session, this.exitError(session, code, signal)));
     return session;
@@ -154,9 +159,12 @@ export class IpsetSession {
     const said = `${session.stray}${session.buffer}`.trim().split('\n').slice(-3).join(' ');
     const how = signal ? `killed by ${signal}` : `exit status ${code}`;
     // Never reading a line (no first prompt): ipset or stdbuf is missing or refuses to run.
-    return new IpsetSessionError(`the ipset session ended (${how})${said ? `: ${said}` : ''}; it is restarted on the next grant (needs ipset and stdbuf from coreutils)`, {
-      sameForEach: !session.ready,
-    });
+    return new IpsetSessionError(
+      `the ipset session ended (${how})${said ? `: ${said}` : ''}; it is restarted on the next grant (needs ipset and stdbuf from coreutils)`,
+      {
+        sameForEach: !session.ready,
+      },
+    );
   }
 
   /** Rejects what is pending and forgets the session; the next run() starts another. */
@@ -179,7 +187,14 @@ export class IpsetSession {
     const waiting = session.pending.length > 0;
     if (waiting) {
       // The process and its pipes are unreferenced: this timer is what holds the event loop open while lines are pending.
-      this.lineTimer = setTimeout(() => this.end(session, new IpsetSessionError(`ipset did not answer within ${this.lineTimeoutMs / 1000} s; the session was killed and is restarted on the next grant`)), this.lineTimeoutMs);
+      this.lineTimer = setTimeout(
+        () =>
+          this.end(
+            session,
+            new IpsetSessionError(`ipset did not answer within ${this.lineTimeoutMs / 1000} s; the session was killed and is restarted on the next grant`),
+          ),
+        this.lineTimeoutMs,
+      );
     } else {
       this.idleTimer = setTimeout(() => this.end(session, new IpsetSessionError('the ipset session ended after being idle')), this.idleMs);
       this.idleTimer.unref();

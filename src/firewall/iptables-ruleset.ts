@@ -153,7 +153,10 @@ export class IptablesRuleset {
         { name: this.chain('STEP2'), rules: this.step2(family) },
         { name: this.chain('SERVICE'), rules: this.service(family) },
         { name: this.chain('FORWARD'), rules: this.forwardGate(family) },
-        { name: this.chain('OUTPUT'), rules: [`${outIf(p.interfaceExt)}-p tcp --sport ${p.step1Port} -m mark ! --mark 0x${p.packetMark.toString(16)} -j DROP`] },
+        {
+          name: this.chain('OUTPUT'),
+          rules: [`${outIf(p.interfaceExt)}-p tcp --sport ${p.step1Port} -m mark ! --mark 0x${p.packetMark.toString(16)} -j DROP`],
+        },
       ],
       nat: [
         { name: this.chain('PREROUTING'), rules: this.dnat(family) },
@@ -213,7 +216,8 @@ export class IptablesRuleset {
       `${inIf(p.interfaceExt)}-p tcp --dport ${p.httpsPort} -j ${this.chain('STEP2')}`,
     ];
     // With no external interface named, only loopback (where a local proxy connects) may reach the internal port.
-    if (p.internalHttpsPort !== undefined) rules.push(`${matchesInterface(p.interfaceExt) ? inIf(p.interfaceExt) : '! -i lo '}-p tcp --dport ${p.internalHttpsPort} -j DROP`);
+    if (p.internalHttpsPort !== undefined)
+      rules.push(`${matchesInterface(p.interfaceExt) ? inIf(p.interfaceExt) : '! -i lo '}-p tcp --dport ${p.internalHttpsPort} -j DROP`);
     for (const app of p.localApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j ${this.chain('SERVICE')}`);
     // Granted sources are DNATed before input; what still arrives here for the port has no grant.
     for (const { app } of p.forwardedApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j DROP`);
@@ -286,10 +290,7 @@ export class IptablesRuleset {
     const rules = [ESTABLISHED_FROM_CLIENT];
     if (this.grantable(family)) {
       const granted = `-m set --match-set ${this.setName('step2', family)} src`;
-      rules.push(
-        `${granted} -m conntrack --ctstate NEW ${this.hashlimit('step2', family, this.plan.httpsConnRatePerSecond)} -j DROP`,
-        `${granted} -j ACCEPT`,
-      );
+      rules.push(`${granted} -m conntrack --ctstate NEW ${this.hashlimit('step2', family, this.plan.httpsConnRatePerSecond)} -j DROP`, `${granted} -j ACCEPT`);
     }
     return [...rules, '-j DROP'];
   }

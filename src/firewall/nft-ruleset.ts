@@ -35,11 +35,8 @@ export function tableRef(table: NftTable): string {
 
 /** Words that differ between IPv4 and IPv6 in nft rules. */
 function fam(family: IpFamily): { addr: 'ip' | 'ip6'; type: string; tag: string; nfproto: string } {
-  return family === 4
-    ? { addr: 'ip', type: 'ipv4_addr', tag: 'v4', nfproto: 'ipv4' }
-    : { addr: 'ip6', type: 'ipv6_addr', tag: 'v6', nfproto: 'ipv6' };
+  return family === 4 ? { addr: 'ip', type: 'ipv4_addr', tag: 'v4', nfproto: 'ipv4' } : { addr: 'ip6', type: 'ipv6_addr', tag: 'v6', nfproto: 'ipv6' };
 }
-
 
 export function grantSetName(layout: NftLayout, kind: GrantKind, family: IpFamily): string {
   return `${layout.prefix}${kind}_${fam(family).tag}`;
@@ -168,7 +165,11 @@ export class NftRuleset {
   private chains(table: NftTable, capture: CaptureKind): ChainSpec[] {
     const p = this.plan;
     return [
-      { name: this.chain('prerouting_raw'), base: 'type filter hook prerouting priority raw', rules: [`${iif(p.interfaceExt)}tcp dport ${p.step1Port} notrack`] },
+      {
+        name: this.chain('prerouting_raw'),
+        base: 'type filter hook prerouting priority raw',
+        rules: [`${iif(p.interfaceExt)}tcp dport ${p.step1Port} notrack`],
+      },
       { name: this.chain('output_raw'), base: 'type filter hook output priority raw', rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} notrack`] },
       // After conntrack (-200), before mangle and every filter: host chains see the grant mark.
       { name: this.chain('prerouting_mark'), base: 'type filter hook prerouting priority mangle - 30', rules: this.grantMarks(table) },
@@ -178,7 +179,11 @@ export class NftRuleset {
       { name: this.chain('step2'), rules: this.step2(table) },
       { name: this.chain('service'), rules: this.service(table) },
       { name: this.chain('forward_filter'), base: 'type filter hook forward priority filter - 10', rules: this.forwardGate(table) },
-      { name: this.chain('output_filter'), base: 'type filter hook output priority filter - 10', rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} meta mark != 0x${p.packetMark.toString(16).padStart(8, '0')} drop`] },
+      {
+        name: this.chain('output_filter'),
+        base: 'type filter hook output priority filter - 10',
+        rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} meta mark != 0x${p.packetMark.toString(16).padStart(8, '0')} drop`],
+      },
       { name: this.chain('prerouting_nat'), base: 'type nat hook prerouting priority dstnat', rules: this.dnat(table) },
       { name: this.chain('postrouting_nat'), base: 'type nat hook postrouting priority srcnat', rules: this.masquerade(table) },
     ];
@@ -198,7 +203,8 @@ export class NftRuleset {
       rules.push(`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} ${addr} saddr @${grantSetName(this.layout, 'step2', f)} ${mark}`);
       const services = `${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} ${mark}`;
       for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${services}`);
-      for (const { app } of this.forwarded(table, true).filter((a) => a.family === f)) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${services}`);
+      for (const { app } of this.forwarded(table, true).filter((a) => a.family === f))
+        rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${services}`);
     }
     return rules;
   }
@@ -210,7 +216,8 @@ export class NftRuleset {
       `${iif(p.interfaceExt)}tcp dport ${p.httpsPort} goto ${this.chain('step2')}`,
     ];
     // With no external interface named, only loopback (where a local proxy connects) may reach the internal port.
-    if (p.internalHttpsPort !== undefined) rules.push(`${matchesInterface(p.interfaceExt) ? iif(p.interfaceExt) : 'iifname != "lo" '}tcp dport ${p.internalHttpsPort} drop`);
+    if (p.internalHttpsPort !== undefined)
+      rules.push(`${matchesInterface(p.interfaceExt) ? iif(p.interfaceExt) : 'iifname != "lo" '}tcp dport ${p.internalHttpsPort} drop`);
     for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} goto ${this.chain('service')}`);
     // Granted sources are DNATed before input; what still arrives here for the port has no grant.
     for (const { app } of p.forwardedApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} drop`);
@@ -354,6 +361,9 @@ export class NftRuleset {
   private masquerade(table: NftTable): string[] {
     return this.forwarded(table, true)
       .filter(({ app }) => app.masquerade)
-      .map(({ app, address, family, port }) => `${oif(app.interfaceInt)}ct status dnat ${fam(family).addr} daddr ${address} ${app.protocol} dport ${port} masquerade`);
+      .map(
+        ({ app, address, family, port }) =>
+          `${oif(app.interfaceInt)}ct status dnat ${fam(family).addr} daddr ${address} ${app.protocol} dport ${port} masquerade`,
+      );
   }
 }

@@ -8,7 +8,10 @@ import { spawnCollect, type ChildOutput } from './command.js';
 import type { NftThreadReply, NftThreadRequest } from './nft-thread.js';
 
 export class NftError extends KnockPortError {
-  constructor(message: string, readonly script: string) {
+  constructor(
+    message: string,
+    readonly script: string,
+  ) {
     super(message);
   }
 }

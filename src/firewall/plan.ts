@@ -121,9 +121,7 @@ export function grantableFamily(plan: FirewallPlan, ip: string): IpFamily {
 /** Checks that a service grant for `app` from an `ip` of this family can reach it. */
 export function checkServiceGrant(ip: string, family: IpFamily, app: AppConfig): void {
   if (app.destination.kind === 'forward' && app.destination.family !== family) {
-    throw new InvalidGrantError(
-      `app '${app.name}' forwards to an IPv${app.destination.family} host: a grant for ${ip} could never reach it`,
-    );
+    throw new InvalidGrantError(`app '${app.name}' forwards to an IPv${app.destination.family} host: a grant for ${ip} could never reach it`);
   }
 }
 

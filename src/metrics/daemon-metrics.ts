@@ -46,7 +46,11 @@ export function createDaemonMetrics(countLiveSessions: () => number, registry = 
       LATENCY_BUCKETS,
       ['step'],
     ),
-    step1WorkerPackets: registry.counter('knockport_step1_worker_packets_total', 'Step-1 packets inspected per worker thread (worker = its queue number or log group).', ['worker']),
+    step1WorkerPackets: registry.counter(
+      'knockport_step1_worker_packets_total',
+      'Step-1 packets inspected per worker thread (worker = its queue number or log group).',
+      ['worker'],
+    ),
     step1WorkerRestarts: registry.counter('knockport_step1_worker_restarts_total', 'Step-1 worker threads that stopped on their own and were restarted.'),
     step1Workers: registry.gauge('knockport_step1_workers', 'Step-1 worker threads reading their queue now.'),
     liveSessions: registry.gauge('knockport_live_sessions', 'Live grants known to the daemon.', [], countLiveSessions),

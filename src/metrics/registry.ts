@@ -88,7 +88,12 @@ export class Counter<L extends string = never> extends LabelledMetric<L> {
 
 export class Gauge<L extends string = never> extends LabelledMetric<L> {
   /** `collect`, when given, sets the unlabelled value at render time (e.g. a live count). */
-  constructor(name: string, help: string, labelNames: readonly L[] = [], private readonly collect?: () => number) {
+  constructor(
+    name: string,
+    help: string,
+    labelNames: readonly L[] = [],
+    private readonly collect?: () => number,
+  ) {
     super(name, help, labelNames, 'gauge');
   }
 

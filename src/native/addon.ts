@@ -128,9 +128,7 @@ export function loadNativeAddon(): NativeAddon {
     );
   }
   if (addon.abiVersion !== ABI_VERSION) {
-    throw new NativeAddonMissingError(
-      `the native addon is out of date (version ${addon.abiVersion}, need ${ABI_VERSION}): run \`npx node-gyp rebuild\``,
-    );
+    throw new NativeAddonMissingError(`the native addon is out of date (version ${addon.abiVersion}, need ${ABI_VERSION}): run \`npx node-gyp rebuild\``);
   }
   cached = addon;
   return addon;

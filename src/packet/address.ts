@@ -71,7 +71,10 @@ export function parseIpAddress(text: string): Buffer | undefined {
   let tailV4: number[] = [];
   const lastColon = text.lastIndexOf(':');
   if (text.includes('.', lastColon)) {
-    tailV4 = text.slice(lastColon + 1).split('.').map(Number);
+    tailV4 = text
+      .slice(lastColon + 1)
+      .split('.')
+      .map(Number);
     head = text.slice(0, lastColon + 1) + '0:0';
   }
   const [left = '', right] = head.split('::');

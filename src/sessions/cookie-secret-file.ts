@@ -21,7 +21,8 @@ export async function loadOrCreateCookieSecret(stateDir: string): Promise<Buffer
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new CookieSecretError(`cannot create ${path}: ${(err as Error).message}`, { cause: err });
   }
   const text = (await readFile(path, 'utf8')).trim();
-  if (!/^[0-9a-f]{32}$/i.test(text)) throw new CookieSecretError(`${path} must hold ${COOKIE_SECRET_BYTES} bytes as 32 hex digits; delete it to create a new one`);
+  if (!/^[0-9a-f]{32}$/i.test(text))
+    throw new CookieSecretError(`${path} must hold ${COOKIE_SECRET_BYTES} bytes as 32 hex digits; delete it to create a new one`);
   if (((await stat(path)).mode & 0o077) !== 0) await chmod(path, 0o600);
   return Buffer.from(text, 'hex');
 }

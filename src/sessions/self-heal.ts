@@ -62,7 +62,10 @@ export class FirewallSelfHeal {
  */
 export function logHostFirewall(logger: Logger, report: HostFirewallReport, phase: 'start' | 'self-heal', already = new Set<string>()): void {
   for (const chain of report.inserted) {
-    const message = phase === 'start' ? 'host firewall: accept rule for granted connections put at the top of' : 'host firewall: accept rule for granted connections was missing (host ruleset reloaded?) and is back at the top of';
+    const message =
+      phase === 'start'
+        ? 'host firewall: accept rule for granted connections put at the top of'
+        : 'host firewall: accept rule for granted connections was missing (host ruleset reloaded?) and is back at the top of';
     logger[phase === 'start' ? 'info' : 'warn'](`${message} ${chain}`);
   }
   for (const problem of report.problems) if (!already.has(problem)) logger.warn(`host firewall: ${problem}`);

@@ -180,7 +180,10 @@ export class SessionStore {
       if (content.kind === 'ok') return content.records;
       if (content.kind === 'corrupt') {
         const aside = await setAside(this.path, new Date(this.now()));
-        this.logger.warn({ file: this.path, setAside: aside, reason: content.reason }, 'session state file is corrupt; set aside, starting from the kernel grants only');
+        this.logger.warn(
+          { file: this.path, setAside: aside, reason: content.reason },
+          'session state file is corrupt; set aside, starting from the kernel grants only',
+        );
       }
     } catch (err) {
       this.logger.error({ file: this.path, err: (err as Error).message }, 'session state file unusable; starting from the kernel grants only');

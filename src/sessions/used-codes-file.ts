@@ -77,7 +77,10 @@ export class SavedUsedCodes {
       ...(options.store !== undefined ? { store: options.store } : {}),
       onChange: () => this.changed(),
       onFull: () => {
-        this.logger.error({ max: options.maxEntries ?? MAX_USED_CODES }, 'one-time code refused: the used-code cache is full (too many codes accepted within 90 s)');
+        this.logger.error(
+          { max: options.maxEntries ?? MAX_USED_CODES },
+          'one-time code refused: the used-code cache is full (too many codes accepted within 90 s)',
+        );
         options.onFull?.();
       },
     });

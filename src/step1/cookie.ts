@@ -32,7 +32,8 @@ export class KeyedCookieSource implements CookieSource {
   private readonly message = Buffer.alloc(16 + 16 + 2 + 2 + 4 + 4);
 
   constructor(secret: Buffer) {
-    if (secret.length !== COOKIE_SECRET_BYTES) throw new CookieSecretError(`the step-1 cookie secret must be ${COOKIE_SECRET_BYTES} bytes, got ${secret.length}`);
+    if (secret.length !== COOKIE_SECRET_BYTES)
+      throw new CookieSecretError(`the step-1 cookie secret must be ${COOKIE_SECRET_BYTES} bytes, got ${secret.length}`);
     this.mac = new SipHash24(secret);
   }
 

@@ -7,7 +7,14 @@ import { STEP1_RESULTS, type Step1Counters, type Step1Decision } from './decisio
  * saw it (the decision is still the daemon's own). No secrets.
  */
 export function decisionRecord(timeMs: number, d: Step1Decision, prefilterDrop = false): Record<string, string | number> {
-  const record: Record<string, string | number> = { time: new Date(timeMs).toISOString(), src: d.src, sport: d.sport, dst: d.dst, dport: d.dport, result: d.result };
+  const record: Record<string, string | number> = {
+    time: new Date(timeMs).toISOString(),
+    src: d.src,
+    sport: d.sport,
+    dst: d.dst,
+    dport: d.dport,
+    result: d.result,
+  };
   if (d.reason !== undefined) record.reason = d.reason;
   if (d.app !== undefined) record.app = d.app;
   if (d.user !== undefined) record.user = d.user;

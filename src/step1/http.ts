@@ -13,16 +13,7 @@
 export const MAX_REQUEST_BYTES = 2048;
 
 export type HttpFailure =
-  | 'too-large'
-  | 'not-http'
-  | 'not-post'
-  | 'bad-path'
-  | 'incomplete'
-  | 'bad-header'
-  | 'no-content-length'
-  | 'length-mismatch'
-  | 'bad-content-type'
-  | 'bad-body';
+  'too-large' | 'not-http' | 'not-post' | 'bad-path' | 'incomplete' | 'bad-header' | 'no-content-length' | 'length-mismatch' | 'bad-content-type' | 'bad-body';
 
 export interface KnockFields {
   app: string;
@@ -284,7 +275,14 @@ function readHeaders(packet: Buffer, lineEnd: number, headersEnd: number): Heade
 
 /** The one of the headers that matter that packet[start, end) names, in any case. */
 function knownHeader(packet: Buffer, start: number, end: number): Buffer | undefined {
-  const candidate = end - start === CONTENT_LENGTH.length ? CONTENT_LENGTH : end - start === CONTENT_TYPE.length ? CONTENT_TYPE : end - start === TRANSFER_ENCODING.length ? TRANSFER_ENCODING : undefined;
+  const candidate =
+    end - start === CONTENT_LENGTH.length
+      ? CONTENT_LENGTH
+      : end - start === CONTENT_TYPE.length
+        ? CONTENT_TYPE
+        : end - start === TRANSFER_ENCODING.length
+          ? TRANSFER_ENCODING
+          : undefined;
   return candidate !== undefined && equalsIgnoringAsciiCase(packet, start, end, candidate) ? candidate : undefined;
 }
 

@@ -52,7 +52,10 @@ export class Inspector {
   private readonly srcText = new AddressFormatter();
   private readonly dstText = new AddressFormatter();
 
-  constructor(private readonly config: Config, options: InspectorOptions) {
+  constructor(
+    private readonly config: Config,
+    options: InspectorOptions,
+  ) {
     this.apps = new Map(config.apps.map((app) => [app.name, app]));
     this.cookie = options.cookie;
     this.now = options.now ?? Date.now;

@@ -28,7 +28,7 @@ export class ObservedCookieSource implements CookieSource {
 
   verify(segment: TcpSegmentView): boolean {
     const synAck = this.synAckByFlow.get(flowKey(segment, segment.srcOffset, segment.sport, segment.dstOffset, segment.dport));
-    return synAck !== undefined && synAck.seq === ((segment.ack - 1) >>> 0) && synAck.ack === segment.seq;
+    return synAck !== undefined && synAck.seq === (segment.ack - 1) >>> 0 && synAck.ack === segment.seq;
   }
 }
 

@@ -93,7 +93,12 @@ export class SharedSourceBudget implements SourceBudget {
   private readonly keys: SourcePrefixKey;
   private readonly scratch = Buffer.alloc(18);
 
-  constructor(buffers: SharedStateBuffers, prefixV4: number, prefixV6: number, private readonly now: () => number = Date.now) {
+  constructor(
+    buffers: SharedStateBuffers,
+    prefixV4: number,
+    prefixV6: number,
+    private readonly now: () => number = Date.now,
+  ) {
     this.words = new Int32Array(buffers.budget);
     this.sets = powerOfTwo((this.words.length - BUDGET_HEADER) / (1 + BUDGET_WAYS * BUDGET_ENTRY), 'budget sets');
     this.mac = sipHash(buffers);
@@ -478,7 +483,14 @@ export class SharedUsedCodeStore implements UsedCodeStore {
     for (let position = this.home(scope, counter); ; position = (position + 1) & this.mask) {
       const at = USED_HEADER + position * USED_WORDS;
       if (words[at] === 0) return -1;
-      if (words[at + 5] === counter && words[at + 1] === this.scope[0] && words[at + 2] === this.scope[1] && words[at + 3] === this.scope[2] && words[at + 4] === this.scope[3]) return at;
+      if (
+        words[at + 5] === counter &&
+        words[at + 1] === this.scope[0] &&
+        words[at + 2] === this.scope[1] &&
+        words[at + 3] === this.scope[2] &&
+        words[at + 4] === this.scope[3]
+      )
+        return at;
     }
   }
 

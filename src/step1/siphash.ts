@@ -25,16 +25,22 @@ export class SipHash24 {
     // State in locals (not fields) so V8 keeps it in registers; one 64-bit lane = (h, l). Every
     // value is kept a signed int32 (`| 0`), V8's cheapest number representation; an addition's
     // carry out of the low word is the top bit of (a & b) | ((a | b) & ~sum).
-    let v0h = this.k0h ^ 0x736f6d65, v0l = this.k0l ^ 0x70736575;
-    let v1h = this.k1h ^ 0x646f7261, v1l = this.k1l ^ 0x6e646f6d;
-    let v2h = this.k0h ^ 0x6c796765, v2l = this.k0l ^ 0x6e657261;
-    let v3h = this.k1h ^ 0x74656462, v3l = this.k1l ^ 0x79746573;
+    let v0h = this.k0h ^ 0x736f6d65,
+      v0l = this.k0l ^ 0x70736575;
+    let v1h = this.k1h ^ 0x646f7261,
+      v1l = this.k1l ^ 0x6e646f6d;
+    let v2h = this.k0h ^ 0x6c796765,
+      v2l = this.k0l ^ 0x6e657261;
+    let v3h = this.k1h ^ 0x74656462,
+      v3l = this.k1l ^ 0x79746573;
     let lo: number, t: number;
     const whole = length - (length % 8);
     // Message words, then (word === whole) the last one: the remaining 0-7 bytes with length mod 256 on top;
     // then (word > whole) the four finalization rounds, after v2 ^= 0xff.
     for (let word = 0; word <= whole + 8; word += 8) {
-      let mh = 0, ml = 0, rounds = 2;
+      let mh = 0,
+        ml = 0,
+        rounds = 2;
       if (word < whole) {
         // Plain byte reads: Buffer#readUInt32LE validates its offset on every call.
         ml = data[word]! | (data[word + 1]! << 8) | (data[word + 2]! << 16) | (data[word + 3]! << 24);
@@ -50,28 +56,54 @@ export class SipHash24 {
         v2l ^= 0xff;
         rounds = 4;
       }
-      v3h ^= mh; v3l ^= ml;
+      v3h ^= mh;
+      v3l ^= ml;
       for (let r = 0; r < rounds; r++) {
         // v0 += v1; v1 = rotl(v1, 13) ^ v0; v0 = rotl(v0, 32)
-        lo = (v0l + v1l) | 0; v0h = (v0h + v1h + (((v0l & v1l) | ((v0l | v1l) & ~lo)) >>> 31)) | 0; v0l = lo;
-        t = (v1h << 13) | (v1l >>> 19); v1l = (v1l << 13) | (v1h >>> 19); v1h = t;
-        v1h ^= v0h; v1l ^= v0l;
-        t = v0h; v0h = v0l; v0l = t;
+        lo = (v0l + v1l) | 0;
+        v0h = (v0h + v1h + (((v0l & v1l) | ((v0l | v1l) & ~lo)) >>> 31)) | 0;
+        v0l = lo;
+        t = (v1h << 13) | (v1l >>> 19);
+        v1l = (v1l << 13) | (v1h >>> 19);
+        v1h = t;
+        v1h ^= v0h;
+        v1l ^= v0l;
+        t = v0h;
+        v0h = v0l;
+        v0l = t;
         // v2 += v3; v3 = rotl(v3, 16) ^ v2
-        lo = (v2l + v3l) | 0; v2h = (v2h + v3h + (((v2l & v3l) | ((v2l | v3l) & ~lo)) >>> 31)) | 0; v2l = lo;
-        t = (v3h << 16) | (v3l >>> 16); v3l = (v3l << 16) | (v3h >>> 16); v3h = t;
-        v3h ^= v2h; v3l ^= v2l;
+        lo = (v2l + v3l) | 0;
+        v2h = (v2h + v3h + (((v2l & v3l) | ((v2l | v3l) & ~lo)) >>> 31)) | 0;
+        v2l = lo;
+        t = (v3h << 16) | (v3l >>> 16);
+        v3l = (v3l << 16) | (v3h >>> 16);
+        v3h = t;
+        v3h ^= v2h;
+        v3l ^= v2l;
         // v0 += v3; v3 = rotl(v3, 21) ^ v0
-        lo = (v0l + v3l) | 0; v0h = (v0h + v3h + (((v0l & v3l) | ((v0l | v3l) & ~lo)) >>> 31)) | 0; v0l = lo;
-        t = (v3h << 21) | (v3l >>> 11); v3l = (v3l << 21) | (v3h >>> 11); v3h = t;
-        v3h ^= v0h; v3l ^= v0l;
+        lo = (v0l + v3l) | 0;
+        v0h = (v0h + v3h + (((v0l & v3l) | ((v0l | v3l) & ~lo)) >>> 31)) | 0;
+        v0l = lo;
+        t = (v3h << 21) | (v3l >>> 11);
+        v3l = (v3l << 21) | (v3h >>> 11);
+        v3h = t;
+        v3h ^= v0h;
+        v3l ^= v0l;
         // v2 += v1; v1 = rotl(v1, 17) ^ v2; v2 = rotl(v2, 32)
-        lo = (v2l + v1l) | 0; v2h = (v2h + v1h + (((v2l & v1l) | ((v2l | v1l) & ~lo)) >>> 31)) | 0; v2l = lo;
-        t = (v1h << 17) | (v1l >>> 15); v1l = (v1l << 17) | (v1h >>> 15); v1h = t;
-        v1h ^= v2h; v1l ^= v2l;
-        t = v2h; v2h = v2l; v2l = t;
+        lo = (v2l + v1l) | 0;
+        v2h = (v2h + v1h + (((v2l & v1l) | ((v2l | v1l) & ~lo)) >>> 31)) | 0;
+        v2l = lo;
+        t = (v1h << 17) | (v1l >>> 15);
+        v1l = (v1l << 17) | (v1h >>> 15);
+        v1h = t;
+        v1h ^= v2h;
+        v1l ^= v2l;
+        t = v2h;
+        v2h = v2l;
+        v2l = t;
       }
-      v0h ^= mh; v0l ^= ml;
+      v0h ^= mh;
+      v0l ^= ml;
     }
     this.high = (v0h ^ v1h ^ v2h ^ v3h) >>> 0;
     return (v0l ^ v1l ^ v2l ^ v3l) >>> 0;

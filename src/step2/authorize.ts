@@ -11,9 +11,7 @@ import type { Step2Fields } from './form.js';
 
 export type ForbiddenReason = 'unknown-app' | 'no-window' | 'bad-key' | 'no-token' | 'bad-token' | 'locked';
 
-export type Step2Decision =
-  | { outcome: 'granted'; app: AppConfig; user: User }
-  | { outcome: 'forbidden'; reason: ForbiddenReason };
+export type Step2Decision = { outcome: 'granted'; app: AppConfig; user: User } | { outcome: 'forbidden'; reason: ForbiddenReason };
 
 /**
  * Step 2 succeeds only for a user of the requested app who opened a step-2 window from this

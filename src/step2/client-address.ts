@@ -36,9 +36,7 @@ export function trustedProxies(networks: readonly string[] = []): TrustedProxies
   };
 }
 
-export type ClientAddress =
-  | { ok: true; ip: string; /** The trusted proxy the request came through. */ proxy?: string }
-  | { ok: false; reason: string };
+export type ClientAddress = { ok: true; ip: string; /** The trusted proxy the request came through. */ proxy?: string } | { ok: false; reason: string };
 
 /** `peer`: the connection's remote address, canonical (see canonicalIp). */
 export function resolveClientAddress(peer: string, headers: IncomingHttpHeaders, trusted: TrustedProxies): ClientAddress {
@@ -52,7 +50,10 @@ export function resolveClientAddress(peer: string, headers: IncomingHttpHeaders,
   const fromChain = clientInForwardedFor(forwardedFor, trusted);
   if (!fromChain.ok) return fromChain;
   if (realIp !== undefined && !trusted.has(realIp) && realIp !== fromChain.ip) {
-    return { ok: false, reason: 'X-Real-IP and X-Forwarded-For name different clients: one was passed on from the client; the proxy must set both, or overwrite X-Real-IP' };
+    return {
+      ok: false,
+      reason: 'X-Real-IP and X-Forwarded-For name different clients: one was passed on from the client; the proxy must set both, or overwrite X-Real-IP',
+    };
   }
   return { ok: true, ip: fromChain.ip, proxy: peer };
 }

@@ -82,7 +82,10 @@ export class HttpsListener {
     try {
       await listenHttps(this.server, g, this.logger);
     } catch (err) {
-      this.logger.error({ err: describeError(err) }, 'HTTPS listener could not be restored after a failed reload; step 2 is down until the next reload or restart');
+      this.logger.error(
+        { err: describeError(err) },
+        'HTTPS listener could not be restored after a failed reload; step 2 is down until the next reload or restart',
+      );
     }
   }
 }

@@ -52,8 +52,14 @@ export function replayCapturedSegment(ns: Netns, options: { iface: string; pcap:
  * Records what `ns` sends from `src` on `iface` to `dport` into `pcap` (tcpdump) while `action` runs.
  * tcpdump is stopped by its own process id, and the file is complete when this resolves.
  */
-export async function captureWhile(ns: Netns, options: { iface: string; src: string; dport: number; pcap: string }, action: () => Promise<unknown>): Promise<void> {
-  const tcpdump = ns.spawn('tcpdump', ['-i', options.iface, '-U', '-n', '-w', options.pcap, `tcp dst port ${options.dport} and src host ${options.src}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function captureWhile(
+  ns: Netns,
+  options: { iface: string; src: string; dport: number; pcap: string },
+  action: () => Promise<unknown>,
+): Promise<void> {
+  const tcpdump = ns.spawn('tcpdump', ['-i', options.iface, '-U', '-n', '-w', options.pcap, `tcp dst port ${options.dport} and src host ${options.src}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   tcpdump.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<void>((resolve) => tcpdump.once('exit', () => resolve()));

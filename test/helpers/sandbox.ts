@@ -71,7 +71,9 @@ export function globalSection(sandbox: Sandbox, settings: Record<string, string 
     control_socket: join(sandbox.dir, 'control.sock'),
     ...settings,
   };
-  const lines = Object.entries(entries).filter(([, value]) => value !== undefined).map(([key, value]) => `  ${key}: ${value}\n`);
+  const lines = Object.entries(entries)
+    .filter(([, value]) => value !== undefined)
+    .map(([key, value]) => `  ${key}: ${value}\n`);
   return `global:\n${lines.join('')}`;
 }
 

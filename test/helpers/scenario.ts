@@ -172,12 +172,32 @@ export async function synFlood(
   count: number,
   perSecond: number,
 ): Promise<SynFloodResult> {
-  const r = await execIn(client, 'nping', [
-    ...(host.includes(':') ? ['-6'] : []),
-    '--tcp', '--flags', 'syn', '-p', String(port), '--rate', String(perSecond), '-c', String(count),
-    '-S', from, '-e', wire.ifname, '--source-mac', macOf(client, wire.ifname), '--dest-mac', macOf(wire.peer, wire.peerIf),
-    host,
-  ], 60_000);
+  const r = await execIn(
+    client,
+    'nping',
+    [
+      ...(host.includes(':') ? ['-6'] : []),
+      '--tcp',
+      '--flags',
+      'syn',
+      '-p',
+      String(port),
+      '--rate',
+      String(perSecond),
+      '-c',
+      String(count),
+      '-S',
+      from,
+      '-e',
+      wire.ifname,
+      '--source-mac',
+      macOf(client, wire.ifname),
+      '--dest-mac',
+      macOf(wire.peer, wire.peerIf),
+      host,
+    ],
+    60_000,
+  );
   const totals = /Raw packets sent: (\d+) .*Rcvd: (\d+)/.exec(r.out);
   const sentAt = [...r.out.matchAll(/^SENT \(([\d.]+)s\)/gm)].map((m) => Number(m[1]));
   if (!totals || sentAt.length === 0) throw new Error(`nping gave no totals: ${r.out.slice(-300)} ${r.err.slice(-300)}`);

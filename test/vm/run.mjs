@@ -23,7 +23,18 @@ const REPO = resolve(import.meta.dirname, '../..');
 const TIME_SCALE = process.env.KNOCKPORT_TIME_SCALE ?? '5';
 const LIMIT_MINUTES = Number(process.env.KNOCKPORT_VM_TIMEOUT_MINUTES ?? '40');
 /** The 9p root's modules (loaded with their dependencies by the initramfs); everything else loads from the shared /lib/modules. */
-const INITRAMFS_MODULES = ['virtio', 'virtio_ring', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci', 'netfs', 'fscache', '9pnet', '9pnet_virtio', '9p'];
+const INITRAMFS_MODULES = [
+  'virtio',
+  'virtio_ring',
+  'virtio_pci_modern_dev',
+  'virtio_pci_legacy_dev',
+  'virtio_pci',
+  'netfs',
+  'fscache',
+  '9pnet',
+  '9pnet_virtio',
+  '9p',
+];
 /** Directories the tests, the daemon and its tools write to; tmpfs over the read-only root. */
 const WRITABLE = ['/tmp', '/run', '/var/lib', '/var/tmp', '/var/log', '/etc/knock-port'];
 /** Where the writable share (job script, results, exit code) appears inside the VM. */
@@ -44,7 +55,9 @@ function findKernel() {
   const wanted = process.env.KNOCKPORT_VM_KERNEL;
   const candidates = wanted
     ? [basename(wanted).replace(/^vmlinuz-/, '')]
-    : readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-')).map((f) => f.slice('vmlinuz-'.length));
+    : readdirSync('/boot')
+        .filter((f) => f.startsWith('vmlinuz-'))
+        .map((f) => f.slice('vmlinuz-'.length));
   candidates.sort((a, b) => b.localeCompare(a, undefined, { numeric: true }));
   const rejected = [];
   for (const version of candidates) {
@@ -60,7 +73,7 @@ function findKernel() {
   }
   return fail(
     `no kernel in /boot can run this tier (it needs nft_queue and a virtio-9p root): ${rejected.join('; ') || 'no /boot/vmlinuz-*'}. ` +
-      'Install Debian\'s standard kernel (apt-get install linux-image-amd64, not the -cloud flavour); see packaging/debian-test-packages.txt.',
+      "Install Debian's standard kernel (apt-get install linux-image-amd64, not the -cloud flavour); see packaging/debian-test-packages.txt.",
   );
 }
 
@@ -91,7 +104,12 @@ function loadOrder(modules) {
 
 function isBuiltin(version, name) {
   const file = `/lib/modules/${version}/modules.builtin`;
-  return existsSync(file) && readFileSync(file, 'utf8').split('\n').some((p) => p.endsWith(`/${name}.ko`));
+  return (
+    existsSync(file) &&
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .some((p) => p.endsWith(`/${name}.ko`))
+  );
 }
 
 /** A module file's bytes, decompressed: the initramfs has no xz/zstd-aware insmod. */
@@ -188,8 +206,19 @@ function jobScript(files) {
   };
   const vitest = [
     // The runner loader: the default one writes the bundled config into the read-only repository.
-    process.execPath, join(REPO, 'node_modules/vitest/vitest.mjs'), 'run', '--configLoader', 'runner', '--project', 'kernel',
-    '--reporter', 'verbose', '--reporter', 'json', '--outputFile.json', `${VM_IO}/results.json`,
+    process.execPath,
+    join(REPO, 'node_modules/vitest/vitest.mjs'),
+    'run',
+    '--configLoader',
+    'runner',
+    '--project',
+    'kernel',
+    '--reporter',
+    'verbose',
+    '--reporter',
+    'json',
+    '--outputFile.json',
+    `${VM_IO}/results.json`,
     ...files,
   ];
   return `# Runs inside the VM (the host's bash), after switch_root.
@@ -198,7 +227,9 @@ mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 ip link set lo up
 echo "test:vm: inside the VM: kernel $(uname -r), $(nproc) CPUs"
-${Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n')}
+${Object.entries(env)
+  .map(([k, v]) => `export ${k}=${shellQuote(v)}`)
+  .join('\n')}
 cd ${shellQuote(REPO)}
 ${process.env.KNOCKPORT_VM_COMMAND ?? vitest.map(shellQuote).join(' ')}
 echo $? > ${VM_IO}/exit-code.tmp && mv ${VM_IO}/exit-code.tmp ${VM_IO}/exit-code
@@ -246,15 +277,36 @@ async function main() {
         `test:vm: ${files.join(' ')}\n`,
     );
     const args = [
-      '-accel', 'tcg', '-cpu', 'max', '-m', '4096', '-smp', '2', '-nographic', '-no-reboot', '-nic', 'none',
-      '-kernel', kernel.image, '-initrd', initrd,
-      '-append', 'console=ttyS0 quiet panic=-1',
-      '-fsdev', 'local,id=root,path=/,security_model=passthrough,readonly=on,multidevs=remap',
-      '-device', 'virtio-9p-pci,fsdev=root,mount_tag=hostroot',
-      '-fsdev', `local,id=repo,path=${REPO},security_model=passthrough,readonly=on,multidevs=remap`,
-      '-device', 'virtio-9p-pci,fsdev=repo,mount_tag=reporoot',
-      '-fsdev', `local,id=io,path=${io},security_model=passthrough`,
-      '-device', 'virtio-9p-pci,fsdev=io,mount_tag=vmio',
+      '-accel',
+      'tcg',
+      '-cpu',
+      'max',
+      '-m',
+      '4096',
+      '-smp',
+      '2',
+      '-nographic',
+      '-no-reboot',
+      '-nic',
+      'none',
+      '-kernel',
+      kernel.image,
+      '-initrd',
+      initrd,
+      '-append',
+      'console=ttyS0 quiet panic=-1',
+      '-fsdev',
+      'local,id=root,path=/,security_model=passthrough,readonly=on,multidevs=remap',
+      '-device',
+      'virtio-9p-pci,fsdev=root,mount_tag=hostroot',
+      '-fsdev',
+      `local,id=repo,path=${REPO},security_model=passthrough,readonly=on,multidevs=remap`,
+      '-device',
+      'virtio-9p-pci,fsdev=repo,mount_tag=reporoot',
+      '-fsdev',
+      `local,id=io,path=${io},security_model=passthrough`,
+      '-device',
+      'virtio-9p-pci,fsdev=io,mount_tag=vmio',
     ];
     const vm = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     vm.stdout.pipe(process.stdout);
@@ -288,6 +340,6 @@ async function main() {
 try {
   await main();
 } catch (err) {
-  process.stderr.write(`\ntest:vm FAILED: ${err instanceof VmFailure ? err.message : err?.stack ?? err}\n`);
+  process.stderr.write(`\ntest:vm FAILED: ${err instanceof VmFailure ? err.message : (err?.stack ?? err)}\n`);
   process.exitCode = 1;
 }

@@ -137,6 +137,7 @@ function collect(value: string, previous: string[] | undefined): string[] {
 
 function parseSeconds(value: string): number {
   const seconds = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(seconds) || seconds > 3600) throw new InvalidArgumentError('expected a number of seconds (0-3600, decimals allowed)');
+  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(seconds) || seconds > 3600)
+    throw new InvalidArgumentError('expected a number of seconds (0-3600, decimals allowed)');
   return seconds;
 }

@@ -19,9 +19,7 @@ function readPem(path: string, what: string): Buffer {
 }
 
 export function registerRun(program: Command): void {
-  addIptablesVariantOption(
-    addConfigOptions(program.command('run').description('run the daemon (step-1 inspector, step-2 HTTPS, firewall)')),
-  )
+  addIptablesVariantOption(addConfigOptions(program.command('run').description('run the daemon (step-1 inspector, step-2 HTTPS, firewall)')))
     .option('--cert <file>', 'TLS certificate (PEM, chain allowed) for the step-2 HTTPS port (required)')
     .option('--key <file>', 'TLS private key (PEM) for the step-2 HTTPS port (required)')
     .addHelpText(

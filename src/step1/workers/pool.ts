@@ -117,10 +117,12 @@ export class Step1Workers {
     const previous = this.config;
     this.config = config;
     try {
-      await Promise.all(added.map(async (number) => {
-        await this.add(number);
-        started.push(number);
-      }));
+      await Promise.all(
+        added.map(async (number) => {
+          await this.add(number);
+          started.push(number);
+        }),
+      );
     } catch (err) {
       this.config = previous;
       await Promise.all(started.map((number) => this.remove(number)));
@@ -210,7 +212,16 @@ export class Step1Workers {
   /** Starts the thread of `running`; resolves once its capture is bound. */
   private spawn(running: Running): Promise<void> {
     const { kind, shared, cookieSecret, logRejections } = this.options;
-    const init: WorkerInit = { slot: running.slot, kind, number: running.number, config: this.config, shared, counters: this.counters, cookieSecret: new Uint8Array(cookieSecret), logRejections };
+    const init: WorkerInit = {
+      slot: running.slot,
+      kind,
+      number: running.number,
+      config: this.config,
+      shared,
+      counters: this.counters,
+      cookieSecret: new Uint8Array(cookieSecret),
+      logRejections,
+    };
     const worker = new Worker(WORKER_SCRIPT, { workerData: init, name: `step1-${running.number}` });
     running.worker = worker;
     return new Promise((resolve, reject) => {
@@ -234,7 +245,10 @@ export class Step1Workers {
         }
       });
       worker.on('error', (err) => {
-        this.options.logger.error({ worker: running.slot, [this.options.kind === 'nfqueue' ? 'queue' : 'group']: running.number, err: err.message }, 'step-1 worker failed');
+        this.options.logger.error(
+          { worker: running.slot, [this.options.kind === 'nfqueue' ? 'queue' : 'group']: running.number, err: err.message },
+          'step-1 worker failed',
+        );
         settle(new Step1WorkerError(`step-1 worker for ${this.what(running)} failed: ${err.message}`, { cause: err }));
       });
       worker.on('exit', (code) => {

@@ -43,7 +43,10 @@ export interface GrantEvent {
  * key or a newly required code never opens anything (the client's retry is judged anew).
  */
 export function credentialFingerprint(user: Pick<User, 'httpKey' | 'step1OtpSecret'>): string {
-  return createHash('sha256').update(user.httpKey).update(user.step1OtpSecret ?? '').digest('base64');
+  return createHash('sha256')
+    .update(user.httpKey)
+    .update(user.step1OtpSecret ?? '')
+    .digest('base64');
 }
 
 /**

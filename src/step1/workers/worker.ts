@@ -151,7 +151,8 @@ class Step1Worker {
   }
 
   private postEvents(): void {
-    if (this.grants.length === 0 && this.rejections.length === 0 && this.locks.length === 0 && !this.codesClaimed && Object.keys(this.refusals).length === 0) return;
+    if (this.grants.length === 0 && this.rejections.length === 0 && this.locks.length === 0 && !this.codesClaimed && Object.keys(this.refusals).length === 0)
+      return;
     post({ type: 'events', grants: this.grants, rejections: this.rejections, locks: this.locks, refusals: this.refusals, codesClaimed: this.codesClaimed });
     this.grants = [];
     this.rejections = [];

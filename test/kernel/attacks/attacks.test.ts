@@ -83,7 +83,10 @@ const knockRequest = (gw: string, body: string): Buffer => buildStep1Request({ h
 
 /** A request the client refuses to build (over one packet): written out by hand, as an attacker would. */
 const oversizedRequest = (gw: string, body: string): Buffer =>
-  Buffer.from(`POST ${STEP1_PATH} HTTP/1.1\r\nHost: ${bracket(gw)}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 'latin1');
+  Buffer.from(
+    `POST ${STEP1_PATH} HTTP/1.1\r\nHost: ${bracket(gw)}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    'latin1',
+  );
 
 interface LogLine {
   msg?: string;
@@ -103,7 +106,14 @@ function logLines(daemon: Daemon): LogLine[] {
 
 const BACKENDS = [
   { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'auto', args: [] as string[], prefix: 'anf', tool: 'nft' as PrefilterTool },
-  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], prefix: 'aip', tool: 'iptables' as PrefilterTool },
+  {
+    name: 'iptables-nft + NFQUEUE',
+    firewall: 'iptables',
+    capture: 'nfqueue',
+    args: ['--iptables-variant', 'nft'],
+    prefix: 'aip',
+    tool: 'iptables' as PrefilterTool,
+  },
 ];
 
 const FAMILIES = [
@@ -137,7 +147,8 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
    */
   const refusalCounts = async (): Promise<Map<string, number>> => {
     const counts = new Map<string, number>();
-    for (const m of (await scrapeMetrics()).matchAll(/^knockport_step1_packets_total\{outcome="reason",reason="([^"]+)"\} (\d+)$/gm)) counts.set(m[1]!, Number(m[2]));
+    for (const m of (await scrapeMetrics()).matchAll(/^knockport_step1_packets_total\{outcome="reason",reason="([^"]+)"\} (\d+)$/gm))
+      counts.set(m[1]!, Number(m[2]));
     return counts;
   };
   let baseline = new Map<string, number>();
@@ -146,10 +157,14 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
   };
   /** True once the daemon has refused a step-1 packet for one of `reasons` since the baseline. */
   const refusedFor = (...reasons: string[]) =>
-    waitFor(async () => {
-      const now = await refusalCounts();
-      return reasons.some((r) => (now.get(r) ?? 0) > (baseline.get(r) ?? 0));
-    }, 3_000, 100);
+    waitFor(
+      async () => {
+        const now = await refusalCounts();
+        return reasons.some((r) => (now.get(r) ?? 0) > (baseline.get(r) ?? 0));
+      },
+      3_000,
+      100,
+    );
 
   /**
    * A request in unusual packaging (IP fragments, IPv6 extension headers) is judged whole:
@@ -209,7 +224,25 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
   it('a port scan before any knock sees HTTPS and the service ports filtered', async () => {
     for (const f of FAMILIES) {
       const from = fresh(f.family);
-      const args = ['-n', '-Pn', '-sS', '-sU', '--max-retries', '1', '--host-timeout', '20s', '-S', from, '-e', IF.clientWan, '-oG', '-', '-p', `T:${PORTS.https},${PORTS.tcp},U:${PORTS.udp}`, f.gw];
+      const args = [
+        '-n',
+        '-Pn',
+        '-sS',
+        '-sU',
+        '--max-retries',
+        '1',
+        '--host-timeout',
+        '20s',
+        '-S',
+        from,
+        '-e',
+        IF.clientWan,
+        '-oG',
+        '-',
+        '-p',
+        `T:${PORTS.https},${PORTS.tcp},U:${PORTS.udp}`,
+        f.gw,
+      ];
       const scan = await execIn(sandbox.client, 'nmap', f.family === 'IPv6' ? ['-6', ...args] : args, 30_000);
       expect(scan.code, scan.err).toBe(0);
       expect(scan.out).toContain(`${PORTS.https}/filtered/tcp`);
@@ -265,7 +298,12 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
       const request = knockRequest(f.gw, aliceBody);
       const cut = request.indexOf('\r\n\r\n');
       const sent = injectSegments(sandbox.client, {
-        iface: IF.clientWan, src: from, dst: f.gw, dport: PORTS.step1, handshake: true, segments: [request.subarray(0, cut), request.subarray(cut)],
+        iface: IF.clientWan,
+        src: from,
+        dst: f.gw,
+        dport: PORTS.step1,
+        handshake: true,
+        segments: [request.subarray(0, cut), request.subarray(cut)],
       });
       expect(sent).toMatchObject({ synAck: true, sent: 2 });
       expect(await refusedFor('incomplete')).toBe(true);
@@ -293,7 +331,13 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
       await rebaseline();
       // The same request as one segment (in IP fragments, reassembled by the kernel): over the cap.
       const whole = injectSegments(sandbox.client, {
-        iface: IF.clientWan, src: from, dst: f.gw, dport: PORTS.step1, handshake: true, segments: [oversizedRequest(f.gw, body)], fragment: 1232,
+        iface: IF.clientWan,
+        src: from,
+        dst: f.gw,
+        dport: PORTS.step1,
+        handshake: true,
+        segments: [oversizedRequest(f.gw, body)],
+        fragment: 1232,
       });
       expect(whole.synAck).toBe(true);
       expect(await refusedFor('too-large')).toBe(true);
@@ -383,7 +427,12 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
     const seen: Record<string, { sent: number; kernelDrops: number; syn: number; spoofed: number }> = {};
     for (const kind of ['syn', 'junk-data', 'spoofed-knock'] as const) {
       const kindBefore = { packets: await step1Packets(), drops: kernelDrops() };
-      const flood = execIn(client, 'timeout', ['-s', 'INT', String(FLOOD_SECONDS), 'hping3', '--flood', '-q', '-n', ...FLAGS[kind], '-p', String(PORTS.step1), '--rand-source', ADDR.gwWan4], (FLOOD_SECONDS + 5) * 1000);
+      const flood = execIn(
+        client,
+        'timeout',
+        ['-s', 'INT', String(FLOOD_SECONDS), 'hping3', '--flood', '-q', '-n', ...FLAGS[kind], '-p', String(PORTS.step1), '--rand-source', ADDR.gwWan4],
+        (FLOOD_SECONDS + 5) * 1000,
+      );
       await sleep(1_000);
       // A valid knock during the flood: the client retries as a user would (curl's own retransmissions, then knocks again).
       const from = fresh('IPv4');
@@ -393,13 +442,23 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
         attempts++;
         // 3 s, not 1: under flood the first SYN may be lost, and curl must live to retransmit it (at 1 s).
         await curlFrom(client, from, ['-d', aliceBody, `http://${ADDR.gwWan4}${STEP1_PATH}`], 3);
-        status = (await curlFrom(client, from, ['-k', '--data-binary', `app=tcpsvc&access_key=${ALICE.https}`, `https://${ADDR.gwWan4}${STEP2_PATH}`], 1)).status;
+        status = (await curlFrom(client, from, ['-k', '--data-binary', `app=tcpsvc&access_key=${ALICE.https}`, `https://${ADDR.gwWan4}${STEP2_PATH}`], 1))
+          .status;
       }
-      const during = { conntrack80: conntrackEntries(gw, PORTS.step1), sockets80: gw.exec('ss', ['-Htan', `sport = :${PORTS.step1}`]).trim(), rssKb: rssKb(pid) };
+      const during = {
+        conntrack80: conntrackEntries(gw, PORTS.step1),
+        sockets80: gw.exec('ss', ['-Htan', `sport = :${PORTS.step1}`]).trim(),
+        rssKb: rssKb(pid),
+      };
       const done = await flood;
       const sent = Number(/(\d+) packets transmitted/.exec(done.out + done.err)?.[1] ?? NaN);
       const kindAfter = { packets: await step1Packets(), drops: kernelDrops() };
-      seen[kind] = { sent, kernelDrops: kindAfter.drops - kindBefore.drops, syn: kindAfter.packets.syn - kindBefore.packets.syn, spoofed: kindAfter.packets.spoofed - kindBefore.packets.spoofed };
+      seen[kind] = {
+        sent,
+        kernelDrops: kindAfter.drops - kindBefore.drops,
+        syn: kindAfter.packets.syn - kindBefore.packets.syn,
+        spoofed: kindAfter.packets.spoofed - kindBefore.packets.spoofed,
+      };
       figures[kind] = { ...seen[kind], knockAttempts: attempts, ...during, sockets80: during.sockets80.split('\n').filter(Boolean).length };
       expect(status, `valid knock during the ${kind} flood`).toBe('200');
       expect(during.conntrack80).toBe(0);

@@ -73,14 +73,18 @@ describe.skipIf(skip).each(BACKENDS)('per-/64 SYN meter in the kernel: $name', (
     // At the same time (xt_hashlimit forgets a source idle for a second): 0.2 s of SYNs from each.
     const [first, neighbour] = await Promise.all(SAME_64.map(flood));
     const other = await flood(OTHER_64);
-    console.log(`[budgets] ${backend.name} SYN-ACKs for 20 SYNs each: ${SAME_64[0]} ${first!.answered}, ${SAME_64[1]} ${neighbour!.answered}, ${OTHER_64} ${other.answered}`);
+    console.log(
+      `[budgets] ${backend.name} SYN-ACKs for 20 SYNs each: ${SAME_64[0]} ${first!.answered}, ${SAME_64[1]} ${neighbour!.answered}, ${OTHER_64} ${other.answered}`,
+    );
     expect([first!.sent, neighbour!.sent, other.sent]).toEqual([20, 20, 20]);
     // One burst of 2 (plus what a second's refill adds) between them; per address each would have had 2.
     expect(first!.answered + neighbour!.answered).toBeGreaterThanOrEqual(1);
     expect(first!.answered + neighbour!.answered).toBeLessThanOrEqual(3);
     expect(other.answered).toBeGreaterThanOrEqual(2);
     if (backend.firewall === 'nftables') {
-      const set = JSON.parse(sandbox.gw.exec('nft', ['-j', 'list', 'set', 'inet', 'knockport', 'step1_rate_v6'])) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string } }> } }> };
+      const set = JSON.parse(sandbox.gw.exec('nft', ['-j', 'list', 'set', 'inet', 'knockport', 'step1_rate_v6'])) as {
+        nftables: Array<{ set?: { elem?: Array<{ elem: { val: string } }> } }>;
+      };
       const keys = set.nftables.flatMap((entry) => entry.set?.elem?.map((e) => e.elem.val) ?? []).sort();
       expect(keys).toEqual(['2001:db8:1::', '2001:db8:1:c::']);
     }
@@ -178,9 +182,13 @@ describe.skipIf(skip)('nftables step-1 meter when full', () => {
     const limited = await synFlood(sandbox.client, wire, ADDR.client4, ADDR.gwWan4, STEP1_PORT, 20, 100);
     // Fill the meter (65,535 sources, each remembered for a minute) from random sources.
     await randomSourceSynFlood(sandbox, FLOOD_PPS, 1.5);
-    const elements = Number((await execIn(sandbox.gw, 'sh', ['-c', "nft list set inet knockport step1_rate_v4 | grep -o 'limit rate over' | wc -l"])).out.trim());
+    const elements = Number(
+      (await execIn(sandbox.gw, 'sh', ['-c', "nft list set inet knockport step1_rate_v4 | grep -o 'limit rate over' | wc -l"])).out.trim(),
+    );
     const unlimited = await synFlood(sandbox.client, wire, '192.0.2.70', ADDR.gwWan4, STEP1_PORT, 20, 100);
-    console.log(`[budgets] nft meter: ${limited.answered}/20 SYN-ACKs before it filled, ${elements} elements after the flood, ${unlimited.answered}/20 for a new source then`);
+    console.log(
+      `[budgets] nft meter: ${limited.answered}/20 SYN-ACKs before it filled, ${elements} elements after the flood, ${unlimited.answered}/20 for a new source then`,
+    );
     expect(limited.answered).toBeLessThanOrEqual(3);
     expect(elements).toBeGreaterThanOrEqual(65_000);
     expect(unlimited.answered).toBeGreaterThanOrEqual(15);
@@ -206,7 +214,8 @@ describe.skipIf(skip)('secret lockout in the running daemon', () => {
 
   it('locks the app after wrong keys from several addresses, refuses its right key, logs and counts it', async () => {
     const step1 = (from: string, key: string) => curlFrom(sandbox.client, from, ['-d', `app=svc&access_key=${key}`, `http://${ADDR.gwWan4}${STEP1_PATH}`], 1);
-    const step2 = (from: string) => curlFrom(sandbox.client, from, ['-k', '--data-binary', `app=svc&access_key=${KEYS.https}`, `https://${ADDR.gwWan4}${STEP2_PATH}`], 2);
+    const step2 = (from: string) =>
+      curlFrom(sandbox.client, from, ['-k', '--data-binary', `app=svc&access_key=${KEYS.https}`, `https://${ADDR.gwWan4}${STEP2_PATH}`], 2);
     for (const [i, from] of GUESSERS.entries()) await step1(from, `guessed-key-${i}-0123456789`);
     expect(await daemon!.waitForLog(/app locked after 3 wrong keys/, 5_000)).toBe(true);
     // The right key, from an address that never guessed, opens nothing while the app is locked.
@@ -234,7 +243,12 @@ async function randomSourceSynFlood(sandbox: Sandbox, perSecond: number, seconds
   );
   const started = performance.now();
   const count = Math.round(2 * perSecond * seconds);
-  const r = await execIn(sandbox.client, 'timeout', ['-s', 'INT', String(seconds), 'trafgen', '-o', IF.clientWan, '-i', cfg, '-P', '1', '-q', '-b', `${perSecond}pps`, '-n', String(count)], (seconds + 10) * 1000);
+  const r = await execIn(
+    sandbox.client,
+    'timeout',
+    ['-s', 'INT', String(seconds), 'trafgen', '-o', IF.clientWan, '-i', cfg, '-P', '1', '-q', '-b', `${perSecond}pps`, '-n', String(count)],
+    (seconds + 10) * 1000,
+  );
   return { packets: Number(/(\d+) packets outgoing/.exec(r.out + r.err)?.[1] ?? NaN), seconds: (performance.now() - started) / 1000 };
 }
 

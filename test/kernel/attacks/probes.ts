@@ -25,7 +25,12 @@ export function execIn(ns: Netns, cmd: string, args: string[], timeoutMs = 15_00
 export const bracket = (addr: string): string => (addr.includes(':') ? `[${addr}]` : addr);
 
 /** curl from `from`: the HTTP status, "000" when nothing answered in time. */
-export async function curlFrom(ns: Netns, from: string, args: string[], timeoutSeconds: number): Promise<{ status: string; body: string; code: number | null }> {
+export async function curlFrom(
+  ns: Netns,
+  from: string,
+  args: string[],
+  timeoutSeconds: number,
+): Promise<{ status: string; body: string; code: number | null }> {
   const r = await execIn(ns, 'curl', ['-sS', '-m', String(timeoutSeconds), '--interface', from, '-o', '-', '-w', '\n%{http_code}', ...args]);
   const cut = r.out.lastIndexOf('\n');
   return { status: r.out.slice(cut + 1).trim() || '000', body: r.out.slice(0, Math.max(cut, 0)), code: r.code };

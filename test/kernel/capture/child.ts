@@ -97,7 +97,10 @@ export async function runChild(ns: Netns, ...args: string[]): Promise<ChildEvent
 
 /** Sends `count` UDP datagrams from `ns` to addr:port as fast as the socket takes them. */
 export function udpBurst(ns: Netns, addr: string, port: number, count: number): void {
-  ns.exec('node', ['-e', `
+  ns.exec('node', [
+    '-e',
+    `
     const s = require('dgram').createSocket('udp4'); let n = 0; const b = Buffer.alloc(32);
-    (function next() { if (n++ >= ${count}) return s.close(); s.send(b, ${port}, '${addr}', next); })();`]);
+    (function next() { if (n++ >= ${count}) return s.close(); s.send(b, ${port}, '${addr}', next); })();`,
+  ]);
 }

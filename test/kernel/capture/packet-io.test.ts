@@ -16,13 +16,16 @@ const RAW_MARK = 0x4b50;
 
 /** Connects from `ns`; resolves to 'connected', 'timeout' or the error code; prints the send time. */
 function tcpConnect(ns: Netns, addr: string, port: number, timeoutMs: number): { outcome: string; sentAt: bigint } {
-  const out = ns.exec('node', ['-e', `
+  const out = ns.exec('node', [
+    '-e',
+    `
     const sentAt = process.hrtime.bigint();
     const s = require('net').connect({ host: '${addr}', port: ${port} });
     const done = (outcome) => { console.log(JSON.stringify({ outcome, sentAt: sentAt.toString() })); s.destroy(); process.exit(0); };
     s.on('connect', () => done('connected'));
     s.on('error', (e) => done(e.code));
-    setTimeout(() => done('timeout'), ${timeoutMs});`]);
+    setTimeout(() => done('timeout'), ${timeoutMs});`,
+  ]);
   const parsed = JSON.parse(out) as { outcome: string; sentAt: string };
   return { outcome: parsed.outcome, sentAt: BigInt(parsed.sentAt) };
 }
@@ -45,11 +48,15 @@ describe.skipIf(skip)('native packet I/O in network namespaces', () => {
     s.exec('iptables', ['-A', 'INPUT', '-p', 'udp', '--dport', '7001', '-j', 'NFQUEUE', '--queue-num', '3']);
     s.exec('iptables', ['-A', 'INPUT', '-p', 'tcp', '--dport', '7001', '-j', 'NFQUEUE', '--queue-num', '3']);
     for (const tool of ['iptables', 'ip6tables']) s.exec(tool, ['-A', 'INPUT', '-p', 'tcp', '--dport', '7004', '-j', 'NFQUEUE', '--queue-num', '4']);
-    s.exec('nft', ['-f', '-'], `
+    s.exec(
+      'nft',
+      ['-f', '-'],
+      `
       table inet kptest {
         chain input { type filter hook input priority 0; tcp dport 7003 log group 5 drop; }
         chain output { type filter hook output priority 0; meta mark ${RAW_MARK} counter; }
-      }`);
+      }`,
+    );
   });
 
   afterAll(() => {

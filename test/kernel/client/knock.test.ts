@@ -84,7 +84,22 @@ describe.skipIf(skip)('knock-port knock against the real daemon', () => {
   });
 
   it('a wrong step-1 key: exit 4, the HTTPS port never opens', () => {
-    const r = knock(['--url', step1Url, '--url', step2Url, '--app', 'svc', '--http-key', 'not-the-step1-key-123', '--https-key', ALICE.https, '--ca', sandbox.cert, '--step2-connect-timeout', '1']);
+    const r = knock([
+      '--url',
+      step1Url,
+      '--url',
+      step2Url,
+      '--app',
+      'svc',
+      '--http-key',
+      'not-the-step1-key-123',
+      '--https-key',
+      ALICE.https,
+      '--ca',
+      sandbox.cert,
+      '--step2-connect-timeout',
+      '1',
+    ]);
     expect(r.code).toBe(4);
     expect(r.stderr).toContain('never opened');
     expect(tcpOpen(sandbox.client, ADDR.gwWan4, SERVICE_PORT, 500)).toBe(false);
@@ -92,7 +107,22 @@ describe.skipIf(skip)('knock-port knock against the real daemon', () => {
 
   it('with --wait, exit 0 once the service port accepts connections (keys from a key file)', () => {
     expect(tcpOpen(sandbox.client, ADDR.gwWan4, SERVICE_PORT, 500)).toBe(false);
-    const r = knock(['--url', step1Url, '--url', step2Url, '--app', 'svc', '--key-file', aliceKeys, '--ca', sandbox.cert, '--service-port', String(SERVICE_PORT), '--wait', '10']);
+    const r = knock([
+      '--url',
+      step1Url,
+      '--url',
+      step2Url,
+      '--app',
+      'svc',
+      '--key-file',
+      aliceKeys,
+      '--ca',
+      sandbox.cert,
+      '--service-port',
+      String(SERVICE_PORT),
+      '--wait',
+      '10',
+    ]);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain(`service port ${SERVICE_PORT} is open`);
     expect(r.stdout).toBe('');
@@ -100,7 +130,20 @@ describe.skipIf(skip)('knock-port knock against the real daemon', () => {
   });
 
   it('a wrong step-2 key: exit 5 (403)', () => {
-    const r = knock(['--url', step1Url, '--url', step2Url, '--app', 'svc', '--key-file', aliceKeys, '--https-key', 'not-the-step2-key-123', '--ca', sandbox.cert]);
+    const r = knock([
+      '--url',
+      step1Url,
+      '--url',
+      step2Url,
+      '--app',
+      'svc',
+      '--key-file',
+      aliceKeys,
+      '--https-key',
+      'not-the-step2-key-123',
+      '--ca',
+      sandbox.cert,
+    ]);
     expect(r.code).toBe(5);
     expect(r.stderr).toContain('403');
   });
@@ -123,7 +166,24 @@ describe.skipIf(skip)('knock-port knock against the real daemon', () => {
 
   it('a TOTP user with --totp on a terminal: asked for the token before knocking, then exit 0', async () => {
     // `script` gives the client a real pseudo-terminal; the test types the code at the prompt.
-    const command = shellLine(['ip', 'netns', 'exec', sandbox.client.name, process.execPath, CLI, 'knock', '--url', step1Url, '--url', step2Url, '--app', 'svc', '--ca', sandbox.cert, '--totp']);
+    const command = shellLine([
+      'ip',
+      'netns',
+      'exec',
+      sandbox.client.name,
+      process.execPath,
+      CLI,
+      'knock',
+      '--url',
+      step1Url,
+      '--url',
+      step2Url,
+      '--app',
+      'svc',
+      '--ca',
+      sandbox.cert,
+      '--totp',
+    ]);
     const session = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { env: bobEnv, stdio: ['pipe', 'pipe', 'pipe'] });
     let screen = '';
     session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString()));
@@ -149,7 +209,25 @@ describe.skipIf(skip)('knock-port knock against the real daemon', () => {
 
   it('over IPv6 (-6 with --host and the path flags): the service opens for the IPv6 address', () => {
     expect(tcpOpen(sandbox.client, ADDR.gwWan6, SERVICE_PORT, 500)).toBe(false);
-    const r = knock(['--host', ADDR.gwWan6, '-6', '--http-path', STEP1_PATH, '--https-path', STEP2_PATH, '--app', 'svc', '--key-file', aliceKeys, '--ca', sandbox.cert, '--service-port', String(SERVICE_PORT), '--wait', '10']);
+    const r = knock([
+      '--host',
+      ADDR.gwWan6,
+      '-6',
+      '--http-path',
+      STEP1_PATH,
+      '--https-path',
+      STEP2_PATH,
+      '--app',
+      'svc',
+      '--key-file',
+      aliceKeys,
+      '--ca',
+      sandbox.cert,
+      '--service-port',
+      String(SERVICE_PORT),
+      '--wait',
+      '10',
+    ]);
     expect(r.code).toBe(0);
     expect(tcpOpen(sandbox.client, ADDR.gwWan6, SERVICE_PORT)).toBe(true);
   });

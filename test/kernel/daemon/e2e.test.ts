@@ -102,8 +102,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
   let sandbox: Sandbox;
   let daemon: Daemon;
   let configPath: string;
-  const start = () =>
-    startDaemon(sandbox, ['-c', configPath, '--cert', sandbox.cert, '--key', sandbox.key, '--log-level', 'debug', ...backend.args]);
+  const start = () => startDaemon(sandbox, ['-c', configPath, '--cert', sandbox.cert, '--key', sandbox.key, '--log-level', 'debug', ...backend.args]);
 
   beforeAll(async () => {
     sandbox = createSandbox(backend.capture === 'nfqueue' ? `${backend.firewall.slice(0, 2)}q` : backend.firewall.slice(0, 3));
@@ -116,7 +115,12 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
 
   afterEach((ctx) => {
     if (process.env.KP_DEBUG && ctx.task.result?.state === 'fail') {
-      console.log(sandbox.gw.tryExec('ss', ['-ltnup']).out, sandbox.gw.tryExec('nft', ['list', 'ruleset']).out, sandbox.gw.tryExec('iptables-save').out, daemon.output.slice(-15).join('\n'));
+      console.log(
+        sandbox.gw.tryExec('ss', ['-ltnup']).out,
+        sandbox.gw.tryExec('nft', ['list', 'ruleset']).out,
+        sandbox.gw.tryExec('iptables-save').out,
+        daemon.output.slice(-15).join('\n'),
+      );
     }
   });
 
@@ -276,7 +280,11 @@ describe.skipIf(skip)('capture: auto', () => {
     try {
       const config = join(dir, 'config.yaml');
       const yaml = `global:\n  http_post_path: ${STEP1_PATH}\n  https_post_path: ${STEP2_PATH}\n  interface_ext: ${IF.gwWan}\n  firewall_type: nftables\n  capture: auto\n`;
-      writeFileSync(config, `${yaml}tcpsvc:\n  port: 8080\n  access_key_http: [${HTTP_KEY}]\n  access_key_https: [${HTTPS_KEY}]\n  duration: 60\n  step2_https_duration: 30\n`, { mode: 0o600 });
+      writeFileSync(
+        config,
+        `${yaml}tcpsvc:\n  port: 8080\n  access_key_http: [${HTTP_KEY}]\n  access_key_https: [${HTTPS_KEY}]\n  duration: 60\n  step2_https_duration: 30\n`,
+        { mode: 0o600 },
+      );
       const rules = ns.runCommand(process.execPath, [CLI, 'rules', '-c', config]);
       expect(rules.code, rules.stderr).toBe(0);
       expect(rules.stdout).toMatch(expected === 'nfqueue' ? /^\s*add rule .*\bqueue num \d+(-\d+ fanout)?$/m : /^\s*add rule .*\blog group \d+ /m);

@@ -18,7 +18,12 @@ const skip = announceSkip('daemon/one-time-codes', kernelSkipReason(['ip', 'nft'
 
 const STEP1_PATH = '/otc-knock-3b9e57';
 const STEP2_PATH = '/otc-open-d81f04';
-const ALICE = { http: 'alice-otc-http-0f3a91', https: 'alice-otc-https-7c2e58', otp: 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ', totp: 'MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U' };
+const ALICE = {
+  http: 'alice-otc-http-0f3a91',
+  https: 'alice-otc-https-7c2e58',
+  otp: 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ',
+  totp: 'MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U',
+};
 const BOB = { http: 'bob-otc-http-5d7b20', https: 'bob-otc-https-e94c13', totp: 'ONSWG4TFOQYTEMZUGU3DOOBZGAYTEMZU' };
 /** Long enough that no window this test relies on closes while it runs. */
 const WINDOW = 60;

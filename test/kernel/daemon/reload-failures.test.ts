@@ -46,7 +46,10 @@ async function holder(ns: Netns, script: string): Promise<ChildProcess> {
 }
 
 const holdPort = (ns: Netns) =>
-  holder(ns, `import { createServer } from 'node:net'; createServer().listen({ port: ${HELD_PORT}, host: '::', ipv6Only: false }, () => console.log('holding'));`);
+  holder(
+    ns,
+    `import { createServer } from 'node:net'; createServer().listen({ port: ${HELD_PORT}, host: '::', ipv6Only: false }, () => console.log('holding'));`,
+  );
 
 function holdCapture(ns: Netns, capture: 'nflog' | 'nfqueue'): Promise<ChildProcess> {
   const open =
@@ -80,14 +83,18 @@ describe.each(BACKENDS)('reload failures: $name', (backend) => {
   const knock = (from: string, port = 443): string => {
     const host = from.includes(':') ? `[${ADDR.gwWan6}]` : ADDR.gwWan4;
     curl(sandbox.client, ['-d', `app=svc&access_key=${HTTP_KEY}`, '--interface', from, `http://${host}${STEP1_PATH}`], STEP1_SECONDS);
-    return curl(sandbox.client, ['-k', '-d', `app=svc&access_key=${HTTPS_KEY}`, '--interface', from, `https://${host}:${port}${STEP2_PATH}`], STEP2_SECONDS).status;
+    return curl(sandbox.client, ['-k', '-d', `app=svc&access_key=${HTTPS_KEY}`, '--interface', from, `https://${host}:${port}${STEP2_PATH}`], STEP2_SECONDS)
+      .status;
   };
 
   const reloadTo = async (settings: Record<string, number>, expected: RegExp): Promise<void> => {
     writeFileSync(configPath, config(settings));
     const seen = daemon.output.length;
     daemon.proc.kill('SIGHUP');
-    expect(await waitFor(() => daemon.output.slice(seen).some((line) => expected.test(line)), scaled(8000)), `log matching ${expected}:\n${daemon.output.slice(seen).join('\n')}`).toBe(true);
+    expect(
+      await waitFor(() => daemon.output.slice(seen).some((line) => expected.test(line)), scaled(8000)),
+      `log matching ${expected}:\n${daemon.output.slice(seen).join('\n')}`,
+    ).toBe(true);
   };
 
   const healthy = () => sandbox.gw.tryExec(process.execPath, [CLI, 'health', '--socket', join(sandbox.dir, 'control.sock')]).ok;

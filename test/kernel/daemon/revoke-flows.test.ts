@@ -274,7 +274,7 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
     sandbox?.destroy();
   });
 
-  it('knock-port revoke ends the address\'s local and forwarded TCP and UDP flows, IPv4 and IPv6; others flow on', async () => {
+  it("knock-port revoke ends the address's local and forwarded TCP and UDP flows, IPv4 and IPv6; others flow on", async () => {
     const [revoked4, revoked6, other4, other6] = await Promise.all([
       startFlows(ADDR.client4, 'alice'),
       startFlows(ADDR.client6, 'alice'),
@@ -287,8 +287,17 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
     await cli(['revoke', ADDR.client6]);
     const doneAt = Date.now();
 
-    await expectStopped(revoked4, revoked4.specs.map((s) => s.id), doneAt);
-    await expectStopped(revoked6, revoked6.specs.map((s) => s.id), doneAt, 0);
+    await expectStopped(
+      revoked4,
+      revoked4.specs.map((s) => s.id),
+      doneAt,
+    );
+    await expectStopped(
+      revoked6,
+      revoked6.specs.map((s) => s.id),
+      doneAt,
+      0,
+    );
     expect(other4.allFlowing()).toBe(true);
     expect(other6.allFlowing()).toBe(true);
     for (const flow of [...revoked4.specs, ...revoked6.specs]) await expectNoNewFlow(flow);
@@ -305,7 +314,7 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
     await expectStopped(flows, [`${ADDR.client4} pushudp`], Date.now());
   });
 
-  it('knock-port revoke --app ends only that app\'s flows', async () => {
+  it("knock-port revoke --app ends only that app's flows", async () => {
     const flows = await startFlows(ADDR.client4, 'alice', ['localtcp', 'fwdudp']);
     expect(flows.allFlowing()).toBe(true);
     await cli(['revoke', ADDR.client4, '--app', 'fwdudp4']);
@@ -314,7 +323,7 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
     expect(flows.allFlowing(1000, [`${ADDR.client4} localtcp`])).toBe(true);
   });
 
-  it('a reload that drops a user or an app ends their flows and nobody else\'s', async () => {
+  it("a reload that drops a user or an app ends their flows and nobody else's", async () => {
     // alice: localtcp (her user goes), localudp (stays), fwdtcp (the app goes).
     const [alice4, alice6, bob4, bob6] = await Promise.all([
       startFlows(ADDR.client4, 'alice', ['localtcp', 'localudp', 'fwdtcp']),
@@ -338,8 +347,18 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
     await expectStopped(bob4, [`${ADDR.client4b} fwdtcp`], doneAt, 0);
     await expectStopped(bob6, [`${OTHER6} fwdtcp`], doneAt, 0);
     expect(alice4.allFlowing(1000, [`${ADDR.client4} localudp`])).toBe(true);
-    expect(bob4.allFlowing(1000, ['localtcp', 'localudp', 'fwdudp'].map((k) => `${ADDR.client4b} ${k}`))).toBe(true);
-    expect(bob6.allFlowing(1000, ['localtcp', 'localudp', 'fwdudp'].map((k) => `${OTHER6} ${k}`))).toBe(true);
+    expect(
+      bob4.allFlowing(
+        1000,
+        ['localtcp', 'localudp', 'fwdudp'].map((k) => `${ADDR.client4b} ${k}`),
+      ),
+    ).toBe(true);
+    expect(
+      bob6.allFlowing(
+        1000,
+        ['localtcp', 'localudp', 'fwdudp'].map((k) => `${OTHER6} ${k}`),
+      ),
+    ).toBe(true);
     await expectNoNewFlow(alice4.specs[0]!);
     await expectNoNewFlow(alice6.specs[0]!);
     expect(daemon.output.slice(reloaded).filter((l) => l.includes('config reload voids a grant'))).toHaveLength(6);

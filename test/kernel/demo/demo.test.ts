@@ -50,7 +50,10 @@ async function stopAndSweep(demo: DemoChild): Promise<void> {
     if (!stopped) demo.proc.kill('SIGKILL');
   }
   for (const name of announcedNamespaces(demo.stdout()).filter((n) => listNamespaces().includes(n))) {
-    tryRun('ip', ['netns', 'pids', name]).out.split('\n').filter(Boolean).forEach((pid) => tryRun('kill', ['-9', pid]));
+    tryRun('ip', ['netns', 'pids', name])
+      .out.split('\n')
+      .filter(Boolean)
+      .forEach((pid) => tryRun('kill', ['-9', pid]));
     tryRun('ip', ['netns', 'del', name]);
   }
 }
@@ -101,7 +104,10 @@ describe.skipIf(skip)('knock-port demo', () => {
 
   it('refuses to run without root, saying why, and creates nothing', async () => {
     const before = listNamespaces();
-    const nobody = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, CLI, 'demo'], { encoding: 'utf8', timeout: 20_000 });
+    const nobody = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, CLI, 'demo'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     expect(nobody.status).toBe(1);
     expect(nobody.stderr).toContain('the demo needs root');
     expect(nobody.stderr).toContain('sudo knock-port demo');

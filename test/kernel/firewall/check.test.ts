@@ -14,7 +14,7 @@ import { fixtureConfig, proxyFrontConfig } from '../../unit/firewall/fixture.js'
 
 const skip = announceSkip('test/kernel/firewall/check.test.ts', kernelSkipReason(['ip', 'nft', 'ipset', 'iptables-nft-restore', 'iptables-legacy-restore']));
 
-describe.skipIf(skip)('generated rulesets pass the tools\' own checks', () => {
+describe.skipIf(skip)("generated rulesets pass the tools' own checks", () => {
   let ns: Netns;
   beforeAll(() => {
     ns = Netns.create('chk');

@@ -114,12 +114,34 @@ function ufw(gw: Netns, state: { dir?: string }, args: string): void {
 }
 
 const CASES: HostCase[] = [
-  { name: 'nftables table with policy drop', apply: (gw) => gw.exec('nft', ['-f', '-'], NFT_HOST), firewall: 'nftables', inserted: 'nftables chain inet filter input' },
-  { name: 'firewalld-shaped nftables table (reject at the end)', apply: (gw) => gw.exec('nft', ['-f', '-'], FIREWALLD_SHAPED), firewall: 'nftables', inserted: 'nftables chain inet firewalld filter_INPUT' },
+  {
+    name: 'nftables table with policy drop',
+    apply: (gw) => gw.exec('nft', ['-f', '-'], NFT_HOST),
+    firewall: 'nftables',
+    inserted: 'nftables chain inet filter input',
+  },
+  {
+    name: 'firewalld-shaped nftables table (reject at the end)',
+    apply: (gw) => gw.exec('nft', ['-f', '-'], FIREWALLD_SHAPED),
+    firewall: 'nftables',
+    inserted: 'nftables chain inet firewalld filter_INPUT',
+  },
   { name: 'iptables-nft INPUT DROP', apply: iptablesCase('nft'), firewall: 'nftables', inserted: 'iptables-nft chain INPUT (IPv4)' },
   { name: 'iptables-legacy INPUT DROP', apply: iptablesCase('legacy'), firewall: 'nftables', inserted: 'iptables-legacy chain INPUT (IPv6)' },
-  { name: 'iptables-nft INPUT DROP, iptables backend', apply: iptablesCase('nft'), firewall: 'iptables', variant: 'nft', inserted: 'iptables-nft chain FORWARD (IPv4)' },
-  { name: 'iptables-legacy INPUT DROP, iptables-legacy backend', apply: iptablesCase('legacy'), firewall: 'iptables', variant: 'legacy', inserted: 'iptables-legacy chain INPUT (IPv4)' },
+  {
+    name: 'iptables-nft INPUT DROP, iptables backend',
+    apply: iptablesCase('nft'),
+    firewall: 'iptables',
+    variant: 'nft',
+    inserted: 'iptables-nft chain FORWARD (IPv4)',
+  },
+  {
+    name: 'iptables-legacy INPUT DROP, iptables-legacy backend',
+    apply: iptablesCase('legacy'),
+    firewall: 'iptables',
+    variant: 'legacy',
+    inserted: 'iptables-legacy chain INPUT (IPv4)',
+  },
   {
     name: 'nftables table with policy drop, iptables backend',
     apply: (gw) => gw.exec('nft', ['-f', '-'], NFT_HOST),
@@ -131,7 +153,12 @@ const CASES: HostCase[] = [
   },
   {
     name: 'ufw, default deny incoming and routed',
-    apply: (gw, state) => ufw(gw, state, 'ufw --force enable >/dev/null && ufw default deny routed >/dev/null && ufw allow in on int0 to any port 22 >/dev/null && ufw route allow in on int0 >/dev/null'),
+    apply: (gw, state) =>
+      ufw(
+        gw,
+        state,
+        'ufw --force enable >/dev/null && ufw default deny routed >/dev/null && ufw allow in on int0 to any port 22 >/dev/null && ufw route allow in on int0 >/dev/null',
+      ),
     firewall: 'nftables',
     inserted: 'iptables-nft chain INPUT (IPv4)',
     ...(ufwMissing ? { unavailable: ufwMissing } : {}),
@@ -239,13 +266,20 @@ describe.skipIf(skip)('host firewall: report mode', () => {
     expect(topo.gw.exec('nft', ['list', 'table', 'inet', 'filter'])).toBe(before);
     const { problems, inserted } = fw.hostFirewall();
     expect(inserted).toEqual([]);
-    expect(problems.join('\n')).toContain("nftables chain inet filter input (hook input, policy drop) can drop connections knock-port grants: add at its top 'ct mark & 0x10000000 == 0x10000000 accept'");
+    expect(problems.join('\n')).toContain(
+      "nftables chain inet filter input (hook input, policy drop) can drop connections knock-port grants: add at its top 'ct mark & 0x10000000 == 0x10000000 accept'",
+    );
     expect(problems.join('\n')).toContain('inet filter forward');
     // What the report warns about: the grant is in knock-port's set, the host drops it.
-    await fw.grantService(ADDR.client4, topo.config.apps.find((a) => a.name === 'ssh')!, 60);
+    await fw.grantService(
+      ADDR.client4,
+      topo.config.apps.find((a) => a.name === 'ssh')!,
+      60,
+    );
     expect(topo.tcp(ADDR.gw4, 2222)).toBe('silent');
     // The operator adds the rule the report gives: the grant passes, the problem is gone.
-    for (const chain of ['input', 'forward', 'output']) topo.gw.exec('nft', ['insert', 'rule', 'inet', 'filter', chain, 'ct', 'mark', '&', '0x10000000', '==', '0x10000000', 'accept']);
+    for (const chain of ['input', 'forward', 'output'])
+      topo.gw.exec('nft', ['insert', 'rule', 'inet', 'filter', chain, 'ct', 'mark', '&', '0x10000000', '==', '0x10000000', 'accept']);
     topo.gw.exec('nft', ['insert', 'rule', 'inet', 'filter', 'output', 'meta', 'mark', '0x00004b50', 'tcp', 'sport', '80', 'accept']);
     expect(topo.tcp(ADDR.gw4, 2222)).toBe('open');
     await fw.ensureInstalled!('nflog');
@@ -293,7 +327,9 @@ describe.skipIf(skip).each(['insert', 'report'] as const)('host firewall: the da
 
   if (mode === 'insert') {
     it('says where it put its accept rule, and a knock opens the service through the host ruleset, IPv4 and IPv6', async () => {
-      expect(daemon.output.join('\n')).toContain('host firewall: accept rule for granted connections put at the top of nftables chain inet filter input (hook input, policy drop)');
+      expect(daemon.output.join('\n')).toContain(
+        'host firewall: accept rule for granted connections put at the top of nftables chain inet filter input (hook input, policy drop)',
+      );
       expect(tcpOpen(sandbox.client, ADDR.gwWan4, 8080, 800)).toBe(false);
       for (const gw of [ADDR.gwWan4, ADDR.gwWan6]) {
         expect(knock(gw)).toEqual({ status: '200', body: 'OK\n' });
@@ -312,7 +348,9 @@ describe.skipIf(skip).each(['insert', 'report'] as const)('host firewall: the da
     });
   } else {
     it('changes nothing, warns at start and in health, and the granted connection is dropped as it warns', async () => {
-      expect(daemon.output.join('\n')).toMatch(/host firewall: nftables chain inet filter input \(hook input, policy drop\) can drop connections knock-port grants/);
+      expect(daemon.output.join('\n')).toMatch(
+        /host firewall: nftables chain inet filter input \(hook input, policy drop\) can drop connections knock-port grants/,
+      );
       const r = health();
       expect(r.ok).toBe(false);
       expect(r.err).toContain('host firewall: nftables chain inet filter input');

@@ -61,7 +61,15 @@ async function start(sandbox: Sandbox, configPath: string, args: string[]): Prom
 
 const BACKENDS = [
   { name: 'nftables', firewall: 'nftables', capture: 'auto', args: [] as string[], tag: 'wcn', rules: ['nft', 'list', 'ruleset'], expect: 'iifname "ppp*"' },
-  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], tag: 'wci', rules: ['iptables-nft-save'], expect: '-i ppp+ ' },
+  {
+    name: 'iptables-nft + NFQUEUE',
+    firewall: 'iptables',
+    capture: 'nfqueue',
+    args: ['--iptables-variant', 'nft'],
+    tag: 'wci',
+    rules: ['iptables-nft-save'],
+    expect: '-i ppp+ ',
+  },
 ];
 
 describe.skipIf(skip).each(BACKENDS)('interface wildcard on $name', (backend) => {
@@ -79,7 +87,8 @@ describe.skipIf(skip).each(BACKENDS)('interface wildcard on $name', (backend) =>
   });
 
   afterEach(async (ctx) => {
-    if (process.env.KP_DEBUG && ctx.task.result?.state === 'fail') console.log(sandbox.gw.tryExec(backend.rules[0]!, backend.rules.slice(1)).out, daemon?.output.slice(-15).join('\n'));
+    if (process.env.KP_DEBUG && ctx.task.result?.state === 'fail')
+      console.log(sandbox.gw.tryExec(backend.rules[0]!, backend.rules.slice(1)).out, daemon?.output.slice(-15).join('\n'));
     await daemon?.stop('SIGTERM');
     daemon = undefined;
   });
@@ -106,7 +115,10 @@ describe.skipIf(skip).each(BACKENDS)('interface wildcard on $name', (backend) =>
       expect(gw.exec(backend.rules[0]!, backend.rules.slice(1))).toContain(backend.expect);
       expect(health(sandbox).stdout).toBe('healthy\n');
 
-      for (const [gwAddr, from] of [[ADDR.gwWan4, from4], [ADDR.gwWan6, from6]] as const) {
+      for (const [gwAddr, from] of [
+        [ADDR.gwWan4, from4],
+        [ADDR.gwWan6, from6],
+      ] as const) {
         // A service that listens, but no grant: silent, and so is the HTTPS port.
         expect(curl(client, ['--interface', from, url(gwAddr, 'http', '/')], 1).status).toBe('000');
         expect(curl(client, ['-k', '--interface', from, '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gwAddr, 'https', STEP2_PATH)], 1).status).toBe('000');
@@ -114,7 +126,10 @@ describe.skipIf(skip).each(BACKENDS)('interface wildcard on $name', (backend) =>
 
         // The knock opens it for this address.
         expect(curl(client, ['--interface', from, '-d', `app=tcpsvc&access_key=${HTTP_KEY}`, url(gwAddr, 'http', STEP1_PATH)], 1).status).toBe('000');
-        expect(curl(client, ['-k', '--interface', from, '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gwAddr, 'https', STEP2_PATH)], 3)).toEqual({ status: '200', body: 'OK\n' });
+        expect(curl(client, ['-k', '--interface', from, '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gwAddr, 'https', STEP2_PATH)], 3)).toEqual({
+          status: '200',
+          body: 'OK\n',
+        });
         expect(await tcpProbe(client, from, gwAddr, 8080, 1500)).toEqual({ kind: 'open', banner: 'hello' });
       }
       // Only ppp* is gated: the same service answers on the LAN interface.
@@ -148,7 +163,9 @@ describe.skipIf(skip)('a mistyped interface is reported, never silent', () => {
 
   it('the daemon warns at start, health reports it, and the gate really matches nothing', async () => {
     daemon = await start(sandbox, configPath, []);
-    const warning = daemon.output.map((line) => JSON.parse(line) as { level: number; msg: string; interface?: string }).find((line) => line.msg.includes('matches no interface'));
+    const warning = daemon.output
+      .map((line) => JSON.parse(line) as { level: number; msg: string; interface?: string })
+      .find((line) => line.msg.includes('matches no interface'));
     expect(warning).toMatchObject({ level: 40, interface: 'eht0' });
     const report = health(sandbox);
     expect(report.code).toBe(1);

@@ -5,10 +5,7 @@ import type { FirewallBackend } from '../../../src/firewall/types.js';
 import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
 import { ADDR, Topology } from './topology.js';
 
-const skip = announceSkip(
-  'test/kernel/firewall/iptables.test.ts',
-  kernelSkipReason(['ip', 'ipset', 'iptables-nft-restore', 'iptables-legacy-restore']),
-);
+const skip = announceSkip('test/kernel/firewall/iptables.test.ts', kernelSkipReason(['ip', 'ipset', 'iptables-nft-restore', 'iptables-legacy-restore']));
 
 describe.skipIf(skip).each(['nft', 'legacy'] as IptablesVariant[])('iptables backend (iptables-%s) in network namespaces', (variant) => {
   let topo: Topology;

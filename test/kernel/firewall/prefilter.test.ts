@@ -18,7 +18,10 @@ import { nftQueueMissing, rowsForThisRun, scaled } from '../../helpers/vm.js';
 import { vyosCommit } from '../../helpers/vyos-layout.js';
 import { bracket, curlFrom, execIn, tcpConnects } from '../attacks/probes.js';
 
-const skip = announceSkip('firewall/prefilter', kernelSkipReason(['ip', 'nft', 'iptables', 'iptables-legacy', 'ip6tables-legacy', 'curl', 'openssl', 'hping3', 'python3']));
+const skip = announceSkip(
+  'firewall/prefilter',
+  kernelSkipReason(['ip', 'nft', 'iptables', 'iptables-legacy', 'ip6tables-legacy', 'curl', 'openssl', 'hping3', 'python3']),
+);
 
 const STEP1_PATH = '/knock-pre-6b21d4';
 const STEP2_PATH = '/step2-pre-0e93ac';
@@ -31,17 +34,73 @@ const FLOOD_SECONDS = 2;
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .replace(/^.*\) /s, '')
+    .split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 const BACKENDS = rowsForThisRun([
-  { name: 'nftables + NFLOG', label: 'pfn', firewall: 'nftables', capture: 'nflog', args: [] as string[], tool: 'nft' as PrefilterTool, vm: false, unavailable: () => undefined },
-  { name: 'nftables + NFQUEUE', label: 'pfq', firewall: 'nftables', capture: 'nfqueue', args: [], tool: 'nft' as PrefilterTool, vm: true, unavailable: () => (skip ? undefined : nftQueueMissing()) },
-  { name: 'iptables-nft + NFQUEUE', label: 'pfi', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], tool: 'iptables' as PrefilterTool, vm: false, unavailable: () => undefined },
-  { name: 'iptables-nft + NFLOG', label: 'pfl', firewall: 'iptables', capture: 'nflog', args: ['--iptables-variant', 'nft'], tool: 'iptables' as PrefilterTool, vm: false, unavailable: () => undefined },
-  { name: 'iptables-legacy + NFQUEUE', label: 'pfg', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'legacy'], tool: 'iptables-legacy' as PrefilterTool, vm: false, unavailable: () => undefined },
-  { name: 'VyOS layout + NFLOG', label: 'pfv', firewall: 'vyos', capture: 'nflog', args: [], tool: 'nft' as PrefilterTool, vm: false, unavailable: () => undefined },
+  {
+    name: 'nftables + NFLOG',
+    label: 'pfn',
+    firewall: 'nftables',
+    capture: 'nflog',
+    args: [] as string[],
+    tool: 'nft' as PrefilterTool,
+    vm: false,
+    unavailable: () => undefined,
+  },
+  {
+    name: 'nftables + NFQUEUE',
+    label: 'pfq',
+    firewall: 'nftables',
+    capture: 'nfqueue',
+    args: [],
+    tool: 'nft' as PrefilterTool,
+    vm: true,
+    unavailable: () => (skip ? undefined : nftQueueMissing()),
+  },
+  {
+    name: 'iptables-nft + NFQUEUE',
+    label: 'pfi',
+    firewall: 'iptables',
+    capture: 'nfqueue',
+    args: ['--iptables-variant', 'nft'],
+    tool: 'iptables' as PrefilterTool,
+    vm: false,
+    unavailable: () => undefined,
+  },
+  {
+    name: 'iptables-nft + NFLOG',
+    label: 'pfl',
+    firewall: 'iptables',
+    capture: 'nflog',
+    args: ['--iptables-variant', 'nft'],
+    tool: 'iptables' as PrefilterTool,
+    vm: false,
+    unavailable: () => undefined,
+  },
+  {
+    name: 'iptables-legacy + NFQUEUE',
+    label: 'pfg',
+    firewall: 'iptables',
+    capture: 'nfqueue',
+    args: ['--iptables-variant', 'legacy'],
+    tool: 'iptables-legacy' as PrefilterTool,
+    vm: false,
+    unavailable: () => undefined,
+  },
+  {
+    name: 'VyOS layout + NFLOG',
+    label: 'pfv',
+    firewall: 'vyos',
+    capture: 'nflog',
+    args: [],
+    tool: 'nft' as PrefilterTool,
+    vm: false,
+    unavailable: () => undefined,
+  },
 ]).map((backend) => ({ ...backend, skipped: skip || announceSkip(`firewall/prefilter [${backend.name}]`, backend.unavailable()) }));
 
 function configYaml(sandbox: Sandbox, firewall: string, capture: string, handshake = 'cookie'): string {
@@ -115,7 +174,10 @@ describe.each(BACKENDS)('step-1 prefilter in the kernel: $name', (backend) => {
     expect(hping.out + hping.err).toMatch(new RegExp(`${FLOOD} packets transmitted`));
     let sent = FLOOD;
     let synAcks = 0;
-    for (const [src, dst] of [[ADDR.client4, ADDR.gwWan4], [ADDR.client6, ADDR.gwWan6]] as const) {
+    for (const [src, dst] of [
+      [ADDR.client4, ADDR.gwWan4],
+      [ADDR.client6, ADDR.gwWan6],
+    ] as const) {
       // Spoofed: no handshake, random acknowledgement.
       sent += injectSegments(sandbox.client, { iface: IF.clientWan, src, dst, dport: 80, segments: JUNK }).sent;
       // A real handshake (the SYN reaches the daemon and is answered), then wrong payloads with a valid cookie.
@@ -128,7 +190,9 @@ describe.each(BACKENDS)('step-1 prefilter in the kernel: $name', (backend) => {
     expect(synAcks).toBe(2);
     expect(await waitFor(() => kernelDrops() - dropsBefore >= sent, scaled(3000), 100)).toBe(true);
     const after = await outcomes();
-    console.log(`[prefilter] ${backend.name}: ${sent} junk data segments sent, kernel prefilter dropped ${kernelDrops() - dropsBefore}, daemon outcomes before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
+    console.log(
+      `[prefilter] ${backend.name}: ${sent} junk data segments sent, kernel prefilter dropped ${kernelDrops() - dropsBefore}, daemon outcomes before ${JSON.stringify(before)} after ${JSON.stringify(after)}`,
+    );
     expect(kernelDrops() - dropsBefore).toBe(sent);
     // Only the two handshakes' SYNs reached the daemon.
     const count = (counts: Record<string, number>, outcome: string) => counts[outcome] ?? 0;
@@ -141,12 +205,19 @@ describe.each(BACKENDS)('step-1 prefilter in the kernel: $name', (backend) => {
     const dropsBefore = kernelDrops();
     const pid = daemon!.proc.pid!;
     const cpuBefore = cpuSeconds(pid);
-    const flood = await execIn(sandbox.client, 'timeout', ['-s', 'INT', String(FLOOD_SECONDS), 'hping3', '--flood', '-q', '-n', '-A', '-P', '-d', '200', '-p', '80', '--rand-source', ADDR.gwWan4], (FLOOD_SECONDS + 5) * 1000);
+    const flood = await execIn(
+      sandbox.client,
+      'timeout',
+      ['-s', 'INT', String(FLOOD_SECONDS), 'hping3', '--flood', '-q', '-n', '-A', '-P', '-d', '200', '-p', '80', '--rand-source', ADDR.gwWan4],
+      (FLOOD_SECONDS + 5) * 1000,
+    );
     const sent = Number(/(\d+) packets transmitted/.exec(flood.out + flood.err)?.[1] ?? NaN);
     const dropped = kernelDrops() - dropsBefore;
     const cpu = cpuSeconds(pid) - cpuBefore;
     const after = await outcomes();
-    console.log(`[prefilter] ${backend.name}: flood of ${sent} junk segments in ${FLOOD_SECONDS} s (${Math.round(sent / FLOOD_SECONDS)}/s), kernel prefilter dropped ${dropped}, daemon CPU ${cpu.toFixed(2)} s, daemon outcomes unchanged: ${JSON.stringify(after) === JSON.stringify(before)}`);
+    console.log(
+      `[prefilter] ${backend.name}: flood of ${sent} junk segments in ${FLOOD_SECONDS} s (${Math.round(sent / FLOOD_SECONDS)}/s), kernel prefilter dropped ${dropped}, daemon CPU ${cpu.toFixed(2)} s, daemon outcomes unchanged: ${JSON.stringify(after) === JSON.stringify(before)}`,
+    );
     expect(sent).toBeGreaterThan(1000);
     // What the veth's backlog let through (most of it) ended on the prefilter rule, none in the daemon.
     expect(dropped).toBeGreaterThan(sent * 0.5);
@@ -154,7 +225,10 @@ describe.each(BACKENDS)('step-1 prefilter in the kernel: $name', (backend) => {
   });
 
   it.skipIf(backend.skipped)('a correct knock still passes and opens the HTTPS port, IPv4 and IPv6', async () => {
-    for (const [from, gw] of [[ADDR.client4, ADDR.gwWan4], [ADDR.client6, ADDR.gwWan6]] as const) {
+    for (const [from, gw] of [
+      [ADDR.client4, ADDR.gwWan4],
+      [ADDR.client6, ADDR.gwWan6],
+    ] as const) {
       expect(await tcpConnects(sandbox.client, from, gw, 443, scaled(800))).toBe(false);
       const knock = await curlFrom(sandbox.client, from, ['-d', `app=svc&access_key=${KEYS.http}`, `http://${bracket(gw)}${STEP1_PATH}`], scaled(1));
       expect(knock.status).toBe('000');
@@ -166,13 +240,32 @@ describe.each(BACKENDS)('step-1 prefilter in the kernel: $name', (backend) => {
 
 /** The step-1 request, whole, as a client without a handshake sends it inside its SYN. */
 function knockInSyn(body: string): Buffer {
-  return Buffer.from(`POST ${STEP1_PATH} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 'latin1');
+  return Buffer.from(
+    `POST ${STEP1_PATH} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    'latin1',
+  );
 }
 
 const INVISIBLE = rowsForThisRun([
   { name: 'nftables + NFLOG', label: 'pnn', firewall: 'nftables', capture: 'nflog', args: [] as string[], vm: false, unavailable: () => undefined },
-  { name: 'nftables + NFQUEUE', label: 'pnq', firewall: 'nftables', capture: 'nfqueue', args: [], vm: true, unavailable: () => (skip ? undefined : nftQueueMissing()) },
-  { name: 'iptables-nft + NFQUEUE', label: 'pni', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], vm: false, unavailable: () => undefined },
+  {
+    name: 'nftables + NFQUEUE',
+    label: 'pnq',
+    firewall: 'nftables',
+    capture: 'nfqueue',
+    args: [],
+    vm: true,
+    unavailable: () => (skip ? undefined : nftQueueMissing()),
+  },
+  {
+    name: 'iptables-nft + NFQUEUE',
+    label: 'pni',
+    firewall: 'iptables',
+    capture: 'nfqueue',
+    args: ['--iptables-variant', 'nft'],
+    vm: false,
+    unavailable: () => undefined,
+  },
 ]).map((backend) => ({ ...backend, skipped: skip || announceSkip(`firewall/prefilter handshake none [${backend.name}]`, backend.unavailable()) }));
 
 describe.each(INVISIBLE)('step-1 prefilter without a handshake (data in the SYN): $name', (backend) => {
@@ -180,11 +273,17 @@ describe.each(INVISIBLE)('step-1 prefilter without a handshake (data in the SYN)
   let daemon: Daemon | undefined;
   const scrape = async () => (await execIn(sandbox.gw, 'curl', ['-sS', '-m', '2', `http://127.0.0.1:${METRICS_PORT}/metrics`])).out;
   const granted = async () => Number(/^knockport_step1_packets_total\{outcome="granted",reason=""\} (\d+)$/m.exec(await scrape())?.[1] ?? 0);
-  const judged = async () => [...(await scrape()).matchAll(/^knockport_step1_packets_total\{outcome="[a-z]+",reason=""\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+  const judged = async () =>
+    [...(await scrape()).matchAll(/^knockport_step1_packets_total\{outcome="[a-z]+",reason=""\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
   /** One SYN from the client carrying `payload` (hping3 reads it from a file). */
   const synWith = async (name: string, payload: Buffer, count = 1) => {
     const file = writeFile(sandbox, name, payload.toString('latin1'));
-    const r = await execIn(sandbox.client, 'hping3', ['-q', '-c', String(count), '-i', 'u5000', '-S', '-d', String(payload.length), '-E', file, '-p', '80', ADDR.gwWan4], 30_000);
+    const r = await execIn(
+      sandbox.client,
+      'hping3',
+      ['-q', '-c', String(count), '-i', 'u5000', '-S', '-d', String(payload.length), '-E', file, '-p', '80', ADDR.gwWan4],
+      30_000,
+    );
     expect(r.out + r.err).toMatch(new RegExp(`${count} packets transmitted`));
   };
 

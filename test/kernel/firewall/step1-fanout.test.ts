@@ -17,8 +17,10 @@ import { ADDR, Topology } from './topology.js';
 const WORKERS = 2;
 const SYNS = 5;
 const skip =
-  announceSkip('firewall/step1-fanout', kernelSkipReason(['ip', 'nft', 'iptables-nft-restore', 'iptables-legacy-restore', 'ipset', 'tcpdump', 'hping3', 'taskset'])) ||
-  announceSkip('firewall/step1-fanout', cpus().length < WORKERS ? `needs ${WORKERS} CPUs, this machine has ${cpus().length}` : undefined);
+  announceSkip(
+    'firewall/step1-fanout',
+    kernelSkipReason(['ip', 'nft', 'iptables-nft-restore', 'iptables-legacy-restore', 'ipset', 'tcpdump', 'hping3', 'taskset']),
+  ) || announceSkip('firewall/step1-fanout', cpus().length < WORKERS ? `needs ${WORKERS} CPUs, this machine has ${cpus().length}` : undefined);
 
 const BACKENDS = [
   { name: 'nftables', type: 'nftables', variant: undefined, label: 'fon' },
@@ -54,9 +56,29 @@ describe.skipIf(skip).each(BACKENDS)('NFLOG fanout by CPU: $name', (backend) => 
   it('SYNs handled on CPU c reach only group nflog_group + c mod N', async () => {
     const sport = (cpu: number) => 41000 + cpu;
     for (let cpu = 0; cpu < WORKERS; cpu++) {
-      topo.client.tryExec('taskset', ['-c', String(cpu), 'hping3', '-q', '-S', '-c', String(SYNS), '-i', 'u20000', '-s', String(sport(cpu)), '-k', '-p', '80', ADDR.gw4]);
+      topo.client.tryExec('taskset', [
+        '-c',
+        String(cpu),
+        'hping3',
+        '-q',
+        '-S',
+        '-c',
+        String(SYNS),
+        '-i',
+        'u20000',
+        '-s',
+        String(sport(cpu)),
+        '-k',
+        '-p',
+        '80',
+        ADDR.gw4,
+      ]);
     }
-    const seen = (dump: (typeof dumps)[number], cpu: number) => dump.out().split('\n').filter((l) => l.includes(`.${sport(cpu)} > `)).length;
+    const seen = (dump: (typeof dumps)[number], cpu: number) =>
+      dump
+        .out()
+        .split('\n')
+        .filter((l) => l.includes(`.${sport(cpu)} > `)).length;
     expect(await waitFor(() => dumps.every((d, i) => seen(d, i) >= SYNS), 5000, 100)).toBe(true);
     for (const [worker, dump] of dumps.entries()) {
       for (let cpu = 0; cpu < WORKERS; cpu++) expect(seen(dump, cpu), `group ${dump.group}, SYNs from CPU ${cpu}`).toBe(cpu % WORKERS === worker ? SYNS : 0);

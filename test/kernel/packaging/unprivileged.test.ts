@@ -15,10 +15,15 @@ const skip = announceSkip('packaging/unprivileged', kernelSkipReason(['ip', 'nft
 
 const UNIT = readFileSync(new URL('../../../packaging/systemd/knock-port.service', import.meta.url), 'utf8');
 /** `CAP_NET_ADMIN CAP_NET_RAW ...` from the unit, as setpriv's `+net_admin,+net_raw,...`. */
-const unitCapabilities = /^AmbientCapabilities=(.+)$/m.exec(UNIT)![1]!.trim().split(/\s+/).map((cap) => `+${cap.replace(/^CAP_/, '').toLowerCase()}`).join(',');
+const unitCapabilities = /^AmbientCapabilities=(.+)$/m
+  .exec(UNIT)![1]!
+  .trim()
+  .split(/\s+/)
+  .map((cap) => `+${cap.replace(/^CAP_/, '').toLowerCase()}`)
+  .join(',');
 const NOBODY = 65534;
 
-describe.skipIf(skip)('the daemon as an unprivileged user with only the unit\'s capabilities', () => {
+describe.skipIf(skip)("the daemon as an unprivileged user with only the unit's capabilities", () => {
   let sandbox: Sandbox;
   let daemon: Daemon;
 
@@ -30,7 +35,10 @@ describe.skipIf(skip)('the daemon as an unprivileged user with only the unit\'s 
       chownSync(join(sandbox.dir, writable), NOBODY, NOBODY);
     }
     chownSync(sandbox.key, NOBODY, NOBODY);
-    const config = writeFile(sandbox, 'config.yaml', `global:
+    const config = writeFile(
+      sandbox,
+      'config.yaml',
+      `global:
   http_post_path: /knock-unpriv-31c9
   https_post_path: /step2-unpriv-8d02
   interface_ext: ${IF.gwWan}
@@ -42,13 +50,16 @@ ssh:
   step2_https_duration: 5
   access_key_http: [unpriv-http-key-0123456789]
   access_key_https: [unpriv-https-key-0123456789]
-`);
+`,
+    );
     chownSync(config, NOBODY, NOBODY);
     startService(sandbox.gw);
     const caps = unitCapabilities;
-    daemon = spawnDaemon(sandbox.gw, ['-c', config, '--cert', sandbox.cert, '--key', sandbox.key], [
-      'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', `--inh-caps=-all,${caps}`, `--ambient-caps=${caps}`, `--bounding-set=-all,${caps}`,
-    ]);
+    daemon = spawnDaemon(
+      sandbox.gw,
+      ['-c', config, '--cert', sandbox.cert, '--key', sandbox.key],
+      ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', `--inh-caps=-all,${caps}`, `--ambient-caps=${caps}`, `--bounding-set=-all,${caps}`],
+    );
     if (!(await daemon.waitForLog(/knock-port ready/))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
   });
 
@@ -62,7 +73,9 @@ ssh:
     expect(sandbox.gw.exec('nft', ['list', 'tables'])).toContain('inet knockport');
     expect(tcpOpen(sandbox.client, ADDR.gwWan4, 2222, 500)).toBe(false);
     expect(curl(sandbox.client, ['-d', 'app=ssh&access_key=unpriv-http-key-0123456789', `http://${ADDR.gwWan4}/knock-unpriv-31c9`], 1).status).toBe('000');
-    expect(curl(sandbox.client, ['--cacert', sandbox.cert, '-d', 'app=ssh&access_key=unpriv-https-key-0123456789', `https://${ADDR.gwWan4}/step2-unpriv-8d02`])).toEqual({ status: '200', body: 'OK\n' });
+    expect(
+      curl(sandbox.client, ['--cacert', sandbox.cert, '-d', 'app=ssh&access_key=unpriv-https-key-0123456789', `https://${ADDR.gwWan4}/step2-unpriv-8d02`]),
+    ).toEqual({ status: '200', body: 'OK\n' });
     expect(tcpOpen(sandbox.client, ADDR.gwWan4, 2222)).toBe(true);
   });
 

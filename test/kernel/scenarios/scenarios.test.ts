@@ -14,7 +14,18 @@ import { TOTP_PERIOD_SECONDS } from '../../../src/shared/otp-format.js';
 import { announceSkip, kernelSkipReason, tryRun, waitFor } from '../../helpers/netns.js';
 import { prefilterDrops, type PrefilterTool } from '../../helpers/prefilter.js';
 import { ADDR, CLI, IF, createSandbox, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
-import { bracketed, curlFrom, execIn, SourcePool, startServices, synFlood, tcpProbe, udpEchoes, type Family, type SynFloodResult } from '../../helpers/scenario.js';
+import {
+  bracketed,
+  curlFrom,
+  execIn,
+  SourcePool,
+  startServices,
+  synFlood,
+  tcpProbe,
+  udpEchoes,
+  type Family,
+  type SynFloodResult,
+} from '../../helpers/scenario.js';
 import { vyosCommit } from '../../helpers/vyos-layout.js';
 import { autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
@@ -72,11 +83,47 @@ const AUTO = skipAll ? 'nflog' : autoCapture();
 
 const BACKENDS: Backend[] = rowsForThisRun<Backend>([
   { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', expectCapture: 'nflog', args: [], tool: 'nft', vm: true, unavailable: () => undefined },
-  { name: 'nftables + NFQUEUE', firewall: 'nftables', capture: 'nfqueue', expectCapture: 'nfqueue', args: [], tool: 'nft', vm: true, unavailable: nftQueueMissing },
-  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'nft'], tool: 'iptables', vm: false, unavailable: () => commandMissing('iptables-nft') },
-  { name: 'iptables-legacy + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', expectCapture: 'nfqueue', args: ['--iptables-variant', 'legacy'], tool: 'iptables-legacy', vm: false, unavailable: () => commandMissing('iptables-legacy') },
+  {
+    name: 'nftables + NFQUEUE',
+    firewall: 'nftables',
+    capture: 'nfqueue',
+    expectCapture: 'nfqueue',
+    args: [],
+    tool: 'nft',
+    vm: true,
+    unavailable: nftQueueMissing,
+  },
+  {
+    name: 'iptables-nft + NFQUEUE',
+    firewall: 'iptables',
+    capture: 'nfqueue',
+    expectCapture: 'nfqueue',
+    args: ['--iptables-variant', 'nft'],
+    tool: 'iptables',
+    vm: false,
+    unavailable: () => commandMissing('iptables-nft'),
+  },
+  {
+    name: 'iptables-legacy + NFQUEUE',
+    firewall: 'iptables',
+    capture: 'nfqueue',
+    expectCapture: 'nfqueue',
+    args: ['--iptables-variant', 'legacy'],
+    tool: 'iptables-legacy',
+    vm: false,
+    unavailable: () => commandMissing('iptables-legacy'),
+  },
   // `auto`: NFQUEUE in the stock-kernel VM, NFLOG on kernels without nft `queue`.
-  { name: `VyOS layout + auto (${AUTO.toUpperCase()})`, firewall: 'vyos', capture: 'auto', expectCapture: AUTO, args: [], tool: 'nft', vm: true, unavailable: () => undefined },
+  {
+    name: `VyOS layout + auto (${AUTO.toUpperCase()})`,
+    firewall: 'vyos',
+    capture: 'auto',
+    expectCapture: AUTO,
+    args: [],
+    tool: 'nft',
+    vm: true,
+    unavailable: () => undefined,
+  },
 ]);
 
 function configYaml(sandbox: Sandbox, backend: Backend): string {
@@ -186,7 +233,9 @@ for (const backend of BACKENDS) {
       /** True once the prefilter counter has risen by at least `count` since `before`. */
       const kernelDropped = (before: number, count: number) => waitFor(() => kernelDrops() - before >= count, scaled(3000), 100);
       const refusals = (from: string) =>
-        daemon.output.filter((l) => l.includes('step-1 knock refused') && l.includes(`"ip":"${from}"`)).map((l) => (JSON.parse(l) as { reason: string }).reason);
+        daemon.output
+          .filter((l) => l.includes('step-1 knock refused') && l.includes(`"ip":"${from}"`))
+          .map((l) => (JSON.parse(l) as { reason: string }).reason);
 
       it('1. local service: closed, step 1 silent, step 2 opens TCP and UDP, both close after duration', async ({ expect }) => {
         const from = sources.take(family);
@@ -251,7 +300,12 @@ for (const backend of BACKENDS) {
       it('5. step 2 with a wrong app or key: 403, the service stays closed', async ({ expect }) => {
         const from = sources.take(family);
         expect((await step1(from, form('longsvc', KEYS.longsvc.http))).status).toBe('000');
-        for (const body of [form('nosuchapp', KEYS.longsvc.https), form('tcpsvc', KEYS.longsvc.https), form('longsvc', 'sc-not-the-key-0a1b2c3d'), form('longsvc', KEYS.longsvc.http)]) {
+        for (const body of [
+          form('nosuchapp', KEYS.longsvc.https),
+          form('tcpsvc', KEYS.longsvc.https),
+          form('longsvc', 'sc-not-the-key-0a1b2c3d'),
+          form('longsvc', KEYS.longsvc.http),
+        ]) {
           expect(await step2(from, body)).toEqual({ status: '403', body: 'Forbidden\n' });
         }
         const [service, other] = await Promise.all([tcp(from, PORTS.longsvc), tcp(from, PORTS.tcpsvc)]);
@@ -280,7 +334,16 @@ for (const backend of BACKENDS) {
 
       it('7. wrong paths of several lengths and the right path as a prefix: dropped in the kernel, HTTPS stays closed', async ({ expect }) => {
         const from = sources.take(family);
-        const paths = ['/', '/k', STEP1_PATH.slice(0, 5), STEP1_PATH.slice(0, -1), `${STEP1_PATH}2`, `${STEP1_PATH}/`, STEP1_PATH.toUpperCase(), `/${'k'.repeat(300)}`];
+        const paths = [
+          '/',
+          '/k',
+          STEP1_PATH.slice(0, 5),
+          STEP1_PATH.slice(0, -1),
+          `${STEP1_PATH}2`,
+          `${STEP1_PATH}/`,
+          STEP1_PATH.toUpperCase(),
+          `/${'k'.repeat(300)}`,
+        ];
         const dropsBefore = kernelDrops();
         const statuses = await Promise.all(paths.map((path) => step1(from, form('tcpsvc', KEYS.tcpsvc.http), path)));
         expect(statuses.map((s) => s.status)).toEqual(paths.map(() => '000'));

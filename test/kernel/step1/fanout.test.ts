@@ -86,9 +86,25 @@ function metric(sandbox: Sandbox, pattern: RegExp): number {
 
 /** `vm`: also run in the stock-kernel VM (`npm run test:vm`); the host kernel covers the others. */
 const BACKENDS = rowsForThisRun([
-  { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], first: 0, vm: false, unavailable: () => undefined },
+  {
+    name: 'iptables-nft + NFQUEUE',
+    firewall: 'iptables',
+    capture: 'nfqueue',
+    args: ['--iptables-variant', 'nft'],
+    first: 0,
+    vm: false,
+    unavailable: () => undefined,
+  },
   { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', args: [] as string[], first: 1, vm: true, unavailable: () => undefined },
-  { name: 'nftables + NFQUEUE', firewall: 'nftables', capture: 'nfqueue', args: [], first: 0, vm: true, unavailable: () => (skip ? undefined : nftQueueMissing()) },
+  {
+    name: 'nftables + NFQUEUE',
+    firewall: 'nftables',
+    capture: 'nfqueue',
+    args: [],
+    first: 0,
+    vm: true,
+    unavailable: () => (skip ? undefined : nftQueueMissing()),
+  },
 ]).map((backend) => ({ ...backend, skipped: skip || announceSkip(`step1/fanout [${backend.name}]`, cpuSkip ?? backend.unavailable()) }));
 
 describe.each(BACKENDS)('step 1 on two worker threads: $name', (backend) => {
@@ -151,7 +167,9 @@ describe.each(BACKENDS)('step 1 on two worker threads: $name', (backend) => {
     knockAll(sandbox, RACERS, `app=svc&access_key=${ALICE.http}&otp=${totpAt(ALICE.otp, Date.now() / 1000)}`);
     await waitFor(() => daemon.output.some((line) => line.includes('"reason":"bad-otp"')), scaled(3000), 100);
     await new Promise((resolve) => setTimeout(resolve, scaled(1000)));
-    const alice = grants(daemon).filter((g) => g.user === 'alice').slice(before);
+    const alice = grants(daemon)
+      .filter((g) => g.user === 'alice')
+      .slice(before);
     expect(alice).toHaveLength(1);
     expect(RACERS).toContain(alice[0]!.ip);
     expect(daemon.output.some((line) => line.includes('"reason":"bad-otp"'))).toBe(true);

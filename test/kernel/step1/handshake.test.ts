@@ -91,7 +91,9 @@ describe.skipIf(skip)('step-1 handshake with real kernels (network namespaces)',
   /** curl from the client namespace; resolves with its exit code and how long it took. */
   function curl(url: string, body: string, timeoutSeconds: number): Promise<{ code: number; ms: number }> {
     const started = Date.now();
-    const child = spawn('ip', ['netns', 'exec', client!.name, 'curl', '-s', '-o', '/dev/null', '-m', String(timeoutSeconds), '-d', body, url], { stdio: 'ignore' });
+    const child = spawn('ip', ['netns', 'exec', client!.name, 'curl', '-s', '-o', '/dev/null', '-m', String(timeoutSeconds), '-d', body, url], {
+      stdio: 'ignore',
+    });
     return new Promise((resolve) => child.on('exit', (code) => resolve({ code: code ?? -1, ms: Date.now() - started })));
   }
 

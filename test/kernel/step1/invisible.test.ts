@@ -52,8 +52,24 @@ const CURL_FASTOPEN = 0x1 | 0x4;
 
 const BACKENDS = rowsForThisRun([
   { name: 'nftables + NFLOG', label: 'ivn', firewall: 'nftables', capture: 'nflog', args: [] as string[], vm: false, unavailable: () => undefined },
-  { name: 'nftables + NFQUEUE', label: 'ivq', firewall: 'nftables', capture: 'nfqueue', args: [], vm: true, unavailable: () => (skip ? undefined : nftQueueMissing()) },
-  { name: 'iptables-nft + NFQUEUE', label: 'ivi', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], vm: false, unavailable: () => undefined },
+  {
+    name: 'nftables + NFQUEUE',
+    label: 'ivq',
+    firewall: 'nftables',
+    capture: 'nfqueue',
+    args: [],
+    vm: true,
+    unavailable: () => (skip ? undefined : nftQueueMissing()),
+  },
+  {
+    name: 'iptables-nft + NFQUEUE',
+    label: 'ivi',
+    firewall: 'iptables',
+    capture: 'nfqueue',
+    args: ['--iptables-variant', 'nft'],
+    vm: false,
+    unavailable: () => undefined,
+  },
 ]).map((backend) => ({ ...backend, skipped: skip || announceSkip(`step1/invisible [${backend.name}]`, backend.unavailable()) }));
 
 function configYaml(sandbox: Sandbox, firewall: string, capture: string): string {
@@ -176,7 +192,10 @@ describe.each(BACKENDS)('invisible step 1 (step1_handshake: none): $name', (back
   }
 
   async function closedFrom(from: string, gw: string): Promise<{ https: string; service: string }> {
-    const [https, service] = await Promise.all([tcpProbe(sandbox.client, from, gw, PORTS.https, CLOSED_MS), tcpProbe(sandbox.client, from, gw, PORTS.service, CLOSED_MS)]);
+    const [https, service] = await Promise.all([
+      tcpProbe(sandbox.client, from, gw, PORTS.https, CLOSED_MS),
+      tcpProbe(sandbox.client, from, gw, PORTS.service, CLOSED_MS),
+    ]);
     return { https: https.kind, service: service.kind };
   }
 
@@ -219,11 +238,30 @@ describe.each(BACKENDS)('invisible step 1 (step1_handshake: none): $name', (back
       const ignoredBefore = metric('handshake-none');
       const pcap = join(sandbox.dir, `nmap-${tag}.pcap`);
       const { result: scan, segments } = await captureOnGateway(sandbox.gw, pcap, from, () =>
-        execIn(sandbox.client, 'nmap', [
-          ...(family === 6 ? ['-6'] : []),
-          '-n', '-Pn', '-sS', '--max-retries', '1', '--host-timeout', '30s', '-S', from, '-e', IF.clientWan, '-oG', '-',
-          '-p', `${PORTS.step1},${PORTS.https},${PORTS.service},${PORTS.closed}`, gw,
-        ], 60_000),
+        execIn(
+          sandbox.client,
+          'nmap',
+          [
+            ...(family === 6 ? ['-6'] : []),
+            '-n',
+            '-Pn',
+            '-sS',
+            '--max-retries',
+            '1',
+            '--host-timeout',
+            '30s',
+            '-S',
+            from,
+            '-e',
+            IF.clientWan,
+            '-oG',
+            '-',
+            '-p',
+            `${PORTS.step1},${PORTS.https},${PORTS.service},${PORTS.closed}`,
+            gw,
+          ],
+          60_000,
+        ),
       );
       expect(scan.ok, scan.err).toBe(true);
       expect(nmapStates(scan.out)).toEqual({ [PORTS.step1]: 'filtered', [PORTS.https]: 'filtered', [PORTS.service]: 'filtered', [PORTS.closed]: 'closed' });
@@ -264,10 +302,18 @@ describe.each(BACKENDS)('invisible step 1 (step1_handshake: none): $name', (back
 
       // Spoofable, so it opened the step-2 window and nothing else.
       expect(sessionsFor(from).map((s) => s.step)).toEqual(['step2']);
-      const [https, service] = await Promise.all([tcpProbe(sandbox.client, from, gw, PORTS.https, OPEN_MS), tcpProbe(sandbox.client, from, gw, PORTS.service, CLOSED_MS)]);
+      const [https, service] = await Promise.all([
+        tcpProbe(sandbox.client, from, gw, PORTS.https, OPEN_MS),
+        tcpProbe(sandbox.client, from, gw, PORTS.service, CLOSED_MS),
+      ]);
       expect([https.kind, service.kind]).toEqual(['open', 'timeout']);
 
-      const step2 = await curlFrom(sandbox.client, from, ['--cacert', sandbox.cert, '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gw, 'https', STEP2_PATH)], STEP2_SECONDS);
+      const step2 = await curlFrom(
+        sandbox.client,
+        from,
+        ['--cacert', sandbox.cert, '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gw, 'https', STEP2_PATH)],
+        STEP2_SECONDS,
+      );
       expect(step2).toEqual({ status: '200', body: 'OK\n' });
       expect(await tcpProbe(sandbox.client, from, gw, PORTS.service, OPEN_MS)).toEqual({ kind: 'open', banner: 'hello' });
     });
@@ -286,7 +332,12 @@ describe.each(BACKENDS)('invisible step 1 (step1_handshake: none): $name', (back
       expect(sessionsFor(from)).toEqual([]);
       expect(await closedFrom(from, gw)).toEqual({ https: 'timeout', service: 'timeout' });
       // The right step-2 key cannot get through either: the HTTPS port never opened.
-      const step2 = await curlFrom(sandbox.client, from, ['--cacert', sandbox.cert, '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gw, 'https', STEP2_PATH)], scaled(1));
+      const step2 = await curlFrom(
+        sandbox.client,
+        from,
+        ['--cacert', sandbox.cert, '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gw, 'https', STEP2_PATH)],
+        scaled(1),
+      );
       expect(step2.status).toBe('000');
     });
 
@@ -294,23 +345,53 @@ describe.each(BACKENDS)('invisible step 1 (step1_handshake: none): $name', (back
       setClientFastOpen(1);
       const { result: run, segments } = await captureOnGateway(sandbox.gw, join(sandbox.dir, `tfo-knock-${tag}.pcap`), gw, async () =>
         knock([
-          '--tcp-fastopen', '--url', url(gw, 'http', STEP1_PATH), '--url', url(gw, 'https', STEP2_PATH),
-          '--app', 'tcpsvc', '--key-file', keyFile, '--ca', sandbox.cert, '--service-port', String(PORTS.service), '--wait', String(scaled(10)),
+          '--tcp-fastopen',
+          '--url',
+          url(gw, 'http', STEP1_PATH),
+          '--url',
+          url(gw, 'https', STEP2_PATH),
+          '--app',
+          'tcpsvc',
+          '--key-file',
+          keyFile,
+          '--ca',
+          sandbox.cert,
+          '--service-port',
+          String(PORTS.service),
+          '--wait',
+          String(scaled(10)),
         ]),
       );
       expect(run.code, run.stderr).toBe(0);
       expect(run.stderr).toContain('knock sent inside the SYN (TCP Fast Open)');
       expect(run.stderr).toContain(`service port ${PORTS.service} is open`);
       const knockSyn = segments.find((s) => s.dport === PORTS.step1 && isBareSyn(s) && s.payload.length > 0);
-      expect(knockSyn?.payload.toString('latin1')).toMatch(new RegExp(`^POST ${STEP1_PATH} HTTP/1\\.1\\r\\n[\\s\\S]*\\r\\n\\r\\napp=tcpsvc&access_key=${HTTP_KEY}$`));
+      expect(knockSyn?.payload.toString('latin1')).toMatch(
+        new RegExp(`^POST ${STEP1_PATH} HTTP/1\\.1\\r\\n[\\s\\S]*\\r\\n\\r\\napp=tcpsvc&access_key=${HTTP_KEY}$`),
+      );
       expect(segments.filter((s) => s.sport === PORTS.step1)).toEqual([]);
-      expect(sessionsFor(knockSyn!.src).map((s) => s.step).sort()).toEqual(['service', 'step2']);
+      expect(
+        sessionsFor(knockSyn!.src)
+          .map((s) => s.step)
+          .sort(),
+      ).toEqual(['service', 'step2']);
       expect(await tcpProbe(sandbox.client, knockSyn!.src, gw, PORTS.service, OPEN_MS)).toEqual({ kind: 'open', banner: 'hello' });
     });
   }
 
   it('knock-port knock says what to do when it cannot knock: no --tcp-fastopen, or client Fast Open disabled', () => {
-    const target = ['--url', url(ADDR.gwWan4, 'http', STEP1_PATH), '--url', url(ADDR.gwWan4, 'https', STEP2_PATH), '--app', 'tcpsvc', '--key-file', keyFile, '--ca', sandbox.cert];
+    const target = [
+      '--url',
+      url(ADDR.gwWan4, 'http', STEP1_PATH),
+      '--url',
+      url(ADDR.gwWan4, 'https', STEP2_PATH),
+      '--app',
+      'tcpsvc',
+      '--key-file',
+      keyFile,
+      '--ca',
+      sandbox.cert,
+    ];
     const plain = knock([...target, '--connect-timeout', String(scaled(1))]);
     expect(plain.code).toBe(3);
     expect(plain.stderr).toContain('if the gateway runs step1_handshake: none, add --tcp-fastopen');

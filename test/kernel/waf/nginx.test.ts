@@ -126,7 +126,7 @@ describe.skipIf(skip).each(BACKENDS)('nginx in front of step 2: $name', (backend
     sandbox?.destroy(); // kills nginx and the service with the namespaces
   });
 
-  it('before step 1 neither the public HTTPS port nor knock-port\'s own port is reachable', () => {
+  it("before step 1 neither the public HTTPS port nor knock-port's own port is reachable", () => {
     for (const addr of [ADDR.gwWan4, ADDR.gwWan6]) {
       expect(tcpOpen(sandbox.client, addr, 443)).toBe(false);
       expect(tcpOpen(sandbox.client, addr, INTERNAL_PORT)).toBe(false);
@@ -156,18 +156,35 @@ describe.skipIf(skip).each(BACKENDS)('nginx in front of step 2: $name', (backend
     });
   }
 
-  it('the client cannot name another address: nginx replaces X-Real-IP, and an untrusted peer\'s header is ignored', async () => {
+  it("the client cannot name another address: nginx replaces X-Real-IP, and an untrusted peer's header is ignored", async () => {
     const forged = ADDR.client4b;
     // The forged address has a step-2 window of its own, so only the address resolution stands in the way.
     step1(sandbox.client, ADDR.gwWan4, forged);
     expect(await waitFor(() => curl(sandbox.client, ['-k', '--interface', forged, `https://${ADDR.gwWan4}/`], 1).status === '404', 5_000)).toBe(true);
 
     // Through nginx from the client's main address: the grant goes to that address, never to the forged one.
-    const viaNginx = curl(sandbox.client, ['-k', '-H', `X-Real-IP: ${forged}`, '-H', `X-Forwarded-For: ${forged}`, '-d', `app=svc&access_key=${HTTPS_KEY}`, `https://${ADDR.gwWan4}${STEP2_PATH}`], 5);
+    const viaNginx = curl(
+      sandbox.client,
+      ['-k', '-H', `X-Real-IP: ${forged}`, '-H', `X-Forwarded-For: ${forged}`, '-d', `app=svc&access_key=${HTTPS_KEY}`, `https://${ADDR.gwWan4}${STEP2_PATH}`],
+      5,
+    );
     expect(viaNginx.status).toBe('200');
 
     // Straight to knock-port from the gateway's own non-loopback address (untrusted): its header is ignored.
-    const direct = curl(sandbox.gw, ['-k', '--interface', ADDR.gwWan4, '-H', `X-Real-IP: ${forged}`, '-d', `app=svc&access_key=${HTTPS_KEY}`, `https://127.0.0.1:${INTERNAL_PORT}${STEP2_PATH}`], 5);
+    const direct = curl(
+      sandbox.gw,
+      [
+        '-k',
+        '--interface',
+        ADDR.gwWan4,
+        '-H',
+        `X-Real-IP: ${forged}`,
+        '-d',
+        `app=svc&access_key=${HTTPS_KEY}`,
+        `https://127.0.0.1:${INTERNAL_PORT}${STEP2_PATH}`,
+      ],
+      5,
+    );
     expect(direct.status).toBe('403');
     expect(serviceGrants(sandbox)).not.toContain(forged);
   });

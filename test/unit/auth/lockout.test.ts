@@ -72,7 +72,14 @@ describe('SecretLockout', () => {
   });
 
   it('takes its policy from the config, with defaults an operator would expect', () => {
-    expect(lockoutPolicy({ lockoutUserFailures: DEFAULTS.lockoutUserFailures, lockoutAppFailures: DEFAULTS.lockoutAppFailures, lockoutWindowSeconds: DEFAULTS.lockoutWindowSeconds, lockoutSeconds: DEFAULTS.lockoutSeconds })).toEqual({
+    expect(
+      lockoutPolicy({
+        lockoutUserFailures: DEFAULTS.lockoutUserFailures,
+        lockoutAppFailures: DEFAULTS.lockoutAppFailures,
+        lockoutWindowSeconds: DEFAULTS.lockoutWindowSeconds,
+        lockoutSeconds: DEFAULTS.lockoutSeconds,
+      }),
+    ).toEqual({
       userFailures: 10,
       appFailures: 100,
       windowSeconds: 600,

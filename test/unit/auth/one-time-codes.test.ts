@@ -156,7 +156,11 @@ describe('used codes saved in state_dir', () => {
   });
 
   it('keeps at most the bound when the saved file holds more', async () => {
-    const many = Array.from({ length: 50 }, (_, i) => ({ scope: i.toString(16).padStart(32, '0'), counter: 1, expiresAt: new Date((T0 + 60 + i) * 1000).toISOString() }));
+    const many = Array.from({ length: 50 }, (_, i) => ({
+      scope: i.toString(16).padStart(32, '0'),
+      counter: 1,
+      expiresAt: new Date((T0 + 60 + i) * 1000).toISOString(),
+    }));
     await writeFile(file(), JSON.stringify({ version: 1, codes: many }));
     const saved = await SavedUsedCodes.open({ stateDir: dir, logger: capturedLogger().logger, now: clock, maxEntries: 10 });
     expect(saved.codes.size).toBe(10);

@@ -66,7 +66,8 @@ describe('KeyMatcher', () => {
   });
 
   it('refuses keys one character short or long, and with one character changed', () => {
-    for (const key of ['bob-http-key-0', 'bob-http-key-012', 'bob-http-key-02', 'Bob-http-key-01', 'bob-http-key-01 ']) expect(match(http, key), key).toBeUndefined();
+    for (const key of ['bob-http-key-0', 'bob-http-key-012', 'bob-http-key-02', 'Bob-http-key-01', 'bob-http-key-01 '])
+      expect(match(http, key), key).toBeUndefined();
   });
 
   it('takes the first user when two share a key, like findUserByKey', () => {

@@ -45,7 +45,9 @@ describe('daemon detection', () => {
       const run = await runCli((program) => registerUninstall(program), ['uninstall', '-c', config]);
       expect(run.exitCode).toBe(1);
       expect(run.stdout).toBe('');
-      expect(run.stderr).toMatch(/knock-port is running \(its control socket .*control\.sock accepts connections\).*Stop it first \(systemctl stop knock-port\)/);
+      expect(run.stderr).toMatch(
+        /knock-port is running \(its control socket .*control\.sock accepts connections\).*Stop it first \(systemctl stop knock-port\)/,
+      );
     } finally {
       await close(server);
     }

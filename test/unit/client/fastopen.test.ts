@@ -70,9 +70,13 @@ describe('the Fast Open socket: what the user is told when it cannot be had', ()
       connectTimeoutMs: 100,
       waitMs: 100,
       fastOpen: true,
-      openFastOpen: () => openFastOpenSocket(4, fakeAddon(() => {
-        throw errnoError('EOPNOTSUPP', 95, 'setsockopt TCP_FASTOPEN_CONNECT');
-      })),
+      openFastOpen: () =>
+        openFastOpenSocket(
+          4,
+          fakeAddon(() => {
+            throw errnoError('EOPNOTSUPP', 95, 'setsockopt TCP_FASTOPEN_CONNECT');
+          }),
+        ),
     };
     await expect(sendStep1(plan)).rejects.toThrow(FastOpenUnavailableError);
   });
@@ -109,11 +113,24 @@ describe.skipIf(skipReason !== undefined)('knock-port knock --tcp-fastopen on lo
 
   it('sends the same single request as without it, then does step 2', async () => {
     const before = step1.connections.length;
-    const run = await runCli(registerKnock, [
-      'knock', '--tcp-fastopen',
-      '--url', `http://127.0.0.1:${step1.port}/knock-one`, '--url', `https://127.0.0.1:${step2.port}/knock-two`,
-      '--app', 'vpn', '--ca', certificate.certPath, '--step1-wait', '0.2',
-    ], withKeys);
+    const run = await runCli(
+      registerKnock,
+      [
+        'knock',
+        '--tcp-fastopen',
+        '--url',
+        `http://127.0.0.1:${step1.port}/knock-one`,
+        '--url',
+        `https://127.0.0.1:${step2.port}/knock-two`,
+        '--app',
+        'vpn',
+        '--ca',
+        certificate.certPath,
+        '--step1-wait',
+        '0.2',
+      ],
+      withKeys,
+    );
     expect(run.exitCode, run.stderr).toBe(KnockExitCode.ok);
     expect(run.stderr).toContain(`step 1: knock sent inside the SYN (TCP Fast Open) to http://127.0.0.1:${step1.port}/knock-one`);
     expect(step1.connections.length).toBe(before + 1);
@@ -130,10 +147,24 @@ describe.skipIf(skipReason !== undefined)('knock-port knock --tcp-fastopen on lo
   it('over IPv6', async () => {
     const step1v6 = await Step1Recorder.listen('::1');
     try {
-      const run = await runCli(registerKnock, [
-        'knock', '--tcp-fastopen', '--url', `http://[::1]:${step1v6.port}/a`, '--url', `https://127.0.0.1:${step2.port}/b`,
-        '--app', 'vpn', '--ca', certificate.certPath, '--step1-wait', '0.2',
-      ], withKeys);
+      const run = await runCli(
+        registerKnock,
+        [
+          'knock',
+          '--tcp-fastopen',
+          '--url',
+          `http://[::1]:${step1v6.port}/a`,
+          '--url',
+          `https://127.0.0.1:${step2.port}/b`,
+          '--app',
+          'vpn',
+          '--ca',
+          certificate.certPath,
+          '--step1-wait',
+          '0.2',
+        ],
+        withKeys,
+      );
       expect(run.exitCode, run.stderr).toBe(KnockExitCode.ok);
       expect(step1v6.connections[0]!.join('')).toContain(`\r\nHost: [::1]:${step1v6.port}\r\n`);
     } finally {
@@ -144,7 +175,12 @@ describe.skipIf(skipReason !== undefined)('knock-port knock --tcp-fastopen on lo
   it('keeps the socket no longer than FAST_OPEN_MAX_WAIT_MS, whatever --step1-wait says', async () => {
     const started = Date.now();
     const sent = await sendStep1({
-      address: '127.0.0.1', port: step1.port, request: Buffer.from('POST / HTTP/1.1\r\n\r\n'), connectTimeoutMs: 1000, waitMs: 60_000, fastOpen: true,
+      address: '127.0.0.1',
+      port: step1.port,
+      request: Buffer.from('POST / HTTP/1.1\r\n\r\n'),
+      connectTimeoutMs: 1000,
+      waitMs: 60_000,
+      fastOpen: true,
     });
     expect(sent).toEqual({ sent: true, answered: false });
     expect(Date.now() - started).toBeGreaterThanOrEqual(FAST_OPEN_MAX_WAIT_MS - 50);
@@ -152,9 +188,24 @@ describe.skipIf(skipReason !== undefined)('knock-port knock --tcp-fastopen on lo
   });
 
   it('a request too large for a SYN: exit 2, naming the limit', async () => {
-    const run = await runCli(registerKnock, [
-      'knock', '--tcp-fastopen', '--host', '127.0.0.1', '--http-port', String(step1.port), '--http-path', `/${'p'.repeat(1100)}`, '--https-path', '/b', '--app', 'vpn',
-    ], withKeys);
+    const run = await runCli(
+      registerKnock,
+      [
+        'knock',
+        '--tcp-fastopen',
+        '--host',
+        '127.0.0.1',
+        '--http-port',
+        String(step1.port),
+        '--http-path',
+        `/${'p'.repeat(1100)}`,
+        '--https-path',
+        '/b',
+        '--app',
+        'vpn',
+      ],
+      withKeys,
+    );
     expect(run.exitCode).toBe(KnockExitCode.usage);
     expect(run.stderr).toContain(`fits one packet (${MAX_SYN_REQUEST_BYTES})`);
   });

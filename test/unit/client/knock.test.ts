@@ -34,12 +34,18 @@ afterAll(async () => {
 function knockArgs(app: string, extra: string[] = []): string[] {
   return [
     'knock',
-    '--url', `http://127.0.0.1:${step1.port}/knock-one`,
-    '--url', `https://127.0.0.1:${step2.port}/knock-two`,
-    '--app', app,
-    '--ca', certificate.certPath,
-    '--step1-wait', '0.05',
-    '--step2-connect-timeout', '0.5',
+    '--url',
+    `http://127.0.0.1:${step1.port}/knock-one`,
+    '--url',
+    `https://127.0.0.1:${step2.port}/knock-two`,
+    '--app',
+    app,
+    '--ca',
+    certificate.certPath,
+    '--step1-wait',
+    '0.05',
+    '--step2-connect-timeout',
+    '0.5',
     ...extra,
   ];
 }
@@ -91,7 +97,11 @@ describe('knock-port knock, step 1', () => {
 
   it('exits 3 when the step-1 port cannot be reached', async () => {
     const closed = await freePort();
-    const run = await runCli(registerKnock, ['knock', '--host', '127.0.0.1', '--http-port', String(closed), '--http-path', '/a', '--https-path', '/b', '--app', 'vpn'], withKeys);
+    const run = await runCli(
+      registerKnock,
+      ['knock', '--host', '127.0.0.1', '--http-port', String(closed), '--http-path', '/a', '--https-path', '/b', '--app', 'vpn'],
+      withKeys,
+    );
     expect(run.exitCode).toBe(KnockExitCode.step1Unreachable);
     expect(run.stderr).toContain(`cannot connect to 127.0.0.1 port ${closed}`);
   });
@@ -105,7 +115,10 @@ describe('knock-port knock, step 2', () => {
     const request = step2.requests[before]!;
     expect(request.path).toBe('/knock-two');
     expect(request.host).toBe(`127.0.0.1:${step2.port}`);
-    expect([...request.form]).toEqual([['app', 'vpn'], ['access_key', HTTPS_KEY]]);
+    expect([...request.form]).toEqual([
+      ['app', 'vpn'],
+      ['access_key', HTTPS_KEY],
+    ]);
     expect(run.stderr).toContain('accepted');
     expect(run.stdout + run.stderr).not.toContain(HTTPS_KEY);
     expect(run.stdout + run.stderr).not.toContain('k1');
@@ -176,7 +189,11 @@ describe('knock-port knock, step 2', () => {
   it('exits 4 when the HTTPS port never opens, within the connect window', async () => {
     const closed = await freePort();
     const started = Date.now();
-    const run = await runCli(registerKnock, [...knockArgs('vpn').slice(0, 3), '--url', `https://127.0.0.1:${closed}/knock-two`, ...knockArgs('vpn').slice(5)], withKeys);
+    const run = await runCli(
+      registerKnock,
+      [...knockArgs('vpn').slice(0, 3), '--url', `https://127.0.0.1:${closed}/knock-two`, ...knockArgs('vpn').slice(5)],
+      withKeys,
+    );
     expect(run.exitCode).toBe(KnockExitCode.step2Unreachable);
     expect(run.stderr).toContain('never opened');
     expect(Date.now() - started).toBeLessThan(3000);
@@ -192,8 +209,28 @@ describe('knock-port knock, step 2', () => {
     try {
       const run = await runCli(
         registerKnock,
-        ['knock', '--host', 'localhost', '-4', '--http-port', String(lateStep1.port), '--https-port', String(httpsPort), '--http-path', '/a', '--https-path', '/b',
-          '--app', 'vpn', '--ca', certificate.certPath, '--step1-wait', '0', '--step2-connect-timeout', '2'],
+        [
+          'knock',
+          '--host',
+          'localhost',
+          '-4',
+          '--http-port',
+          String(lateStep1.port),
+          '--https-port',
+          String(httpsPort),
+          '--http-path',
+          '/a',
+          '--https-path',
+          '/b',
+          '--app',
+          'vpn',
+          '--ca',
+          certificate.certPath,
+          '--step1-wait',
+          '0',
+          '--step2-connect-timeout',
+          '2',
+        ],
         withKeys,
       );
       expect(run.exitCode).toBe(KnockExitCode.ok);
@@ -210,7 +247,19 @@ describe('knock-port knock, step 2', () => {
     try {
       const run = await runCli(
         registerKnock,
-        ['knock', '--url', `http://[::1]:${step1v6.port}/a`, '--url', `https://[::1]:${step2v6.port}/b`, '--app', 'vpn', '--ca', certificate.certPath, '--step1-wait', '0'],
+        [
+          'knock',
+          '--url',
+          `http://[::1]:${step1v6.port}/a`,
+          '--url',
+          `https://[::1]:${step2v6.port}/b`,
+          '--app',
+          'vpn',
+          '--ca',
+          certificate.certPath,
+          '--step1-wait',
+          '0',
+        ],
         withKeys,
       );
       expect(run.exitCode).toBe(KnockExitCode.ok);

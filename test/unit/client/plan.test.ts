@@ -95,11 +95,20 @@ describe('key file and credentials', () => {
 
 describe('step-1 request', () => {
   it('form-encodes reserved characters and leaves out absent fields', () => {
-    expect(encodeForm([['app', 'vpn'], ['access_key', 'a&b=c d+e%f/é'], ['otp', undefined]])).toBe('app=vpn&access_key=a%26b%3Dc+d%2Be%25f%2F%C3%A9');
+    expect(
+      encodeForm([
+        ['app', 'vpn'],
+        ['access_key', 'a&b=c d+e%f/é'],
+        ['otp', undefined],
+      ]),
+    ).toBe('app=vpn&access_key=a%26b%3Dc+d%2Be%25f%2F%C3%A9');
   });
 
   it('is one HTTP/1.1 POST with Host, form type, exact Content-Length and Connection: close', () => {
-    const body = encodeForm([['app', 'vpn'], ['access_key', 'clé-1234567']]);
+    const body = encodeForm([
+      ['app', 'vpn'],
+      ['access_key', 'clé-1234567'],
+    ]);
     const text = buildStep1Request({ host: '::1', port: 8080, path: '/k1' }, body).toString('utf8');
     expect(text).toBe(
       'POST /k1 HTTP/1.1\r\nHost: [::1]:8080\r\nContent-Type: application/x-www-form-urlencoded\r\n' +

@@ -17,8 +17,17 @@ describe('budget settings', () => {
   });
 
   it('read every key, 0 turning a lock off', () => {
-    const text = withGlobal('  source_prefix_v4: 24\n  source_prefix_v6: 56\n  lockout_user_failures: 5\n  lockout_app_failures: 0\n  lockout_window_seconds: 300\n  lockout_seconds: 3600\n');
-    expect(load(text).global).toMatchObject({ sourcePrefixV4: 24, sourcePrefixV6: 56, lockoutUserFailures: 5, lockoutAppFailures: 0, lockoutWindowSeconds: 300, lockoutSeconds: 3600 });
+    const text = withGlobal(
+      '  source_prefix_v4: 24\n  source_prefix_v6: 56\n  lockout_user_failures: 5\n  lockout_app_failures: 0\n  lockout_window_seconds: 300\n  lockout_seconds: 3600\n',
+    );
+    expect(load(text).global).toMatchObject({
+      sourcePrefixV4: 24,
+      sourcePrefixV6: 56,
+      lockoutUserFailures: 5,
+      lockoutAppFailures: 0,
+      lockoutWindowSeconds: 300,
+      lockoutSeconds: 3600,
+    });
   });
 
   it('refuse values that make no budget', () => {

@@ -19,7 +19,9 @@ async function check(...args: string[]): Promise<{ stdout: string; error?: unkno
     return true;
   });
   try {
-    await buildProgram().exitOverride().parseAsync(['node', 'knock-port', 'check', ...args]);
+    await buildProgram()
+      .exitOverride()
+      .parseAsync(['node', 'knock-port', 'check', ...args]);
     return { stdout };
   } catch (error) {
     return { stdout, error };
@@ -47,7 +49,18 @@ describe('knock-port check', () => {
   });
 
   it('applies command-line overrides', async () => {
-    const { stdout, error } = await check('-c', exampleConfig, '--http-port', '8080', '--https-port', '8443', '--firewall-type', 'iptables', '--capture', 'nflog');
+    const { stdout, error } = await check(
+      '-c',
+      exampleConfig,
+      '--http-port',
+      '8080',
+      '--https-port',
+      '8443',
+      '--firewall-type',
+      'iptables',
+      '--capture',
+      'nflog',
+    );
     expect(error).toBeUndefined();
     expect(stdout).toMatch(/step 1: 8080\/tcp .*step 2: 8443\/tcp/);
     expect(stdout).toMatch(/firewall: iptables .*capture: nflog/);

@@ -4,12 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createFirewall } from '../../../src/firewall/index.js';
-import {
-  checkInterfaceName,
-  interfaceMatches,
-  iptablesInterfaceName,
-  nftInterfaceName,
-} from '../../../src/config/interface-name.js';
+import { checkInterfaceName, interfaceMatches, iptablesInterfaceName, nftInterfaceName } from '../../../src/config/interface-name.js';
 import { IptablesRuleset } from '../../../src/firewall/iptables-ruleset.js';
 import { NftRuleset } from '../../../src/firewall/nft-ruleset.js';
 import { nftablesLayout } from '../../../src/firewall/nftables.js';
@@ -104,7 +99,10 @@ describe('only the external side is touched', () => {
   it('every iptables rule that matches the step-1 port names the external interface', () => {
     const ruleset = new IptablesRuleset(planFirewall(config), 'knockport');
     for (const family of [4, 6] as const) {
-      const rules = ruleset.restoreScript(family, 'nfqueue').split('\n').filter((line) => /--[sd]port 80 /.test(line));
+      const rules = ruleset
+        .restoreScript(family, 'nfqueue')
+        .split('\n')
+        .filter((line) => /--[sd]port 80 /.test(line));
       expect(rules.length).toBeGreaterThanOrEqual(4);
       for (const rule of rules) expect(rule).toMatch(/ -[io] wan0 /);
     }

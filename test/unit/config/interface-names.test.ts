@@ -8,7 +8,10 @@ import { expectRefusedOnce, load, VALID } from './helpers.js';
 
 describe('interface names', () => {
   it.each(['ppp+', 'ppp*'])('loads %s (global and per app) as the prefix wildcard ppp*', (written) => {
-    const text = VALID.replace('interface_ext: eth0', `interface_ext: ${written}`).replace('step2_https_duration: 5', `step2_https_duration: 5\n  interface_ext: "wg+"`);
+    const text = VALID.replace('interface_ext: eth0', `interface_ext: ${written}`).replace(
+      'step2_https_duration: 5',
+      `step2_https_duration: 5\n  interface_ext: "wg+"`,
+    );
     const config = load(text);
     expect(config.global.interfaceExt).toBe('ppp*');
     expect(config.global.interfaceInt).toBe('eth1');
@@ -51,11 +54,14 @@ describe('knock-port check and interfaces', () => {
   it('warns, and still succeeds, when no interface matches interface_ext', async () => {
     const stdout = await check(VALID.replace('interface_ext: eth0', 'interface_ext: kpabsent0'));
     expect(stdout).toContain('config OK');
-    expect(stdout).toMatch(/warnings:\n(?: {2}.*\n)* {2}gate matches no interface: interface_ext 'kpabsent0' on this host: until an interface of that name exists/);
+    expect(stdout).toMatch(
+      /warnings:\n(?: {2}.*\n)* {2}gate matches no interface: interface_ext 'kpabsent0' on this host: until an interface of that name exists/,
+    );
   });
 
   it('says nothing when the name (or wildcard) matches an interface', async () => {
     // Every network namespace has lo.
-    for (const name of ['lo', 'l+', 'lo*']) expect(await check(VALID.replace('interface_ext: eth0', `interface_ext: "${name}"`))).not.toContain('gate matches no interface');
+    for (const name of ['lo', 'l+', 'lo*'])
+      expect(await check(VALID.replace('interface_ext: eth0', `interface_ext: "${name}"`))).not.toContain('gate matches no interface');
   });
 });

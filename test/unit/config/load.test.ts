@@ -18,7 +18,9 @@ const REAL_HTTP_KEYS = ['9f2c4e71b0a85d36', 'c81d0e5fa7342b69', '70d3b6e2a9c14f5
 function loadRealSecrets(): { config: ReturnType<typeof loadConfigFile>; text: string } {
   const folder = mkdtempSync(join(tmpdir(), 'kp-real-2fa-'));
   try {
-    REAL_HTTP_KEYS.forEach((key, i) => writeFileSync(join(folder, `${key}.json`), JSON.stringify({ secret: `JBSWY3DPEHPK3PX${'ABCD'[i]}`, interval: 30, created_at: '2024-05-01' })));
+    REAL_HTTP_KEYS.forEach((key, i) =>
+      writeFileSync(join(folder, `${key}.json`), JSON.stringify({ secret: `JBSWY3DPEHPK3PX${'ABCD'[i]}`, interval: 30, created_at: '2024-05-01' })),
+    );
     const text = readFileSync(fixture('original-real-secrets.yaml'), 'utf8').replace('2fa_config_folder: config/2fa', `2fa_config_folder: ${folder}`);
     return { config: parseConfig(text, fixture('original-real-secrets.yaml')), text };
   } finally {
@@ -59,7 +61,12 @@ describe('the original knock-port format', () => {
     expect(findUserByKey(openvpn!.users, 'e5a03c98d17f4b26', 'https')?.name).toBe('key1');
     expect(findUserByKey(openvpn!.users, 'e5a03c98d17f4b26', 'http')).toBeUndefined();
     // IP:PORT forwards; per-app interface overrides win over the global ones.
-    expect(rdp).toMatchObject({ destination: { kind: 'forward', address: '192.168.1.50', family: 4, port: 3389 }, masquerade: true, interfaceExt: 'ppp0', interfaceInt: 'eth2' });
+    expect(rdp).toMatchObject({
+      destination: { kind: 'forward', address: '192.168.1.50', family: 4, port: 3389 },
+      masquerade: true,
+      interfaceExt: 'ppp0',
+      interfaceInt: 'eth2',
+    });
     // A bare IP keeps the app's port.
     expect(web!.destination).toEqual({ kind: 'forward', address: '192.168.1.60', family: 4, port: 8443 });
   });
@@ -73,7 +80,9 @@ describe('the original knock-port format', () => {
 
   it('notes the keys it accepts but does not use, with their line', () => {
     const { config, text } = loadRealSecrets();
-    expect(config.warnings).toEqual([expect.stringMatching(new RegExp(`:${lineOf(text, 'healthcheck_app_name')}:\\d+: global\\.healthcheck_app_name: accepted but not used`))]);
+    expect(config.warnings).toEqual([
+      expect.stringMatching(new RegExp(`:${lineOf(text, 'healthcheck_app_name')}:\\d+: global\\.healthcheck_app_name: accepted but not used`)),
+    ]);
     // Every user of the 2FA folder needs a one-time otp in step 1.
     expect(config.apps.flatMap((app) => app.users).every((user) => user.step1OtpSecret !== undefined)).toBe(true);
   });
@@ -85,7 +94,9 @@ describe('the original knock-port format', () => {
     const [issue, ...rest] = issuesOf(text);
     expect(rest).toEqual([]);
     expect(issue).toMatchObject({ path: 'global.2fa_config_folder', line: lineOf(text, '2fa_config_folder') });
-    expect(issue!.message).toMatch(/^no such directory \(a relative path is resolved against the working directory, .*\): with 2fa_config_folder set, every user's step-1 key needs its 2FA file there$/);
+    expect(issue!.message).toMatch(
+      /^no such directory \(a relative path is resolved against the working directory, .*\): with 2fa_config_folder set, every user's step-1 key needs its 2FA file there$/,
+    );
     expect(issue!.message).not.toContain('config/2fa');
   });
 
@@ -148,7 +159,10 @@ describe('extensions', () => {
       totp_secret: jbsw y3dp ehpk 3pxp
 `);
     const users = config.apps[0]!.users;
-    expect(users.map((user) => [user.name, user.index])).toEqual([['key0', 0], ['carol', 1]]);
+    expect(users.map((user) => [user.name, user.index])).toEqual([
+      ['key0', 0],
+      ['carol', 1],
+    ]);
     expect(findUserByKey(users, 'c4r0l-step1-k3y', 'http')?.name).toBe('carol');
     expect(findUserByKey(users, 'c4r0l-step2-k3y', 'https')?.name).toBe('carol');
     expect(users[1]!.totpSecret).toBe('JBSWY3DPEHPK3PXP');
@@ -214,7 +228,7 @@ describe('2fa_config_folder (the original per-key TOTP files)', () => {
   afterAll(() => rmSync(folder, { recursive: true, force: true }));
   const withFolder = (dir: string) => VALID.replace('  interface_int: eth1\n', `  interface_int: eth1\n  2fa_config_folder: ${dir}\n`);
 
-  it("sets the step-1 OTP secret of the user whose step-1 key names a file", () => {
+  it('sets the step-1 OTP secret of the user whose step-1 key names a file', () => {
     writeFileSync(join(folder, '3f9a1c7e5b2d8046.json'), JSON.stringify({ secret: 'JBSWY3DPEHPK3PXP', interval: 30, created_at: '2025-01-01' }));
     const config = load(withFolder(folder));
     expect(config.apps[0]!.users[0]!.step1OtpSecret).toBe('JBSWY3DPEHPK3PXP');
@@ -263,7 +277,10 @@ describe('destination', () => {
   });
 
   it('refuses an IPv6 destination when IPv6 is off', () => {
-    const text = VALID.replace('destination: local', 'destination: "[2001:db8::7]:1194"').replace('  interface_int: eth1\n', '  interface_int: eth1\n  ipv6: false\n');
+    const text = VALID.replace('destination: local', 'destination: "[2001:db8::7]:1194"').replace(
+      '  interface_int: eth1\n',
+      '  interface_int: eth1\n  ipv6: false\n',
+    );
     const [issue] = issuesOf(text);
     expect(issue).toMatchObject({ path: 'openvpn.destination', line: lineOf(text, 'destination:') });
   });

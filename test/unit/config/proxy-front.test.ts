@@ -9,7 +9,9 @@ import { publicHttpsPort } from '../../../src/config/types.js';
 import { expectRefusedOnce, issuesOf, load, VALID } from './helpers.js';
 
 const withGlobal = (lines: string): string => VALID.replace('  interface_int: eth1\n', `  interface_int: eth1\n${lines}`);
-const PROXY_FRONT = withGlobal('  https_public_port: 443\n  https_port: 8443\n  https_listen_address: 127.0.0.1\n  trusted_proxies: [127.0.0.1, "::1", 10.1.2.3/8]\n');
+const PROXY_FRONT = withGlobal(
+  '  https_public_port: 443\n  https_port: 8443\n  https_listen_address: 127.0.0.1\n  trusted_proxies: [127.0.0.1, "::1", 10.1.2.3/8]\n',
+);
 
 describe('config keys for a proxy in front of step 2', () => {
   it('reads them, with the trusted proxies as networks', () => {
@@ -39,7 +41,12 @@ describe('config keys for a proxy in front of step 2', () => {
   });
 
   it('refuses a public step-2 port equal to the step-1 port', () => {
-    expectRefusedOnce(withGlobal('  https_public_port: 80\n  trusted_proxies: [127.0.0.1]\n'), 'global.https_public_port', 'https_public_port', /is 80, the step-1 port \(global\.http_port\); the public step-2 port must differ/);
+    expectRefusedOnce(
+      withGlobal('  https_public_port: 80\n  trusted_proxies: [127.0.0.1]\n'),
+      'global.https_public_port',
+      'https_public_port',
+      /is 80, the step-1 port \(global\.http_port\); the public step-2 port must differ/,
+    );
   });
 
   it('refuses an app on the public step-2 port', () => {
@@ -65,7 +72,12 @@ describe('config keys for a proxy in front of step 2', () => {
   });
 
   it('refuses an https_listen_address that is not an IP address', () => {
-    expectRefusedOnce(withGlobal('  https_listen_address: localhost\n'), 'global.https_listen_address', 'https_listen_address', /expected an IP address to listen on, e.g. 127\.0\.0\.1 or ::1; got 'localhost'/);
+    expectRefusedOnce(
+      withGlobal('  https_listen_address: localhost\n'),
+      'global.https_listen_address',
+      'https_listen_address',
+      /expected an IP address to listen on, e.g. 127\.0\.0\.1 or ::1; got 'localhost'/,
+    );
     expectRefusedOnce(withGlobal('  https_listen_address: "fe80::1%eth0"\n'), 'global.https_listen_address', 'https_listen_address', /expected an IP address/);
   });
 
@@ -88,7 +100,9 @@ describe("the original's --waf-* flags", () => {
     vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
     vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
     try {
-      await buildProgram().exitOverride().parseAsync(['node', 'knock-port', 'check', '-c', file, ...args]);
+      await buildProgram()
+        .exitOverride()
+        .parseAsync(['node', 'knock-port', 'check', '-c', file, ...args]);
       return { stdout, stderr };
     } catch (error) {
       return { stdout, stderr, error };

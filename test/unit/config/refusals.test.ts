@@ -182,12 +182,22 @@ describe('names and unknown keys', () => {
   });
 
   it('suggests the closest key for a misspelt global key', () => {
-    const issue = expectRefusedOnce(`${VALID.replace('  interface_int: eth1\n', '  interface_int: eth1\n  https_prot: 8443\n')}`, 'global.https_prot', 'https_prot', /did you mean 'https_port'\?/);
+    const issue = expectRefusedOnce(
+      `${VALID.replace('  interface_int: eth1\n', '  interface_int: eth1\n  https_prot: 8443\n')}`,
+      'global.https_prot',
+      'https_prot',
+      /did you mean 'https_port'\?/,
+    );
     expect(issue.column).toBe(3);
   });
 
   it('suggests the closest key for a misspelt app key', () => {
-    expectRefusedOnce(VALID.replace('step2_https_duration: 5', 'step2_https_duration: 5\n  masquarade: false'), 'openvpn.masquarade', 'masquarade', /did you mean 'masquerade'\?/);
+    expectRefusedOnce(
+      VALID.replace('step2_https_duration: 5', 'step2_https_duration: 5\n  masquarade: false'),
+      'openvpn.masquarade',
+      'masquarade',
+      /did you mean 'masquerade'\?/,
+    );
   });
 
   it('suggests the closest key for a misspelt user key', () => {
@@ -204,7 +214,12 @@ describe('names and unknown keys', () => {
   });
 
   it('lists the allowed keys when nothing is close', () => {
-    expectRefusedOnce(VALID.replace('step2_https_duration: 5', 'step2_https_duration: 5\n  colour: blue'), 'openvpn.colour', 'colour', /allowed here: port, access_key_http/);
+    expectRefusedOnce(
+      VALID.replace('step2_https_duration: 5', 'step2_https_duration: 5\n  colour: blue'),
+      'openvpn.colour',
+      'colour',
+      /allowed here: port, access_key_http/,
+    );
   });
 
   it('suggests global for a misspelt global section', () => {
@@ -226,7 +241,9 @@ describe('other values', () => {
     ['queue_num: 70000', 'global.queue_num', /<= 65535/],
     ['interface_int: "eth 1"', 'global.interface_int', /not an interface name/],
   ])('refuses %s', (line, path, message) => {
-    const text = line.startsWith('interface_int') ? VALID.replace('interface_int: eth1', line) : VALID.replace('  interface_int: eth1\n', `  interface_int: eth1\n  ${line}\n`);
+    const text = line.startsWith('interface_int')
+      ? VALID.replace('interface_int: eth1', line)
+      : VALID.replace('  interface_int: eth1\n', `  interface_int: eth1\n  ${line}\n`);
     expectRefusedOnce(text, path, line.split(':')[0]!, message);
   });
 
@@ -239,7 +256,9 @@ describe('other values', () => {
     const text = VALID.replace('destination: local', 'destination: local\n  masquerade: true');
     const config = load(text);
     expect(config.apps[0]!.masquerade).toBe(false);
-    expect(config.warnings).toEqual([`test.yaml:${lineOf(text, 'masquerade')}:15: openvpn.masquerade: ignored: masquerade only applies to forwarded apps (destination IP or IP:PORT)`]);
+    expect(config.warnings).toEqual([
+      `test.yaml:${lineOf(text, 'masquerade')}:15: openvpn.masquerade: ignored: masquerade only applies to forwarded apps (destination IP or IP:PORT)`,
+    ]);
   });
 
   it('reports a YAML syntax error with its line', () => {

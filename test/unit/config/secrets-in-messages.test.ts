@@ -55,7 +55,13 @@ describe('access keys are never quoted', () => {
   });
 
   it('a published one, in clear and hashed', () => {
-    expectRefusedWithout(VALID.replace(STEP1_KEY, 'test_secret_http'), 'test_secret_http', 'openvpn.access_key_http[0]', 'test_secret_http', /published example key/);
+    expectRefusedWithout(
+      VALID.replace(STEP1_KEY, 'test_secret_http'),
+      'test_secret_http',
+      'openvpn.access_key_http[0]',
+      'test_secret_http',
+      /published example key/,
+    );
     const hashed = hashedKeyString('test_secret_http');
     expectRefusedWithout(VALID.replace(STEP1_KEY, hashed), hashed.slice(7, 30), 'openvpn.access_key_http[0]', hashed, /published example key/);
   });
@@ -149,7 +155,13 @@ describe('2fa_config_folder: a user without a readable 2FA file is a config erro
 
   it('a user whose file is missing', () => {
     const dir = folderWith({ 'someone-else-0123.json': JSON.stringify({ secret: SECRET }) });
-    expectRefusedWithout(withFolder(dir), STEP1_KEY, 'openvpn.access_key_http[0]', keyLine, /^no 2FA file for this key in 2fa_config_folder .*step1_otp_secret/);
+    expectRefusedWithout(
+      withFolder(dir),
+      STEP1_KEY,
+      'openvpn.access_key_http[0]',
+      keyLine,
+      /^no 2FA file for this key in 2fa_config_folder .*step1_otp_secret/,
+    );
   });
 
   it('a user whose file cannot be read', () => {
@@ -178,7 +190,13 @@ describe('2fa_config_folder: a user without a readable 2FA file is a config erro
   it('a user with a hashed key, which names no file', () => {
     const dir = folderWith({});
     const hashed = hashedKeyString(STEP1_KEY);
-    expectRefusedWithout(withFolder(dir, VALID.replace(STEP1_KEY, hashed)), STEP1_KEY, 'openvpn.access_key_http[0]', hashed, /a hashed key names no file .*step1_otp_secret/);
+    expectRefusedWithout(
+      withFolder(dir, VALID.replace(STEP1_KEY, hashed)),
+      STEP1_KEY,
+      'openvpn.access_key_http[0]',
+      hashed,
+      /a hashed key names no file .*step1_otp_secret/,
+    );
   });
 
   it('a user with step1_otp_secret needs no file; the others still do', () => {

@@ -15,7 +15,9 @@ describe('step1_workers against queue_num and nflog_group', () => {
     const issues = issuesOf(text);
     expect(issues).toHaveLength(1);
     expect(issues[0]).toMatchObject({ path: 'global.queue_num', line: lineOf(text, 'queue_num') });
-    expect(issues[0]!.message).toBe('4 step-1 workers (step1_workers) use queues 65533..65536 (global.queue_num is the first), past 65535: lower it to at most 65532 or use fewer workers');
+    expect(issues[0]!.message).toBe(
+      '4 step-1 workers (step1_workers) use queues 65533..65536 (global.queue_num is the first), past 65535: lower it to at most 65532 or use fewer workers',
+    );
   });
 
   it('checks the NFLOG groups as well', () => {

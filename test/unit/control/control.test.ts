@@ -110,7 +110,13 @@ describe('control socket', () => {
     expect(parsed[3]).toEqual({ ok: false, error: "no app named 'nope' in test.yaml" });
     expect(parsed[4]).toEqual({ ok: true, health: { healthy: true, problems: [] } });
     expect(parsed[5]).toEqual({ ok: true, revoked: 1 });
-    expect(parsed[6]).toMatchObject({ ok: true, sessions: [{ ip: '2001:db8::7', secondsLeft: 5 }, { ip: '10.0.0.9', user: null }] });
+    expect(parsed[6]).toMatchObject({
+      ok: true,
+      sessions: [
+        { ip: '2001:db8::7', secondsLeft: 5 },
+        { ip: '10.0.0.9', user: null },
+      ],
+    });
     expect(daemon.revokes).toEqual(['10.0.0.1 vpn']); // the mapped address reaches the daemon canonical
   });
 

@@ -22,8 +22,18 @@ describe('demo config', () => {
     expect(config.global.stateDir).toBe('/tmp/kp-demo-dir/state');
     expect(config.global.controlSocket).toBe('/tmp/kp-demo-dir/control.sock');
     const [local, forwarded] = config.apps;
-    expect(local).toMatchObject({ name: DEMO_APPS.local.name, port: DEMO_APPS.local.port, destination: { kind: 'local' }, duration: SERVICE_SECONDS, step2HttpsDuration: STEP2_WINDOW_SECONDS });
-    expect(forwarded).toMatchObject({ name: DEMO_APPS.forwarded.name, port: DEMO_APPS.forwarded.port, destination: { kind: 'forward', address: ADDR.lan4, port: DEMO_APPS.forwarded.destinationPort } });
+    expect(local).toMatchObject({
+      name: DEMO_APPS.local.name,
+      port: DEMO_APPS.local.port,
+      destination: { kind: 'local' },
+      duration: SERVICE_SECONDS,
+      step2HttpsDuration: STEP2_WINDOW_SECONDS,
+    });
+    expect(forwarded).toMatchObject({
+      name: DEMO_APPS.forwarded.name,
+      port: DEMO_APPS.forwarded.port,
+      destination: { kind: 'forward', address: ADDR.lan4, port: DEMO_APPS.forwarded.destinationPort },
+    });
     for (const app of config.apps) {
       expect(app.users.map((u) => u.name)).toEqual(['alice']);
       expect(app.users[0]!.httpKey.equals(digestKey(secrets.httpKey))).toBe(true);
@@ -58,6 +68,8 @@ describe('demo prerequisites', () => {
   });
 
   it('names every missing command and the Debian packages that provide them', () => {
-    expect(() => checkDemoPrerequisites(0, emptyDir)).toThrow('needs the commands ip, nft, curl, openssl, not found on PATH. On Debian/Ubuntu: apt-get install -y iproute2 nftables curl openssl');
+    expect(() => checkDemoPrerequisites(0, emptyDir)).toThrow(
+      'needs the commands ip, nft, curl, openssl, not found on PATH. On Debian/Ubuntu: apt-get install -y iproute2 nftables curl openssl',
+    );
   });
 });

@@ -19,10 +19,26 @@ const rdp: AppConfig = { ...ssh, name: 'rdp', port: 3389, destination: { kind: '
 describe('conntrack arguments', () => {
   it('deletes flows by original source, protocol and original destination port, per family', () => {
     expect(conntrackDeleteArgs('192.0.2.7', { protocol: 'tcp', port: 22 })).toEqual([
-      '--delete', '--family', 'ipv4', '--orig-src', '192.0.2.7', '--proto', 'tcp', '--orig-port-dst', '22',
+      '--delete',
+      '--family',
+      'ipv4',
+      '--orig-src',
+      '192.0.2.7',
+      '--proto',
+      'tcp',
+      '--orig-port-dst',
+      '22',
     ]);
     expect(conntrackDeleteArgs('2001:db8::7', { protocol: 'udp', port: 1194 })).toEqual([
-      '--delete', '--family', 'ipv6', '--orig-src', '2001:db8::7', '--proto', 'udp', '--orig-port-dst', '1194',
+      '--delete',
+      '--family',
+      'ipv6',
+      '--orig-src',
+      '2001:db8::7',
+      '--proto',
+      'udp',
+      '--orig-port-dst',
+      '1194',
     ]);
   });
 
@@ -68,11 +84,17 @@ function scripted(answer: (command: string, args: string[]) => ToolResult | Erro
   return { calls, run };
 }
 
-const deleted = (n: number): ToolResult => ({ code: n === 0 ? 1 : 0, stdout: '', stderr: `conntrack v1.4.7 (conntrack-tools): ${n} flow entries have been deleted.` });
+const deleted = (n: number): ToolResult => ({
+  code: n === 0 ? 1 : 0,
+  stdout: '',
+  stderr: `conntrack v1.4.7 (conntrack-tools): ${n} flow entries have been deleted.`,
+});
 
 describe('ConntrackFlowCloser', () => {
   it('kills local TCP sockets before deleting entries, and counts both', async () => {
-    const tool = scripted((command) => (command === 'ss' ? { code: 0, stdout: 'ESTAB 0 0 [::ffff:192.0.2.1]:22 [::ffff:192.0.2.7]:40000\n', stderr: '' } : deleted(2)));
+    const tool = scripted((command) =>
+      command === 'ss' ? { code: 0, stdout: 'ESTAB 0 0 [::ffff:192.0.2.1]:22 [::ffff:192.0.2.7]:40000\n', stderr: '' } : deleted(2),
+    );
     const closer = new ConntrackFlowCloser(tool.run);
     expect(await closer.close('192.0.2.7', revokedFlowTargets({ httpsPort: 443, apps: [] }, ssh))).toBe(3);
     expect(tool.calls).toEqual([
@@ -84,7 +106,9 @@ describe('ConntrackFlowCloser', () => {
   it('UDP and forwarded apps: conntrack only', async () => {
     const tool = scripted(() => deleted(1));
     const closer = new ConntrackFlowCloser(tool.run);
-    expect(await closer.close('2001:db8::7', [...revokedFlowTargets({ httpsPort: 443, apps: [] }, vpn), ...revokedFlowTargets({ httpsPort: 443, apps: [] }, rdp)])).toBe(2);
+    expect(
+      await closer.close('2001:db8::7', [...revokedFlowTargets({ httpsPort: 443, apps: [] }, vpn), ...revokedFlowTargets({ httpsPort: 443, apps: [] }, rdp)]),
+    ).toBe(2);
     expect(tool.calls.every((c) => c.startsWith('conntrack '))).toBe(true);
   });
 
@@ -97,11 +121,17 @@ describe('ConntrackFlowCloser', () => {
     const tool = scripted((command, args) => {
       if (command === 'ss') return { code: 0, stdout: '', stderr: 'SOCK_DESTROY answers: Operation not permitted' };
       if (args.includes('1194')) return new FlowCloseError("'conntrack' not found: install it (see packaging/debian-packages.txt)");
-      return { code: 1, stdout: '', stderr: 'conntrack v1.4.7 (conntrack-tools): Operation failed: sorry, you must be root or get CAP_NET_ADMIN capability to do this' };
+      return {
+        code: 1,
+        stdout: '',
+        stderr: 'conntrack v1.4.7 (conntrack-tools): Operation failed: sorry, you must be root or get CAP_NET_ADMIN capability to do this',
+      };
     });
     const closing = new ConntrackFlowCloser(tool.run).close('192.0.2.7', revokedFlowTargets({ httpsPort: 443, apps: [vpn, ssh] }));
     await expect(closing).rejects.toThrow(FlowCloseError);
-    await expect(closing).rejects.toThrow(/established flows of 192\.0\.2\.7 may still be open: tcp\/443 sockets: SOCK_DESTROY answers: Operation not permitted; tcp\/443 conntrack: .*CAP_NET_ADMIN.*; udp\/1194 conntrack: 'conntrack' not found/);
+    await expect(closing).rejects.toThrow(
+      /established flows of 192\.0\.2\.7 may still be open: tcp\/443 sockets: SOCK_DESTROY answers: Operation not permitted; tcp\/443 conntrack: .*CAP_NET_ADMIN.*; udp\/1194 conntrack: 'conntrack' not found/,
+    );
     expect(tool.calls).toHaveLength(5);
   });
 });

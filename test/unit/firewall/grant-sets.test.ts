@@ -63,7 +63,11 @@ describe('grant queue', () => {
     const sets = new GrantSets(driver);
     const first = [sets.add('step2', 4, { address: '10.0.0.1' }, 30), sets.add('step2', 4, { address: '10.0.0.2' }, 30)];
     await new Promise((r) => setImmediate(r)); // the first batch is in flight now
-    const second = [sets.delete('step2', 4, { address: '10.0.0.1' }), sets.list('step2', 4), sets.add('service', 6, { address: 'fd00::1', protocol: 'tcp', port: 22 }, 60)];
+    const second = [
+      sets.delete('step2', 4, { address: '10.0.0.1' }),
+      sets.list('step2', 4),
+      sets.add('service', 6, { address: 'fd00::1', protocol: 'tcp', port: 22 }, 60),
+    ];
     await Promise.all([...first, ...second]);
     expect(driver.maxInFlight).toBe(1);
     expect(driver.events).toEqual(['add 10.0.0.1', 'add 10.0.0.2', 'delete 10.0.0.1', 'list', 'add fd00::1']);
@@ -239,7 +243,9 @@ describe('ipset grants through the queue and the session', () => {
     try {
       const results = await Promise.allSettled(['10.0.0.1', 'bad', '10.0.0.3'].map((address) => sets.add('step2', 4, { address }, 30)));
       expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-      expect(String((results[1] as PromiseRejectedResult).reason.message)).toMatch(/ipset add knockport-step2-v4 bad timeout 30 -exist failed: .*cannot parse bad/);
+      expect(String((results[1] as PromiseRejectedResult).reason.message)).toMatch(
+        /ipset add knockport-step2-v4 bad timeout 30 -exist failed: .*cannot parse bad/,
+      );
       expect(session.starts).toBe(1);
     } finally {
       sets.close();
@@ -264,7 +270,8 @@ describe('ipset grants through the queue and the session', () => {
     try {
       const results = await Promise.allSettled(['10.0.0.1', '10.0.0.2', '10.0.0.3'].map((address) => sets.add('step2', 4, { address }, 30)));
       expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
-      for (const r of results) expect(String((r as PromiseRejectedResult).reason.message)).toMatch(/ipset session ended \(exit status 3\).*restarted on the next grant/);
+      for (const r of results)
+        expect(String((r as PromiseRejectedResult).reason.message)).toMatch(/ipset session ended \(exit status 3\).*restarted on the next grant/);
       // The whole batch, then each change alone on a fresh session.
       expect(session.starts).toBe(4);
     } finally {

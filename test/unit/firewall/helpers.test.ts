@@ -36,10 +36,7 @@ describe('grant validation (before anything reaches the kernel)', () => {
 describe('reading grants back', () => {
   it('parses nft JSON set listings (plain and concatenated elements)', () => {
     const json = JSON.stringify({
-      nftables: [
-        { metainfo: {} },
-        { set: { elem: [{ elem: { val: { concat: ['10.0.0.2', 'tcp', 1194] }, timeout: 5, expires: 4 } }, '10.0.0.3'] } },
-      ],
+      nftables: [{ metainfo: {} }, { set: { elem: [{ elem: { val: { concat: ['10.0.0.2', 'tcp', 1194] }, timeout: 5, expires: 4 } }, '10.0.0.3'] } }],
     });
     expect(parseSetElements(json)).toEqual([{ val: { concat: ['10.0.0.2', 'tcp', 1194] }, timeout: 5, expires: 4 }, { val: '10.0.0.3' }]);
   });

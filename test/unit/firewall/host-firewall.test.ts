@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  HostFirewall,
-  hostRules,
-  isIptablesNftTable,
-  parseIptablesSave,
-  parseNftBaseChains,
-  parseNftChainRules,
-} from '../../../src/firewall/host-firewall.js';
+import { HostFirewall, hostRules, isIptablesNftTable, parseIptablesSave, parseNftBaseChains, parseNftChainRules } from '../../../src/firewall/host-firewall.js';
 import type { CommandRunner } from '../../../src/firewall/command.js';
 import type { NftRunner } from '../../../src/firewall/nft-runner.js';
 import { planFirewall } from '../../../src/firewall/plan.js';
@@ -44,7 +37,9 @@ describe('host firewall: reading the host ruleset', () => {
     expect(accepting.canDrop).toBe(false);
     expect(parseNftChainRules(rulesJson({ expr: [{ reject: null }] })).canDrop).toBe(true);
     expect(parseNftChainRules(rulesJson({ expr: [{ jump: { target: 'zones' } }] })).canDrop).toBe(true);
-    const withOurs = parseNftChainRules(rulesJson({ comment: 'knock-port: granted connections 0x10000000', expr: [{ accept: null }] }, { expr: [{ drop: null }] }));
+    const withOurs = parseNftChainRules(
+      rulesJson({ comment: 'knock-port: granted connections 0x10000000', expr: [{ accept: null }] }, { expr: [{ drop: null }] }),
+    );
     expect(withOurs.ours).toEqual([{ comment: 'knock-port: granted connections 0x10000000', handle: 10 }]);
     expect(withOurs.canDrop).toBe(true);
   });

@@ -56,7 +56,9 @@ describe('missing interfaces', () => {
     expect(interfaceWarnings(config, sysClassNet('check', ['lo', 'eth0', 'eth1']))).toEqual([
       expect.stringMatching(/^gate matches no interface: interface_ext 'eht0' on this host: until an interface of that name exists/),
     ]);
-    expect(interfaceWarnings(config, join(root, 'nowhere'))).toEqual([expect.stringMatching(/cannot list the network interfaces .*; interface names not checked/)]);
+    expect(interfaceWarnings(config, join(root, 'nowhere'))).toEqual([
+      expect.stringMatching(/cannot list the network interfaces .*; interface names not checked/),
+    ]);
   });
 });
 

@@ -62,7 +62,7 @@ describe('iptables hashlimit', () => {
     }
   });
 
-  it('names each table after its settings, so a changed setting takes effect (the kernel keeps a name\'s first settings)', () => {
+  it("names each table after its settings, so a changed setting takes effect (the kernel keeps a name's first settings)", () => {
     const names = (global: Partial<GlobalConfig> = {}) => hashlimits(render('iptables', global)).map((r) => /--hashlimit-name (\S+)/.exec(r)![1]!);
     const base = names();
     for (const name of base) expect(name.length).toBeLessThanOrEqual(15);

@@ -43,7 +43,12 @@ function iptables(c: Config, capture: CaptureKind, machine = MACHINE): string {
 
 /** Only the step-1 lines: the rest of the ruleset is covered by golden.test.ts. */
 function step1Lines(text: string): string {
-  return text.split('\n').filter((l) => /step1|STEP1|CAPTURE/.test(l) && !/^(add chain|flush chain|add set|:)/.test(l)).join('\n') + '\n';
+  return (
+    text
+      .split('\n')
+      .filter((l) => /step1|STEP1|CAPTURE/.test(l) && !/^(add chain|flush chain|add set|:)/.test(l))
+      .join('\n') + '\n'
+  );
 }
 
 describe('step-1 rules per setting (goldens)', () => {
@@ -70,10 +75,12 @@ describe('the prefilter match', () => {
     expect(parts.length).toBe(PREFILTER_MAX_BYTES / 16);
     // 2 expressions per compare, well under NFT_RULE_MAXEXPRS (128) with the flags match and the goto.
     expect(parts.length * 2 + 8).toBeLessThanOrEqual(128);
-    const bytes = Buffer.concat(parts.map(([, , bits, hex]) => {
-      expect(Number(bits)).toBeLessThanOrEqual(128);
-      return Buffer.from(hex!, 'hex');
-    }));
+    const bytes = Buffer.concat(
+      parts.map(([, , bits, hex]) => {
+        expect(Number(bits)).toBeLessThanOrEqual(128);
+        return Buffer.from(hex!, 'hex');
+      }),
+    );
     expect(bytes.equals(long)).toBe(true);
   });
 
@@ -115,7 +122,12 @@ describe('fanout over step-1 workers', () => {
   });
 
   it('NFLOG: every CPU, and any CPU not named, reaches exactly one group, CPU c going to group nflog_group + c mod N', () => {
-    for (const [workers, cpus] of [[4, 6], [3, 2], [2, 16], [16, 64]] as const) {
+    for (const [workers, cpus] of [
+      [4, 6],
+      [3, 2],
+      [2, 16],
+      [16, 64],
+    ] as const) {
       const machine = { cores: workers, cpus };
       const text = nft(config({ step1Workers: workers }), 'nflog', machine);
       const rules = text.split('\n').filter((l) => l.includes(' step1_capture log group') || l.includes(' step1_capture meta cpu'));
@@ -126,7 +138,10 @@ describe('fanout over step-1 workers', () => {
         const worker = cpu % workers;
         const named = rules.filter((r) => new RegExp(`meta cpu \\{ ([0-9, ]+, )?${cpu}(, [0-9, ]+)? \\}`).test(r));
         if (worker === workers - 1) expect(named).toHaveLength(0);
-        else expect(named).toEqual([`add rule inet knockport step1_capture meta cpu { ${cpusOfWorker(worker, workers, cpus).join(', ')} } log group ${5 + worker} queue-threshold 1 drop`]);
+        else
+          expect(named).toEqual([
+            `add rule inet knockport step1_capture meta cpu { ${cpusOfWorker(worker, workers, cpus).join(', ')} } log group ${5 + worker} queue-threshold 1 drop`,
+          ]);
       }
       // The IPv4 script (the IPv6 one is the same): everything up to the first ip6tables header.
       const v4 = iptables(config({ step1Workers: workers }), 'nflog', machine).split('# ip6tables-restore')[0]!;
@@ -136,7 +151,14 @@ describe('fanout over step-1 workers', () => {
       for (let cpu = 0; cpu < cpus; cpu++) {
         const worker = cpu % workers;
         const mine = ipt.filter((l) => l.includes(`-m cpu --cpu ${cpu} `));
-        expect(mine).toEqual(worker === workers - 1 ? [] : [`-A KNOCKPORT-CAPTURE -m cpu --cpu ${cpu} -j NFLOG --nflog-group ${5 + worker} --nflog-threshold 1`, `-A KNOCKPORT-CAPTURE -m cpu --cpu ${cpu} -j DROP`]);
+        expect(mine).toEqual(
+          worker === workers - 1
+            ? []
+            : [
+                `-A KNOCKPORT-CAPTURE -m cpu --cpu ${cpu} -j NFLOG --nflog-group ${5 + worker} --nflog-threshold 1`,
+                `-A KNOCKPORT-CAPTURE -m cpu --cpu ${cpu} -j DROP`,
+              ],
+        );
       }
     }
   });

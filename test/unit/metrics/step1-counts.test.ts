@@ -73,6 +73,9 @@ describe('Step1CountCopier', () => {
     expect(copier.copyDrops(workers)).toEqual({ kernel: 2, enobufs: 0 });
     expect(metrics.captureDrops.get({ source: 'kernel' })).toBe(6);
     expect(metrics.captureDrops.get({ source: 'enobufs' })).toBe(1);
-    expect(warnings).toEqual([{ kernel: 4, enobufs: 1 }, { kernel: 2, enobufs: 0 }]);
+    expect(warnings).toEqual([
+      { kernel: 4, enobufs: 1 },
+      { kernel: 2, enobufs: 0 },
+    ]);
   });
 });

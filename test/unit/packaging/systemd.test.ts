@@ -79,7 +79,9 @@ describe.skipIf(!hasSystemdTools)('systemd tools accept the packaging files', ()
     mkdirSync(join(root, 'etc'), { recursive: true });
     const result = spawnSync('systemd-sysusers', [`--root=${root}`, new URL(SYSUSERS_PATH).pathname], { encoding: 'utf8' });
     expect(result.status).toBe(0);
-    const entry = readFileSync(join(root, 'etc/passwd'), 'utf8').split('\n').find((line) => line.startsWith('knock-port:'));
+    const entry = readFileSync(join(root, 'etc/passwd'), 'utf8')
+      .split('\n')
+      .find((line) => line.startsWith('knock-port:'));
     expect(entry?.split(':').slice(4)).toEqual(['knock-port daemon', '/var/lib/knock-port', '/usr/sbin/nologin']);
     expect(readFileSync(join(root, 'etc/group'), 'utf8')).toMatch(/^knock-port:/m);
   });

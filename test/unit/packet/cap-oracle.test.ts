@@ -44,7 +44,14 @@ function compareWithCap(packet: Buffer): void {
   if (view.family === 4) expect([ip.info.srcaddr, ip.info.dstaddr]).toEqual([formatIPv4(packet, 12), formatIPv4(packet, 16)]);
   else expect([ip.info.srcaddr, ip.info.dstaddr]).toEqual([capIPv6(packet, 8), capIPv6(packet, 24)]);
   expect(ip.info.protocol).toBe(6);
-  expect({ sport: tcp.info.srcport, dport: tcp.info.dstport, seq: tcp.info.seqno, flags: Number(tcp.info.flags) & 0xff, window: tcp.info.window, payloadOffset: tcp.offset }).toEqual({
+  expect({
+    sport: tcp.info.srcport,
+    dport: tcp.info.dstport,
+    seq: tcp.info.seqno,
+    flags: Number(tcp.info.flags) & 0xff,
+    window: tcp.info.window,
+    payloadOffset: tcp.offset,
+  }).toEqual({
     sport: view.sport,
     dport: view.dport,
     seq: view.seq,
@@ -66,12 +73,35 @@ describe('decoder agrees with cap', () => {
   });
 
   it('on crafted packets with IPv4 options, IPv6 extension headers and TCP options', () => {
-    compareWithCap(craftTcp({ src: '192.0.2.1', dst: '192.0.2.2', ipOptions: [1, 1, 1, 0], tcpOptions: [2, 4, 5, 0xb4, 1, 3, 3, 7], flags: TCP_ACK, ack: 99, payload: 'data' }));
-    compareWithCap(craftTcp({ src: '2001:db8::1', dst: '2001:db8::2', ipv6Extensions: [{ type: 0, body: [0, 1, 4, 0, 0, 0, 0] }, { type: 60, body: [1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }], payload: 'x' }));
+    compareWithCap(
+      craftTcp({
+        src: '192.0.2.1',
+        dst: '192.0.2.2',
+        ipOptions: [1, 1, 1, 0],
+        tcpOptions: [2, 4, 5, 0xb4, 1, 3, 3, 7],
+        flags: TCP_ACK,
+        ack: 99,
+        payload: 'data',
+      }),
+    );
+    compareWithCap(
+      craftTcp({
+        src: '2001:db8::1',
+        dst: '2001:db8::2',
+        ipv6Extensions: [
+          { type: 0, body: [0, 1, 4, 0, 0, 0, 0] },
+          { type: 60, body: [1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] },
+        ],
+        payload: 'x',
+      }),
+    );
   });
 
   it('on our own SYN-ACKs and RSTs', () => {
-    for (const [src, dst] of [['192.0.2.1', '198.51.100.1'], ['2001:db8::1', '2001:db8::2']] as const) {
+    for (const [src, dst] of [
+      ['192.0.2.1', '198.51.100.1'],
+      ['2001:db8::1', '2001:db8::2'],
+    ] as const) {
       const view = new TcpSegmentView();
       decodeTcpPacket(craftTcp({ src, dst, seq: 5 }), view);
       compareWithCap(buildSynAck(view, 0xdeadbeef));

@@ -28,7 +28,9 @@ describe('IPv6 address text', () => {
 
 describe('decodeTcpPacket', () => {
   it('decodes an IPv4 SYN with its MSS option', () => {
-    const { failure, view } = decode(craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', sport: 51000, dport: 80, seq: 0xfffffff0, tcpOptions: [2, 4, 0x05, 0xb4, 4, 2, 1, 1] }));
+    const { failure, view } = decode(
+      craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', sport: 51000, dport: 80, seq: 0xfffffff0, tcpOptions: [2, 4, 0x05, 0xb4, 4, 2, 1, 1] }),
+    );
     expect(failure).toBeUndefined();
     expect([view.family, view.sport, view.dport, view.seq, view.flags, view.mss, view.payloadLength]).toEqual([4, 51000, 80, 0xfffffff0, TCP_SYN, 1460, 0]);
   });
@@ -63,30 +65,125 @@ describe('decodeTcpPacket', () => {
     ['empty', () => Buffer.alloc(0), 'truncated'],
     ['version 5', () => Buffer.from([0x50, 0, 0, 20]), 'bad-ip-version'],
     ['short IPv4 header', () => craftTcp(v4).subarray(0, 19), 'truncated'],
-    ['IHL 4', () => { const p = craftTcp(v4); p[0] = 0x44; return p; }, 'bad-ip-header'],
-    ['IHL beyond total length', () => { const p = craftTcp(v4); p[0] = 0x4f; return p; }, 'bad-ip-header'],
-    ['total length beyond the bytes', () => { const p = craftTcp(v4); p.writeUInt16BE(p.length + 1, 2); return p; }, 'truncated'],
+    [
+      'IHL 4',
+      () => {
+        const p = craftTcp(v4);
+        p[0] = 0x44;
+        return p;
+      },
+      'bad-ip-header',
+    ],
+    [
+      'IHL beyond total length',
+      () => {
+        const p = craftTcp(v4);
+        p[0] = 0x4f;
+        return p;
+      },
+      'bad-ip-header',
+    ],
+    [
+      'total length beyond the bytes',
+      () => {
+        const p = craftTcp(v4);
+        p.writeUInt16BE(p.length + 1, 2);
+        return p;
+      },
+      'truncated',
+    ],
     ['IPv4 option overrunning the header', () => craftTcp({ ...v4, ipOptions: [7, 9, 0, 0] }), 'bad-ip-options'],
     ['IPv4 option of length 1', () => craftTcp({ ...v4, ipOptions: [7, 1, 0, 0] }), 'bad-ip-options'],
     ['first fragment (MF)', () => craftTcp({ ...v4, fragmentField: 0x2000 }), 'fragment'],
     ['non-first fragment', () => craftTcp({ ...v4, fragmentField: 0x0010 }), 'non-first-fragment'],
-    ['UDP', () => { const p = craftTcp(v4); p[9] = 17; return p; }, 'not-tcp'],
-    ['TCP data offset 4', () => { const p = craftTcp(v4); p[32] = 0x40; return p; }, 'bad-tcp-header'],
-    ['TCP data offset past the end', () => { const p = craftTcp(v4); p[32] = 0xf0; return p; }, 'bad-tcp-header'],
-    ['TCP header cut short', () => { const p = craftTcp(v4).subarray(0, 30); p.writeUInt16BE(30, 2); return p; }, 'truncated'],
+    [
+      'UDP',
+      () => {
+        const p = craftTcp(v4);
+        p[9] = 17;
+        return p;
+      },
+      'not-tcp',
+    ],
+    [
+      'TCP data offset 4',
+      () => {
+        const p = craftTcp(v4);
+        p[32] = 0x40;
+        return p;
+      },
+      'bad-tcp-header',
+    ],
+    [
+      'TCP data offset past the end',
+      () => {
+        const p = craftTcp(v4);
+        p[32] = 0xf0;
+        return p;
+      },
+      'bad-tcp-header',
+    ],
+    [
+      'TCP header cut short',
+      () => {
+        const p = craftTcp(v4).subarray(0, 30);
+        p.writeUInt16BE(30, 2);
+        return p;
+      },
+      'truncated',
+    ],
     ['TCP option overrunning', () => craftTcp({ ...v4, tcpOptions: [8, 12, 0, 0] }), 'bad-tcp-options'],
     ['TCP MSS of length 3', () => craftTcp({ ...v4, tcpOptions: [2, 3, 5, 0] }), 'bad-tcp-options'],
     ['short IPv6 header', () => craftTcp(v6).subarray(0, 39), 'truncated'],
-    ['IPv6 jumbo (payload length 0)', () => { const p = craftTcp(v6); p.writeUInt16BE(0, 4); return p; }, 'bad-ip-header'],
-    ['IPv6 payload length beyond the bytes', () => { const p = craftTcp(v6); p.writeUInt16BE(200, 4); return p; }, 'truncated'],
+    [
+      'IPv6 jumbo (payload length 0)',
+      () => {
+        const p = craftTcp(v6);
+        p.writeUInt16BE(0, 4);
+        return p;
+      },
+      'bad-ip-header',
+    ],
+    [
+      'IPv6 payload length beyond the bytes',
+      () => {
+        const p = craftTcp(v6);
+        p.writeUInt16BE(200, 4);
+        return p;
+      },
+      'truncated',
+    ],
     ['IPv6 fragment header, first', () => craftTcp({ ...v6, ipv6Extensions: [{ type: 44, body: [0, 0, 1, 0, 0, 0, 1] }] }), 'fragment'],
     ['IPv6 fragment header, offset 8', () => craftTcp({ ...v6, ipv6Extensions: [{ type: 44, body: [0, 0, 8, 0, 0, 0, 1] }] }), 'non-first-fragment'],
-    ['IPv6 hop-by-hop not first', () => craftTcp({ ...v6, ipv6Extensions: [{ type: 60, body: [0, 1, 4, 0, 0, 0, 0] }, { type: 0, body: [0, 1, 4, 0, 0, 0, 0] }] }), 'bad-ipv6-extension'],
+    [
+      'IPv6 hop-by-hop not first',
+      () =>
+        craftTcp({
+          ...v6,
+          ipv6Extensions: [
+            { type: 60, body: [0, 1, 4, 0, 0, 0, 0] },
+            { type: 0, body: [0, 1, 4, 0, 0, 0, 0] },
+          ],
+        }),
+      'bad-ipv6-extension',
+    ],
     ['IPv6 routing with segments left', () => craftTcp({ ...v6, ipv6Extensions: [{ type: 43, body: [0, 0, 1, 0, 0, 0, 0] }] }), 'bad-ipv6-extension'],
     ['IPv6 option overrunning its header', () => craftTcp({ ...v6, ipv6Extensions: [{ type: 60, body: [0, 1, 9, 0, 0, 0, 0] }] }), 'bad-ipv6-extension'],
     ['IPv6 extension longer than the packet', () => craftTcp({ ...v6, ipv6Extensions: [{ type: 60, body: [200, 1, 4, 0, 0, 0, 0] }] }), 'truncated'],
-    ['IPv6 ESP', () => { const p = craftTcp(v6); p[6] = 50; return p; }, 'not-tcp'],
-    ['IPv6 chain of 9 destination-option headers', () => craftTcp({ ...v6, ipv6Extensions: Array.from({ length: 9 }, () => ({ type: 60, body: [0, 1, 4, 0, 0, 0, 0] })) }), 'bad-ipv6-extension'],
+    [
+      'IPv6 ESP',
+      () => {
+        const p = craftTcp(v6);
+        p[6] = 50;
+        return p;
+      },
+      'not-tcp',
+    ],
+    [
+      'IPv6 chain of 9 destination-option headers',
+      () => craftTcp({ ...v6, ipv6Extensions: Array.from({ length: 9 }, () => ({ type: 60, body: [0, 1, 4, 0, 0, 0, 0] })) }),
+      'bad-ipv6-extension',
+    ],
   ])('%s → %s', (_name, make, expected) => {
     expect(decode(make()).failure).toBe(expected);
   });

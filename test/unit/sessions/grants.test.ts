@@ -55,7 +55,12 @@ describe('Granter', () => {
     await granter.openService('10.0.0.1', vpn, alice);
     expect(firewall.calls).toEqual(['step2 10.0.0.1 10', 'service 10.0.0.1 vpn 60']);
     expect(sessions.step2Windows('10.0.0.1')).toMatchObject([{ app: 'vpn', user: 'alice' }]);
-    expect(sessions.list().map((r) => r.step).sort()).toEqual(['service', 'step2']);
+    expect(
+      sessions
+        .list()
+        .map((r) => r.step)
+        .sort(),
+    ).toEqual(['service', 'step2']);
     const granted = logs.lines().filter((l) => l.msg === 'granted');
     expect(granted).toMatchObject([
       { ip: '10.0.0.1', app: 'vpn', user: 'alice', step: 'step2', ttl: 10 },

@@ -13,7 +13,7 @@ import { capturedLogger } from './log-capture.js';
 const config = testConfig('JBSWY3DPEHPK3PXP');
 const vpn = config.apps[0]!;
 const ssh = config.apps[1]!;
-const [alice, bob] = vpn.users as [typeof vpn.users[0], typeof vpn.users[0]];
+const [alice, bob] = vpn.users as [(typeof vpn.users)[0], (typeof vpn.users)[0]];
 
 /** One ordered log of what the firewall and the flow closer were asked to do. */
 function recorder(options: { closeFails?: boolean; revokeFails?: (ip: string) => boolean } = {}) {
@@ -61,7 +61,10 @@ describe('Granter: revoke ends flows', () => {
     await granter.revoke('10.0.0.1', ssh);
     await granter.revoke('10.0.0.1');
     expect(calls.slice(1)).toEqual(['revoke 10.0.0.1 ssh', 'close 10.0.0.1 tcp/22', 'revoke 10.0.0.1 *', 'close 10.0.0.1 tcp/443,tcp/1194,tcp/22']);
-    expect(logs.lines().filter((l) => l.msg === 'revoked')).toMatchObject([{ app: 'ssh', flowsClosed: 1 }, { app: '*', flowsClosed: 3 }]);
+    expect(logs.lines().filter((l) => l.msg === 'revoked')).toMatchObject([
+      { app: 'ssh', flowsClosed: 1 },
+      { app: '*', flowsClosed: 3 },
+    ]);
     await sessions.close();
   });
 
@@ -96,15 +99,31 @@ describe('Granter: revoke ends flows', () => {
     calls.length = 0;
     await granter.revokeVoided(config.apps, next);
     expect(calls).toEqual(['revoke 10.0.0.1 ssh', 'close 10.0.0.1 tcp/22', 'revoke 10.0.0.2 vpn', 'close 10.0.0.2 tcp/1194']);
-    expect(sessions.list().map((r) => `${r.ip} ${r.app}`).sort()).toEqual(['10.0.0.3 vpn', '10.0.0.9 ssh']);
+    expect(
+      sessions
+        .list()
+        .map((r) => `${r.ip} ${r.app}`)
+        .sort(),
+    ).toEqual(['10.0.0.3 vpn', '10.0.0.9 ssh']);
     expect(problems).toEqual([VOIDED_NOT_REVOKED]);
-    expect(logs.lines().filter((l) => l.msg === 'config reload voids a grant').map((l) => l.reason)).toEqual(['app removed', 'user removed', 'app removed']);
+    expect(
+      logs
+        .lines()
+        .filter((l) => l.msg === 'config reload voids a grant')
+        .map((l) => l.reason),
+    ).toEqual(['app removed', 'user removed', 'app removed']);
     await sessions.close();
   });
 });
 
 describe('voidedByReload', () => {
-  const record = (ip: string, app: string | null, userName: string | null, step: SessionRecord['step'] = 'service'): SessionRecord => ({ ip, app, user: userName, step, expiresAt: Date.now() + 60_000 });
+  const record = (ip: string, app: string | null, userName: string | null, step: SessionRecord['step'] = 'service'): SessionRecord => ({
+    ip,
+    app,
+    user: userName,
+    step,
+    expiresAt: Date.now() + 60_000,
+  });
   const with_ = (app: AppConfig, changes: Partial<AppConfig>): AppConfig => ({ ...app, ...changes });
 
   it('an unchanged config voids nothing', () => {
@@ -112,7 +131,11 @@ describe('voidedByReload', () => {
   });
 
   it('a removed app voids every grant of it, once per address, with the app as it was', () => {
-    const voided = voidedByReload([record('10.0.0.1', 'ssh', 'alice'), record('10.0.0.1', 'ssh', 'alice', 'step2'), record('10.0.0.2', 'ssh', null)], config.apps, [vpn]);
+    const voided = voidedByReload(
+      [record('10.0.0.1', 'ssh', 'alice'), record('10.0.0.1', 'ssh', 'alice', 'step2'), record('10.0.0.2', 'ssh', null)],
+      config.apps,
+      [vpn],
+    );
     expect(voided).toEqual([
       { ip: '10.0.0.1', app: ssh, reason: 'app removed' },
       { ip: '10.0.0.2', app: ssh, reason: 'app removed' },
@@ -120,15 +143,21 @@ describe('voidedByReload', () => {
   });
 
   it('a new port or protocol voids the grant of the old one', () => {
-    expect(voidedByReload([record('10.0.0.1', 'ssh', 'alice')], config.apps, [vpn, with_(ssh, { port: 2222 })])).toMatchObject([{ app: { port: 22 }, reason: 'app port changed' }]);
-    expect(voidedByReload([record('10.0.0.1', 'ssh', 'alice')], config.apps, [vpn, with_(ssh, { protocol: 'udp' })])).toMatchObject([{ reason: 'app port changed' }]);
+    expect(voidedByReload([record('10.0.0.1', 'ssh', 'alice')], config.apps, [vpn, with_(ssh, { port: 2222 })])).toMatchObject([
+      { app: { port: 22 }, reason: 'app port changed' },
+    ]);
+    expect(voidedByReload([record('10.0.0.1', 'ssh', 'alice')], config.apps, [vpn, with_(ssh, { protocol: 'udp' })])).toMatchObject([
+      { reason: 'app port changed' },
+    ]);
   });
 
   it('a removed user, or one whose keys changed, voids service grants; step-2 windows expire alone', () => {
     const records = [record('10.0.0.1', 'vpn', 'bob'), record('10.0.0.2', 'vpn', 'bob', 'step2'), record('10.0.0.3', 'vpn', 'alice')];
     expect(voidedByReload(records, config.apps, [with_(vpn, { users: [alice] }), ssh])).toEqual([{ ip: '10.0.0.1', app: vpn, reason: 'user removed' }]);
     const rekeyed = user('bob', 1, 'a-new-https-key-for-bob');
-    expect(voidedByReload(records, config.apps, [with_(vpn, { users: [alice, rekeyed] }), ssh])).toEqual([{ ip: '10.0.0.1', app: vpn, reason: 'user removed' }]);
+    expect(voidedByReload(records, config.apps, [with_(vpn, { users: [alice, rekeyed] }), ssh])).toEqual([
+      { ip: '10.0.0.1', app: vpn, reason: 'user removed' },
+    ]);
   });
 
   it('list-form users: removing the first key pair voids both grants (key1 becomes key0)', () => {
@@ -136,6 +165,9 @@ describe('voidedByReload', () => {
     const key1 = user('key1', 1, 'second-https-key');
     const before = [with_(vpn, { users: [key0, key1] })];
     const after = [with_(vpn, { users: [{ ...key1, name: 'key0', index: 0 }] })];
-    expect(voidedByReload([record('10.0.0.1', 'vpn', 'key0'), record('10.0.0.2', 'vpn', 'key1')], before, after).map((v) => v.ip)).toEqual(['10.0.0.1', '10.0.0.2']);
+    expect(voidedByReload([record('10.0.0.1', 'vpn', 'key0'), record('10.0.0.2', 'vpn', 'key1')], before, after).map((v) => v.ip)).toEqual([
+      '10.0.0.1',
+      '10.0.0.2',
+    ]);
   });
 });

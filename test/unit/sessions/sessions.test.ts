@@ -85,7 +85,13 @@ describe('state file format', () => {
   it('round-trips records and rejects anything unexpected', () => {
     const records: SessionRecord[] = [{ ip: '10.0.0.1', app: 'vpn', user: 'alice', step: 'service', expiresAt: T0 + 1000 }];
     expect(parseStateFile(serializeStateFile(records))).toEqual({ kind: 'ok', records });
-    for (const bad of ['', '{', '[]', '{"version":2,"sessions":[]}', '{"version":1,"sessions":[{"ip":"::FFFF:1.2.3.4","app":"a","user":"u","step":"step2","expiresAt":"2025-01-01T00:00:00.000Z"}]}']) {
+    for (const bad of [
+      '',
+      '{',
+      '[]',
+      '{"version":2,"sessions":[]}',
+      '{"version":1,"sessions":[{"ip":"::FFFF:1.2.3.4","app":"a","user":"u","step":"step2","expiresAt":"2025-01-01T00:00:00.000Z"}]}',
+    ]) {
       expect(parseStateFile(bad).kind, bad).toBe('corrupt');
     }
   });

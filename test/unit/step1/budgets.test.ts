@@ -108,7 +108,7 @@ describe('step-1 guesses counted per secret, across sources', () => {
     expect(flags(right)).toEqual(flags(wrong));
   });
 
-  it("a flood of wrong codes for one user locks no one else; the lock ends on time and the code works again", () => {
+  it('a flood of wrong codes for one user locks no one else; the lock ends on time and the code works again', () => {
     const { knock, now, advance } = setup({ lockoutUserFailures: 5, lockoutSeconds: 900 });
     for (let i = 0; i < 50; i++) knock(`2001:db8:${i + 10}::1`, carol(wrongCode(OTP_SECRET, now(), i)));
     expect(knock('2001:db8:99::1', dave(totpAt(DAVE_OTP_SECRET, now() / 1000))).result).toBe('granted');

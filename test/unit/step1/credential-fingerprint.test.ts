@@ -32,7 +32,14 @@ describe('credentialFingerprint', () => {
 describe('currentMatch', () => {
   const alice = { name: 'alice', index: 0, httpKey: digest('alice-http-key-83d1f0a2'), httpsKey: digest('alice-https') } as User;
   const vpn = { name: 'vpn', users: [alice] } as unknown as AppConfig;
-  const grant = (overrides: Partial<GrantEvent> = {}): GrantEvent => ({ ip: '10.0.0.1', app: 'vpn', user: 'alice', receivedAt: 0, credentials: credentialFingerprint(alice), ...overrides });
+  const grant = (overrides: Partial<GrantEvent> = {}): GrantEvent => ({
+    ip: '10.0.0.1',
+    app: 'vpn',
+    user: 'alice',
+    receivedAt: 0,
+    credentials: credentialFingerprint(alice),
+    ...overrides,
+  });
 
   it("is the running config's app and user when the worker judged on the same credentials", () => {
     const matched = currentMatch(grant(), [vpn]);

@@ -28,8 +28,26 @@ function seeds(): Buffer[] {
   const request = knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[0]}&otp=123456`);
   return [
     ...captured,
-    craftTcp({ src: '192.0.2.1', dst: '192.0.2.2', flags: 0x18, ack: 2, payload: request, ipOptions: [7, 7, 4, 0, 0, 0, 0], tcpOptions: [2, 4, 5, 0xb4, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0] }),
-    craftTcp({ src: '2001:db8::1', dst: '2001:db8::2', flags: 0x18, ack: 2, payload: request, ipv6Extensions: [{ type: 0, body: [0, 1, 4, 0, 0, 0, 0] }, { type: 43, body: [0, 0, 0, 0, 0, 0, 0] }] }),
+    craftTcp({
+      src: '192.0.2.1',
+      dst: '192.0.2.2',
+      flags: 0x18,
+      ack: 2,
+      payload: request,
+      ipOptions: [7, 7, 4, 0, 0, 0, 0],
+      tcpOptions: [2, 4, 5, 0xb4, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0],
+    }),
+    craftTcp({
+      src: '2001:db8::1',
+      dst: '2001:db8::2',
+      flags: 0x18,
+      ack: 2,
+      payload: request,
+      ipv6Extensions: [
+        { type: 0, body: [0, 1, 4, 0, 0, 0, 0] },
+        { type: 43, body: [0, 0, 0, 0, 0, 0, 0] },
+      ],
+    }),
     craftTcp({ src: '2001:db8::1', dst: '2001:db8::2', flags: 0x02, payload: request }),
   ];
 }

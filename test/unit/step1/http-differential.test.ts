@@ -40,7 +40,12 @@ const HIGH_BYTES = [0x00, 0x08, 0x0b, 0x1f, 0x7f, 0x80, 0xa0, 0xbb, 0xbf, 0xc3, 
 
 function mutate(seed: Buffer, next: () => number): Buffer {
   let bytes = [...seed];
-  const pick = () => (next() < 0.7 ? INTERESTING[Math.floor(next() * INTERESTING.length)]! : next() < 0.6 ? HIGH_BYTES[Math.floor(next() * HIGH_BYTES.length)]! : Math.floor(next() * 256));
+  const pick = () =>
+    next() < 0.7
+      ? INTERESTING[Math.floor(next() * INTERESTING.length)]!
+      : next() < 0.6
+        ? HIGH_BYTES[Math.floor(next() * HIGH_BYTES.length)]!
+        : Math.floor(next() * 256);
   const edits = 1 + Math.floor(next() * 3);
   for (let e = 0; e < edits; e++) {
     const at = Math.floor(next() * (bytes.length + 1));
@@ -89,7 +94,18 @@ describe('step-1 HTTP parser against the reference parser', () => {
     }
     expect(done).toBe(CASES);
     // Every outcome but too-large (no mutant is that long) must be reached, or the test proves little.
-    const outcomes: Array<HttpFailure | 'ok'> = ['ok', 'not-http', 'not-post', 'bad-path', 'incomplete', 'bad-header', 'no-content-length', 'length-mismatch', 'bad-content-type', 'bad-body'];
+    const outcomes: Array<HttpFailure | 'ok'> = [
+      'ok',
+      'not-http',
+      'not-post',
+      'bad-path',
+      'incomplete',
+      'bad-header',
+      'no-content-length',
+      'length-mismatch',
+      'bad-content-type',
+      'bad-body',
+    ];
     for (const outcome of outcomes) expect(reached.get(outcome) ?? 0, outcome).toBeGreaterThan(100);
   }, 60_000);
 

@@ -18,7 +18,10 @@ describe('step-1 HTTP request', () => {
   });
 
   it('takes `otp`, or `token` as its alias, and percent-decodes values as UTF-8', () => {
-    expect(parse(knockRequest(PATH, 'app=ssh&access_key=a%2Bb+c%C3%A9&token=123456'))).toEqual({ ok: true, fields: { app: 'ssh', accessKey: 'a+b cé', otp: '123456' } });
+    expect(parse(knockRequest(PATH, 'app=ssh&access_key=a%2Bb+c%C3%A9&token=123456'))).toEqual({
+      ok: true,
+      fields: { app: 'ssh', accessKey: 'a+b cé', otp: '123456' },
+    });
     expect(parse(knockRequest(PATH, 'otp=000111&app=ssh&access_key=k'))).toMatchObject({ fields: { otp: '000111' } });
   });
 

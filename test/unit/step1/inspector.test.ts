@@ -34,29 +34,56 @@ describe('Inspector', () => {
     const { inspector } = setup();
     const { syn, decision } = handshakeAndSend(inspector, knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[1]}`));
     expect(syn).toMatchObject({ result: 'syn', src: '192.0.2.7', sport: 41000, dst: '198.51.100.1', dport: 80 });
-    expect(decision).toMatchObject({ result: 'granted', app: 'openvpn', user: 'bob', matched: { app: { name: 'openvpn' }, user: { name: 'bob', index: 1 } }, family: 4 });
+    expect(decision).toMatchObject({
+      result: 'granted',
+      app: 'openvpn',
+      user: 'bob',
+      matched: { app: { name: 'openvpn' }, user: { name: 'bob', index: 1 } },
+      family: 4,
+    });
     expect(decision.reply).toBeUndefined();
     expect(inspector.counters.results).toMatchObject({ syn: 1, granted: 1 });
   });
 
   it('grants over IPv6', () => {
     const { inspector } = setup();
-    const { decision } = handshakeAndSend(inspector, knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[0]}`), { src: '2001:db8::7', dst: '2001:db8::1', sport: 41000 });
+    const { decision } = handshakeAndSend(inspector, knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[0]}`), {
+      src: '2001:db8::7',
+      dst: '2001:db8::1',
+      sport: 41000,
+    });
     expect(decision).toMatchObject({ result: 'granted', family: 6, src: '2001:db8::7', user: 'alice' });
   });
 
   it('rejects a wrong key, an unknown app and a key of another app', () => {
     const { inspector } = setup();
-    expect(handshakeAndSend(inspector, knockRequest(STEP1_PATH, 'app=openvpn&access_key=nope')).decision).toMatchObject({ result: 'rejected', reason: 'bad-key' });
-    expect(handshakeAndSend(inspector, knockRequest(STEP1_PATH, `app=vpn&access_key=${OPENVPN_KEYS[0]}`), { src: '192.0.2.8', dst: '198.51.100.1', sport: 1 }).decision).toMatchObject({ reason: 'unknown-app' });
-    expect(handshakeAndSend(inspector, knockRequest(STEP1_PATH, `app=ssh&access_key=${OPENVPN_KEYS[0]}`), { src: '192.0.2.9', dst: '198.51.100.1', sport: 1 }).decision).toMatchObject({ reason: 'bad-key' });
+    expect(handshakeAndSend(inspector, knockRequest(STEP1_PATH, 'app=openvpn&access_key=nope')).decision).toMatchObject({
+      result: 'rejected',
+      reason: 'bad-key',
+    });
+    expect(
+      handshakeAndSend(inspector, knockRequest(STEP1_PATH, `app=vpn&access_key=${OPENVPN_KEYS[0]}`), { src: '192.0.2.8', dst: '198.51.100.1', sport: 1 })
+        .decision,
+    ).toMatchObject({ reason: 'unknown-app' });
+    expect(
+      handshakeAndSend(inspector, knockRequest(STEP1_PATH, `app=ssh&access_key=${OPENVPN_KEYS[0]}`), { src: '192.0.2.9', dst: '198.51.100.1', sport: 1 })
+        .decision,
+    ).toMatchObject({ reason: 'bad-key' });
     expect(inspector.counters.reasons.get('bad-key')!).toBe(2);
   });
 
   it('calls a data segment whose ACK is not our cookie spoofed, also in the next-but-one slot', () => {
     const { inspector, advance } = setup();
     const { data } = handshakeAndSend(inspector, 'x');
-    const forged = craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', sport: 41000, seq: 7001, ack: 12345, flags: TCP_ACK, payload: knockRequest(STEP1_PATH, 'app=a&access_key=b') });
+    const forged = craftTcp({
+      src: '192.0.2.7',
+      dst: '198.51.100.1',
+      sport: 41000,
+      seq: 7001,
+      ack: 12345,
+      flags: TCP_ACK,
+      payload: knockRequest(STEP1_PATH, 'app=a&access_key=b'),
+    });
     expect(inspector.inspect(forged)).toMatchObject({ result: 'spoofed', reason: 'bad-cookie' });
     advance(2 * COOKIE_SLOT_MS + 1);
     expect(inspector.inspect(data)).toMatchObject({ result: 'spoofed', reason: 'bad-cookie' });
@@ -68,7 +95,15 @@ describe('Inspector', () => {
     const view = new TcpSegmentView();
     decodeTcpPacket(syn.reply!, view);
     advance(COOKIE_SLOT_MS);
-    const data = craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', sport: 5, seq: 2, ack: view.seq + 1, flags: TCP_ACK, payload: knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[0]}`) });
+    const data = craftTcp({
+      src: '192.0.2.7',
+      dst: '198.51.100.1',
+      sport: 5,
+      seq: 2,
+      ack: view.seq + 1,
+      flags: TCP_ACK,
+      payload: knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[0]}`),
+    });
     expect(inspector.inspect(data).result).toBe('granted');
   });
 
@@ -86,7 +121,15 @@ describe('Inspector', () => {
     const { syn, decision } = handshakeAndSend(inspector, request.slice(0, 40));
     const view = new TcpSegmentView();
     decodeTcpPacket(syn.reply!, view);
-    const second = craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', sport: 41000, seq: 7001 + 40, ack: view.seq + 1, flags: TCP_ACK, payload: request.slice(40) });
+    const second = craftTcp({
+      src: '192.0.2.7',
+      dst: '198.51.100.1',
+      sport: 41000,
+      seq: 7001 + 40,
+      ack: view.seq + 1,
+      flags: TCP_ACK,
+      payload: request.slice(40),
+    });
     expect(decision).toMatchObject({ result: 'rejected', reason: 'incomplete' });
     // The cookie binds the client's ISN: only the segment right after the handshake verifies.
     expect(inspector.inspect(second)).toMatchObject({ result: 'spoofed', reason: 'bad-cookie' });
@@ -94,7 +137,9 @@ describe('Inspector', () => {
 
   it('answers a SYN carrying data (TCP Fast Open) with a plain SYN-ACK that does not acknowledge the data', () => {
     const { inspector } = setup();
-    const decision = inspector.inspect(craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', seq: 500, flags: TCP_SYN, payload: knockRequest(STEP1_PATH, 'app=a&access_key=b') }));
+    const decision = inspector.inspect(
+      craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', seq: 500, flags: TCP_SYN, payload: knockRequest(STEP1_PATH, 'app=a&access_key=b') }),
+    );
     const view = new TcpSegmentView();
     decodeTcpPacket(decision.reply!, view);
     expect(decision.result).toBe('syn');
@@ -113,14 +158,19 @@ describe('Inspector', () => {
 
   it('rejects malformed packets with the decoder reason and whatever addresses they carry', () => {
     const { inspector } = setup();
-    expect(inspector.inspect(craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', fragmentField: 0x2000 }))).toMatchObject({ result: 'rejected', reason: 'fragment', src: '192.0.2.7' });
+    expect(inspector.inspect(craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', fragmentField: 0x2000 }))).toMatchObject({
+      result: 'rejected',
+      reason: 'fragment',
+      src: '192.0.2.7',
+    });
     expect(inspector.inspect(Buffer.from([0x45, 0]))).toMatchObject({ result: 'rejected', reason: 'truncated', src: '', family: 4 });
   });
 
   it('requires a fresh one-time code where the user has one, and refuses it the second time', () => {
     const { inspector } = setup();
     const code = totpAt(OTP_SECRET, T0 / 1000);
-    const ssh = (body: string, sport: number) => handshakeAndSend(inspector, knockRequest(STEP1_PATH, body), { src: '192.0.2.7', dst: '198.51.100.1', sport }).decision;
+    const ssh = (body: string, sport: number) =>
+      handshakeAndSend(inspector, knockRequest(STEP1_PATH, body), { src: '192.0.2.7', dst: '198.51.100.1', sport }).decision;
     expect(ssh(`app=ssh&access_key=${SSH_KEY}`, 1)).toMatchObject({ result: 'rejected', reason: 'otp-required' });
     expect(ssh(`app=ssh&access_key=${SSH_KEY}&otp=000000`.replace('000000', code === '000000' ? '111111' : '000000'), 2)).toMatchObject({ reason: 'bad-otp' });
     expect(ssh(`app=ssh&access_key=${SSH_KEY}&token=${code}`, 3)).toMatchObject({ result: 'granted', user: 'carol' });
@@ -135,8 +185,16 @@ describe('Inspector', () => {
 
   it('with step1_reply reset, answers every data segment alike with a RST and nothing else', () => {
     const { inspector } = setup({ step1Reply: 'reset' });
-    const good = handshakeAndSend(inspector, knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[0]}`), { src: '192.0.2.7', dst: '198.51.100.1', sport: 1 }).decision;
-    const bad = handshakeAndSend(inspector, knockRequest(STEP1_PATH, 'app=openvpn&access_key=wrong-key-here-xxxx'), { src: '192.0.2.7', dst: '198.51.100.1', sport: 2 }).decision;
+    const good = handshakeAndSend(inspector, knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[0]}`), {
+      src: '192.0.2.7',
+      dst: '198.51.100.1',
+      sport: 1,
+    }).decision;
+    const bad = handshakeAndSend(inspector, knockRequest(STEP1_PATH, 'app=openvpn&access_key=wrong-key-here-xxxx'), {
+      src: '192.0.2.7',
+      dst: '198.51.100.1',
+      sport: 2,
+    }).decision;
     const view = new TcpSegmentView();
     const shapes = [good, bad].map((d) => {
       decodeTcpPacket(d.reply!, view);
@@ -152,11 +210,17 @@ describe('Inspector', () => {
   it('with step1_handshake none, gives SYNs no answer and inspects a SYN carrying the request', () => {
     const { inspector } = setup({ step1Handshake: 'none' });
     const request = knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[0]}`);
-    expect(inspector.inspect(craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', flags: TCP_SYN }))).toMatchObject({ result: 'ignored', reason: 'handshake-none' });
+    expect(inspector.inspect(craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', flags: TCP_SYN }))).toMatchObject({
+      result: 'ignored',
+      reason: 'handshake-none',
+    });
     const tfo = inspector.inspect(craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', flags: TCP_SYN, payload: request }));
     expect(tfo).toMatchObject({ result: 'granted', app: 'openvpn' });
     expect(tfo.reply).toBeUndefined();
-    expect(inspector.inspect(craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', flags: TCP_ACK, ack: 9, payload: request }))).toMatchObject({ result: 'ignored', reason: 'handshake-none' });
+    expect(inspector.inspect(craftTcp({ src: '192.0.2.7', dst: '198.51.100.1', flags: TCP_ACK, ack: 9, payload: request }))).toMatchObject({
+      result: 'ignored',
+      reason: 'handshake-none',
+    });
   });
 });
 

@@ -34,7 +34,12 @@ function appsOf(): Map<string, AppConfig> {
 /** Both paths with their own (identical) lockout and one-time-code state, fed the same requests. */
 function pair() {
   const apps = appsOf();
-  const fast = { auth: new KnockAuthenticator(apps), scan: new KnockScan(), totp: new TotpVerifier(1, () => NOW_S), lockout: new SecretLockout(POLICY, { now: () => NOW_S * 1000 }) };
+  const fast = {
+    auth: new KnockAuthenticator(apps),
+    scan: new KnockScan(),
+    totp: new TotpVerifier(1, () => NOW_S),
+    lockout: new SecretLockout(POLICY, { now: () => NOW_S * 1000 }),
+  };
   const slow = { totp: new TotpVerifier(1, () => NOW_S), lockout: new SecretLockout(POLICY, { now: () => NOW_S * 1000 }) };
   return (packet: Buffer, start: number, end: number) => {
     const failure = scanKnockRequest(packet, start, end, PATH_BYTES, fast.scan);
@@ -73,13 +78,32 @@ describe('scanKnockRequest', () => {
   });
 
   it('refuses repeated fields, however they are spelled', () => {
-    for (const body of ['app=a&app=a&access_key=k', 'app=a&access_key=k&access_key=k', 'app=a&access_key=k&otp=1&token=1', 'app=a&%61pp=b&access_key=k', 'app=a&access_key=k&otp=&otp=']) {
+    for (const body of [
+      'app=a&app=a&access_key=k',
+      'app=a&access_key=k&access_key=k',
+      'app=a&access_key=k&otp=1&token=1',
+      'app=a&%61pp=b&access_key=k',
+      'app=a&access_key=k&otp=&otp=',
+    ]) {
       expect(scanBody(body).failure, body).toBe('bad-body');
     }
   });
 
   it('refuses empty or missing app and key, pairs without =, and undecodable components', () => {
-    for (const body of ['app=&access_key=k', 'app=a&access_key=', 'app=a', 'access_key=k', 'app=a&access_key=k&', 'app=a&&access_key=k', 'app=a&access_key=k%2', 'app=a&access_key=k%zz', 'app=a&access_key=%C3', 'app=a&access_key=%ED%A0%80', 'app=a&access_key=k&x=%FF', 'app=a&access_key=k&%C0%AF=1']) {
+    for (const body of [
+      'app=&access_key=k',
+      'app=a&access_key=',
+      'app=a',
+      'access_key=k',
+      'app=a&access_key=k&',
+      'app=a&&access_key=k',
+      'app=a&access_key=k%2',
+      'app=a&access_key=k%zz',
+      'app=a&access_key=%C3',
+      'app=a&access_key=%ED%A0%80',
+      'app=a&access_key=k&x=%FF',
+      'app=a&access_key=k&%C0%AF=1',
+    ]) {
       expect(scanBody(body).failure, body).toBe('bad-body');
     }
   });
@@ -129,7 +153,9 @@ describe('isWellFormedUtf8', () => {
 
   it('agrees on random three- to six-byte inputs built around sequence boundaries', () => {
     const next = seededRandom(3);
-    const interesting = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff];
+    const interesting = [
+      0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff,
+    ];
     for (let i = 0; i < 100_000; i++) {
       const length = 3 + Math.floor(next() * 4);
       const bytes = Buffer.from(Array.from({ length }, () => interesting[Math.floor(next() * interesting.length)]!));
@@ -238,7 +264,12 @@ describe('Inspector on the allocation-free path', () => {
 
   it('grants a percent-encoded key and refuses keys one character off', () => {
     const key = OPENVPN_KEYS[0]!;
-    expect(knock(`app=openvpn&access_key=${key.replace(/-/g, '%2d')}`)).toMatchObject({ result: 'granted', app: 'openvpn', user: 'alice', matched: { app: { name: 'openvpn' }, user: { name: 'alice', index: 0 } } });
+    expect(knock(`app=openvpn&access_key=${key.replace(/-/g, '%2d')}`)).toMatchObject({
+      result: 'granted',
+      app: 'openvpn',
+      user: 'alice',
+      matched: { app: { name: 'openvpn' }, user: { name: 'alice', index: 0 } },
+    });
     expect(knock(`app=openvpn&access_key=${key.slice(1)}`)).toMatchObject({ result: 'rejected', reason: 'bad-key' });
     expect(knock(`app=openvpn&access_key=${key}0`)).toMatchObject({ result: 'rejected', reason: 'bad-key' });
     expect(knock(`app=vpn&access_key=${key}`)).toMatchObject({ result: 'rejected', reason: 'unknown-app' });

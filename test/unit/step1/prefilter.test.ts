@@ -125,7 +125,7 @@ describe('replay says which packets the kernel prefilter would have dropped', ()
 describe('watch and replay lines (one formatter for both)', () => {
   const decision = settle(newDecision(4, '198.51.100.7', 40000, '203.0.113.1', 80), 'rejected', 'bad-path');
 
-  it('text: prefilter=drop at the end of a dropped packet\'s line, nothing otherwise', () => {
+  it("text: prefilter=drop at the end of a dropped packet's line, nothing otherwise", () => {
     expect(formatDecisionText(0, decision, true)).toBe('1970-01-01T00:00:00.000Z 198.51.100.7:40000 -> 203.0.113.1:80 rejected reason=bad-path prefilter=drop');
     expect(formatDecisionText(0, decision)).toBe('1970-01-01T00:00:00.000Z 198.51.100.7:40000 -> 203.0.113.1:80 rejected reason=bad-path');
   });
@@ -138,7 +138,9 @@ describe('watch and replay lines (one formatter for both)', () => {
   it('summary: counts the dropped packets when there are any', () => {
     const counters = new Step1Counters();
     counters.count(decision);
-    expect(formatSummary(counters, 3, 1)).toBe('1 step-1 packets: syn=0 ignored=0 spoofed=0 granted=0 rejected=1 retransmission=0 (3 other frames skipped; 1 dropped by the kernel prefilter before the daemon)');
+    expect(formatSummary(counters, 3, 1)).toBe(
+      '1 step-1 packets: syn=0 ignored=0 spoofed=0 granted=0 rejected=1 retransmission=0 (3 other frames skipped; 1 dropped by the kernel prefilter before the daemon)',
+    );
     expect(formatSummary(counters, 3)).toBe('1 step-1 packets: syn=0 ignored=0 spoofed=0 granted=0 rejected=1 retransmission=0 (3 other frames skipped)');
   });
 });

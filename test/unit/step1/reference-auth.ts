@@ -39,4 +39,3 @@ export function authenticateKnock(
   }
   return { ok: true, app, user };
 }
-

@@ -63,8 +63,13 @@ describe('replay of real curl knocks', () => {
   it('reads a Linux cooked (SLL2) capture of two knocks, IPv4 and IPv6', () => {
     const frames = readCaptureFile(fixture('any-sll2.pcap'));
     expect(frames[0]!.linkType).toBe(276);
-    const knocks = replay(frames).map((d) => d.decision).filter((d) => d.result === 'granted' || d.result === 'rejected');
-    expect(knocks).toMatchObject([{ result: 'granted', family: 4, user: 'alice' }, { result: 'rejected', reason: 'bad-key', family: 6 }]);
+    const knocks = replay(frames)
+      .map((d) => d.decision)
+      .filter((d) => d.result === 'granted' || d.result === 'rejected');
+    expect(knocks).toMatchObject([
+      { result: 'granted', family: 4, user: 'alice' },
+      { result: 'rejected', reason: 'bad-key', family: 6 },
+    ]);
   });
 
   it('calls the request spoofed when the capture lacks the SYN-ACK it acknowledges', () => {
@@ -82,7 +87,12 @@ describe('replay cookie check (SYN-ACKs seen in the capture)', () => {
     const request = knockRequest(STEP1_PATH, `app=openvpn&access_key=${OPENVPN_KEYS[0]}`);
     const data = (seq: number, ack: number, sport = client.sport) => craftTcp({ ...client, sport, seq, ack, flags: TCP_ACK, payload: request });
     const frames = [synAck, data(501, 9002), data(520, 9001), data(501, 9001, 40002), data(501, 9001)].map((frame, i) => ({ linkType: 101, frame, timeMs: i }));
-    expect(replay(frames).map((d) => `${d.decision.result}:${d.decision.reason ?? ''}`)).toEqual(['spoofed:bad-cookie', 'spoofed:bad-cookie', 'spoofed:bad-cookie', 'granted:']);
+    expect(replay(frames).map((d) => `${d.decision.result}:${d.decision.reason ?? ''}`)).toEqual([
+      'spoofed:bad-cookie',
+      'spoofed:bad-cookie',
+      'spoofed:bad-cookie',
+      'granted:',
+    ]);
   });
 });
 
@@ -94,13 +104,58 @@ describe('capture formats and link types', () => {
   const sll2 = (f: { frame: Buffer }) => Buffer.concat([Buffer.from([0x86, 0xdd, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0]), ip(f)]);
   const vlan = (f: { frame: Buffer }) => Buffer.concat([f.frame.subarray(0, 12), Buffer.from([0x81, 0, 0, 7]), f.frame.subarray(12)]);
   const variants: Array<[string, Buffer]> = [
-    ['pcap big-endian, Ethernet with an 802.1Q tag', writePcap(ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: vlan(f) })), 1, { bigEndian: true })],
-    ['pcap nanosecond, raw IP (101)', writePcap(ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: ip(f) })), 101, { nano: true })],
-    ['pcap, DLT_RAW 12', writePcap(ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: ip(f) })), 12)],
-    ['pcap, DLT_RAW 14', writePcap(ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: ip(f) })), 14)],
-    ['pcap, Linux SLL', writePcap(ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: sll(f) })), 113)],
-    ['pcapng little-endian, Linux SLL2, µs', writePcapng(ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: sll2(f) })), 276)],
-    ['pcapng big-endian, Ethernet, ns', writePcapng(ethernetFrames.map((f): Frame => ({ timeMs: f.timeMs, frame: f.frame })), 1, { bigEndian: true, tsresol: 9 })],
+    [
+      'pcap big-endian, Ethernet with an 802.1Q tag',
+      writePcap(
+        ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: vlan(f) })),
+        1,
+        { bigEndian: true },
+      ),
+    ],
+    [
+      'pcap nanosecond, raw IP (101)',
+      writePcap(
+        ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: ip(f) })),
+        101,
+        { nano: true },
+      ),
+    ],
+    [
+      'pcap, DLT_RAW 12',
+      writePcap(
+        ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: ip(f) })),
+        12,
+      ),
+    ],
+    [
+      'pcap, DLT_RAW 14',
+      writePcap(
+        ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: ip(f) })),
+        14,
+      ),
+    ],
+    [
+      'pcap, Linux SLL',
+      writePcap(
+        ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: sll(f) })),
+        113,
+      ),
+    ],
+    [
+      'pcapng little-endian, Linux SLL2, µs',
+      writePcapng(
+        ethernetFrames.map((f) => ({ timeMs: f.timeMs, frame: sll2(f) })),
+        276,
+      ),
+    ],
+    [
+      'pcapng big-endian, Ethernet, ns',
+      writePcapng(
+        ethernetFrames.map((f): Frame => ({ timeMs: f.timeMs, frame: f.frame })),
+        1,
+        { bigEndian: true, tsresol: 9 },
+      ),
+    ],
   ];
   it.each(variants)('%s gives the same decisions at the same times', (_name, file) => {
     const decisions = replay(parseCapture(file)).map(({ timeMs, decision }) => ({ timeMs: Math.round(timeMs), ...decision, reply: undefined }));
@@ -128,9 +183,21 @@ describe('knock-port replay', () => {
   }
 
   it('prints granted for a real curl knock, one JSON object per packet with --json', async () => {
-    const lines = (await run([fixture('valid-v4.pcap'), '-c', fixture('config.yaml'), '--json'])).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = (await run([fixture('valid-v4.pcap'), '-c', fixture('config.yaml'), '--json']))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.map((l) => l.result)).toEqual(['syn', 'ignored', 'granted', 'retransmission', 'retransmission']);
-    expect(lines[2]).toEqual({ time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), src: '10.213.0.2', sport: 41001, dst: '10.213.0.1', dport: 80, result: 'granted', app: 'openvpn', user: 'alice' });
+    expect(lines[2]).toEqual({
+      time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      src: '10.213.0.2',
+      sport: 41001,
+      dst: '10.213.0.1',
+      dport: 80,
+      result: 'granted',
+      app: 'openvpn',
+      user: 'alice',
+    });
   });
 
   it('ends plain output with a summary line', async () => {

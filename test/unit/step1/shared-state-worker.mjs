@@ -35,11 +35,14 @@ if (op === 'codes') {
   }
 } else if (op === 'lockout') {
   let locks = 0;
-  const lockout = new SecretLockout({ userFailures: 100, appFailures: 100, windowSeconds: 600, lockSeconds: 900 }, {
-    states: new SharedLockoutStates(buffers),
-    now: () => now * 1000,
-    onLock: () => locks++,
-  });
+  const lockout = new SecretLockout(
+    { userFailures: 100, appFailures: 100, windowSeconds: 600, lockSeconds: 900 },
+    {
+      states: new SharedLockoutStates(buffers),
+      now: () => now * 1000,
+      onLock: () => locks++,
+    },
+  );
   for (let i = 0; i < count; i++) lockout.fail('step1-otp', 'svc', 'alice');
   result.push(locks);
 }

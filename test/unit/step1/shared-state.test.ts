@@ -98,7 +98,13 @@ describe('SharedUsedCodeStore', () => {
     let now = NOW_S;
     for (let i = 0; i < 20_000; i++) {
       now += random() < 0.05 ? 1 : 0;
-      const code: UsedCode = { scope: Math.floor(random() * 12).toString(16).padStart(32, '0'), counter: Math.floor(random() * 40), expiresAt: now + 1 + Math.floor(random() * 5) };
+      const code: UsedCode = {
+        scope: Math.floor(random() * 12)
+          .toString(16)
+          .padStart(32, '0'),
+        counter: Math.floor(random() * 40),
+        expiresAt: now + 1 + Math.floor(random() * 5),
+      };
       expect(shared.isUsed(code.scope, code.counter, now)).toBe(memory.isUsed(code.scope, code.counter, now));
       expect(shared.add(code, now)).toBe(memory.add(code, now));
     }
@@ -123,10 +129,13 @@ async function race(op: string, buffers: SharedStateBuffers, count: number): Pro
   if (!existsSync(new URL('../../../dist/step1/shared-state.js', import.meta.url))) throw new Error('dist/ is missing: run `npm run build:ts` first');
   const go = new SharedArrayBuffer(4);
   const workers = [0, 1].map(() => new Worker(script, { workerData: { op, buffers, go, count, now: NOW_S } }));
-  const results = workers.map((worker) => new Promise<number[]>((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
-  }));
+  const results = workers.map(
+    (worker) =>
+      new Promise<number[]>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      }),
+  );
   // Both are waiting on `go` once they are online; the start is then one store and one notify.
   await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('online', resolve))));
   await new Promise((resolve) => setTimeout(resolve, 50));

@@ -118,7 +118,10 @@ describe('step-2 guesses counted per secret, across sources', () => {
   function lockout(policy: { userFailures?: number; appFailures?: number } = {}) {
     let now = Date.now();
     const events: LockEvent[] = [];
-    const lock = new SecretLockout({ userFailures: 3, appFailures: 3, windowSeconds: 600, lockSeconds: 900, ...policy }, { now: () => now, onLock: (e) => events.push(e) });
+    const lock = new SecretLockout(
+      { userFailures: 3, appFailures: 3, windowSeconds: 600, lockSeconds: 900, ...policy },
+      { now: () => now, onLock: (e) => events.push(e) },
+    );
     return { lock, events, advance: (ms: number) => (now += ms) };
   }
   const wrongToken = (i: number): string => {
@@ -159,7 +162,10 @@ describe('step-2 guesses counted per secret, across sources', () => {
     expect([right.status, right.body]).toEqual([403, 'Forbidden\n']);
     expect((await h.post('127.0.0.25', 'app=ssh&access_key=alice-ssh-https-key')).status).toBe(200);
     expect(events).toMatchObject([{ factor: 'step2-key', app: 'vpn', failures: 3 }]);
-    const reasons = h.logs.lines().filter((l) => l.msg === 'step 2 rejected').map((l) => l.reason);
+    const reasons = h.logs
+      .lines()
+      .filter((l) => l.msg === 'step 2 rejected')
+      .map((l) => l.reason);
     expect(reasons.filter((r) => r === 'locked')).toHaveLength(1);
     expect(h.logs.text()).not.toContain('alice-vpn-https-key');
   });

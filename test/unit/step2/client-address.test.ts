@@ -95,6 +95,9 @@ describe('the client address of a step-2 request', () => {
 
   it('says which header was wrong', () => {
     expect(resolveClientAddress('127.0.0.1', {}, localProxy)).toEqual({ ok: false, reason: 'trusted proxy sent neither X-Real-IP nor X-Forwarded-For' });
-    expect(resolveClientAddress('127.0.0.1', { 'x-forwarded-for': 'x' }, localProxy)).toEqual({ ok: false, reason: 'trusted proxy sent a X-Forwarded-For that is not one IP address' });
+    expect(resolveClientAddress('127.0.0.1', { 'x-forwarded-for': 'x' }, localProxy)).toEqual({
+      ok: false,
+      reason: 'trusted proxy sent a X-Forwarded-For that is not one IP address',
+    });
   });
 });

@@ -18,9 +18,23 @@ export async function throwawayCertificate(): Promise<{ cert: Buffer; key: Buffe
   const dir = await mkdtemp(join(tmpdir(), 'knock-port-cert-'));
   try {
     await run('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-      '-subj', '/CN=knock-port-test', '-addext', 'subjectAltName=IP:127.0.0.1,IP:::1',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=knock-port-test',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,IP:::1',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
     ]);
     return { cert: await readFile(join(dir, 'cert.pem')), key: await readFile(join(dir, 'key.pem')) };
   } finally {

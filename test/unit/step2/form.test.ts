@@ -41,10 +41,22 @@ describe('authorizeStep2', () => {
 
   it('grants only the user of the window, for the window app', () => {
     const totp = new TotpVerifier();
-    expect(authorizeStep2({ app: 'vpn', accessKey: 'alice-vpn-https-key' }, windows, config, totp, lockout)).toMatchObject({ outcome: 'granted', user: { name: 'alice' } });
-    expect(authorizeStep2({ app: 'ssh', accessKey: 'alice-ssh-https-key' }, windows, config, totp, lockout)).toEqual({ outcome: 'forbidden', reason: 'no-window' });
-    expect(authorizeStep2({ app: 'vpn', accessKey: 'alice-vpn-https-key' }, windows.slice(1), config, totp, lockout)).toEqual({ outcome: 'forbidden', reason: 'bad-key' });
-    expect(authorizeStep2({ app: 'VPN', accessKey: 'alice-vpn-https-key' }, windows, config, totp, lockout)).toEqual({ outcome: 'forbidden', reason: 'unknown-app' });
+    expect(authorizeStep2({ app: 'vpn', accessKey: 'alice-vpn-https-key' }, windows, config, totp, lockout)).toMatchObject({
+      outcome: 'granted',
+      user: { name: 'alice' },
+    });
+    expect(authorizeStep2({ app: 'ssh', accessKey: 'alice-ssh-https-key' }, windows, config, totp, lockout)).toEqual({
+      outcome: 'forbidden',
+      reason: 'no-window',
+    });
+    expect(authorizeStep2({ app: 'vpn', accessKey: 'alice-vpn-https-key' }, windows.slice(1), config, totp, lockout)).toEqual({
+      outcome: 'forbidden',
+      reason: 'bad-key',
+    });
+    expect(authorizeStep2({ app: 'VPN', accessKey: 'alice-vpn-https-key' }, windows, config, totp, lockout)).toEqual({
+      outcome: 'forbidden',
+      reason: 'unknown-app',
+    });
   });
 
   it('requires, checks and consumes the TOTP token of a TOTP user', () => {

@@ -72,6 +72,8 @@ describe('HttpsListener', () => {
     const holder = createHttpsServer(tls);
     servers.push(holder);
     await new Promise<void>((resolve) => holder.listen(port, '127.0.0.1', resolve));
-    await expect(listener.listen(at(port, '127.0.0.1'))).rejects.toThrow(new HttpsListenError(`cannot listen for HTTPS on 127.0.0.1 port ${port}: listen EADDRINUSE: address already in use 127.0.0.1:${port}`));
+    await expect(listener.listen(at(port, '127.0.0.1'))).rejects.toThrow(
+      new HttpsListenError(`cannot listen for HTTPS on 127.0.0.1 port ${port}: listen EADDRINUSE: address already in use 127.0.0.1:${port}`),
+    );
   });
 });

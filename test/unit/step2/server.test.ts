@@ -103,7 +103,10 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
     const answers = await Promise.all(attempts.map((data) => curl(h.url, ['-d', data])));
     for (const answer of answers) expect([answer.status, answer.body]).toEqual([403, 'Forbidden\n']);
     expect(h.grants).toEqual([]);
-    const reasons = h.logs.lines().filter((l) => l.msg === 'step 2 rejected').map((l) => l.reason);
+    const reasons = h.logs
+      .lines()
+      .filter((l) => l.msg === 'step 2 rejected')
+      .map((l) => l.reason);
     expect(reasons.sort()).toEqual(['bad-key', 'bad-key', 'no-window', 'unknown-app']);
   });
 
@@ -216,7 +219,14 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
   it('refuses TLS below 1.2', async () => {
     const h = await start();
     const error = await new Promise<Error & { code?: string }>((resolve) => {
-      const socket = tlsConnect({ host: '127.0.0.1', port: h.port, rejectUnauthorized: false, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' });
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port: h.port,
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1',
+        maxVersion: 'TLSv1.1',
+        ciphers: 'DEFAULT:@SECLEVEL=0',
+      });
       socket.once('secureConnect', () => resolve(Object.assign(new Error('handshake succeeded'), { code: 'CONNECTED' })));
       socket.once('error', resolve);
     });

@@ -1,0 +1,182 @@
+/**
+ * The Debian package, end to end on this machine: `npm run package:deb`'s script builds it,
+ * lintian accepts it, `dpkg -i` installs it, the installed unit verifies, the installed command
+ * runs and refuses the example config, and `dpkg -r` / `dpkg -P` leave nothing behind.
+ *
+ * Every dpkg command runs under `unshare --net`: the maintainer scripts (prerm runs
+ * `knock-port uninstall`) see a private, empty firewall, never this machine's.
+ */
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { missingCommands } from '../../../src/demo/netns.js';
+import { announceSkip, kernelSkipReason } from '../../helpers/netns.js';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const PKG = 'knock-port';
+const UNIT = '/usr/lib/systemd/system/knock-port.service';
+const CONFIG = '/etc/knock-port/config.yaml';
+
+function sh(command: string, args: string[], input?: string): SpawnSyncReturns<string> {
+  return spawnSync(command, args, { encoding: 'utf8', timeout: 90_000, ...(input === undefined ? {} : { input }) });
+}
+const out = (r: SpawnSyncReturns<string>): string => `exit ${r.status}\n${r.stdout}\n${r.stderr}`;
+/** dpkg in a private network namespace: its maintainer scripts cannot reach this host's firewall. */
+const dpkg = (...args: string[]) => sh('unshare', ['--net', 'dpkg', ...args]);
+const installed = () => sh('dpkg-query', ['-W', '-f=${Status}', PKG]).stdout.includes('installed');
+const account = (db: 'passwd' | 'group') => sh('getent', [db, PKG]).status === 0;
+
+/** Never clobber a knock-port this machine already has: purge would remove its user and config. */
+function alreadyThere(): string | undefined {
+  if (sh('dpkg-query', ['-W', PKG]).status === 0) return `the ${PKG} package is already known to dpkg here (dpkg -P it first)`;
+  for (const path of ['/usr/bin/knock-port', '/usr/lib/knock-port', '/etc/knock-port', '/var/lib/knock-port']) {
+    if (existsSync(path)) return `${path} already exists (a knock-port installed another way)`;
+  }
+  if (account('passwd') || account('group')) return 'a knock-port user or group already exists';
+  return undefined;
+}
+
+const skip = announceSkip('packaging/deb', kernelSkipReason(['dpkg', 'dpkg-deb', 'dpkg-shlibdeps', 'unshare', 'systemd-analyze', 'nft', 'npm']) ?? alreadyThere());
+const noLintian = !skip && missingCommands(['lintian']).length > 0;
+if (noLintian) announceSkip('packaging/deb lintian', 'lintian is not installed (apt-get install lintian)');
+
+describe.skipIf(skip)('the Debian package', () => {
+  let outDir: string;
+  let deb: string;
+  let files: string[] = [];
+
+  beforeAll(() => {
+    outDir = mkdtempSync(join(tmpdir(), 'knock-deb-'));
+    const build = spawnSync(join(ROOT, 'packaging/deb/build.sh'), [], { encoding: 'utf8', env: { ...process.env, KNOCK_PORT_DEB_OUT: outDir }, timeout: 110_000 });
+    if (build.status !== 0) throw new Error(`package build failed:\n${out(build)}`);
+    deb = build.stdout.trim().split('\n').at(-1)!;
+  });
+
+  afterAll(() => {
+    // Whatever failed: purge (in a private namespace), and leave no user behind.
+    if (installed() || sh('dpkg-query', ['-W', PKG]).status === 0) dpkg('-P', PKG);
+    if (account('passwd')) sh('userdel', [PKG]);
+    if (account('group')) sh('groupdel', [PKG]);
+    if (outDir) rmSync(outDir, { recursive: true, force: true });
+  });
+
+  it('is named knock-port_<version>_<arch>.deb and depends on the runtime libraries, firewall tools and Node.js 20.17', () => {
+    const arch = sh('dpkg', ['--print-architecture']).stdout.trim();
+    expect(deb).toBe(join(outDir, `${PKG}_${VERSION}_${arch}.deb`));
+    const depends = sh('dpkg-deb', ['-f', deb, 'Depends']).stdout;
+    for (const dep of ['libnetfilter-queue1', 'libnetfilter-log1', 'libnftables1', 'libmnl0', 'nftables', 'iptables', 'ipset', 'nodejs (>= 20.17)']) {
+      expect(depends).toContain(dep);
+    }
+    const contents = sh('dpkg-deb', ['-c', deb]).stdout;
+    for (const path of [
+      './usr/bin/knock-port',
+      './usr/lib/knock-port/build/Release/knockport_native.node',
+      './usr/lib/knock-port/dist/cli/main.js',
+      './usr/lib/knock-port/node_modules/commander/',
+      './usr/lib/systemd/system/knock-port.service',
+      './usr/lib/sysusers.d/knock-port.conf',
+      './usr/lib/tmpfiles.d/knock-port.conf',
+      './etc/knock-port/config.yaml',
+      './usr/share/doc/knock-port/copyright',
+      './usr/share/doc/knock-port/changelog.gz',
+    ]) {
+      expect(contents).toContain(` ${path}\n`);
+    }
+    // Build-only dependencies and TypeScript sources stay out.
+    expect(contents).not.toMatch(/node_modules\/(node-gyp|node-addon-api|typescript|vitest)\//);
+    expect(contents).not.toMatch(/\.ts\n/); // no TypeScript (ours compiled, the modules' sources pruned)
+    expect(readConffiles(deb)).toBe(`${CONFIG}\n`);
+  });
+
+  it.skipIf(noLintian)('lintian reports no error or warning (overrides are explained in the package)', () => {
+    const lintian = sh('lintian', ['--fail-on', 'error,warning', deb]);
+    expect(lintian.status, out(lintian)).toBe(0);
+    expect(lintian.stdout).not.toMatch(/^[EW]: /m);
+  });
+
+  it('installs with dpkg -i: user, config readable by its group only, unit that verifies', () => {
+    const install = dpkg('-i', deb);
+    expect(install.status, out(install)).toBe(0);
+    files = sh('dpkg', ['-L', PKG]).stdout.split('\n').filter((line) => line.startsWith('/') && line !== '/.');
+    expect(files).toContain('/usr/bin/knock-port');
+    expect(sh('getent', ['passwd', PKG]).stdout.split(':').slice(5)).toEqual(['/var/lib/knock-port', '/usr/sbin/nologin\n']);
+    const group = sh('getent', ['group', PKG]).stdout.split(':')[2];
+    for (const [path, mode] of [['/etc/knock-port', 0o750], [CONFIG, 0o640]] as const) {
+      const st = statSync(path);
+      expect({ path, mode: st.mode & 0o777, uid: st.uid, gid: st.gid }).toEqual({ path, mode, uid: 0, gid: Number(group) });
+    }
+    expect(existsSync('/var/lib/knock-port')).toBe(true);
+    const verify = sh('systemd-analyze', ['verify', UNIT]);
+    expect({ status: verify.status, stderr: verify.stderr }).toEqual({ status: 0, stderr: '' });
+  });
+
+  it('runs from /usr/bin: --version, and check refuses the installed example config', () => {
+    const version = sh('/usr/bin/knock-port', ['--version']);
+    expect(version.stdout.trim(), out(version)).toBe(VERSION);
+    const check = sh('/usr/bin/knock-port', ['check', '-c', CONFIG]);
+    expect(check.status, out(check)).not.toBe(0);
+    expect(check.stderr).toContain(`invalid config ${CONFIG}`);
+    expect(check.stderr).toMatch(/http_post_path: '\/' alone is not a secret path/);
+    expect(check.stderr).toMatch(/access_key_http\S*: a key needs at least/);
+  });
+
+  it('dpkg -r stops and uninstalls the rules (prerm), keeping the config; dpkg -P leaves nothing', () => {
+    expect(files.length).toBeGreaterThan(0);
+    // A config the daemon could run with, so that prerm does run `knock-port uninstall`.
+    writeFileSync(CONFIG, VALID_CONFIG);
+    const remove = dpkg('-r', PKG);
+    expect(remove.status, out(remove)).toBe(0);
+    expect(remove.stdout + remove.stderr).toContain("removed knock-port's nftables rules and sets");
+    expect(existsSync('/usr/bin/knock-port')).toBe(false);
+    expect(existsSync(CONFIG)).toBe(true); // a conffile: kept until purge
+
+    const purge = dpkg('-P', PKG);
+    expect(purge.status, out(purge)).toBe(0);
+    expect(sh('dpkg-query', ['-W', PKG]).status).not.toBe(0);
+    for (const path of ['/etc/knock-port', '/var/lib/knock-port', '/run/knock-port', '/usr/lib/knock-port', '/etc/systemd/system/multi-user.target.wants/knock-port.service']) {
+      expect(existsSync(path), path).toBe(false);
+    }
+    expect(account('passwd')).toBe(false);
+    expect(account('group')).toBe(false);
+    // Every file the package had is gone; a directory may stay only when another package owns it.
+    const left = files.filter((path) => pathExists(path));
+    const leftFiles = left.filter((path) => !lstatSync(path).isDirectory());
+    expect(leftFiles).toEqual([]);
+    const unowned = left.filter((dir) => sh('dpkg-query', ['-S', dir]).status !== 0);
+    expect(unowned).toEqual([]);
+  });
+});
+
+function pathExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readConffiles(deb: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'knock-deb-ctl-'));
+  try {
+    sh('dpkg-deb', ['-e', deb, dir]);
+    return readFileSync(join(dir, 'conffiles'), 'utf8');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const VALID_CONFIG = `global:
+  http_post_path: /deb-test-5f0c2a9e71d34b86
+  https_post_path: /deb-test-b41e93d07c6a2f58
+  interface_ext: eth0
+ssh:
+  port: 22
+  duration: 60
+  step2_https_duration: 5
+  access_key_http: [deb-test-http-3c8e1f6a0b9d]
+  access_key_https: [deb-test-https-7a2d5e9c1f4b]
+`;
