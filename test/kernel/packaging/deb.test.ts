@@ -39,7 +39,10 @@ function alreadyThere(): string | undefined {
   return undefined;
 }
 
-const skip = announceSkip('packaging/deb', kernelSkipReason(['dpkg', 'dpkg-deb', 'dpkg-shlibdeps', 'unshare', 'systemd-analyze', 'nft', 'npm']) ?? alreadyThere());
+const skip = announceSkip(
+  'packaging/deb',
+  kernelSkipReason(['dpkg', 'dpkg-deb', 'dpkg-shlibdeps', 'unshare', 'systemd-analyze', 'nft', 'npm']) ?? alreadyThere(),
+);
 const noLintian = !skip && missingCommands(['lintian']).length > 0;
 if (noLintian) announceSkip('packaging/deb lintian', 'lintian is not installed (apt-get install lintian)');
 
@@ -50,7 +53,11 @@ describe.skipIf(skip)('the Debian package', () => {
 
   beforeAll(() => {
     outDir = mkdtempSync(join(tmpdir(), 'knock-deb-'));
-    const build = spawnSync(join(ROOT, 'packaging/deb/build.sh'), [], { encoding: 'utf8', env: { ...process.env, KNOCK_PORT_DEB_OUT: outDir }, timeout: 110_000 });
+    const build = spawnSync(join(ROOT, 'packaging/deb/build.sh'), [], {
+      encoding: 'utf8',
+      env: { ...process.env, KNOCK_PORT_DEB_OUT: outDir },
+      timeout: 110_000,
+    });
     if (build.status !== 0) throw new Error(`package build failed:\n${out(build)}`);
     deb = build.stdout.trim().split('\n').at(-1)!;
   });
@@ -100,11 +107,16 @@ describe.skipIf(skip)('the Debian package', () => {
   it('installs with dpkg -i: user, config readable by its group only, unit that verifies', () => {
     const install = dpkg('-i', deb);
     expect(install.status, out(install)).toBe(0);
-    files = sh('dpkg', ['-L', PKG]).stdout.split('\n').filter((line) => line.startsWith('/') && line !== '/.');
+    files = sh('dpkg', ['-L', PKG])
+      .stdout.split('\n')
+      .filter((line) => line.startsWith('/') && line !== '/.');
     expect(files).toContain('/usr/bin/knock-port');
     expect(sh('getent', ['passwd', PKG]).stdout.split(':').slice(5)).toEqual(['/var/lib/knock-port', '/usr/sbin/nologin\n']);
     const group = sh('getent', ['group', PKG]).stdout.split(':')[2];
-    for (const [path, mode] of [['/etc/knock-port', 0o750], [CONFIG, 0o640]] as const) {
+    for (const [path, mode] of [
+      ['/etc/knock-port', 0o750],
+      [CONFIG, 0o640],
+    ] as const) {
       const st = statSync(path);
       expect({ path, mode: st.mode & 0o777, uid: st.uid, gid: st.gid }).toEqual({ path, mode, uid: 0, gid: Number(group) });
     }
@@ -136,7 +148,13 @@ describe.skipIf(skip)('the Debian package', () => {
     const purge = dpkg('-P', PKG);
     expect(purge.status, out(purge)).toBe(0);
     expect(sh('dpkg-query', ['-W', PKG]).status).not.toBe(0);
-    for (const path of ['/etc/knock-port', '/var/lib/knock-port', '/run/knock-port', '/usr/lib/knock-port', '/etc/systemd/system/multi-user.target.wants/knock-port.service']) {
+    for (const path of [
+      '/etc/knock-port',
+      '/var/lib/knock-port',
+      '/run/knock-port',
+      '/usr/lib/knock-port',
+      '/etc/systemd/system/multi-user.target.wants/knock-port.service',
+    ]) {
       expect(existsSync(path), path).toBe(false);
     }
     expect(account('passwd')).toBe(false);

@@ -51,6 +51,18 @@ describe('systemd unit', () => {
     // The daemon writes no sysctl (only the demo does, in its own namespaces).
     expect(serviceValue('ProtectKernelTunables')).toBe('yes');
   });
+
+  it('is a notify service with a watchdog: the daemon sends READY=1, RELOADING=1 and WATCHDOG=1 itself', () => {
+    expect(serviceValue('Type')).toBe('notify');
+    // Only the daemon's own messages count, not those of the nft/iptables commands it runs.
+    expect(serviceValue('NotifyAccess')).toBe('main');
+    // The daemon pings at half the interval (src/systemd/notify.ts); a missed deadline restarts it.
+    expect(serviceValue('WatchdogSec')).toBe('30s');
+    expect(serviceValue('Restart')).toBe('on-failure');
+    // The notification socket is a unix socket.
+    expect(serviceValue('RestrictAddressFamilies')?.split(' ')).toContain('AF_UNIX');
+    expect(unitText).not.toMatch(/not notify|Type=simple/);
+  });
 });
 
 describe.skipIf(!hasSystemdTools)('systemd tools accept the packaging files', () => {
