@@ -10,12 +10,28 @@ export { Netns, destroyAll, run, tryRun, waitFor, wire, type Link } from '../../
 
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
+/**
+ * CI (`.ci/run` sets KNOCKPORT_CI=1) runs as root with every package list installed: a test
+ * that would skip there for want of root or a command is a broken CI, not a skip.
+ */
+const IN_CI = process.env.KNOCKPORT_CI === '1';
+
 /** Why kernel tests cannot run here, or undefined when they can. Printed loudly when skipping. */
 export function kernelSkipReason(needs: string[] = ['ip', 'nft']): string | undefined {
+  return requiredInCi(machineSkipReason(needs));
+}
+
+function machineSkipReason(needs: string[]): string | undefined {
   if (!isRoot) return 'kernel tests need root (network namespaces, nftables, raw sockets); run `sudo npm test`';
   const [missing] = missingCommands(needs);
   if (missing !== undefined) return `kernel tests need the '${missing}' command (see the README's system packages)`;
   return undefined;
+}
+
+/** `reason` as is, except in CI, where a test that should run cannot skip: it throws. */
+export function requiredInCi(reason: string | undefined): string | undefined {
+  if (reason !== undefined && IN_CI) throw new Error(`CI must run this test, but it would skip: ${reason}`);
+  return reason;
 }
 
 /**

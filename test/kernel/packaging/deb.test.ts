@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { missingCommands } from '../../../src/demo/netns.js';
-import { announceSkip, kernelSkipReason } from '../../helpers/netns.js';
+import { announceSkip, kernelSkipReason, requiredInCi } from '../../helpers/netns.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -43,7 +43,7 @@ const skip = announceSkip(
   'packaging/deb',
   kernelSkipReason(['dpkg', 'dpkg-deb', 'dpkg-shlibdeps', 'unshare', 'systemd-analyze', 'nft', 'npm']) ?? alreadyThere(),
 );
-const noLintian = !skip && missingCommands(['lintian']).length > 0;
+const noLintian = !skip && requiredInCi(missingCommands(['lintian']).length > 0 ? 'lintian is not installed (apt-get install lintian)' : undefined) !== undefined;
 if (noLintian) announceSkip('packaging/deb lintian', 'lintian is not installed (apt-get install lintian)');
 
 describe.skipIf(skip)('the Debian package', () => {
