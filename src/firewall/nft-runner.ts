@@ -1,3 +1,7 @@
+/**
+ * Runs nft command text for the nftables and VyOS backends: in-process through libnftables when
+ * the addon is built (no fork per grant; grants on a thread of their own), else the `nft` command.
+ */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
