@@ -9,7 +9,8 @@
         "native/nflog.cc",
         "native/raw_sender.cc",
         "native/nft_context.cc",
-        "native/fastopen.cc"
+        "native/fastopen.cc",
+        "native/notify.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

@@ -20,6 +20,7 @@ Napi::Function DefineNfLog(Napi::Env env);
 Napi::Function DefineRawSender(Napi::Env env);
 Napi::Function DefineNftContext(Napi::Env env);
 Napi::Value FastOpenSocket(const Napi::CallbackInfo& info);
+Napi::Value Notify(const Napi::CallbackInfo& info);
 
 // Throws a JS Error with `errno`, `code` and `syscall` set. Callers return right after.
 void ThrowErrno(Napi::Env env, int err, const std::string& syscall, const std::string& message);

@@ -38,6 +38,7 @@ import { currentMatch, type GrantEvent } from './step1/workers/protocol.js';
 import { HttpsListener, type PreparedSwitch } from './step2/listener.js';
 import { createStep2Server } from './step2/server.js';
 import type { CaptureKind } from './shared/kinds.js';
+import type { ServiceNotifier } from './systemd/notify.js';
 
 export interface DaemonOptions {
   config: Config;
@@ -48,6 +49,8 @@ export interface DaemonOptions {
   logger: Logger;
   /** Passed to the firewall backend (iptables variant, ...). */
   firewall?: Omit<FirewallOptions, 'nft' | 'type'>;
+  /** Told READY=1 once the daemon serves, and RELOADING=1 / READY=1 around each reload (systemd). */
+  notifier?: ServiceNotifier;
 }
 
 /** What `Daemon.start` sets up before the daemon exists (the firewall installed, state loaded). */
@@ -114,7 +117,7 @@ export class Daemon {
     });
     this.step1Counts = new Step1CountCopier(metrics, this.logger);
     // The workers' counters reach the metrics only at scrape time.
-    metrics.registry.beforeRender(() => {
+    metrics.registry.beforeScrape(() => {
       if (this.workers) this.step1Counts.copyCounts(this.workers);
     });
   }
@@ -164,6 +167,8 @@ export class Daemon {
       await daemon.stop();
       throw err;
     }
+    // Only now: the rules are in, every step-1 worker has its queue (log group) bound, HTTPS listens.
+    options.notifier?.ready(daemon.status());
     return daemon;
   }
 
@@ -194,6 +199,15 @@ export class Daemon {
       },
       'knock-port ready',
     );
+  }
+
+  /** One line for `systemctl status`: where steps 1 and 2 are served. */
+  status(): string {
+    const g = this.config.global;
+    const numbers = this.workers?.numbers() ?? [];
+    const range = numbers.length > 1 ? `${numbers[0]}-${numbers[numbers.length - 1]}` : String(numbers[0] ?? '-');
+    const capture = this.parts.captureKind === 'nfqueue' ? `nfqueue ${range}` : `nflog group ${range}`;
+    return `step 1 on port ${g.httpPort} (${capture}), step 2 on HTTPS port ${publicHttpsPort(g)}`;
   }
 
   /** The queue numbers (log groups) step 1 reads under a config: one per worker, consecutive. */
@@ -269,14 +283,21 @@ export class Daemon {
 
   /**
    * SIGHUP: re-read the config and switch to it, or keep running on the previous one. Never
-   * rejects (a failed reload is logged, the daemon keeps serving); reloads run one at a time.
+   * rejects (a failed reload is logged, the daemon keeps serving); reloads run one at a time,
+   * each between RELOADING=1 and READY=1 to systemd.
    */
   reload(): Promise<void> {
-    const run = this.reloading.then(() =>
-      this.applyReload().catch((err: unknown) => {
+    const notifier = this.parts.options.notifier;
+    const run = this.reloading.then(async () => {
+      if (this.stopping) return;
+      notifier?.reloading();
+      const applied = await this.applyReload().catch((err: unknown) => {
         this.logger.error({ err: describeError(err) }, 'config reload failed');
-      }),
-    );
+        return false;
+      });
+      // Serving again either way: on the new config, or on the running one after a failure.
+      notifier?.ready(applied ? this.status() : `${this.status()} (the last reload failed: running on the previous config, see the log)`);
+    });
     this.reloading = run;
     return run;
   }
@@ -287,10 +308,10 @@ export class Daemon {
    * transaction). A failure closes what was opened and leaves the running config, firewall,
    * capture and listener as they were. Live grants and everything in LastingState are kept.
    */
-  private async applyReload(): Promise<void> {
-    if (this.stopping) return; // a SIGHUP during stop must not open listeners again
+  private async applyReload(): Promise<boolean> {
+    if (this.stopping) return false; // a SIGHUP during stop must not open listeners again
     const next = this.readNextConfig();
-    if (!next) return;
+    if (!next) return false;
     const previous = this.config;
     const g = next.global;
     const before = previous.global;
@@ -313,7 +334,7 @@ export class Daemon {
       await capture?.cancel();
       await https?.cancel();
       this.logger.error({ err: describeError(err) }, `config reload failed while ${stage}; still running on the previous config`);
-      return;
+      return false;
     }
     this.switchFirewall(firewall);
     this.config = next;
@@ -325,6 +346,7 @@ export class Daemon {
     // Grants of apps and users the new config dropped end now, with their flows.
     await this.parts.granter.revokeVoided(previous.apps, next.apps);
     this.logger.info({ apps: next.apps.map((a: AppConfig) => a.name) }, 'config reloaded');
+    return true;
   }
 
   /** The config to reload to, or undefined (logged) when it cannot be read or needs a restart. */

@@ -91,11 +91,13 @@ export interface NativeAddon {
   NftContext: new () => NativeNftContext;
   /** A TCP socket fd whose first write goes out in the SYN (client Fast Open, no cookie). Missing from addons built from older sources. */
   fastOpenSocket?: (family: 4 | 6) => number;
+  /** One sd_notify datagram to `socketPath` (a path, or an abstract socket when it starts with '@'); throws with the errno. */
+  notify: (socketPath: string, message: string) => void;
 }
 
 const ADDON_PATH = '../../build/Release/knockport_native.node';
 /** Bumped with every change of the addon's surface (native/addon.cc). */
-const ABI_VERSION = 4;
+const ABI_VERSION = 5;
 
 export class NativeAddonMissingError extends KnockPortError {}
 

@@ -34,7 +34,7 @@ function fastOpenSkipReason(): string | undefined {
 }
 
 function fakeAddon(fastOpenSocket?: NativeAddon['fastOpenSocket']): () => NativeAddon {
-  return () => ({ abiVersion: 4, ...(fastOpenSocket ? { fastOpenSocket } : {}) }) as NativeAddon;
+  return () => ({ abiVersion: 5, ...(fastOpenSocket ? { fastOpenSocket } : {}) }) as NativeAddon;
 }
 
 function errnoError(code: string, errno: number, syscall: string): Error {
