@@ -1,7 +1,8 @@
+/** The `/metrics` endpoint (Prometheus text format), on the address `metrics_listen` names. */
 import { createServer, type Server } from 'node:http';
 import { isIP } from 'node:net';
 import { KnockPortError } from '../shared/errors.js';
-import type { Registry } from './registry.js';
+import type { MetricsRegistry } from './registry.js';
 
 export class MetricsListenError extends KnockPortError {}
 
@@ -32,7 +33,7 @@ function isLoopback(host: string): boolean {
 }
 
 /** Serves `GET /metrics` (and nothing else) on a loopback address; resolves once listening. */
-export async function startMetricsServer(listen: string, registry: Registry): Promise<Server> {
+export async function startMetricsServer(listen: string, registry: MetricsRegistry): Promise<Server> {
   const { host, port } = parseMetricsListen(listen);
   const server = createServer((req, res) => {
     res.setHeader('Connection', 'close');
@@ -40,7 +41,10 @@ export async function startMetricsServer(listen: string, registry: Registry): Pr
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('Not Found\n');
       return;
     }
-    res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }).end(registry.render());
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
+      () => res.writeHead(500, { 'Content-Type': 'text/plain' }).end('metrics failed\n'),
+    );
   });
   server.headersTimeout = 5_000;
   server.requestTimeout = 5_000;

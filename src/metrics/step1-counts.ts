@@ -38,6 +38,7 @@ export class Step1CountCopier {
   /** Per-worker packet counts already in the metrics, by queue number (log group) and worker slot. */
   private readonly countedWorkers = new Map<number, { slot: number; packets: number }>();
   private countedDrops: Step1Drops = { kernel: 0, enobufs: 0 };
+  private countedRestarts = 0;
 
   constructor(
     private readonly metrics: Step1Metrics,
@@ -50,8 +51,9 @@ export class Step1CountCopier {
     const stats = source.stats();
     for (const worker of stats) this.copyWorkerPackets(worker);
     this.metrics.step1Workers.set(stats.filter((worker) => worker.alive).length);
-    const restarts = source.restartCount - this.metrics.step1WorkerRestarts.get();
-    if (restarts > 0) this.metrics.step1WorkerRestarts.inc(undefined, restarts);
+    const restarts = source.restartCount - this.countedRestarts;
+    if (restarts > 0) this.metrics.step1WorkerRestarts.inc(restarts);
+    this.countedRestarts = Math.max(this.countedRestarts, source.restartCount);
   }
 
   /** Counts the drops since the last call, with a warning when there were any; returns them. */

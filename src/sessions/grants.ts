@@ -165,7 +165,7 @@ export class Granter {
   private recorded(ip: string, app: AppConfig, user: User, step: 'step2' | 'service', ttl: number, knockAt: number): void {
     this.options.sessions.record(ip, app.name, user.name, step, ttl);
     this.options.metrics?.grants.inc({ step });
-    this.options.metrics?.knockToGrantSeconds.observe((performance.now() - knockAt) / 1000, { step });
+    this.options.metrics?.knockToGrantSeconds.observe({ step }, (performance.now() - knockAt) / 1000);
     this.options.logger.info({ ip, app: app.name, user: user.name, step, ttl }, 'granted');
   }
 }

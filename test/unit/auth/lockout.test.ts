@@ -87,8 +87,8 @@ describe('SecretLockout', () => {
     });
   });
 
-  it('has its metrics from the start, at 0', () => {
-    const text = createDaemonMetrics(() => 0).registry.render();
+  it('has its metrics from the start, at 0', async () => {
+    const text = await createDaemonMetrics(() => 0).registry.metrics();
     expect(text).toContain('knockport_lockouts_total{factor="step1-otp"} 0\n');
     expect(text).toContain('knockport_lockout_refusals_total{factor="step2-key"} 0\n');
   });

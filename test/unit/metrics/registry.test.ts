@@ -1,74 +1,75 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Registry } from '../../../src/metrics/registry.js';
+import { describe, expect, it } from 'vitest';
+import { Counter } from 'prom-client';
+import { MetricsRegistry } from '../../../src/metrics/registry.js';
 import { createDaemonMetrics } from '../../../src/metrics/daemon-metrics.js';
-import { parseMetricsListen, startMetricsServer, MetricsListenError } from '../../../src/metrics/server.js';
+import { DAEMON_METRICS, DEFAULT_METRICS, declared } from './expected.js';
 
 describe('metrics registry', () => {
-  it('renders counters with labels, escaped, in the Prometheus text format', () => {
-    const registry = new Registry();
-    const requests = registry.counter('demo_requests_total', 'Requests.', ['outcome']);
+  it('exposes every daemon metric under its old name, type and help, then the default process and Node.js metrics', async () => {
+    const text = await createDaemonMetrics(() => 0).registry.metrics();
+    const metrics = declared(text);
+    expect(metrics.filter(([name]) => name.startsWith('knockport_'))).toEqual(DAEMON_METRICS);
+    const types = new Map(metrics.map(([name, type]) => [name, type]));
+    for (const [name, type] of DEFAULT_METRICS) expect(types.get(name), name).toBe(type);
+    // Nothing but the daemon's own and the defaults (no prefix, no collision).
+    expect(metrics.every(([name]) => /^(knockport|process|nodejs)_/.test(name))).toBe(true);
+  });
+
+  it('keeps label sets and histogram buckets', async () => {
+    const metrics = createDaemonMetrics(() => 0);
+    metrics.step1Packets.inc({ outcome: 'syn', reason: '' }, 2);
+    metrics.step1Packets.inc({ outcome: 'reason', reason: 'bad-key' });
+    metrics.knockToGrantSeconds.observe({ step: 'step2' }, 0.003);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('\nknockport_step1_packets_total{outcome="syn",reason=""} 2\n');
+    expect(text).toContain('\nknockport_step1_packets_total{outcome="reason",reason="bad-key"} 1\n');
+    const buckets = [...text.matchAll(/^knockport_knock_to_grant_seconds_bucket\{le="([^"]+)",step="step2"\} (\d+)$/gm)];
+    expect(buckets.map((m) => m[1])).toEqual(['0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '+Inf']);
+    expect(buckets.map((m) => Number(m[2]))).toEqual([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+    expect(text).toContain('\nknockport_knock_to_grant_seconds_sum{step="step2"} 0.003\n');
+    expect(text).toContain('\nknockport_knock_to_grant_seconds_count{step="step2"} 1\n');
+  });
+
+  it('escapes label values and refuses negative increments', async () => {
+    const registry = new MetricsRegistry();
+    const requests = new Counter({ name: 'demo_requests_total', help: 'Requests.', labelNames: ['outcome'], registers: [registry] });
     requests.inc({ outcome: 'ok' });
     requests.inc({ outcome: 'ok' }, 2);
     requests.inc({ outcome: 'say "hi"\\\n' });
-    expect(registry.render()).toBe(
+    expect(await registry.metrics()).toBe(
       '# HELP demo_requests_total Requests.\n# TYPE demo_requests_total counter\n' +
         'demo_requests_total{outcome="ok"} 3\n' +
         'demo_requests_total{outcome="say \\"hi\\"\\\\\\n"} 1\n',
     );
-    expect(requests.get({ outcome: 'ok' })).toBe(3);
-    expect(() => requests.inc({ outcome: 'ok' }, -1)).toThrow(RangeError);
+    expect(() => requests.inc({ outcome: 'ok' }, -1)).toThrow(/decrease/);
   });
 
-  it('renders cumulative histogram buckets, sum and count', () => {
-    const registry = new Registry();
-    const latency = registry.histogram('demo_seconds', 'Latency.', [0.1, 1]);
-    for (const value of [0.05, 0.5, 5]) latency.observe(value);
-    expect(registry.render()).toBe(
-      '# HELP demo_seconds Latency.\n# TYPE demo_seconds histogram\n' +
-        'demo_seconds_bucket{le="0.1"} 1\ndemo_seconds_bucket{le="1"} 2\ndemo_seconds_bucket{le="+Inf"} 3\n' +
-        'demo_seconds_sum 5.55\ndemo_seconds_count 3\n',
-    );
-  });
-
-  it('reads collected gauges at render time and refuses duplicate or invalid names', () => {
+  it('reads collected gauges and runs scrape hooks at scrape time, and refuses duplicate or invalid names', async () => {
     let live = 2;
     const metrics = createDaemonMetrics(() => live);
+    let hooks = 0;
+    metrics.registry.beforeScrape(() => {
+      hooks += 1;
+      metrics.step1Workers.set(hooks);
+    });
     live = 7;
-    expect(metrics.registry.render()).toContain('knockport_live_sessions 7\n');
-    expect(() => metrics.registry.counter('knockport_revokes_total', 'again')).toThrow(/twice/);
-    expect(() => new Registry().counter('bad-name', 'x')).toThrow(/invalid metric name/);
-    expect(() => new Registry().counter('ok', 'x', ['le'])).toThrow(/invalid label/);
-  });
-});
-
-describe('metrics endpoint', () => {
-  let server: Server | undefined;
-  afterEach(async () => {
-    await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
-    server = undefined;
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('\nknockport_live_sessions 7\n');
+    expect(text).toContain('\nknockport_step1_workers 1\n');
+    expect(hooks).toBe(1);
+    const registers = [metrics.registry];
+    expect(() => new Counter({ name: 'knockport_revokes_total', help: 'again', registers })).toThrow(/already been registered/);
+    expect(() => new Counter({ name: 'bad-name', help: 'x', registers })).toThrow(/Invalid metric name/);
+    expect(() => new Counter({ name: 'ok', help: 'x', labelNames: ['bad-label'], registers })).toThrow(/Invalid label name/);
   });
 
-  it('refuses non-loopback and malformed listen addresses', () => {
-    expect(parseMetricsListen('127.0.0.1:9464')).toEqual({ host: '127.0.0.1', port: 9464 });
-    expect(parseMetricsListen('[::1]:9464')).toEqual({ host: '::1', port: 9464 });
-    expect(parseMetricsListen('localhost:1')).toEqual({ host: 'localhost', port: 1 });
-    for (const bad of ['0.0.0.0:9464', '[::]:9464', '192.168.1.1:9464', 'example.com:80', '127.0.0.1', '127.0.0.1:70000']) {
-      expect(() => parseMetricsListen(bad), bad).toThrow(MetricsListenError);
-    }
-  });
-
-  it('serves GET /metrics on loopback and nothing else', async () => {
-    const metrics = createDaemonMetrics(() => 1);
-    metrics.grants.inc({ step: 'service' });
-    server = await startMetricsServer('127.0.0.1:0', metrics.registry);
-    const { port } = server.address() as AddressInfo;
-    const ok = await fetch(`http://127.0.0.1:${port}/metrics`);
-    expect(ok.status).toBe(200);
-    expect(ok.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-    expect(await ok.text()).toContain('knockport_grants_total{step="service"} 1\n');
-    expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(404);
-    expect((await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'POST' })).status).toBe(404);
+  it('keeps daemons apart: each has its own registry, none in the global one', async () => {
+    const one = createDaemonMetrics(() => 1);
+    const two = createDaemonMetrics(() => 2);
+    one.revokes.inc();
+    expect(await one.registry.metrics()).toContain('\nknockport_revokes_total 1\n');
+    expect(await two.registry.metrics()).toContain('\nknockport_revokes_total 0\n');
+    const { register } = await import('prom-client');
+    expect(register.getSingleMetric('knockport_revokes_total')).toBeUndefined();
   });
 });

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { createDaemonMetrics } from '../../../src/metrics/daemon-metrics.js';
 import { Step1CountCopier, type Step1CounterSource, type Step1Drops, type Step1WorkerCount } from '../../../src/metrics/step1-counts.js';
+import { valueOf } from './values.js';
 import { STEP1_REASONS, STEP1_RESULTS, type Step1Reason, type Step1Result } from '../../../src/step1/decision.js';
 
 class FakeWorkers implements Step1CounterSource {
@@ -29,7 +30,7 @@ function setup() {
 }
 
 describe('Step1CountCopier', () => {
-  it('adds what the decision totals grew by since the last scrape', () => {
+  it('adds what the decision totals grew by since the last scrape', async () => {
     const { metrics, copier, workers } = setup();
     workers.results.granted = 2;
     workers.reasons['bad-key'] = 3;
@@ -37,42 +38,42 @@ describe('Step1CountCopier', () => {
     workers.results.granted = 5;
     copier.copyCounts(workers);
     copier.copyCounts(workers);
-    expect(metrics.step1Packets.get({ outcome: 'granted', reason: '' })).toBe(5);
-    expect(metrics.step1Packets.get({ outcome: 'reason', reason: 'bad-key' })).toBe(3);
+    expect(await valueOf(metrics.step1Packets, { outcome: 'granted', reason: '' })).toBe(5);
+    expect(await valueOf(metrics.step1Packets, { outcome: 'reason', reason: 'bad-key' })).toBe(3);
   });
 
-  it('counts packets per worker, starting again when another worker takes the slot, and shows idle workers at 0', () => {
+  it('counts packets per worker, starting again when another worker takes the slot, and shows idle workers at 0', async () => {
     const { metrics, copier, workers } = setup();
     workers.workers = [
       { slot: 0, number: 4, alive: true, packets: 7 },
       { slot: 1, number: 5, alive: false, packets: 0 },
     ];
     copier.copyCounts(workers);
-    expect(metrics.step1WorkerPackets.get({ worker: '4' })).toBe(7);
-    expect(metrics.registry.render()).toMatch(/knockport_step1_worker_packets_total\{worker="5"\} 0/);
-    expect(metrics.step1Workers.get()).toBe(1);
+    expect(await valueOf(metrics.step1WorkerPackets, { worker: '4' })).toBe(7);
+    expect(await metrics.registry.metrics()).toMatch(/knockport_step1_worker_packets_total\{worker="5"\} 0/);
+    expect(await valueOf(metrics.step1Workers)).toBe(1);
     workers.workers = [{ slot: 2, number: 4, alive: true, packets: 3 }];
     copier.copyCounts(workers);
-    expect(metrics.step1WorkerPackets.get({ worker: '4' })).toBe(10);
+    expect(await valueOf(metrics.step1WorkerPackets, { worker: '4' })).toBe(10);
   });
 
-  it('brings the restart counter up to the pool restart count', () => {
+  it('brings the restart counter up to the pool restart count', async () => {
     const { metrics, copier, workers } = setup();
     workers.restartCount = 2;
     copier.copyCounts(workers);
     copier.copyCounts(workers);
-    expect(metrics.step1WorkerRestarts.get()).toBe(2);
+    expect(await valueOf(metrics.step1WorkerRestarts)).toBe(2);
   });
 
-  it('counts capture drops since the last tick, with a warning only when there were any', () => {
+  it('counts capture drops since the last tick, with a warning only when there were any', async () => {
     const { metrics, copier, warnings, workers } = setup();
     expect(copier.copyDrops(workers)).toEqual({ kernel: 0, enobufs: 0 });
     workers.dropped = { kernel: 4, enobufs: 1 };
     expect(copier.copyDrops(workers)).toEqual({ kernel: 4, enobufs: 1 });
     workers.dropped = { kernel: 6, enobufs: 1 };
     expect(copier.copyDrops(workers)).toEqual({ kernel: 2, enobufs: 0 });
-    expect(metrics.captureDrops.get({ source: 'kernel' })).toBe(6);
-    expect(metrics.captureDrops.get({ source: 'enobufs' })).toBe(1);
+    expect(await valueOf(metrics.captureDrops, { source: 'kernel' })).toBe(6);
+    expect(await valueOf(metrics.captureDrops, { source: 'enobufs' })).toBe(1);
     expect(warnings).toEqual([
       { kernel: 4, enobufs: 1 },
       { kernel: 2, enobufs: 0 },

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AppConfig } from '../../../src/config/types.js';
 import { createDaemonMetrics } from '../../../src/metrics/daemon-metrics.js';
+import { valueOf } from '../metrics/values.js';
 import { Granter, type GrantingFirewall } from '../../../src/sessions/grants.js';
 import { SessionStore } from '../../../src/sessions/store.js';
 import { testConfig } from '../step2/fixtures.js';
@@ -66,8 +67,8 @@ describe('Granter', () => {
       { ip: '10.0.0.1', app: 'vpn', user: 'alice', step: 'step2', ttl: 10 },
       { ip: '10.0.0.1', app: 'vpn', user: 'alice', step: 'service', ttl: 60 },
     ]);
-    expect(metrics.grants.get({ step: 'service' })).toBe(1);
-    expect(metrics.registry.render()).toMatch(/knockport_knock_to_grant_seconds_count\{step="service"\} 1/);
+    expect(await valueOf(metrics.grants, { step: 'service' })).toBe(1);
+    expect(await metrics.registry.metrics()).toMatch(/knockport_knock_to_grant_seconds_count\{step="service"\} 1/);
     await sessions.close();
   });
 
@@ -94,7 +95,7 @@ describe('Granter', () => {
     await granter.reapplyLive([vpn, ssh], now + 11_000);
     expect(firewall.calls.slice(2).sort()).toEqual(['service 10.0.0.2 vpn 49', 'service 10.0.0.3 ssh 49']);
     expect(sessions.list()).toHaveLength(3);
-    expect(metrics.grants.get({ step: 'service' })).toBe(2);
+    expect(await valueOf(metrics.grants, { step: 'service' })).toBe(2);
     expect(logs.lines()).toHaveLength(granted);
     await sessions.close();
   });
@@ -108,7 +109,7 @@ describe('Granter', () => {
     expect(await granter.revoke('10.0.0.1')).toBe(1);
     expect(sessions.list()).toEqual([]);
     expect(firewall.calls.slice(-2)).toEqual(['revoke 10.0.0.1 ssh', 'revoke 10.0.0.1 *']);
-    expect(metrics.revokes.get()).toBe(2);
+    expect(await valueOf(metrics.revokes)).toBe(2);
     expect(logs.lines().filter((l) => l.msg === 'revoked')).toHaveLength(2);
     await sessions.close();
   });

@@ -9,6 +9,7 @@ import { PerMinuteLimiter } from '../../../src/auth/ratelimit.js';
 import { newTotpSecret, totpAt, TotpVerifier } from '../../../src/auth/totp.js';
 import type { AppConfig, User } from '../../../src/config/types.js';
 import { createDaemonMetrics } from '../../../src/metrics/daemon-metrics.js';
+import { valueOf } from '../metrics/values.js';
 import { SessionStore } from '../../../src/sessions/store.js';
 import { createStep2Server, type Step2Limits } from '../../../src/step2/server.js';
 import { capturedLogger } from '../sessions/log-capture.js';
@@ -81,7 +82,7 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
     expect(answer.body).toBe('OK\n');
     expect(answer.headers).toMatch(/^connection: close$/im);
     expect(h.grants).toEqual([{ ip: '127.0.0.1', app: 'vpn', user: 'alice' }]);
-    expect(h.metrics.step2Requests.get({ outcome: 'granted' })).toBe(1);
+    expect(await valueOf(h.metrics.step2Requests, { outcome: 'granted' })).toBe(1);
   });
 
   it('accepts a JSON body too', async () => {
@@ -121,7 +122,7 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
     expect(seen(rightKeyNoToken)).toEqual(seen(wrongKeyNoToken));
     expect(seen(wrongKeyToken)).toEqual(seen(wrongKeyNoToken));
     expect(rightKeyNoToken.status).toBe(403);
-    expect(h.metrics.step2Requests.get({ outcome: 'forbidden' })).toBe(3);
+    expect(await valueOf(h.metrics.step2Requests, { outcome: 'forbidden' })).toBe(3);
     expect(h.grants).toEqual([]);
   });
 
