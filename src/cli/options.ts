@@ -1,6 +1,7 @@
 /**
  * Command-line flags shared by several commands: the config file and its overrides (flag names
- * compatible with the original tool), the iptables variant, and finding the control socket.
+ * compatible with the original tool), the log level, the iptables variant, and finding the
+ * control socket. Each command takes only the flags that change what it does.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { loadConfigFile } from '../config/load.js';
@@ -37,19 +38,54 @@ function refuseWafHttpPort(): never {
   );
 }
 
-/** Flags shared by every command that reads the config (names compatible with the original). */
-export function addConfigOptions(command: Command): Command {
-  return command
-    .option('-c, --config <file>', 'config file (YAML)', DEFAULT_CONFIG_PATH)
-    .addOption(new Option('--firewall-type <type>', 'override global.firewall_type').choices(['nftables', 'iptables', 'vyos']))
-    .option('--http-port <port>', 'override global.http_port (step 1)', parsePort)
-    .option('--https-port <port>', 'override global.https_port (step 2)', parsePort)
-    .addOption(new Option('--capture <mode>', 'override global.capture').choices(['auto', 'nfqueue', 'nflog']))
-    .option('--state-dir <dir>', 'override global.state_dir')
-    .option('--waf-https-port <port>', 'override global.https_public_port (a reverse proxy serves step 2 there)', parsePort)
-    .option('--waf-trusted-ips <list>', 'override global.trusted_proxies (comma-separated IPs or networks)', parseTrustedIps)
-    .addOption(new Option('--waf-http-port <port>').hideHelp().argParser(refuseWafHttpPort))
-    .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'));
+/** The command-line overrides of config keys; each command offers those that change what it does. */
+export type ConfigOverride = '--firewall-type' | '--http-port' | '--https-port' | '--capture' | '--state-dir' | '--waf-https-port' | '--waf-trusted-ips';
+
+/** Every override: what `run` (the daemon) accepts. */
+export const ALL_OVERRIDES: readonly ConfigOverride[] = [
+  '--firewall-type',
+  '--http-port',
+  '--https-port',
+  '--capture',
+  '--state-dir',
+  '--waf-https-port',
+  '--waf-trusted-ips',
+];
+
+/** What the firewall rules depend on: every override but the state directory. */
+export const FIREWALL_OVERRIDES: readonly ConfigOverride[] = ALL_OVERRIDES.filter((flag) => flag !== '--state-dir');
+
+const OVERRIDE_OPTIONS: Record<ConfigOverride, () => Option> = {
+  '--firewall-type': () => new Option('--firewall-type <type>', 'override global.firewall_type').choices(['nftables', 'iptables', 'vyos']),
+  '--http-port': () => new Option('--http-port <port>', 'override global.http_port (step 1)').argParser(parsePort),
+  '--https-port': () => new Option('--https-port <port>', 'override global.https_port (step 2)').argParser(parsePort),
+  '--capture': () => new Option('--capture <mode>', 'override global.capture').choices(['auto', 'nfqueue', 'nflog']),
+  '--state-dir': () => new Option('--state-dir <dir>', 'override global.state_dir'),
+  '--waf-https-port': () =>
+    new Option('--waf-https-port <port>', 'override global.https_public_port (a reverse proxy serves step 2 there)').argParser(parsePort),
+  '--waf-trusted-ips': () =>
+    new Option('--waf-trusted-ips <list>', 'override global.trusted_proxies (comma-separated IPs or networks)').argParser(parseTrustedIps),
+};
+
+/**
+ * `-c FILE` and the overrides (names compatible with the original) that change what this command
+ * does; a flag that would do nothing for it is not offered.
+ */
+export function addConfigOptions(command: Command, overrides: readonly ConfigOverride[] = ALL_OVERRIDES): Command {
+  command.option('-c, --config <file>', 'config file (YAML)', DEFAULT_CONFIG_PATH);
+  for (const flag of overrides) command.addOption(OVERRIDE_OPTIONS[flag]());
+  // The original's --waf-http-port: refused with the reason, wherever its sibling is offered.
+  if (overrides.includes('--waf-https-port')) command.addOption(new Option('--waf-http-port <port>').hideHelp().argParser(refuseWafHttpPort));
+  return command;
+}
+
+/** `--log-level`, for the commands that log (the daemon). */
+export function addLogLevelOption(command: Command): Command {
+  return command.addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'));
+}
+
+export interface LogLevelOptions {
+  logLevel: (typeof LOG_LEVELS)[number];
 }
 
 export interface ConfigOptions {
@@ -61,7 +97,6 @@ export interface ConfigOptions {
   stateDir?: string;
   wafHttpsPort?: number;
   wafTrustedIps?: string[];
-  logLevel: (typeof LOG_LEVELS)[number];
 }
 
 /** The config named by `-c`, with the command-line overrides applied; throws ConfigError listing every problem. */

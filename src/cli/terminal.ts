@@ -6,6 +6,9 @@ import { createInterface } from 'node:readline/promises';
 import type { ReadStream } from 'node:tty';
 import { PromptCancelledError } from '../client/errors.js';
 
+/** How every command's errors and warnings start (commander's own `error: ` included). */
+export const ERROR_PREFIX = 'knock-port: ';
+
 /**
  * What a user-facing command needs from the process: streams, environment, a way to ask a
  * question and to set the exit code. Commands take one so that tests can drive them.

@@ -1,11 +1,18 @@
 /**
- * Exit codes of `knock-port knock`, stable so that scripts can branch on them.
- * Listed in `--help` and in the README; keep the three in step.
+ * Exit codes, stable so that scripts can branch on them. Every command exits 0 on success, 1 on
+ * a runtime failure and 2 on a usage error; `knock` adds its own from 3 up. Listed in
+ * `knock-port knock --help` and in the README; keep the three in step.
  */
-export const KnockExitCode = {
+export const ExitCode = {
   ok: 0,
+  /** A runtime failure: the command line was fine, the work failed. */
   failed: 1,
+  /** A usage error: unknown option, bad or missing argument, invalid combination (commander's convention). */
   usage: 2,
+} as const;
+
+export const KnockExitCode = {
+  ...ExitCode,
   step1Unreachable: 3,
   step2Unreachable: 4,
   forbidden: 5,
@@ -20,7 +27,7 @@ export type KnockExitCode = (typeof KnockExitCode)[keyof typeof KnockExitCode];
 const MEANINGS: Record<KnockExitCode, string> = {
   0: 'knock accepted (and, with --wait, the service port is open)',
   1: 'other failure (unexpected HTTP status, local error)',
-  2: 'usage error (bad or missing option)',
+  2: 'usage error (unknown option, bad or missing argument, invalid combination), as for every command',
   3: 'step 1: could not connect to the step-1 port (no SYN-ACK, refused, or name not resolved)',
   4: 'step 2: HTTPS port never opened (wrong step-1 path/app/key/otp, or blocked on the way)',
   5: 'step 2: 403 refused (wrong app, step-2 key or token, or step 1 done for another app/user)',

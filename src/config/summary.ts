@@ -55,3 +55,60 @@ export function summarizeConfig(config: Config, hostWarnings: readonly string[] 
   if (warnings.length) lines.push('warnings:', ...warnings.map((warning) => `  ${warning}`));
   return `${lines.join('\n')}\n`;
 }
+
+/** The summary as data, for `knock-port check --json`: the same facts, never a path, key or TOTP secret. */
+export interface ConfigSummary {
+  config: string;
+  step1: { port: number; handshake: string; reply: string };
+  step2: { port: number; listenPort: number; listenAddress?: string; trustedProxies: string[] };
+  rateLimitPerMinute: number;
+  sourcePrefix: { ipv4: number; ipv6: number };
+  firewall: { type: string; table: string };
+  capture: string;
+  ipv6: boolean;
+  interfaces: { external: string; internal: string };
+  apps: {
+    name: string;
+    port: number;
+    protocol: string;
+    destination: string;
+    masquerade: boolean;
+    duration: number;
+    step2HttpsDuration: number;
+    users: number;
+    usersWithTotp: number;
+    usersWithStep1Otp: number;
+  }[];
+}
+
+export function configSummary(config: Config): ConfigSummary {
+  const { global } = config;
+  return {
+    config: config.source,
+    step1: { port: global.httpPort, handshake: global.step1Handshake, reply: global.step1Reply },
+    step2: {
+      port: publicHttpsPort(global),
+      listenPort: global.httpsPort,
+      ...(global.httpsListenAddress !== undefined ? { listenAddress: global.httpsListenAddress } : {}),
+      trustedProxies: [...(global.trustedProxies ?? [])],
+    },
+    rateLimitPerMinute: global.rateLimitPerMinute,
+    sourcePrefix: { ipv4: global.sourcePrefixV4, ipv6: global.sourcePrefixV6 },
+    firewall: { type: global.firewallType, table: global.tableName },
+    capture: global.capture,
+    ipv6: global.ipv6,
+    interfaces: { external: global.interfaceExt, internal: global.interfaceInt },
+    apps: config.apps.map((app) => ({
+      name: app.name,
+      port: app.port,
+      protocol: app.protocol,
+      destination: describeDestination(app.destination),
+      masquerade: app.masquerade,
+      duration: app.duration,
+      step2HttpsDuration: app.step2HttpsDuration,
+      users: app.users.length,
+      usersWithTotp: app.users.filter((user) => user.totpSecret).length,
+      usersWithStep1Otp: app.users.filter((user) => user.step1OtpSecret).length,
+    })),
+  };
+}

@@ -9,11 +9,11 @@ import { digestKey } from './key-digest.js';
 import { base32Decode } from '../shared/otp-format.js';
 import { checkInterfaceName } from './interface-name.js';
 import { canonicalIp } from '../shared/ip.js';
-import { isPublishedKey, isPublishedPath } from './refused-values.js';
+import { isPublishedKey, isPublishedPath, isPublishedTotpSecret } from './refused-values.js';
 import type { IpFamily, KeyDigest } from './types.js';
 
 export const MIN_KEY_LENGTH = 10;
-const GENERATE_HINT = 'generate your own with: openssl rand -hex 16';
+const GENERATE_HINT = 'generate your own with: openssl rand -hex 16 (and store it as sha256: with knock-port hash-key)';
 
 export class Refusal {
   constructor(readonly message: string) {}
@@ -108,6 +108,8 @@ export function parseTotpSecret(text: string): Parsed<string> {
   const bytes = base32Decode(text);
   if (!bytes) return new Refusal('not a base32 TOTP secret (letters A-Z and digits 2-7; knock-port totp new makes one)');
   if (bytes.length < 10) return new Refusal('a TOTP secret needs at least 80 bits (16 base32 characters)');
+  if (isPublishedTotpSecret(text))
+    return new Refusal('this is a published example TOTP secret that anyone can try; generate your own with: knock-port totp new --user NAME');
   return text.replace(/[\s=]/g, '').toUpperCase();
 }
 

@@ -3,18 +3,20 @@ import type { Command } from 'commander';
 import { processTerminal, type Terminal } from '../terminal.js';
 import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
 import { callDaemon } from '../../control/client.js';
+import { ExitCode } from '../../client/exit-codes.js';
 
 /** Exit 0 when the daemon answers healthy; 1 when unhealthy or unreachable, saying why. */
 export function registerHealth(program: Command, terminal: Terminal = processTerminal()): void {
-  addControlSocketOptions(program.command('health').description('check that the running daemon answers and is healthy (exit 0), else exit 1')).action(
-    async (options: ControlSocketOptions) => {
-      const health = await callDaemon(resolveControlSocket(options), { cmd: 'health' }, 'health');
-      if (health.healthy) {
-        terminal.stdout.write('healthy\n');
-        return;
-      }
-      terminal.stderr.write(`unhealthy: ${health.problems.join('; ') || 'no reason given'}\n`);
-      terminal.setExitCode(1);
-    },
-  );
+  addControlSocketOptions(
+    program
+      .command('health')
+      .description('check that the running daemon answers and is healthy (exit 0), else exit 1')
+      .option('--json', 'print the health report as JSON: {healthy, problems}'),
+  ).action(async (options: ControlSocketOptions & { json?: boolean }) => {
+    const health = await callDaemon(resolveControlSocket(options), { cmd: 'health' }, 'health');
+    if (options.json === true) terminal.stdout.write(`${JSON.stringify(health, null, 2)}\n`);
+    else if (health.healthy) terminal.stdout.write('healthy\n');
+    else terminal.stderr.write(`unhealthy: ${health.problems.join('; ') || 'no reason given'}\n`);
+    if (!health.healthy) terminal.setExitCode(ExitCode.failed);
+  });
 }

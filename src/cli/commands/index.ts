@@ -1,5 +1,6 @@
 /** The `knock-port` subcommands, in the order `--help` lists them; main.ts registers them. */
 import type { Command } from 'commander';
+import { processTerminal, type Terminal } from '../terminal.js';
 import { registerCheck } from './check.js';
 import { registerDemo } from './demo.js';
 import { registerHashKey } from './hash-key.js';
@@ -15,8 +16,8 @@ import { registerUninstall } from './uninstall.js';
 import { registerWatch } from './watch.js';
 
 /** One file per command; each adds itself (with its own --help) to the program. */
-export function registerCommands(program: Command): void {
-  for (const register of [
+export function registerCommands(program: Command, terminal: Terminal = processTerminal()): void {
+  const registers: ((program: Command, terminal: Terminal) => void)[] = [
     registerRun,
     registerCheck,
     registerRules,
@@ -30,7 +31,6 @@ export function registerCommands(program: Command): void {
     registerDemo,
     registerHashKey,
     registerTotp,
-  ]) {
-    register(program);
-  }
+  ];
+  for (const register of registers) register(program, terminal);
 }

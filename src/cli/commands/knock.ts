@@ -1,16 +1,16 @@
 /**
- * `knock-port knock`: the client's flags turned into a KnockPlan for client/knock.ts. Every usage
- * error, the option parser's included, exits with the documented usage code.
+ * `knock-port knock`: the client's flags turned into a KnockPlan for client/knock.ts. Usage errors
+ * exit 2 as in every command (the option parser's through main.ts); failures have their own codes.
  */
 import { readFileSync } from 'node:fs';
-import { CommanderError, InvalidArgumentError, Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { describeError } from '../../shared/errors.js';
 import { CREDENTIAL_ENV, resolveCredentials } from '../../client/credentials.js';
 import { KnockUsageError } from '../../client/errors.js';
 import { exitCodeHelp, KnockExitCode } from '../../client/exit-codes.js';
 import { knock, type KnockPlan } from '../../client/knock.js';
 import { resolveTarget } from '../../client/target.js';
-import { processTerminal, type Terminal } from '../terminal.js';
+import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
 import { parsePort } from '../options.js';
 
 interface KnockFlags {
@@ -44,7 +44,7 @@ interface KnockFlags {
 const DEFAULT_WAIT_SECONDS = 30;
 
 export function registerKnock(program: Command, terminal: Terminal = processTerminal()): void {
-  const command = program
+  program
     .command('knock')
     .description('knock as a client: step 1 (stealth HTTP), then step 2 (HTTPS), optionally wait for the service port')
     .option('--url <url>', 'step-1 URL http://host[:port]/path and/or step-2 URL https://host[:port]/path (repeatable)', collect)
@@ -78,13 +78,9 @@ export function registerKnock(program: Command, terminal: Terminal = processTerm
         exitCode: err instanceof KnockUsageError ? KnockExitCode.usage : KnockExitCode.failed,
         error: describeError(err),
       }));
-      if (outcome.error !== undefined) terminal.stderr.write(`knock-port knock: ${outcome.error}\n`);
+      if (outcome.error !== undefined) terminal.stderr.write(`${ERROR_PREFIX}${outcome.error}\n`);
       terminal.setExitCode(outcome.exitCode);
     });
-  // Option errors found by the parser are usage errors too, with the same code.
-  command.exitOverride((err) => {
-    throw err.exitCode === 0 ? err : new CommanderError(KnockExitCode.usage, err.code, err.message);
-  });
 }
 
 async function runKnock(flags: KnockFlags, terminal: Terminal): ReturnType<typeof knock> {
@@ -101,7 +97,7 @@ async function runKnock(flags: KnockFlags, terminal: Terminal): ReturnType<typeo
 function buildPlan(flags: KnockFlags, terminal: Terminal): KnockPlan {
   if (flags.app === undefined || flags.app === '') throw new KnockUsageError('--app is required');
   const { credentials, warnings } = resolveCredentials(flags, terminal.env);
-  for (const warning of warnings) terminal.stderr.write(`knock-port knock: warning: ${warning}\n`);
+  for (const warning of warnings) terminal.stderr.write(`${ERROR_PREFIX}warning: ${warning}\n`);
   if (flags.wait !== undefined && flags.servicePort === undefined) throw new KnockUsageError('--wait needs --service-port');
   const plan: KnockPlan = {
     target: resolveTarget({ ...flags, urls: flags.url ?? [] }),

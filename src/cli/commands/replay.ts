@@ -36,6 +36,7 @@ export function registerReplay(program: Command): void {
       .description('replay a pcap/pcapng file through the step-1 inspector: one line per step-1 packet, as the daemon would decide')
       .argument('<file>', 'capture file (pcap or pcapng; Ethernet, raw IP, Linux SLL/SLL2)')
       .option('--json', 'one JSON object per line (time, src, sport, dst, dport, result, reason, app, user, prefilter)'),
+    ['--http-port'],
   ).action((file: string, opts: ConfigOptions & { json?: boolean }) => {
     const lines = replayCapture(file, loadConfigFromOptions(opts), opts.json === true);
     process.stdout.write(lines.length > 0 ? `${lines.join('\n')}\n` : '');

@@ -4,17 +4,17 @@
  */
 import type { Command } from 'commander';
 import { chooseCapture, createFirewall } from '../../firewall/index.js';
-import { addConfigOptions, addIptablesVariantOption, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
+import { addConfigOptions, addIptablesVariantOption, FIREWALL_OVERRIDES, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
 
 export function registerRules(program: Command): void {
-  addIptablesVariantOption(addConfigOptions(program.command('rules').description('print the firewall rules that would be installed'))).action(
-    async (opts: FirewallCommandOptions) => {
-      const config = loadConfigFromOptions(opts);
-      const firewall = createFirewall(config, { iptablesVariant: opts.iptablesVariant });
-      const mode = config.global.capture;
-      const { capture, reason } = chooseCapture(mode, mode === 'auto' ? await firewall.capabilities() : { nfqueue: true, nflog: true, notes: [] });
-      process.stderr.write(`# ${firewall.type} backend, ${reason}\n`);
-      process.stdout.write(firewall.render(capture));
-    },
-  );
+  addIptablesVariantOption(
+    addConfigOptions(program.command('rules').description('print the firewall rules that would be installed'), FIREWALL_OVERRIDES),
+  ).action(async (opts: FirewallCommandOptions) => {
+    const config = loadConfigFromOptions(opts);
+    const firewall = createFirewall(config, { iptablesVariant: opts.iptablesVariant });
+    const mode = config.global.capture;
+    const { capture, reason } = chooseCapture(mode, mode === 'auto' ? await firewall.capabilities() : { nfqueue: true, nflog: true, notes: [] });
+    process.stderr.write(`# ${firewall.type} backend, ${reason}\n`);
+    process.stdout.write(firewall.render(capture));
+  });
 }

@@ -1,11 +1,25 @@
+/**
+ * `knock-port run`: reads the config, certificate and key, starts the daemon with its logger and
+ * systemd notifier, and stops it on SIGTERM/SIGINT (reload on SIGHUP is the daemon's).
+ */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Daemon } from '../../daemon.js';
-import { KnockPortError } from '../../shared/errors.js';
+import { describeError, KnockPortError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log.js';
-import { addConfigOptions, addIptablesVariantOption, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
+import { SystemdNotifier } from '../../systemd/notify.js';
+import { KnockUsageError } from '../../client/errors.js';
+import { exposedKeysWarning } from '../../config/file-exposure.js';
+import {
+  addConfigOptions,
+  addIptablesVariantOption,
+  addLogLevelOption,
+  loadConfigFromOptions,
+  type FirewallCommandOptions,
+  type LogLevelOptions,
+} from '../options.js';
 
-interface RunOptions extends FirewallCommandOptions {
+interface RunOptions extends FirewallCommandOptions, LogLevelOptions {
   cert?: string;
   key?: string;
 }
@@ -19,7 +33,7 @@ function readPem(path: string, what: string): Buffer {
 }
 
 export function registerRun(program: Command): void {
-  addIptablesVariantOption(addConfigOptions(program.command('run').description('run the daemon (step-1 inspector, step-2 HTTPS, firewall)')))
+  addLogLevelOption(addIptablesVariantOption(addConfigOptions(program.command('run').description('run the daemon (step-1 inspector, step-2 HTTPS, firewall)'))))
     .option('--cert <file>', 'TLS certificate (PEM, chain allowed) for the step-2 HTTPS port (required)')
     .option('--key <file>', 'TLS private key (PEM) for the step-2 HTTPS port (required)')
     .addHelpText(
@@ -28,22 +42,39 @@ export function registerRun(program: Command): void {
     )
     .action(async (opts: RunOptions) => {
       // Step 2 is never served over plain HTTP: no certificate, no daemon.
-      if (!opts.cert || !opts.key) throw new KnockPortError('--cert and --key are required: step 2 is only ever served over HTTPS');
+      if (!opts.cert || !opts.key) throw new KnockUsageError('--cert and --key are required: step 2 is only ever served over HTTPS');
       const cert = readPem(opts.cert, 'certificate');
       const key = readPem(opts.key, 'key');
       const logger = createLogger(opts.logLevel);
-      const daemon = await Daemon.start({
-        config: loadConfigFromOptions(opts),
-        reloadConfig: () => loadConfigFromOptions(opts),
-        cert,
-        key,
-        logger,
-        firewall: { iptablesVariant: opts.iptablesVariant },
-      });
+      // The same warning as `knock-port check`: keys in clear that every user of the host can read.
+      const exposed = exposedKeysWarning(opts.config);
+      if (exposed !== undefined) logger.warn({ config: opts.config }, exposed);
+      // Under systemd (Type=notify): READY=1 once serving, reload and stop messages, watchdog pings from now on.
+      const notifier = SystemdNotifier.fromEnvironment(logger);
+      let daemon: Daemon;
+      try {
+        daemon = await Daemon.start({
+          config: loadConfigFromOptions(opts),
+          reloadConfig: () => loadConfigFromOptions(opts),
+          cert,
+          key,
+          logger,
+          firewall: { iptablesVariant: opts.iptablesVariant },
+          notifier,
+        });
+      } catch (err) {
+        notifier.status(`start failed: ${describeError(err)}`);
+        notifier.close();
+        throw err;
+      }
       const stop = (signal: NodeJS.Signals) => {
         logger.info({ signal }, 'stopping');
+        notifier.stopping();
         daemon.stop().then(
-          () => process.exit(0),
+          () => {
+            notifier.close();
+            process.exit(0);
+          },
           (err: unknown) => {
             logger.error({ err: (err as Error).message }, 'stop failed');
             process.exit(1);

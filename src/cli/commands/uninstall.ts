@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import type { Command } from 'commander';
 import { KnockPortError } from '../../shared/errors.js';
 import { createFirewall } from '../../firewall/index.js';
-import { addConfigOptions, addIptablesVariantOption, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
+import { addConfigOptions, addIptablesVariantOption, FIREWALL_OVERRIDES, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
 
 /** A daemon still runs: it would put the rules back on its next maintenance tick. */
 export class DaemonRunningError extends KnockPortError {}
@@ -50,7 +50,10 @@ async function refuseWhileRunning(path: string): Promise<void> {
 
 export function registerUninstall(program: Command): void {
   addIptablesVariantOption(
-    addConfigOptions(program.command('uninstall').description('remove every firewall rule and set knock-port installed (stop the daemon first)')),
+    addConfigOptions(
+      program.command('uninstall').description('remove every firewall rule and set knock-port installed (stop the daemon first)'),
+      FIREWALL_OVERRIDES,
+    ),
   ).action(async (opts: FirewallCommandOptions) => {
     const config = loadConfigFromOptions(opts);
     await refuseWhileRunning(config.global.controlSocket);

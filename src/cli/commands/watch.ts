@@ -16,6 +16,7 @@ export function registerWatch(program: Command): void {
       .description('watch live step-1 traffic with libpcap and print what the daemon would decide, without touching the firewall')
       .requiredOption('--iface <name>', 'interface to capture on (e.g. the external interface)')
       .option('--json', 'one JSON object per line, as replay --json'),
+    ['--http-port'],
   ).action(async (opts: ConfigOptions & { iface: string; json?: boolean }) => {
     const config = loadConfigFromOptions(opts);
     const traffic = new TrafficInspector(config);

@@ -43,7 +43,8 @@ const skip = announceSkip(
   'packaging/deb',
   kernelSkipReason(['dpkg', 'dpkg-deb', 'dpkg-shlibdeps', 'unshare', 'systemd-analyze', 'nft', 'npm']) ?? alreadyThere(),
 );
-const noLintian = !skip && requiredInCi(missingCommands(['lintian']).length > 0 ? 'lintian is not installed (apt-get install lintian)' : undefined) !== undefined;
+const noLintian =
+  !skip && requiredInCi(missingCommands(['lintian']).length > 0 ? 'lintian is not installed (apt-get install lintian)' : undefined) !== undefined;
 if (noLintian) announceSkip('packaging/deb lintian', 'lintian is not installed (apt-get install lintian)');
 
 describe.skipIf(skip)('the Debian package', () => {

@@ -1,6 +1,6 @@
 import { Readable, Writable } from 'node:stream';
-import { Command, CommanderError } from 'commander';
-import { describeError } from '../../../src/shared/errors.js';
+import { Command } from 'commander';
+import { configureProgram, runProgram } from '../../../src/cli/main.js';
 import type { Terminal } from '../../../src/cli/terminal.js';
 
 export interface CliRun {
@@ -23,9 +23,9 @@ export interface CliInput {
 type Register = (program: Command, terminal: Terminal) => void;
 
 /**
- * Runs one command as `knock-port <args>` would, in-process, with a fake terminal:
- * exit codes as the real entry point produces them (commander's, the command's own, or 1
- * for a thrown error with its message on stderr).
+ * Runs one command as `knock-port <args>` would, in-process, with a fake terminal and the real
+ * entry point's settings and error handling: exit codes as it produces them (2 for a usage
+ * error, the command's own, or 1 for a thrown error with its message on stderr).
  */
 export async function runCli(register: Register, args: string[], input: CliInput = {}): Promise<CliRun> {
   const stdout = collector();
@@ -50,19 +50,10 @@ export async function runCli(register: Register, args: string[], input: CliInput
       exitCode = code;
     },
   };
-  const program = new Command('knock-port')
-    .exitOverride()
-    .configureOutput({ writeOut: (text) => stdout.stream.write(text), writeErr: (text) => stderr.stream.write(text) });
+  const program = configureProgram(new Command('knock-port'), terminal);
   register(program, terminal);
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) exitCode = err.exitCode;
-    else {
-      stderr.stream.write(`knock-port: ${describeError(err)}\n`);
-      exitCode = 1;
-    }
-  }
+  const failed = await runProgram(program, args, terminal, 'user');
+  if (failed !== undefined) exitCode = failed;
   return { exitCode, stdout: stdout.text(), stderr: stderr.text(), asked };
 }
 

@@ -22,13 +22,13 @@ describe('knock-port hash-key', () => {
     expect(run.stdout + run.stderr).not.toContain('terminal-typed-key');
   });
 
-  it('refuses keys shorter than 10 characters and more than one line', async () => {
+  it('refuses keys shorter than 10 characters and more than one line, as usage errors (exit 2)', async () => {
     const short = await runCli(registerHashKey, ['hash-key'], { stdin: 'abc123\n' });
-    expect(short.exitCode).toBe(1);
+    expect(short.exitCode).toBe(2);
     expect(short.stdout).toBe('');
     expect(short.stderr).toContain('at least 10');
     const twoLines = await runCli(registerHashKey, ['hash-key'], { stdin: 'first-key-123\nsecond-key-456\n' });
-    expect(twoLines.exitCode).toBe(1);
+    expect(twoLines.exitCode).toBe(2);
     expect(twoLines.stderr).toContain('one key on one line');
   });
 });
@@ -69,12 +69,12 @@ describe('knock-port totp', () => {
     expect([`${before}\n`, `${after}\n`]).toContain(run.stdout);
   });
 
-  it('code: refuses a secret that is not base32, and a missing --secret', async () => {
+  it('code: refuses a secret that is not base32, and a missing --secret, as usage errors (exit 2)', async () => {
     const bad = await runCli(registerTotp, ['totp', 'code', '--secret', 'not-base32!']);
-    expect(bad.exitCode).toBe(1);
+    expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toContain('not valid base32');
     const missing = await runCli(registerTotp, ['totp', 'code']);
-    expect(missing.exitCode).toBe(1);
+    expect(missing.exitCode).toBe(2);
     expect(missing.stderr).toContain('--secret');
   });
 });

@@ -4,10 +4,12 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { buildProgram } from '../../../src/cli/main.js';
 import { ConfigError } from '../../../src/config/load.js';
-import { lineOf, VALID } from './helpers.js';
+import { EXAMPLE_CONFIG, EXAMPLE_SECRET, exampleWithFreshSecrets, lineOf, VALID } from './helpers.js';
 
-const exampleConfig = new URL('../../../config.example.yaml', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'kp-check-'));
+// The example as an operator fills it in: fresh secrets, readable by root and the daemon's group only.
+const exampleConfig = join(dir, 'config.yaml');
+writeFileSync(exampleConfig, exampleWithFreshSecrets(), { mode: 0o640 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 afterEach(() => vi.restoreAllMocks());
 
@@ -29,7 +31,14 @@ async function check(...args: string[]): Promise<{ stdout: string; error?: unkno
 }
 
 describe('knock-port check', () => {
-  it('prints a summary of the example config and succeeds', async () => {
+  it('refuses config.example.yaml as published: its secrets are public', async () => {
+    const { stdout, error } = await check('-c', EXAMPLE_CONFIG);
+    expect(stdout).toBe('');
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).issues).toHaveLength(readFileSync(EXAMPLE_CONFIG, 'utf8').match(EXAMPLE_SECRET)!.length);
+  });
+
+  it('prints a summary of the example config with fresh secrets and succeeds', async () => {
     const { stdout, error } = await check('-c', exampleConfig);
     expect(error).toBeUndefined();
     expect(stdout).toContain(`config OK: ${exampleConfig}`);

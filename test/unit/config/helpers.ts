@@ -1,4 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
+import { newTotpSecret } from '../../../src/auth/totp.js';
+import { hashedKeyString } from '../../../src/config/key-digest.js';
 import { ConfigError, parseConfig, type ConfigIssue } from '../../../src/config/load.js';
 import type { Config } from '../../../src/config/types.js';
 
@@ -54,4 +58,23 @@ export function expectRefusedOnce(text: string, path: string, marker: string, me
   expect(issue!.line).toBe(lineOf(text, marker));
   expect(issue!.message).toMatch(message);
   return issue!;
+}
+
+/** config.example.yaml as published: every path, key and TOTP secret in it is refused. */
+export const EXAMPLE_CONFIG = new URL('../../../config.example.yaml', import.meta.url).pathname;
+
+/** The secrets of config.example.yaml: request paths, keys in clear, hashed keys, TOTP secrets. */
+export const EXAMPLE_SECRET = /\/[0-9a-f]{32}\b|\b[0-9a-f]{32}\b|sha256:[0-9a-f]{64}|\b[A-Z2-7]{32}\b/g;
+
+/**
+ * config.example.yaml with every published secret replaced by a fresh one of the same kind, each
+ * different: the example's structure as an operator would fill it in.
+ */
+export function exampleWithFreshSecrets(): string {
+  return readFileSync(EXAMPLE_CONFIG, 'utf8').replace(EXAMPLE_SECRET, (secret) => {
+    if (secret.startsWith('/')) return `/${randomBytes(16).toString('hex')}`;
+    if (secret.startsWith('sha256:')) return hashedKeyString(randomBytes(16).toString('hex'));
+    if (/^[0-9a-f]{32}$/.test(secret)) return randomBytes(16).toString('hex');
+    return newTotpSecret();
+  });
 }

@@ -6,7 +6,7 @@ import { findUserByKey } from '../../../src/auth/keys.js';
 import { digestKey, hashedKeyString } from '../../../src/config/key-digest.js';
 import { ConfigError, loadConfigFile, parseConfig } from '../../../src/config/load.js';
 import { parseDestination, Refusal } from '../../../src/config/values.js';
-import { issuesOf, lineOf, load, VALID } from './helpers.js';
+import { EXAMPLE_SECRET, exampleWithFreshSecrets, issuesOf, lineOf, load, VALID } from './helpers.js';
 
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
 const repoFile = (name: string) => new URL(`../../../${name}`, import.meta.url).pathname;
@@ -135,8 +135,38 @@ describe('the original knock-port format', () => {
 });
 
 describe('config.example.yaml', () => {
-  it('loads, with a local TCP app, a forwarded app, a UDP app, named users with TOTP and a hashed key', () => {
-    const config = loadConfigFile(repoFile('config.example.yaml'));
+  it('is refused as published, for each of its secrets and nothing else: paths, keys (clear and hashed), TOTP secrets', () => {
+    const file = repoFile('config.example.yaml');
+    const text = readFileSync(file, 'utf8');
+    let error: unknown;
+    try {
+      loadConfigFile(file);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const issues = (error as ConfigError).issues;
+    const secrets = text.match(EXAMPLE_SECRET)!;
+    expect(secrets).toHaveLength(14);
+    // One issue per secret, on its line; every one says it is published and how to make one.
+    expect(issues.map((issue) => issue.line)).toEqual(secrets.map((secret) => lineOf(text, secret)));
+    for (const issue of issues) expect(issue.message).toMatch(/^this is a published example (path|key|TOTP secret) that anyone can try; /);
+    expect(issues.filter((issue) => /_post_path$/.test(issue.path)).map((issue) => issue.message)).toEqual([
+      expect.stringContaining('openssl rand -hex 16'),
+      expect.stringContaining('openssl rand -hex 16'),
+    ]);
+    for (const issue of issues.filter((issue) => /access_key/.test(issue.path))) expect(issue.message).toContain('knock-port hash-key');
+    for (const issue of issues.filter((issue) => /otp_secret$/.test(issue.path))) expect(issue.message).toContain('knock-port totp new');
+    expect(issues.filter((issue) => /otp_secret$/.test(issue.path)).map((issue) => issue.path)).toEqual([
+      'ssh.users[0].totp_secret',
+      'ssh.users[1].step1_otp_secret',
+    ]);
+    // The messages never quote a secret.
+    for (const secret of secrets) expect((error as ConfigError).message).not.toContain(secret.replace(/^sha256:/, ''));
+  });
+
+  it('with fresh secrets, loads: a local TCP app, a forwarded app, a UDP app, named users with TOTP and a hashed key', () => {
+    const config = parseConfig(exampleWithFreshSecrets(), repoFile('config.example.yaml'));
     expect(config.warnings).toBeUndefined();
     const byName = new Map(config.apps.map((app) => [app.name, app]));
     expect(byName.get('openvpn')).toMatchObject({ protocol: 'udp', destination: { kind: 'local' } });

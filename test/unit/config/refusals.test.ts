@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { hashedKeyString } from '../../../src/config/key-digest.js';
-import { PUBLISHED_KEYS, PUBLISHED_PATHS } from '../../../src/config/refused-values.js';
+import { PUBLISHED_KEY_DIGESTS, PUBLISHED_KEYS, PUBLISHED_PATHS, PUBLISHED_TOTP_SECRETS } from '../../../src/config/refused-values.js';
 import { expectRefusedOnce, issuesOf, lineOf, load, VALID } from './helpers.js';
 
 /** VALID with its second app appended (ports and keys chosen not to clash). */
@@ -29,6 +29,58 @@ describe('published example paths and keys', () => {
     expectRefusedOnce(VALID.replace('3f9a1c7e5b2d8046', `"${key}"`), 'openvpn.access_key_http[0]', `- "${key}"`, /published example key/);
     const hashed = hashedKeyString(key);
     expectRefusedOnce(VALID.replace('b6e2d4f8a1c39057', hashed), 'openvpn.access_key_https[0]', hashed, /published example key/);
+  });
+
+  it("refuses this project's own example paths (config.example.yaml, README), saying how to make one", () => {
+    for (const path of ['/8f18837d44f4d73f4e0eafa2b40e16dc', '/de34caef460ed2b33c6de88beade586f', '/knock-c564fc72abed', '/STEP1-PATH', '/YOUR-STEP-2-PATH']) {
+      const issue = expectRefusedOnce(VALID.replace('/a8Fq2Lm9Zx', path), 'global.http_post_path', 'http_post_path', /^this is a published example path/);
+      expect(issue.message).toContain('openssl rand -hex 16');
+      expect(issue.message).not.toContain(path);
+    }
+  });
+
+  it("refuses this project's own example keys (config.example.yaml, README), saying how to make and hash one", () => {
+    for (const key of [
+      '1f6612b5bc1996191745672119b4b5d6',
+      '1ac6221c842379fe0f081e8b4b1dae43',
+      'dc0d9fd5affa7e043e8f22fada8a3dc0',
+      'c407c81340169f40469082f53eb599c9',
+    ]) {
+      const issue = expectRefusedOnce(
+        VALID.replace('3f9a1c7e5b2d8046', key),
+        'openvpn.access_key_http[0]',
+        key,
+        /^this is a published example key that anyone can try; /,
+      );
+      expect(issue.message).toContain('openssl rand -hex 16');
+      expect(issue.message).toContain('knock-port hash-key');
+      expect(issue.message).not.toContain(key);
+    }
+  });
+
+  it.each(PUBLISHED_KEY_DIGESTS)('refuses the key published only as its digest sha256:%s, in either letter case', (hex) => {
+    for (const hashed of [`sha256:${hex}`, `sha256:${hex.toUpperCase()}`]) {
+      const issue = expectRefusedOnce(VALID.replace('b6e2d4f8a1c39057', hashed), 'openvpn.access_key_https[0]', hashed, /published example key/);
+      expect(issue.message).not.toContain(hex.slice(0, 16));
+    }
+  });
+
+  it.each(PUBLISHED_TOTP_SECRETS)('refuses the TOTP secret %s as totp_secret and step1_otp_secret, however written', (secret) => {
+    const user = (field: string, value: string) =>
+      `${VALID}  users:\n    - name: erin\n      access_key_http: 5b8e1f3a7d0c2946\n      access_key_https: 9a2d6f0c4e8b1735\n      ${field}: "${value}"\n`;
+    const spaced = secret
+      .toLowerCase()
+      .replace(/(.{4})/g, '$1 ')
+      .trim();
+    for (const [field, value] of [
+      ['totp_secret', secret],
+      ['step1_otp_secret', secret],
+      ['totp_secret', spaced],
+    ] as const) {
+      const issue = expectRefusedOnce(user(field, value), `openvpn.users[0].${field}`, field, /^this is a published example TOTP secret that anyone can try; /);
+      expect(issue.message).toContain('knock-port totp new');
+      expect(issue.message).not.toContain(secret.slice(0, 8));
+    }
   });
 });
 

@@ -181,7 +181,8 @@ describe('knock-port sessions / revoke / health', () => {
     const unknown = await runCli(registerRevoke, ['revoke', '10.0.0.1', '--app', 'nope', '--socket', socketPath]);
     expect([unknown.exitCode, unknown.stderr]).toEqual([1, "knock-port: no app named 'nope' in test.yaml\n"]);
     const bad = await runCli(registerRevoke, ['revoke', 'gateway', '--socket', socketPath]);
-    expect(bad.exitCode).not.toBe(0);
+    expect(bad.exitCode).toBe(2); // a usage error: not an IP address
+    expect(bad.stderr).toMatch(/^knock-port: command-argument value 'gateway' is invalid for argument 'ip'\. expected an IPv4 or IPv6 address/);
     expect(daemon.revokes).toEqual(['10.0.0.1 vpn']);
   });
 
@@ -196,6 +197,18 @@ describe('knock-port sessions / revoke / health', () => {
     const gone = await runCli(registerHealth, ['health', '--socket', socketPath]);
     expect(gone.exitCode).toBe(1);
     expect(gone.stderr).toMatch(/no control socket at .*is knock-port running/);
+  });
+
+  it('health --json: the report as one JSON object, with the same exit codes', async () => {
+    server = await startControlServer(socketPath, fakeDaemon().handlers, capturedLogger().logger);
+    const healthy = await runCli(registerHealth, ['health', '--json', '--socket', socketPath]);
+    expect(healthy.exitCode).toBe(0);
+    expect(JSON.parse(healthy.stdout)).toEqual({ healthy: true, problems: [] });
+    await server.close();
+    server = await startControlServer(socketPath, fakeDaemon({ healthy: false, problems: ['capture stopped'] }).handlers, capturedLogger().logger);
+    const unhealthy = await runCli(registerHealth, ['health', '--json', '--socket', socketPath]);
+    expect([unhealthy.exitCode, unhealthy.stderr]).toEqual([1, '']);
+    expect(JSON.parse(unhealthy.stdout)).toEqual({ healthy: false, problems: ['capture stopped'] });
   });
 
   it('takes the socket path from -c when --socket is not given', async () => {
