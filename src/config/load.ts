@@ -71,6 +71,7 @@ export function parseConfig(text: string, source: string, overrides: ConfigOverr
     global: buildGlobal(sections.global),
     apps: sections.apps.map(({ name, app }) => buildApp(name, app, sections.global!, users.get(name)!, fromFolder?.secrets)),
     source,
+    ...([...users.values()].flat().some((user) => user.http.clear !== undefined || user.https.clear !== undefined) ? { keysInClear: true as const } : {}),
   };
   return warnings.length > 0 ? { ...config, warnings } : config;
 }

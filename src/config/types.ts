@@ -118,4 +118,6 @@ export interface Config {
   source: string;
   /** Accepted but noteworthy settings, as `FILE:LINE:COL: PATH: message` (log them at start). */
   warnings?: string[];
+  /** Some key was written in clear rather than as a `sha256:` digest (see file-exposure.ts). */
+  keysInClear?: true;
 }

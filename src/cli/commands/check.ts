@@ -22,7 +22,7 @@ export function registerCheck(program: Command, terminal: Terminal = processTerm
       if (opts.json !== true) {
         const config = loadConfigFromOptions(opts);
         terminal.stdout.write(summarizeConfig(config, interfaceWarnings(config)));
-        const exposed = exposedKeysWarning(opts.config);
+        const exposed = exposedKeysWarning(config);
         if (exposed !== undefined) terminal.stderr.write(`${ERROR_PREFIX}warning: ${exposed}\n`);
         return;
       }
@@ -43,7 +43,7 @@ function checkReport(opts: ConfigOptions): CheckReport {
     if (err instanceof ConfigError) return { ok: false, config: err.source, errors: err.issues };
     throw err;
   }
-  const exposed = exposedKeysWarning(opts.config);
+  const exposed = exposedKeysWarning(config);
   const warnings = [...(config.warnings ?? []), ...interfaceWarnings(config), ...(exposed !== undefined ? [exposed] : [])];
   return { ok: true, config: config.source, summary: configSummary(config), warnings };
 }

@@ -46,15 +46,16 @@ export function registerRun(program: Command): void {
       const cert = readPem(opts.cert, 'certificate');
       const key = readPem(opts.key, 'key');
       const logger = createLogger(opts.logLevel);
-      // The same warning as `knock-port check`: keys in clear that every user of the host can read.
-      const exposed = exposedKeysWarning(opts.config);
-      if (exposed !== undefined) logger.warn({ config: opts.config }, exposed);
       // Under systemd (Type=notify): READY=1 once serving, reload and stop messages, watchdog pings from now on.
       const notifier = SystemdNotifier.fromEnvironment(logger);
       let daemon: Daemon;
       try {
+        const config = loadConfigFromOptions(opts);
+        // The same warning as `knock-port check`: keys in clear that every user of the host can read.
+        const exposed = exposedKeysWarning(config);
+        if (exposed !== undefined) logger.warn({ config: opts.config }, exposed);
         daemon = await Daemon.start({
-          config: loadConfigFromOptions(opts),
+          config,
           reloadConfig: () => loadConfigFromOptions(opts),
           cert,
           key,

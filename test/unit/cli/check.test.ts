@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { registerCheck } from '../../../src/cli/commands/check.js';
 import { exposedKeysWarning } from '../../../src/config/file-exposure.js';
+import { loadConfigFile } from '../../../src/config/load.js';
 import { hashedKeyString } from '../../../src/config/key-digest.js';
 import { runCli } from '../client/cli-harness.js';
 import { EXAMPLE_CONFIG, EXAMPLE_SECRET, exampleWithFreshSecrets, VALID } from '../config/helpers.js';
@@ -78,8 +79,8 @@ describe('check warns about clear keys every user can read', () => {
 
   it('also for clear keys in a users: list, and for 0604', async () => {
     const text = `${HASHED}  users:\n    - name: carol\n      access_key_http: 5b8e1f3a7d0c2946\n      access_key_https: ${hashedKeyString('9a2d6f0c4e8b1735')}\n`;
-    expect(exposedKeysWarning(configFile(text, 0o644))).toMatch(EXPOSED);
-    expect(exposedKeysWarning(configFile(VALID, 0o604))).toMatch(/\(mode 0604\)/);
+    expect(exposedKeysWarning(loadConfigFile(configFile(text, 0o644)))).toMatch(EXPOSED);
+    expect(exposedKeysWarning(loadConfigFile(configFile(VALID, 0o604)))).toMatch(/\(mode 0604\)/);
   });
 
   it('no warning for mode 0640, nor for 0644 holding only sha256: digests', async () => {
