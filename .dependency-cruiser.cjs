@@ -9,7 +9,7 @@ const LAYERS = [
   ['config'],
   ['auth'],
   ['step1'], // the pure step-1 core; its I/O (step1/workers) sits higher up
-  ['capture', 'firewall', 'metrics', 'systemd'],
+  ['capture', 'firewall', 'metrics', 'systemd', 'cluster'],
   ['sessions', 'step1/workers'],
   ['step2'],
   ['control', 'client', 'demo'],

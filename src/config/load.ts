@@ -5,8 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, formatIssue, formatKeyPath, type ConfigIssue, type PathIssue } from './issues.js';
+import { buildCluster, readClusterSecrets, type ClusterSecrets } from './cluster.js';
 import { checkPolicy, type Sections } from './policy.js';
-import { APP_KEYS, APP_NAME, appSchema, GLOBAL_KEYS, globalSchema, USER_KEYS, validateSection, type AppSection, type GlobalSection } from './schema.js';
+import { APP_KEYS, APP_NAME, appSchema, globalKeysAt, globalSchema, USER_KEYS, validateSection, type AppSection, type GlobalSection } from './schema.js';
 import { closestMatch } from './suggest.js';
 import { readFolderSecrets } from './totp-folder.js';
 import type { AppConfig, CaptureMode, Config, FirewallType } from './types.js';
@@ -58,17 +59,19 @@ export function parseConfig(text: string, source: string, overrides: ConfigOverr
   const users = new Map(sections.apps.map(({ name, app }) => [name, appUsers(name, app)]));
   const folder = sections.global?.['2fa_config_folder'];
   const fromFolder = folder === undefined ? undefined : readFolderSecrets(folder, [...users.values()].flat());
+  const cluster = sections.global?.cluster;
+  const clusterSecrets = cluster === undefined ? undefined : readClusterSecrets(cluster, [...users.values()].flat());
 
-  const errors = [...read.issues, ...policy.errors, ...(fromFolder?.errors ?? [])];
+  const errors = [...read.issues, ...policy.errors, ...(fromFolder?.errors ?? []), ...(clusterSecrets?.errors ?? [])];
   if (errors.length > 0 || !sections.global)
     throw new ConfigError(
       source,
       errors.map((issue) => locate(yaml, issue)),
     );
 
-  const warnings = policy.warnings.map((issue) => formatIssue(source, locate(yaml, issue)));
+  const warnings = [...policy.warnings, ...(clusterSecrets?.warnings ?? [])].map((issue) => formatIssue(source, locate(yaml, issue)));
   const config: Config = {
-    global: buildGlobal(sections.global),
+    global: buildGlobal(sections.global, clusterSecrets),
     apps: sections.apps.map(({ name, app }) => buildApp(name, app, sections.global!, users.get(name)!, fromFolder?.secrets)),
     source,
     ...([...users.values()].flat().some((user) => user.http.clear !== undefined || user.https.clear !== undefined) ? { keysInClear: true as const } : {}),
@@ -102,7 +105,7 @@ function readSections(data: unknown): ReadSections {
 
   for (const [key, value] of entries) {
     if (key === 'global') {
-      const { data: global, issues } = validateSection(globalSchema, value ?? {}, ['global'], () => GLOBAL_KEYS);
+      const { data: global, issues } = validateSection(globalSchema, value ?? {}, ['global'], globalKeysAt);
       read.issues.push(...issues);
       if (global) read.global = global;
     } else if (!hasGlobal && closestMatch(key, ['global'])) {
@@ -131,7 +134,7 @@ function applyOverrides(global: GlobalSection, overrides: ConfigOverrides): Glob
   };
 }
 
-function buildGlobal(global: GlobalSection): Config['global'] {
+function buildGlobal(global: GlobalSection, clusterSecrets: ClusterSecrets | undefined): Config['global'] {
   return {
     httpPostPath: global.http_post_path,
     httpsPostPath: global.https_post_path,
@@ -166,6 +169,7 @@ function buildGlobal(global: GlobalSection): Config['global'] {
     ...(global.https_public_port !== undefined ? { httpsPublicPort: global.https_public_port } : {}),
     ...(global.https_listen_address !== undefined ? { httpsListenAddress: global.https_listen_address } : {}),
     ...(global.trusted_proxies?.length ? { trustedProxies: [...new Set(global.trusted_proxies)] } : {}),
+    ...(global.cluster && clusterSecrets ? { cluster: buildCluster(global.cluster, clusterSecrets) } : {}),
   };
 }
 

@@ -1,9 +1,9 @@
 /**
  * Rules that relate several values: paired key lists, a key used for both steps or by two
- * users, equal step paths or ports, clashing app ports. Single values are checked in values.ts.
+ * users, equal step paths or ports, clashing app ports, the cluster's either-or keys. Single values are checked in values.ts.
  */
 import { formatKeyPath, type PathIssue } from './issues.js';
-import type { AppSection, GlobalSection } from './schema.js';
+import type { AppSection, ClusterSection, GlobalSection } from './schema.js';
 import { appUsers, type AppUser } from './users.js';
 import { resolveStep1Workers } from './workers.js';
 
@@ -26,6 +26,7 @@ export function checkPolicy(sections: Sections): PolicyResult {
   if (sections.global) checkGlobal(sections.global, result);
   if (sections.global) checkProxyFront(sections.global, sections.overriddenBy ?? {}, result);
   if (sections.global) checkWorkerRanges(sections.global, sections.overriddenBy ?? {}, result);
+  if (sections.global?.cluster) checkCluster(sections.global.cluster, result);
   for (const { name, app, users } of usersByApp) checkApp(name, app, users, sections.global, result);
   checkKeysAcrossSteps(
     usersByApp.flatMap(({ users }) => users),
@@ -47,6 +48,43 @@ function checkGlobal(global: GlobalSection, { errors, warnings }: PolicyResult):
       path: ['global', 'healthcheck_app_name'],
       message: 'accepted but not used: the knock ports never answer unauthenticated requests; check liveness with knock-port health',
     });
+  }
+}
+
+const CLUSTER = ['global', 'cluster'] as const;
+const REDIS = [...CLUSTER, 'redis'] as const;
+
+/** `global.cluster`: one key source, one store address, one password source; TLS that can apply. */
+function checkCluster(cluster: ClusterSection, { errors }: PolicyResult): void {
+  const either = (first: string, second: string) => `give ${first} or ${second}, not both`;
+  if (cluster.key !== undefined && cluster.key_file !== undefined) errors.push({ path: [...CLUSTER, 'key_file'], message: either('key', 'key_file') });
+  if (cluster.key === undefined && cluster.key_file === undefined) {
+    errors.push({
+      path: CLUSTER,
+      message:
+        'the cluster key is missing: give key_file (a file holding at least 32 characters, e.g. from openssl rand -hex 32, the same on every gateway) or key',
+    });
+  }
+  const redis = cluster.redis;
+  if (redis.url !== undefined && redis.sentinels !== undefined) errors.push({ path: [...REDIS, 'sentinels'], message: either('url', 'sentinels') });
+  if (redis.url === undefined && redis.sentinels === undefined) {
+    errors.push({ path: [...REDIS], message: 'the store address is missing: give url (redis:// or rediss://) or sentinels with sentinel_name' });
+  }
+  if (redis.sentinels !== undefined && redis.sentinel_name === undefined) {
+    errors.push({ path: [...REDIS, 'sentinels'], message: 'sentinels need sentinel_name: the name the Sentinels give the master (sentinel monitor NAME ...)' });
+  }
+  if (redis.sentinel_name !== undefined && redis.sentinels === undefined) {
+    errors.push({ path: [...REDIS, 'sentinel_name'], message: 'sentinel_name is only used with sentinels (a list of HOST:PORT)' });
+  }
+  if (redis.password !== undefined && redis.password_file !== undefined) {
+    errors.push({ path: [...REDIS, 'password_file'], message: either('password', 'password_file') });
+  }
+  if (redis.tls !== undefined && redis.url !== undefined && !redis.url.tls) {
+    errors.push({ path: [...REDIS, 'tls'], message: 'TLS settings need a rediss:// url (redis:// is plain text)' });
+  }
+  const tls = redis.tls;
+  if (tls !== undefined && (tls.cert === undefined) !== (tls.key === undefined)) {
+    errors.push({ path: [...REDIS, 'tls', tls.cert === undefined ? 'key' : 'cert'], message: 'a client certificate needs both cert and key' });
   }
 }
 

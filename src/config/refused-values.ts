@@ -62,9 +62,14 @@ export const PUBLISHED_KEY_DIGESTS = [
   'ce5f558ba454975b92c4807a47c85759fab779071d7e73a213b4ec31bcc19d35',
 ];
 
+/** Cluster keys published in this project's docs (docs/cluster.md's example; global.cluster.key). */
+export const PUBLISHED_CLUSTER_KEYS = ['15e9833b79ee2713999d24a633f89f0f362f73cc166c0aa72639c03630c54794'];
+
 /** TOTP secrets published in this project's config.example.yaml and README (alice and bob). */
 export const PUBLISHED_TOTP_SECRETS = ['RQALHPYNKR5U2C23PBH4V3KFEHVTUMQV', 'E77IDL63C75IXWQG2WFFARTX7B2VJO2Q'];
 
+// Cluster keys are compared as digests too, in any letter case.
+const publishedClusterKeyDigests = new Set(PUBLISHED_CLUSTER_KEYS.map((key) => digestKey(key.toLowerCase()).toString('hex')));
 const publishedPathsLower = new Set(PUBLISHED_PATHS.map((path) => path.toLowerCase()));
 // Digests, so a published key is recognised in clear or hashed, in any letter case.
 const publishedKeyDigests = new Set([
@@ -89,4 +94,9 @@ export function isPublishedKey(digest: Buffer, clear?: string): boolean {
 /** A base32 TOTP secret, in any letter case, spacing or padding. */
 export function isPublishedTotpSecret(secret: string): boolean {
   return publishedTotpDigests.has(digestKey(normalizeTotpSecret(secret)).toString('hex'));
+}
+
+/** A cluster key that is published: as a cluster key, or as an access key or path (those are at most as secret). */
+export function isPublishedClusterKey(key: string): boolean {
+  return publishedClusterKeyDigests.has(digestKey(key.toLowerCase()).toString('hex')) || isPublishedKey(digestKey(key), key) || isPublishedPath(key);
 }

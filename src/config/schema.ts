@@ -9,13 +9,16 @@ import { unknownKeyMessage } from './suggest.js';
 import {
   parseAbsolutePath,
   parseAccessKey,
+  parseClusterKey,
   parseDestination,
   parseInterfaceName,
   parseListenAddress,
   parseLoopbackListen,
   parseNetwork,
   parsePacketMark,
+  parseRedisUrl,
   parseRequestPath,
+  parseSentinelAddress,
   parseTotpSecret,
   Refusal,
   type Parsed,
@@ -53,7 +56,9 @@ const mark = z.union([z.int(), z.string()]).transform((value, ctx) => {
 });
 
 export const APP_NAME = /^[A-Za-z0-9_-]{1,32}$/;
-const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
+export const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
+/** A gateway's name in a cluster; it is part of every message the gateway signs. */
+export const GATEWAY_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 export const DEFAULTS = {
   rateLimitPerMinute: 60,
@@ -81,10 +86,47 @@ export const DEFAULTS = {
   synRatePerSecond: 20,
   httpsConnRatePerSecond: 10,
   step1Workers: 'auto',
+  clusterPrefix: 'knock-port:',
 } as const;
 
 /** `step1_workers: auto` uses one worker per core, at most this many. */
 export const MAX_STEP1_WORKERS = 16;
+
+/** TLS files of `global.cluster.redis.tls`. */
+export const redisTlsSchema = z.strictObject({
+  ca: absolutePath.optional(),
+  cert: absolutePath.optional(),
+  key: absolutePath.optional(),
+});
+
+/** `global.cluster.redis`: one server (`url`) or Sentinels; which one, and pairs, are checked in policy.ts. */
+export const redisSchema = z.strictObject({
+  url: parsedString(parseRedisUrl).optional(),
+  sentinels: z.array(parsedString(parseSentinelAddress)).min(1).optional(),
+  sentinel_name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1-64 of A-Z a-z 0-9 _ . - (the name the Sentinels give the master)')
+    .optional(),
+  username: z
+    .string()
+    .regex(/^[\x21-\x7e]{1,128}$/, 'expected 1-128 printable characters without spaces')
+    .optional(),
+  password: z.string().min(1).optional(),
+  password_file: absolutePath.optional(),
+  tls: redisTlsSchema.optional(),
+});
+
+/** `global.cluster`: several gateways sharing one set of grants (docs/cluster.md). */
+export const clusterSchema = z.strictObject({
+  gateway: z.string().regex(GATEWAY_NAME, 'expected 1-63 of a-z 0-9 - (lower case), starting with a letter or digit'),
+  key: parsedString(parseClusterKey).optional(),
+  key_file: absolutePath.optional(),
+  redis: redisSchema,
+  prefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:/-]{1,64}$/, 'expected 1-64 of A-Z a-z 0-9 _ . : / -')
+    .default(DEFAULTS.clusterPrefix),
+});
 
 export const globalSchema = z.strictObject({
   // The original's keys.
@@ -132,6 +174,8 @@ export const globalSchema = z.strictObject({
   https_public_port: port.optional(),
   https_listen_address: parsedString(parseListenAddress).optional(),
   trusted_proxies: z.array(parsedString(parseNetwork)).optional(),
+  // Several gateways sharing one set of grants through a Redis or Valkey store.
+  cluster: clusterSchema.optional(),
 });
 
 export const userSchema = z.strictObject({
@@ -163,10 +207,21 @@ export const appSchema = z.strictObject({
 export type GlobalSection = z.output<typeof globalSchema>;
 export type AppSection = z.output<typeof appSchema>;
 export type UserSection = z.output<typeof userSchema>;
+export type ClusterSection = z.output<typeof clusterSchema>;
 
 export const GLOBAL_KEYS = Object.keys(globalSchema.shape);
 export const APP_KEYS = Object.keys(appSchema.shape);
 export const USER_KEYS = Object.keys(userSchema.shape);
+export const CLUSTER_KEYS = Object.keys(clusterSchema.shape);
+export const REDIS_KEYS = Object.keys(redisSchema.shape);
+export const REDIS_TLS_KEYS = Object.keys(redisTlsSchema.shape);
+
+/** The keys allowed in the object at `inner`, a path inside the global section, for hints. */
+export function globalKeysAt(inner: KeyPath): readonly string[] {
+  if (inner[0] !== 'cluster') return GLOBAL_KEYS;
+  if (inner.length === 1) return CLUSTER_KEYS;
+  return inner.length === 2 ? REDIS_KEYS : REDIS_TLS_KEYS;
+}
 
 /**
  * Validates one section; issues carry the full key path (`base` + the path inside the section).
@@ -192,7 +247,8 @@ export function validateSection<S extends z.ZodType>(
 }
 
 /**
- * Keys whose values are secrets (access keys, request paths, TOTP secrets) or name one (the 2FA
+ * Keys whose values are secrets (access keys, request paths, TOTP secrets, the cluster key and
+ * the store's password) or name one (the 2FA
  * folder's files are named by keys): messages about them give the expected type only, never
  * what was written, so a config error shown in a terminal or a log discloses nothing.
  */
@@ -204,6 +260,10 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set([
   'totp_secret',
   'step1_otp_secret',
   '2fa_config_folder',
+  // global.cluster: the cluster key, the store's password, and its URL (which could hold one).
+  'key',
+  'password',
+  'url',
 ]);
 
 /** True when the value at `path` (or inside it, e.g. one entry of a key list) is a secret. */

@@ -1,7 +1,9 @@
 /**
- * The summary of a valid config that `knock-port check` prints: ports, backend, capture, apps and
- * warnings. Secrets (request paths, keys, TOTP secrets) are never shown.
+ * The summary of a valid config that `knock-port check` prints: ports, backend, capture, cluster,
+ * apps and warnings. Secrets (request paths, keys, TOTP secrets, the cluster key, the store's
+ * password) are never shown.
  */
+import { describeClusterStore } from './cluster.js';
 import { describeStep1Queues, resolveStep1Workers } from './workers.js';
 import { publicHttpsPort, type AppConfig, type Config, type Destination, type GlobalConfig } from './types.js';
 
@@ -48,6 +50,9 @@ export function summarizeConfig(config: Config, hostWarnings: readonly string[] 
     `step 1: ${global.httpPort}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per source (IPv4 /${global.sourcePrefixV4}, IPv6 /${global.sourcePrefixV6})`,
     `firewall: ${global.firewallType} (table ${global.tableName}); capture: ${global.capture}; IPv6: ${global.ipv6 ? 'on' : 'off'}; interfaces: ${global.interfaceExt} (external), ${global.interfaceInt} (internal)`,
     `step-1 capture: ${describeStep1Queues({ ...global, step1Workers: resolveStep1Workers(global.step1Workers) })}`,
+    ...(global.cluster
+      ? [`cluster: gateway ${global.cluster.gateway}; store ${describeClusterStore(global.cluster.redis)} (key prefix ${global.cluster.prefix})`]
+      : []),
     `apps (${config.apps.length}):`,
     ...rows.map((row) => `  ${row.map((cell, column) => (column < 3 ? cell.padEnd(widths[column]!) : cell)).join('  ')}`),
   ];
@@ -67,6 +72,8 @@ export interface ConfigSummary {
   capture: string;
   ipv6: boolean;
   interfaces: { external: string; internal: string };
+  /** Present when the gateway shares its grants: its name and the store's address, never a credential. */
+  cluster?: { gateway: string; store: string; prefix: string; tls: boolean };
   apps: {
     name: string;
     port: number;
@@ -98,6 +105,16 @@ export function configSummary(config: Config): ConfigSummary {
     capture: global.capture,
     ipv6: global.ipv6,
     interfaces: { external: global.interfaceExt, internal: global.interfaceInt },
+    ...(global.cluster
+      ? {
+          cluster: {
+            gateway: global.cluster.gateway,
+            store: describeClusterStore(global.cluster.redis),
+            prefix: global.cluster.prefix,
+            tls: global.cluster.redis.tls !== undefined,
+          },
+        }
+      : {}),
     apps: config.apps.map((app) => ({
       name: app.name,
       port: app.port,

@@ -1,7 +1,8 @@
 /**
  * The normalized, validated configuration every other module consumes.
  * `src/config/load.ts` turns YAML (the original knock-port format plus extensions) into this.
- * Secrets never appear in clear here: keys are held as SHA-256 digests.
+ * Secrets never appear in clear here: keys are held as SHA-256 digests (except what the cluster
+ * needs to work: its signing key and the store's password, see ClusterConfig).
  */
 
 export type FirewallType = 'nftables' | 'iptables' | 'vyos';
@@ -104,6 +105,47 @@ export interface GlobalConfig {
   httpsListenAddress?: string;
   /** Networks (`address/prefix`) whose step-2 requests name the client in X-Real-IP / X-Forwarded-For. */
   trustedProxies?: string[];
+  /** Several gateways sharing one set of grants; undefined: this gateway works alone. */
+  cluster?: ClusterConfig;
+}
+
+/** A host (DNS name or IP address) and port of the cluster's store or of one of its Sentinels. */
+export interface RedisEndpoint {
+  host: string;
+  port: number;
+}
+
+/** Where the cluster's store is: one server (`url`), or the master that Sentinels name `name`. */
+export type RedisAddress = { kind: 'server'; endpoint: RedisEndpoint; db: number } | { kind: 'sentinel'; sentinels: RedisEndpoint[]; name: string };
+
+/** TLS to the store: files (absolute paths) read when connecting; none given: the system's CAs, no client certificate. */
+export interface RedisTlsFiles {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+export interface RedisConfig {
+  address: RedisAddress;
+  username?: string;
+  /** From `password` or `password_file`; never logged or shown. */
+  password?: string;
+  /** Present when the store is reached over TLS (`rediss://`, or `tls:` with Sentinels, then for them too). */
+  tls?: RedisTlsFiles;
+}
+
+/**
+ * `global.cluster`: this gateway shares its grants, revokes and used one-time codes with the other
+ * gateways of the site through a Redis or Valkey store (docs/cluster.md).
+ */
+export interface ClusterConfig {
+  /** This gateway's name, unique in the site: `[a-z0-9-]`. */
+  gateway: string;
+  /** The cluster key (HMAC-SHA256 over every message), in clear: signing needs it. Never logged or shown. */
+  key: Buffer;
+  redis: RedisConfig;
+  /** Prefix of every key and channel in the store, e.g. `knock-port:`. */
+  prefix: string;
 }
 
 /** The step-2 port clients connect to (a proxy's, when one sits in front of knock-port). */

@@ -9,8 +9,8 @@ import { digestKey } from './key-digest.js';
 import { base32Decode } from '../shared/otp-format.js';
 import { checkInterfaceName } from './interface-name.js';
 import { canonicalIp } from '../shared/ip.js';
-import { isPublishedKey, isPublishedPath, isPublishedTotpSecret } from './refused-values.js';
-import type { IpFamily, KeyDigest } from './types.js';
+import { isPublishedClusterKey, isPublishedKey, isPublishedPath, isPublishedTotpSecret } from './refused-values.js';
+import type { IpFamily, KeyDigest, RedisAddress, RedisEndpoint } from './types.js';
 
 export const MIN_KEY_LENGTH = 10;
 const GENERATE_HINT = 'generate your own with: openssl rand -hex 16 (and store it as sha256: with knock-port hash-key)';
@@ -167,4 +167,72 @@ export function parseNetwork(text: string): Parsed<string> {
   if (!(prefix >= 0 && prefix <= bits)) return new Refusal(`'${text}': the prefix length must be a number from 0 to ${bits}`);
   if (prefix === 0) return new Refusal(`'${text}' trusts every address: anyone could claim to be any client; list only your proxies`);
   return `${address}/${prefix}`;
+}
+
+/** The cluster key signs every grant the gateways share: 32 characters is 128 bits of hex. */
+export const MIN_CLUSTER_KEY_LENGTH = 32;
+const CLUSTER_KEY_HINT = 'generate one with: openssl rand -hex 32 > /etc/knock-port/cluster.key, the same file on every gateway';
+
+/** The cluster key in clear (written in the config or read from key_file), as bytes. Messages never quote it. */
+export function parseClusterKey(text: string): Parsed<Buffer> {
+  // eslint-disable-next-line no-control-regex -- control characters are what this refuses
+  if (/[\x00-\x1f\x7f]/.test(text)) return new Refusal('a cluster key must not contain control characters');
+  if (isPublishedClusterKey(text)) return new Refusal(`this is a published example key that anyone can try; ${CLUSTER_KEY_HINT}`);
+  if (text.length < MIN_CLUSTER_KEY_LENGTH) return new Refusal(`a cluster key needs at least ${MIN_CLUSTER_KEY_LENGTH} characters; ${CLUSTER_KEY_HINT}`);
+  return Buffer.from(text, 'utf8');
+}
+
+export const REDIS_PORT = 6379;
+export const SENTINEL_PORT = 26379;
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const REDIS_URL_EXPECTED = 'expected redis://HOST[:PORT][/DB] or rediss://HOST[:PORT][/DB] (rediss: TLS)';
+
+/** A DNS name or an IP address (an IPv6 one without brackets), lower case; undefined when neither. */
+function parseHost(text: string): string | undefined {
+  if (isIP(text) === 4) return text;
+  if (isIP(text) === 6) return text.includes('%') ? undefined : canonicalIp(text);
+  return HOST_NAME.test(text) && !/^[\d.]+$/.test(text) ? text.toLowerCase() : undefined;
+}
+
+/**
+ * The store's address as a URL, `redis://` or `rediss://` (TLS). Credentials in the URL are
+ * refused (they would be shown wherever the address is): they go in username and password.
+ * Messages never quote the URL, in case it holds a password.
+ */
+export interface ParsedRedisUrl {
+  address: Extract<RedisAddress, { kind: 'server' }>;
+  /** `rediss://`. */
+  tls: boolean;
+}
+
+export function parseRedisUrl(text: string): Parsed<ParsedRedisUrl> {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return new Refusal(`not a URL; ${REDIS_URL_EXPECTED}`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return new Refusal(`the scheme must be redis: or rediss:; ${REDIS_URL_EXPECTED}`);
+  if (url.username !== '' || url.password !== '') {
+    return new Refusal('the url must not hold credentials (they would show wherever the address is shown): give them as username and password_file');
+  }
+  if (url.search !== '' || url.hash !== '') return new Refusal(`the url takes no query or fragment; ${REDIS_URL_EXPECTED}`);
+  const host = parseHost(url.hostname.replace(/^\[(.*)\]$/, '$1'));
+  if (host === undefined) return new Refusal(`the host must be a DNS name or an IP address; ${REDIS_URL_EXPECTED}`);
+  const db = url.pathname === '' || url.pathname === '/' ? 0 : /^\/\d{1,2}$/.test(url.pathname) ? Number(url.pathname.slice(1)) : undefined;
+  if (db === undefined) return new Refusal(`the path can only be a database number (/0 to /99); ${REDIS_URL_EXPECTED}`);
+  return { address: { kind: 'server', endpoint: { host, port: url.port === '' ? REDIS_PORT : Number(url.port) }, db }, tls: url.protocol === 'rediss:' };
+}
+
+/** One Sentinel: `HOST:PORT`, `[IPv6]:PORT`, or a bare host (port 26379). */
+export function parseSentinelAddress(text: string): Parsed<RedisEndpoint> {
+  const expected = `expected HOST:PORT, [IPv6]:PORT or HOST (port ${SENTINEL_PORT}), e.g. 10.0.0.5:${SENTINEL_PORT}; got '${text}'`;
+  const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(text);
+  const hostAndPort = /^([^:[\]]+):(.*)$/.exec(text);
+  const [hostText, portText] = bracketed ? [bracketed[1]!, bracketed[2]] : hostAndPort ? [hostAndPort[1]!, hostAndPort[2]] : [text, undefined];
+  const host = parseHost(hostText);
+  if (host === undefined || (bracketed && isIP(hostText) !== 6)) return new Refusal(expected);
+  if (portText === undefined) return { host, port: SENTINEL_PORT };
+  const port = parsePortText(portText);
+  return port instanceof Refusal ? new Refusal(expected) : { host, port };
 }

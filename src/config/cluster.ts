@@ -1,0 +1,124 @@
+/**
+ * `global.cluster` once the schema and policy accept it: its secrets read from their files at load
+ * time, the normalized ClusterConfig, and the store's address as it may be shown (no credentials).
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { digestKey } from './key-digest.js';
+import { formatKeyPath, type KeyPath, type PathIssue } from './issues.js';
+import type { ClusterSection } from './schema.js';
+import type { ClusterConfig, RedisAddress, RedisConfig, RedisEndpoint } from './types.js';
+import type { AppUser } from './users.js';
+import { parseClusterKey, Refusal, type Parsed } from './values.js';
+
+export interface ClusterSecrets {
+  /** The cluster key, from `key` or `key_file`; undefined when it could not be had (see errors). */
+  key?: Buffer;
+  /** The store's password, from `password` or `password_file`. */
+  password?: string;
+  errors: PathIssue[];
+  warnings: PathIssue[];
+}
+
+const CLUSTER = ['global', 'cluster'] as const;
+
+/**
+ * Reads `key_file` and `password_file`. The cluster key must not also be an access key: step-1
+ * keys travel in clear, and whoever holds the cluster key can open ports on every gateway.
+ * Messages never quote a file's content.
+ */
+export function readClusterSecrets(cluster: ClusterSection, users: readonly AppUser[]): ClusterSecrets {
+  const secrets: ClusterSecrets = { errors: [], warnings: [] };
+  const redis = cluster.redis;
+
+  let key: Buffer | undefined = cluster.key;
+  if (cluster.key_file !== undefined) {
+    const path = [...CLUSTER, 'key_file'];
+    const text = readSecretFile(cluster.key_file, 'the cluster key file', path, secrets.warnings);
+    const parsed = text instanceof Refusal ? text : parseClusterKey(text);
+    if (text instanceof Refusal) secrets.errors.push({ path, message: text.message });
+    else if (parsed instanceof Refusal) secrets.errors.push({ path, message: `the cluster key file: ${parsed.message}` });
+    else key = parsed;
+  }
+  if (key !== undefined) {
+    const clash = accessKeyClash(key, users);
+    if (clash) {
+      secrets.errors.push({
+        path: [...CLUSTER, cluster.key_file !== undefined ? 'key_file' : 'key'],
+        message: `the cluster key is also an access key (${formatKeyPath(clash)}); access keys reach the gateway from clients, so the cluster key must be a secret of its own`,
+      });
+    } else {
+      secrets.key = key;
+    }
+  }
+
+  if (redis.password !== undefined) secrets.password = redis.password;
+  if (redis.password_file !== undefined) {
+    const path = [...CLUSTER, 'redis', 'password_file'];
+    const text = readSecretFile(redis.password_file, 'the password file', path, secrets.warnings);
+    if (text instanceof Refusal) secrets.errors.push({ path, message: text.message });
+    else if (text === '') secrets.errors.push({ path, message: 'the password file is empty' });
+    else secrets.password = text;
+  }
+  return secrets;
+}
+
+/** The path of the first access key equal to `key`, if any. */
+function accessKeyClash(key: Buffer, users: readonly AppUser[]): KeyPath | undefined {
+  const digest = digestKey(key).toString('hex');
+  for (const user of users) {
+    if (user.http.digest.toString('hex') === digest) return user.httpPath;
+    if (user.https.digest.toString('hex') === digest) return user.httpsPath;
+  }
+  return undefined;
+}
+
+/** The file's text without its final line break (`openssl rand -hex 32 > FILE` writes one). */
+function readSecretFile(file: string, what: string, path: KeyPath, warnings: PathIssue[]): Parsed<string> {
+  let text: string;
+  let mode: number;
+  try {
+    mode = statSync(file).mode;
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return new Refusal(code === 'ENOENT' ? `${what} does not exist` : `${what} cannot be read (${code ?? 'error'})`);
+  }
+  if ((mode & 0o004) !== 0) {
+    const octal = (mode & 0o777).toString(8).padStart(4, '0');
+    warnings.push({ path, message: `${what} can be read by every user of this host (mode ${octal}): chmod 640 ${file} && chown root:knock-port ${file}` });
+  }
+  return text.replace(/\r?\n$/, '');
+}
+
+/** The normalized section; `secrets` must hold the key (the caller refuses the config otherwise). */
+export function buildCluster(cluster: ClusterSection, secrets: ClusterSecrets): ClusterConfig {
+  const redis = cluster.redis;
+  const address: RedisAddress = redis.url ? redis.url.address : { kind: 'sentinel', sentinels: dedupe(redis.sentinels ?? []), name: redis.sentinel_name ?? '' };
+  const tls = redis.url?.tls || (redis.sentinels !== undefined && redis.tls !== undefined);
+  const built: RedisConfig = {
+    address,
+    ...(redis.username !== undefined ? { username: redis.username } : {}),
+    ...(secrets.password !== undefined ? { password: secrets.password } : {}),
+    ...(tls ? { tls: { ...redis.tls } } : {}),
+  };
+  return { gateway: cluster.gateway, key: secrets.key!, redis: built, prefix: cluster.prefix };
+}
+
+function dedupe(endpoints: readonly RedisEndpoint[]): RedisEndpoint[] {
+  const seen = new Map(endpoints.map((endpoint) => [formatEndpoint(endpoint), endpoint]));
+  return [...seen.values()];
+}
+
+function formatEndpoint({ host, port }: RedisEndpoint): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * The store's address as it may be shown in `check`, logs and health: never a credential, e.g.
+ * `rediss://redis.example.net:6380/0` or `sentinel master knockport via 10.0.0.5:26379, 10.0.0.6:26379 (TLS)`.
+ */
+export function describeClusterStore(redis: RedisConfig): string {
+  const { address } = redis;
+  if (address.kind === 'server') return `${redis.tls ? 'rediss' : 'redis'}://${formatEndpoint(address.endpoint)}/${address.db}`;
+  return `sentinel master ${address.name} via ${address.sentinels.map(formatEndpoint).join(', ')}${redis.tls ? ' (TLS)' : ''}`;
+}
