@@ -24,11 +24,15 @@ import { InterfaceWatch } from './firewall/interface-presence.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
 import type { FirewallBackend } from './firewall/types.js';
 import type { Logger } from './shared/log.js';
+import { storeOptionsFromConfig } from './cluster/from-config.js';
+import { RedisClusterStore } from './cluster/store.js';
+import { createClusterMetrics } from './metrics/cluster-metrics.js';
 import { createDaemonMetrics, type DaemonMetrics } from './metrics/daemon-metrics.js';
 import { ProblemMemory } from './metrics/health-problems.js';
 import { countRefusals, recordLock } from './metrics/lockouts.js';
 import { startMetricsServer } from './metrics/server.js';
 import { Step1CountCopier } from './metrics/step1-counts.js';
+import { ClusterSync } from './sessions/cluster-sync.js';
 import { Granter } from './sessions/grants.js';
 import { applyReloadedLimits, openLastingState, type LastingState } from './sessions/lasting-state.js';
 import { FirewallSelfHeal, logHostFirewall } from './sessions/self-heal.js';
@@ -69,6 +73,8 @@ interface LongLivedParts {
   metrics: DaemonMetrics;
   problems: ProblemMemory;
   lasting: LastingState;
+  /** Present when `global.cluster` is set: the sharing with the other gateways, and its store. */
+  cluster?: { sync: ClusterSync; store: RedisClusterStore };
 }
 
 /** How often the daemon checks its ruleset is still there and reads capture drop counters. */
@@ -104,6 +110,8 @@ export class Daemon {
     granter.useFlows({ closer: flows, scope: () => ({ httpsPort: publicHttpsPort(this.config.global), apps: this.config.apps }) }, (problem) =>
       problems.note(problem),
     );
+    // Entries from other gateways are applied under the running config's apps.
+    parts.cluster?.sync.useApps(() => this.config.apps);
     this.interfaces = new InterfaceWatch(this.logger);
     this.interfaces.refresh(this.config);
     this.https = new HttpsListener(this.createHttpsServer(), () => this.createHttpsServer(), this.logger);
@@ -160,7 +168,8 @@ export class Daemon {
       onRefused: (factor) => metrics.lockoutRefusals.inc({ factor }),
       onProblem: (problem) => problems.note(problem),
     });
-    const daemon = new Daemon({ options, firewall, nft, captureKind: capture, sessions, granter, metrics, problems, lasting });
+    const cluster = config.global.cluster ? startCluster(options, { sessions, granter, metrics, lasting }) : undefined;
+    const daemon = new Daemon({ options, firewall, nft, captureKind: capture, sessions, granter, metrics, problems, lasting, ...(cluster ? { cluster } : {}) });
     try {
       await daemon.listen();
     } catch (err) {
@@ -174,12 +183,18 @@ export class Daemon {
 
   private async listen(): Promise<void> {
     const g = this.config.global;
-    const { sessions, granter, metrics } = this.parts;
+    const { sessions, granter, metrics, cluster } = this.parts;
     this.workers = await this.openWorkers(this.config);
     await this.https.listen(g);
     this.control = await startControlServer(
       g.controlSocket,
-      createControlHandlers({ sessions, granter, config: () => this.config, health: () => this.health() }),
+      createControlHandlers({
+        sessions,
+        // Clustered, an operator's revoke is also told to the other gateways.
+        granter: cluster ? { revoke: (ip, app) => cluster.sync.revoke(ip, app) } : granter,
+        config: () => this.config,
+        health: () => this.health(),
+      }),
       this.logger,
     );
     if (g.metricsListen) this.metricsServer = await startMetricsServer(g.metricsListen, metrics.registry);
@@ -248,6 +263,8 @@ export class Daemon {
     for (const event of events.locks) recordLock(this.logger, metrics, event);
     countRefusals(metrics, events.refusals);
     if (events.codesClaimed) lasting.usedCodes.changed();
+    const sync = this.parts.cluster?.sync;
+    if (sync) for (const code of events.codes ?? []) sync.codeClaimed(code);
   }
 
   /** A worker's grant opens the step-2 window if it still stands under the running config (see currentMatch). */
@@ -278,6 +295,7 @@ export class Daemon {
     if (!this.workers) problems.push('step-1 capture is not open');
     else problems.push(...this.workers.problems());
     if (!this.https.listening) problems.push('HTTPS server is not listening');
+    if (this.parts.cluster) problems.push(...this.parts.cluster.sync.problems());
     return { healthy: problems.length === 0, problems };
   }
 
@@ -363,6 +381,9 @@ export class Daemon {
       this.logger.error('config reload refused: firewall_type and table_name changes need a restart (and `knock-port uninstall` of the old rules)');
       return undefined;
     }
+    if (clusterSection(next) !== clusterSection(this.config)) {
+      this.logger.warn('global.cluster changed: cluster changes take effect at the next restart; the rest of the config is reloaded');
+    }
     return next;
   }
 
@@ -393,8 +414,58 @@ export class Daemon {
       this.logger.error({ err: describeError(err) }, 'session state could not be saved on stop');
     }
     await this.parts.lasting.usedCodes.close();
+    if (this.parts.cluster) {
+      await this.parts.cluster.sync.idle();
+      await this.parts.cluster.store.close();
+    }
     this.firewall.close?.();
     this.parts.nft.close?.();
     this.logger.info('knock-port stopped; firewall left closed, live grants expire in the kernel');
   }
+}
+
+/** `global.cluster` as a comparable text (the key as a digest-free hex: it never leaves this process). */
+function clusterSection(config: Config): string {
+  const cluster = config.global.cluster;
+  return cluster ? JSON.stringify({ ...cluster, key: cluster.key.toString('hex') }) : '';
+}
+
+/**
+ * Clustered: the sync and its store, connecting in the background (start never waits for it;
+ * the snapshot is applied when it comes). This gateway's grants and accepted codes are shared.
+ */
+function startCluster(
+  options: DaemonOptions,
+  parts: Pick<LongLivedParts, 'sessions' | 'granter' | 'metrics' | 'lasting'>,
+): { sync: ClusterSync; store: RedisClusterStore } {
+  const cluster = options.config.global.cluster!;
+  const { sessions, granter, metrics, lasting } = parts;
+  const logger = options.logger;
+  let store: RedisClusterStore | undefined;
+  const clusterMetrics = createClusterMetrics(metrics.registry, {
+    connected: () => store?.state().connected ?? false,
+    lagSeconds: () => {
+      const lag = store?.state().lagMs;
+      return lag === undefined ? undefined : lag / 1000;
+    },
+  });
+  const sync = new ClusterSync({
+    cluster,
+    granter,
+    sessions,
+    markCodeUsed: (code) => lasting.usedCodes.markUsedElsewhere(code),
+    apps: () => options.config.apps,
+    logger,
+    metrics: clusterMetrics,
+  });
+  store = RedisClusterStore.connect({
+    ...storeOptionsFromConfig(cluster),
+    logger,
+    onEntry: (kind, id, text) => sync.onEntry(kind, id, text),
+    onState: (state) => sync.onState(state),
+  });
+  sync.attach(store);
+  granter.useCluster(cluster.gateway, (record) => sync.grantedLocally(record));
+  lasting.usedCodes.onClaimed((code) => sync.codeClaimed(code));
+  return { sync, store };
 }

@@ -25,8 +25,8 @@ export const MAX_USED_CODES = 16_384;
 
 export interface UsedCodesOptions {
   maxEntries?: number;
-  /** Called after every accepted code, to save the cache. */
-  onChange?: () => void;
+  /** Called after every accepted code (not one marked used from elsewhere), to save the cache and share it. */
+  onChange?: (code: UsedCode) => void;
   /** Called when a code was refused because the cache is full. */
   onFull?: () => void;
   /**
@@ -83,8 +83,18 @@ export class UsedCodes {
     const outcome = this.store.claim(code, nowSeconds, this.maxEntries);
     if (outcome === 'full') this.options.onFull?.();
     if (outcome !== 'claimed') return false;
-    this.options.onChange?.();
+    this.options.onChange?.(code);
     return true;
+  }
+
+  /**
+   * Marks a code accepted elsewhere (another gateway of the cluster) as used here, without
+   * onChange; true when it was not already known. The cache being full is reported as for add.
+   */
+  markUsed(code: UsedCode, nowSeconds: number): boolean {
+    const outcome = this.store.claim(code, nowSeconds, this.maxEntries);
+    if (outcome === 'full') this.options.onFull?.();
+    return outcome === 'claimed';
   }
 
   /** Restores saved codes (at start): expired ones are dropped, and at most `maxEntries` kept, latest expiry first. */

@@ -4,9 +4,11 @@ import type { SessionView } from './protocol.js';
 /** `knock-port sessions` as a table an operator reads at a glance. */
 export function formatSessionsTable(sessions: readonly SessionView[]): string {
   if (sessions.length === 0) return 'no live grants\n';
+  // The GATEWAY column only when clustered (some grant names the gateway that made it).
+  const clustered = sessions.some((s) => s.gateway !== undefined);
   const rows = [
-    ['IP', 'APP', 'USER', 'STEP', 'SECONDS LEFT'],
-    ...sessions.map((s) => [s.ip, s.app ?? '-', s.user ?? '(unattributed)', s.step, String(s.secondsLeft)]),
+    ['IP', 'APP', 'USER', 'STEP', 'SECONDS LEFT', ...(clustered ? ['GATEWAY'] : [])],
+    ...sessions.map((s) => [s.ip, s.app ?? '-', s.user ?? '(unattributed)', s.step, String(s.secondsLeft), ...(clustered ? [s.gateway ?? '-'] : [])]),
   ];
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
   return (

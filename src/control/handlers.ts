@@ -11,7 +11,14 @@ import type { HealthReport, SessionView } from './protocol.js';
 import type { ControlHandlers } from './server.js';
 
 export function sessionView(record: SessionRecord, now: number): SessionView {
-  return { ip: record.ip, app: record.app, user: record.user, step: record.step, secondsLeft: secondsLeft(record, now) };
+  return {
+    ip: record.ip,
+    app: record.app,
+    user: record.user,
+    step: record.step,
+    secondsLeft: secondsLeft(record, now),
+    ...(record.gateway !== undefined ? { gateway: record.gateway } : {}),
+  };
 }
 
 export interface DaemonControlParts {

@@ -27,6 +27,8 @@ export const sessionViewSchema = z.object({
   user: z.string().nullable(),
   step: z.enum(['step2', 'service']),
   secondsLeft: z.number(),
+  /** The cluster gateway that made the grant; absent when not clustered. */
+  gateway: z.string().optional(),
 });
 
 export type SessionView = z.infer<typeof sessionViewSchema>;

@@ -76,7 +76,40 @@ export function voidedByReload(records: readonly SessionRecord[], previous: read
  * re-granting all go through here.
  */
 export class Granter {
+  /** This gateway's cluster name, recorded on its own grants; none when not clustered. */
+  private gateway: string | undefined;
+  private listener: ((record: SessionRecord) => void) | undefined;
+
   constructor(private readonly options: GranterOptions) {}
+
+  /**
+   * Clustered: this gateway's grants are recorded under `gateway` and each one, once in the
+   * kernel and recorded, is told to `listener` (which must not throw nor block).
+   */
+  useCluster(gateway: string, listener: (record: SessionRecord) => void): void {
+    this.gateway = gateway;
+    this.listener = listener;
+  }
+
+  /**
+   * A grant another gateway of the cluster made: into the kernel for `ttl` seconds (its time
+   * left), recorded until `expiresAt` under the gateway that made it. Not told to the listener.
+   */
+  async applyRemote(
+    grant: { ip: string; app: AppConfig; user: string; step: 'step2' | 'service'; expiresAt: number; gateway: string },
+    ttl: number,
+  ): Promise<void> {
+    const { ip, app, user, step, expiresAt, gateway } = grant;
+    if (step === 'step2') await this.options.firewall.grantStep2(ip, ttl);
+    else await this.options.firewall.grantService(ip, app, ttl);
+    this.options.sessions.recordUntil(ip, app.name, user, step, expiresAt, gateway);
+    this.options.logger.info({ ip, app: app.name, user, step, ttl, gateway }, 'granted by another gateway');
+  }
+
+  /** A record another gateway's grant covers without a kernel change (a longer one is in place). */
+  recordRemote(grant: { ip: string; app: string; user: string; step: 'step2' | 'service'; expiresAt: number; gateway: string }): void {
+    this.options.sessions.recordUntil(grant.ip, grant.app, grant.user, grant.step, grant.expiresAt, grant.gateway);
+  }
 
   /** After a config reload: grants go to the re-created backend. */
   useFirewall(firewall: GrantingFirewall): void {
@@ -163,9 +196,10 @@ export class Granter {
   }
 
   private recorded(ip: string, app: AppConfig, user: User, step: 'step2' | 'service', ttl: number, knockAt: number): void {
-    this.options.sessions.record(ip, app.name, user.name, step, ttl);
+    const record = this.options.sessions.record(ip, app.name, user.name, step, ttl, this.gateway);
     this.options.metrics?.grants.inc({ step });
     this.options.metrics?.knockToGrantSeconds.observe({ step }, (performance.now() - knockAt) / 1000);
     this.options.logger.info({ ip, app: app.name, user: user.name, step, ttl }, 'granted');
+    this.listener?.(record);
   }
 }

@@ -16,6 +16,8 @@ export interface SessionRecord {
   step: GrantKind;
   /** Absolute expiry, milliseconds since the epoch. */
   expiresAt: number;
+  /** The cluster gateway that made the grant (docs/cluster.md); absent when not clustered. */
+  gateway?: string;
 }
 
 /** Identity of a record: a repeated grant for the same key replaces (extends) it. */

@@ -19,6 +19,7 @@ const recordSchema = z.object({
   user: z.string().min(1).nullable(),
   step: z.enum(['step2', 'service']),
   expiresAt: z.iso.datetime(),
+  gateway: z.string().min(1).optional(),
 });
 
 const fileSchema = z.object({ version: z.literal(1), sessions: z.array(recordSchema) });
@@ -38,11 +39,21 @@ export function parseStateFile(text: string): StateFileContent {
     const issue = parsed.error.issues[0];
     return { kind: 'corrupt', reason: `unexpected content at ${issue?.path.join('.') || 'top level'}: ${issue?.message ?? 'invalid'}` };
   }
-  return { kind: 'ok', records: parsed.data.sessions.map((r) => ({ ...r, expiresAt: Date.parse(r.expiresAt) })) };
+  return {
+    kind: 'ok',
+    records: parsed.data.sessions.map(({ gateway, ...r }) => ({ ...r, expiresAt: Date.parse(r.expiresAt), ...(gateway !== undefined ? { gateway } : {}) })),
+  };
 }
 
 export function serializeStateFile(records: readonly SessionRecord[]): string {
-  const sessions = records.map((r) => ({ ip: r.ip, app: r.app, user: r.user, step: r.step, expiresAt: new Date(r.expiresAt).toISOString() }));
+  const sessions = records.map((r) => ({
+    ip: r.ip,
+    app: r.app,
+    user: r.user,
+    step: r.step,
+    expiresAt: new Date(r.expiresAt).toISOString(),
+    ...(r.gateway !== undefined ? { gateway: r.gateway } : {}),
+  }));
   return `${JSON.stringify({ version: 1, sessions }, null, 2)}\n`;
 }
 

@@ -58,8 +58,13 @@ export class SessionStore {
   }
 
   /** Records a grant, or extends the same (ip, app, user, step) to `ttlSeconds` from now. */
-  record(ip: string, app: string, user: string, step: GrantKind, ttlSeconds: number): SessionRecord {
-    const record: SessionRecord = { ip, app, user, step, expiresAt: this.now() + ttlSeconds * 1000 };
+  record(ip: string, app: string, user: string, step: GrantKind, ttlSeconds: number, gateway?: string): SessionRecord {
+    return this.recordUntil(ip, app, user, step, this.now() + ttlSeconds * 1000, gateway);
+  }
+
+  /** Records a grant until `expiresAt` (ms since the epoch), made by `gateway` when clustered. */
+  recordUntil(ip: string, app: string, user: string, step: GrantKind, expiresAt: number, gateway?: string): SessionRecord {
+    const record: SessionRecord = { ip, app, user, step, expiresAt, ...(gateway !== undefined ? { gateway } : {}) };
     this.put(record);
     this.changed();
     return record;
@@ -83,6 +88,25 @@ export class SessionStore {
       }
     }
     return windows;
+  }
+
+  /**
+   * The latest live expiry (ms since the epoch) the kernel holds for this grant: a step-2 window
+   * is one set element per IP (any app), a service grant one per (IP, app).
+   */
+  kernelExpiry(ip: string, step: GrantKind, app: string): number | undefined {
+    let latest: number | undefined;
+    for (const record of this.liveOf(ip)) {
+      if (record.step !== step || (step === 'service' && record.app !== app)) continue;
+      if (latest === undefined || record.expiresAt > latest) latest = record.expiresAt;
+    }
+    return latest;
+  }
+
+  /** The live record of (ip, app, user, step), if any. */
+  find(ip: string, app: string, user: string, step: GrantKind): SessionRecord | undefined {
+    const record = this.byIp.get(ip)?.get(recordKey({ ip, app, user, step }));
+    return record !== undefined && record.expiresAt > this.now() ? record : undefined;
   }
 
   /** Live records, soonest expiry first. */

@@ -67,6 +67,7 @@ export class SavedUsedCodes {
   private closed = false;
   private scheduled = false;
   private writing: Promise<void> | undefined;
+  private claimed: ((code: UsedCode) => void) | undefined;
 
   private constructor(options: SavedUsedCodesOptions) {
     this.path = join(options.stateDir, USED_CODES_FILE_NAME);
@@ -75,7 +76,10 @@ export class SavedUsedCodes {
     this.codes = new UsedCodes({
       ...(options.maxEntries !== undefined ? { maxEntries: options.maxEntries } : {}),
       ...(options.store !== undefined ? { store: options.store } : {}),
-      onChange: () => this.changed(),
+      onChange: (code) => {
+        this.changed();
+        this.claimed?.(code);
+      },
       onFull: () => {
         this.logger.error(
           { max: options.maxEntries ?? MAX_USED_CODES },
@@ -127,6 +131,18 @@ export class SavedUsedCodes {
   async close(): Promise<void> {
     this.closed = true;
     await this.save();
+  }
+
+  /** `listener` hears of every code accepted in this thread (step 2), e.g. to share it with the cluster. */
+  onClaimed(listener: (code: UsedCode) => void): void {
+    this.claimed = listener;
+  }
+
+  /** A code another gateway accepted: used here too (in the shared store, so for step 1 as well), and saved. */
+  markUsedElsewhere(code: UsedCode): boolean {
+    const added = this.codes.markUsed(code, this.now() / 1000);
+    if (added) this.changed();
+    return added;
   }
 
   /** A code was claimed elsewhere (a step-1 worker thread) in the shared store: save soon. */

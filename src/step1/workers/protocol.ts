@@ -4,6 +4,7 @@
  * log events, and read their config when the main thread sends one.
  */
 import type { LockEvent, LockFactor } from '../../auth/lockout.js';
+import type { UsedCode } from '../../auth/used-codes.js';
 import { createHash } from 'node:crypto';
 import type { AppConfig, Config, User } from '../../config/types.js';
 import type { CaptureKind } from '../../shared/kinds.js';
@@ -75,6 +76,8 @@ export type WorkerMessage =
       refusals: Partial<Record<LockFactor, number>>;
       /** One-time codes were claimed: the main thread saves the used-code file. */
       codesClaimed: boolean;
+      /** The codes claimed, for the cluster (sessions/cluster-sync.ts); absent when none. */
+      codes?: UsedCode[];
     }
   | { type: 'problem'; problem: string };
 

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SecretLockout, lockoutPolicy, type LockEvent, type LockFactor } from '../../auth/lockout.js';
 import { TotpVerifier } from '../../auth/totp.js';
-import { UsedCodes } from '../../auth/used-codes.js';
+import { UsedCodes, type UsedCode } from '../../auth/used-codes.js';
 import type { PacketBatch } from '../../native/packet-batch.js';
 import { RawPacketSender } from '../../capture/raw-socket.js';
 import { openStep1Capture, type Step1Capture } from '../../capture/step1-capture.js';
@@ -59,6 +59,7 @@ class Step1Worker {
   private locks: LockEvent[] = [];
   private refusals: Partial<Record<LockFactor, number>> = {};
   private codesClaimed = false;
+  private codes: UsedCode[] = [];
   private dropsBase = { kernel: 0, enobufs: 0 };
 
   constructor(private readonly init: WorkerInit) {
@@ -72,7 +73,10 @@ class Step1Worker {
     });
     const used = new UsedCodes({
       store: new SharedUsedCodeStore(init.shared),
-      onChange: () => (this.codesClaimed = true),
+      onChange: (code) => {
+        this.codesClaimed = true;
+        this.codes.push({ ...code });
+      },
       onFull: () => this.postProblem('one-time codes refused: the used-code cache is full (too many codes accepted within 90 s)'),
     });
     this.totp = new TotpVerifier(1, undefined, used);
@@ -153,12 +157,21 @@ class Step1Worker {
   private postEvents(): void {
     if (this.grants.length === 0 && this.rejections.length === 0 && this.locks.length === 0 && !this.codesClaimed && Object.keys(this.refusals).length === 0)
       return;
-    post({ type: 'events', grants: this.grants, rejections: this.rejections, locks: this.locks, refusals: this.refusals, codesClaimed: this.codesClaimed });
+    post({
+      type: 'events',
+      grants: this.grants,
+      rejections: this.rejections,
+      locks: this.locks,
+      refusals: this.refusals,
+      codesClaimed: this.codesClaimed,
+      ...(this.codes.length > 0 ? { codes: this.codes } : {}),
+    });
     this.grants = [];
     this.rejections = [];
     this.locks = [];
     this.refusals = {};
     this.codesClaimed = false;
+    this.codes = [];
   }
 
   private postProblem(problem: string): void {

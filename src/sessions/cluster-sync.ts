@@ -1,0 +1,283 @@
+/**
+ * The cluster wiring (docs/cluster.md): this gateway's grants, operator revokes and accepted
+ * one-time codes go to the store, signed, fire and forget; the other gateways' entries come back,
+ * are verified and applied through the Granter and the used-code cache. Never on the knock path:
+ * a knock never waits for the store, and a store that is down only costs the sharing.
+ */
+import type { UsedCode } from '../auth/used-codes.js';
+import type { AppConfig, ClusterConfig } from '../config/types.js';
+import { decodeClusterMessage, encodeClusterMessage, type ClusterGrant, type ClusterRevoke, type ClusterUsedCode } from '../cluster/message.js';
+import type { ClusterEntryKind, ClusterStoreState, RedisClusterStore } from '../cluster/store.js';
+import type { ClusterMetrics } from '../metrics/cluster-metrics.js';
+import { BoundedMap } from '../shared/bounded-map.js';
+import { describeError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import type { Granter } from './grants.js';
+import type { SessionRecord } from './record.js';
+import type { SessionStore } from './store.js';
+
+/** What the sync needs of the store (RedisClusterStore; a fake in tests). */
+export type ClusterSyncStore = Pick<RedisClusterStore, 'publishGrant' | 'publishRevoke' | 'claimUsedCode' | 'state'>;
+
+export interface ClusterSyncOptions {
+  cluster: Pick<ClusterConfig, 'gateway' | 'key'>;
+  granter: Pick<Granter, 'revoke' | 'applyRemote' | 'recordRemote'>;
+  sessions: Pick<SessionStore, 'list' | 'kernelExpiry' | 'find'>;
+  /** Marks a code another gateway accepted as used here (LastingState's used codes). */
+  markCodeUsed: (code: UsedCode) => void;
+  /** The running config's apps. */
+  apps: () => readonly AppConfig[];
+  logger: Logger;
+  metrics?: ClusterMetrics;
+  now?: () => number;
+}
+
+/** Health problem while the store is unreachable: degraded, the gateway works alone. */
+export const CLUSTER_DISCONNECTED = 'cluster store unreachable: this gateway works alone (grants, revokes and used codes not shared)';
+/** Revokes remembered, per (IP, app or all), against replayed grants. */
+const MAX_REVOKES = 65_536;
+/** Grant times remembered, per (IP, app), so a revoke older than a grant does not close it. */
+const MAX_GRANT_TIMES = 65_536;
+
+function scopeKey(ip: string, app: string | undefined): string {
+  return `${ip}\0${app ?? '*'}`;
+}
+
+export class ClusterSync {
+  private store: ClusterSyncStore | undefined;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  /** Last revoke time (issuedAt, ms) per (IP, app or '*'). */
+  private readonly revokes = new BoundedMap<string, number>(MAX_REVOKES);
+  /** Last grant time (issuedAt, ms) per (IP, app). */
+  private readonly granted = new BoundedMap<string, number>(MAX_GRANT_TIMES);
+  /** Remote entries are applied one after the other, in arrival order. */
+  private applying: Promise<void> = Promise.resolve();
+  private wasSynced = false;
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(private readonly options: ClusterSyncOptions) {
+    this.log = options.logger.child({ component: 'cluster' });
+    this.now = options.now ?? Date.now;
+  }
+
+  get gateway(): string {
+    return this.options.cluster.gateway;
+  }
+
+  /** After the daemon exists: the running config's apps (a reload changes them). */
+  useApps(apps: () => readonly AppConfig[]): void {
+    this.options.apps = apps;
+  }
+
+  /** The store to publish to (set once it exists: the store's onEntry is this sync's). */
+  attach(store: ClusterSyncStore): void {
+    this.store = store;
+  }
+
+  // --- local events, published fire and forget ---
+
+  /** A grant this gateway made (Granter's listener). */
+  grantedLocally(record: SessionRecord): void {
+    if (record.app === null || record.user === null) return;
+    const issuedAt = this.now();
+    this.granted.set(scopeKey(record.ip, record.app), issuedAt);
+    this.publishGrant(record, issuedAt);
+  }
+
+  /** An operator revoke (control socket): here through the Granter, then told to the others. */
+  async revoke(ip: string, app?: AppConfig): Promise<number> {
+    const removed = await this.options.granter.revoke(ip, app);
+    const issuedAt = this.now();
+    this.revokes.set(scopeKey(ip, app?.name), issuedAt);
+    const body: ClusterRevoke = { ip, ...(app ? { app: app.name } : {}), gateway: this.gateway, issuedAt };
+    const text = this.encode({ type: 'revoke', body });
+    if (text !== undefined) {
+      const id = `${this.gateway}:${ip}:${app?.name ?? '*'}:${issuedAt}`;
+      this.track('revoke', this.store?.publishRevoke(id, text, this.longestGrantMs()));
+    }
+    return removed;
+  }
+
+  /** A one-time code this gateway accepted (step 1 or step 2). `expiresAt` in unix seconds, as UsedCode. */
+  codeClaimed(code: UsedCode): void {
+    const body: ClusterUsedCode = {
+      scope: code.scope,
+      counter: code.counter,
+      expiresAt: Math.ceil(code.expiresAt * 1000),
+      gateway: this.gateway,
+      issuedAt: this.now(),
+    };
+    if (body.expiresAt <= body.issuedAt) return;
+    const text = this.encode({ type: 'used-code', body });
+    if (text === undefined) return;
+    const claim = this.store?.claimUsedCode(`${code.scope}:${code.counter}`, text, body.expiresAt);
+    this.track(
+      'used-code',
+      claim?.then((result) => {
+        if (result === 'already-used') this.log.warn({ counter: code.counter }, 'a one-time code accepted here was already used on another gateway');
+        return result !== 'unavailable';
+      }),
+    );
+  }
+
+  /** Store state changes: on every (re)sync, this gateway's live grants are published again. */
+  onState(state: ClusterStoreState): void {
+    if (state.synced && !this.wasSynced) {
+      for (const record of this.options.sessions.list()) {
+        if ((record.gateway === undefined || record.gateway === this.gateway) && record.app !== null && record.user !== null) {
+          this.publishGrant(record, this.granted.get(scopeKey(record.ip, record.app)) ?? this.now());
+        }
+      }
+    }
+    this.wasSynced = state.synced;
+  }
+
+  /** For health: degraded (not failed) while the store is unreachable. */
+  problems(): string[] {
+    const state = this.store?.state();
+    if (!state || state.connected) return [];
+    return [state.lastError ? `${CLUSTER_DISCONNECTED}; last error: ${state.lastError}` : CLUSTER_DISCONNECTED];
+  }
+
+  /** Resolves once every entry received so far is applied and every publish settled (tests, stop). */
+  async idle(): Promise<void> {
+    await this.applying;
+    await Promise.allSettled([...this.pending]);
+  }
+
+  private publishGrant(record: SessionRecord, issuedAt: number): void {
+    const body: ClusterGrant = {
+      kind: record.step,
+      ip: record.ip,
+      app: record.app!,
+      user: record.user!,
+      expiresAt: record.expiresAt,
+      gateway: this.gateway,
+      issuedAt,
+    };
+    if (body.expiresAt <= issuedAt) return;
+    const text = this.encode({ type: 'grant', body });
+    if (text === undefined) return;
+    const id = `${this.gateway}:${body.kind}:${body.ip}:${body.app}:${body.user}`;
+    this.track('grant', this.store?.publishGrant(id, text, body.expiresAt));
+  }
+
+  private encode(message: Parameters<typeof encodeClusterMessage>[1]): string | undefined {
+    try {
+      return encodeClusterMessage(this.options.cluster.key, message);
+    } catch (err) {
+      this.log.error({ err: describeError(err), type: message.type }, 'cluster message not published');
+      return undefined;
+    }
+  }
+
+  /** Counts a publish's outcome; never rejects, never awaited by a knock. */
+  private track(kind: ClusterEntryKind, publish: Promise<boolean> | undefined): void {
+    const metrics = this.options.metrics;
+    if (!publish) {
+      metrics?.publishFailures.inc({ kind });
+      return;
+    }
+    const settled = publish.then(
+      (ok) => (ok ? metrics?.published.inc({ kind }) : metrics?.publishFailures.inc({ kind })),
+      (err: unknown) => {
+        metrics?.publishFailures.inc({ kind });
+        this.log.debug({ err: describeError(err), kind }, 'cluster publish failed');
+      },
+    );
+    this.pending.add(settled);
+    void settled.finally(() => this.pending.delete(settled));
+  }
+
+  /** How long a revoke is kept in the store: as long as the longest grant of the running config. */
+  private longestGrantMs(): number {
+    let longest = 60;
+    for (const app of this.options.apps()) longest = Math.max(longest, app.duration, app.step2HttpsDuration);
+    return longest * 1000;
+  }
+
+  // --- entries from the store ---
+
+  /** The store's onEntry: verified now, applied in order. Never throws. */
+  onEntry(kind: ClusterEntryKind, id: string, text: string): void {
+    const decoded = decodeClusterMessage(this.options.cluster.key, text, this.now());
+    if (!decoded.ok) {
+      this.options.metrics?.rejected.inc({ reason: decoded.reason });
+      this.log.debug({ kind, id, reason: decoded.reason }, 'cluster entry refused');
+      return;
+    }
+    const message = decoded.message;
+    if (message.type !== kind) {
+      this.options.metrics?.rejected.inc({ reason: 'malformed' });
+      this.log.debug({ kind, id, type: message.type }, 'cluster entry refused: its key and type differ');
+      return;
+    }
+    // Own entries come back in snapshots: already applied here.
+    if (message.body.gateway === this.gateway) return;
+    this.options.metrics?.received.inc({ kind });
+    this.applying = this.applying.then(async () => {
+      try {
+        if (message.type === 'grant') await this.applyGrant(message.body);
+        else if (message.type === 'revoke') await this.applyRevoke(message.body);
+        else this.applyUsedCode(message.body);
+      } catch (err) {
+        this.log.error({ err: describeError(err), kind, gateway: message.body.gateway }, 'cluster entry could not be applied');
+      }
+    });
+  }
+
+  private async applyGrant(grant: ClusterGrant): Promise<void> {
+    const revokedAt = Math.max(this.revokes.get(scopeKey(grant.ip, undefined)) ?? 0, this.revokes.get(scopeKey(grant.ip, grant.app)) ?? 0);
+    if (grant.issuedAt <= revokedAt) {
+      this.log.debug({ ip: grant.ip, app: grant.app, gateway: grant.gateway }, 'cluster grant issued before a revoke: ignored');
+      return;
+    }
+    const now = this.now();
+    const ttl = Math.ceil((grant.expiresAt - now) / 1000);
+    if (ttl <= 0) return;
+    const app = this.options.apps().find((a) => a.name === grant.app);
+    if (!app) {
+      this.log.debug({ app: grant.app, gateway: grant.gateway }, 'cluster grant for an app this gateway does not have: ignored');
+      return;
+    }
+    const sessions = this.options.sessions;
+    const own = sessions.find(grant.ip, grant.app, grant.user, grant.kind);
+    if (own && own.expiresAt >= grant.expiresAt) return; // already known (an overlap of snapshot and live)
+    const previous = this.granted.get(scopeKey(grant.ip, grant.app)) ?? 0;
+    this.granted.set(scopeKey(grant.ip, grant.app), Math.max(previous, grant.issuedAt));
+    const remote = { ip: grant.ip, user: grant.user, step: grant.kind, expiresAt: grant.expiresAt, gateway: grant.gateway };
+    const kernel = sessions.kernelExpiry(grant.ip, grant.kind, grant.app);
+    // The kernel's timeout is set, not extended: a longer grant in place stays as it is.
+    if (kernel !== undefined && kernel >= grant.expiresAt) this.options.granter.recordRemote({ ...remote, app: grant.app });
+    else await this.options.granter.applyRemote({ ...remote, app }, ttl);
+  }
+
+  private async applyRevoke(revoke: ClusterRevoke): Promise<void> {
+    const key = scopeKey(revoke.ip, revoke.app);
+    if ((this.revokes.get(key) ?? 0) >= revoke.issuedAt) return; // seen already
+    this.revokes.set(key, revoke.issuedAt);
+    const apps = this.options.apps();
+    // Grants made after the revoke (here or elsewhere) stand: a snapshot replays old revokes.
+    const newer = (app: string | null): boolean => app !== null && (this.granted.get(scopeKey(revoke.ip, app)) ?? 0) > revoke.issuedAt;
+    const records = this.options.sessions.list().filter((r) => r.ip === revoke.ip && (revoke.app === undefined || r.app === revoke.app));
+    if (records.length === 0) return;
+    const app = revoke.app !== undefined ? apps.find((a) => a.name === revoke.app) : undefined;
+    if (revoke.app !== undefined && !app) return; // no such app here: nothing of it to close
+    if (!records.some((r) => newer(r.app))) {
+      this.log.info({ ip: revoke.ip, app: revoke.app ?? '*', gateway: revoke.gateway }, 'revoke from another gateway');
+      await this.options.granter.revoke(revoke.ip, app);
+      return;
+    }
+    if (revoke.app !== undefined) return; // the one app's grant is newer
+    const older = new Set(records.filter((r) => !newer(r.app) && r.app !== null).map((r) => r.app!));
+    for (const name of older) {
+      const each = apps.find((a) => a.name === name);
+      if (each) await this.options.granter.revoke(revoke.ip, each);
+    }
+  }
+
+  private applyUsedCode(code: ClusterUsedCode): void {
+    this.options.markCodeUsed({ scope: code.scope, counter: code.counter, expiresAt: Math.ceil(code.expiresAt / 1000) });
+  }
+}

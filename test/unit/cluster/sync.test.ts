@@ -1,0 +1,253 @@
+// ClusterSync with a fake store and a recording firewall: what is published, what is applied, what is refused.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { UsedCode } from '../../../src/auth/used-codes.js';
+import { decodeClusterMessage, encodeClusterMessage, type ClusterMessage } from '../../../src/cluster/message.js';
+import type { ClaimResult, ClusterEntryKind, ClusterStoreState } from '../../../src/cluster/store.js';
+import type { AppConfig } from '../../../src/config/types.js';
+import { createClusterMetrics } from '../../../src/metrics/cluster-metrics.js';
+import { MetricsRegistry } from '../../../src/metrics/registry.js';
+import { ClusterSync, CLUSTER_DISCONNECTED, type ClusterSyncStore } from '../../../src/sessions/cluster-sync.js';
+import { Granter, type GrantingFirewall } from '../../../src/sessions/grants.js';
+import { SessionStore } from '../../../src/sessions/store.js';
+import { testConfig } from '../step2/fixtures.js';
+import { valueOf } from '../metrics/values.js';
+import { capturedLogger } from '../sessions/log-capture.js';
+
+const KEY = Buffer.from('a'.repeat(64), 'hex');
+const OTHER_KEY = Buffer.from('b'.repeat(64), 'hex');
+
+class RecordingFirewall implements GrantingFirewall {
+  calls: string[] = [];
+  async grantStep2(ip: string, ttl: number): Promise<void> {
+    this.calls.push(`step2 ${ip} ${ttl}`);
+  }
+  async grantService(ip: string, app: AppConfig, ttl: number): Promise<void> {
+    this.calls.push(`service ${ip} ${app.name} ${ttl}`);
+  }
+  async revoke(ip: string, app?: AppConfig): Promise<void> {
+    this.calls.push(`revoke ${ip} ${app?.name ?? '*'}`);
+  }
+}
+
+class FakeStore implements ClusterSyncStore {
+  up = true;
+  grants: Array<{ id: string; text: string; expiresAtMs: number }> = [];
+  revokes: Array<{ id: string; text: string; ttlMs: number }> = [];
+  claims: Array<{ id: string; text: string; expiresAtMs: number }> = [];
+  async publishGrant(id: string, text: string, expiresAtMs: number): Promise<boolean> {
+    if (!this.up) return false;
+    this.grants.push({ id, text, expiresAtMs });
+    return true;
+  }
+  async publishRevoke(id: string, text: string, ttlMs: number): Promise<boolean> {
+    if (!this.up) return false;
+    this.revokes.push({ id, text, ttlMs });
+    return true;
+  }
+  async claimUsedCode(id: string, text: string, expiresAtMs: number): Promise<ClaimResult> {
+    if (!this.up) return 'unavailable';
+    this.claims.push({ id, text, expiresAtMs });
+    return 'claimed';
+  }
+  state(): ClusterStoreState {
+    return {
+      connected: this.up,
+      synced: this.up,
+      reconnects: 0,
+      published: 0,
+      publishFailures: 0,
+      received: 0,
+      snapshots: 0,
+      ...(this.up ? {} : { lastError: 'ECONNREFUSED' }),
+    };
+  }
+}
+
+describe('ClusterSync', () => {
+  const config = testConfig('JBSWY3DPEHPK3PXP');
+  const vpn = config.apps[0]!;
+  const alice = vpn.users[0]!;
+  let dir: string;
+  const closers: Array<() => Promise<void>> = [];
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'knock-port-sync-'));
+  });
+  afterEach(async () => {
+    for (const close of closers.splice(0)) await close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function setup() {
+    const logs = capturedLogger('debug');
+    const sessions = await SessionStore.open({ stateDir: dir, logger: logs.logger }, []);
+    closers.push(() => sessions.close());
+    const firewall = new RecordingFirewall();
+    const granter = new Granter({ firewall, sessions, logger: logs.logger });
+    const store = new FakeStore();
+    const marked: UsedCode[] = [];
+    const metrics = createClusterMetrics(new MetricsRegistry(), { connected: () => store.up, lagSeconds: () => undefined });
+    const sync = new ClusterSync({
+      cluster: { gateway: 'gw-a', key: KEY },
+      granter,
+      sessions,
+      markCodeUsed: (code) => marked.push(code),
+      apps: () => config.apps,
+      logger: logs.logger,
+      metrics,
+    });
+    sync.attach(store);
+    granter.useCluster('gw-a', (record) => sync.grantedLocally(record));
+    return { logs, sessions, firewall, granter, store, sync, marked, metrics };
+  }
+
+  const signed = (message: ClusterMessage, key = KEY): string => encodeClusterMessage(key, message);
+  const remoteGrant = (over: Partial<{ expiresAt: number; issuedAt: number; gateway: string; kind: 'step2' | 'service' }> = {}) =>
+    signed({
+      type: 'grant',
+      body: {
+        kind: over.kind ?? 'service',
+        ip: '203.0.113.9',
+        app: 'vpn',
+        user: 'alice',
+        expiresAt: over.expiresAt ?? Date.now() + 30_500,
+        gateway: over.gateway ?? 'gw-b',
+        issuedAt: over.issuedAt ?? Date.now() - 1000,
+      },
+    });
+  const deliver = async (sync: ClusterSync, kind: ClusterEntryKind, text: string) => {
+    sync.onEntry(kind, 'id', text);
+    await sync.idle();
+  };
+
+  it('publishes a local grant, signed, with this gateway and its absolute expiry', async () => {
+    const { store, sync, granter, sessions } = await setup();
+    const before = Date.now();
+    await granter.openService('10.0.0.1', vpn, alice);
+    await sync.idle();
+    expect(store.grants).toHaveLength(1);
+    const decoded = decodeClusterMessage(KEY, store.grants[0]!.text, Date.now());
+    expect(decoded.ok).toBe(true);
+    if (!decoded.ok || decoded.message.type !== 'grant') throw new Error('not a grant');
+    const body = decoded.message.body;
+    expect(body).toMatchObject({ kind: 'service', ip: '10.0.0.1', app: 'vpn', user: 'alice', gateway: 'gw-a' });
+    expect(body.expiresAt).toBe(sessions.list()[0]!.expiresAt);
+    expect(body.issuedAt).toBeGreaterThanOrEqual(before);
+    expect(store.grants[0]!.expiresAtMs).toBe(body.expiresAt);
+    expect(sessions.list()[0]!.gateway).toBe('gw-a');
+  });
+
+  it('applies another gateway’s grant with the remaining time and records its gateway', async () => {
+    const { firewall, sync, sessions, metrics } = await setup();
+    await deliver(sync, 'grant', remoteGrant({ expiresAt: Date.now() + 30_500 }));
+    expect(firewall.calls).toEqual(['service 203.0.113.9 vpn 31']);
+    expect(sessions.list()).toMatchObject([{ ip: '203.0.113.9', app: 'vpn', user: 'alice', step: 'service', gateway: 'gw-b' }]);
+    expect(await valueOf(metrics.received, { kind: 'grant' })).toBe(1);
+    // The same entry again (snapshot and live overlap): nothing more.
+    await deliver(sync, 'grant', remoteGrant({ expiresAt: sessions.list()[0]!.expiresAt }));
+    expect(firewall.calls).toHaveLength(1);
+  });
+
+  it('keeps a longer local grant in the kernel', async () => {
+    const { firewall, granter, sync, sessions } = await setup();
+    await granter.openService('203.0.113.9', vpn, alice); // 60 s
+    firewall.calls = [];
+    await deliver(sync, 'grant', remoteGrant({ expiresAt: Date.now() + 20_000 }));
+    expect(firewall.calls).toEqual([]);
+    expect(sessions.list()).toHaveLength(1);
+  });
+
+  it('counts and ignores expired, unsigned, badly signed and forged entries', async () => {
+    const { firewall, sync, metrics, sessions } = await setup();
+    const expired = remoteGrant({ expiresAt: Date.now() - 1, issuedAt: Date.now() - 10_000 });
+    const good = JSON.parse(remoteGrant()) as { sig: string; body: { expiresAt: number } };
+    const unsigned = JSON.stringify({ ...good, sig: '' });
+    const badSignature = remoteGrant({}).replace(/"sig":"[0-9a-f]{2}/, '"sig":"00');
+    const forged = JSON.stringify({ ...good, body: { ...good.body, expiresAt: good.body.expiresAt + 3_600_000 } });
+    const otherKey = signed(JSON.parse(remoteGrant()) as ClusterMessage, OTHER_KEY);
+    for (const text of [expired, unsigned, badSignature, forged, otherKey, 'not json']) await deliver(sync, 'grant', text);
+    expect(firewall.calls).toEqual([]);
+    expect(sessions.list()).toEqual([]);
+    expect(await valueOf(metrics.rejected, { reason: 'expired' })).toBe(1);
+    expect(await valueOf(metrics.rejected, { reason: 'unsigned' })).toBe(1);
+    expect(await valueOf(metrics.rejected, { reason: 'bad-signature' })).toBe(3);
+    expect(await valueOf(metrics.rejected, { reason: 'malformed' })).toBe(1);
+  });
+
+  it('ignores its own entries (from a snapshot)', async () => {
+    const { firewall, sync, sessions } = await setup();
+    await deliver(sync, 'grant', remoteGrant({ gateway: 'gw-a' }));
+    expect(firewall.calls).toEqual([]);
+    expect(sessions.list()).toEqual([]);
+  });
+
+  it('publishes an operator revoke and applies another gateway’s without echo', async () => {
+    const { firewall, granter, store, sync, sessions } = await setup();
+    await granter.openService('10.0.0.1', vpn, alice);
+    expect(await sync.revoke('10.0.0.1', vpn)).toBe(1);
+    await sync.idle();
+    expect(store.revokes).toHaveLength(1);
+    const revoke = decodeClusterMessage(KEY, store.revokes[0]!.text, Date.now());
+    expect(revoke).toMatchObject({ ok: true, message: { type: 'revoke', body: { ip: '10.0.0.1', app: 'vpn', gateway: 'gw-a' } } });
+
+    await deliver(sync, 'grant', remoteGrant());
+    firewall.calls = [];
+    const text = signed({ type: 'revoke', body: { ip: '203.0.113.9', gateway: 'gw-b', issuedAt: Date.now() } });
+    await deliver(sync, 'revoke', text);
+    expect(firewall.calls).toEqual(['revoke 203.0.113.9 *']);
+    expect(sessions.list()).toEqual([]);
+    expect(store.revokes).toHaveLength(1); // not published again
+    await deliver(sync, 'revoke', text); // seen already
+    expect(firewall.calls).toHaveLength(1);
+  });
+
+  it('ignores a replayed grant issued before a revoke', async () => {
+    const { firewall, sync, sessions } = await setup();
+    const issuedAt = Date.now() - 5000;
+    const grant = remoteGrant({ issuedAt });
+    await deliver(sync, 'revoke', signed({ type: 'revoke', body: { ip: '203.0.113.9', app: 'vpn', gateway: 'gw-b', issuedAt: issuedAt + 1000 } }));
+    await deliver(sync, 'grant', grant);
+    expect(firewall.calls).toEqual([]);
+    expect(sessions.list()).toEqual([]);
+    await deliver(sync, 'grant', remoteGrant({ issuedAt: issuedAt + 2000 }));
+    expect(firewall.calls).toHaveLength(1);
+  });
+
+  it('shares used one-time codes both ways', async () => {
+    const { store, sync, marked } = await setup();
+    const scope = 'c'.repeat(32);
+    const expiresAt = Math.floor(Date.now() / 1000) + 60;
+    sync.codeClaimed({ scope, counter: 1234, expiresAt });
+    await sync.idle();
+    expect(store.claims).toHaveLength(1);
+    expect(store.claims[0]!.id).toBe(`${scope}:1234`);
+    expect(decodeClusterMessage(KEY, store.claims[0]!.text, Date.now())).toMatchObject({
+      ok: true,
+      message: { type: 'used-code', body: { scope, counter: 1234, expiresAt: expiresAt * 1000, gateway: 'gw-a' } },
+    });
+    await deliver(
+      sync,
+      'used-code',
+      signed({ type: 'used-code', body: { scope, counter: 99, expiresAt: expiresAt * 1000, gateway: 'gw-b', issuedAt: Date.now() } }),
+    );
+    expect(marked).toEqual([{ scope, counter: 99, expiresAt }]);
+  });
+
+  it('grants locally when the store is down, counts the failures and reports degraded health', async () => {
+    const { store, sync, granter, firewall, metrics } = await setup();
+    store.up = false;
+    await granter.openStep2Window('10.0.0.1', vpn, alice);
+    await sync.revoke('10.0.0.1');
+    sync.codeClaimed({ scope: 'd'.repeat(32), counter: 1, expiresAt: Math.floor(Date.now() / 1000) + 60 });
+    await sync.idle();
+    expect(firewall.calls).toEqual(['step2 10.0.0.1 10', 'revoke 10.0.0.1 *']);
+    expect(await valueOf(metrics.publishFailures, { kind: 'grant' })).toBe(1);
+    expect(await valueOf(metrics.publishFailures, { kind: 'revoke' })).toBe(1);
+    expect(await valueOf(metrics.publishFailures, { kind: 'used-code' })).toBe(1);
+    expect(sync.problems()[0]).toContain(CLUSTER_DISCONNECTED);
+    store.up = true;
+    expect(sync.problems()).toEqual([]);
+  });
+});
