@@ -5,6 +5,8 @@
 // (a hard limit stops it at 20).
 // BENCH_FLOOD_SECONDS (default 4), BENCH_KNOCKS (latency knocks, default 220) and
 // BENCH_FLOOD_KNOCKS (`knock-port knock` runs per flood rate, default 50) shorten or lengthen it.
+// `sudo node bench/run.js cluster` runs only the cluster bench (bench/cluster.js, redis-server;
+// ~1.5 min) and prints its JSON line; it is not part of the default run.
 import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -118,7 +120,20 @@ async function backendBench(backend, grantBurst) {
   }
 }
 
+/** `node bench/run.js cluster`: the optional cluster section alone, one JSON line on stdout. */
+async function clusterOnly() {
+  const { clusterBench, clusterPreflight } = await import('./cluster.js');
+  const problem = clusterPreflight();
+  if (problem) {
+    log(`bench: ${problem}`);
+    process.exitCode = 1;
+    return;
+  }
+  process.stdout.write(`${JSON.stringify(await clusterBench())}\n`);
+}
+
 async function main() {
+  if (process.argv[2] === 'cluster') return clusterOnly();
   const problem = preflight();
   if (problem) {
     log(`bench: ${problem}`);
