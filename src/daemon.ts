@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { publicHttpsPort, type AppConfig, type Config } from './config/types.js';
 import { resolveStep1Workers } from './config/workers.js';
 import { createControlHandlers } from './control/handlers.js';
+import type { UsedCode } from './auth/used-codes.js';
 import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
 import { describeError } from './shared/errors.js';
@@ -139,6 +140,7 @@ export class Daemon {
       key: options.key,
       sessions,
       grantService: (ip, app, user) => granter.openService(ip, app, user),
+      ...(this.parts.cluster ? { confirmCode: (code: UsedCode) => this.parts.cluster!.sync.confirmCode(code) } : {}),
       limiter: lasting.step2Limiter,
       totp: lasting.totp,
       lockout: lasting.lockout,
@@ -264,7 +266,7 @@ export class Daemon {
     countRefusals(metrics, events.refusals);
     if (events.codesClaimed) lasting.usedCodes.changed();
     const sync = this.parts.cluster?.sync;
-    if (sync) for (const code of events.codes ?? []) sync.codeClaimed(code);
+    if (sync) for (const code of events.codes ?? []) sync.codeClaimed(code, 'step1');
   }
 
   /** A worker's grant opens the step-2 window if it still stands under the running config (see currentMatch). */
@@ -295,8 +297,9 @@ export class Daemon {
     if (!this.workers) problems.push('step-1 capture is not open');
     else problems.push(...this.workers.problems());
     if (!this.https.listening) problems.push('HTTPS server is not listening');
-    if (this.parts.cluster) problems.push(...this.parts.cluster.sync.problems());
-    return { healthy: problems.length === 0, problems };
+    const sync = this.parts.cluster?.sync;
+    if (sync) problems.push(...sync.problems());
+    return { healthy: problems.length === 0, problems, ...(sync ? { cluster: sync.health() } : {}) };
   }
 
   /**
@@ -441,13 +444,18 @@ function startCluster(
   const cluster = options.config.global.cluster!;
   const { sessions, granter, metrics, lasting } = parts;
   const logger = options.logger;
-  let store: RedisClusterStore | undefined;
+  // The gauges read the store and the sync, which need the metrics first.
+  const live: { store?: RedisClusterStore; sync?: ClusterSync } = {};
   const clusterMetrics = createClusterMetrics(metrics.registry, {
-    connected: () => store?.state().connected ?? false,
+    connected: () => live.store?.state().connected ?? false,
+    synced: () => live.store?.state().synced ?? false,
     lagSeconds: () => {
-      const lag = store?.state().lagMs;
+      const lag = live.store?.state().lagMs;
       return lag === undefined ? undefined : lag / 1000;
     },
+    reconnects: () => live.store?.state().reconnects ?? 0,
+    snapshots: () => live.store?.state().snapshots ?? 0,
+    backlog: () => live.sync?.backlog() ?? 0,
   });
   const sync = new ClusterSync({
     cluster,
@@ -458,14 +466,15 @@ function startCluster(
     logger,
     metrics: clusterMetrics,
   });
-  store = RedisClusterStore.connect({
+  const store = RedisClusterStore.connect({
     ...storeOptionsFromConfig(cluster),
     logger,
     onEntry: (kind, id, text) => sync.onEntry(kind, id, text),
     onState: (state) => sync.onState(state),
   });
+  Object.assign(live, { store, sync });
   sync.attach(store);
   granter.useCluster(cluster.gateway, (record) => sync.grantedLocally(record));
-  lasting.usedCodes.onClaimed((code) => sync.codeClaimed(code));
+  lasting.usedCodes.onClaimed((code) => sync.codeClaimed(code, 'step2'));
   return { sync, store };
 }

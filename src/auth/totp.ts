@@ -4,7 +4,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { base32Decode, base32Encode, TOTP_DIGITS, TOTP_PERIOD_SECONDS } from '../shared/otp-format.js';
-import { secretScope, UsedCodes } from './used-codes.js';
+import { secretScope, UsedCodes, type UsedCode } from './used-codes.js';
 
 /** A new random TOTP secret (160 bits, as RFC 4226 recommends), base32. */
 export function newTotpSecret(): string {
@@ -45,15 +45,21 @@ export class TotpVerifier {
   ) {}
 
   verify(secretBase32: string, code: string): boolean {
-    if (!/^\d{6}$/.test(code)) return false;
+    return this.accept(secretBase32, code) !== undefined;
+  }
+
+  /** As verify, and the code as now marked used (what the cluster shares); undefined when refused. */
+  accept(secretBase32: string, code: string): UsedCode | undefined {
+    if (!/^\d{6}$/.test(code)) return undefined;
     const secret = base32Decode(secretBase32);
-    if (!secret) return false;
+    if (!secret) return undefined;
     const nowSeconds = this.now();
     const matched = this.match(secret, code, nowSeconds);
-    if (matched === undefined) return false;
+    if (matched === undefined) return undefined;
     const scope = secretScope(secret);
-    if (this.used.isUsed(scope, matched, nowSeconds)) return false;
-    return this.used.add({ scope, counter: matched, expiresAt: (matched + this.window + 1) * TOTP_PERIOD_SECONDS }, nowSeconds);
+    if (this.used.isUsed(scope, matched, nowSeconds)) return undefined;
+    const used: UsedCode = { scope, counter: matched, expiresAt: (matched + this.window + 1) * TOTP_PERIOD_SECONDS };
+    return this.used.add(used, nowSeconds) ? used : undefined;
   }
 
   /**

@@ -1,5 +1,5 @@
 /** Control answers as text for operators; `--json` prints the protocol's own objects instead. */
-import type { SessionView } from './protocol.js';
+import type { ClusterHealth, SessionView } from './protocol.js';
 
 /** `knock-port sessions` as a table an operator reads at a glance. */
 export function formatSessionsTable(sessions: readonly SessionView[]): string {
@@ -21,4 +21,11 @@ export function formatSessionsTable(sessions: readonly SessionView[]): string {
       )
       .join('\n') + '\n'
   );
+}
+
+/** One line for `knock-port health`: how this gateway stands in its cluster. */
+export function formatClusterHealth(cluster: ClusterHealth): string {
+  const link = !cluster.connected ? 'store unreachable (working alone)' : cluster.synced ? 'store connected, in sync' : 'store connected, catching up';
+  const lag = cluster.lagMs === undefined ? '' : `, lag ${Math.round(cluster.lagMs)} ms`;
+  return `cluster: gateway ${cluster.gateway}, ${link}${lag}, ${cluster.backlog} waiting, ${cluster.reconnects} reconnects\n`;
 }

@@ -33,10 +33,26 @@ export const sessionViewSchema = z.object({
 
 export type SessionView = z.infer<typeof sessionViewSchema>;
 
+/** The cluster as one gateway sees it (health, when `global.cluster` is set). */
+export const clusterHealthSchema = z.object({
+  gateway: z.string(),
+  connected: z.boolean(),
+  /** The snapshot since the last (re)connect is delivered: live updates flow. */
+  synced: z.boolean(),
+  /** Publish-to-delivery time of the last live update, ms (includes clock skew). */
+  lagMs: z.number().optional(),
+  /** Entries received and not yet applied here. */
+  backlog: z.number(),
+  reconnects: z.number(),
+});
+
+export type ClusterHealth = z.infer<typeof clusterHealthSchema>;
+
 export const healthReportSchema = z.object({
   healthy: z.boolean(),
   /** What is degraded or broken, for the operator; empty when healthy. */
   problems: z.array(z.string()),
+  cluster: clusterHealthSchema.optional(),
 });
 
 export type HealthReport = z.infer<typeof healthReportSchema>;

@@ -11,12 +11,23 @@ export interface ClusterMetrics {
   readonly publishFailures: Counter<'kind'>;
   /** Valid entries from other gateways, by kind. */
   readonly received: Counter<'kind'>;
+  /** Valid grants from other gateways not applied here, by reason (unknown-app, revoked). */
+  readonly ignored: Counter<'reason'>;
+  /** One-time codes accepted here that another gateway had already used, by step. */
+  readonly codeConflicts: Counter<'step'>;
 }
 
 export interface ClusterGaugeSource {
   connected(): boolean;
+  /** The last snapshot since the (re)connect was delivered: live updates flow. */
+  synced(): boolean;
   /** Seconds, or undefined when no live update came yet. */
   lagSeconds(): number | undefined;
+  /** Times the store came back after an outage, and snapshots delivered (counters kept by the store). */
+  reconnects(): number;
+  snapshots(): number;
+  /** Entries received and not applied yet. */
+  backlog(): number;
 }
 
 const REFUSALS = ['malformed', 'unsigned', 'bad-signature', 'expired', 'from-the-future'] as const;
@@ -29,24 +40,52 @@ export function createClusterMetrics(registry: MetricsRegistry, source: ClusterG
     published: counter('knockport_cluster_published_total', 'Cluster messages this gateway published, by kind.', ['kind']),
     publishFailures: counter('knockport_cluster_publish_failures_total', 'Cluster publishes that failed (store down, timeout, error), by kind.', ['kind']),
     received: counter('knockport_cluster_received_total', 'Valid cluster messages from other gateways, by kind.', ['kind']),
+    ignored: counter('knockport_cluster_ignored_total', 'Valid cluster grants not applied here (an app this gateway lacks, or revoked since), by reason.', [
+      'reason',
+    ]),
+    codeConflicts: counter(
+      'knockport_cluster_code_conflicts_total',
+      'One-time codes accepted here that another gateway had already used (a replay on one of them), by step.',
+      ['step'],
+    ),
   };
-  new Gauge({
-    name: 'knockport_cluster_connected',
-    help: '1 while the cluster store is connected, else 0.',
-    registers,
-    collect() {
-      this.set(source.connected() ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'knockport_cluster_lag_seconds',
-    help: 'Publish-to-delivery time of the last live cluster update (includes clock skew between gateways).',
-    registers,
-    collect() {
-      const lag = source.lagSeconds();
-      if (lag !== undefined) this.set(lag);
-    },
-  });
+  const gauge = (name: string, help: string, read: () => number | undefined): void => {
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const value = read();
+        if (value !== undefined) this.set(value);
+      },
+    });
+  };
+  gauge('knockport_cluster_synced', '1 once the snapshot since the last (re)connect is delivered and live updates flow, else 0.', () =>
+    source.synced() ? 1 : 0,
+  );
+  gauge('knockport_cluster_backlog', 'Cluster entries received and not yet applied to this gateway.', () => source.backlog());
+  // The store keeps these totals itself: each scrape adds their growth since the last one.
+  const total = (name: string, help: string, read: () => number): void => {
+    let seen = 0;
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        const value = read();
+        if (value > seen) this.inc(value - seen);
+        seen = Math.max(seen, value);
+      },
+    });
+  };
+  total('knockport_cluster_reconnects_total', 'Times the cluster store came back after an outage.', () => source.reconnects());
+  total('knockport_cluster_snapshots_total', 'Cluster snapshots received (one per successful (re)connect).', () => source.snapshots());
+  gauge('knockport_cluster_connected', '1 while the cluster store is connected, else 0.', () => (source.connected() ? 1 : 0));
+  gauge('knockport_cluster_lag_seconds', 'Publish-to-delivery time of the last live cluster update (includes clock skew between gateways).', () =>
+    source.lagSeconds(),
+  );
   for (const reason of REFUSALS) metrics.rejected.inc({ reason }, 0);
+  for (const reason of ['unknown-app', 'revoked']) metrics.ignored.inc({ reason }, 0);
+  for (const step of ['step1', 'step2']) metrics.codeConflicts.inc({ step }, 0);
   return metrics;
 }

@@ -6,8 +6,15 @@
  */
 import type { UsedCode } from '../auth/used-codes.js';
 import type { AppConfig, ClusterConfig } from '../config/types.js';
-import { decodeClusterMessage, encodeClusterMessage, type ClusterGrant, type ClusterRevoke, type ClusterUsedCode } from '../cluster/message.js';
-import type { ClusterEntryKind, ClusterStoreState, RedisClusterStore } from '../cluster/store.js';
+import {
+  decodeClusterMessage,
+  encodeClusterMessage,
+  type ClusterGrant,
+  type ClusterMessage,
+  type ClusterRevoke,
+  type ClusterUsedCode,
+} from '../cluster/message.js';
+import type { ClaimResult, ClusterEntryKind, ClusterStoreState, RedisClusterStore } from '../cluster/store.js';
 import type { ClusterMetrics } from '../metrics/cluster-metrics.js';
 import { BoundedMap } from '../shared/bounded-map.js';
 import { describeError } from '../shared/errors.js';
@@ -34,10 +41,18 @@ export interface ClusterSyncOptions {
 
 /** Health problem while the store is unreachable: degraded, the gateway works alone. */
 export const CLUSTER_DISCONNECTED = 'cluster store unreachable: this gateway works alone (grants, revokes and used codes not shared)';
+/** Longest step 2 waits for the store's word on its one-time code before deciding alone. */
+export const CONFIRM_WAIT_MS = 250;
+/** Entries applied per batch (grants of one batch go to the kernel together). */
+const APPLY_BATCH = 4096;
 /** Revokes remembered, per (IP, app or all), against replayed grants. */
 const MAX_REVOKES = 65_536;
 /** Grant times remembered, per (IP, app), so a revoke older than a grant does not close it. */
 const MAX_GRANT_TIMES = 65_536;
+
+function codeId(code: UsedCode): string {
+  return `${code.scope}:${code.counter}`;
+}
 
 function scopeKey(ip: string, app: string | undefined): string {
   return `${ip}\0${app ?? '*'}`;
@@ -51,10 +66,14 @@ export class ClusterSync {
   private readonly revokes = new BoundedMap<string, number>(MAX_REVOKES);
   /** Last grant time (issuedAt, ms) per (IP, app). */
   private readonly granted = new BoundedMap<string, number>(MAX_GRANT_TIMES);
-  /** Remote entries are applied one after the other, in arrival order. */
-  private applying: Promise<void> = Promise.resolve();
+  /** Verified entries from other gateways, waiting to be applied in arrival order. */
+  private queue: ClusterMessage[] = [];
+  /** The drain in progress, if any (see drain). */
+  private draining: Promise<void> | undefined;
   private wasSynced = false;
   private readonly pending = new Set<Promise<unknown>>();
+  /** This gateway's code claims still in flight, by scope and counter: step 2 waits for its own (confirmCode). */
+  private readonly claims = new Map<string, Promise<ClaimResult>>();
 
   constructor(private readonly options: ClusterSyncOptions) {
     this.log = options.logger.child({ component: 'cluster' });
@@ -99,8 +118,14 @@ export class ClusterSync {
     return removed;
   }
 
-  /** A one-time code this gateway accepted (step 1 or step 2). `expiresAt` in unix seconds, as UsedCode. */
-  codeClaimed(code: UsedCode): void {
+  /**
+   * A one-time code this gateway accepted in `step`. `expiresAt` in unix seconds, as UsedCode.
+   * The claim is atomic in the store: when another gateway claimed the same code first, one of the
+   * two uses was a replay. Step 2 waits for the answer before granting (confirmCode); a step-1
+   * conflict is logged and counted (its grant is only the step-2 window, which still asks for the
+   * HTTPS key).
+   */
+  codeClaimed(code: UsedCode, step: 'step1' | 'step2'): void {
     const body: ClusterUsedCode = {
       scope: code.scope,
       counter: code.counter,
@@ -111,14 +136,37 @@ export class ClusterSync {
     if (body.expiresAt <= body.issuedAt) return;
     const text = this.encode({ type: 'used-code', body });
     if (text === undefined) return;
-    const claim = this.store?.claimUsedCode(`${code.scope}:${code.counter}`, text, body.expiresAt);
+    const id = codeId(code);
+    const claim = this.store?.claimUsedCode(id, text, body.expiresAt);
+    if (claim) {
+      this.claims.set(id, claim);
+      void claim.finally(() => this.claims.delete(id));
+    }
     this.track(
       'used-code',
       claim?.then((result) => {
-        if (result === 'already-used') this.log.warn({ counter: code.counter }, 'a one-time code accepted here was already used on another gateway');
+        if (result === 'already-used') {
+          this.options.metrics?.codeConflicts.inc({ step });
+          this.log.warn({ step, counter: code.counter }, 'a one-time code accepted here was already used on another gateway (one of the two uses is a replay)');
+        }
         return result !== 'unavailable';
       }),
     );
+  }
+
+  /**
+   * Step 2, after its code was accepted here and before the grant: false when the store says
+   * another gateway used the code first. Waits at most CONFIRM_WAIT_MS: a slow or unreachable
+   * store leaves the decision to this gateway alone (the code is still refused here, and shared
+   * once the store answers).
+   */
+  async confirmCode(code: UsedCode): Promise<boolean> {
+    const claim = this.claims.get(codeId(code));
+    if (!claim) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), CONFIRM_WAIT_MS)));
+    const result = await Promise.race([claim, waited]).finally(() => clearTimeout(timer));
+    return result !== 'already-used';
   }
 
   /** Store state changes: on every (re)sync, this gateway's live grants are published again. */
@@ -133,6 +181,19 @@ export class ClusterSync {
     this.wasSynced = state.synced;
   }
 
+  /** For health: the cluster as this gateway sees it. */
+  health(): { gateway: string; connected: boolean; synced: boolean; lagMs?: number; backlog: number; reconnects: number } {
+    const state = this.store?.state();
+    return {
+      gateway: this.gateway,
+      connected: state?.connected ?? false,
+      synced: state?.synced ?? false,
+      ...(state?.lagMs !== undefined ? { lagMs: state.lagMs } : {}),
+      backlog: this.queue.length,
+      reconnects: state?.reconnects ?? 0,
+    };
+  }
+
   /** For health: degraded (not failed) while the store is unreachable. */
   problems(): string[] {
     const state = this.store?.state();
@@ -142,8 +203,13 @@ export class ClusterSync {
 
   /** Resolves once every entry received so far is applied and every publish settled (tests, stop). */
   async idle(): Promise<void> {
-    await this.applying;
+    while (this.draining) await this.draining;
     await Promise.allSettled([...this.pending]);
+  }
+
+  /** Entries received and not yet applied (a joining gateway's snapshot, mostly). */
+  backlog(): number {
+    return this.queue.length;
   }
 
   private publishGrant(record: SessionRecord, issuedAt: number): void {
@@ -216,20 +282,63 @@ export class ClusterSync {
     // Own entries come back in snapshots: already applied here.
     if (message.body.gateway === this.gateway) return;
     this.options.metrics?.received.inc({ kind });
-    this.applying = this.applying.then(async () => {
-      try {
-        if (message.type === 'grant') await this.applyGrant(message.body);
-        else if (message.type === 'revoke') await this.applyRevoke(message.body);
-        else this.applyUsedCode(message.body);
-      } catch (err) {
-        this.log.error({ err: describeError(err), kind, gateway: message.body.gateway }, 'cluster entry could not be applied');
+    this.queue.push(message);
+    // Started after the caller's turn: a snapshot delivered in one loop is then one batch, not its first entry alone.
+    this.draining ??= Promise.resolve().then(() => this.drain());
+  }
+
+  /**
+   * Applies the queue in batches. Within a batch, grants (and used codes) go together, without
+   * awaiting each other, so the firewall writes them in one kernel transaction per event-loop
+   * turn (grant-sets.ts) instead of one each: a gateway joining a cluster with 100,000 live
+   * grants is not minutes behind. A revoke is a barrier: what came before it is applied first.
+   */
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, APPLY_BATCH);
+        let grants: ClusterGrant[] = [];
+        for (const message of batch) {
+          if (message.type === 'grant') grants.push(message.body);
+          else if (message.type === 'used-code') this.applyUsedCode(message.body);
+          else {
+            await this.applyGrants(grants);
+            grants = [];
+            await this.guarded(message, () => this.applyRevoke(message.body));
+          }
+        }
+        await this.applyGrants(grants);
       }
-    });
+    } finally {
+      this.draining = undefined;
+    }
+  }
+
+  /** Each (kind, IP, app, user) once, with its latest expiry; all at once. */
+  private async applyGrants(grants: readonly ClusterGrant[]): Promise<void> {
+    if (grants.length === 0) return;
+    const latest = new Map<string, ClusterGrant>();
+    for (const grant of grants) {
+      const key = `${grant.kind}\0${scopeKey(grant.ip, grant.app)}\0${grant.user}`;
+      const known = latest.get(key);
+      if (!known || known.expiresAt < grant.expiresAt || (known.expiresAt === grant.expiresAt && known.issuedAt < grant.issuedAt)) latest.set(key, grant);
+    }
+    await Promise.all([...latest.values()].map((grant) => this.guarded({ type: 'grant', body: grant }, () => this.applyGrant(grant))));
+  }
+
+  /** Runs one entry's apply; a failure is logged, never thrown (the others still go). */
+  private async guarded(message: ClusterMessage, apply: () => Promise<void>): Promise<void> {
+    try {
+      await apply();
+    } catch (err) {
+      this.log.error({ err: describeError(err), kind: message.type, gateway: message.body.gateway }, 'cluster entry could not be applied');
+    }
   }
 
   private async applyGrant(grant: ClusterGrant): Promise<void> {
     const revokedAt = Math.max(this.revokes.get(scopeKey(grant.ip, undefined)) ?? 0, this.revokes.get(scopeKey(grant.ip, grant.app)) ?? 0);
     if (grant.issuedAt <= revokedAt) {
+      this.options.metrics?.ignored.inc({ reason: 'revoked' });
       this.log.debug({ ip: grant.ip, app: grant.app, gateway: grant.gateway }, 'cluster grant issued before a revoke: ignored');
       return;
     }
@@ -238,6 +347,7 @@ export class ClusterSync {
     if (ttl <= 0) return;
     const app = this.options.apps().find((a) => a.name === grant.app);
     if (!app) {
+      this.options.metrics?.ignored.inc({ reason: 'unknown-app' });
       this.log.debug({ app: grant.app, gateway: grant.gateway }, 'cluster grant for an app this gateway does not have: ignored');
       return;
     }

@@ -5,13 +5,16 @@
 import { findUserByKey } from '../auth/keys.js';
 import type { SecretLockout } from '../auth/lockout.js';
 import type { TotpVerifier } from '../auth/totp.js';
+import type { UsedCode } from '../auth/used-codes.js';
 import type { AppConfig, Config, User } from '../config/types.js';
 import type { Step2Window } from '../shared/kinds.js';
 import type { Step2Fields } from './form.js';
 
 export type ForbiddenReason = 'unknown-app' | 'no-window' | 'bad-key' | 'no-token' | 'bad-token' | 'locked';
 
-export type Step2Decision = { outcome: 'granted'; app: AppConfig; user: User } | { outcome: 'forbidden'; reason: ForbiddenReason };
+export type Step2Decision =
+  | { outcome: 'granted'; app: AppConfig; user: User; /** The one-time code it used up, when the user has TOTP. */ code?: UsedCode }
+  | { outcome: 'forbidden'; reason: ForbiddenReason };
 
 /**
  * Step 2 succeeds only for a user of the requested app who opened a step-2 window from this
@@ -51,9 +54,10 @@ export function authorizeStep2(
     totp.verifyNothing(fields.token);
     return { outcome: 'forbidden', reason: 'locked' };
   }
-  if (!totp.verify(user.totpSecret, fields.token)) {
+  const code = totp.accept(user.totpSecret, fields.token);
+  if (!code) {
     lockout.fail('step2-token', app.name, user.name);
     return { outcome: 'forbidden', reason: 'bad-token' };
   }
-  return { outcome: 'granted', app, user };
+  return { outcome: 'granted', app, user, code };
 }

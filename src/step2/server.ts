@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { SecretLockout, lockoutPolicy } from '../auth/lockout.js';
 import type { PerMinuteLimiter } from '../auth/ratelimit.js';
 import type { TotpVerifier } from '../auth/totp.js';
+import type { UsedCode } from '../auth/used-codes.js';
 import type { AppConfig, Config, User } from '../config/types.js';
 import type { Logger } from '../shared/log.js';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
@@ -54,6 +55,11 @@ export interface Step2ServerOptions {
   sessions: Pick<SessionStore, 'step2Windows'>;
   /** Opens the service for the IP (firewall + session record + log); `Granter.openService`. */
   grantService(ip: string, app: AppConfig, user: User): Promise<void>;
+  /**
+   * Clustered: after a one-time code was accepted here and before the grant, whether the other
+   * gateways agree it was not used there first (false: refused like a used code).
+   */
+  confirmCode?(code: UsedCode): Promise<boolean>;
   limiter: Pick<PerMinuteLimiter, 'allow'>;
   totp: TotpVerifier;
   /** Failure counts per secret, shared with step 1 by the daemon; default: the first config's policy. */
@@ -194,6 +200,9 @@ async function handleRequest(
 
   const decision = authorizeStep2(form.fields, options.sessions.step2Windows(ip), config, options.totp, lockout);
   if (decision.outcome === 'forbidden') return finish('forbidden', decision.reason, form.fields.app);
+  if (decision.code && options.confirmCode && !(await options.confirmCode(decision.code))) {
+    return finish('forbidden', 'one-time code used on another gateway first', form.fields.app);
+  }
   await options.grantService(ip, decision.app, decision.user);
   finish('granted', 'ok', decision.app.name);
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { processTerminal, type Terminal } from '../terminal.js';
 import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
 import { callDaemon } from '../../control/client.js';
+import { formatClusterHealth } from '../../control/format.js';
 import { ExitCode } from '../../client/exit-codes.js';
 
 /** Exit 0 when the daemon answers healthy; 1 when unhealthy or unreachable, saying why. */
@@ -11,12 +12,13 @@ export function registerHealth(program: Command, terminal: Terminal = processTer
     program
       .command('health')
       .description('check that the running daemon answers and is healthy (exit 0), else exit 1')
-      .option('--json', 'print the health report as JSON: {healthy, problems}'),
+      .option('--json', 'print the health report as JSON: {healthy, problems} (and cluster, when clustered)'),
   ).action(async (options: ControlSocketOptions & { json?: boolean }) => {
     const health = await callDaemon(resolveControlSocket(options), { cmd: 'health' }, 'health');
     if (options.json === true) terminal.stdout.write(`${JSON.stringify(health, null, 2)}\n`);
     else if (health.healthy) terminal.stdout.write('healthy\n');
     else terminal.stderr.write(`unhealthy: ${health.problems.join('; ') || 'no reason given'}\n`);
+    if (options.json !== true && health.cluster) terminal.stdout.write(formatClusterHealth(health.cluster));
     if (!health.healthy) terminal.setExitCode(ExitCode.failed);
   });
 }

@@ -26,6 +26,8 @@ import { execIn, startServices, tcpProbe } from '../../helpers/scenario.js';
 import { CLI } from '../../helpers/sandbox.js';
 import { createSelfSignedCert } from '../../../src/demo/topology.js';
 import { spawnDaemon, type DaemonProcess } from '../../../src/demo/daemon-process.js';
+import { totpAt } from '../../../src/auth/totp.js';
+import { base32Encode } from '../../../src/shared/otp-format.js';
 
 const FILE = 'cluster/gateways';
 const skip = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'redis-server', 'redis-cli', 'curl', 'openssl']));
@@ -41,6 +43,11 @@ const PREFIX = `kpt-${randomBytes(3).toString('hex')}:`;
 const SVC_PORT = 2222;
 const SHORT_PORT = 2223;
 const SHORT_DURATION = 3;
+const OTP_PORT = 2224;
+const OTP_HTTP_KEY = 'otp-http-key-0123456789';
+const OTP_HTTPS_KEY = 'otp-https-key-0123456789';
+/** carol's TOTP secret (step 2 `token`), fresh per run. */
+const OTP_SECRET = base32Encode(randomBytes(20));
 
 /** How long a grant, revoke or step-2 window made on one gateway may take to show on the other. */
 const PROPAGATE_MS = 2000;
@@ -140,6 +147,17 @@ brief:
   protocol: tcp
   duration: ${SHORT_DURATION}
   step2_https_duration: 20
+otp:
+  port: ${OTP_PORT}
+  protocol: tcp
+  destination: local
+  duration: 60
+  step2_https_duration: 20
+  users:
+    - name: carol
+      access_key_http: ${OTP_HTTP_KEY}
+      access_key_https: ${OTP_HTTPS_KEY}
+      totp_secret: ${OTP_SECRET}
 `;
 }
 
@@ -201,7 +219,7 @@ async function step1(from: string, key = HTTP_KEY, app = 'svc', to = from.includ
 }
 
 /** Step 2 from `from`; the HTTP status ("000": nothing answered). */
-async function step2(from: string, key = HTTPS_KEY, app = 'svc', to = from.includes(':') ? NET.vip6 : NET.vip4): Promise<string> {
+async function step2(from: string, key = HTTPS_KEY, app = 'svc', to = from.includes(':') ? NET.vip6 : NET.vip4, token?: string): Promise<string> {
   const r = await execIn(
     client,
     'curl',
@@ -217,7 +235,7 @@ async function step2(from: string, key = HTTPS_KEY, app = 'svc', to = from.inclu
       '-w',
       '%{http_code}',
       '-d',
-      `app=${app}&access_key=${key}`,
+      `app=${app}&access_key=${key}${token === undefined ? '' : `&token=${token}`}`,
       `https://${host(to)}${STEP2_PATH}`,
     ],
     6000,
@@ -304,8 +322,8 @@ describe.skipIf(skip)('cluster: two gateways, one store', () => {
     routeVia(A);
     await startRedis();
     await Promise.all([
-      startServices(A.ns, { tcp: { [SVC_PORT]: 'gw-a\n', [SHORT_PORT]: 'gw-a\n' } }),
-      startServices(B.ns, { tcp: { [SVC_PORT]: 'gw-b\n', [SHORT_PORT]: 'gw-b\n' } }),
+      startServices(A.ns, { tcp: { [SVC_PORT]: 'gw-a\n', [SHORT_PORT]: 'gw-a\n', [OTP_PORT]: 'gw-a\n' } }),
+      startServices(B.ns, { tcp: { [SVC_PORT]: 'gw-b\n', [SHORT_PORT]: 'gw-b\n', [OTP_PORT]: 'gw-b\n' } }),
     ]);
     await Promise.all([startGateway(A), startGateway(B)]);
   }, 90_000);
@@ -346,6 +364,10 @@ describe.skipIf(skip)('cluster: two gateways, one store', () => {
     const listed = sessions(B).filter((s) => s.ip === clientAddr(0) && s.app === 'svc' && s.step === 'service');
     expect(listed, JSON.stringify(sessions(B))).toHaveLength(1);
     expect(listed[0]!.gateway).toBe('gw-a');
+    // The table an operator reads says which gateway made the grant.
+    const table = ctl(B, ['sessions']).out.split('\n');
+    expect(table[0]).toMatch(/GATEWAY$/);
+    expect(table.find((line) => line.startsWith(`${clientAddr(0)} `) && / service /.test(line))).toMatch(/ gw-a$/);
     routeVia(A);
   }, 30_000);
 
@@ -428,6 +450,9 @@ describe.skipIf(skip)('cluster: two gateways, one store', () => {
     expect(exposed, 'knockport_cluster_rejected_total is exposed').toBe(true);
     expect(after.a - before.a, 'rejections counted on A').toBeGreaterThanOrEqual(2);
     expect(after.b - before.b, 'rejections counted on B').toBeGreaterThanOrEqual(2);
+    // Back in the cluster, health says so in a line of its own.
+    const healthy = await within(async () => /^cluster: gateway gw-a, store connected, in sync/m.test(ctl(A, ['health']).out), RECONNECT_MS);
+    expect(healthy, ctl(A, ['health']).out).toBeGreaterThanOrEqual(0);
   }, 30_000);
 
   it('6. an expired grant never comes back after a restart', async () => {
@@ -450,4 +475,24 @@ describe.skipIf(skip)('cluster: two gateways, one store', () => {
     expect(service, JSON.stringify(service)).toHaveLength(0);
     expect(await openOn(A, from, SHORT_PORT)).toBe(false);
   }, 60_000);
+
+  it('7. a one-time code used in step 2 on A is refused on B: a sniffed or replayed token opens nothing', async () => {
+    const user = clientAddr(7);
+    const replayer = clientAddr6(7);
+    routeVia(A);
+    await step1(user, OTP_HTTP_KEY, 'otp');
+    const token = totpAt(OTP_SECRET, Date.now() / 1000);
+    expect(await step2(user, OTP_HTTPS_KEY, 'otp', NET.vip4, token)).toBe('200');
+    expect(await openOn(A, user, OTP_PORT)).toBe(true);
+    // Another client holding both keys and the same token, through B: step 1 opens B's HTTPS
+    // port, step 2 is refused, and the service stays closed to it on both gateways.
+    routeVia(B);
+    await new Promise((r) => setTimeout(r, 300)); // the code's claim reaches B (p99 of a grant is ms)
+    await step1(replayer, OTP_HTTP_KEY, 'otp');
+    expect(await within(async () => (await tcpProbe(client, replayer, NET.vip6, 443, PROBE_MS)).kind === 'open', PROPAGATE_MS)).toBeGreaterThanOrEqual(0);
+    expect(await step2(replayer, OTP_HTTPS_KEY, 'otp', NET.vip6, token)).toBe('403');
+    expect(await staysClosed(B, replayer, OTP_PORT, 1000)).toBe(true);
+    expect(await openOn(A, replayer, OTP_PORT)).toBe(false);
+    routeVia(A);
+  }, 30_000);
 });
