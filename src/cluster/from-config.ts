@@ -3,9 +3,15 @@ import { readFileSync } from 'node:fs';
 import type { ClusterConfig } from '../config/types.js';
 import type { ClusterStoreOptions } from './store.js';
 
-export type StoreAddressOptions = Pick<ClusterStoreOptions, 'url' | 'sentinels' | 'sentinelName' | 'username' | 'password' | 'tls' | 'prefix' | 'gateway'>;
+export type StoreAddressOptions = Pick<
+  ClusterStoreOptions,
+  'url' | 'sentinels' | 'sentinelName' | 'username' | 'password' | 'sentinelUsername' | 'sentinelPassword' | 'tls' | 'prefix' | 'gateway'
+>;
 
-/** Reads the TLS files (throws when one cannot be read); credentials go as options, never in the URL. */
+/**
+ * Reads the TLS files (throws when one cannot be read); credentials go as options, never in the URL.
+ * With Sentinels the same TLS settings apply to the Sentinels and to the master they name.
+ */
 export function storeOptionsFromConfig(cluster: ClusterConfig): StoreAddressOptions {
   const { redis } = cluster;
   const address = redis.address;
@@ -26,6 +32,8 @@ export function storeOptionsFromConfig(cluster: ClusterConfig): StoreAddressOpti
     ...where,
     ...(redis.username !== undefined ? { username: redis.username } : {}),
     ...(redis.password !== undefined ? { password: redis.password } : {}),
+    ...(redis.sentinelUsername !== undefined ? { sentinelUsername: redis.sentinelUsername } : {}),
+    ...(redis.sentinelPassword !== undefined ? { sentinelPassword: redis.sentinelPassword } : {}),
     ...(tls ? { tls } : {}),
     prefix: cluster.prefix,
     gateway: cluster.gateway,

@@ -85,6 +85,7 @@ export interface ClusterStoreOptions {
   username?: string;
   password?: string;
   /** Sentinel's own credentials, when it has any (its ACL user differs from the data nodes'). */
+  sentinelUsername?: string;
   sentinelPassword?: string;
   /** TLS to the data nodes (and to the sentinels when they are used). */
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
@@ -208,6 +209,7 @@ export class RedisClusterStore {
         ...common,
         sentinels: o.sentinels,
         name: o.sentinelName,
+        sentinelUsername: o.sentinelUsername,
         sentinelPassword: o.sentinelPassword,
         sentinelRetryStrategy: retry,
         ...(o.tls ? { enableTLSForSentinelMode: true, sentinelTLS: { ...o.tls } } : {}),

@@ -15,6 +15,8 @@ export interface ClusterSecrets {
   key?: Buffer;
   /** The store's password, from `password` or `password_file`. */
   password?: string;
+  /** The Sentinels' password, from `sentinel_password` or `sentinel_password_file`. */
+  sentinelPassword?: string;
   errors: PathIssue[];
   warnings: PathIssue[];
 }
@@ -22,7 +24,7 @@ export interface ClusterSecrets {
 const CLUSTER = ['global', 'cluster'] as const;
 
 /**
- * Reads `key_file` and `password_file`. The cluster key must not also be an access key: step-1
+ * Reads `key_file`, `password_file` and `sentinel_password_file`. The cluster key must not also be an access key: step-1
  * keys travel in clear, and whoever holds the cluster key can open ports on every gateway.
  * Messages never quote a file's content.
  */
@@ -51,15 +53,22 @@ export function readClusterSecrets(cluster: ClusterSection, users: readonly AppU
     }
   }
 
-  if (redis.password !== undefined) secrets.password = redis.password;
-  if (redis.password_file !== undefined) {
-    const path = [...CLUSTER, 'redis', 'password_file'];
-    const text = readSecretFile(redis.password_file, 'the password file', path, secrets.warnings);
-    if (text instanceof Refusal) secrets.errors.push({ path, message: text.message });
-    else if (text === '') secrets.errors.push({ path, message: 'the password file is empty' });
-    else secrets.password = text;
-  }
+  const password = readPassword(redis.password, redis.password_file, 'password_file', 'the password file', secrets);
+  if (password !== undefined) secrets.password = password;
+  const sentinelPassword = readPassword(redis.sentinel_password, redis.sentinel_password_file, 'sentinel_password_file', 'the sentinel password file', secrets);
+  if (sentinelPassword !== undefined) secrets.sentinelPassword = sentinelPassword;
   return secrets;
+}
+
+/** A password written in the config, or read from its file (an unreadable or empty file is an error). */
+function readPassword(inline: string | undefined, file: string | undefined, key: string, what: string, secrets: ClusterSecrets): string | undefined {
+  if (file === undefined) return inline;
+  const path = [...CLUSTER, 'redis', key];
+  const text = readSecretFile(file, what, path, secrets.warnings);
+  if (text instanceof Refusal) secrets.errors.push({ path, message: text.message });
+  else if (text === '') secrets.errors.push({ path, message: `${what} is empty` });
+  else return text;
+  return undefined;
 }
 
 /** The path of the first access key equal to `key`, if any. */
@@ -99,6 +108,8 @@ export function buildCluster(cluster: ClusterSection, secrets: ClusterSecrets): 
     address,
     ...(redis.username !== undefined ? { username: redis.username } : {}),
     ...(secrets.password !== undefined ? { password: secrets.password } : {}),
+    ...(redis.sentinel_username !== undefined ? { sentinelUsername: redis.sentinel_username } : {}),
+    ...(secrets.sentinelPassword !== undefined ? { sentinelPassword: secrets.sentinelPassword } : {}),
     ...(tls ? { tls: { ...redis.tls } } : {}),
   };
   return { gateway: cluster.gateway, key: secrets.key!, redis: built, prefix: cluster.prefix };

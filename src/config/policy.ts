@@ -54,7 +54,7 @@ function checkGlobal(global: GlobalSection, { errors, warnings }: PolicyResult):
 const CLUSTER = ['global', 'cluster'] as const;
 const REDIS = [...CLUSTER, 'redis'] as const;
 
-/** `global.cluster`: one key source, one store address, one password source; TLS that can apply. */
+/** `global.cluster`: one key source, one store address, one source per password; TLS and Sentinel credentials that can apply. */
 function checkCluster(cluster: ClusterSection, { errors }: PolicyResult): void {
   const either = (first: string, second: string) => `give ${first} or ${second}, not both`;
   if (cluster.key !== undefined && cluster.key_file !== undefined) errors.push({ path: [...CLUSTER, 'key_file'], message: either('key', 'key_file') });
@@ -78,6 +78,14 @@ function checkCluster(cluster: ClusterSection, { errors }: PolicyResult): void {
   }
   if (redis.password !== undefined && redis.password_file !== undefined) {
     errors.push({ path: [...REDIS, 'password_file'], message: either('password', 'password_file') });
+  }
+  if (redis.sentinel_password !== undefined && redis.sentinel_password_file !== undefined) {
+    errors.push({ path: [...REDIS, 'sentinel_password_file'], message: either('sentinel_password', 'sentinel_password_file') });
+  }
+  if (redis.sentinels === undefined) {
+    for (const key of ['sentinel_username', 'sentinel_password', 'sentinel_password_file'] as const) {
+      if (redis[key] !== undefined) errors.push({ path: [...REDIS, key], message: `${key} is only used with sentinels (the Sentinels' own credentials)` });
+    }
   }
   if (redis.tls !== undefined && redis.url !== undefined && !redis.url.tls) {
     errors.push({ path: [...REDIS, 'tls'], message: 'TLS settings need a rediss:// url (redis:// is plain text)' });

@@ -99,6 +99,9 @@ export const redisTlsSchema = z.strictObject({
   key: absolutePath.optional(),
 });
 
+/** An ACL user name, of the data nodes or of the Sentinels. */
+const redisUsername = z.string().regex(/^[\x21-\x7e]{1,128}$/, 'expected 1-128 printable characters without spaces');
+
 /** `global.cluster.redis`: one server (`url`) or Sentinels; which one, and pairs, are checked in policy.ts. */
 export const redisSchema = z.strictObject({
   url: parsedString(parseRedisUrl).optional(),
@@ -107,12 +110,13 @@ export const redisSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1-64 of A-Z a-z 0-9 _ . - (the name the Sentinels give the master)')
     .optional(),
-  username: z
-    .string()
-    .regex(/^[\x21-\x7e]{1,128}$/, 'expected 1-128 printable characters without spaces')
-    .optional(),
+  username: redisUsername.optional(),
   password: z.string().min(1).optional(),
   password_file: absolutePath.optional(),
+  // The Sentinels' own credentials, when they differ from the data nodes' (Sentinel's requirepass or ACL user).
+  sentinel_username: redisUsername.optional(),
+  sentinel_password: z.string().min(1).optional(),
+  sentinel_password_file: absolutePath.optional(),
   tls: redisTlsSchema.optional(),
 });
 
@@ -260,9 +264,10 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set([
   'totp_secret',
   'step1_otp_secret',
   '2fa_config_folder',
-  // global.cluster: the cluster key, the store's password, and its URL (which could hold one).
+  // global.cluster: the cluster key, the store's and the Sentinels' passwords, and the URL (which could hold one).
   'key',
   'password',
+  'sentinel_password',
   'url',
 ]);
 

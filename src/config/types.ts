@@ -130,6 +130,10 @@ export interface RedisConfig {
   username?: string;
   /** From `password` or `password_file`; never logged or shown. */
   password?: string;
+  /** The Sentinels' ACL user, when they have their own (`sentinel_username`). */
+  sentinelUsername?: string;
+  /** From `sentinel_password` or `sentinel_password_file`: the Sentinels' own; never logged or shown. */
+  sentinelPassword?: string;
   /** Present when the store is reached over TLS (`rediss://`, or `tls:` with Sentinels, then for them too). */
   tls?: RedisTlsFiles;
 }

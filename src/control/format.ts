@@ -26,6 +26,6 @@ export function formatSessionsTable(sessions: readonly SessionView[]): string {
 /** One line for `knock-port health`: how this gateway stands in its cluster. */
 export function formatClusterHealth(cluster: ClusterHealth): string {
   const link = !cluster.connected ? 'store unreachable (working alone)' : cluster.synced ? 'store connected, in sync' : 'store connected, catching up';
-  const lag = cluster.lagMs === undefined ? '' : `, lag ${Math.round(cluster.lagMs)} ms`;
+  const lag = cluster.lagMs === undefined || !cluster.connected ? '' : `, lag ${Math.round(cluster.lagMs)} ms`;
   return `cluster: gateway ${cluster.gateway}, ${link}${lag}, ${cluster.backlog} waiting, ${cluster.reconnects} reconnects\n`;
 }

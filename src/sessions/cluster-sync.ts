@@ -43,6 +43,8 @@ export interface ClusterSyncOptions {
 export const CLUSTER_DISCONNECTED = 'cluster store unreachable: this gateway works alone (grants, revokes and used codes not shared)';
 /** Longest step 2 waits for the store's word on its one-time code before deciding alone. */
 export const CONFIRM_WAIT_MS = 250;
+/** Claims remembered for confirmCode. */
+const MAX_CLAIMS = 4096;
 /** Entries applied per batch (grants of one batch go to the kernel together). */
 const APPLY_BATCH = 4096;
 /** Revokes remembered, per (IP, app or all), against replayed grants. */
@@ -72,8 +74,10 @@ export class ClusterSync {
   private draining: Promise<void> | undefined;
   private wasSynced = false;
   private readonly pending = new Set<Promise<unknown>>();
-  /** This gateway's code claims still in flight, by scope and counter: step 2 waits for its own (confirmCode). */
-  private readonly claims = new Map<string, Promise<ClaimResult>>();
+  /** This gateway's latest code claims, by scope and counter: step 2 waits for its own (confirmCode). */
+  private readonly claims = new BoundedMap<string, Promise<ClaimResult>>(MAX_CLAIMS);
+  /** Entries of the batch being applied (taken off the queue, not applied yet). */
+  private inFlight = 0;
 
   constructor(private readonly options: ClusterSyncOptions) {
     this.log = options.logger.child({ component: 'cluster' });
@@ -139,8 +143,11 @@ export class ClusterSync {
     const id = codeId(code);
     const claim = this.store?.claimUsedCode(id, text, body.expiresAt);
     if (claim) {
-      this.claims.set(id, claim);
-      void claim.finally(() => this.claims.delete(id));
+      // Kept after the answer too (the last MAX_CLAIMS), for a step 2 that asks once it has come.
+      this.claims.set(
+        id,
+        claim.catch((): ClaimResult => 'unavailable'),
+      );
     }
     this.track(
       'used-code',
@@ -189,7 +196,7 @@ export class ClusterSync {
       connected: state?.connected ?? false,
       synced: state?.synced ?? false,
       ...(state?.lagMs !== undefined ? { lagMs: state.lagMs } : {}),
-      backlog: this.queue.length,
+      backlog: this.backlog(),
       reconnects: state?.reconnects ?? 0,
     };
   }
@@ -209,7 +216,7 @@ export class ClusterSync {
 
   /** Entries received and not yet applied (a joining gateway's snapshot, mostly). */
   backlog(): number {
-    return this.queue.length;
+    return this.queue.length + this.inFlight;
   }
 
   private publishGrant(record: SessionRecord, issuedAt: number): void {
@@ -297,6 +304,7 @@ export class ClusterSync {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, APPLY_BATCH);
+        this.inFlight = batch.length;
         let grants: ClusterGrant[] = [];
         for (const message of batch) {
           if (message.type === 'grant') grants.push(message.body);
@@ -308,8 +316,10 @@ export class ClusterSync {
           }
         }
         await this.applyGrants(grants);
+        this.inFlight = 0;
       }
     } finally {
+      this.inFlight = 0;
       this.draining = undefined;
     }
   }
@@ -323,7 +333,18 @@ export class ClusterSync {
       const known = latest.get(key);
       if (!known || known.expiresAt < grant.expiresAt || (known.expiresAt === grant.expiresAt && known.issuedAt < grant.issuedAt)) latest.set(key, grant);
     }
-    await Promise.all([...latest.values()].map((grant) => this.guarded({ type: 'grant', body: grant }, () => this.applyGrant(grant))));
+    let applied = 0;
+    const apply = async (grant: ClusterGrant): Promise<void> => {
+      if (await this.applyGrant(grant)) applied++;
+    };
+    await Promise.all([...latest.values()].map((grant) => this.guarded({ type: 'grant', body: grant }, () => apply(grant))));
+    // One line per batch, not per grant: a joining gateway applies a whole site's grants at once.
+    if (applied === 1 && latest.size === 1) {
+      const [grant] = latest.values();
+      this.log.info({ ip: grant!.ip, app: grant!.app, user: grant!.user, step: grant!.kind, gateway: grant!.gateway }, 'granted by another gateway');
+    } else if (applied > 0) {
+      this.log.info({ applied, of: latest.size }, 'grants from other gateways applied');
+    }
   }
 
   /** Runs one entry's apply; a failure is logged, never thrown (the others still go). */
@@ -335,25 +356,26 @@ export class ClusterSync {
     }
   }
 
-  private async applyGrant(grant: ClusterGrant): Promise<void> {
+  /** True when the grant went into the kernel or the records here. */
+  private async applyGrant(grant: ClusterGrant): Promise<boolean> {
     const revokedAt = Math.max(this.revokes.get(scopeKey(grant.ip, undefined)) ?? 0, this.revokes.get(scopeKey(grant.ip, grant.app)) ?? 0);
     if (grant.issuedAt <= revokedAt) {
       this.options.metrics?.ignored.inc({ reason: 'revoked' });
       this.log.debug({ ip: grant.ip, app: grant.app, gateway: grant.gateway }, 'cluster grant issued before a revoke: ignored');
-      return;
+      return false;
     }
     const now = this.now();
     const ttl = Math.ceil((grant.expiresAt - now) / 1000);
-    if (ttl <= 0) return;
+    if (ttl <= 0) return false;
     const app = this.options.apps().find((a) => a.name === grant.app);
     if (!app) {
       this.options.metrics?.ignored.inc({ reason: 'unknown-app' });
       this.log.debug({ app: grant.app, gateway: grant.gateway }, 'cluster grant for an app this gateway does not have: ignored');
-      return;
+      return false;
     }
     const sessions = this.options.sessions;
     const own = sessions.find(grant.ip, grant.app, grant.user, grant.kind);
-    if (own && own.expiresAt >= grant.expiresAt) return; // already known (an overlap of snapshot and live)
+    if (own && own.expiresAt >= grant.expiresAt) return false; // already known (an overlap of snapshot and live)
     const previous = this.granted.get(scopeKey(grant.ip, grant.app)) ?? 0;
     this.granted.set(scopeKey(grant.ip, grant.app), Math.max(previous, grant.issuedAt));
     const remote = { ip: grant.ip, user: grant.user, step: grant.kind, expiresAt: grant.expiresAt, gateway: grant.gateway };
@@ -361,6 +383,7 @@ export class ClusterSync {
     // The kernel's timeout is set, not extended: a longer grant in place stays as it is.
     if (kernel !== undefined && kernel >= grant.expiresAt) this.options.granter.recordRemote({ ...remote, app: grant.app });
     else await this.options.granter.applyRemote({ ...remote, app }, ttl);
+    return true;
   }
 
   private async applyRevoke(revoke: ClusterRevoke): Promise<void> {

@@ -103,7 +103,8 @@ export class Granter {
     if (step === 'step2') await this.options.firewall.grantStep2(ip, ttl);
     else await this.options.firewall.grantService(ip, app, ttl);
     this.options.sessions.recordUntil(ip, app.name, user, step, expiresAt, gateway);
-    this.options.logger.info({ ip, app: app.name, user, step, ttl, gateway }, 'granted by another gateway');
+    // Logged by the caller, once per batch (a joining gateway applies thousands at once).
+    this.options.logger.debug({ ip, app: app.name, user, step, ttl, gateway }, 'granted by another gateway');
   }
 
   /** A record another gateway's grant covers without a kernel change (a longer one is in place). */

@@ -3,6 +3,7 @@
  * here, the control socket lists and revokes them; saved to state_dir, bursts written once.
  */
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Grant } from '../firewall/types.js';
 import type { Logger } from '../shared/log.js';
 import { reconcile } from './reconcile.js';
@@ -35,6 +36,8 @@ export class SessionStore {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
   private lastWriteError: unknown;
+  /** How long the last write took (ms): with many grants a write costs more than the save delay. */
+  private lastWriteMs = 0;
 
   private constructor(options: SessionStoreOptions) {
     this.path = join(options.stateDir, STATE_FILE_NAME);
@@ -75,6 +78,12 @@ export class SessionStore {
     if (records === undefined) {
       records = new Map();
       this.byIp.set(record.ip, records);
+    }
+    // A grant with its user supersedes the unattributed record that a start read from the kernel
+    // for the same set element (a restart without its state file, then a cluster snapshot).
+    if (record.user !== null) {
+      records.delete(recordKey({ ...record, user: null }));
+      if (record.step === 'step2') records.delete(recordKey({ ...record, app: null, user: null }));
     }
     records.set(recordKey(record), record);
   }
@@ -130,7 +139,9 @@ export class SessionStore {
   }
 
   get size(): number {
-    return this.live().length;
+    let size = 0;
+    for (const ip of [...this.byIp.keys()]) size += this.liveOf(ip).length;
+    return size;
   }
 
   /** Writes pending changes now; throws SessionStateError if the file cannot be written. */
@@ -172,10 +183,15 @@ export class SessionStore {
   private changed(): void {
     this.dirty = true;
     if (this.timer !== undefined || this.closed) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.save();
-    }, this.saveDelayMs);
+    // Writes take at most a fifth of the time: 100,000 grants from a cluster snapshot are
+    // serialized a few times, not every 250 ms while they arrive.
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        void this.save();
+      },
+      Math.max(this.saveDelayMs, 4 * this.lastWriteMs),
+    );
   }
 
   /** One write at a time; a change during a write is picked up by the next one. */
@@ -183,9 +199,11 @@ export class SessionStore {
     while (this.writing) await this.writing;
     if (!this.dirty) return;
     this.dirty = false;
+    const started = performance.now();
     this.writing = writeStateFile(this.path, this.live())
       .then(() => {
         this.lastWriteError = undefined;
+        this.lastWriteMs = performance.now() - started;
       })
       .catch((err: unknown) => {
         this.dirty = true;

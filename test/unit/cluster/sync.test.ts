@@ -2,14 +2,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { UsedCode } from '../../../src/auth/used-codes.js';
 import { decodeClusterMessage, encodeClusterMessage, type ClusterMessage } from '../../../src/cluster/message.js';
 import type { ClaimResult, ClusterEntryKind, ClusterStoreState } from '../../../src/cluster/store.js';
 import type { AppConfig } from '../../../src/config/types.js';
 import { createClusterMetrics } from '../../../src/metrics/cluster-metrics.js';
 import { MetricsRegistry } from '../../../src/metrics/registry.js';
-import { ClusterSync, CLUSTER_DISCONNECTED, type ClusterSyncStore } from '../../../src/sessions/cluster-sync.js';
+import { ClusterSync, CLUSTER_DISCONNECTED, CONFIRM_WAIT_MS, type ClusterSyncStore } from '../../../src/sessions/cluster-sync.js';
 import { Granter, type GrantingFirewall } from '../../../src/sessions/grants.js';
 import { SessionStore } from '../../../src/sessions/store.js';
 import { testConfig } from '../step2/fixtures.js';
@@ -21,11 +21,26 @@ const OTHER_KEY = Buffer.from('b'.repeat(64), 'hex');
 
 class RecordingFirewall implements GrantingFirewall {
   calls: string[] = [];
+  /** While true, service grants stay pending until release(): how many the sync has in flight at once. */
+  hold = false;
+  inFlight = 0;
+  maxInFlight = 0;
+  finished = 0;
+  private held: Array<() => void> = [];
   async grantStep2(ip: string, ttl: number): Promise<void> {
     this.calls.push(`step2 ${ip} ${ttl}`);
   }
   async grantService(ip: string, app: AppConfig, ttl: number): Promise<void> {
     this.calls.push(`service ${ip} ${app.name} ${ttl}`);
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    if (this.hold) await new Promise<void>((resolve) => this.held.push(resolve));
+    this.inFlight--;
+    this.finished++;
+  }
+  release(): void {
+    this.hold = false;
+    for (const resolve of this.held.splice(0)) resolve();
   }
   async revoke(ip: string, app?: AppConfig): Promise<void> {
     this.calls.push(`revoke ${ip} ${app?.name ?? '*'}`);
@@ -34,6 +49,9 @@ class RecordingFirewall implements GrantingFirewall {
 
 class FakeStore implements ClusterSyncStore {
   up = true;
+  /** What a claim answers while up; 'never' leaves it pending (a store that does not answer). */
+  claimAnswer: ClaimResult | 'never' = 'claimed';
+  health: Partial<ClusterStoreState> = {};
   grants: Array<{ id: string; text: string; expiresAtMs: number }> = [];
   revokes: Array<{ id: string; text: string; ttlMs: number }> = [];
   claims: Array<{ id: string; text: string; expiresAtMs: number }> = [];
@@ -50,7 +68,9 @@ class FakeStore implements ClusterSyncStore {
   async claimUsedCode(id: string, text: string, expiresAtMs: number): Promise<ClaimResult> {
     if (!this.up) return 'unavailable';
     this.claims.push({ id, text, expiresAtMs });
-    return 'claimed';
+    const answer = this.claimAnswer;
+    if (answer === 'never') return new Promise<ClaimResult>(() => undefined);
+    return answer;
   }
   state(): ClusterStoreState {
     return {
@@ -62,6 +82,7 @@ class FakeStore implements ClusterSyncStore {
       received: 0,
       snapshots: 0,
       ...(this.up ? {} : { lastError: 'ECONNREFUSED' }),
+      ...this.health,
     };
   }
 }
@@ -88,7 +109,17 @@ describe('ClusterSync', () => {
     const granter = new Granter({ firewall, sessions, logger: logs.logger });
     const store = new FakeStore();
     const marked: UsedCode[] = [];
-    const metrics = createClusterMetrics(new MetricsRegistry(), { connected: () => store.up, lagSeconds: () => undefined });
+    // The gauges read the sync, which needs the metrics first.
+    const live: { sync?: ClusterSync } = {};
+    const registry = new MetricsRegistry();
+    const metrics = createClusterMetrics(registry, {
+      connected: () => store.up,
+      synced: () => store.up,
+      lagSeconds: () => undefined,
+      reconnects: () => 0,
+      snapshots: () => 0,
+      backlog: () => live.sync?.backlog() ?? 0,
+    });
     const sync = new ClusterSync({
       cluster: { gateway: 'gw-a', key: KEY },
       granter,
@@ -98,19 +129,20 @@ describe('ClusterSync', () => {
       logger: logs.logger,
       metrics,
     });
+    live.sync = sync;
     sync.attach(store);
     granter.useCluster('gw-a', (record) => sync.grantedLocally(record));
-    return { logs, sessions, firewall, granter, store, sync, marked, metrics };
+    return { logs, sessions, firewall, granter, store, sync, marked, metrics, registry };
   }
 
   const signed = (message: ClusterMessage, key = KEY): string => encodeClusterMessage(key, message);
-  const remoteGrant = (over: Partial<{ expiresAt: number; issuedAt: number; gateway: string; kind: 'step2' | 'service' }> = {}) =>
+  const remoteGrant = (over: Partial<{ expiresAt: number; issuedAt: number; gateway: string; kind: 'step2' | 'service'; ip: string; app: string }> = {}) =>
     signed({
       type: 'grant',
       body: {
         kind: over.kind ?? 'service',
-        ip: '203.0.113.9',
-        app: 'vpn',
+        ip: over.ip ?? '203.0.113.9',
+        app: over.app ?? 'vpn',
         user: 'alice',
         expiresAt: over.expiresAt ?? Date.now() + 30_500,
         gateway: over.gateway ?? 'gw-b',
@@ -219,7 +251,7 @@ describe('ClusterSync', () => {
     const { store, sync, marked } = await setup();
     const scope = 'c'.repeat(32);
     const expiresAt = Math.floor(Date.now() / 1000) + 60;
-    sync.codeClaimed({ scope, counter: 1234, expiresAt });
+    sync.codeClaimed({ scope, counter: 1234, expiresAt }, 'step2');
     await sync.idle();
     expect(store.claims).toHaveLength(1);
     expect(store.claims[0]!.id).toBe(`${scope}:1234`);
@@ -240,7 +272,7 @@ describe('ClusterSync', () => {
     store.up = false;
     await granter.openStep2Window('10.0.0.1', vpn, alice);
     await sync.revoke('10.0.0.1');
-    sync.codeClaimed({ scope: 'd'.repeat(32), counter: 1, expiresAt: Math.floor(Date.now() / 1000) + 60 });
+    sync.codeClaimed({ scope: 'd'.repeat(32), counter: 1, expiresAt: Math.floor(Date.now() / 1000) + 60 }, 'step1');
     await sync.idle();
     expect(firewall.calls).toEqual(['step2 10.0.0.1 10', 'revoke 10.0.0.1 *']);
     expect(await valueOf(metrics.publishFailures, { kind: 'grant' })).toBe(1);
@@ -249,5 +281,135 @@ describe('ClusterSync', () => {
     expect(sync.problems()[0]).toContain(CLUSTER_DISCONNECTED);
     store.up = true;
     expect(sync.problems()).toEqual([]);
+  });
+
+  describe('applying other gateways’ entries in batches', () => {
+    it('applies a snapshot’s grants together: every firewall call starts before any finishes', async () => {
+      const { firewall, sync, sessions } = await setup();
+      firewall.hold = true;
+      const ips = Array.from({ length: 500 }, (_, i) => `198.51.${100 + Math.floor(i / 250)}.${i % 250}`);
+      for (const ip of ips) sync.onEntry('grant', ip, remoteGrant({ ip }));
+      // A few turns for the drain to reach the firewall; a grant awaiting the previous one would stop at one.
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+      expect([firewall.inFlight, firewall.finished]).toEqual([500, 0]);
+      firewall.release();
+      await sync.idle();
+      expect(firewall.maxInFlight).toBe(500);
+      expect(firewall.calls).toHaveLength(500);
+      const records = sessions.list();
+      expect(new Set(records.map((r) => r.ip))).toEqual(new Set(ips));
+      expect(records.every((r) => r.gateway === 'gw-b' && r.app === 'vpn' && r.user === 'alice' && r.step === 'service')).toBe(true);
+    });
+
+    it('applies duplicates of one grant once, with the latest expiry', async () => {
+      const { firewall, sync, sessions } = await setup();
+      const now = Date.now();
+      const latest = now + 50_500;
+      for (const expiresAt of [now + 20_500, latest, now + 30_500]) sync.onEntry('grant', 'id', remoteGrant({ expiresAt }));
+      await sync.idle();
+      expect(firewall.calls).toEqual(['service 203.0.113.9 vpn 51']);
+      expect(sessions.list()).toMatchObject([{ ip: '203.0.113.9', expiresAt: latest, gateway: 'gw-b' }]);
+    });
+
+    it('treats a revoke as a barrier: the grant before it is applied, then revoked; the one after stands', async () => {
+      const { firewall, sync, sessions } = await setup();
+      const issuedAt = Date.now() - 3000;
+      sync.onEntry('grant', 'x', remoteGrant({ ip: '203.0.113.9', issuedAt }));
+      sync.onEntry('revoke', 'r', signed({ type: 'revoke', body: { ip: '203.0.113.9', app: 'vpn', gateway: 'gw-b', issuedAt: issuedAt + 1000 } }));
+      sync.onEntry('grant', 'y', remoteGrant({ ip: '203.0.113.10', issuedAt: issuedAt + 2000 }));
+      await sync.idle();
+      expect(firewall.calls).toEqual(['service 203.0.113.9 vpn 31', 'revoke 203.0.113.9 vpn', 'service 203.0.113.10 vpn 31']);
+      expect(sessions.list()).toMatchObject([{ ip: '203.0.113.10', app: 'vpn', gateway: 'gw-b' }]);
+    });
+
+    it('counts grants it does not apply: an app this gateway lacks, or issued before a known revoke', async () => {
+      const { firewall, sync, sessions, metrics } = await setup();
+      const issuedAt = Date.now() - 5000;
+      await deliver(sync, 'revoke', signed({ type: 'revoke', body: { ip: '203.0.113.9', gateway: 'gw-b', issuedAt } }));
+      sync.onEntry('grant', 'a', remoteGrant({ app: 'mail' }));
+      sync.onEntry('grant', 'b', remoteGrant({ ip: '203.0.113.9', issuedAt: issuedAt - 1000 }));
+      sync.onEntry('grant', 'c', remoteGrant({ ip: '203.0.113.9', app: 'ssh', issuedAt: issuedAt - 1 }));
+      await sync.idle();
+      expect(firewall.calls).toEqual([]);
+      expect(sessions.list()).toEqual([]);
+      expect(await valueOf(metrics.ignored, { reason: 'unknown-app' })).toBe(1);
+      expect(await valueOf(metrics.ignored, { reason: 'revoked' })).toBe(2);
+      expect(await valueOf(metrics.received, { kind: 'grant' })).toBe(3);
+    });
+  });
+
+  describe('step 2 waiting for the store’s word on its one-time code', () => {
+    const code = (counter: number): UsedCode => ({ scope: 'e'.repeat(32), counter, expiresAt: Math.floor(Date.now() / 1000) + 60 });
+
+    it('refuses a code another gateway claimed first, and counts the conflict for its step', async () => {
+      const { store, sync, metrics } = await setup();
+      store.claimAnswer = 'already-used';
+      sync.codeClaimed(code(1), 'step2');
+      expect(await sync.confirmCode(code(1))).toBe(false);
+      await sync.idle();
+      expect(await valueOf(metrics.codeConflicts, { step: 'step2' })).toBe(1);
+      expect(await valueOf(metrics.codeConflicts, { step: 'step1' })).toBe(0);
+    });
+
+    it('confirms a code this gateway claimed first, and counts no conflict', async () => {
+      const { store, sync, metrics } = await setup();
+      store.claimAnswer = 'claimed';
+      sync.codeClaimed(code(2), 'step2');
+      expect(await sync.confirmCode(code(2))).toBe(true);
+      await sync.idle();
+      expect(await valueOf(metrics.codeConflicts, { step: 'step2' })).toBe(0);
+    });
+
+    it('still knows the store’s answer when step 2 asks after it came', async () => {
+      const { store, sync } = await setup();
+      store.claimAnswer = 'already-used';
+      sync.codeClaimed(code(6), 'step2');
+      await sync.idle();
+      expect(await sync.confirmCode(code(6))).toBe(false);
+    });
+
+    it('decides alone when the store cannot answer, or nothing was claimed', async () => {
+      const { store, sync } = await setup();
+      expect(await sync.confirmCode(code(3))).toBe(true); // never claimed here
+      store.up = false;
+      sync.codeClaimed(code(4), 'step2');
+      expect(await sync.confirmCode(code(4))).toBe(true); // store down: 'unavailable'
+    });
+
+    it('waits at most CONFIRM_WAIT_MS for a store that does not answer, then confirms', async () => {
+      const { store, sync } = await setup();
+      store.claimAnswer = 'never';
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      try {
+        sync.codeClaimed(code(5), 'step2');
+        let answer: boolean | undefined;
+        void sync.confirmCode(code(5)).then((ok) => (answer = ok));
+        await vi.advanceTimersByTimeAsync(CONFIRM_WAIT_MS - 1);
+        expect(answer).toBeUndefined();
+        await vi.advanceTimersByTimeAsync(1);
+        expect(answer).toBe(true);
+      } finally {
+        vi.useRealTimers();
+      }
+      expect(CONFIRM_WAIT_MS).toBe(250);
+    });
+  });
+
+  it('reports its health and backlog: store link, lag, reconnects and entries not applied yet', async () => {
+    const { store, sync, firewall, registry } = await setup();
+    store.health = { synced: false, lagMs: 42, reconnects: 3 };
+    expect(sync.health()).toEqual({ gateway: 'gw-a', connected: true, synced: false, lagMs: 42, backlog: 0, reconnects: 3 });
+    firewall.hold = true;
+    for (let i = 0; i < 3; i++) sync.onEntry('grant', 'id', remoteGrant({ ip: `198.51.100.${i}` }));
+    // Received, not applied: the figure an operator reads while a snapshot is being applied.
+    expect(sync.backlog()).toBe(3);
+    expect(sync.health().backlog).toBe(3);
+    expect(await registry.metrics()).toContain('\nknockport_cluster_backlog 3\n');
+    firewall.release();
+    await sync.idle();
+    expect(sync.backlog()).toBe(0);
+    store.up = false;
+    store.health = {};
+    expect(sync.health()).toEqual({ gateway: 'gw-a', connected: false, synced: false, backlog: 0, reconnects: 0 });
   });
 });

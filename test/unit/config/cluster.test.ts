@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { storeOptionsFromConfig } from '../../../src/cluster/from-config.js';
 import { parseConfig, type ConfigError } from '../../../src/config/load.js';
 import { PUBLISHED_CLUSTER_KEYS } from '../../../src/config/refused-values.js';
 import { configSummary, summarizeConfig } from '../../../src/config/summary.js';
@@ -9,6 +10,7 @@ import { expectRefusedOnce, issuesOf, lineOf, load, VALID } from './helpers.js';
 
 const KEY = '7d2a9c4e1b6f8a3d5c0e2b4f6a8d1c3e';
 const PASSWORD = 'Xq9-store-password-Lm4';
+const SENTINEL_PASSWORD = 'Rt5-sentinel-password-Wz8';
 const dir = mkdtempSync(join(tmpdir(), 'kp-cluster-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -26,6 +28,13 @@ const SERVER = `    gateway: gw-a
     key: ${KEY}
     redis:
       url: redis://10.0.0.5:6379
+`;
+
+const SENTINELS = `    gateway: gw-a
+    key: ${KEY}
+    redis:
+      sentinels: [10.0.0.5:26379, 10.0.0.6:26379]
+      sentinel_name: knockport
 `;
 
 describe('global.cluster', () => {
@@ -105,6 +114,73 @@ describe('global.cluster', () => {
     });
   });
 
+  it("accepts the Sentinels' own user and password, from a file without its line break", () => {
+    const passwordFile = secretFile('sentinel.password', `${SENTINEL_PASSWORD}\n`);
+    const config = load(
+      withCluster(`${SENTINELS}      password: ${PASSWORD}
+      sentinel_username: sentinel-kp
+      sentinel_password_file: ${passwordFile}
+`),
+    );
+    expect(config.global.cluster!.redis).toEqual({
+      address: {
+        kind: 'sentinel',
+        sentinels: [
+          { host: '10.0.0.5', port: 26379 },
+          { host: '10.0.0.6', port: 26379 },
+        ],
+        name: 'knockport',
+      },
+      password: PASSWORD,
+      sentinelUsername: 'sentinel-kp',
+      sentinelPassword: SENTINEL_PASSWORD,
+    });
+    expect(config.warnings).toBeUndefined();
+    // Written in the config, with no password for the data nodes.
+    expect(load(withCluster(`${SENTINELS}      sentinel_password: ${SENTINEL_PASSWORD}\n`)).global.cluster!.redis).toMatchObject({
+      sentinelPassword: SENTINEL_PASSWORD,
+    });
+    expect(load(withCluster(`${SENTINELS}      sentinel_password: ${SENTINEL_PASSWORD}\n`)).global.cluster!.redis.password).toBeUndefined();
+  });
+
+  it("gives the store the Sentinels' credentials and the TLS files' content, for the Sentinels and the master alike", () => {
+    const ca = secretFile('ca.pem', '-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n', 0o644);
+    const cert = secretFile('client.pem', 'client-cert', 0o644);
+    const clientKey = secretFile('client.key', 'client-key');
+    const cluster = load(
+      withCluster(`${SENTINELS}      username: knock-port
+      password: ${PASSWORD}
+      sentinel_username: sentinel-kp
+      sentinel_password: ${SENTINEL_PASSWORD}
+      tls:
+        ca: ${ca}
+        cert: ${cert}
+        key: ${clientKey}
+`),
+    ).global.cluster!;
+    expect(storeOptionsFromConfig(cluster)).toEqual({
+      sentinels: [
+        { host: '10.0.0.5', port: 26379 },
+        { host: '10.0.0.6', port: 26379 },
+      ],
+      sentinelName: 'knockport',
+      username: 'knock-port',
+      password: PASSWORD,
+      sentinelUsername: 'sentinel-kp',
+      sentinelPassword: SENTINEL_PASSWORD,
+      tls: {
+        ca: Buffer.from('-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n'),
+        cert: Buffer.from('client-cert'),
+        key: Buffer.from('client-key'),
+      },
+      prefix: 'knock-port:',
+      gateway: 'gw-a',
+    });
+    // Without Sentinel credentials, none are passed (the store then sends none to the Sentinels).
+    const plain = storeOptionsFromConfig(load(withCluster(SERVER.replace('redis://10.0.0.5:6379', 'rediss://10.0.0.5:6380/2'))).global.cluster!);
+    expect(plain).toEqual({ url: 'rediss://10.0.0.5:6380/2', tls: {}, prefix: 'knock-port:', gateway: 'gw-a' });
+  });
+
   it("shows the gateway and the store's address in check's summary, never a secret", () => {
     const passwordFile = secretFile('summary.password', PASSWORD);
     const config = load(
@@ -128,6 +204,12 @@ describe('global.cluster', () => {
       withCluster(`    gateway: gw-a\n    key: ${KEY}\n    redis:\n      sentinels: [10.0.0.5:26379, 10.0.0.6]\n      sentinel_name: kp\n`),
     );
     expect(summarizeConfig(sentinels)).toContain('cluster: gateway gw-a; store sentinel master kp via 10.0.0.5:26379, 10.0.0.6:26379 (key prefix knock-port:)');
+    const sentinelFile = secretFile('summary-sentinel.password', SENTINEL_PASSWORD);
+    for (const line of [`sentinel_password: ${SENTINEL_PASSWORD}`, `sentinel_password_file: ${sentinelFile}`]) {
+      const withSentinelPassword = load(withCluster(`${SENTINELS}      sentinel_username: sentinel-kp\n      ${line}\n`));
+      const shown = [summarizeConfig(withSentinelPassword), JSON.stringify(configSummary(withSentinelPassword))];
+      for (const secret of [SENTINEL_PASSWORD, sentinelFile, 'sentinel-kp']) for (const output of shown) expect(output).not.toContain(secret);
+    }
   });
 
   it('warns when a secret file can be read by every user', () => {
@@ -135,6 +217,14 @@ describe('global.cluster', () => {
     const text = withCluster(SERVER.replace(`key: ${KEY}`, `key_file: ${keyFile}`));
     expect(load(text).warnings).toEqual([
       `test.yaml:${lineOf(text, 'key_file')}:15: global.cluster.key_file: the cluster key file can be read by every user of this host (mode 0644): chmod 640 ${keyFile} && chown root:knock-port ${keyFile}`,
+    ]);
+  });
+
+  it('warns when the sentinel password file can be read by every user', () => {
+    const file = secretFile('open-sentinel.password', SENTINEL_PASSWORD, 0o604);
+    const text = withCluster(`${SENTINELS}      sentinel_password_file: ${file}\n`);
+    expect(load(text).warnings).toEqual([
+      `test.yaml:${lineOf(text, 'sentinel_password_file')}:31: global.cluster.redis.sentinel_password_file: the sentinel password file can be read by every user of this host (mode 0604): chmod 640 ${file} && chown root:knock-port ${file}`,
     ]);
   });
 });
@@ -291,6 +381,67 @@ describe('global.cluster refusals', () => {
     );
   });
 
+  it('refuses both sentinel_password and sentinel_password_file, and an empty or missing sentinel password file', () => {
+    const file = secretFile('s.password', SENTINEL_PASSWORD);
+    const both = withCluster(`${SENTINELS}      sentinel_password: ${SENTINEL_PASSWORD}\n      sentinel_password_file: ${file}\n`);
+    const issue = expectRefusedOnce(
+      both,
+      'global.cluster.redis.sentinel_password_file',
+      'sentinel_password_file',
+      /^give sentinel_password or sentinel_password_file, not both/,
+    );
+    expect(issue.message).not.toContain(SENTINEL_PASSWORD);
+    const empty = secretFile('empty-sentinel.password', '\n');
+    expectRefusedOnce(
+      withCluster(`${SENTINELS}      sentinel_password_file: ${empty}\n`),
+      'global.cluster.redis.sentinel_password_file',
+      'sentinel_password_file',
+      /^the sentinel password file is empty/,
+    );
+    expectRefusedOnce(
+      withCluster(`${SENTINELS}      sentinel_password_file: ${join(dir, 'none')}\n`),
+      'global.cluster.redis.sentinel_password_file',
+      'sentinel_password_file',
+      /^the sentinel password file does not exist/,
+    );
+    expectRefusedOnce(
+      withCluster(`${SENTINELS}      sentinel_password_file: etc/sentinel.password\n`),
+      'global.cluster.redis.sentinel_password_file',
+      'sentinel_password_file',
+      /^expected an absolute path/,
+    );
+  });
+
+  it.each([['sentinel_username: sentinel-kp'], ['sentinel_password: Rt5-sentinel-password-Wz8'], ['sentinel_password_file: FILE']])(
+    'refuses %s without sentinels',
+    (template) => {
+      const line = template.replace('FILE', secretFile('unused-sentinel.password', SENTINEL_PASSWORD));
+      const key = line.split(':')[0]!;
+      const issue = expectRefusedOnce(
+        withCluster(`${SERVER}      ${line}\n`),
+        `global.cluster.redis.${key}`,
+        key,
+        new RegExp(`^${key} is only used with sentinels`),
+      );
+      expect(issue.message).not.toContain(SENTINEL_PASSWORD);
+    },
+  );
+
+  it('refuses a sentinel user with spaces, and suggests the sentinel keys for a typo', () => {
+    expectRefusedOnce(
+      withCluster(`${SENTINELS}      sentinel_username: "sentinel kp"\n`),
+      'global.cluster.redis.sentinel_username',
+      'sentinel_username',
+      /^expected 1-128 printable characters without spaces/,
+    );
+    expectRefusedOnce(
+      withCluster(`${SENTINELS}      sentinel_pasword: x\n`),
+      'global.cluster.redis.sentinel_pasword',
+      'sentinel_pasword',
+      /did you mean 'sentinel_password'\?/,
+    );
+  });
+
   it('never shows a password of the wrong type', () => {
     let message = '';
     try {
@@ -299,6 +450,17 @@ describe('global.cluster refusals', () => {
       message = (err as ConfigError).message;
     }
     expect(message).toContain('global.cluster.redis.password: expected a string, got a number');
+    expect(message).not.toContain('918273645546372819');
+  });
+
+  it('never shows a sentinel password of the wrong type', () => {
+    let message = '';
+    try {
+      parseConfig(withCluster(`${SENTINELS}      sentinel_password: 918273645546372819\n`), 'test.yaml');
+    } catch (err) {
+      message = (err as ConfigError).message;
+    }
+    expect(message).toContain('global.cluster.redis.sentinel_password: expected a string, got a number');
     expect(message).not.toContain('918273645546372819');
   });
 });

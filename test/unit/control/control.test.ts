@@ -10,8 +10,9 @@ import { registerRevoke } from '../../../src/cli/commands/revoke.js';
 import { registerSessions } from '../../../src/cli/commands/sessions.js';
 import { sendControlRequest } from '../../../src/control/client.js';
 import { ControlSocketError } from '../../../src/control/errors.js';
+import { formatClusterHealth } from '../../../src/control/format.js';
 import { createControlHandlers } from '../../../src/control/handlers.js';
-import type { HealthReport } from '../../../src/control/protocol.js';
+import { healthReportSchema, type ClusterHealth, type HealthReport } from '../../../src/control/protocol.js';
 import { startControlServer, type ControlServer, type ControlHandlers } from '../../../src/control/server.js';
 import type { SessionRecord } from '../../../src/sessions/record.js';
 import { runCli } from '../client/cli-harness.js';
@@ -211,6 +212,32 @@ describe('knock-port sessions / revoke / health', () => {
     expect(JSON.parse(unhealthy.stdout)).toEqual({ healthy: false, problems: ['capture stopped'] });
   });
 
+  it('health, clustered: the cluster line after the verdict, and the cluster object in --json', async () => {
+    const cluster: ClusterHealth = { gateway: 'gw-a', connected: true, synced: true, lagMs: 12.4, backlog: 0, reconnects: 1 };
+    server = await startControlServer(socketPath, fakeDaemon({ healthy: true, problems: [], cluster }).handlers, capturedLogger().logger);
+    expect(await runCli(registerHealth, ['health', '--socket', socketPath])).toMatchObject({
+      exitCode: 0,
+      stdout: 'healthy\ncluster: gateway gw-a, store connected, in sync, lag 12 ms, 0 waiting, 1 reconnects\n',
+    });
+    const json = await runCli(registerHealth, ['health', '--json', '--socket', socketPath]);
+    expect(json.exitCode).toBe(0);
+    const report: unknown = JSON.parse(json.stdout);
+    expect(report).toEqual({ healthy: true, problems: [], cluster });
+    expect(healthReportSchema.parse(report)).toEqual(report);
+    await server.close();
+    const alone: ClusterHealth = { gateway: 'gw-a', connected: false, synced: false, backlog: 0, reconnects: 1 };
+    server = await startControlServer(
+      socketPath,
+      fakeDaemon({ healthy: false, problems: ['cluster store unreachable'], cluster: alone }).handlers,
+      capturedLogger().logger,
+    );
+    expect(await runCli(registerHealth, ['health', '--socket', socketPath])).toMatchObject({
+      exitCode: 1,
+      stderr: 'unhealthy: cluster store unreachable\n',
+      stdout: 'cluster: gateway gw-a, store unreachable (working alone), 0 waiting, 1 reconnects\n',
+    });
+  });
+
   it('takes the socket path from -c when --socket is not given', async () => {
     server = await startControlServer(socketPath, fakeDaemon().handlers, capturedLogger().logger);
     const configFile = join(dir, 'config.yaml');
@@ -240,5 +267,27 @@ describe('knock-port sessions / revoke / health', () => {
     const invalid = await runCli(registerHealth, ['health', '-c', configFile]);
     expect(invalid.exitCode).toBe(1);
     expect(invalid.stderr).toContain(configFile);
+  });
+});
+
+describe('formatClusterHealth', () => {
+  const base: ClusterHealth = { gateway: 'gw-b', connected: true, synced: true, backlog: 0, reconnects: 0 };
+
+  it('connected and in sync, with the last lag rounded to a millisecond', () => {
+    expect(formatClusterHealth({ ...base, lagMs: 3.6, reconnects: 2 })).toBe(
+      'cluster: gateway gw-b, store connected, in sync, lag 4 ms, 0 waiting, 2 reconnects\n',
+    );
+  });
+
+  it('connected and still applying a snapshot: catching up, with what waits', () => {
+    expect(formatClusterHealth({ ...base, synced: false, backlog: 95_000 })).toBe(
+      'cluster: gateway gw-b, store connected, catching up, 95000 waiting, 0 reconnects\n',
+    );
+  });
+
+  it('store unreachable: working alone', () => {
+    expect(formatClusterHealth({ ...base, connected: false, synced: false, reconnects: 5 })).toBe(
+      'cluster: gateway gw-b, store unreachable (working alone), 0 waiting, 5 reconnects\n',
+    );
   });
 });

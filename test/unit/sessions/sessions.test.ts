@@ -181,6 +181,23 @@ describe('SessionStore', () => {
     await second.close();
   });
 
+  it('replaces the unattributed record of a kernel grant once the grant is known with its user', async () => {
+    const kernel: Grant[] = [
+      { kind: 'service', family: 4, address: '10.0.0.4', app: 'vpn', expiresInSeconds: 50 },
+      { kind: 'step2', family: 4, address: '10.0.0.4', expiresInSeconds: 5 },
+    ];
+    const store = await open(kernel);
+    expect(store.size).toBe(2);
+    // A restart without its state file, then the same grants from another gateway of the cluster.
+    store.recordUntil('10.0.0.4', 'vpn', 'alice', 'service', now + 50_000, 'gw-b');
+    store.recordUntil('10.0.0.4', 'vpn', 'alice', 'step2', now + 5000, 'gw-b');
+    expect(store.list()).toEqual([
+      { ip: '10.0.0.4', app: 'vpn', user: 'alice', step: 'step2', expiresAt: now + 5000, gateway: 'gw-b' },
+      { ip: '10.0.0.4', app: 'vpn', user: 'alice', step: 'service', expiresAt: now + 50_000, gateway: 'gw-b' },
+    ]);
+    await store.close();
+  });
+
   it('sets a corrupt state file aside and starts from the kernel grants only', async () => {
     await mkdir(join(dir, 'state'));
     await writeFile(stateFile(), '{"version":1,"sessions":[{"ip":"10.0.0.1"');

@@ -7,8 +7,10 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PerMinuteLimiter } from '../../../src/auth/ratelimit.js';
 import { newTotpSecret, totpAt, TotpVerifier } from '../../../src/auth/totp.js';
+import { secretScope, type UsedCode } from '../../../src/auth/used-codes.js';
 import type { AppConfig, User } from '../../../src/config/types.js';
 import { createDaemonMetrics } from '../../../src/metrics/daemon-metrics.js';
+import { base32Decode, TOTP_PERIOD_SECONDS } from '../../../src/shared/otp-format.js';
 import { valueOf } from '../metrics/values.js';
 import { SessionStore } from '../../../src/sessions/store.js';
 import { createStep2Server, type Step2Limits } from '../../../src/step2/server.js';
@@ -48,7 +50,15 @@ afterEach(async () => {
   }
 });
 
-async function start(overrides: { limits?: Partial<Step2Limits>; ratePerMinute?: number; host?: string; failGrant?: boolean } = {}): Promise<Harness> {
+async function start(
+  overrides: {
+    limits?: Partial<Step2Limits>;
+    ratePerMinute?: number;
+    host?: string;
+    failGrant?: boolean;
+    confirmCode?: (code: UsedCode) => Promise<boolean>;
+  } = {},
+): Promise<Harness> {
   const logs = capturedLogger('debug');
   const sessions = await SessionStore.open({ stateDir: await mkdtemp(join(stateDir, 's-')), logger: logs.logger }, []);
   const metrics = createDaemonMetrics(() => sessions.size);
@@ -61,6 +71,7 @@ async function start(overrides: { limits?: Partial<Step2Limits>; ratePerMinute?:
       if (overrides.failGrant) throw new Error('nft: no such table');
       grants.push({ ip, app: app.name, user: user.name });
     },
+    ...(overrides.confirmCode ? { confirmCode: overrides.confirmCode } : {}),
     limiter: new PerMinuteLimiter(overrides.ratePerMinute ?? 100),
     totp: new TotpVerifier(),
     logger: logs.logger,
@@ -146,6 +157,58 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
     expect((await curl(h.url, ['-d', `${base}&token=${good}`])).status).toBe(200);
     expect((await curl(h.url, ['-d', `${base}&token=${good}`])).status).toBe(403);
     expect(h.grants).toEqual([{ ip: '127.0.0.1', app: 'vpn', user: 'bob' }]);
+  });
+
+  it('clustered: refuses a TOTP code another gateway used first with the same 403 as any refusal, and grants nothing', async () => {
+    const confirmed: UsedCode[] = [];
+    const h = await start({
+      confirmCode: async (code) => {
+        confirmed.push(code);
+        return false;
+      },
+    });
+    h.sessions.record('127.0.0.1', 'vpn', 'bob', 'step2', 10);
+    const base = 'app=vpn&access_key=bob-vpn-https-key';
+    const now = Date.now() / 1000;
+    const refused = await curl(h.url, ['-d', `${base}&token=${totpAt(TOTP_SECRET, now)}`]);
+    expect(h.grants).toEqual([]);
+    expect(await valueOf(h.metrics.step2Requests, { outcome: 'forbidden' })).toBe(1);
+    expect(await valueOf(h.metrics.step2Requests, { outcome: 'granted' })).toBe(0);
+    // The store is asked about this very code: the secret's scope and the token's time step.
+    const secret = base32Decode(TOTP_SECRET)!;
+    expect(confirmed).toEqual([{ scope: secretScope(secret), counter: Math.floor(now / TOTP_PERIOD_SECONDS), expiresAt: expect.any(Number) as number }]);
+    const wrong = String((Number(totpAt(TOTP_SECRET, now)) + 500_000) % 1_000_000).padStart(6, '0');
+    const wrongToken = await curl(h.url, ['-d', `${base}&token=${wrong}`]);
+    const seen = (answer: { status: number; headers: string; body: string }) => [answer.status, answer.headers.replace(/^date: .*$/im, ''), answer.body];
+    expect(seen(refused)).toEqual(seen(wrongToken));
+    expect([refused.status, refused.body]).toEqual([403, 'Forbidden\n']);
+    const reasons = h.logs
+      .lines()
+      .filter((l) => l.msg === 'step 2 rejected')
+      .map((l) => l.reason);
+    expect(reasons).toEqual(['one-time code used on another gateway first', 'bad-token']);
+  });
+
+  it('clustered: grants when the other gateways confirm the code, and never asks for a user without TOTP', async () => {
+    const confirmed: UsedCode[] = [];
+    const h = await start({
+      confirmCode: async (code) => {
+        confirmed.push(code);
+        return true;
+      },
+    });
+    h.sessions.record('127.0.0.1', 'vpn', 'bob', 'step2', 10);
+    h.sessions.record('127.0.0.1', 'ssh', 'alice', 'step2', 10);
+    const token = totpAt(TOTP_SECRET, Date.now() / 1000);
+    expect((await curl(h.url, ['-d', `app=vpn&access_key=bob-vpn-https-key&token=${token}`])).status).toBe(200);
+    expect(confirmed).toHaveLength(1);
+    expect((await curl(h.url, ['-d', 'app=ssh&access_key=alice-ssh-https-key'])).status).toBe(200);
+    expect(confirmed).toHaveLength(1);
+    expect(h.grants).toEqual([
+      { ip: '127.0.0.1', app: 'vpn', user: 'bob' },
+      { ip: '127.0.0.1', app: 'ssh', user: 'alice' },
+    ]);
+    expect(await valueOf(h.metrics.step2Requests, { outcome: 'granted' })).toBe(2);
   });
 
   it('answers 400 to malformed bodies and 413 to large ones', async () => {

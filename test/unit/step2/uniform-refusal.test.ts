@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SecretLockout, lockoutPolicy } from '../../../src/auth/lockout.js';
 import { TotpVerifier, totpAt } from '../../../src/auth/totp.js';
+import type { UsedCode } from '../../../src/auth/used-codes.js';
 import { authorizeStep2 } from '../../../src/step2/authorize.js';
 import type { Step2Fields } from '../../../src/step2/form.js';
 import { testConfig } from './fixtures.js';
@@ -17,9 +18,10 @@ const NOW = 1_700_000_000;
 /** Counts the TOTP computations (real or decoy) a decision costs. */
 class CountingVerifier extends TotpVerifier {
   computations = 0;
-  override verify(secret: string, code: string): boolean {
+  // verify goes through accept too: counting accept counts every real check.
+  override accept(secret: string, code: string): UsedCode | undefined {
     this.computations++;
-    return super.verify(secret, code);
+    return super.accept(secret, code);
   }
   override verifyNothing(code: string): void {
     this.computations++;
