@@ -40,9 +40,11 @@ export function createClusterMetrics(registry: MetricsRegistry, source: ClusterG
     published: counter('knockport_cluster_published_total', 'Cluster messages this gateway published, by kind.', ['kind']),
     publishFailures: counter('knockport_cluster_publish_failures_total', 'Cluster publishes that failed (store down, timeout, error), by kind.', ['kind']),
     received: counter('knockport_cluster_received_total', 'Valid cluster messages from other gateways, by kind.', ['kind']),
-    ignored: counter('knockport_cluster_ignored_total', 'Valid cluster grants not applied here (an app this gateway lacks, or revoked since), by reason.', [
-      'reason',
-    ]),
+    ignored: counter(
+      'knockport_cluster_ignored_total',
+      'Valid cluster grants not applied here (an app or user this gateway lacks, or revoked since), by reason.',
+      ['reason'],
+    ),
     codeConflicts: counter(
       'knockport_cluster_code_conflicts_total',
       'One-time codes accepted here that another gateway had already used (a replay on one of them), by step.',
@@ -85,7 +87,7 @@ export function createClusterMetrics(registry: MetricsRegistry, source: ClusterG
     source.lagSeconds(),
   );
   for (const reason of REFUSALS) metrics.rejected.inc({ reason }, 0);
-  for (const reason of ['unknown-app', 'revoked']) metrics.ignored.inc({ reason }, 0);
+  for (const reason of ['unknown-app', 'unknown-user', 'revoked']) metrics.ignored.inc({ reason }, 0);
   for (const step of ['step1', 'step2']) metrics.codeConflicts.inc({ step }, 0);
   return metrics;
 }

@@ -29,7 +29,7 @@ export type ClusterSyncStore = Pick<RedisClusterStore, 'publishGrant' | 'publish
 export interface ClusterSyncOptions {
   cluster: Pick<ClusterConfig, 'gateway' | 'key'>;
   granter: Pick<Granter, 'revoke' | 'applyRemote' | 'recordRemote'>;
-  sessions: Pick<SessionStore, 'list' | 'kernelExpiry' | 'find'>;
+  sessions: Pick<SessionStore, 'list' | 'listOf' | 'kernelExpiry' | 'find'>;
   /** Marks a code another gateway accepted as used here (LastingState's used codes). */
   markCodeUsed: (code: UsedCode) => void;
   /** The running config's apps. */
@@ -289,6 +289,9 @@ export class ClusterSync {
     // Own entries come back in snapshots: already applied here.
     if (message.body.gateway === this.gateway) return;
     this.options.metrics?.received.inc({ kind });
+    // Known at once, before any queued grant is applied: a snapshot lists revokes after the
+    // grants they cover, and a revoked grant must not open, even for the time of a join.
+    if (message.type === 'revoke') this.noteRevoke(message.body);
     this.queue.push(message);
     // Started after the caller's turn: a snapshot delivered in one loop is then one batch, not its first entry alone.
     this.draining ??= Promise.resolve().then(() => this.drain());
@@ -373,6 +376,11 @@ export class ClusterSync {
       this.log.debug({ app: grant.app, gateway: grant.gateway }, 'cluster grant for an app this gateway does not have: ignored');
       return false;
     }
+    if (!app.users.some((u) => u.name === grant.user)) {
+      this.options.metrics?.ignored.inc({ reason: 'unknown-user' });
+      this.log.debug({ app: grant.app, user: grant.user, gateway: grant.gateway }, 'cluster grant for a user this gateway does not have: ignored');
+      return false;
+    }
     const sessions = this.options.sessions;
     const own = sessions.find(grant.ip, grant.app, grant.user, grant.kind);
     if (own && own.expiresAt >= grant.expiresAt) return false; // already known (an overlap of snapshot and live)
@@ -386,28 +394,44 @@ export class ClusterSync {
     return true;
   }
 
-  private async applyRevoke(revoke: ClusterRevoke): Promise<void> {
+  private noteRevoke(revoke: Pick<ClusterRevoke, 'ip' | 'app' | 'issuedAt'>): void {
     const key = scopeKey(revoke.ip, revoke.app);
-    if ((this.revokes.get(key) ?? 0) >= revoke.issuedAt) return; // seen already
-    this.revokes.set(key, revoke.issuedAt);
+    if ((this.revokes.get(key) ?? 0) < revoke.issuedAt) this.revokes.set(key, revoke.issuedAt);
+  }
+
+  /**
+   * Closes the grants the revoke covers that were made before it; grants made after it (here or
+   * elsewhere) stand, since a snapshot replays old revokes. Applying one twice changes nothing.
+   */
+  private async applyRevoke(revoke: ClusterRevoke): Promise<void> {
     const apps = this.options.apps();
-    // Grants made after the revoke (here or elsewhere) stand: a snapshot replays old revokes.
-    const newer = (app: string | null): boolean => app !== null && (this.granted.get(scopeKey(revoke.ip, app)) ?? 0) > revoke.issuedAt;
-    const records = this.options.sessions.list().filter((r) => r.ip === revoke.ip && (revoke.app === undefined || r.app === revoke.app));
-    if (records.length === 0) return;
     const app = revoke.app !== undefined ? apps.find((a) => a.name === revoke.app) : undefined;
     if (revoke.app !== undefined && !app) return; // no such app here: nothing of it to close
-    if (!records.some((r) => newer(r.app))) {
+    const records = this.options.sessions.listOf(revoke.ip).filter((r) => revoke.app === undefined || r.app === revoke.app);
+    const older = records.filter((r) => this.issuedAt(r, apps) <= revoke.issuedAt);
+    if (older.length === 0) return;
+    if (older.length === records.length) {
       this.log.info({ ip: revoke.ip, app: revoke.app ?? '*', gateway: revoke.gateway }, 'revoke from another gateway');
       await this.options.granter.revoke(revoke.ip, app);
       return;
     }
     if (revoke.app !== undefined) return; // the one app's grant is newer
-    const older = new Set(records.filter((r) => !newer(r.app) && r.app !== null).map((r) => r.app!));
-    for (const name of older) {
+    for (const name of new Set(older.map((r) => r.app))) {
       const each = apps.find((a) => a.name === name);
       if (each) await this.options.granter.revoke(revoke.ip, each);
     }
+  }
+
+  /**
+   * When the grant behind a record was made: as seen here, or else (a record restored from the
+   * state file) its expiry less the app's duration for that step; 0 when the app is gone.
+   */
+  private issuedAt(record: SessionRecord, apps: readonly AppConfig[]): number {
+    const seen = this.granted.get(scopeKey(record.ip, record.app ?? undefined));
+    if (seen !== undefined) return seen;
+    const app = apps.find((a) => a.name === record.app);
+    if (!app) return 0;
+    return record.expiresAt - 1000 * (record.step === 'step2' ? app.step2HttpsDuration : app.duration);
   }
 
   private applyUsedCode(code: ClusterUsedCode): void {

@@ -118,6 +118,11 @@ export class SessionStore {
     return record !== undefined && record.expiresAt > this.now() ? record : undefined;
   }
 
+  /** The IP's live records (any order): a revoke looks at one address, not every grant. */
+  listOf(ip: string): SessionRecord[] {
+    return this.liveOf(ip);
+  }
+
   /** Live records, soonest expiry first. */
   list(): SessionRecord[] {
     return this.live().sort((a, b) => a.expiresAt - b.expiresAt);

@@ -136,14 +136,16 @@ describe('ClusterSync', () => {
   }
 
   const signed = (message: ClusterMessage, key = KEY): string => encodeClusterMessage(key, message);
-  const remoteGrant = (over: Partial<{ expiresAt: number; issuedAt: number; gateway: string; kind: 'step2' | 'service'; ip: string; app: string }> = {}) =>
+  const remoteGrant = (
+    over: Partial<{ expiresAt: number; issuedAt: number; gateway: string; kind: 'step2' | 'service'; ip: string; app: string; user: string }> = {},
+  ) =>
     signed({
       type: 'grant',
       body: {
         kind: over.kind ?? 'service',
         ip: over.ip ?? '203.0.113.9',
         app: over.app ?? 'vpn',
-        user: 'alice',
+        user: over.user ?? 'alice',
         expiresAt: over.expiresAt ?? Date.now() + 30_500,
         gateway: over.gateway ?? 'gw-b',
         issuedAt: over.issuedAt ?? Date.now() - 1000,
@@ -311,30 +313,61 @@ describe('ClusterSync', () => {
       expect(sessions.list()).toMatchObject([{ ip: '203.0.113.9', expiresAt: latest, gateway: 'gw-b' }]);
     });
 
-    it('treats a revoke as a barrier: the grant before it is applied, then revoked; the one after stands', async () => {
-      const { firewall, sync, sessions } = await setup();
+    it('never opens a grant a revoke later in the same delivery covers; a grant made after the revoke stands', async () => {
+      const { firewall, sync, sessions, metrics } = await setup();
       const issuedAt = Date.now() - 3000;
+      // A snapshot lists grants first and revokes last: the revoke is known before any grant is applied.
       sync.onEntry('grant', 'x', remoteGrant({ ip: '203.0.113.9', issuedAt }));
-      sync.onEntry('revoke', 'r', signed({ type: 'revoke', body: { ip: '203.0.113.9', app: 'vpn', gateway: 'gw-b', issuedAt: issuedAt + 1000 } }));
       sync.onEntry('grant', 'y', remoteGrant({ ip: '203.0.113.10', issuedAt: issuedAt + 2000 }));
+      sync.onEntry('revoke', 'r', signed({ type: 'revoke', body: { ip: '203.0.113.9', app: 'vpn', gateway: 'gw-b', issuedAt: issuedAt + 1000 } }));
       await sync.idle();
-      expect(firewall.calls).toEqual(['service 203.0.113.9 vpn 31', 'revoke 203.0.113.9 vpn', 'service 203.0.113.10 vpn 31']);
+      expect(firewall.calls).toEqual(['service 203.0.113.10 vpn 31']);
       expect(sessions.list()).toMatchObject([{ ip: '203.0.113.10', app: 'vpn', gateway: 'gw-b' }]);
+      expect(await valueOf(metrics.ignored, { reason: 'revoked' })).toBe(1);
+      // The same address granted again after the revoke: it opens.
+      await deliver(sync, 'grant', remoteGrant({ ip: '203.0.113.9', issuedAt: issuedAt + 2500 }));
+      expect(firewall.calls).toEqual(['service 203.0.113.10 vpn 31', 'service 203.0.113.9 vpn 31']);
     });
 
-    it('counts grants it does not apply: an app this gateway lacks, or issued before a known revoke', async () => {
+    it('applies a revoke after the grants before it in the queue (a barrier)', async () => {
+      const { firewall, sync, granter } = await setup();
+      await granter.openService('203.0.113.11', vpn, alice);
+      const issuedAt = Date.now() + 10; // after the local grant
+      sync.onEntry('grant', 'y', remoteGrant({ ip: '203.0.113.12' }));
+      sync.onEntry('revoke', 'r', signed({ type: 'revoke', body: { ip: '203.0.113.11', gateway: 'gw-b', issuedAt } }));
+      await sync.idle();
+      expect(firewall.calls).toEqual(['service 203.0.113.11 vpn 60', 'service 203.0.113.12 vpn 31', 'revoke 203.0.113.11 *']);
+    });
+
+    it('keeps a grant restored from the state file that is newer than a replayed revoke, closes an older one', async () => {
+      const { firewall, sync, sessions } = await setup();
+      const now = Date.now();
+      // As restored at start: no grant time seen here, only the expiry (vpn: duration 60 s).
+      sessions.recordUntil('203.0.113.13', 'vpn', 'alice', 'service', now + 50_000); // made 10 s ago
+      sessions.recordUntil('203.0.113.14', 'vpn', 'alice', 'service', now + 5_000); // made 55 s ago
+      for (const ip of ['203.0.113.13', '203.0.113.14']) {
+        sync.onEntry('revoke', ip, signed({ type: 'revoke', body: { ip, gateway: 'gw-b', issuedAt: now - 30_000 } }));
+      }
+      await sync.idle();
+      expect(firewall.calls).toEqual(['revoke 203.0.113.14 *']);
+      expect(sessions.list().map((r) => r.ip)).toEqual(['203.0.113.13']);
+    });
+
+    it('counts grants it does not apply: an app or user this gateway lacks, or issued before a known revoke', async () => {
       const { firewall, sync, sessions, metrics } = await setup();
       const issuedAt = Date.now() - 5000;
       await deliver(sync, 'revoke', signed({ type: 'revoke', body: { ip: '203.0.113.9', gateway: 'gw-b', issuedAt } }));
       sync.onEntry('grant', 'a', remoteGrant({ app: 'mail' }));
       sync.onEntry('grant', 'b', remoteGrant({ ip: '203.0.113.9', issuedAt: issuedAt - 1000 }));
       sync.onEntry('grant', 'c', remoteGrant({ ip: '203.0.113.9', app: 'ssh', issuedAt: issuedAt - 1 }));
+      sync.onEntry('grant', 'd', remoteGrant({ ip: '203.0.113.20', user: 'mallory' }));
       await sync.idle();
       expect(firewall.calls).toEqual([]);
       expect(sessions.list()).toEqual([]);
       expect(await valueOf(metrics.ignored, { reason: 'unknown-app' })).toBe(1);
+      expect(await valueOf(metrics.ignored, { reason: 'unknown-user' })).toBe(1);
       expect(await valueOf(metrics.ignored, { reason: 'revoked' })).toBe(2);
-      expect(await valueOf(metrics.received, { kind: 'grant' })).toBe(3);
+      expect(await valueOf(metrics.received, { kind: 'grant' })).toBe(4);
     });
   });
 
