@@ -5,7 +5,6 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -15,8 +14,14 @@ import { RedisClusterStore, type ClusterEntryKind } from '../../../src/cluster/s
 import { loadConfigFile } from '../../../src/config/load.js';
 import type { ClusterConfig } from '../../../src/config/types.js';
 import { createLogger } from '../../../src/shared/log.js';
-import { announceSkip, kernelSkipReason } from '../../helpers/netns.js';
+import { freePort } from '../../helpers/ports.js';
+import { VALID } from '../../unit/config/helpers.js';
+import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
 
+/** Polls every 10 ms (these waits are for local sockets): whether `probe` held within `timeoutMs`. */
+/** The apps of the unit tests' valid config: a cluster needs a config that loads. */
+const VALID_APPS = VALID.slice(VALID.indexOf('openvpn:'));
+const until = (probe: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> => waitFor(probe, timeoutMs, 10);
 const FILE = 'test/kernel/cluster/store-tls-sentinel.test.ts';
 const skip = announceSkip(FILE, kernelSkipReason(['redis-server', 'openssl']));
 
@@ -27,27 +32,6 @@ const SENTINEL_PASSWORD = `sentinel-${randomBytes(12).toString('hex')}`;
 const TIMEOUTS = { connectMs: 1000, commandMs: 500, snapshotMs: 5000, backoff: { baseMs: 50, capMs: 500 } };
 /** Longest wait for Sentinel to notice the master is gone and promote the replica. */
 const FAILOVER_MS = 30_000;
-
-/** Polls `predicate` every 20 ms until it holds or `timeoutMs` passes; returns whether it held. */
-async function until(predicate: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await predicate()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return predicate();
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** Every redis-server child of this file, killed in afterAll and, as a last resort, when the worker exits. */
 const daemons = new Set<Daemon>();
@@ -185,17 +169,7 @@ function loadCluster(dir: string, gateway: string, prefix: string, redis: string
     key: ${KEY}
     prefix: "${prefix}"
     redis:
-${redis.map((line) => `      ${line}\n`).join('')}openvpn:
-  port: 1194
-  access_key_http:
-    - 3f9a1c7e5b2d8046
-  access_key_https:
-    - b6e2d4f8a1c39057
-  destination: local
-  protocol: udp
-  duration: 3600
-  step2_https_duration: 5
-`,
+${redis.map((line) => `      ${line}\n`).join('')}${VALID_APPS}`,
     { mode: 0o600 },
   );
   const config = loadConfigFile(path);

@@ -10,33 +10,15 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisClusterStore, type ClusterEntryKind } from '../../../src/cluster/store.js';
 import { createLogger } from '../../../src/shared/log.js';
-import { announceSkip, kernelSkipReason } from '../../helpers/netns.js';
+import { freePort } from '../../helpers/ports.js';
+import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
 
+/** Polls every 10 ms (these waits are for local sockets): whether `probe` held within `timeoutMs`. */
+const until = (probe: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> => waitFor(probe, timeoutMs, 10);
 const FILE = 'test/kernel/cluster/store.test.ts';
 const skip = announceSkip(FILE, kernelSkipReason(['redis-server']));
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const CHILD = fileURLToPath(new URL('./store-child.mjs', import.meta.url));
-
-/** Polls `predicate` every 10 ms until it holds or `timeoutMs` passes; returns whether it held. */
-async function until(predicate: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (predicate()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return predicate();
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** A redis-server child on 127.0.0.1:port, no persistence; restartable on the same port. */
 class RedisServer {

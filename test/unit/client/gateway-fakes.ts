@@ -161,11 +161,4 @@ function statusFor(form: URLSearchParams): number {
   }
 }
 
-/** A port nothing listens on right now (bound then released by the kernel's choice). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort } from '../../helpers/ports.js';

@@ -1,23 +1,11 @@
 // The cluster store with no server listening: option checks, fast failures, counters and close().
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RedisClusterStore } from '../../../src/cluster/store.js';
 import { createLogger } from '../../../src/shared/log.js';
+import { freePort } from '../../helpers/ports.js';
 
 const logger = createLogger('silent');
 const stores: RedisClusterStore[] = [];
-
-/** A loopback port nothing listens on (bound, then released). */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.close()));
@@ -36,7 +24,7 @@ describe('RedisClusterStore without a server', () => {
     const states: boolean[] = [];
     const store = RedisClusterStore.connect({
       ...base,
-      url: `redis://127.0.0.1:${await closedPort()}`,
+      url: `redis://127.0.0.1:${await freePort()}`,
       onState: (s) => states.push(s.connected),
       timeouts: { connectMs: 200, commandMs: 200, backoff: { baseMs: 20, capMs: 100 } },
     });

@@ -1,20 +1,12 @@
 /** The step-2 listener's reload moves: prepared next to the running one, applied or cancelled. */
 import { createServer as createHttpsServer, type Server } from 'node:https';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { GlobalConfig } from '../../../src/config/types.js';
 import { HttpsListenError, HttpsListener } from '../../../src/step2/listener.js';
 import { capturedLogger } from '../sessions/log-capture.js';
 import { fixtureConfig } from '../step1/fixture-config.js';
 import { throwawayCertificate } from './fixtures.js';
-
-async function freePort(): Promise<number> {
-  const probe = createNetServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
+import { freePort } from '../../helpers/ports.js';
 
 describe('HttpsListener', () => {
   let tls: { cert: Buffer; key: Buffer };
