@@ -58,9 +58,11 @@ function configYaml(sandbox: Sandbox, firewall: string, capture: string): string
 
 /** One curl per source, all at once, each pinned to CPU (i mod 2); returns when every curl ended (each times out by design). */
 function knockAll(sandbox: Sandbox, sources: readonly string[], body: string): void {
+  // Step 1 never answers, so each curl runs its whole -m: 3 s leave a knock whose SYN or request
+  // was dropped in the burst (a full queue drops, by design) time for the client's retransmission.
   const lines = sources.map((src, i) => {
     const host = src.includes(':') ? `[${ADDR.gwWan6}]` : ADDR.gwWan4;
-    return `taskset -c ${i % 2} curl -s -o /dev/null -m ${scaled(1)} --interface ${src} -d '${body}' http://${host}${STEP1_PATH} &`;
+    return `taskset -c ${i % 2} curl -s -o /dev/null -m ${scaled(3)} --interface ${src} -d '${body}' http://${host}${STEP1_PATH} &`;
   });
   sandbox.client.exec('bash', ['-c', `${lines.join('\n')}\nwait\n`]);
 }
