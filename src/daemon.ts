@@ -264,9 +264,9 @@ export class Daemon {
     }
     for (const event of events.locks) recordLock(this.logger, metrics, event);
     countRefusals(metrics, events.refusals);
-    if (events.codesClaimed) lasting.usedCodes.changed();
+    if (events.codes.length > 0) lasting.usedCodes.changed();
     const sync = this.parts.cluster?.sync;
-    if (sync) for (const code of events.codes ?? []) sync.codeClaimed(code, 'step1');
+    if (sync) for (const code of events.codes) sync.codeClaimed(code, 'step1');
   }
 
   /** A worker's grant opens the step-2 window if it still stands under the running config (see currentMatch). */

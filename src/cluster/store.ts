@@ -1,6 +1,7 @@
 // The grants, revokes and one-time-code claims several gateways share through Redis 7 / Valkey
 // (optionally behind Sentinel): bounded, never-blocking calls, a snapshot on every (re)connect, then live updates.
 import { Redis, type RedisOptions } from 'ioredis';
+import { bounded, TimeoutError } from '../shared/bounded.js';
 import type { Logger } from '../shared/log.js';
 import {
   DEFAULT_BACKOFF,
@@ -120,17 +121,6 @@ const CLAIM_SCRIPT = `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[
   return 1
 end
 return 0`;
-
-class TimeoutError extends Error {}
-
-/** `promise`, or a rejection after `ms`. The operation itself is not cancelled (ioredis's commandTimeout ends it). */
-function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

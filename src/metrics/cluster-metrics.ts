@@ -11,7 +11,7 @@ export interface ClusterMetrics {
   readonly publishFailures: Counter<'kind'>;
   /** Valid entries from other gateways, by kind. */
   readonly received: Counter<'kind'>;
-  /** Valid grants from other gateways not applied here, by reason (unknown-app, revoked). */
+  /** Valid grants from other gateways not applied here, by reason (unknown-app, unknown-user, revoked). */
   readonly ignored: Counter<'reason'>;
   /** One-time codes accepted here that another gateway had already used, by step. */
   readonly codeConflicts: Counter<'step'>;

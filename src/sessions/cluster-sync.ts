@@ -1,8 +1,9 @@
 /**
  * The cluster wiring (docs/cluster.md): this gateway's grants, operator revokes and accepted
  * one-time codes go to the store, signed, fire and forget; the other gateways' entries come back,
- * are verified and applied through the Granter and the used-code cache. Never on the knock path:
- * a knock never waits for the store, and a store that is down only costs the sharing.
+ * are verified and applied through the Granter and the used-code cache. Off the knock path, but
+ * for one bounded wait: step 2 gives the store CONFIRM_WAIT_MS to say that another gateway used
+ * its one-time code first. A store that is down only costs the sharing.
  */
 import type { UsedCode } from '../auth/used-codes.js';
 import type { AppConfig, ClusterConfig } from '../config/types.js';
@@ -16,6 +17,7 @@ import {
 } from '../cluster/message.js';
 import type { ClaimResult, ClusterEntryKind, ClusterStoreState, RedisClusterStore } from '../cluster/store.js';
 import type { ClusterMetrics } from '../metrics/cluster-metrics.js';
+import { bounded } from '../shared/bounded.js';
 import { BoundedMap } from '../shared/bounded-map.js';
 import { describeError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -112,7 +114,7 @@ export class ClusterSync {
   async revoke(ip: string, app?: AppConfig): Promise<number> {
     const removed = await this.options.granter.revoke(ip, app);
     const issuedAt = this.now();
-    this.revokes.set(scopeKey(ip, app?.name), issuedAt);
+    this.noteRevoke({ ip, ...(app ? { app: app.name } : {}), issuedAt });
     const body: ClusterRevoke = { ip, ...(app ? { app: app.name } : {}), gateway: this.gateway, issuedAt };
     const text = this.encode({ type: 'revoke', body });
     if (text !== undefined) {
@@ -170,9 +172,7 @@ export class ClusterSync {
   async confirmCode(code: UsedCode): Promise<boolean> {
     const claim = this.claims.get(codeId(code));
     if (!claim) return true;
-    let timer: NodeJS.Timeout | undefined;
-    const waited = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), CONFIRM_WAIT_MS)));
-    const result = await Promise.race([claim, waited]).finally(() => clearTimeout(timer));
+    const result = await bounded(claim, CONFIRM_WAIT_MS, 'code claim').catch((): ClaimResult => 'unavailable');
     return result !== 'already-used';
   }
 

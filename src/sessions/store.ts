@@ -144,9 +144,7 @@ export class SessionStore {
   }
 
   get size(): number {
-    let size = 0;
-    for (const ip of [...this.byIp.keys()]) size += this.liveOf(ip).length;
-    return size;
+    return this.live().length;
   }
 
   /** Writes pending changes now; throws SessionStateError if the file cannot be written. */

@@ -74,10 +74,8 @@ export type WorkerMessage =
       rejections: RejectionEvent[];
       locks: LockEvent[];
       refusals: Partial<Record<LockFactor, number>>;
-      /** One-time codes were claimed: the main thread saves the used-code file. */
-      codesClaimed: boolean;
-      /** The codes claimed, for the cluster (sessions/cluster-sync.ts); absent when none. */
-      codes?: UsedCode[];
+      /** One-time codes claimed: the main thread saves the used-code file and shares them with the cluster. */
+      codes: UsedCode[];
     }
   | { type: 'problem'; problem: string };
 

@@ -58,7 +58,6 @@ class Step1Worker {
   private rejections: RejectionEvent[] = [];
   private locks: LockEvent[] = [];
   private refusals: Partial<Record<LockFactor, number>> = {};
-  private codesClaimed = false;
   private codes: UsedCode[] = [];
   private dropsBase = { kernel: 0, enobufs: 0 };
 
@@ -74,7 +73,6 @@ class Step1Worker {
     const used = new UsedCodes({
       store: new SharedUsedCodeStore(init.shared),
       onChange: (code) => {
-        this.codesClaimed = true;
         this.codes.push({ ...code });
       },
       onFull: () => this.postProblem('one-time codes refused: the used-code cache is full (too many codes accepted within 90 s)'),
@@ -155,7 +153,13 @@ class Step1Worker {
   }
 
   private postEvents(): void {
-    if (this.grants.length === 0 && this.rejections.length === 0 && this.locks.length === 0 && !this.codesClaimed && Object.keys(this.refusals).length === 0)
+    if (
+      this.grants.length === 0 &&
+      this.rejections.length === 0 &&
+      this.locks.length === 0 &&
+      this.codes.length === 0 &&
+      Object.keys(this.refusals).length === 0
+    )
       return;
     post({
       type: 'events',
@@ -163,14 +167,12 @@ class Step1Worker {
       rejections: this.rejections,
       locks: this.locks,
       refusals: this.refusals,
-      codesClaimed: this.codesClaimed,
-      ...(this.codes.length > 0 ? { codes: this.codes } : {}),
+      codes: this.codes,
     });
     this.grants = [];
     this.rejections = [];
     this.locks = [];
     this.refusals = {};
-    this.codesClaimed = false;
     this.codes = [];
   }
 
