@@ -3,15 +3,23 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import { LOCK_FACTORS } from '../auth/lockout.js';
 import { MetricsRegistry } from './registry.js';
 
+/**
+ * Step-2 answers as counted: every refusal is `forbidden`, whatever its cause, so no series tells
+ * a right path, app or key from a wrong one (the cause is in the debug log). Step 2 answers with
+ * one status per outcome.
+ */
+export const STEP2_OUTCOMES = ['granted', 'forbidden', 'too-large', 'rate-limited', 'error'] as const;
+export type Step2Outcome = (typeof STEP2_OUTCOMES)[number];
+
 /** Seconds; knock-to-grant spans a firewall update (sub-ms in-process, a few ms forked). */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 /** Every metric the daemon exposes, created once and handed to the parts that count. */
 export interface DaemonMetrics {
   readonly registry: MetricsRegistry;
-  /** Step-1 inspector decisions: outcome (e.g. knock, rejected, retransmission) and reason. */
+  /** Step-1 inspector decisions: outcome (the result: syn, granted, rejected, ...) and, for ignored, spoofed and rejected, the reason. */
   readonly step1Packets: Counter<'outcome' | 'reason'>;
-  /** Step-2 HTTPS answers by outcome (granted, forbidden, malformed, ...). */
+  /** Step-2 HTTPS answers by outcome (STEP2_OUTCOMES). */
   readonly step2Requests: Counter<'outcome'>;
   readonly grants: Counter<'step'>;
   readonly revokes: Counter;
@@ -76,6 +84,7 @@ export function createDaemonMetrics(countLiveSessions: () => number, registry = 
     metrics.lockouts.inc({ factor }, 0);
     metrics.lockoutRefusals.inc({ factor }, 0);
   }
+  for (const outcome of STEP2_OUTCOMES) metrics.step2Requests.inc({ outcome }, 0);
   registry.addDefaultMetrics();
   return metrics;
 }

@@ -3,9 +3,31 @@
  * metrics as deltas: decisions and per-worker packets at scrape time, capture drops on the
  * maintenance tick. The workers never touch the registry; only this copies into it.
  */
-import { STEP1_REASONS, STEP1_RESULTS, type Step1Reason, type Step1Result } from '../step1/decision.js';
+import { STEP1_REASONS, STEP1_RESULTS, type IgnoreReason, type SpoofReason, type Step1Reason, type Step1Result } from '../step1/decision.js';
 import type { Logger } from '../shared/log.js';
 import type { DaemonMetrics } from './daemon-metrics.js';
+
+/** Reasons of `ignored` and of `spoofed` (typed records: every reason of the type, no other). */
+const IGNORED: Record<IgnoreReason, true> = { 'not-step1-port': true, 'pure-ack': true, fin: true, rst: true, 'bad-flags': true, 'handshake-none': true };
+const SPOOFED: Record<SpoofReason, true> = { 'bad-cookie': true, 'no-ack': true };
+
+/** The result of a packet refused for `reason`: a reason belongs to exactly one result. */
+function resultOf(reason: Step1Reason): 'ignored' | 'spoofed' | 'rejected' {
+  if (Object.hasOwn(IGNORED, reason)) return 'ignored';
+  if (Object.hasOwn(SPOOFED, reason)) return 'spoofed';
+  return 'rejected';
+}
+
+/** Results counted by their reasons; the others have none and show with `reason=""`. */
+const RESULTS_WITH_REASONS: ReadonlySet<Step1Result> = new Set(['ignored', 'spoofed', 'rejected']);
+
+/**
+ * The reasons that would tell a right key (or app) from a wrong one (`otp-required` and
+ * `bad-otp` mean the key was right) count as one in the metrics, which more people read than
+ * the log; the debug log keeps each.
+ */
+const CREDENTIAL_REASONS: ReadonlySet<Step1Reason> = new Set(['unknown-app', 'bad-key', 'otp-required', 'bad-otp', 'locked']);
+export const STEP1_CREDENTIAL_REASON = 'bad-credentials';
 
 /** Packets lost before inspection: kernel = queue full, enobufs = socket buffer overrun. */
 export interface Step1Drops {
@@ -68,15 +90,21 @@ export class Step1CountCopier {
     return { kernel, enobufs };
   }
 
+  /**
+   * One series per result and reason, `{outcome=<result>, reason=<reason or "">}`: summed by
+   * outcome they give the totals per result, each packet counted once.
+   */
   private copyDecisions({ results, reasons }: ReturnType<Step1CounterSource['counts']>): void {
     for (const result of STEP1_RESULTS) {
+      if (RESULTS_WITH_REASONS.has(result)) continue;
       const delta = results[result] - (this.countedResults[result] ?? 0);
       if (delta > 0) this.metrics.step1Packets.inc({ outcome: result, reason: '' }, delta);
       this.countedResults[result] = results[result];
     }
     for (const reason of STEP1_REASONS) {
       const delta = reasons[reason] - (this.countedReasons[reason] ?? 0);
-      if (delta > 0) this.metrics.step1Packets.inc({ outcome: 'reason', reason }, delta);
+      const label = CREDENTIAL_REASONS.has(reason) ? STEP1_CREDENTIAL_REASON : reason;
+      if (delta > 0) this.metrics.step1Packets.inc({ outcome: resultOf(reason), reason: label }, delta);
       this.countedReasons[reason] = reasons[reason];
     }
   }

@@ -19,6 +19,12 @@ export const DAEMON_METRICS: ReadonlyArray<readonly [name: string, type: string,
   ['knockport_live_sessions', 'gauge', 'Live grants known to the daemon.'],
 ];
 
+/**
+ * The step-2 outcomes, each a series from the start: one for every refusal, so no label tells a
+ * right path, app or key from a wrong one; 413 and 429 answer apart on every path alike.
+ */
+export const STEP2_OUTCOMES = ['granted', 'forbidden', 'too-large', 'rate-limited', 'error'] as const;
+
 /** Default process and Node.js metrics that must be in every scrape, with their types. */
 export const DEFAULT_METRICS: ReadonlyArray<readonly [name: string, type: string]> = [
   ['process_cpu_seconds_total', 'counter'],
@@ -40,4 +46,9 @@ export const DEFAULT_METRICS: ReadonlyArray<readonly [name: string, type: string
 export function declared(text: string): Array<[string, string, string]> {
   const help = new Map([...text.matchAll(/^# HELP (\S+) (.*)$/gm)].map((m) => [m[1]!, m[2]!]));
   return [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!, help.get(m[1]!) ?? '']);
+}
+
+/** `[labels, value]` of every series of one metric in a scrape, in order (labels as written, `{...}`). */
+export function seriesOf(text: string, name: string): Array<[string, number]> {
+  return [...text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))].map((m) => [m[1] ?? '', Number(m[2])]);
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Counter } from 'prom-client';
 import { MetricsRegistry } from '../../../src/metrics/registry.js';
 import { createDaemonMetrics } from '../../../src/metrics/daemon-metrics.js';
-import { DAEMON_METRICS, DEFAULT_METRICS, declared } from './expected.js';
+import { DAEMON_METRICS, DEFAULT_METRICS, STEP2_OUTCOMES, declared, seriesOf } from './expected.js';
 
 describe('metrics registry', () => {
   it('exposes every daemon metric under its old name, type and help, then the default process and Node.js metrics', async () => {
@@ -18,16 +18,21 @@ describe('metrics registry', () => {
   it('keeps label sets and histogram buckets', async () => {
     const metrics = createDaemonMetrics(() => 0);
     metrics.step1Packets.inc({ outcome: 'syn', reason: '' }, 2);
-    metrics.step1Packets.inc({ outcome: 'reason', reason: 'bad-key' });
+    metrics.step1Packets.inc({ outcome: 'rejected', reason: 'bad-credentials' });
     metrics.knockToGrantSeconds.observe({ step: 'step2' }, 0.003);
     const text = await metrics.registry.metrics();
     expect(text).toContain('\nknockport_step1_packets_total{outcome="syn",reason=""} 2\n');
-    expect(text).toContain('\nknockport_step1_packets_total{outcome="reason",reason="bad-key"} 1\n');
+    expect(text).toContain('\nknockport_step1_packets_total{outcome="rejected",reason="bad-credentials"} 1\n');
     const buckets = [...text.matchAll(/^knockport_knock_to_grant_seconds_bucket\{le="([^"]+)",step="step2"\} (\d+)$/gm)];
     expect(buckets.map((m) => m[1])).toEqual(['0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '+Inf']);
     expect(buckets.map((m) => Number(m[2]))).toEqual([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
     expect(text).toContain('\nknockport_knock_to_grant_seconds_sum{step="step2"} 0.003\n');
     expect(text).toContain('\nknockport_knock_to_grant_seconds_count{step="step2"} 1\n');
+  });
+
+  it('shows every step-2 outcome at 0 from the start, and no other', async () => {
+    const text = await createDaemonMetrics(() => 0).registry.metrics();
+    expect(seriesOf(text, 'knockport_step2_requests_total')).toEqual(STEP2_OUTCOMES.map((outcome) => [`{outcome="${outcome}"}`, 0]));
   });
 
   it('escapes label values and refuses negative increments', async () => {

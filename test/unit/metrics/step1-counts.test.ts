@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { createDaemonMetrics } from '../../../src/metrics/daemon-metrics.js';
 import { Step1CountCopier, type Step1CounterSource, type Step1Drops, type Step1WorkerCount } from '../../../src/metrics/step1-counts.js';
+import { seriesOf } from './expected.js';
 import { valueOf } from './values.js';
 import { STEP1_REASONS, STEP1_RESULTS, type Step1Reason, type Step1Result } from '../../../src/step1/decision.js';
 
@@ -39,7 +40,49 @@ describe('Step1CountCopier', () => {
     copier.copyCounts(workers);
     copier.copyCounts(workers);
     expect(await valueOf(metrics.step1Packets, { outcome: 'granted', reason: '' })).toBe(5);
-    expect(await valueOf(metrics.step1Packets, { outcome: 'reason', reason: 'bad-key' })).toBe(3);
+    expect(await valueOf(metrics.step1Packets, { outcome: 'rejected', reason: 'bad-credentials' })).toBe(3);
+  });
+
+  it('labels every series with its result and reason, each packet once: summed by outcome, the totals per result', async () => {
+    const { metrics, copier, workers } = setup();
+    Object.assign(workers.results, { syn: 4, granted: 1, retransmission: 2, ignored: 3, spoofed: 2, rejected: 5 });
+    Object.assign(workers.reasons, { rst: 1, 'pure-ack': 2, 'bad-cookie': 2, 'bad-path': 1, 'too-large': 1, 'bad-key': 1, 'otp-required': 1, 'rate-limited': 1 });
+    copier.copyCounts(workers);
+    const series = seriesOf(await metrics.registry.metrics(), 'knockport_step1_packets_total');
+    expect(series.sort()).toEqual(
+      [
+        ['{outcome="syn",reason=""}', 4],
+        ['{outcome="granted",reason=""}', 1],
+        ['{outcome="retransmission",reason=""}', 2],
+        ['{outcome="ignored",reason="rst"}', 1],
+        ['{outcome="ignored",reason="pure-ack"}', 2],
+        ['{outcome="spoofed",reason="bad-cookie"}', 2],
+        ['{outcome="rejected",reason="bad-path"}', 1],
+        ['{outcome="rejected",reason="too-large"}', 1],
+        ['{outcome="rejected",reason="bad-credentials"}', 2],
+        ['{outcome="rejected",reason="rate-limited"}', 1],
+      ].sort(),
+    );
+    const byOutcome = new Map<string, number>();
+    for (const [labels, value] of series) {
+      const outcome = /outcome="([^"]*)"/.exec(labels)![1]!;
+      byOutcome.set(outcome, (byOutcome.get(outcome) ?? 0) + value);
+    }
+    expect(Object.fromEntries(byOutcome)).toEqual(workers.results);
+  });
+
+  it('counts a right key without its code like a wrong key: no series tells them apart', async () => {
+    const rightKey = setup();
+    rightKey.workers.results.rejected = 1;
+    rightKey.workers.reasons['otp-required'] = 1;
+    rightKey.copier.copyCounts(rightKey.workers);
+    const wrongKey = setup();
+    wrongKey.workers.results.rejected = 1;
+    wrongKey.workers.reasons['bad-key'] = 1;
+    wrongKey.copier.copyCounts(wrongKey.workers);
+    const scrape = async (metrics: typeof rightKey.metrics) => seriesOf(await metrics.registry.metrics(), 'knockport_step1_packets_total');
+    expect(await scrape(rightKey.metrics)).toEqual(await scrape(wrongKey.metrics));
+    expect(await scrape(rightKey.metrics)).toEqual([['{outcome="rejected",reason="bad-credentials"}', 1]]);
   });
 
   it('counts packets per worker, starting again when another worker takes the slot, and shows idle workers at 0', async () => {
