@@ -1,7 +1,8 @@
 /**
  * The step-2 HTTPS server: `POST <https_post_path>` opens the app's service for a client holding
  * a step-2 window. Connections are bounded (size, time, count per source prefix), and every
- * answer is a fixed text that reveals nothing about the request.
+ * answer is a fixed text that reveals nothing about the request: every refusal, whatever its
+ * cause (path, method, body, app, key, token, window), is the same response byte for byte.
  */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -12,7 +13,7 @@ import type { TotpVerifier } from '../auth/totp.js';
 import type { UsedCode } from '../auth/used-codes.js';
 import type { AppConfig, Config, User } from '../config/types.js';
 import type { Logger } from '../shared/log.js';
-import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
+import type { DaemonMetrics, Step2Outcome } from '../metrics/daemon-metrics.js';
 import { SourcePrefixKey } from '../packet/address.js';
 import { canonicalIp } from '../shared/ip.js';
 import type { SessionStore } from '../sessions/store.js';
@@ -69,24 +70,37 @@ export interface Step2ServerOptions {
   limits?: Partial<Step2Limits>;
 }
 
-/** Every answer step 2 gives. Bodies are fixed text: nothing about the request is echoed. */
+/**
+ * Every answer step 2 gives. Bodies are fixed text: nothing about the request is echoed. One
+ * refusal for everything a prober could vary: a distinct answer for a wrong path, a malformed
+ * body or a missing token would confirm the path or the key. Only the rate limit and the size
+ * limit answer apart, and both are checked the same way on every path.
+ */
 const RESPONSES = {
   granted: [200, 'OK\n'],
-  // Also for a TOTP user who sent no token: a distinct answer would confirm the step-2 key.
   forbidden: [403, 'Forbidden\n'],
-  'not-found': [404, 'Not Found\n'],
-  malformed: [400, 'Bad Request\n'],
   'too-large': [413, 'Payload Too Large\n'],
   'rate-limited': [429, 'Too Many Requests\n'],
   error: [500, 'Internal Server Error\n'],
-} as const satisfies Record<string, readonly [number, string]>;
+} as const satisfies Record<Step2Outcome, readonly [number, string]>;
 
-export type Step2Outcome = keyof typeof RESPONSES;
+/**
+ * TLS 1.2 suites: forward secrecy (ECDHE) and AEAD only, for ECDSA and RSA certificates alike.
+ * Node's defaults would also take CBC with SHA-1. TLS 1.3 keeps OpenSSL's defaults (all AEAD).
+ */
+export const STEP2_TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
 
 /**
  * The step-2 HTTPS server (not listening yet: the daemon calls `listen`). Only
- * `POST <https_post_path>` exists; any other method or path gets the same 404, so nothing
- * tells a prober which path is the real one.
+ * `POST <https_post_path>` exists; any other method or path gets the same refusal as a wrong
+ * key, so nothing tells a prober which path is the real one.
  */
 export function createStep2Server(options: Step2ServerOptions): Server {
   const limits = { ...DEFAULT_STEP2_LIMITS, ...options.limits };
@@ -99,6 +113,8 @@ export function createStep2Server(options: Step2ServerOptions): Server {
       cert: options.cert,
       key: options.key,
       minVersion: 'TLSv1.2',
+      ciphers: STEP2_TLS12_CIPHERS,
+      honorCipherOrder: true,
       handshakeTimeout: limits.handshakeTimeoutMs,
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
@@ -110,7 +126,9 @@ export function createStep2Server(options: Step2ServerOptions): Server {
     (req, res) => {
       void handleRequest(req, res, options, config(), proxies(), sourceKeys(), lockout, limits).catch((err: unknown) => {
         options.logger.warn({ err: (err as Error).message }, 'step 2 request failed');
-        if (!res.headersSent) reply(res, 'error');
+        if (res.headersSent) return;
+        options.metrics.step2Requests.inc({ outcome: 'error' });
+        reply(res, 'error');
       });
     },
   );
@@ -184,19 +202,20 @@ async function handleRequest(
   const who = client.ok ? { ip: client.ip, ...(client.proxy ? { proxy: client.proxy } : {}) } : { proxy: peer };
   const finish = (outcome: Step2Outcome, reason: string, app?: string): void => {
     options.metrics.step2Requests.inc({ outcome });
+    // The detailed reason is for the operator's log only; the wire and the metrics never have it.
     if (outcome !== 'granted') options.logger.debug({ ...who, app, outcome, reason }, 'step 2 rejected');
     reply(res, outcome);
   };
-  if (!client.ok) return finish('malformed', client.reason);
+  if (!client.ok) return finish('forbidden', client.reason);
   const { ip } = client;
   if (!options.limiter.allow(`step2|${sourceKeys.ofText(ip)}`)) return finish('rate-limited', 'over step1_2_rate_limit_per_minute');
-  if (req.method !== 'POST' || req.url !== config.global.httpsPostPath) return finish('not-found', `${req.method ?? '?'} on another path or method`);
-
+  // Read (and size-checked) before the path is looked at, so 413 says nothing about the path either.
   const body = await readBody(req, limits.bodyBytes);
   if (body === 'too-large') return finish('too-large', `body over ${limits.bodyBytes} bytes`);
   if (body === 'aborted') return;
+  if (req.method !== 'POST' || req.url !== config.global.httpsPostPath) return finish('forbidden', 'another path or method');
   const form = parseStep2Body(body, req.headers['content-type']);
-  if (!form.ok) return finish('malformed', form.reason);
+  if (!form.ok) return finish('forbidden', `malformed: ${form.reason}`);
 
   const decision = authorizeStep2(form.fields, options.sessions.step2Windows(ip), config, options.totp, lockout);
   if (decision.outcome === 'forbidden') return finish('forbidden', decision.reason, form.fields.app);
@@ -229,8 +248,10 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 'too-la
   });
 }
 
+/** The same headers for every answer; no Date either, so two refusals are identical byte for byte. */
 function reply(res: ServerResponse, outcome: Step2Outcome): void {
   const [status, body] = RESPONSES[outcome];
+  res.sendDate = false;
   res.writeHead(status, {
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -84,4 +85,33 @@ export async function curl(url: string, args: string[] = [], timeoutSeconds = 5)
   const [rest = '', status = '0'] = stdout.split(marker);
   const split = rest.indexOf('\r\n\r\n');
   return { status: Number(status), headers: rest.slice(0, split), body: rest.slice(split + 4), seconds };
+}
+
+/**
+ * The whole answer, byte for byte (status line, every header, body), to `request` sent as is
+ * over TLS: for requests curl would not send, and to compare answers whole.
+ */
+export function rawExchange(port: number, request: string | Buffer, tlsOptions: ConnectionOptions = {}, timeoutMs = 5_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...tlsOptions }, () => socket.write(request));
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no whole answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    // The server may reset a connection whose body it did not read: what arrived before counts.
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+  });
+}
+
+/** A raw HTTP/1.1 request with a body and a Content-Length that matches it. */
+export function rawRequest(method: string, path: string, body: string | Buffer = '', headers: Record<string, string> = {}): Buffer {
+  const payload = Buffer.from(body);
+  const lines = [`${method} ${path} HTTP/1.1`, 'Host: gateway', ...Object.entries({ 'Content-Length': String(payload.length), ...headers }).map(([k, v]) => `${k}: ${v}`)];
+  return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`), payload]);
 }

@@ -211,7 +211,7 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
     expect(await valueOf(h.metrics.step2Requests, { outcome: 'granted' })).toBe(2);
   });
 
-  it('answers 400 to malformed bodies and 413 to large ones', async () => {
+  it('answers malformed bodies with the same 403 as a wrong key, and large ones with 413', async () => {
     const h = await start();
     h.sessions.record('127.0.0.1', 'vpn', 'alice', 'step2', 10);
     const malformed = [
@@ -222,15 +222,16 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
       ['-H', 'Content-Type: application/json', '-d', '{"app":'],
       ['-H', 'Content-Type: text/plain', '-d', 'app=vpn&access_key=alice-vpn-https-key'],
     ];
-    for (const args of malformed) expect([(await curl(h.url, args)).body, args.join(' ')]).toEqual(['Bad Request\n', args.join(' ')]);
+    for (const args of malformed) expect([(await curl(h.url, args)).body, args.join(' ')]).toEqual(['Forbidden\n', args.join(' ')]);
     const big = await curl(h.url, ['-d', `app=vpn&access_key=alice-vpn-https-key&pad=${'x'.repeat(2000)}`]);
     expect([big.status, big.body]).toEqual([413, 'Payload Too Large\n']);
     const chunked = await curl(h.url, ['-H', 'Transfer-Encoding: chunked', '-d', `app=vpn&access_key=alice-vpn-https-key&pad=${'x'.repeat(2000)}`]);
     expect(chunked.status).toBe(413);
     expect(h.grants).toEqual([]);
+    expect(await valueOf(h.metrics.step2Requests, { outcome: 'forbidden' })).toBe(malformed.length);
   });
 
-  it('answers the same 404 to any other path or method, revealing nothing', async () => {
+  it('answers any other path or method with the same 403 as a wrong key, revealing nothing', async () => {
     const h = await start();
     const base = `https://127.0.0.1:${h.port}`;
     const answers = await Promise.all([
@@ -239,8 +240,9 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
       curl(`${base}${STEP2_PATH}?x=1`, ['-d', 'app=vpn&access_key=k']),
       curl(`${base}${STEP2_PATH}x`, ['-d', 'app=vpn&access_key=k']),
       curl(`${base}/step-2`, ['-d', 'app=vpn&access_key=k']),
+      curl(`${base}${STEP2_PATH}`, ['-d', 'app=vpn&access_key=wrong-key-0123']), // the real path, a wrong key
     ]);
-    for (const answer of answers) expect([answer.status, answer.body]).toEqual([404, 'Not Found\n']);
+    for (const answer of answers) expect([answer.status, answer.headers, answer.body]).toEqual([403, answers[0]!.headers, 'Forbidden\n']);
   });
 
   it('answers 429 over the per-IP limit per minute', async () => {
@@ -295,7 +297,7 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
       socket.once('error', resolve);
     });
     expect(error.code).toBe('ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION');
-    expect((await curl(h.url, ['--tls-max', '1.2'])).status).toBe(404);
+    expect((await curl(h.url, ['--tls-max', '1.2'])).status).toBe(403);
   });
 });
 
