@@ -30,7 +30,7 @@ const MEANINGS: Record<KnockExitCode, string> = {
   2: 'usage error (unknown option, bad or missing argument, invalid combination), as for every command',
   3: 'step 1: could not connect to the step-1 port (no SYN-ACK, refused, or name not resolved)',
   4: 'step 2: HTTPS port never opened (wrong step-1 path/app/key/otp, or blocked on the way)',
-  5: 'step 2: 403 refused (wrong app, step-2 key or token, or step 1 done for another app/user)',
+  5: 'step 2: 403 refused (wrong step-2 path, app, key or token, or no step-2 window: step 1 refused, too long ago or for another app/user)',
   6: 'a step-2 TOTP token is needed (--totp, or a 401 from an older gateway) and none was given (no terminal to ask on)',
   7: 'step 2: 429 rate limited, try again in a minute',
   8: 'the service port did not open within --wait seconds',

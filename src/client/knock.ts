@@ -179,11 +179,18 @@ function step2Failure(answer: Step2Result, plan: KnockPlan, hadToken: boolean): 
 function statusFailure(status: number, where: string, hadToken: boolean): KnockOutcome | undefined {
   if (status === 200) return undefined;
   if (status === 403) {
-    const detail = hadToken
-      ? ' and the token (each code works once)'
-      : '; a user with a step-2 TOTP also needs a token: --token, or --totp (totp=yes in the key file) to be asked';
-    return { exitCode: KnockExitCode.forbidden, error: `step 2: ${where} refused the knock (403): check the app, the step-2 key${detail}` };
+    // The gateway gives this one answer to every refusal: say all it may mean, never guess which.
+    const token = hadToken
+      ? ', token (each code works once)'
+      : ' (a user with a step-2 TOTP also needs a token: --token, or --totp, totp=yes in the key file, to be asked)';
+    return {
+      exitCode: KnockExitCode.forbidden,
+      error: `step 2: ${where} refused the knock (403): wrong step-2 path, app or key${token}, or no step-2 window for this app and user from this address (step 1 refused or too long ago)`,
+    };
   }
+  // Gateways of earlier versions answered these apart from 403.
+  if (status === 404) return { exitCode: KnockExitCode.failed, error: `step 2: ${where} answered 404: the step-2 path is wrong (a gateway of an earlier version)` };
+  if (status === 400) return { exitCode: KnockExitCode.failed, error: `step 2: ${where} answered 400: it could not read the request (a gateway of an earlier version)` };
   if (status === 401) {
     return hadToken
       ? { exitCode: KnockExitCode.forbidden, error: `step 2: ${where} refused the token (401): use the current code, each works once` }

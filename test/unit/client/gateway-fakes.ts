@@ -150,6 +150,8 @@ function statusFor(form: URLSearchParams): number {
       return 403;
     case 'busy':
       return 429;
+    case 'oldpath': // as gateways of earlier versions answered a wrong step-2 path
+      return 404;
     case 'odd':
       return 500;
     case 'totp': // as the daemon answers: no token is refused like a wrong one

@@ -127,11 +127,18 @@ describe('knock-port knock, step 2', () => {
   it.each([
     ['forbidden', KnockExitCode.forbidden, '403'],
     ['busy', KnockExitCode.rateLimited, '429'],
+    ['oldpath', KnockExitCode.failed, '404: the step-2 path is wrong'],
     ['odd', KnockExitCode.failed, 'HTTP 500'],
   ])('maps app %s to exit code %i', async (app, exitCode, message) => {
     const run = await runCli(registerKnock, knockArgs(app), withKeys);
     expect(run.exitCode).toBe(exitCode);
     expect(run.stderr).toContain(message);
+  });
+
+  it('a 403 names every cause the one answer may have, never one of them alone', async () => {
+    const run = await runCli(registerKnock, knockArgs('forbidden'), withKeys);
+    expect(run.exitCode).toBe(KnockExitCode.forbidden);
+    for (const cause of ['wrong step-2 path, app or key', 'no step-2 window for this app and user from this address']) expect(run.stderr).toContain(cause);
   });
 
   it('a TOTP user knocking without a token is refused (403) like a wrong key, with a hint about --totp', async () => {
