@@ -19,7 +19,7 @@ import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
 import { describeError } from './shared/errors.js';
 import { netnsPrefix } from './firewall/command.js';
-import { ConntrackFlowCloser, spawnTool } from './firewall/conntrack.js';
+import { ConntrackFlowCloser, flowScopeOf, spawnTool } from './firewall/conntrack.js';
 import { chooseCapture, createFirewall, type FirewallOptions } from './firewall/index.js';
 import { InterfaceWatch } from './firewall/interface-presence.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
@@ -36,7 +36,7 @@ import { Step1CountCopier } from './metrics/step1-counts.js';
 import { ClusterSync } from './sessions/cluster-sync.js';
 import { Granter } from './sessions/grants.js';
 import { applyReloadedLimits, openLastingState, type LastingState } from './sessions/lasting-state.js';
-import { FirewallSelfHeal, logHostFirewall } from './sessions/self-heal.js';
+import { FirewallSelfHeal, installAtStart, logHostFirewall } from './sessions/self-heal.js';
 import { SessionStore } from './sessions/store.js';
 import { Step1Workers, type WorkerEvents } from './step1/workers/pool.js';
 import { currentMatch, type GrantEvent } from './step1/workers/protocol.js';
@@ -108,9 +108,8 @@ export class Daemon {
     this.logger = options.logger;
     // Revoke means closed: revokes also end the address's flows, over the running config's ports.
     const flows = new ConntrackFlowCloser(spawnTool(netnsPrefix(options.firewall?.netns)));
-    granter.useFlows({ closer: flows, scope: () => ({ httpsPort: publicHttpsPort(this.config.global), apps: this.config.apps }) }, (problem) =>
-      problems.note(problem),
-    );
+    const scope = () => flowScopeOf(this.config);
+    granter.useFlows({ closer: flows, scope }, (problem) => problems.note(problem));
     // Entries from other gateways are applied under the running config's apps.
     parts.cluster?.sync.useApps(() => this.config.apps);
     this.interfaces = new InterfaceWatch(this.logger);
@@ -123,6 +122,8 @@ export class Daemon {
       apps: () => this.config.apps,
       problems,
       logger: this.logger,
+      // A re-install also ends the flows the gap let in without a grant.
+      flows: { ender: flows, scope, sessions: parts.sessions },
     });
     this.step1Counts = new Step1CountCopier(metrics, this.logger);
     // The workers' counters reach the metrics only at scrape time.
@@ -157,7 +158,9 @@ export class Daemon {
     const firewall = createFirewall(config, { ...options.firewall, nft });
     const { capture, reason } = chooseCapture(config.global.capture, await firewall.capabilities());
     logger.info({ firewall: firewall.type, capture, nft: nft.kind }, reason);
-    await firewall.install(capture);
+    // A first install keeps the flows already established to protected ports (the operator's SSH session).
+    const adopter = new ConntrackFlowCloser(spawnTool(netnsPrefix(options.firewall?.netns)));
+    await installAtStart(firewall, capture, { adopter, scope: flowScopeOf(config), logger });
     logHostFirewall(logger, firewall.hostFirewall(), 'start');
 
     const sessions = await SessionStore.open({ stateDir: config.global.stateDir, logger }, await firewall.list());

@@ -194,6 +194,7 @@ function buildApp(name: string, app: AppSection, global: GlobalSection, users: A
       };
     }),
     masquerade: destination.kind === 'forward' && (app.masquerade ?? true),
+    endFlowsOnExpiry: app.end_flows_on_expiry,
     interfaceExt: app.interface_ext ?? global.interface_ext,
     interfaceInt: app.interface_int ?? global.interface_int ?? global.interface_ext,
   };

@@ -206,6 +206,8 @@ export const appSchema = z.strictObject({
   // Extensions.
   users: z.array(userSchema).min(1).optional(),
   masquerade: z.boolean().optional(),
+  // Established flows outlive `duration` unless this ends them when the grant expires.
+  end_flows_on_expiry: z.boolean().default(false),
 });
 
 export type GlobalSection = z.output<typeof globalSchema>;

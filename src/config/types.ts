@@ -44,6 +44,11 @@ export interface AppConfig {
   users: User[];
   /** Masquerade forwarded traffic so the LAN host answers through the gateway (forwarded apps). */
   masquerade: boolean;
+  /**
+   * End an address's established flows to the app when its service grant expires. Absent or
+   * false: a flow opened while granted lives on after `duration` until it ends by itself.
+   */
+  endFlowsOnExpiry?: boolean;
   interfaceExt: string;
   interfaceInt: string;
 }

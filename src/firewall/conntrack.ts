@@ -11,12 +11,18 @@
  * server that sends on its own can do the same, and no socket can be closed for it: only a
  * gate that accepts established packets in the original direction alone stops that.
  *
+ * The same tools end an expired grant's flows (apps with `end_flows_on_expiry`), end the flows
+ * a host firewall reload let in without a grant (the self-heal's purge), and keep the flows
+ * already established when knock-port is first installed (adoption: the grant mark is set on
+ * them, so the gate's "established needs the grant mark" keeps the operator's own SSH session).
+ *
  * Tools run as child processes, never synchronously: a revoke must not stall the event loop.
  */
 import { spawn } from 'node:child_process';
-import type { AppConfig, IpFamily, Protocol } from '../config/types.js';
+import { publicHttpsPort, type AppConfig, type Config, type IpFamily, type Protocol } from '../config/types.js';
 import { KnockPortError } from '../shared/errors.js';
-import { familyOf } from './plan.js';
+import { canonicalIp } from '../shared/ip.js';
+import { ALL_FAMILIES, familyOf } from './plan.js';
 
 /** Flows from an address to one port: the original tuple's destination port and protocol. */
 export interface FlowTarget {
@@ -30,6 +36,16 @@ export interface FlowTarget {
 export interface FlowScope {
   httpsPort: number;
   apps: readonly AppConfig[];
+}
+
+/** The protected ports, and the conntrack mark bit knock-port sets on the flows it admits (`global.grant_mark`). */
+export interface MarkedFlowScope extends FlowScope {
+  grantMark: number;
+}
+
+/** The running config's protected ports and grant mark. */
+export function flowScopeOf(config: Pick<Config, 'global' | 'apps'>): MarkedFlowScope {
+  return { httpsPort: publicHttpsPort(config.global), apps: config.apps, grantMark: config.global.grantMark };
 }
 
 /** One app's port for a service revoke; HTTPS and every app's port for a full revoke. */
@@ -58,12 +74,80 @@ export function conntrackDeleteArgs(address: string, target: Pick<FlowTarget, 'p
 
 /** `ss` arguments that destroy local TCP sockets on the port whose peer is the address. */
 export function socketKillArgs(address: string, port: number): string[] {
-  const peer = familyOf(address) === 6 ? `[${address}]` : address;
-  return ['--kill', '--no-header', '--tcp', '--numeric', 'dst', peer, 'sport', '=', `:${port}`];
+  return ['--kill', '--no-header', '--tcp', '--numeric', 'dst', peerOf(address), 'sport', '=', `:${port}`];
+}
+
+function peerOf(address: string): string {
+  return familyOf(address) === 6 ? `[${address}]` : address;
+}
+
+/** `ss` arguments that destroy the local TCP sockets on the port of these connections of the address only. */
+export function socketKillTupleArgs(address: string, port: number, sourcePorts: readonly number[]): string[] {
+  const peers = sourcePorts.flatMap((sourcePort, i) => [...(i > 0 ? ['or'] : []), 'dst', `${peerOf(address)}:${sourcePort}`]);
+  return ['--kill', '--no-header', '--tcp', '--numeric', 'sport', '=', `:${port}`, 'and', '(', ...peers, ')'];
+}
+
+/** `--mark VALUE/MASK`: as a filter, matches when (mark & MASK) == VALUE; in an update, sets the MASK bits to VALUE. */
+function markArgs(value: number, mask: number): string[] {
+  return ['--mark', `0x${value.toString(16)}/0x${mask.toString(16)}`];
+}
+
+function targetArgs(family: IpFamily, target: Pick<FlowTarget, 'protocol' | 'port'>): string[] {
+  return ['--family', familyName(family), '--proto', target.protocol, '--orig-port-dst', String(target.port)];
+}
+
+/** `conntrack` arguments that list the family's entries to the target's port without the grant mark. */
+export function conntrackUnmarkedListArgs(family: IpFamily, target: Pick<FlowTarget, 'protocol' | 'port'>, grantMark: number): string[] {
+  return ['--dump', ...targetArgs(family, target), ...markArgs(0, grantMark)];
+}
+
+/** `conntrack` arguments that delete the address's entries to the target's port without the grant mark. */
+export function conntrackUnmarkedDeleteArgs(address: string, target: Pick<FlowTarget, 'protocol' | 'port'>, grantMark: number): string[] {
+  return ['--delete', ...targetArgs(familyOf(address), target), '--orig-src', address, ...markArgs(0, grantMark)];
+}
+
+/** `conntrack` arguments that set the grant mark on the family's established flows to the target's port. */
+export function conntrackAdoptArgs(family: IpFamily, target: Pick<FlowTarget, 'protocol' | 'port'>, grantMark: number): string[] {
+  // A TCP entry that is not established yet (a SYN in flight) is a new connection: it needs a grant.
+  const state = target.protocol === 'tcp' ? ['--state', 'ESTABLISHED'] : [];
+  return ['--update', ...targetArgs(family, target), ...state, ...markArgs(grantMark, grantMark)];
+}
+
+/** One tracked flow as `conntrack -L` shows it: the original direction's source. */
+export interface TrackedFlow {
+  source: string;
+  sourcePort: number;
+}
+
+/** The original source of every complete line of `conntrack -L` output (the first `src=`, `sport=`). */
+export function parseConntrackList(text: string): TrackedFlow[] {
+  const flows: TrackedFlow[] = [];
+  // A line cut by the output limit has no newline: it is left out.
+  const complete = text.slice(0, text.lastIndexOf('\n') + 1);
+  for (const line of complete.split('\n')) {
+    const m = /\bsrc=(\S+) dst=\S+ sport=(\d+) /.exec(line);
+    const source = m ? canonicalIp(m[1]!) : undefined;
+    if (m && source !== undefined) flows.push({ source, sourcePort: Number(m[2]) });
+  }
+  return flows;
+}
+
+/** The sources of `flows` whose flows are to end, each with the source ports of its flows. */
+export function flowsBySource(flows: readonly TrackedFlow[], end: (source: string) => boolean): Map<string, number[]> {
+  const bySource = new Map<string, number[]>();
+  for (const { source, sourcePort } of flows) {
+    if (!end(source)) continue;
+    const ports = bySource.get(source) ?? [];
+    bySource.set(source, ports);
+    ports.push(sourcePort);
+  }
+  return bySource;
 }
 
 /** `conntrack -D` says how many entries it deleted; none is exit status 1, and not an error. */
 const DELETED = /(\d+) flow entries have been deleted/;
+/** `conntrack -U` likewise; an entry that already has the mark is not counted. */
+const UPDATED = /(\d+) flow entries have been updated/;
 
 export class FlowCloseError extends KnockPortError {}
 
@@ -84,9 +168,33 @@ export interface FlowCloser {
   close(address: string, targets: readonly FlowTarget[]): Promise<number>;
 }
 
+/** After a re-install: the flows a host firewall reload let in without a grant. */
+export interface UngrantedFlowEnder {
+  /**
+   * Ends the flows to the targets that do not carry the grant mark and whose source
+   * `holdsGrant` denies; tries every target, then throws FlowCloseError naming what failed.
+   * Resolves to the number of conntrack entries and sockets ended.
+   */
+  endUngranted(targets: readonly FlowTarget[], grantMark: number, holdsGrant: (source: string, target: FlowTarget) => boolean): Promise<number>;
+}
+
+/** On a first install: the flows already established to protected ports. */
+export interface FlowAdopter {
+  /** Sets the grant mark on them; resolves to the number of conntrack entries marked. */
+  adopt(targets: readonly FlowTarget[], grantMark: number): Promise<number>;
+}
+
 const TOOL_TIMEOUT_MS = 10_000;
 /** Enough stderr for the tool's own message; stdout only matters for `ss` (one line per socket). */
 const OUTPUT_LIMIT = 64 * 1024;
+/** A `conntrack -L` of one port: about 20,000 entries; a longer listing is cut there. */
+const LISTING_LIMIT = 4 * 1024 * 1024;
+/** Sources one purge ends flows of (each costs a `conntrack -D`, and an `ss -K` for local TCP). */
+export const PURGE_SOURCE_LIMIT = 1024;
+/** Tool processes a purge runs at once. */
+const PURGE_PARALLEL = 4;
+/** Connections one `ss -K` names. */
+const SOCKETS_PER_KILL = 64;
 
 /**
  * Runs a tool behind `prefix` (e.g. `ip netns exec NS`) without blocking, keeping bounded
@@ -96,12 +204,14 @@ export function spawnTool(prefix: readonly string[] = [], timeoutMs = TOOL_TIMEO
   return (command, args) =>
     new Promise((resolve, reject) => {
       const [file, ...fileArgs] = [...prefix, command, ...args] as [string, ...string[]];
-      const keepStdout = command !== 'conntrack';
+      const listing = command === 'conntrack' && args[0] === '--dump';
+      const keepStdout = command !== 'conntrack' || listing;
+      const stdoutLimit = listing ? LISTING_LIMIT : OUTPUT_LIMIT;
       const child = spawn(file, fileArgs, { stdio: ['ignore', keepStdout ? 'pipe' : 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
       let stdout = '';
       let stderr = '';
       child.stdout?.on('data', (chunk: Buffer) => {
-        if (stdout.length < OUTPUT_LIMIT) stdout += chunk.toString();
+        if (stdout.length < stdoutLimit) stdout += chunk.toString();
       });
       child.stderr?.on('data', (chunk: Buffer) => {
         if (stderr.length < OUTPUT_LIMIT) stderr += chunk.toString();
@@ -117,8 +227,8 @@ export function spawnTool(prefix: readonly string[] = [], timeoutMs = TOOL_TIMEO
     });
 }
 
-/** Deletes conntrack entries with the `conntrack` tool and local TCP sockets with `ss -K`. */
-export class ConntrackFlowCloser implements FlowCloser {
+/** Deletes conntrack entries with the `conntrack` tool and local TCP sockets with `ss -K`; marks adopted ones. */
+export class ConntrackFlowCloser implements FlowCloser, UngrantedFlowEnder, FlowAdopter {
   constructor(private readonly run: ToolRunner = spawnTool()) {}
 
   async close(address: string, targets: readonly FlowTarget[]): Promise<number> {
@@ -152,17 +262,108 @@ export class ConntrackFlowCloser implements FlowCloser {
   }
 
   private async deleteEntries(address: string, target: FlowTarget): Promise<number> {
-    const result = await this.run('conntrack', conntrackDeleteArgs(address, target));
-    const deleted = DELETED.exec(result.stderr);
-    if (result.code === 0 || (result.code === 1 && deleted?.[1] === '0')) return Number(deleted?.[1] ?? 0);
-    throw new FlowCloseError(result.stderr || `conntrack exited with status ${String(result.code)}`);
+    return this.conntrackCount(conntrackDeleteArgs(address, target), DELETED);
   }
 
   private async killSockets(address: string, port: number): Promise<number> {
-    const result = await this.run('ss', socketKillArgs(address, port));
+    return this.ssKill(socketKillArgs(address, port));
+  }
+
+  private async ssKill(args: string[]): Promise<number> {
+    const result = await this.run('ss', args);
     // ss reports a refused SOCK_DESTROY on stderr and still exits 0. A kernel without
     // CONFIG_INET_DIAG_DESTROY refuses silently: the conntrack deletion still applies.
     if (result.code !== 0 || result.stderr !== '') throw new FlowCloseError(result.stderr || `ss exited with status ${String(result.code)}`);
     return result.stdout.split('\n').filter((line) => line.trim() !== '').length;
   }
+
+  /** Runs a `conntrack -D` or `-U` and reads how many entries it changed; none (status 1) is no error. */
+  private async conntrackCount(args: string[], said: RegExp): Promise<number> {
+    const result = await this.run('conntrack', args);
+    const count = said.exec(result.stderr);
+    if (result.code === 0 || (result.code === 1 && count?.[1] === '0')) return Number(count?.[1] ?? 0);
+    throw new FlowCloseError(result.stderr || `conntrack exited with status ${String(result.code)}`);
+  }
+
+  /**
+   * Lists the entries without the grant mark per port and family, then ends those of each
+   * source without a grant: its sockets on a local TCP port (only those connections: the same
+   * source may keep a flow that was granted and outlives its grant), then its unmarked entries.
+   * At most PURGE_SOURCE_LIMIT sources; past that the gate still drops their packets.
+   */
+  async endUngranted(targets: readonly FlowTarget[], grantMark: number, holdsGrant: (source: string, target: FlowTarget) => boolean): Promise<number> {
+    const failures: string[] = [];
+    const work: Array<() => Promise<number>> = [];
+    for (const target of targets) {
+      for (const family of ALL_FAMILIES) {
+        let listed: TrackedFlow[];
+        try {
+          listed = parseConntrackList(await this.listOutput(conntrackUnmarkedListArgs(family, target, grantMark)));
+        } catch (err) {
+          failures.push(`${target.protocol}/${target.port} IPv${family} listing: ${(err as Error).message}`);
+          continue;
+        }
+        for (const [source, ports] of flowsBySource(listed, (source) => !holdsGrant(source, target))) {
+          if (work.length < PURGE_SOURCE_LIMIT) work.push(() => this.endSourceFlows(source, ports, target, grantMark, failures));
+        }
+      }
+    }
+    const ended = await inBatches(work, PURGE_PARALLEL);
+    if (failures.length > 0) throw new FlowCloseError(`flows without a grant may still be open: ${failures.join('; ')}`);
+    return ended;
+  }
+
+  private async listOutput(args: string[]): Promise<string> {
+    const result = await this.run('conntrack', args);
+    if (result.code !== 0) throw new FlowCloseError(result.stderr || `conntrack exited with status ${String(result.code)}`);
+    return result.stdout;
+  }
+
+  private async endSourceFlows(source: string, sourcePorts: readonly number[], target: FlowTarget, grantMark: number, failures: string[]): Promise<number> {
+    const what = `${target.protocol}/${target.port} from ${source}`;
+    let ended = 0;
+    if (target.local && target.protocol === 'tcp') {
+      for (let i = 0; i < sourcePorts.length; i += SOCKETS_PER_KILL) {
+        try {
+          ended += await this.ssKill(socketKillTupleArgs(source, target.port, sourcePorts.slice(i, i + SOCKETS_PER_KILL)));
+        } catch (err) {
+          failures.push(`${what} sockets: ${(err as Error).message}`);
+        }
+      }
+    }
+    try {
+      ended += await this.conntrackCount(conntrackUnmarkedDeleteArgs(source, target, grantMark), DELETED);
+    } catch (err) {
+      failures.push(`${what} conntrack: ${(err as Error).message}`);
+    }
+    return ended;
+  }
+
+  /** Every target and family; tries them all, then throws FlowCloseError naming what failed. */
+  async adopt(targets: readonly FlowTarget[], grantMark: number): Promise<number> {
+    const failures: string[] = [];
+    let marked = 0;
+    for (const target of targets) {
+      for (const family of ALL_FAMILIES) {
+        try {
+          marked += await this.conntrackCount(conntrackAdoptArgs(family, target, grantMark), UPDATED);
+        } catch (err) {
+          failures.push(`${target.protocol}/${target.port} IPv${family}: ${(err as Error).message}`);
+        }
+      }
+    }
+    if (failures.length > 0) throw new FlowCloseError(`established flows could not all be kept: ${failures.join('; ')}`);
+    return marked;
+  }
+}
+
+/** Runs the jobs, `parallel` at a time; resolves to the sum of their results. */
+async function inBatches(jobs: ReadonlyArray<() => Promise<number>>, parallel: number): Promise<number> {
+  let next = 0;
+  let sum = 0;
+  const lane = async (): Promise<void> => {
+    while (next < jobs.length) sum += await jobs[next++]!();
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, lane));
+  return sum;
 }

@@ -176,7 +176,7 @@ export class IptablesFirewall implements FirewallBackend {
   }
 
   /** One `iptables-save` per family, awaited (it used to be a fork per jump, every tick). */
-  private async isInstalled(): Promise<boolean> {
+  async isInstalled(): Promise<boolean> {
     for (const family of ALL_FAMILIES) {
       let saved: SavedRules;
       try {

@@ -185,7 +185,7 @@ export abstract class NftFirewallBase implements FirewallBackend {
   }
 
   /** True while every table still holds knock-port's step-1 gate. */
-  protected abstract isInstalled(): Promise<boolean>;
+  abstract isInstalled(): Promise<boolean>;
 
   async grantStep2(ip: string, ttlSeconds: number): Promise<void> {
     const family = grantableFamily(this.ruleset.plan, ip);

@@ -27,7 +27,7 @@ export class NftablesFirewall extends NftFirewallBase {
   }
 
   /** One small listing, in-process with libnftables: cheap enough for every self-heal tick. */
-  protected async isInstalled(): Promise<boolean> {
+  async isInstalled(): Promise<boolean> {
     const table = this.ruleset.layout.tables[0]!;
     try {
       const listing = await runNft(this.nft, `list chain ${table.family} ${table.name} step1`, { json: true });

@@ -61,6 +61,11 @@ export interface FirewallBackend {
    */
   ensureInstalled?(capture?: CaptureKind): Promise<boolean>;
   /**
+   * Whether the base ruleset is in place now. Read at start before install(): absent means a
+   * first install (not a restart), whose already established flows are kept (adoption).
+   */
+  isInstalled?(): Promise<boolean>;
+  /**
    * Releases long-lived helpers (the iptables backend's ipset session) once the grants already
    * asked for have landed; the rules stay. Called when a reload replaces the backend, and on stop.
    */

@@ -7,6 +7,7 @@ import type { FirewallBackend } from '../firewall/types.js';
 import type { Logger } from '../shared/log.js';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
 import { secondsLeft, type SessionRecord } from './record.js';
+import { FlowExpiry, WHOLE_SECOND_GRACE_MS } from './flow-expiry.js';
 import type { SessionStore } from './store.js';
 
 export type GrantingFirewall = Pick<FirewallBackend, 'grantStep2' | 'grantService' | 'revoke'>;
@@ -79,6 +80,8 @@ export class Granter {
   /** This gateway's cluster name, recorded on its own grants; none when not clustered. */
   private gateway: string | undefined;
   private listener: ((record: SessionRecord) => void) | undefined;
+  /** Service grants' deadlines, for apps that end their flows at expiry (set with the flows). */
+  private expiry: FlowExpiry | undefined;
 
   constructor(private readonly options: GranterOptions) {}
 
@@ -101,7 +104,10 @@ export class Granter {
   ): Promise<void> {
     const { ip, app, user, step, expiresAt, gateway } = grant;
     if (step === 'step2') await this.options.firewall.grantStep2(ip, ttl);
-    else await this.options.firewall.grantService(ip, app, ttl);
+    else {
+      await this.options.firewall.grantService(ip, app, ttl);
+      this.expiry?.watch(ip, app.name, Date.now() + ttl * 1000);
+    }
     this.options.sessions.recordUntil(ip, app.name, user, step, expiresAt, gateway);
     // Logged by the caller, once per batch (a joining gateway applies thousands at once).
     this.options.logger.debug({ ip, app: app.name, user, step, ttl, gateway }, 'granted by another gateway');
@@ -110,6 +116,7 @@ export class Granter {
   /** A record another gateway's grant covers without a kernel change (a longer one is in place). */
   recordRemote(grant: { ip: string; app: string; user: string; step: 'step2' | 'service'; expiresAt: number; gateway: string }): void {
     this.options.sessions.recordUntil(grant.ip, grant.app, grant.user, grant.step, grant.expiresAt, grant.gateway);
+    if (grant.step === 'service') this.expiry?.watch(grant.ip, grant.app, grant.expiresAt + WHOLE_SECOND_GRACE_MS);
   }
 
   /** After a config reload: grants go to the re-created backend. */
@@ -117,10 +124,26 @@ export class Granter {
     this.options.firewall = firewall;
   }
 
-  /** Once the daemon exists: revokes also end the address's flows (see firewall/conntrack.ts). */
+  /**
+   * Once the daemon exists: revokes also end the address's flows (see firewall/conntrack.ts),
+   * and so does the expiry of a service grant of an app with `end_flows_on_expiry`, live grants
+   * restored at start included.
+   */
   useFlows(flows: RevokedFlows, onProblem: (problem: string) => void): void {
     this.options.flows = flows;
     this.options.onProblem = onProblem;
+    this.expiry?.close();
+    const { sessions, logger } = this.options;
+    this.expiry = new FlowExpiry({ sessions, closer: flows.closer, scope: flows.scope, logger, onProblem });
+    for (const record of sessions.list()) {
+      // Restored from the kernel's listing, in whole seconds.
+      if (record.step === 'service' && record.app !== null) this.expiry.watch(record.ip, record.app, record.expiresAt + WHOLE_SECOND_GRACE_MS);
+    }
+  }
+
+  /** Stops watching expiries (tests; the daemon's timer does not hold the process). */
+  close(): void {
+    this.expiry?.close();
   }
 
   /** After a valid step 1: the HTTPS port for `ip`, for `app.step2HttpsDuration` seconds. */
@@ -132,7 +155,9 @@ export class Granter {
   /** After a valid step 2: the app's service port for `ip`, for `app.duration` seconds. */
   async openService(ip: string, app: AppConfig, user: User, knockAt = performance.now()): Promise<void> {
     await this.options.firewall.grantService(ip, app, app.duration);
-    this.recorded(ip, app, user, 'service', app.duration, knockAt);
+    const record = this.recorded(ip, app, user, 'service', app.duration, knockAt);
+    // Recorded after the kernel took the grant: the kernel's deadline is no later.
+    this.expiry?.watch(ip, app.name, record.expiresAt);
   }
 
   /**
@@ -148,7 +173,10 @@ export class Granter {
       if (record.step === 'step2') await firewall.grantStep2(record.ip, ttl);
       else {
         const app = apps.find((a) => a.name === record.app);
-        if (app) await firewall.grantService(record.ip, app, ttl);
+        if (!app) continue;
+        await firewall.grantService(record.ip, app, ttl);
+        // Rounded up to whole seconds: the kernel may now hold it a little past the record.
+        this.expiry?.watch(record.ip, app.name, Date.now() + ttl * 1000);
       }
     }
   }
@@ -161,6 +189,7 @@ export class Granter {
    */
   async revoke(ip: string, app?: AppConfig): Promise<number> {
     await this.options.firewall.revoke(ip, app);
+    this.expiry?.forget(ip, app?.name);
     const removed = this.options.sessions.revoke(ip, app?.name).length;
     this.options.metrics?.revokes.inc();
     const flowsClosed = await this.closeFlows(ip, app);
@@ -196,11 +225,12 @@ export class Granter {
     }
   }
 
-  private recorded(ip: string, app: AppConfig, user: User, step: 'step2' | 'service', ttl: number, knockAt: number): void {
+  private recorded(ip: string, app: AppConfig, user: User, step: 'step2' | 'service', ttl: number, knockAt: number): SessionRecord {
     const record = this.options.sessions.record(ip, app.name, user.name, step, ttl, this.gateway);
     this.options.metrics?.grants.inc({ step });
     this.options.metrics?.knockToGrantSeconds.observe({ step }, (performance.now() - knockAt) / 1000);
     this.options.logger.info({ ip, app: app.name, user: user.name, step, ttl }, 'granted');
     this.listener?.(record);
+    return record;
   }
 }

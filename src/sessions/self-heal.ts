@@ -1,9 +1,12 @@
 /**
  * The firewall half of the daemon's maintenance tick: re-installs the ruleset when it went
- * missing (VyOS commits flush chains), puts the live grants back through the Granter, and says
- * what the host's own firewall still does to granted connections.
+ * missing (VyOS commits flush chains, a host firewall reload), puts the live grants back through
+ * the Granter, ends the flows that the gap let in without a grant, and says what the host's own
+ * firewall still does to granted connections. Also the firewall's install at start, which keeps
+ * the flows already established when knock-port is installed for the first time.
  */
 import type { AppConfig } from '../config/types.js';
+import { revokedFlowTargets, type FlowAdopter, type FlowScope, type FlowTarget, type MarkedFlowScope, type UngrantedFlowEnder } from '../firewall/conntrack.js';
 import type { HostFirewallReport } from '../firewall/host-firewall.js';
 import type { FirewallBackend } from '../firewall/types.js';
 import type { ProblemMemory } from '../metrics/health-problems.js';
@@ -11,9 +14,22 @@ import { describeError } from '../shared/errors.js';
 import type { CaptureKind } from '../shared/kinds.js';
 import type { Logger } from '../shared/log.js';
 import type { Granter } from './grants.js';
+import type { SessionRecord } from './record.js';
+import type { SessionStore } from './store.js';
 
 /** The health problem while the last self-heal failed. */
 export const SELF_HEAL_FAILED = 'firewall self-heal failed';
+/** The health problem when the flows a firewall gap let in could not all be ended. */
+export const GAP_FLOWS_NOT_ENDED = 'flows opened while the firewall was missing could not all be ended (see the error log)';
+
+/** What the self-heal needs to end the flows opened without a grant while the ruleset was missing. */
+export interface SelfHealFlows {
+  ender: UngrantedFlowEnder;
+  /** The running config's protected ports and grant mark. */
+  scope: () => MarkedFlowScope;
+  /** The live grants. */
+  sessions: Pick<SessionStore, 'listOf'>;
+}
 
 export interface SelfHealParts {
   /** The running backend (a reload replaces it). */
@@ -24,6 +40,8 @@ export interface SelfHealParts {
   apps: () => readonly AppConfig[];
   problems: Pick<ProblemMemory, 'note' | 'clear'>;
   logger: Logger;
+  /** Without it a re-install leaves the flows the gap let in to the gate. */
+  flows?: SelfHealFlows;
 }
 
 export class FirewallSelfHeal {
@@ -52,7 +70,66 @@ export class FirewallSelfHeal {
     if (!backend.ensureInstalled || !(await backend.ensureInstalled(capture))) return;
     logger.warn({ firewall: firewall().type }, 'firewall ruleset was missing and has been re-installed; restoring live grants');
     await granter.reapplyLive(apps());
+    await this.endGapFlows();
   }
+
+  /**
+   * While the ruleset was missing, anyone could connect to a protected port (unless the host's
+   * own firewall stopped them): those flows carry no grant mark. Ended here unless their source
+   * holds a grant now; a flow that was granted and outlived its grant keeps its mark and stays.
+   */
+  private async endGapFlows(): Promise<void> {
+    const { flows, problems, logger } = this.parts;
+    if (!flows) return;
+    const scope = flows.scope();
+    try {
+      const ended = await flows.ender.endUngranted(revokedFlowTargets(scope), scope.grantMark, (source, target) =>
+        holdsGrantFor(flows.sessions.listOf(source), target, scope),
+      );
+      logger.info({ ended }, 'flows opened without a grant while the firewall ruleset was missing: ended');
+    } catch (err) {
+      problems.note(GAP_FLOWS_NOT_ENDED);
+      logger.error({ err: describeError(err) }, GAP_FLOWS_NOT_ENDED);
+    }
+  }
+}
+
+/**
+ * Whether an address's live records admit it to a protected port: to HTTPS, a step-2 window or
+ * any service grant (step 2 answers a granted client too); to an app's port, a service grant for
+ * an app on that port and protocol.
+ */
+export function holdsGrantFor(records: readonly SessionRecord[], target: FlowTarget, scope: FlowScope): boolean {
+  if (target.protocol === 'tcp' && target.port === scope.httpsPort) return records.length > 0;
+  return records.some(
+    (record) => record.step === 'service' && scope.apps.some((a) => a.name === record.app && a.protocol === target.protocol && a.port === target.port),
+  );
+}
+
+/** How the daemon's start installs the firewall, and adopts flows on a first install. */
+export interface StartInstall {
+  adopter: FlowAdopter;
+  scope: MarkedFlowScope;
+  logger: Logger;
+}
+
+/**
+ * Installs the ruleset at start. On a first install (none of knock-port's rules there yet; not a
+ * restart, not a self-heal) the flows already established to protected ports get the grant mark
+ * first, so the gate keeps them (the operator's own SSH session); new connections need a grant.
+ * A failure to mark is logged and the install goes on.
+ */
+export async function installAtStart(firewall: FirewallBackend, capture: CaptureKind, { adopter, scope, logger }: StartInstall): Promise<void> {
+  const firstInstall = firewall.isInstalled !== undefined && !(await firewall.isInstalled());
+  if (firstInstall) {
+    try {
+      const kept = await adopter.adopt(revokedFlowTargets(scope), scope.grantMark);
+      logger.info({ kept }, 'first install: established flows to protected ports kept (they carry the grant mark now)');
+    } catch (err) {
+      logger.warn({ err: describeError(err) }, 'first install: established flows to protected ports could not all be kept; they may be cut');
+    }
+  }
+  await firewall.install(capture);
 }
 
 /**
