@@ -43,11 +43,35 @@ function checkGlobal(global: GlobalSection, { errors, warnings }: PolicyResult):
   if (global.http_port === global.https_port) {
     errors.push({ path: ['global', 'https_port'], message: `the step-1 and step-2 ports must differ (both are ${global.http_port})` });
   }
+  checkMarks(global, errors);
+  for (const key of ['syn_rate_per_second', 'https_conn_rate_per_second'] as const) {
+    if (global[key] !== undefined) {
+      warnings.push({
+        path: ['global', key],
+        message:
+          'ignored: per-source budgets in the kernel let anyone who forges a client\'s address lock it out; the kernel now counts step-1 packets from all sources together (step1_rate_per_second), and per-source budgets apply once a source is proven',
+      });
+    }
+  }
   if (global.healthcheck_app_name !== undefined) {
     warnings.push({
       path: ['global', 'healthcheck_app_name'],
       message: 'accepted but not used: the knock ports never answer unauthenticated requests; check liveness with knock-port health',
     });
+  }
+}
+
+/**
+ * `grant_mark` is or-ed into conntrack marks other tools use too (policy routing, QoS): one bit
+ * touches the least, and one bit is what the accept rule in host chains tests. It must not share
+ * bits with `packet_mark`, which `ct mark save/restore` rules copy to and from the ct mark.
+ */
+function checkMarks(global: GlobalSection, errors: PathIssue[]): void {
+  const { grant_mark: grant, packet_mark: packet } = global;
+  if (grant === 0 || (grant & (grant - 1)) !== 0) {
+    errors.push({ path: ['global', 'grant_mark'], message: `must be a single bit (such as 0x10000000), not 0x${grant.toString(16)}: the conntrack mark's other bits belong to other tools` });
+  } else if ((grant & packet) !== 0) {
+    errors.push({ path: ['global', 'grant_mark'], message: `shares bits with packet_mark (0x${packet.toString(16)}): pick a bit packet_mark does not use` });
   }
 }
 

@@ -83,8 +83,7 @@ export const DEFAULTS = {
   lockoutWindowSeconds: 600,
   lockoutSeconds: 900,
   hostFirewall: 'insert',
-  synRatePerSecond: 20,
-  httpsConnRatePerSecond: 10,
+  step1RatePerSecond: 20_000,
   step1Workers: 'auto',
   clusterPrefix: 'knock-port:',
 } as const;
@@ -172,8 +171,12 @@ export const globalSchema = z.strictObject({
   lockout_app_failures: z.int().min(0).max(100_000).default(DEFAULTS.lockoutAppFailures),
   lockout_window_seconds: seconds.max(86_400).default(DEFAULTS.lockoutWindowSeconds),
   lockout_seconds: seconds.max(86_400).default(DEFAULTS.lockoutSeconds),
-  syn_rate_per_second: perSecond.default(DEFAULTS.synRatePerSecond),
-  https_conn_rate_per_second: perSecond.default(DEFAULTS.httpsConnRatePerSecond),
+  // Step-1 segments per second the kernel hands to the daemon, from all sources together: no
+  // kernel budget is keyed on a source address before the cookie proves it (a forger's lever).
+  step1_rate_per_second: z.int().min(100).max(1_000_000).default(DEFAULTS.step1RatePerSecond),
+  // Per-source kernel budgets of earlier versions: accepted and ignored (policy.ts says why).
+  syn_rate_per_second: perSecond.optional(),
+  https_conn_rate_per_second: perSecond.optional(),
   // A reverse proxy or WAF in front of step 2 (the original's --waf-https-port / --waf-trusted-ips).
   https_public_port: port.optional(),
   https_listen_address: parsedString(parseListenAddress).optional(),

@@ -97,10 +97,8 @@ export interface GlobalConfig {
   /** The window those failures are counted in, and how long a lock lasts. */
   lockoutWindowSeconds: number;
   lockoutSeconds: number;
-  /** New step-1 SYNs per second allowed per source address, enforced in the kernel. */
-  synRatePerSecond: number;
-  /** New HTTPS connections per second allowed per source address, enforced in the kernel. */
-  httpsConnRatePerSecond: number;
+  /** Step-1 SYNs and data segments per second the kernel passes to the daemon, all sources together. */
+  step1RatePerSecond: number;
   /**
    * The step-2 port clients reach, gated by the firewall; a reverse proxy listens there and
    * forwards to `httpsPort`, which is then dropped on the external interface. Undefined: `httpsPort`.

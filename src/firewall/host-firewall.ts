@@ -73,21 +73,15 @@ export function describeChain(c: Pick<HostChain, 'manager' | 'family' | 'table' 
 }
 
 const hex = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
-/** iptables-save prints marks without leading zeros. */
-const hexShort = (n: number): string => `0x${n.toString(16)}`;
 
 /** The rules knock-port needs at the top of a host chain on `hook`. */
 export function hostRules(plan: Pick<FirewallPlan, 'grantMark' | 'packetMark' | 'step1Port'>, hook: HostHook): HostRule[] {
   const mark = hex(plan.grantMark);
-  const accepts = (rule: string): boolean => rule.includes('"accept"') || rule.includes('-j ACCEPT');
   const granted: HostRule = {
     comment: `${HOST_RULE_COMMENT} granted connections ${mark}`,
     nft: `ct mark & ${mark} == ${mark} accept`,
     iptables: ['-m', 'connmark', '--mark', `${mark}/${mark}`],
-    equivalent: (rule) =>
-      accepts(rule) &&
-      ((rule.includes('{"ct":{"key":"mark"}}') && rule.includes(String(plan.grantMark))) ||
-        rule.includes(`--mark ${hexShort(plan.grantMark)}/${hexShort(plan.grantMark)}`)),
+    equivalent: (rule) => acceptsOnly(rule, { ctMarkBit: plan.grantMark }),
   };
   if (hook !== 'output') return [granted];
   // SYN-ACKs and RSTs from the raw socket are untracked: no conntrack mark, only the packet mark.
@@ -96,12 +90,98 @@ export function hostRules(plan: Pick<FirewallPlan, 'grantMark' | 'packetMark' | 
     comment: `${HOST_RULE_COMMENT} step-1 replies ${pmark} sport ${plan.step1Port}`,
     nft: `meta mark ${pmark} tcp sport ${plan.step1Port} accept`,
     iptables: ['-p', 'tcp', '--sport', String(plan.step1Port), '-m', 'mark', '--mark', pmark],
-    equivalent: (rule) =>
-      accepts(rule) &&
-      ((rule.includes('{"meta":{"key":"mark"}}') && rule.includes(String(plan.packetMark))) ||
-        new RegExp(`-m mark --mark ${hexShort(plan.packetMark)}( |$)`).test(rule)),
+    equivalent: (rule) => acceptsOnly(rule, { packetMark: plan.packetMark, sport: plan.step1Port }),
   };
   return [granted, replies];
+}
+
+/** What an operator's own accept rule may test and still do what knock-port's rule does (or more). */
+interface AcceptScope {
+  /** `ct mark & BIT == BIT` (the connection carries the bit, whatever its other bits). */
+  ctMarkBit?: number;
+  /** `meta mark == MARK`. */
+  packetMark?: number;
+  /** `tcp sport PORT` (optional in the operator's rule: without it the rule accepts more). */
+  sport?: number;
+}
+
+/**
+ * Whether a host rule (an nft rule's expressions as JSON, or an iptables-save rule spec) accepts
+ * every packet knock-port's rule would: its verdict is accept and each of its tests is one of
+ * the scope's, compared as values. `ct mark 0x10 accept` is not `ct mark & 0x1 == 0x1 accept`.
+ */
+export function acceptsOnly(rule: string, scope: AcceptScope): boolean {
+  return rule.startsWith('[') ? nftAcceptsOnly(rule, scope) : iptablesAcceptsOnly(rule, scope);
+}
+
+type NftExpr = Record<string, unknown>;
+const isKey = (value: unknown, kind: 'ct' | 'meta', key: string): boolean =>
+  typeof value === 'object' && value !== null && (value as Record<string, { key?: string }>)[kind]?.key === key;
+const NEUTRAL_NFT = new Set(['counter', 'log']);
+
+function nftAcceptsOnly(rule: string, scope: AcceptScope): boolean {
+  let exprs: NftExpr[];
+  try {
+    exprs = JSON.parse(rule) as NftExpr[];
+  } catch {
+    return false;
+  }
+  let verdict = false;
+  let markTested = false;
+  for (const expr of exprs) {
+    const [kind] = Object.keys(expr);
+    if (kind === 'accept') verdict = true;
+    else if (kind === 'match') {
+      const test = nftMatchScope(expr.match as { op?: string; left?: unknown; right?: unknown }, scope);
+      if (test === undefined) return false;
+      markTested ||= test === 'mark';
+    } else if (kind === undefined || !NEUTRAL_NFT.has(kind)) return false;
+  }
+  return verdict && markTested;
+}
+
+/** Which of the scope's tests an nft match is (`mark`, `port`), or undefined when it is none. */
+function nftMatchScope(match: { op?: string; left?: unknown; right?: unknown }, scope: AcceptScope): 'mark' | 'port' | undefined {
+  if (match.op !== '==' && match.op !== undefined) return undefined;
+  const { left, right } = match;
+  if (scope.ctMarkBit !== undefined && typeof left === 'object' && left !== null && '&' in left) {
+    const [key, mask] = (left as { '&': unknown[] })['&'];
+    if (isKey(key, 'ct', 'mark') && mask === scope.ctMarkBit && right === scope.ctMarkBit) return 'mark';
+  }
+  if (scope.packetMark !== undefined && isKey(left, 'meta', 'mark') && right === scope.packetMark) return 'mark';
+  const payload = (left as { payload?: { protocol?: string; field?: string } } | null)?.payload;
+  if (scope.sport !== undefined && payload?.protocol === 'tcp' && payload.field === 'sport' && right === scope.sport) return 'port';
+  if (scope.sport !== undefined && isKey(left, 'meta', 'l4proto') && (right === 'tcp' || right === 6)) return 'port';
+  return undefined;
+}
+
+/** The same for an iptables-save rule spec: `-m connmark --mark 0x10000000/0x10000000 -j ACCEPT` and the like. */
+function iptablesAcceptsOnly(spec: string, scope: AcceptScope): boolean {
+  const words = spec.replace(/-m comment --comment (?:"[^"]*"|\S+)/g, '').trim().split(/\s+/);
+  let verdict = false;
+  let markTested = false;
+  let module = '';
+  for (let i = 0; i < words.length; i++) {
+    const [word, value] = [words[i], words[i + 1]];
+    if (word === '-j') verdict = value === 'ACCEPT';
+    else if (word === '-m' && ['connmark', 'mark', 'tcp'].includes(value ?? '')) module = value!;
+    else if (word === '--mark') markTested ||= markMatches(module, value, scope);
+    else if (word === '-p' && scope.sport !== undefined && value === 'tcp') {
+      // Restricting to TCP is what knock-port's rule does too.
+    } else if (word === '--sport' && scope.sport !== undefined && Number(value) === scope.sport) {
+      // The step-1 port.
+    } else return false;
+    i++;
+  }
+  return verdict && markTested;
+}
+
+/** `--mark VALUE[/MASK]` of `-m connmark` (ct mark bit) or `-m mark` (packet mark), compared as numbers. */
+function markMatches(module: string, text: string | undefined, scope: AcceptScope): boolean {
+  const [value, mask] = (text ?? '').split('/').map((n) => Number(n));
+  if (value === undefined || Number.isNaN(value)) return false;
+  if (module === 'connmark' && scope.ctMarkBit !== undefined) return value === scope.ctMarkBit && mask === scope.ctMarkBit;
+  return module === 'mark' && scope.packetMark !== undefined && value === scope.packetMark && (mask === undefined || mask === 0xffffffff);
 }
 
 // ---- native nftables ------------------------------------------------------------------
@@ -132,11 +212,50 @@ export function isIptablesNftTable(family: string, table: string, chain: string)
 
 /** Filter base chains on knock-port's hooks, from `nft -j list chains`, excluding `isOwn` tables and iptables-nft tables. */
 export function parseNftBaseChains(json: string, isOwn: (family: string, table: string) => boolean): NftJsonChain[] {
+  return parseNftHostBaseChains(json, isOwn).filter((c) => c.type === 'filter' && HOOKS.includes(c.hook as HostHook));
+}
+
+/** Every base chain of the host's own tables (any hook, any type): where a host rule may write conntrack marks. */
+function parseNftHostBaseChains(json: string, isOwn: (family: string, table: string) => boolean): NftJsonChain[] {
   const items = (JSON.parse(json) as { nftables: Array<{ chain?: NftJsonChain }> }).nftables;
   return items
     .flatMap((i) => (i.chain ? [i.chain] : []))
-    .filter((c) => ['ip', 'ip6', 'inet'].includes(c.family) && c.type === 'filter' && HOOKS.includes(c.hook as HostHook))
+    .filter((c) => ['ip', 'ip6', 'inet'].includes(c.family) && c.hook !== undefined)
     .filter((c) => !isOwn(c.family, c.table) && !isIptablesNftTable(c.family, c.table, c.name));
+}
+
+const CT_MARK = (value: unknown): boolean => isKey(value, 'ct', 'mark');
+
+/**
+ * Whether a host rule's `ct mark set VALUE` can set or clear `bit`: `ct mark | C` and
+ * `(ct mark & A) | C` keep every bit A keeps and set those of C; anything else (a constant,
+ * `meta mark`) rewrites the whole mark. Setting the grant bit would admit a connection knock-port
+ * never granted; clearing it would drop a granted one.
+ */
+export function nftCtMarkWriteTouches(value: unknown, bit: number): boolean {
+  const operands = (op: '|' | '&'): unknown[] | undefined =>
+    typeof value === 'object' && value !== null && op in value ? (value as Record<string, unknown[]>)[op] : undefined;
+  const or = operands('|');
+  if (or && typeof or[1] === 'number') {
+    if ((or[1] & bit) !== 0) return true;
+    return !CT_MARK(or[0]) && nftCtMarkWriteTouches(or[0], bit);
+  }
+  const and = operands('&');
+  if (and && CT_MARK(and[0]) && typeof and[1] === 'number') return (and[1] & bit) === 0;
+  return true;
+}
+
+/** The host rules of an nft chain (`nft -j list chain`) that write the conntrack mark's `bit`. */
+export function nftRulesTouchingCtMark(json: string, bit: number): string[] {
+  const items = (JSON.parse(json) as { nftables: Array<{ rule?: NftJsonRule }> }).nftables;
+  return items.flatMap(({ rule }) =>
+    rule?.expr.some((e) => {
+      const mangle = e.mangle as { key?: unknown; value?: unknown } | undefined;
+      return mangle !== undefined && CT_MARK(mangle.key) && nftCtMarkWriteTouches(mangle.value, bit);
+    })
+      ? [`handle ${rule.handle}`]
+      : [],
+  );
 }
 
 const DROPPING = ['drop', 'reject', 'jump', 'goto', 'queue'];
@@ -160,6 +279,34 @@ export function parseNftChainRules(json: string): Pick<HostChain, 'canDrop' | 'o
 }
 
 // ---- iptables (nft and legacy) --------------------------------------------------------------
+
+/** One table's part of `iptables-save` output (`*filter` ... `COMMIT`). */
+export function iptablesSaveTable(text: string, table: string): string {
+  const start = text.indexOf(`\n*${table}\n`);
+  const from = text.startsWith(`*${table}\n`) ? 0 : start < 0 ? -1 : start + 1;
+  if (from < 0) return '';
+  const end = text.indexOf('\nCOMMIT', from);
+  return text.slice(from, end < 0 ? undefined : end);
+}
+
+/**
+ * The rules of `iptables-save` output (every table) that write the conntrack mark's `bit`:
+ * `CONNMARK --set-xmark VALUE/MASK` rewrites the bits of MASK, `--save-mark` those of `--ctmask`.
+ */
+export function iptablesRulesTouchingCtMark(text: string, bit: number, ownPrefix: string): string[] {
+  const touching: string[] = [];
+  let table = '';
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) table = line.slice(1);
+    const rule = /^-A (\S+) (.*-j CONNMARK .*)$/.exec(line);
+    if (!rule || (ownPrefix !== '' && rule[1]!.startsWith(ownPrefix))) continue;
+    const xmark = /--set-x?mark (\S+)/.exec(rule[2]!);
+    const ctmask = /--ctmask (\S+)/.exec(rule[2]!);
+    const mask = xmark ? Number(xmark[1]!.split('/')[1] ?? 0xffffffff) : /--save-mark/.test(rule[2]!) ? Number(ctmask?.[1] ?? 0xffffffff) : 0;
+    if ((mask & bit) !== 0) touching.push(`${table} ${rule[1]}`);
+  }
+  return touching;
+}
 
 /** Built-in filter chains on knock-port's hooks from `iptables-save -t filter`, knock-port's own chains (`ownPrefix`) left out. */
 export function parseIptablesSave(text: string, ownPrefix: string): Array<Pick<HostChain, 'chain' | 'hook' | 'policy' | 'canDrop' | 'ours' | 'others'>> {
@@ -293,14 +440,19 @@ export class HostFirewall {
     let iptablesNftFamilies: IpFamily[] = [];
     try {
       const listing = await runNft(this.options.nft, 'list chains', { json: true });
-      nftChains = parseNftBaseChains(listing, this.options.isOwnTable);
+      nftChains = parseNftHostBaseChains(listing, this.options.isOwnTable);
       iptablesNftFamilies = iptablesNftTables(listing);
     } catch (err) {
       problems.push(`cannot read the host's nftables chains: ${describeError(err)}`);
     }
     for (const c of nftChains) {
       try {
-        const rules = parseNftChainRules(await runNft(this.options.nft, `list chain ${c.family} ${c.table} ${c.name}`, { json: true }));
+        const listing = await runNft(this.options.nft, `list chain ${c.family} ${c.table} ${c.name}`, { json: true });
+        for (const rule of nftRulesTouchingCtMark(listing, this.options.plan.grantMark)) {
+          problems.push(this.markConflict(`nftables chain ${c.family} ${c.table} ${c.name} (${rule})`));
+        }
+        if (c.type !== 'filter' || !HOOKS.includes(c.hook as HostHook)) continue;
+        const rules = parseNftChainRules(listing);
         const chain: HostChain = {
           manager: 'nftables',
           family: c.family as HostTableFamily,
@@ -325,6 +477,11 @@ export class HostFirewall {
     return chains;
   }
 
+  private markConflict(where: string): string {
+    const bit = hex(this.options.plan.grantMark);
+    return `${where} writes the conntrack mark bit ${bit} that knock-port's grant_mark uses: connections knock-port never granted may be admitted, or granted ones dropped; set grant_mark to a bit the host ruleset does not use`;
+  }
+
   private async legacyFilterExists(family: IpFamily): Promise<boolean> {
     // A /proc file of this namespace is read in-process: no child process for the common case.
     const read = this.options.readProc ?? ((path: string) => readFileSync(path, 'utf8'));
@@ -337,8 +494,11 @@ export class HostFirewall {
 
   private async scanIptables(manager: 'iptables-nft' | 'iptables-legacy', family: IpFamily, problems: string[]): Promise<HostChain[]> {
     try {
-      const saved = await runCommand(this.options.commands, iptablesTool(manager, family, '-save'), ['-t', 'filter']);
-      return parseIptablesSave(saved, this.options.ownIptablesPrefix)
+      const saved = await runCommand(this.options.commands, iptablesTool(manager, family, '-save'), []);
+      for (const rule of iptablesRulesTouchingCtMark(saved, this.options.plan.grantMark, this.options.ownIptablesPrefix)) {
+        problems.push(this.markConflict(`${manager} (IPv${family}) rule in ${rule}`));
+      }
+      return parseIptablesSave(iptablesSaveTable(saved, 'filter'), this.options.ownIptablesPrefix)
         .filter((c) => c.canDrop || c.ours.length > 0)
         .map((c) => ({ ...c, manager, family: family === 4 ? 'ip' : 'ip6', table: 'filter', priority: 0 }));
     } catch (err) {

@@ -74,22 +74,12 @@ export function ipsetServiceEntry(ip: string, protocol: Protocol, port: number):
   return `${ip},${protocol}:${port}`;
 }
 
-/** Established traffic in the direction the client opened it (see ESTABLISHED_FROM_CLIENT in nft-ruleset.ts). */
-const ESTABLISHED_FROM_CLIENT = '-m conntrack --ctstate RELATED,ESTABLISHED --ctdir ORIGINAL -j ACCEPT';
+/** Packets addressed to this host (see TO_THIS_HOST in nft-ruleset.ts). */
+const TO_THIS_HOST = '-m addrtype --dst-type LOCAL';
 
 /** Live grants one ipset can hold. */
 const MAX_GRANTS = 1_048_576;
 
-/**
- * The step-1 per-source table. xt_hashlimit drops every packet of a source it cannot add to a
- * full table (65,536 entries by default), so a random-source SYN flood that kept it full would
- * stop every new client from knocking. An idle source is forgotten after 1 s (what iptables
- * picks for a per-second rate anyway) and collected every 250 ms, so 524,288 entries hold every
- * source of a flood of about 420,000 new sources a second: more than the daemon inspects
- * (about 150,000 packets a second, see bench/RESULTS.md) and about what the kernel alone drops.
- * An entry takes 120 bytes: about 64 MB, only while a flood fills it.
- */
-const STEP1_TABLE = '--hashlimit-htable-size 65536 --hashlimit-htable-max 524288 --hashlimit-htable-expire 1000 --hashlimit-htable-gcinterval 250';
 
 export class IptablesRuleset {
   /** `name`: base of chain (upper case) and set (lower case) names, e.g. `knockport`. */
@@ -149,6 +139,7 @@ export class IptablesRuleset {
       filter: [
         { name: this.chain('INPUT'), rules: this.inputGate() },
         { name: this.chain('STEP1'), rules: this.step1(family) },
+        { name: this.chain('BUDGET'), rules: [this.step1Budget()] },
         { name: this.chain('CAPTURE'), rules: this.capture(family, capture) },
         { name: this.chain('STEP2'), rules: this.step2(family) },
         { name: this.chain('SERVICE'), rules: this.service(family) },
@@ -193,14 +184,14 @@ export class IptablesRuleset {
   }
 
   /**
-   * Marks the connections the gate will let in (conntrack mark bits, in mangle PREROUTING,
-   * before every filter), so a host ruleset that drops by default can accept exactly those
-   * (see host-firewall.ts). The gate itself never trusts the mark.
+   * Marks the connections the gate lets in (a conntrack mark bit, in mangle PREROUTING, before
+   * every filter and before DNAT), only on packets addressed to this host: see grantMarks in
+   * nft-ruleset.ts for why, and why every packet is looked at.
    */
   private grantMarks(family: IpFamily): string[] {
     if (!this.grantable(family)) return [];
     const p = this.plan;
-    const mark = `-j CONNMARK --set-mark 0x${p.grantMark.toString(16)}/0x${p.grantMark.toString(16)}`;
+    const mark = `${TO_THIS_HOST} -j CONNMARK --set-mark 0x${p.grantMark.toString(16)}/0x${p.grantMark.toString(16)}`;
     const services = `-m set --match-set ${this.setName('service', family)} src,dst ${mark}`;
     return [
       `${inIf(p.interfaceExt)}-p tcp --dport ${p.httpsPort} -m set --match-set ${this.setName('step2', family)} src ${mark}`,
@@ -230,8 +221,11 @@ export class IptablesRuleset {
     const syn = '-p tcp --tcp-flags FIN,SYN,RST,ACK SYN';
     const data = '-p tcp --tcp-flags SYN,RST,ACK ACK';
     const hasPayload = `-m u32 --u32 "${PAYLOAD_PRESENT[family]}"`;
+    // Every SYN and data segment spends the budget before the prefilter looks at its payload.
+    const budget = `-j ${this.chain('BUDGET')}`;
+    const spend = [`${syn} ${budget}`, `${data} ${hasPayload} ${budget}`];
     const prefix = this.plan.step1Prefilter;
-    if (prefix === undefined) return [`${syn} ${capture}`, `${data} ${hasPayload} ${capture}`, '-j DROP'];
+    if (prefix === undefined) return [...spend, `${syn} ${capture}`, `${data} ${hasPayload} ${capture}`, '-j DROP'];
     const match = u32PrefixMatch(family, prefix);
     // Without a handshake a SYN carrying data is the knock: prefiltered like any data segment.
     // The prefilter's own drops get rules of their own, so their counters say how many (`iptables -L -v`).
@@ -239,19 +233,27 @@ export class IptablesRuleset {
     // IPv6 behind extension headers: u32 cannot walk the header chain, so the daemon judges those.
     const unfiltered = (flags: string) => (family === 6 ? [`${flags} ${hasPayload} ${capture}`] : []);
     const synData = this.plan.step1Handshake === 'none' ? [`${syn} ${match} ${capture}`, `${syn} ${hasPayload} ${dropped}`, ...unfiltered(syn)] : [];
-    return [...synData, `${syn} ${capture}`, `${data} ${match} ${capture}`, `${data} ${hasPayload} ${dropped}`, ...unfiltered(data), '-j DROP'];
+    return [...spend, ...synData, `${syn} ${capture}`, `${data} ${match} ${capture}`, `${data} ${hasPayload} ${dropped}`, ...unfiltered(data), '-j DROP'];
   }
 
-  /** A per-source limit counting each source's network at `source_prefix_v4/v6` (`--hashlimit-srcmask`). */
-  private hashlimit(kind: 'step1' | 'step2', family: IpFamily, perSecond: number, table?: string): string {
-    const bits = family === 4 ? this.plan.sourcePrefixV4 : this.plan.sourcePrefixV6;
-    const mask = bits < (family === 4 ? 32 : 128) ? ` --hashlimit-srcmask ${bits}` : '';
-    const options = `--hashlimit-above ${perSecond}/sec --hashlimit-burst ${perSecond * 2} --hashlimit-mode srcip${mask}${table ? ` ${table}` : ''}`;
-    // The kernel shares a table by name and keeps the settings it was created with (rate, mask,
-    // sizing) while any rule uses it, replaced rules included: a name per setting makes a new
-    // setting take effect. At most 15 characters, as older kernels allow.
+  /**
+   * One budget for all sources (see step1Budget in nft-ruleset.ts): keyed by the destination
+   * port only, since `-m limit` stops at 10,000 a second.
+   */
+  private step1Budget(): string {
+    const rate = this.plan.step1RatePerSecond;
+    const options = `--hashlimit-above ${rate}/sec --hashlimit-burst ${rate * 2} --hashlimit-mode dstport`;
+    // The kernel shares a table by name and keeps the settings it was created with while any rule
+    // uses it, replaced rules included: a name per setting makes a new setting take effect. At
+    // most 15 characters, as older kernels allow.
     const tag = createHash('sha256').update(options).digest('hex').slice(0, 6);
-    return `-m hashlimit ${options} --hashlimit-name kp-${kind}-${tag}`;
+    return `-m hashlimit ${options} --hashlimit-name kp-step1-${tag} -j DROP`;
+  }
+
+  /** Established traffic of a granted connection, in the direction the client opened it (see establishedFromClient in nft-ruleset.ts). */
+  private establishedFromClient(): string {
+    const mark = `0x${this.plan.grantMark.toString(16)}`;
+    return `-m conntrack --ctstate RELATED,ESTABLISHED --ctdir ORIGINAL -m connmark --mark ${mark}/${mark} -j ACCEPT`;
   }
 
   /**
@@ -261,12 +263,11 @@ export class IptablesRuleset {
   private capture(family: IpFamily, capture: CaptureKind): string[] {
     if (!this.grantable(family)) return ['-j DROP'];
     const p = this.plan;
-    const limit = `${this.hashlimit('step1', family, p.synRatePerSecond, STEP1_TABLE)} -j DROP`;
     if (capture === 'nfqueue') {
       const last = p.queueNum + p.step1Workers - 1;
-      return [limit, p.step1Workers > 1 ? `-j NFQUEUE --queue-balance ${p.queueNum}:${last} --queue-cpu-fanout` : `-j NFQUEUE --queue-num ${p.queueNum}`];
+      return [p.step1Workers > 1 ? `-j NFQUEUE --queue-balance ${p.queueNum}:${last} --queue-cpu-fanout` : `-j NFQUEUE --queue-num ${p.queueNum}`];
     }
-    return [limit, ...this.nflogFanout(), '-j DROP'];
+    return [...this.nflogFanout(), '-j DROP'];
   }
 
   /**
@@ -286,17 +287,15 @@ export class IptablesRuleset {
     return [...rules, log(workers - 1)];
   }
 
+  /** New connections from sources holding a step-2 window; per-source caps apply in the daemon once TLS proves the source. */
   private step2(family: IpFamily): string[] {
-    const rules = [ESTABLISHED_FROM_CLIENT];
-    if (this.grantable(family)) {
-      const granted = `-m set --match-set ${this.setName('step2', family)} src`;
-      rules.push(`${granted} -m conntrack --ctstate NEW ${this.hashlimit('step2', family, this.plan.httpsConnRatePerSecond)} -j DROP`, `${granted} -j ACCEPT`);
-    }
+    const rules = [this.establishedFromClient()];
+    if (this.grantable(family)) rules.push(`-m set --match-set ${this.setName('step2', family)} src -j ACCEPT`);
     return [...rules, '-j DROP'];
   }
 
   private service(family: IpFamily): string[] {
-    const rules = [ESTABLISHED_FROM_CLIENT];
+    const rules = [this.establishedFromClient()];
     if (this.grantable(family)) rules.push(`-m set --match-set ${this.setName('service', family)} src,dst -j ACCEPT`);
     return [...rules, '-j DROP'];
   }
@@ -308,10 +307,11 @@ export class IptablesRuleset {
   /** The forward chain sees the post-DNAT destination; only connections knock-port DNATed pass. */
   private forwardGate(family: IpFamily): string[] {
     const rules: string[] = [];
+    const mark = `0x${this.plan.grantMark.toString(16)}`;
     for (const { app, address, port } of this.forwarded(family, true)) {
       const ours = `--ctproto ${app.protocol} --ctorigdstport ${app.port} --ctreplsrc ${address}`;
       rules.push(
-        `-m conntrack --ctstate RELATED,ESTABLISHED ${ours} -j ACCEPT`,
+        `-m conntrack --ctstate RELATED,ESTABLISHED ${ours} -m connmark --mark ${mark}/${mark} -j ACCEPT`,
         `${inIf(app.interfaceExt)}${outIf(app.interfaceInt)}-p ${app.protocol} -d ${address} --dport ${port} -m conntrack --ctstate DNAT ${ours} -j ACCEPT`,
       );
     }
@@ -324,7 +324,7 @@ export class IptablesRuleset {
   private dnat(family: IpFamily): string[] {
     return this.forwarded(family, true).map(
       ({ app, address, port }) =>
-        `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -m set --match-set ${this.setName('service', family)} src,dst -j DNAT --to-destination ${hostPort(address, family, port)}`,
+        `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${TO_THIS_HOST} -m set --match-set ${this.setName('service', family)} src,dst -j DNAT --to-destination ${hostPort(address, family, port)}`,
     );
   }
 

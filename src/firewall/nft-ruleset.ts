@@ -5,7 +5,6 @@
  * gate, so protected ports stay dropped whatever happens there.
  */
 import type { IpFamily, Protocol } from '../config/types.js';
-import { formatIPv4, formatIPv6 } from '../packet/address.js';
 import { nftInterfaceName } from '../config/interface-name.js';
 import { hostPort, matchesInterface, type FirewallPlan, type ForwardedApp } from './plan.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
@@ -42,16 +41,6 @@ export function grantSetName(layout: NftLayout, kind: GrantKind, family: IpFamil
   return `${layout.prefix}${kind}_${fam(family).tag}`;
 }
 
-function rateSetName(layout: NftLayout, kind: 'step1' | 'step2', family: IpFamily): string {
-  return `${layout.prefix}${kind}_rate_${fam(family).tag}`;
-}
-
-/** The netmask of a prefix length, as nft writes it (`255.255.255.0`, `ffff:ffff:ffff:ffff::`). */
-export function prefixMask(family: IpFamily, bits: number): string {
-  const bytes = Buffer.alloc(family === 4 ? 4 : 16);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = bits >= (i + 1) * 8 ? 0xff : bits <= i * 8 ? 0 : (0xff << (8 - (bits - i * 8))) & 0xff;
-  return family === 4 ? formatIPv4(bytes, 0) : formatIPv6(bytes, 0);
-}
 
 /** Service grants are keyed by source, protocol and the app's public port. */
 export function serviceElement(ip: string, protocol: Protocol, port: number): string {
@@ -69,12 +58,16 @@ interface ChainSpec {
 const iif = (name: string): string => (nftInterfaceName(name) === undefined ? '' : `iifname "${nftInterfaceName(name)}" `);
 const oif = (name: string): string => (nftInterfaceName(name) === undefined ? '' : `oifname "${nftInterfaceName(name)}" `);
 
-/**
- * Established traffic in the direction the client opened it. After a revoke deletes a flow, a
- * local server that keeps sending (OpenVPN keepalives) re-creates it the other way round; the
- * client's packets are then the reply direction and must not pass as established.
- */
-const ESTABLISHED_FROM_CLIENT = 'ct state established,related ct direction original accept';
+/** `ct mark & M == M`: the connection carries the grant mark (the other bits are other tools'). */
+export function grantMarked(grantMark: number): string {
+  const mark = hexMark(grantMark);
+  return `ct mark & ${mark} == ${mark}`;
+}
+
+const hexMark = (mark: number): string => `0x${mark.toString(16).padStart(8, '0')}`;
+
+/** Packets addressed to this host: never the same port on a LAN host routed through it. */
+const TO_THIS_HOST = 'fib daddr type local';
 
 /**
  * `@ih,OFFSET,BITS VALUE` compares covering `prefix` from the payload's first byte: nft compares
@@ -155,9 +148,6 @@ export class NftRuleset {
       const { type } = fam(f);
       sets.push({ name: grantSetName(this.layout, 'step2', f), spec: `type ${type}; flags timeout;` });
       sets.push({ name: grantSetName(this.layout, 'service', f), spec: `type ${type} . inet_proto . inet_service; flags timeout;` });
-      for (const kind of ['step1', 'step2'] as const) {
-        sets.push({ name: rateSetName(this.layout, kind, f), spec: `type ${type}; size 65535; flags dynamic,timeout; timeout 1m;` });
-      }
     }
     return sets;
   }
@@ -175,14 +165,15 @@ export class NftRuleset {
       { name: this.chain('prerouting_mark'), base: 'type filter hook prerouting priority mangle - 30', rules: this.grantMarks(table) },
       { name: this.chain('input_filter'), base: 'type filter hook input priority filter - 10', rules: this.inputGate() },
       { name: this.chain('step1'), rules: this.step1(table) },
-      { name: this.chain('step1_capture'), rules: this.step1Capture(table, capture) },
+      { name: this.chain('step1_budget'), rules: [this.step1Budget()] },
+      { name: this.chain('step1_capture'), rules: this.step1Capture(capture) },
       { name: this.chain('step2'), rules: this.step2(table) },
       { name: this.chain('service'), rules: this.service(table) },
       { name: this.chain('forward_filter'), base: 'type filter hook forward priority filter - 10', rules: this.forwardGate(table) },
       {
         name: this.chain('output_filter'),
         base: 'type filter hook output priority filter - 10',
-        rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} meta mark != 0x${p.packetMark.toString(16).padStart(8, '0')} drop`],
+        rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} meta mark != ${hexMark(p.packetMark)} drop`],
       },
       { name: this.chain('prerouting_nat'), base: 'type nat hook prerouting priority dstnat', rules: this.dnat(table) },
       { name: this.chain('postrouting_nat'), base: 'type nat hook postrouting priority srcnat', rules: this.masquerade(table) },
@@ -190,23 +181,38 @@ export class NftRuleset {
   }
 
   /**
-   * Marks the connections the gate will let in (conntrack mark bits), so that a host ruleset
-   * that drops by default can accept exactly those (see host-firewall.ts). The gate itself
-   * never trusts the mark: it checks the grant sets again.
+   * Marks the connections the gate lets in (a conntrack mark bit), so that a host ruleset that
+   * drops by default can accept exactly those (see host-firewall.ts), and so that the gate can
+   * tell a granted established flow from one opened while the gate was missing. Only packets
+   * addressed to this host are marked: a grant for port 22 opens this host's port 22, never
+   * port 22 on a LAN host routed through it; a forwarded app's flow is marked before its DNAT,
+   * which requires the same. Every packet is looked at, not only the first: a granted flow that
+   * lost its mark (a host `flush ruleset`) gets it back, one without a grant never does.
    */
   private grantMarks(table: NftTable): string[] {
     const p = this.plan;
-    const mark = `ct mark set ct mark or 0x${p.grantMark.toString(16).padStart(8, '0')}`;
+    const mark = `ct mark set ct mark or ${hexMark(p.grantMark)}`;
     const rules: string[] = [];
     for (const f of this.grantFamilies(table)) {
       const { addr } = fam(f);
-      rules.push(`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} ${addr} saddr @${grantSetName(this.layout, 'step2', f)} ${mark}`);
-      const services = `${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} ${mark}`;
+      rules.push(`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} ${TO_THIS_HOST} ${addr} saddr @${grantSetName(this.layout, 'step2', f)} ${mark}`);
+      const services = `${TO_THIS_HOST} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} ${mark}`;
       for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${services}`);
       for (const { app } of this.forwarded(table, true).filter((a) => a.family === f))
         rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${services}`);
     }
     return rules;
+  }
+
+  /**
+   * Established traffic of a granted connection, in the direction the client opened it. Without
+   * the mark, a flow opened while the gate was missing (a host firewall reload) would pass as
+   * established forever. After a revoke deletes a flow, a local server that keeps sending
+   * (OpenVPN keepalives) re-creates it the other way round; the client's packets are then the
+   * reply direction and must not pass as established either.
+   */
+  private establishedFromClient(): string {
+    return `ct state established,related ct direction original ${grantMarked(this.plan.grantMark)} accept`;
   }
 
   private inputGate(): string[] {
@@ -240,7 +246,10 @@ export class NftRuleset {
     const data = 'tcp flags & (syn|rst|ack) == ack';
     // Loading the first payload byte fails on a segment without payload: pure ACKs never reach the capture.
     const hasPayload = '@ih,0,8 & 0x00 == 0x00';
-    const rules = [...this.ungrantedFamilyDrop(table)];
+    // Every SYN and data segment spends the budget before the prefilter looks at its payload:
+    // what is spent never tells a right path from a wrong one.
+    const budget = `jump ${this.chain('step1_budget')}`;
+    const rules = [...this.ungrantedFamilyDrop(table), `${syn} ${budget}`, `${data} ${hasPayload} ${budget}`];
     if (prefix === undefined) return [...rules, `${syn} ${capture}`, `${data} ${hasPayload} ${capture}`, 'drop'];
     // The prefilter: a payload load past the segment's end fails, so a shorter payload never matches.
     const match = nftPrefixMatch(prefix);
@@ -254,24 +263,17 @@ export class NftRuleset {
   }
 
   /**
-   * The key a per-source meter counts by: the source's network at `source_prefix_v4/v6`, so the
-   * addresses of one /64 share one budget. A full set stops limiting new keys (nft_dynset adds
-   * nothing and the rule does not match) rather than dropping them.
+   * One budget for all sources: before the cookie nothing proves a source address, so a budget
+   * per claimed source (or /64) would let anyone who forges a client's address spend it and lock
+   * that client out. Per-source budgets apply in the daemon, once the cookie proved the source.
    */
-  private sourceKey(family: IpFamily): string {
-    const { addr } = fam(family);
-    const bits = family === 4 ? this.plan.sourcePrefixV4 : this.plan.sourcePrefixV6;
-    return bits >= (family === 4 ? 32 : 128) ? `${addr} saddr` : `${addr} saddr & ${prefixMask(family, bits)}`;
+  private step1Budget(): string {
+    const rate = this.plan.step1RatePerSecond;
+    return `limit rate over ${rate}/second burst ${rate * 2} packets drop`;
   }
 
-  private step1Capture(table: NftTable, capture: CaptureKind): string[] {
-    const rate = this.plan.synRatePerSecond;
-    return [
-      ...this.grantFamilies(table).map(
-        (f) => `update @${rateSetName(this.layout, 'step1', f)} { ${this.sourceKey(f)} limit rate over ${rate}/second burst ${rate * 2} packets } drop`,
-      ),
-      ...(capture === 'nflog' ? this.nflogFanout() : [this.captureStatement(capture)]),
-    ];
+  private step1Capture(capture: CaptureKind): string[] {
+    return capture === 'nflog' ? this.nflogFanout() : [this.captureStatement(capture)];
   }
 
   /**
@@ -305,22 +307,15 @@ export class NftRuleset {
     return step1Workers > 1 ? `queue num ${queueNum}-${queueNum + step1Workers - 1} fanout` : `queue num ${queueNum}`;
   }
 
+  /** New connections from sources holding a step-2 window; per-source caps apply in the daemon once TLS proves the source. */
   private step2(table: NftTable): string[] {
-    const rate = this.plan.httpsConnRatePerSecond;
-    const rules = [...this.ungrantedFamilyDrop(table), ESTABLISHED_FROM_CLIENT];
-    for (const f of this.grantFamilies(table)) {
-      const { addr } = fam(f);
-      const set = grantSetName(this.layout, 'step2', f);
-      rules.push(
-        `${addr} saddr @${set} ct state new update @${rateSetName(this.layout, 'step2', f)} { ${this.sourceKey(f)} limit rate over ${rate}/second burst ${rate * 2} packets } drop`,
-        `${addr} saddr @${set} accept`,
-      );
-    }
+    const rules = [...this.ungrantedFamilyDrop(table), this.establishedFromClient()];
+    for (const f of this.grantFamilies(table)) rules.push(`${fam(f).addr} saddr @${grantSetName(this.layout, 'step2', f)} accept`);
     return [...rules, 'drop'];
   }
 
   private service(table: NftTable): string[] {
-    const rules = [...this.ungrantedFamilyDrop(table), ESTABLISHED_FROM_CLIENT];
+    const rules = [...this.ungrantedFamilyDrop(table), this.establishedFromClient()];
     for (const f of this.grantFamilies(table)) {
       rules.push(`${fam(f).addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} accept`);
     }
@@ -340,7 +335,7 @@ export class NftRuleset {
       const { addr } = fam(family);
       const ours = `meta l4proto ${app.protocol} ct status dnat ct original proto-dst ${app.port}`;
       rules.push(
-        `${ours} ct state established,related ct reply ${addr} saddr ${address} accept`,
+        `${ours} ct state established,related ct reply ${addr} saddr ${address} ${grantMarked(this.plan.grantMark)} accept`,
         `${iif(app.interfaceExt)}${oif(app.interfaceInt)}${ours} ${addr} daddr ${address} ${app.protocol} dport ${port} accept`,
       );
     }
@@ -354,7 +349,8 @@ export class NftRuleset {
     return this.forwarded(table, true).map(({ app, address, family, port }) => {
       const { addr } = fam(family);
       const to = table.family === 'inet' ? `dnat ${addr} to` : 'dnat to';
-      return `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', family)} ${to} ${hostPort(address, family, port)}`;
+      // Only the app's public port on this host: the same port on a LAN host stays that host's.
+      return `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', family)} ${to} ${hostPort(address, family, port)}`;
     });
   }
 

@@ -37,11 +37,8 @@ export interface FirewallPlan {
   packetMark: number;
   /** Conntrack mark bits on connections knock-port lets in (for the host's own ruleset). */
   grantMark: number;
-  synRatePerSecond: number;
-  httpsConnRatePerSecond: number;
-  /** Prefix lengths the kernel's per-source meters count by (`source_prefix_v4/v6`). */
-  sourcePrefixV4: number;
-  sourcePrefixV6: number;
+  /** Step-1 SYNs and data segments per second passed to the daemon, all sources together. */
+  step1RatePerSecond: number;
   queueNum: number;
   nflogGroup: number;
   /** Step-1 workers, resolved: queues queueNum..queueNum+N-1 or log groups nflogGroup..+N-1. */
@@ -86,10 +83,7 @@ export function planFirewall(config: Config, machine: PlanMachine = {}): Firewal
     forwardedApps,
     packetMark: g.packetMark,
     grantMark: g.grantMark,
-    synRatePerSecond: g.synRatePerSecond,
-    httpsConnRatePerSecond: g.httpsConnRatePerSecond,
-    sourcePrefixV4: g.sourcePrefixV4,
-    sourcePrefixV6: g.sourcePrefixV6,
+    step1RatePerSecond: g.step1RatePerSecond,
     queueNum: g.queueNum,
     nflogGroup: g.nflogGroup,
     // The same resolution the daemon's workers use, so every queue the rules name has a reader.

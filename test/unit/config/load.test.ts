@@ -217,8 +217,7 @@ describe('extensions', () => {
   metrics_listen: "[::1]:9100"
   control_socket: /run/kp.sock
   packet_mark: "0x10"
-  syn_rate_per_second: 5
-  https_conn_rate_per_second: 3
+  step1_rate_per_second: 5000
 `,
       ),
     );
@@ -237,8 +236,7 @@ describe('extensions', () => {
       metricsListen: '[::1]:9100',
       controlSocket: '/run/kp.sock',
       packetMark: 0x10,
-      synRatePerSecond: 5,
-      httpsConnRatePerSecond: 3,
+      step1RatePerSecond: 5000,
     });
   });
 

@@ -193,8 +193,8 @@ describe('ports', () => {
   });
 
   it('refuses a kernel rate limit iptables cannot express', () => {
-    const text = VALID.replace('  interface_int: eth1\n', '  interface_int: eth1\n  syn_rate_per_second: 600000\n');
-    expectRefusedOnce(text, 'global.syn_rate_per_second', 'syn_rate_per_second', /expected a number <= 500000, got 600000/);
+    const text = VALID.replace('  interface_int: eth1\n', '  interface_int: eth1\n  step1_rate_per_second: 2000000\n');
+    expectRefusedOnce(text, 'global.step1_rate_per_second', 'step1_rate_per_second', /expected a number <= 1000000, got 2000000/);
   });
 
   it('refuses equal step-1 and step-2 ports', () => {
@@ -302,6 +302,28 @@ describe('other values', () => {
   it('refuses a health-check name that is also an app name', () => {
     const text = VALID.replace('  interface_int: eth1\n', '  interface_int: eth1\n  healthcheck_app_name: openvpn\n');
     expectRefusedOnce(text, 'global.healthcheck_app_name', 'healthcheck_app_name', /'openvpn' is also an app name/);
+  });
+
+  it.each([
+    ['0x30000000', /must be a single bit .* not 0x30000000/],
+    ['0', /expected a mark from 1/],
+    ['0x4000', /shares bits with packet_mark \(0x4b50\)/],
+  ])('refuses grant_mark %s', (mark, message) => {
+    const text = VALID.replace('  interface_int: eth1\n', `  interface_int: eth1\n  grant_mark: ${mark}\n`);
+    expectRefusedOnce(text, 'global.grant_mark', 'grant_mark', message);
+  });
+
+  it('accepts a single-bit grant_mark, the highest bit included', () => {
+    const text = VALID.replace('  interface_int: eth1\n', '  interface_int: eth1\n  grant_mark: 0x80000000\n');
+    expect(load(text).global.grantMark).toBe(0x80000000);
+  });
+
+  it('warns that the per-source kernel budgets of earlier versions are ignored, and why', () => {
+    const text = VALID.replace('  interface_int: eth1\n', '  interface_int: eth1\n  syn_rate_per_second: 20\n  https_conn_rate_per_second: 10\n');
+    const config = load(text);
+    expect(config.warnings).toHaveLength(2);
+    expect(config.warnings[0]).toMatch(/global\.syn_rate_per_second: ignored: per-source budgets in the kernel let anyone who forges a client's address lock it out/);
+    expect(config.global.step1RatePerSecond).toBe(20_000);
   });
 
   it('warns that masquerade is ignored on a local app', () => {

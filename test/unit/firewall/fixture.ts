@@ -65,8 +65,7 @@ export function fixtureConfig(options: FixtureOptions = {}): Config {
       lockoutAppFailures: 100,
       lockoutWindowSeconds: 600,
       lockoutSeconds: 900,
-      synRatePerSecond: 20,
-      httpsConnRatePerSecond: 5,
+      step1RatePerSecond: 20_000,
     },
     apps: [
       app('ssh', 2222, 'tcp', { kind: 'local' }, o),

@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { HostFirewall, hostRules, isIptablesNftTable, parseIptablesSave, parseNftBaseChains, parseNftChainRules } from '../../../src/firewall/host-firewall.js';
+import {
+  HostFirewall,
+  hostRules,
+  iptablesRulesTouchingCtMark,
+  iptablesSaveTable,
+  isIptablesNftTable,
+  nftCtMarkWriteTouches,
+  nftRulesTouchingCtMark,
+  parseIptablesSave,
+  parseNftBaseChains,
+  parseNftChainRules,
+} from '../../../src/firewall/host-firewall.js';
 import type { CommandRunner } from '../../../src/firewall/command.js';
 import type { NftRunner } from '../../../src/firewall/nft-runner.js';
 import { planFirewall } from '../../../src/firewall/plan.js';
@@ -78,6 +89,55 @@ describe('host firewall: reading the host ruleset', () => {
     expect(replies.equivalent('-p tcp --sport 80 -m mark --mark 0x4b50 -j ACCEPT')).toBe(true);
     expect(replies.equivalent('-p tcp --sport 80 -m mark --mark 0x4b500 -j ACCEPT')).toBe(false);
   });
+
+  it('compares values, not text: a rule that merely contains the numbers is not equivalent', () => {
+    const [granted] = hostRules({ ...plan, grantMark: 0x1 }, 'input');
+    const ctMark = (left: unknown, right: unknown) => JSON.stringify([{ match: { op: '==', left, right } }, { accept: null }]);
+    // `ct mark 0x10 accept`: text holding the ct mark key and the digit 1, yet it accepts other connections.
+    expect(granted!.equivalent(ctMark({ ct: { key: 'mark' } }, 0x10))).toBe(false);
+    expect(granted!.equivalent(ctMark({ '&': [{ ct: { key: 'mark' } }, 0x11] }, 0x11))).toBe(false);
+    expect(granted!.equivalent(ctMark({ '&': [{ ct: { key: 'mark' } }, 0x1] }, 0x1))).toBe(true);
+    // An extra test narrows the rule: it no longer accepts every granted connection.
+    const narrowed = JSON.stringify([
+      { match: { op: '==', left: { '&': [{ ct: { key: 'mark' } }, 0x1] }, right: 0x1 } },
+      { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 22 } },
+      { accept: null },
+    ]);
+    expect(granted!.equivalent(narrowed)).toBe(false);
+    expect(granted!.equivalent('-m connmark --mark 0x10/0x10 -j ACCEPT')).toBe(false);
+    expect(granted!.equivalent('-m connmark --mark 0x1/0x1 -j ACCEPT')).toBe(true);
+    expect(granted!.equivalent('-m connmark --mark 0x1/0x1 -p tcp --dport 22 -j ACCEPT')).toBe(false);
+    expect(granted!.equivalent('-m mark --mark 0x1/0x1 -j ACCEPT')).toBe(false);
+    const replies = hostRules(plan, 'output')[1]!;
+    expect(replies.equivalent('-p tcp --sport 80 -m connmark --mark 0x4b50 -j ACCEPT')).toBe(false);
+    expect(replies.equivalent('-p tcp --sport 8080 -m mark --mark 0x4b50 -j ACCEPT')).toBe(false);
+  });
+
+  it("finds host rules that write the grant bit of the conntrack mark, in either syntax", () => {
+    const bit = 0x10000000;
+    const or = (c: number) => ({ '|': [{ ct: { key: 'mark' } }, c] });
+    expect(nftCtMarkWriteTouches(or(0x100), bit)).toBe(false);
+    expect(nftCtMarkWriteTouches(or(0x10000100), bit)).toBe(true);
+    expect(nftCtMarkWriteTouches({ '|': [{ '&': [{ ct: { key: 'mark' } }, 0xffff00ff] }, 0x100] }, bit)).toBe(false);
+    expect(nftCtMarkWriteTouches({ '|': [{ '&': [{ ct: { key: 'mark' } }, 0x0000ffff] }, 0x100] }, bit)).toBe(true);
+    expect(nftCtMarkWriteTouches({ meta: { key: 'mark' } }, bit)).toBe(true);
+    expect(nftCtMarkWriteTouches(5, bit)).toBe(true);
+    const listing = rulesJson({ expr: [{ mangle: { key: { ct: { key: 'mark' } }, value: { meta: { key: 'mark' } } } }] });
+    expect(nftRulesTouchingCtMark(listing, bit)).toEqual(['handle 10']);
+    const saved = [
+      '*mangle',
+      '-A PREROUTING -j CONNMARK --set-xmark 0x100/0xff00',
+      '-A PREROUTING -j CONNMARK --set-xmark 0x1/0xffffffff',
+      '-A KNOCKPORT-MARK -j CONNMARK --set-xmark 0x10000000/0x10000000',
+      '-A POSTROUTING -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff',
+      'COMMIT',
+      '*filter',
+      ':INPUT DROP [0:0]',
+      'COMMIT',
+    ].join('\n');
+    expect(iptablesRulesTouchingCtMark(saved, bit, 'KNOCKPORT-')).toEqual(['mangle PREROUTING', 'mangle POSTROUTING']);
+    expect(iptablesSaveTable(saved, 'filter')).toBe('*filter\n:INPUT DROP [0:0]');
+  });
 });
 
 describe('host firewall: what it does', () => {
@@ -119,7 +179,7 @@ describe('host firewall: what it does', () => {
     expect(report.problems).toEqual([]);
     expect(ran).toContain('insert rule inet filter input ct mark & 0x10000000 == 0x10000000 accept comment "knock-port: granted connections 0x10000000"');
     // The iptables-nft filter table exists: it is read through iptables-nft-save, never edited with nft.
-    expect(ran).toContain('iptables-nft-save -t filter');
+    expect(ran).toContain('iptables-nft-save ');
     expect(ran.some((l) => l.includes('insert rule ip filter'))).toBe(false);
   });
 

@@ -55,8 +55,7 @@ export function fixtureConfig(overrides: Partial<GlobalConfig> = {}): Config {
     lockoutAppFailures: 100,
     lockoutWindowSeconds: 600,
     lockoutSeconds: 900,
-    synRatePerSecond: 20,
-    httpsConnRatePerSecond: 10,
+    step1RatePerSecond: 20_000,
     ...overrides,
   };
   return {
