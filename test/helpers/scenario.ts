@@ -97,19 +97,26 @@ export async function udpEchoes(ns: Netns, from: string, host: string, port: num
 }
 
 /**
- * Dual-stack TCP servers that send `banner` and close, and UDP echo servers, started in `ns`;
- * resolves once all listen. Errors on client sockets are ignored so a reset never kills them.
+ * Dual-stack TCP servers that send `banner` and close, TCP echo servers that keep the connection
+ * (`tcpEcho`), and UDP echo servers, started in `ns`; resolves once all listen. Errors on client
+ * sockets are ignored so a reset never kills them.
  */
-export async function startServices(ns: Netns, services: { tcp?: Record<number, string>; udp?: number[] }): Promise<void> {
+export async function startServices(ns: Netns, services: { tcp?: Record<number, string>; tcpEcho?: number[]; udp?: number[] }): Promise<void> {
   const script = `
     const net = require('node:net'), dgram = require('node:dgram');
     const tcp = ${JSON.stringify(services.tcp ?? {})}, udp = ${JSON.stringify(services.udp ?? [])};
-    let pending = Object.keys(tcp).length + udp.length;
+    const tcpEcho = ${JSON.stringify(services.tcpEcho ?? [])};
+    let pending = Object.keys(tcp).length + tcpEcho.length + udp.length;
     const ready = () => { if (--pending === 0) console.log('ready'); };
     for (const [port, banner] of Object.entries(tcp)) {
       const server = net.createServer((s) => { s.on('error', () => {}); s.end(banner); });
       server.on('error', (e) => { console.error(e.message); process.exit(1); });
       server.listen({ port: Number(port), host: '::', ipv6Only: false }, ready);
+    }
+    for (const port of tcpEcho) {
+      const server = net.createServer((s) => { s.on('error', () => {}); s.pipe(s); });
+      server.on('error', (e) => { console.error(e.message); process.exit(1); });
+      server.listen({ port, host: '::', ipv6Only: false }, ready);
     }
     for (const port of udp) {
       const u = dgram.createSocket({ type: 'udp6', ipv6Only: false });
