@@ -362,7 +362,10 @@ async function inBatches(jobs: ReadonlyArray<() => Promise<number>>, parallel: n
   let next = 0;
   let sum = 0;
   const lane = async (): Promise<void> => {
-    while (next < jobs.length) sum += await jobs[next++]!();
+    while (next < jobs.length) {
+      const done = await jobs[next++]!();
+      sum += done; // not `sum += await`: that reads sum before the other lanes add theirs
+    }
   };
   await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, lane));
   return sum;

@@ -218,7 +218,10 @@ describe('spawnTool and conntrack listings', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("keeps a listing's stdout (deletions' is discarded)", async () => {
-    writeFileSync(join(dir, 'conntrack'), `#!/bin/sh\nprintf '%s' '${TCP_LINE('192.0.2.9', 40001).trim()}'; echo; echo 'conntrack v1.4.7 (conntrack-tools): 1 flow entries have been shown.' >&2\n`);
+    writeFileSync(
+      join(dir, 'conntrack'),
+      `#!/bin/sh\nprintf '%s' '${TCP_LINE('192.0.2.9', 40001).trim()}'; echo; echo 'conntrack v1.4.7 (conntrack-tools): 1 flow entries have been shown.' >&2\n`,
+    );
     chmodSync(join(dir, 'conntrack'), 0o755);
     const run = spawnTool(['env', `PATH=${dir}:${process.env.PATH ?? ''}`]);
     const listed = await run('conntrack', conntrackUnmarkedListArgs(4, ssh, MARK));
