@@ -9,6 +9,7 @@
         "native/nflog.cc",
         "native/raw_sender.cc",
         "native/nft_context.cc",
+        "native/nft_table_owner.cc",
         "native/fastopen.cc",
         "native/notify.cc"
       ],

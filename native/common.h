@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+// libmnl's socket (libmnl/libmnl.h), named here for SendNewTable.
+struct mnl_socket;
+
 namespace kp {
 
 // What addon.cc exports; each is defined in the file of the same name.
@@ -21,6 +24,11 @@ Napi::Function DefineRawSender(Napi::Env env);
 Napi::Function DefineNftContext(Napi::Env env);
 Napi::Value FastOpenSocket(const Napi::CallbackInfo& info);
 Napi::Value Notify(const Napi::CallbackInfo& info);
+
+// Sends one nf_tables NEWTABLE (family NFPROTO_*, name, NFTA_TABLE_FLAGS) in a batch of its own
+// through `socket` and waits for the kernel's answer: 0, or the errno it gave. With `commit`
+// false the kernel only validates the batch and aborts it, as `nft -c` does (nft_table_owner.cc).
+int SendNewTable(mnl_socket* socket, uint8_t family, const std::string& name, uint32_t flags, bool commit);
 
 // Throws a JS Error with `errno`, `code` and `syscall` set. Callers return right after.
 void ThrowErrno(Napi::Env env, int err, const std::string& syscall, const std::string& message);

@@ -162,6 +162,8 @@ export class Daemon {
     const adopter = new ConntrackFlowCloser(spawnTool(netnsPrefix(options.firewall?.netns)));
     await installAtStart(firewall, capture, { adopter, scope: flowScopeOf(config), logger });
     logHostFirewall(logger, firewall.hostFirewall(), 'start');
+    const ownership = firewall.tableOwnership?.();
+    if (ownership) logger.info({ tableOwned: ownership.owned }, ownership.summary);
 
     const sessions = await SessionStore.open({ stateDir: config.global.stateDir, logger }, await firewall.list());
     const metrics = createDaemonMetrics(() => sessions.size);

@@ -4,15 +4,23 @@
  * Grants go through the shared batching queue (grant-sets.ts): the grants of one event-loop
  * turn become one nft script, one netlink transaction (libnftables in-process, or one
  * `nft` child process awaited when the addon is missing).
+ *
+ * Kernel 6.9+: knock-port's own table is owned by the daemon's libnftables thread (table flags
+ * owner and persist, see nft-runner.ts): another process's `nft flush ruleset` leaves it in place,
+ * `nft delete table` is refused, and after the daemon ends (even killed) the table stays, orphaned,
+ * until the next daemon adopts it or `knock-port uninstall` deletes it. Older kernels: as before.
  */
+import { constants as osConstants } from 'node:os';
 import type { AppConfig, FirewallType, IpFamily, Protocol } from '../config/types.js';
 import { GrantSets, type GrantChange, type GrantEntry, type GrantKey, type GrantSetDriver } from './grant-sets.js';
 import type { HostFirewall, HostFirewallReport } from './host-firewall.js';
-import { runNft, type NftRunner } from './nft-runner.js';
-import { NftRuleset, grantSetName, serviceElement, tableRef, type NftLayout } from './nft-ruleset.js';
+import { NftError, runNft, type NftRunner, type TableOwnershipSupport } from './nft-runner.js';
+import { NftRuleset, grantSetName, serviceElement, tableRef, type NftLayout, type NftTable } from './nft-ruleset.js';
 import { appForPort, checkServiceGrant, grantableFamily, type FirewallPlan } from './plan.js';
-import type { FirewallBackend, FirewallCapabilities, Grant } from './types.js';
+import type { FirewallBackend, FirewallCapabilities, Grant, TableOwnershipReport } from './types.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
+
+const { EPERM } = osConstants.errno;
 
 interface NftSetElement {
   val: string | { concat: [string, string, number] };
@@ -41,6 +49,38 @@ export function parseSetElements(json: string): NftSetElement[] {
 /** An element as nft writes it: the address, or `address . protocol . port`. */
 function nftElement(key: GrantKey): string {
   return key.protocol && key.port !== undefined ? serviceElement(key.address, key.protocol, key.port) : key.address;
+}
+
+/**
+ * An install script without the declaration of `tables` (`add table inet knockport`): nft sends a
+ * declaration with table flags 0, which the kernel refuses on an owned (or persist) table.
+ */
+export function withoutTableDeclarations(script: string, tables: readonly NftTable[]): string {
+  const declarations = new Set(tables.map((table) => `add table ${tableRef(table)}`));
+  return script
+    .split('\n')
+    .filter((line) => !declarations.has(line.trim()))
+    .join('\n');
+}
+
+/** The tables of `layout` that exist now, from `nft -j list tables`. */
+export function presentTables(json: string, layout: NftLayout): NftTable[] {
+  const listing = JSON.parse(json) as { nftables: Array<{ table?: { family: string; name: string } }> };
+  const present = new Set(listing.nftables.flatMap((item) => (item.table ? [`${item.table.family} ${item.table.name}`] : [])));
+  return layout.tables.filter((table) => present.has(tableRef(table)));
+}
+
+/** The operator's line on how knock-port's tables are kept, from what ownTables found. */
+export function describeOwnership(tables: readonly NftTable[], support: TableOwnershipSupport, refusals: readonly string[]): TableOwnershipReport {
+  const refs = tables.map((table) => `table ${tableRef(table)}`).join(', ');
+  if (!support.supported) {
+    return { owned: false, summary: `${refs} not owned (${support.reason}): a host \`nft flush ruleset\` removes it until the next self-heal` };
+  }
+  if (refusals.length > 0) return { owned: false, summary: `${refs} not owned: ${refusals.join('; ')}` };
+  return {
+    owned: true,
+    summary: `${refs} owned by this daemon (table flags owner, persist): a host \`nft flush ruleset\` or \`nft delete table\` leaves it in place`,
+  };
 }
 
 /** Consecutive changes of the same kind (add or delete): order between runs is kept. */
@@ -122,6 +162,7 @@ export abstract class NftFirewallBase implements FirewallBackend {
   readonly grants: GrantSets;
   private lastCapture: CaptureKind | undefined;
   private healing: Promise<boolean> | undefined;
+  private ownership: TableOwnershipReport | undefined;
 
   constructor(
     plan: FirewallPlan,
@@ -158,7 +199,8 @@ export abstract class NftFirewallBase implements FirewallBackend {
   }
 
   async install(capture: CaptureKind): Promise<void> {
-    await runNft(this.nft, this.ruleset.installScript(capture));
+    const owned = await this.ownTables();
+    await runNft(this.nft, withoutTableDeclarations(this.ruleset.installScript(capture), owned));
     this.lastCapture = capture;
     await this.host.reconcile();
   }
@@ -172,6 +214,9 @@ export abstract class NftFirewallBase implements FirewallBackend {
 
   private async heal(capture: CaptureKind | undefined): Promise<boolean> {
     if (!capture) return false;
+    // Adopts the table again after the libnftables thread was restarted, and owns one that a host
+    // flush removed while it was not owned (an older table without persist).
+    await this.ownTables();
     if (await this.isInstalled()) {
       await this.host.reconcile();
       return false;
@@ -182,6 +227,44 @@ export abstract class NftFirewallBase implements FirewallBackend {
 
   hostFirewall(): HostFirewallReport {
     return this.host.report();
+  }
+
+  /** How the last install or self-heal left knock-port's tables (owned or not, and why). */
+  tableOwnership(): TableOwnershipReport | undefined {
+    return this.ownership;
+  }
+
+  /**
+   * Tables knock-port may make owned: only tables of its own, never one it shares (a prefixed
+   * layout). None unless the backend says so.
+   */
+  protected ownableTables(): NftTable[] {
+    return [];
+  }
+
+  /**
+   * Makes knock-port's tables owned by the socket the runner writes through, where the kernel
+   * can keep them (owner and persist); returns those now owned. Elsewhere nothing changes.
+   * Throws when another process owns one: nothing knock-port sends could change it.
+   */
+  private async ownTables(): Promise<NftTable[]> {
+    const tables = this.ruleset.layout.prefix === '' ? this.ownableTables() : [];
+    const support: TableOwnershipSupport = (this.nft.ownTable && this.nft.tableOwnership?.()) || {
+      supported: false,
+      reason: 'nft runs as a command here, not in-process',
+    };
+    const owned: NftTable[] = [];
+    const refusals: string[] = [];
+    if (support.supported) {
+      for (const table of tables) {
+        const outcome = await this.nft.ownTable!(table);
+        if (outcome.owned) owned.push(table);
+        else if (outcome.errno === EPERM) throw new NftError(`${outcome.reason}: stop it first`, '');
+        else refusals.push(outcome.reason);
+      }
+    }
+    this.ownership = describeOwnership(tables, support, refusals);
+    return owned;
   }
 
   /** True while every table still holds knock-port's step-1 gate. */
@@ -212,9 +295,22 @@ export abstract class NftFirewallBase implements FirewallBackend {
     return sets.flatMap(({ kind, family }, i) => listed[i]!.map((e) => grantOf(kind, family, e, this.apps)));
   }
 
+  /**
+   * Deletes the tables that exist (an orphaned owned table included: nft cannot declare one, so
+   * nothing is declared first); refused while a running daemon owns them.
+   */
   async uninstall(): Promise<void> {
     await this.host.remove();
-    await runNft(this.nft, this.ruleset.uninstallScript());
+    const present = presentTables(await runNft(this.nft, 'list tables', { json: true }), this.ruleset.layout);
+    try {
+      if (present.length > 0) await runNft(this.nft, present.map((table) => `delete table ${tableRef(table)}\n`).join(''));
+    } catch (e) {
+      if (!/Operation not permitted/.test((e as Error).message)) throw e;
+      throw new NftError(
+        `a running process owns ${present.map((t) => `table ${tableRef(t)}`).join(', ')} (knock-port's daemon): stop it, then uninstall again`,
+        '',
+      );
+    }
     this.lastCapture = undefined;
   }
 }

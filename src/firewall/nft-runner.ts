@@ -1,15 +1,19 @@
 /**
  * Runs nft command text for the nftables and VyOS backends: in-process through libnftables when
  * the addon is built (no fork per grant; grants on a thread of their own), else the `nft` command.
+ * On kernels 6.9+ the in-process runner can also make knock-port's table owned by the netlink
+ * socket it writes through (ownTable), so that no other process can flush or delete it.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { constants as osConstants, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { KnockPortError } from '../shared/errors.js';
 import { callNative, loadNativeAddon, type NativeNftContext } from '../native/addon.js';
 import { spawnCollect, type ChildOutput } from './command.js';
-import type { NftThreadReply, NftThreadRequest } from './nft-thread.js';
+import { tableRef, type NftTable } from './nft-ruleset.js';
+import type { NftThreadReply, NftThreadRequest, NftThreadTask } from './nft-thread.js';
 
 export class NftError extends KnockPortError {
   constructor(
@@ -18,6 +22,40 @@ export class NftError extends KnockPortError {
   ) {
     super(message);
   }
+}
+
+/** Whether a runner can own knock-port's table (kernel table flags owner and persist), and why not. */
+export type TableOwnershipSupport = { supported: true } | { supported: false; reason: string };
+
+/** What ownTable did: the table is the runner's, or why not. */
+export type TableOwnershipOutcome = { owned: true } | { owned: false; errno: number; reason: string };
+
+const { EOPNOTSUPP, EPERM } = osConstants.errno;
+
+function errnoName(errno: number): string {
+  return Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
+}
+
+/**
+ * The decision, from the probe's answer: owner+persist tables where the kernel accepts both flags
+ * (Linux 6.9+). Without persist an owned table would vanish with its owner's socket (a crash would
+ * open everything), so owner alone is never used.
+ */
+export function tableOwnershipSupport(probeErrno: number | undefined, kernelRelease = release()): TableOwnershipSupport {
+  if (probeErrno === undefined) return { supported: false, reason: 'the native addon predates table ownership: rebuild it (npx node-gyp rebuild)' };
+  if (probeErrno === 0) return { supported: true };
+  if (probeErrno === EOPNOTSUPP) return { supported: false, reason: `kernel ${kernelRelease} lacks the table flag persist (Linux 6.9+)` };
+  return { supported: false, reason: `the kernel refused the ownership probe (${errnoName(probeErrno)})` };
+}
+
+/** Why the kernel refused to make `table` owned. */
+export function ownershipRefusal(table: NftTable, errno: number): string {
+  const ref = tableRef(table);
+  if (errno === EPERM) return `another process owns table ${ref} (a second knock-port daemon?)`;
+  if (errno === EOPNOTSUPP) {
+    return `table ${ref} exists without the flag persist (made by an older knock-port or another tool), which the kernel adds only to a new table: it is owned once re-created (stop knock-port, run \`knock-port uninstall\`, start it again)`;
+  }
+  return `the kernel refused to make table ${ref} owned (${errnoName(errno)})`;
 }
 
 /** Runs nft command text (the `nft -f` language) and returns nft's output. */
@@ -30,6 +68,15 @@ export interface NftRunner {
    */
   runAsync?(script: string, options?: { json?: boolean; check?: boolean }): Promise<string>;
   readonly kind: 'libnftables' | 'cli';
+  /** Whether ownTable() can work here (probed once). Absent: never (one `nft` process per call owns nothing). */
+  tableOwnership?(): TableOwnershipSupport;
+  /**
+   * Makes `table` owned by the netlink socket runAsync() writes through: created if absent,
+   * adopted when its owner is gone (a previous daemon), kept when already that socket's. From
+   * then on only runAsync() may change it, and it must not be declared (`add table` sends flags
+   * 0, which the kernel refuses on an owned table).
+   */
+  ownTable?(table: NftTable): Promise<TableOwnershipOutcome>;
   /** Releases in-process resources (libnftables context). */
   close?(): void;
 }
@@ -108,12 +155,12 @@ class NftThread {
     this.worker.on('exit', (code) => gone(`exited (status ${code})`));
   }
 
-  run(request: Omit<NftThreadRequest, 'id'>): Promise<NftThreadReply> {
+  run(task: NftThreadTask): Promise<NftThreadReply> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.ref();
-      this.worker.postMessage({ ...request, id } satisfies NftThreadRequest);
+      this.worker.postMessage({ ...task, id } satisfies NftThreadRequest);
     });
   }
 
@@ -125,20 +172,52 @@ class NftThread {
 /**
  * In-process runner through libnftables (about 0.06 ms per small command, no fork). It acts
  * on the network namespace of this process. run() parses on the calling thread; runAsync()
- * (grants, self-heal) goes to a libnftables thread of its own, so a batch of grants never
- * holds up the event loop; without the compiled thread script it runs in-process.
+ * (grants, install, self-heal) goes to a libnftables thread of its own, so a batch of grants
+ * never holds up the event loop; without the compiled thread script it runs in-process. The
+ * context runAsync() uses is also the one ownTable() makes the owner of knock-port's table.
  */
 export class LibnftablesRunner implements NftRunner {
   readonly kind = 'libnftables' as const;
   private thread: NftThread | undefined;
   private threadStarts = 0;
+  private support: TableOwnershipSupport | undefined;
 
-  private constructor(private readonly context: NativeNftContext) {}
+  private constructor(
+    private readonly context: NativeNftContext,
+    private readonly probeOwnership: (() => number) | undefined,
+  ) {}
 
   /** Throws NativeAddonMissingError when the addon is not built. */
   static open(): LibnftablesRunner {
     const addon = loadNativeAddon();
-    return new LibnftablesRunner(callNative(() => new addon.NftContext()));
+    return new LibnftablesRunner(
+      callNative(() => new addon.NftContext()),
+      addon.NftContext.probeTableOwnership?.bind(addon.NftContext),
+    );
+  }
+
+  tableOwnership(): TableOwnershipSupport {
+    this.support ??= tableOwnershipSupport(this.probeOwnership && callNative(this.probeOwnership));
+    return this.support;
+  }
+
+  async ownTable(table: NftTable): Promise<TableOwnershipOutcome> {
+    const thread = this.threadForAsync();
+    let errno: number;
+    if (thread) {
+      const reply = await thread.run({ own: table });
+      if (reply.status < 0) return { owned: false, errno: reply.status, reason: reply.error };
+      errno = reply.status;
+    } else {
+      const own = this.context.ownTable?.bind(this.context);
+      if (!own) return { owned: false, errno: -1, reason: 'the native addon predates table ownership: rebuild it' };
+      try {
+        errno = callNative(() => own(table.family, table.name));
+      } catch (e) {
+        return { owned: false, errno: -1, reason: (e as Error).message };
+      }
+    }
+    return errno === 0 ? { owned: true } : { owned: false, errno, reason: ownershipRefusal(table, errno) };
   }
 
   run(script: string, options: { json?: boolean; check?: boolean } = {}): string {

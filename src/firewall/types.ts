@@ -19,6 +19,12 @@ export interface Grant {
   expiresInSeconds: number;
 }
 
+/** Whether knock-port's own table is owned by the daemon (kernel 6.9+), as one line for the operator. */
+export interface TableOwnershipReport {
+  owned: boolean;
+  summary: string;
+}
+
 export interface FirewallCapabilities {
   nfqueue: boolean;
   nflog: boolean;
@@ -60,6 +66,8 @@ export interface FirewallBackend {
    * knock-port's accept rule back into host chains that lost it. Call every few seconds.
    */
   ensureInstalled?(capture?: CaptureKind): Promise<boolean>;
+  /** nft backends: whether the last install left knock-port's table owned by the daemon, and why not. */
+  tableOwnership?(): TableOwnershipReport | undefined;
   /**
    * Whether the base ruleset is in place now. Read at start before install(): absent means a
    * first install (not a restart), whose already established flows are kept (adoption).

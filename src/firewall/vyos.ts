@@ -7,6 +7,8 @@
  * removes it is undone by the next self-heal (meanwhile granted connections are dropped,
  * never the other way round). The step-1 rules, the in-kernel prefilter and the fanout over
  * step-1 workers included, are the nftables backend's (nft-ruleset.ts), in that same table.
+ * On kernels 6.9+ that table, and only that one, is owned by the daemon (nft-backend.ts): VyOS's
+ * own tables are never owned, so its commits keep working as before.
  */
 import type { AppConfig } from '../config/types.js';
 import type { HostFirewall } from './host-firewall.js';

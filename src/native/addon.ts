@@ -80,7 +80,21 @@ interface NativeNftResult {
 
 export interface NativeNftContext {
   run(script: string, options?: { json?: boolean; dryRun?: boolean }): NativeNftResult;
+  /**
+   * Sends the table flags owner and persist through this context's netlink socket: 0 when the
+   * table is now this context's (created, adopted from a closed owner, or already its own), else
+   * the kernel's errno (EPERM: another open socket owns it; EOPNOTSUPP: it exists without
+   * persist). Throws when this libnftables keeps its socket elsewhere. Missing from addons built
+   * from older sources.
+   */
+  ownTable?(family: 'inet' | 'ip' | 'ip6', name: string): number;
   close(): void;
+}
+
+interface NativeNftContextClass {
+  new (): NativeNftContext;
+  /** 0 when the kernel accepts a table with the flags owner and persist (6.9+), else its errno. Missing from older addons. */
+  probeTableOwnership?: () => number;
 }
 
 export interface NativeAddon {
@@ -88,7 +102,7 @@ export interface NativeAddon {
   NfQueue: new (queue: number, options: NativeNfqueueOptions, onBatch: NativeBatchCallback) => NativeNfqueue;
   NfLog: new (group: number, options: NativeNflogOptions, onBatch: NativeBatchCallback) => NativeNflog;
   RawSender: new (options: { mark?: number; ipv6?: boolean }) => NativeRawSender;
-  NftContext: new () => NativeNftContext;
+  NftContext: NativeNftContextClass;
   /** A TCP socket fd whose first write goes out in the SYN (client Fast Open, no cookie). Missing from addons built from older sources. */
   fastOpenSocket?: (family: 4 | 6) => number;
   /** One sd_notify datagram to `socketPath` (a path, or an abstract socket when it starts with '@'); throws with the errno. */
