@@ -160,7 +160,17 @@ describe.skipIf(skip).each(BACKENDS)('nginx in front of step 2: $name', (backend
     const forged = ADDR.client4b;
     // The forged address has a step-2 window of its own, so only the address resolution stands in the way.
     step1(sandbox.client, ADDR.gwWan4, forged);
-    expect(await waitFor(() => curl(sandbox.client, ['-k', '--interface', forged, `https://${ADDR.gwWan4}/`], 1).status === '404', 5_000)).toBe(true);
+    expect(await waitFor(() => curl(sandbox.client, ['-k', '--interface', forged, `https://${ADDR.gwWan4}/`], 1).status === '403', 5_000)).toBe(true);
+    // nginx's own answer to another path is knock-port's refusal, headers and body (all but the date).
+    const whole = (path: string, extra: string[] = []) =>
+      curl(
+        sandbox.client,
+        ['-k', '-D', '-', '--interface', forged, '-d', 'app=svc&access_key=not-the-key-0123', ...extra, `https://${ADDR.gwWan4}${path}`],
+        5,
+      ).body.replace(/^date: .*\r\n/im, '');
+    const refusal = whole(STEP2_PATH);
+    expect(refusal).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n[\s\S]*\r\n\r\nForbidden\n$/);
+    expect([whole('/'), whole(`${STEP2_PATH}x`), whole(STEP2_PATH, ['-H', 'Transfer-Encoding: chunked'])]).toEqual([refusal, refusal, refusal]);
 
     // Through nginx from the client's main address: the grant goes to that address, never to the forged one.
     const viaNginx = curl(
@@ -189,8 +199,8 @@ describe.skipIf(skip).each(BACKENDS)('nginx in front of step 2: $name', (backend
     expect(serviceGrants(sandbox)).not.toContain(forged);
   });
 
-  it('a trusted proxy that names no client gets 400', () => {
+  it('a trusted proxy that names no client gets the same 403 as any refusal', () => {
     const answer = curl(sandbox.gw, ['-k', '-d', `app=svc&access_key=${HTTPS_KEY}`, `https://127.0.0.1:${INTERNAL_PORT}${STEP2_PATH}`], 5);
-    expect(answer).toEqual({ status: '400', body: 'Bad Request\n' });
+    expect(answer).toEqual({ status: '403', body: 'Forbidden\n' });
   });
 });

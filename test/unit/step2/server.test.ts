@@ -242,7 +242,7 @@ describe('step 2 HTTPS answers (as curl shows them)', () => {
       curl(`${base}/step-2`, ['-d', 'app=vpn&access_key=k']),
       curl(`${base}${STEP2_PATH}`, ['-d', 'app=vpn&access_key=wrong-key-0123']), // the real path, a wrong key
     ]);
-    for (const answer of answers) expect([answer.status, answer.headers, answer.body]).toEqual([403, answers[0]!.headers, 'Forbidden\n']);
+    for (const answer of answers) expect([answer.status, answer.headers, answer.body]).toEqual([403, answers[0].headers, 'Forbidden\n']);
   });
 
   it('answers 429 over the per-IP limit per minute', async () => {
