@@ -189,8 +189,10 @@ function statusFailure(status: number, where: string, hadToken: boolean): KnockO
     };
   }
   // Gateways of earlier versions answered these apart from 403.
-  if (status === 404) return { exitCode: KnockExitCode.failed, error: `step 2: ${where} answered 404: the step-2 path is wrong (a gateway of an earlier version)` };
-  if (status === 400) return { exitCode: KnockExitCode.failed, error: `step 2: ${where} answered 400: it could not read the request (a gateway of an earlier version)` };
+  if (status === 404)
+    return { exitCode: KnockExitCode.failed, error: `step 2: ${where} answered 404: the step-2 path is wrong (a gateway of an earlier version)` };
+  if (status === 400)
+    return { exitCode: KnockExitCode.failed, error: `step 2: ${where} answered 400: it could not read the request (a gateway of an earlier version)` };
   if (status === 401) {
     return hadToken
       ? { exitCode: KnockExitCode.forbidden, error: `step 2: ${where} refused the token (401): use the current code, each works once` }

@@ -46,7 +46,16 @@ describe('Step1CountCopier', () => {
   it('labels every series with its result and reason, each packet once: summed by outcome, the totals per result', async () => {
     const { metrics, copier, workers } = setup();
     Object.assign(workers.results, { syn: 4, granted: 1, retransmission: 2, ignored: 3, spoofed: 2, rejected: 5 });
-    Object.assign(workers.reasons, { rst: 1, 'pure-ack': 2, 'bad-cookie': 2, 'bad-path': 1, 'too-large': 1, 'bad-key': 1, 'otp-required': 1, 'rate-limited': 1 });
+    Object.assign(workers.reasons, {
+      rst: 1,
+      'pure-ack': 2,
+      'bad-cookie': 2,
+      'bad-path': 1,
+      'too-large': 1,
+      'bad-key': 1,
+      'otp-required': 1,
+      'rate-limited': 1,
+    });
     copier.copyCounts(workers);
     const series = seriesOf(await metrics.registry.metrics(), 'knockport_step1_packets_total');
     expect(series.sort()).toEqual(

@@ -112,6 +112,10 @@ export function rawExchange(port: number, request: string | Buffer, tlsOptions: 
 /** A raw HTTP/1.1 request with a body and a Content-Length that matches it. */
 export function rawRequest(method: string, path: string, body: string | Buffer = '', headers: Record<string, string> = {}): Buffer {
   const payload = Buffer.from(body);
-  const lines = [`${method} ${path} HTTP/1.1`, 'Host: gateway', ...Object.entries({ 'Content-Length': String(payload.length), ...headers }).map(([k, v]) => `${k}: ${v}`)];
+  const lines = [
+    `${method} ${path} HTTP/1.1`,
+    'Host: gateway',
+    ...Object.entries({ 'Content-Length': String(payload.length), ...headers }).map(([k, v]) => `${k}: ${v}`),
+  ];
   return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`), payload]);
 }

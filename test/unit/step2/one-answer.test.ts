@@ -117,9 +117,7 @@ describe('step 2 refuses every failure with one answer, byte for byte', () => {
     expect(h.grants).toEqual(['127.0.0.1 vpn bob']);
     // Counted alike too: one series for every refusal, nothing that names the cause.
     const counted = Object.fromEntries(seriesOf(await h.metrics.registry.metrics(), 'knockport_step2_requests_total'));
-    expect(counted).toEqual(
-      Object.fromEntries(STEP2_OUTCOMES.map((o) => [`{outcome="${o}"}`, { granted: 1, forbidden: failures.length }[o as string] ?? 0])),
-    );
+    expect(counted).toEqual(Object.fromEntries(STEP2_OUTCOMES.map((o) => [`{outcome="${o}"}`, { granted: 1, forbidden: failures.length }[o as string] ?? 0])));
     // The operator's debug log still says why, one line per refusal.
     expect(h.logs.lines().filter((l) => l.msg === 'step 2 rejected')).toHaveLength(failures.length);
   });
