@@ -106,6 +106,69 @@ export function conntrackUnmarkedDeleteArgs(address: string, target: Pick<FlowTa
   return ['--delete', ...targetArgs(familyOf(address), target), '--orig-src', address, ...markArgs(0, grantMark)];
 }
 
+/** `ss` arguments that list the established TCP connections to a local port, both families. */
+export function establishedSocketsArgs(port: number): string[] {
+  return ['--no-header', '--tcp', '--numeric', 'state', 'established', 'sport', '=', `:${port}`];
+}
+
+/** An established TCP connection of a local socket, as the client opened it. */
+export interface LocalConnection {
+  client: string;
+  clientPort: number;
+  local: string;
+  localPort: number;
+}
+
+/** `address:port` or `[address]:port` (`ss` output), the address canonical (IPv4-mapped becomes IPv4). */
+function endpointOf(text: string): { address: string; port: number } | undefined {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(text);
+  const address = m ? canonicalIp(m[1]!.split('%')[0]!) : undefined;
+  return m && address !== undefined ? { address, port: Number(m[2]) } : undefined;
+}
+
+/** The connections in `ss --no-header --tcp --numeric state established` output (Recv-Q Send-Q Local Peer). */
+export function parseEstablishedSockets(text: string): LocalConnection[] {
+  const connections: LocalConnection[] = [];
+  for (const line of text.split('\n')) {
+    const columns = line.trim().split(/\s+/);
+    if (columns.length < 4) continue;
+    const local = endpointOf(columns[2]!);
+    const peer = endpointOf(columns[3]!);
+    if (local && peer) connections.push({ client: peer.address, clientPort: peer.port, local: local.address, localPort: local.port });
+  }
+  return connections;
+}
+
+/** conntrack's own timeout for an established TCP flow (nf_conntrack_tcp_timeout_established). */
+const ESTABLISHED_TIMEOUT_SECONDS = 432_000;
+
+/**
+ * `conntrack` arguments that create the entry of an established local connection. A host that
+ * tracked nothing before knock-port's ruleset (no stateful firewall) has no entry for it, and its
+ * next packet would be picked up mid-stream as a new flow without a grant. Exists already: refused.
+ */
+export function conntrackCreateArgs(connection: LocalConnection): string[] {
+  return [
+    '--create',
+    '--proto',
+    'tcp',
+    '--orig-src',
+    connection.client,
+    '--orig-dst',
+    connection.local,
+    '--orig-port-src',
+    String(connection.clientPort),
+    '--orig-port-dst',
+    String(connection.localPort),
+    '--state',
+    'ESTABLISHED',
+    '--timeout',
+    String(ESTABLISHED_TIMEOUT_SECONDS),
+    '--status',
+    'ASSURED,SEEN_REPLY',
+  ];
+}
+
 /** `conntrack` arguments that set the grant mark on the family's established flows to the target's port. */
 export function conntrackAdoptArgs(family: IpFamily, target: Pick<FlowTarget, 'protocol' | 'port'>, grantMark: number): string[] {
   // A TCP entry that is not established yet (a SYN in flight) is a new connection: it needs a grant.
@@ -189,6 +252,8 @@ const TOOL_TIMEOUT_MS = 10_000;
 const OUTPUT_LIMIT = 64 * 1024;
 /** A `conntrack -L` of one port: about 20,000 entries; a longer listing is cut there. */
 const LISTING_LIMIT = 4 * 1024 * 1024;
+/** Local connections one adoption creates entries for (each costs a `conntrack -I`). */
+export const ADOPT_CONNECTION_LIMIT = 1024;
 /** Sources one purge ends flows of (each costs a `conntrack -D`, and an `ss -K` for local TCP). */
 export const PURGE_SOURCE_LIMIT = 1024;
 /** Tool processes a purge runs at once. */
@@ -339,9 +404,32 @@ export class ConntrackFlowCloser implements FlowCloser, UngrantedFlowEnder, Flow
     return ended;
   }
 
-  /** Every target and family; tries them all, then throws FlowCloseError naming what failed. */
+  /**
+   * Every target and family: entries for the established connections of local TCP ports that
+   * have none (at most ADOPT_CONNECTION_LIMIT), then the grant mark on the established entries.
+   * Tries them all, then throws FlowCloseError naming what failed.
+   */
   async adopt(targets: readonly FlowTarget[], grantMark: number): Promise<number> {
     const failures: string[] = [];
+    let created = 0;
+    for (const target of targets) {
+      if (!target.local || target.protocol !== 'tcp') continue;
+      let connections: LocalConnection[];
+      try {
+        connections = parseEstablishedSockets(await this.listSockets(target.port));
+      } catch (err) {
+        failures.push(`${target.protocol}/${target.port} connections: ${(err as Error).message}`);
+        continue;
+      }
+      for (const connection of connections.slice(0, Math.max(0, ADOPT_CONNECTION_LIMIT - created))) {
+        created++;
+        try {
+          await this.createEntry(connection);
+        } catch (err) {
+          failures.push(`${target.protocol}/${target.port} from ${connection.client}:${connection.clientPort}: ${(err as Error).message}`);
+        }
+      }
+    }
     let marked = 0;
     for (const target of targets) {
       for (const family of ALL_FAMILIES) {
@@ -354,6 +442,19 @@ export class ConntrackFlowCloser implements FlowCloser, UngrantedFlowEnder, Flow
     }
     if (failures.length > 0) throw new FlowCloseError(`established flows could not all be kept: ${failures.join('; ')}`);
     return marked;
+  }
+
+  private async listSockets(port: number): Promise<string> {
+    const result = await this.run('ss', establishedSocketsArgs(port));
+    if (result.code !== 0) throw new FlowCloseError(result.stderr || `ss exited with status ${String(result.code)}`);
+    return result.stdout;
+  }
+
+  /** An entry that exists already (the host tracked the connection) is fine: the mark step finds it. */
+  private async createEntry(connection: LocalConnection): Promise<void> {
+    const result = await this.run('conntrack', conntrackCreateArgs(connection));
+    if (result.code === 0 || /File exists/.test(result.stderr)) return;
+    throw new FlowCloseError(result.stderr || `conntrack exited with status ${String(result.code)}`);
   }
 }
 

@@ -129,7 +129,16 @@ function fakeTools(listings: Record<string, string>, options: { fail?: (command:
   const run = async (command: string, args: string[]): Promise<ToolResult> => {
     calls.push(`${command} ${args.join(' ')}`);
     if (options.fail?.(command, args)) return { code: 1, stdout: '', stderr: 'conntrack v1.4.7 (conntrack-tools): Operation failed: simulated' };
+    if (command === 'ss' && args.includes('state')) return { code: 0, stdout: listings[`ss ${args.at(-1)}`] ?? '', stderr: '' };
     if (command === 'ss') return { code: 0, stdout: 'ESTAB 0 0 192.0.2.1:22 192.0.2.9:1\n', stderr: '' };
+    if (args[0] === '--create') {
+      const exists = args.includes('192.0.2.8');
+      return {
+        code: exists ? 1 : 0,
+        stdout: '',
+        stderr: `conntrack v1.4.7 (conntrack-tools): ${exists ? 'Operation failed: File exists' : '1 flow entries have been created.'}`,
+      };
+    }
     const key = `${args[args.indexOf('--proto') + 1]}/${args[args.indexOf('--orig-port-dst') + 1]} ${args[args.indexOf('--family') + 1]}`;
     if (args[0] === '--dump') return { code: 0, stdout: listings[key] ?? '', stderr: '' };
     if (args[0] === '--delete') return { code: 0, stdout: '', stderr: 'conntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted.' };
@@ -190,10 +199,25 @@ describe('ConntrackFlowCloser.endUngranted', () => {
 });
 
 describe('ConntrackFlowCloser.adopt', () => {
+  it("creates the entries a local TCP port's established connections lack (one that exists is fine), then marks", async () => {
+    const sockets = ['0 0 192.0.2.1:22 192.0.2.9:40001', '0 0 [::ffff:192.0.2.1]:22 [::ffff:192.0.2.8]:40002', '0 0 [2001:db8::1]:22 [2001:db8::9]:40003'];
+    const { calls, closer } = fakeTools({ 'ss :22': `${sockets.join('\n')}\n`, 'tcp/22 ipv4': 'x', 'tcp/22 ipv6': 'x' });
+    expect(await closer.adopt([ssh, vpn, rdp], MARK)).toBe(6);
+    expect(calls.slice(0, 4)).toEqual([
+      'ss --no-header --tcp --numeric state established sport = :22',
+      'conntrack --create --proto tcp --orig-src 192.0.2.9 --orig-dst 192.0.2.1 --orig-port-src 40001 --orig-port-dst 22 --state ESTABLISHED --timeout 432000 --status ASSURED,SEEN_REPLY',
+      'conntrack --create --proto tcp --orig-src 192.0.2.8 --orig-dst 192.0.2.1 --orig-port-src 40002 --orig-port-dst 22 --state ESTABLISHED --timeout 432000 --status ASSURED,SEEN_REPLY',
+      'conntrack --create --proto tcp --orig-src 2001:db8::9 --orig-dst 2001:db8::1 --orig-port-src 40003 --orig-port-dst 22 --state ESTABLISHED --timeout 432000 --status ASSURED,SEEN_REPLY',
+    ]);
+    // UDP and forwarded ports: no socket to read, the mark only.
+    expect(calls.filter((c) => c.startsWith('ss'))).toHaveLength(1);
+    expect(calls.slice(4).every((c) => c.startsWith('conntrack --update'))).toBe(true);
+  });
+
   it('marks per port and family and counts what conntrack updated; none updated is no error', async () => {
     const { calls, closer } = fakeTools({ 'tcp/22 ipv4': 'x' });
     expect(await closer.adopt([ssh, vpn], MARK)).toBe(3);
-    expect(calls).toEqual([
+    expect(calls.filter((c) => !c.startsWith('ss'))).toEqual([
       'conntrack --update --family ipv4 --proto tcp --orig-port-dst 22 --state ESTABLISHED --mark 0x10000000/0x10000000',
       'conntrack --update --family ipv6 --proto tcp --orig-port-dst 22 --state ESTABLISHED --mark 0x10000000/0x10000000',
       'conntrack --update --family ipv4 --proto udp --orig-port-dst 1194 --mark 0x10000000/0x10000000',
@@ -204,7 +228,7 @@ describe('ConntrackFlowCloser.adopt', () => {
   it('a failure is reported after every port was tried', async () => {
     const { calls, closer } = fakeTools({}, { fail: (_c, args) => args.includes('ipv6') });
     await expect(closer.adopt([ssh, vpn], MARK)).rejects.toThrow(/tcp\/22 IPv6: .*simulated.*udp\/1194 IPv6/);
-    expect(calls).toHaveLength(4);
+    expect(calls.filter((c) => c.startsWith('conntrack'))).toHaveLength(4);
   });
 
   it('covers the HTTPS port and every app port, like a full revoke', () => {
