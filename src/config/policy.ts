@@ -49,7 +49,7 @@ function checkGlobal(global: GlobalSection, { errors, warnings }: PolicyResult):
       warnings.push({
         path: ['global', key],
         message:
-          'ignored: per-source budgets in the kernel let anyone who forges a client\'s address lock it out; the kernel now counts step-1 packets from all sources together (step1_rate_per_second), and per-source budgets apply once a source is proven',
+          "ignored: per-source budgets in the kernel let anyone who forges a client's address lock it out; the kernel now counts step-1 packets from all sources together (step1_rate_per_second), and per-source budgets apply once a source is proven",
       });
     }
   }
@@ -69,7 +69,10 @@ function checkGlobal(global: GlobalSection, { errors, warnings }: PolicyResult):
 function checkMarks(global: GlobalSection, errors: PathIssue[]): void {
   const { grant_mark: grant, packet_mark: packet } = global;
   if (grant === 0 || (grant & (grant - 1)) !== 0) {
-    errors.push({ path: ['global', 'grant_mark'], message: `must be a single bit (such as 0x10000000), not 0x${grant.toString(16)}: the conntrack mark's other bits belong to other tools` });
+    errors.push({
+      path: ['global', 'grant_mark'],
+      message: `must be a single bit (such as 0x10000000), not 0x${grant.toString(16)}: the conntrack mark's other bits belong to other tools`,
+    });
   } else if ((grant & packet) !== 0) {
     errors.push({ path: ['global', 'grant_mark'], message: `shares bits with packet_mark (0x${packet.toString(16)}): pick a bit packet_mark does not use` });
   }

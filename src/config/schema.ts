@@ -83,7 +83,7 @@ export const DEFAULTS = {
   lockoutWindowSeconds: 600,
   lockoutSeconds: 900,
   hostFirewall: 'insert',
-  step1RatePerSecond: 20_000,
+  step1RatePerSecond: 100_000,
   step1Workers: 'auto',
   clusterPrefix: 'knock-port:',
 } as const;

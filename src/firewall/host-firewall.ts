@@ -157,7 +157,10 @@ function nftMatchScope(match: { op?: string; left?: unknown; right?: unknown }, 
 
 /** The same for an iptables-save rule spec: `-m connmark --mark 0x10000000/0x10000000 -j ACCEPT` and the like. */
 function iptablesAcceptsOnly(spec: string, scope: AcceptScope): boolean {
-  const words = spec.replace(/-m comment --comment (?:"[^"]*"|\S+)/g, '').trim().split(/\s+/);
+  const words = spec
+    .replace(/-m comment --comment (?:"[^"]*"|\S+)/g, '')
+    .trim()
+    .split(/\s+/);
   let verdict = false;
   let markTested = false;
   let module = '';

@@ -80,7 +80,6 @@ const TO_THIS_HOST = '-m addrtype --dst-type LOCAL';
 /** Live grants one ipset can hold. */
 const MAX_GRANTS = 1_048_576;
 
-
 export class IptablesRuleset {
   /** `name`: base of chain (upper case) and set (lower case) names, e.g. `knockport`. */
   constructor(

@@ -41,7 +41,6 @@ export function grantSetName(layout: NftLayout, kind: GrantKind, family: IpFamil
   return `${layout.prefix}${kind}_${fam(family).tag}`;
 }
 
-
 /** Service grants are keyed by source, protocol and the app's public port. */
 export function serviceElement(ip: string, protocol: Protocol, port: number): string {
   return `${ip} . ${protocol} . ${port}`;

@@ -113,7 +113,7 @@ describe('host firewall: reading the host ruleset', () => {
     expect(replies.equivalent('-p tcp --sport 8080 -m mark --mark 0x4b50 -j ACCEPT')).toBe(false);
   });
 
-  it("finds host rules that write the grant bit of the conntrack mark, in either syntax", () => {
+  it('finds host rules that write the grant bit of the conntrack mark, in either syntax', () => {
     const bit = 0x10000000;
     const or = (c: number) => ({ '|': [{ ct: { key: 'mark' } }, c] });
     expect(nftCtMarkWriteTouches(or(0x100), bit)).toBe(false);

@@ -34,7 +34,9 @@ describe('the kernel step-1 budget', () => {
     const limits = lines(text, /-m hashlimit/);
     expect(limits).toHaveLength(2);
     for (const rule of limits) {
-      expect(rule).toMatch(/^-A KNOCKPORT-BUDGET -m hashlimit --hashlimit-above 1234\/sec --hashlimit-burst 2468 --hashlimit-mode dstport --hashlimit-name kp-step1-[0-9a-f]{6} -j DROP$/);
+      expect(rule).toMatch(
+        /^-A KNOCKPORT-BUDGET -m hashlimit --hashlimit-above 1234\/sec --hashlimit-burst 2468 --hashlimit-mode dstport --hashlimit-name kp-step1-[0-9a-f]{6} -j DROP$/,
+      );
       expect(rule).not.toMatch(/srcip|srcmask/);
     }
     for (const family of text.split('# ip6tables-restore')) {
