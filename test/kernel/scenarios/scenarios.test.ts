@@ -14,17 +14,7 @@ import { TOTP_PERIOD_SECONDS } from '../../../src/shared/otp-format.js';
 import { announceSkip, kernelSkipReason, tryRun, waitFor } from '../../helpers/netns.js';
 import { prefilterDrops, type PrefilterTool } from '../../helpers/prefilter.js';
 import { ADDR, CLI, IF, createSandbox, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
-import {
-  bracketed,
-  curlFrom,
-  execIn,
-  SourcePool,
-  startServices,
-  synFlood,
-  tcpProbe,
-  udpEchoes,
-  type Family,
-} from '../../helpers/scenario.js';
+import { bracketed, curlFrom, execIn, SourcePool, startServices, synFlood, tcpProbe, udpEchoes, type Family } from '../../helpers/scenario.js';
 import { vyosCommit } from '../../helpers/vyos-layout.js';
 import { autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
