@@ -63,10 +63,12 @@ export function withoutTableDeclarations(script: string, tables: readonly NftTab
     .join('\n');
 }
 
-/** The tables of `layout` that exist now, from `nft -j list tables`. */
-export function presentTables(json: string, layout: NftLayout): NftTable[] {
-  const listing = JSON.parse(json) as { nftables: Array<{ table?: { family: string; name: string } }> };
-  const present = new Set(listing.nftables.flatMap((item) => (item.table ? [`${item.table.family} ${item.table.name}`] : [])));
+/**
+ * The tables of `layout` that exist now, from `nft list tables` as text: nft before 1.1 reads past
+ * its table flag names when it writes the flag persist as JSON, so no table is listed as JSON.
+ */
+export function presentTables(listing: string, layout: NftLayout): NftTable[] {
+  const present = new Set(listing.split('\n').flatMap((line) => /^table (\S+ \S+)$/.exec(line.trim())?.slice(1) ?? []));
   return layout.tables.filter((table) => present.has(tableRef(table)));
 }
 
@@ -301,7 +303,7 @@ export abstract class NftFirewallBase implements FirewallBackend {
    */
   async uninstall(): Promise<void> {
     await this.host.remove();
-    const present = presentTables(await runNft(this.nft, 'list tables', { json: true }), this.ruleset.layout);
+    const present = presentTables(await runNft(this.nft, 'list tables\n'), this.ruleset.layout);
     try {
       if (present.length > 0) await runNft(this.nft, present.map((table) => `delete table ${tableRef(table)}\n`).join(''));
     } catch (e) {
