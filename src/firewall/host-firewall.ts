@@ -28,8 +28,6 @@ export type HostTableFamily = 'ip' | 'ip6' | 'inet';
 const HOOKS: readonly HostHook[] = ['input', 'forward', 'output'];
 /** Every knock-port rule in a host chain carries a comment starting with this. */
 export const HOST_RULE_COMMENT = 'knock-port:';
-/** Priority of knock-port's own input gate (nft backends); a host chain before it sees step-1 packets first. */
-const GATE_PRIORITY = -10;
 
 /** A base chain on one of knock-port's hooks that belongs to someone else. */
 export interface HostChain {
@@ -354,8 +352,6 @@ export interface HostFirewallOptions {
   isOwnTable: (family: string, table: string) => boolean;
   /** Prefix of knock-port's own iptables chains (iptables backend), e.g. `KNOCKPORT-`. */
   ownIptablesPrefix: string;
-  /** Where knock-port's step-1 gate runs: an nft chain (priority -10) or iptables' filter table. */
-  gate: 'nft' | 'iptables';
   /** Reads `/proc/net/ip_tables_names` and the like (in another namespace: through a child process); injectable for tests. */
   readProc?: (path: string) => string | Promise<string>;
 }
@@ -414,13 +410,6 @@ export class HostFirewall {
         );
       }
     }
-    for (const chain of chains) {
-      if (chain.hook === 'input' && this.runsBeforeGate(chain)) {
-        problems.push(
-          `${describeChain(chain)} (priority ${chain.priority}) runs before knock-port's step-1 gate and can drop: knocks to port ${this.options.plan.step1Port} may be dropped before knock-port sees them; give it a priority after ${this.options.gate === 'nft' ? GATE_PRIORITY : 'filter (0)'}`,
-        );
-      }
-    }
     this.last = { chains, inserted, problems };
     return this.last;
   }
@@ -429,11 +418,6 @@ export class HostFirewall {
   async remove(): Promise<void> {
     for (const chain of await this.scan([])) if (chain.ours.length > 0) await this.removeRules(chain, chain.ours);
     this.last = { chains: [], inserted: [], problems: [] };
-  }
-
-  private runsBeforeGate(chain: HostChain): boolean {
-    if (!chain.canDrop || chain.manager !== 'nftables') return false;
-    return this.options.gate === 'nft' ? chain.priority < GATE_PRIORITY : chain.priority <= 0;
   }
 
   /** Every host chain on the input, forward and output hooks that could drop. */

@@ -39,7 +39,6 @@ export function createFirewall(config: Config, options: FirewallOptions = {}): F
     commands,
     isOwnTable: (family, table) => type !== 'iptables' && family === 'inet' && table === tableName,
     ownIptablesPrefix: type === 'iptables' ? ownIptables : '',
-    gate: type === 'iptables' ? 'iptables' : 'nft',
     // In another namespace its /proc is read by a child process there, awaited (self-heal runs every few seconds).
     ...(options.netns ? { readProc: (path: string) => new ExecCommandRunner(prefix).runAsync('cat', [path]) } : {}),
   });

@@ -130,16 +130,20 @@ export class IptablesRuleset {
   chains(family: IpFamily, capture: CaptureKind): Record<IptablesTable, Array<{ name: string; rules: string[] }>> {
     const p = this.plan;
     return {
+      // Step 1 is judged in raw PREROUTING, before every filter hook (see prerouting_step1 in nft-ruleset.ts).
       raw: [
-        { name: this.chain('PREROUTING'), rules: [`${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} -j CT --notrack`] },
+        {
+          name: this.chain('PREROUTING'),
+          rules: [`${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} ${TO_THIS_HOST} -j CT --notrack`, `${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} ${TO_THIS_HOST} -j ${this.chain('STEP1')}`],
+        },
+        { name: this.chain('STEP1'), rules: this.step1(family) },
+        { name: this.chain('BUDGET'), rules: [this.step1Budget()] },
+        { name: this.chain('CAPTURE'), rules: this.capture(family, capture) },
         { name: this.chain('OUTPUT'), rules: [`${outIf(p.interfaceExt)}-p tcp --sport ${p.step1Port} -j CT --notrack`] },
       ],
       mangle: [{ name: this.chain('MARK'), rules: this.grantMarks(family) }],
       filter: [
         { name: this.chain('INPUT'), rules: this.inputGate() },
-        { name: this.chain('STEP1'), rules: this.step1(family) },
-        { name: this.chain('BUDGET'), rules: [this.step1Budget()] },
-        { name: this.chain('CAPTURE'), rules: this.capture(family, capture) },
         { name: this.chain('STEP2'), rules: this.step2(family) },
         { name: this.chain('SERVICE'), rules: this.service(family) },
         { name: this.chain('FORWARD'), rules: this.forwardGate(family) },
@@ -201,10 +205,7 @@ export class IptablesRuleset {
 
   private inputGate(): string[] {
     const p = this.plan;
-    const rules = [
-      `${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} -j ${this.chain('STEP1')}`,
-      `${inIf(p.interfaceExt)}-p tcp --dport ${p.httpsPort} -j ${this.chain('STEP2')}`,
-    ];
+    const rules = [`${inIf(p.interfaceExt)}-p tcp --dport ${p.httpsPort} -j ${this.chain('STEP2')}`];
     // With no external interface named, only loopback (where a local proxy connects) may reach the internal port.
     if (p.internalHttpsPort !== undefined)
       rules.push(`${matchesInterface(p.interfaceExt) ? inIf(p.interfaceExt) : '! -i lo '}-p tcp --dport ${p.internalHttpsPort} -j DROP`);

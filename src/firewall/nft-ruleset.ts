@@ -157,7 +157,14 @@ export class NftRuleset {
       {
         name: this.chain('prerouting_raw'),
         base: 'type filter hook prerouting priority raw',
-        rules: [`${iif(p.interfaceExt)}tcp dport ${p.step1Port} notrack`],
+        rules: [`${iif(p.interfaceExt)}tcp dport ${p.step1Port} ${TO_THIS_HOST} notrack`],
+      },
+      // Step 1 is judged here, before every filter hook: no host filter chain, whatever its
+      // priority, can drop a knock before knock-port sees it.
+      {
+        name: this.chain('prerouting_step1'),
+        base: 'type filter hook prerouting priority raw + 10',
+        rules: [`${iif(p.interfaceExt)}tcp dport ${p.step1Port} ${TO_THIS_HOST} goto ${this.chain('step1')}`],
       },
       { name: this.chain('output_raw'), base: 'type filter hook output priority raw', rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} notrack`] },
       // After conntrack (-200), before mangle and every filter: host chains see the grant mark.
@@ -216,10 +223,7 @@ export class NftRuleset {
 
   private inputGate(): string[] {
     const p = this.plan;
-    const rules = [
-      `${iif(p.interfaceExt)}tcp dport ${p.step1Port} goto ${this.chain('step1')}`,
-      `${iif(p.interfaceExt)}tcp dport ${p.httpsPort} goto ${this.chain('step2')}`,
-    ];
+    const rules = [`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} goto ${this.chain('step2')}`];
     // With no external interface named, only loopback (where a local proxy connects) may reach the internal port.
     if (p.internalHttpsPort !== undefined)
       rules.push(`${matchesInterface(p.interfaceExt) ? iif(p.interfaceExt) : 'iifname != "lo" '}tcp dport ${p.internalHttpsPort} drop`);

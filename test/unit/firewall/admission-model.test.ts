@@ -68,6 +68,14 @@ describe('admission model', () => {
     }
   });
 
+  it('a LAN host at a forwarded app`s public port, where nothing listens, is never reached (no DNAT of flows not addressed to the gateway)', () => {
+    const bypass: Destination = { kind: 'lan-same-port', protocol: 'tcp', nothingListens: true };
+    for (const host of HOST_FIREWALL_KINDS) {
+      expect(expectNewFlow(bypass, context(bookWithGrants(), { host }))).toBe('refused');
+      expect(expectGapFlow(bypass, context(bookWithGrants(), { host }))).toBe('refused');
+    }
+  });
+
   it('a granted connection passes every host firewall (its mark is accepted); an ungranted one none', () => {
     for (const host of HOST_FIREWALL_KINDS) {
       expect(expectNewFlow(LOCAL, context(bookWithGrants(), { host }))).toBe('admitted');

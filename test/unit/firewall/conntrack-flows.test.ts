@@ -136,7 +136,7 @@ function fakeTools(listings: Record<string, string>, options: { fail?: (command:
       return {
         code: exists ? 1 : 0,
         stdout: '',
-        stderr: `conntrack v1.4.7 (conntrack-tools): ${exists ? 'Operation failed: File exists' : '1 flow entries have been created.'}`,
+        stderr: `conntrack v1.4.7 (conntrack-tools): ${exists ? 'Operation failed: Such conntrack exists, try -U to update' : '1 flow entries have been created.'}`,
       };
     }
     const key = `${args[args.indexOf('--proto') + 1]}/${args[args.indexOf('--orig-port-dst') + 1]} ${args[args.indexOf('--family') + 1]}`;

@@ -166,7 +166,6 @@ describe('host firewall: what it does', () => {
       commands,
       isOwnTable: (family, table) => family === 'inet' && table === 'knockport',
       ownIptablesPrefix: '',
-      gate: 'nft',
       readProc: () => '',
     });
     return { host, ran };
@@ -213,7 +212,6 @@ describe('host firewall: what it does', () => {
       commands: { run: () => '' },
       isOwnTable: () => false,
       ownIptablesPrefix: '',
-      gate: 'nft',
       readProc: () => '',
     });
     expect((await host.reconcile()).problems).toEqual([expect.stringContaining("cannot read the host's nftables chains: nft: permission denied")]);
