@@ -18,9 +18,6 @@ function resultOf(reason: Step1Reason): 'ignored' | 'spoofed' | 'rejected' {
   return 'rejected';
 }
 
-/** Results counted by their reasons; the others have none and show with `reason=""`. */
-const RESULTS_WITH_REASONS: ReadonlySet<Step1Result> = new Set(['ignored', 'spoofed', 'rejected']);
-
 /**
  * The reasons that would tell a right key (or app) from a wrong one (`otp-required` and
  * `bad-otp` mean the key was right) count as one in the metrics, which more people read than
@@ -91,12 +88,11 @@ export class Step1CountCopier {
   }
 
   /**
-   * One series per result and reason, `{outcome=<result>, reason=<reason or "">}`: summed by
-   * outcome they give the totals per result, each packet counted once.
+   * Every series names its result: `{outcome=<result>, reason=""}` is the result's total, and
+   * `{outcome=<result>, reason=<reason>}` breaks an ignored, spoofed or rejected total down.
    */
   private copyDecisions({ results, reasons }: ReturnType<Step1CounterSource['counts']>): void {
     for (const result of STEP1_RESULTS) {
-      if (RESULTS_WITH_REASONS.has(result)) continue;
       const delta = results[result] - (this.countedResults[result] ?? 0);
       if (delta > 0) this.metrics.step1Packets.inc({ outcome: result, reason: '' }, delta);
       this.countedResults[result] = results[result];

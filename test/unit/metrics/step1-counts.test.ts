@@ -43,7 +43,7 @@ describe('Step1CountCopier', () => {
     expect(await valueOf(metrics.step1Packets, { outcome: 'rejected', reason: 'bad-credentials' })).toBe(3);
   });
 
-  it('labels every series with its result and reason, each packet once: summed by outcome, the totals per result', async () => {
+  it('labels every series with its result: the total with reason "", and a breakdown by reason that adds up to it', async () => {
     const { metrics, copier, workers } = setup();
     Object.assign(workers.results, { syn: 4, granted: 1, retransmission: 2, ignored: 3, spoofed: 2, rejected: 5 });
     Object.assign(workers.reasons, {
@@ -58,11 +58,11 @@ describe('Step1CountCopier', () => {
     });
     copier.copyCounts(workers);
     const series = seriesOf(await metrics.registry.metrics(), 'knockport_step1_packets_total');
-    expect(series.sort()).toEqual(
+    expect(series.filter(([labels]) => labels.endsWith('reason=""}'))).toEqual(
+      Object.entries(workers.results).map(([result, count]) => [`{outcome="${result}",reason=""}`, count]),
+    );
+    expect(series.filter(([labels]) => !labels.endsWith('reason=""}')).sort()).toEqual(
       [
-        ['{outcome="syn",reason=""}', 4],
-        ['{outcome="granted",reason=""}', 1],
-        ['{outcome="retransmission",reason=""}', 2],
         ['{outcome="ignored",reason="rst"}', 1],
         ['{outcome="ignored",reason="pure-ack"}', 2],
         ['{outcome="spoofed",reason="bad-cookie"}', 2],
@@ -72,12 +72,7 @@ describe('Step1CountCopier', () => {
         ['{outcome="rejected",reason="rate-limited"}', 1],
       ].sort(),
     );
-    const byOutcome = new Map<string, number>();
-    for (const [labels, value] of series) {
-      const outcome = /outcome="([^"]*)"/.exec(labels)![1]!;
-      byOutcome.set(outcome, (byOutcome.get(outcome) ?? 0) + value);
-    }
-    expect(Object.fromEntries(byOutcome)).toEqual(workers.results);
+    expect(series.every(([labels]) => /^\{outcome="(syn|ignored|spoofed|granted|rejected|retransmission)",reason="[a-z-]*"\}$/.test(labels))).toBe(true);
   });
 
   it('counts a right key without its code like a wrong key: no series tells them apart', async () => {
@@ -91,7 +86,9 @@ describe('Step1CountCopier', () => {
     wrongKey.copier.copyCounts(wrongKey.workers);
     const scrape = async (metrics: typeof rightKey.metrics) => seriesOf(await metrics.registry.metrics(), 'knockport_step1_packets_total');
     expect(await scrape(rightKey.metrics)).toEqual(await scrape(wrongKey.metrics));
-    expect(await scrape(rightKey.metrics)).toEqual([['{outcome="rejected",reason="bad-credentials"}', 1]]);
+    expect((await scrape(rightKey.metrics)).filter(([labels]) => labels.includes('bad-credentials'))).toEqual([
+      ['{outcome="rejected",reason="bad-credentials"}', 1],
+    ]);
   });
 
   it('counts packets per worker, starting again when another worker takes the slot, and shows idle workers at 0', async () => {
