@@ -4,7 +4,7 @@
  * to: the counters of the rules commented `knock-port step-1 prefilter`, both families.
  *
  *     nft list chain inet knockport step1
- *     iptables -L KNOCKPORT-STEP1 -v -x -n; ip6tables -L KNOCKPORT-STEP1 -v -x -n
+ *     iptables -t raw -L KNOCKPORT-STEP1 -v -x -n; ip6tables -t raw -L KNOCKPORT-STEP1 -v -x -n
  */
 import { PREFILTER_COMMENT } from '../../src/firewall/nft-ruleset.js';
 import type { Netns } from './netns.js';
@@ -27,7 +27,7 @@ export function prefilterDrops(ns: Netns, tool: PrefilterTool, table = 'knockpor
     }
   } else {
     for (const bin of tool === 'iptables' ? ['iptables', 'ip6tables'] : ['iptables-legacy', 'ip6tables-legacy']) {
-      const text = ns.exec(bin, ['-w', '-L', 'KNOCKPORT-STEP1', '-v', '-x', '-n']);
+      const text = ns.exec(bin, ['-w', '-t', 'raw', '-L', 'KNOCKPORT-STEP1', '-v', '-x', '-n']);
       for (const line of text.split('\n').filter((l) => l.includes(PREFILTER_COMMENT))) {
         rules++;
         sum += Number(line.trim().split(/\s+/)[0]);

@@ -28,7 +28,7 @@ describe.skipIf(skip).each(['nft', 'legacy'] as IptablesVariant[])('iptables bac
     expect(topo.udp(ADDR.gw6, 1194)).toBe('silent');
     expect(topo.tcp(ADDR.gw4, 80)).toBe('silent');
     const queued = topo.gw
-      .exec(iptablesBinary(variant, 4), ['-w', '-L', 'KNOCKPORT-CAPTURE', '-v', '-x', '-n'])
+      .exec(iptablesBinary(variant, 4), ['-w', '-t', 'raw', '-L', 'KNOCKPORT-CAPTURE', '-v', '-x', '-n'])
       .split('\n')
       .find((l) => l.includes('NFQUEUE'));
     expect(Number(queued?.trim().split(/\s+/)[0])).toBeGreaterThanOrEqual(1);
