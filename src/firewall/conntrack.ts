@@ -453,7 +453,8 @@ export class ConntrackFlowCloser implements FlowCloser, UngrantedFlowEnder, Flow
   /** An entry that exists already (the host tracked the connection) is fine: the mark step finds it. */
   private async createEntry(connection: LocalConnection): Promise<void> {
     const result = await this.run('conntrack', conntrackCreateArgs(connection));
-    if (result.code === 0 || /File exists/.test(result.stderr)) return;
+    // "File exists", or conntrack's own "Such conntrack exists, try -U to update".
+    if (result.code === 0 || /exists/.test(result.stderr)) return;
     throw new FlowCloseError(result.stderr || `conntrack exited with status ${String(result.code)}`);
   }
 }
