@@ -251,6 +251,7 @@ export abstract class NftFirewallBase implements FirewallBackend {
    */
   private async ownTables(): Promise<NftTable[]> {
     const tables = this.ruleset.layout.prefix === '' ? this.ownableTables() : [];
+    if (tables.length === 0) return [];
     const support: TableOwnershipSupport = (this.nft.ownTable && this.nft.tableOwnership?.()) || {
       supported: false,
       reason: 'nft runs as a command here, not in-process',

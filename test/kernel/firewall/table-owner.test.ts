@@ -25,6 +25,8 @@ const HTTP_KEY = 'owner-http-key-5a0e3c';
 const HTTPS_KEY = 'owner-https-key-d7194b';
 const PORT = 8080;
 const TABLE = 'inet knockport';
+/** A first start in a fresh VM also loads the nftables kernel modules: about 80 s there. */
+const START_MS = scaled(30_000);
 /** A self-heal tick is 5 s: time for one, scaled. */
 const HEAL_MS = scaled(15_000);
 
@@ -51,7 +53,7 @@ describe.skipIf(skip)('knock-port table against other processes', () => {
 
   const start = async (): Promise<Daemon> => {
     const d = startDaemon(sandbox, ['-c', configPath, '--cert', sandbox.cert, '--key', sandbox.key]);
-    if (!(await d.waitForLog(/knock-port ready/, scaled(15_000)))) throw new Error(`daemon did not start:\n${d.output.join('\n')}`);
+    if (!(await d.waitForLog(/knock-port ready/, START_MS))) throw new Error(`daemon did not start:\n${d.output.join('\n')}`);
     return d;
   };
   const nft = (...args: string[]) => sandbox.gw.tryExec('nft', args);
