@@ -32,7 +32,7 @@ afterEach(async () => {
     await new Promise((resolve) => server.close(resolve));
   }
 });
-afterAll(() => rm(stateDir, { recursive: true, force: true }));
+afterAll(() => rm(stateDir, { recursive: true, force: true, maxRetries: 5 }));
 
 /** A step-2 server trusting `trusted`, with a step-2 window open for CLIENT (not for loopback). */
 async function start(trusted: string[] | undefined, connectionsPerPrefix = 8) {

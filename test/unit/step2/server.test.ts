@@ -27,7 +27,7 @@ beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), 'knock-port-step2-'));
 });
 afterAll(async () => {
-  await rm(stateDir, { recursive: true, force: true });
+  await rm(stateDir, { recursive: true, force: true, maxRetries: 5 });
 });
 
 interface Harness {
