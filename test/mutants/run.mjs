@@ -10,14 +10,15 @@
  * (mutants never touch native/, so node-gyp never runs). Before any mutant, the unmutated copy
  * must pass every test command the selected mutants use, or the results would mean nothing.
  *
- * Options: --list, --only ID (repeatable, or comma-separated), --rev COMMIT, --keep (leave the
- * scratch copy and the logs in /tmp). Exit status: 0 when every mutant was killed; 1 when one
+ * Options: --list, --only ID (repeatable, or comma-separated), --rev COMMIT, --with FILE (repeatable:
+ * the checkout's FILE as it is now replaces the commit's, e.g. a new test not yet committed), --keep
+ * (leave the scratch copy and the logs in /tmp). Exit status: 0 when every mutant was killed; 1 when one
  * survived, did not apply or did not build; 2 when the unmutated copy fails its tests.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { MUTANTS } from './mutants.mjs';
 
 const REPO = resolve(import.meta.dirname, '../..');
@@ -30,7 +31,7 @@ const CACHE_ENTRIES = new Set(['.vite', '.vitest', '.cache']);
 class MutantsFailure extends Error {}
 
 function parseArgs(argv) {
-  const options = { list: false, only: [], rev: 'HEAD', keep: false };
+  const options = { list: false, only: [], rev: 'HEAD', keep: false, with: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -42,13 +43,14 @@ function parseArgs(argv) {
     else if (arg === '--keep') options.keep = true;
     else if (arg === '--only') options.only.push(...value().split(',').filter(Boolean));
     else if (arg === '--rev') options.rev = value();
+    else if (arg === '--with') options.with.push(value());
     else usage(`unknown argument ${arg}`);
   }
   return options;
 }
 
 function usage(message) {
-  process.stderr.write(`test:mutants: ${message}\nusage: node test/mutants/run.mjs [--list] [--only ID[,ID...]] [--rev COMMIT] [--keep]\n`);
+  process.stderr.write(`test:mutants: ${message}\nusage: node test/mutants/run.mjs [--list] [--only ID[,ID...]] [--rev COMMIT] [--with FILE]... [--keep]\n`);
   process.exit(2);
 }
 
@@ -90,7 +92,7 @@ function run(command, args, options = {}) {
 }
 
 /** The commit's tracked files in a fresh directory, node_modules linked and the addon copied in. */
-function makeScratchCopy(rev) {
+function makeScratchCopy(rev, overlay) {
   const dir = mkdtempSync(join(tmpdir(), 'knock-port-mutants-'));
   const tar = join(dir, '.source.tar');
   const archived = run('git', ['-C', REPO, 'archive', '--format=tar', '-o', tar, rev]);
@@ -98,6 +100,11 @@ function makeScratchCopy(rev) {
   const extracted = run('tar', ['-xf', tar, '-C', dir]);
   if (extracted.status !== 0) throw new MutantsFailure(`tar failed: ${extracted.stderr.trim()}`);
   rmSync(tar);
+  for (const file of overlay) {
+    if (!existsSync(join(REPO, file))) throw new MutantsFailure(`--with ${file}: no such file in the checkout`);
+    mkdirSync(dirname(join(dir, file)), { recursive: true });
+    copyFileSync(join(REPO, file), join(dir, file));
+  }
   // Each entry linked, not the directory: vitest's cache then lands in the copy, not the checkout.
   const modules = join(REPO, 'node_modules');
   if (!existsSync(modules)) throw new MutantsFailure('node_modules missing in the checkout: run npm ci first');
@@ -175,7 +182,7 @@ async function runVitest(dir, command, label) {
 
 function spawnBounded(command, args, cwd, limitMs) {
   return new Promise((resolveRun) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, FORCE_COLOR: '0' } });
+    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' } });
     let output = '';
     const collect = (chunk) => (output += chunk.toString());
     child.stdout.on('data', collect);
@@ -300,8 +307,8 @@ async function main() {
     return 0;
   }
   const started = performance.now();
-  const dir = makeScratchCopy(options.rev);
-  say(`scratch copy of ${options.rev}: ${dir}`);
+  const dir = makeScratchCopy(options.rev, options.with);
+  say(`scratch copy of ${options.rev}${options.with.length > 0 ? ` with ${options.with.join(', ')} from the checkout` : ''}: ${dir}`);
   const cleanup = () => {
     if (!options.keep) rmSync(dir, { recursive: true, force: true });
   };
