@@ -4,9 +4,8 @@ import { LOCK_FACTORS } from '../auth/lockout.js';
 import { MetricsRegistry } from './registry.js';
 
 /**
- * Step-2 answers as counted: every refusal is `forbidden`, whatever its cause, so no series tells
- * a right path, app or key from a wrong one (the cause is in the debug log). Step 2 answers with
- * one status per outcome.
+ * Step-2 answers as counted, one status each: every refusal is `forbidden`, whatever its cause,
+ * so no series tells a right path, app or key from a wrong one (the cause is in the debug log).
  */
 export const STEP2_OUTCOMES = ['granted', 'forbidden', 'too-large', 'rate-limited', 'error'] as const;
 export type Step2Outcome = (typeof STEP2_OUTCOMES)[number];
