@@ -129,7 +129,7 @@ export async function startServices(ns: Netns, services: { tcp?: Record<number, 
 
 /**
  * Runs a node `script` in the background inside `ns` and resolves once it prints `ready`
- * (within 10 s); throws with what it wrote to stderr otherwise. The process outlives the call.
+ * (within 30 s: node starts slowly on a busy machine); throws with what it wrote to stderr otherwise. The process outlives the call.
  */
 export async function runUntilReady(ns: Netns, script: string, what: string): Promise<void> {
   const child = ns.spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -137,7 +137,7 @@ export async function runUntilReady(ns: Netns, script: string, what: string): Pr
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 10_000);
+    const timer = setTimeout(() => resolve(false), 30_000);
     child.stdout?.on('data', (d: Buffer) => {
       if (d.toString().includes('ready')) {
         clearTimeout(timer);
