@@ -1,8 +1,8 @@
 /**
- * Ends the flows of a revoked address. Every gate accepts `ct state established,related`
- * before it looks at the grant sets, so removing a grant alone leaves a live SSH or VPN
- * session running. Deleting the address's conntrack entries makes its next packet NEW, and a
- * NEW packet needs the grant that is gone. DNAT rewrites only the reply tuple, so matching the
+ * Ends the flows of a revoked address. The gate accepts an established flow that carries the
+ * grant mark, and a flow keeps its mark after its grant is gone, so removing a grant alone
+ * leaves a live SSH or VPN session running. Deleting the address's conntrack entries makes its
+ * next packet NEW, and a NEW packet needs the grant that is gone. DNAT rewrites only the reply tuple, so matching the
  * original destination port (the app's public port) covers local and forwarded apps alike.
  *
  * A local TCP server that sends after the entry is gone would re-create it from the output
