@@ -147,6 +147,7 @@ export const MUTANTS = [
     replace:
       'const rules = [...this.ungrantedFamilyDrop(table), `${syn} ${budget}`, `${data} ${prefix === undefined ? hasPayload : nftPrefixMatch(prefix)} ${budget}`];',
     tests: ['test/kernel/firewall/step1-budget-oracle.test.ts'],
+    testName: 'nftables \\+ NFLOG.*right path and one with a wrong path',
   },
   {
     id: 'step1-budget-per-source',
@@ -154,7 +155,7 @@ export const MUTANTS = [
     file: 'src/firewall/iptables-ruleset.ts',
     find: '--hashlimit-mode dstport`',
     replace: '--hashlimit-mode srcip,dstport`',
-    tests: ['test/kernel/attacks/budgets.test.ts'],
-    testName: 'iptables-nft \\+ NFQUEUE.*one budget for all sources',
+    tests: ['test/kernel/firewall/step1-budget-oracle.test.ts'],
+    testName: 'iptables-nft \\+ NFQUEUE.*another address',
   },
 ];
