@@ -322,7 +322,7 @@ describe('other values', () => {
     const text = VALID.replace('  interface_int: eth1\n', '  interface_int: eth1\n  syn_rate_per_second: 20\n  https_conn_rate_per_second: 10\n');
     const config = load(text);
     expect(config.warnings).toHaveLength(2);
-    expect(config.warnings[0]).toMatch(
+    expect(config.warnings?.[0]).toMatch(
       /global\.syn_rate_per_second: ignored: per-source budgets in the kernel let anyone who forges a client's address lock it out/,
     );
     expect(config.global.step1RatePerSecond).toBe(100_000);
