@@ -2,6 +2,7 @@
  * Rules that relate several values: paired key lists, a key used for both steps or by two
  * users, equal step paths or ports, clashing app ports, the cluster's either-or keys. Single values are checked in values.ts.
  */
+import { interfaceScopeIssues } from './interface-name.js';
 import { formatKeyPath, type PathIssue } from './issues.js';
 import type { AppSection, ClusterSection, GlobalSection } from './schema.js';
 import { appUsers, type AppUser } from './users.js';
@@ -27,6 +28,7 @@ export function checkPolicy(sections: Sections): PolicyResult {
   if (sections.global) checkProxyFront(sections.global, sections.overriddenBy ?? {}, result);
   if (sections.global) checkWorkerRanges(sections.global, sections.overriddenBy ?? {}, result);
   if (sections.global?.cluster) checkCluster(sections.global.cluster, result);
+  if (sections.global) result.errors.push(...interfaceScopeIssues(sections.global, sections.apps));
   for (const { name, app, users } of usersByApp) checkApp(name, app, users, sections.global, result);
   checkKeysAcrossSteps(
     usersByApp.flatMap(({ users }) => users),

@@ -4,24 +4,26 @@ import { exposedKeysWarning } from '../../config/file-exposure.js';
 import { ConfigError, type ConfigIssue } from '../../config/load.js';
 import { configSummary, summarizeConfig, type ConfigSummary } from '../../config/summary.js';
 import type { Config } from '../../config/types.js';
-import { interfaceWarnings } from '../../firewall/interface-presence.js';
+import { requireInterfaces } from '../../firewall/interface-presence.js';
 import { ExitCode } from '../../client/exit-codes.js';
 import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
 import { addConfigOptions, FIREWALL_OVERRIDES, loadConfigFromOptions, type ConfigOptions } from '../options.js';
 
 /**
- * Exit 0 with a summary, or exit 1 with every problem found. Interface names that match nothing
- * on this host are warnings (the interface may come later: ppp, wg), and so is a file that holds
+ * Exit 0 with a summary, or exit 1 with every problem found. An exact interface name that
+ * matches no interface of this host is an error, as in `run`; a wildcard or optional one
+ * (`ppp+`, `wg0?`: the interface may come later) is a warning, and so is a file that holds
  * keys in clear and every user can read (on stderr). `--json` prints one object instead: the
  * summary and every warning, or the errors; never a path, key or TOTP secret.
  */
 export function registerCheck(program: Command, terminal: Terminal = processTerminal()): void {
   addConfigOptions(program.command('check').description('validate a config file and print a summary (no secrets)'), FIREWALL_OVERRIDES)
     .option('--json', 'print one JSON object: {ok, config, summary, warnings} or {ok: false, config, errors}')
-    .action((opts: ConfigOptions & { json?: boolean }) => {
+    .option('--no-interface-check', "do not compare the interface names with this host's interfaces (a config written for another host; run still does)")
+    .action((opts: CheckOptions) => {
       if (opts.json !== true) {
         const config = loadConfigFromOptions(opts);
-        terminal.stdout.write(summarizeConfig(config, interfaceWarnings(config)));
+        terminal.stdout.write(summarizeConfig(config, hostInterfaceWarnings(config, opts)));
         const exposed = exposedKeysWarning(config);
         if (exposed !== undefined) terminal.stderr.write(`${ERROR_PREFIX}warning: ${exposed}\n`);
         return;
@@ -32,18 +34,31 @@ export function registerCheck(program: Command, terminal: Terminal = processTerm
     });
 }
 
+interface CheckOptions extends ConfigOptions {
+  json?: boolean;
+  /** False with --no-interface-check. */
+  interfaceCheck: boolean;
+}
+
+/** The presence check against this host's interfaces (throws on a missing exact name), unless turned off. */
+function hostInterfaceWarnings(config: Config, opts: CheckOptions): string[] {
+  return opts.interfaceCheck ? requireInterfaces(config) : [];
+}
+
 type CheckReport = { ok: true; config: string; summary: ConfigSummary; warnings: string[] } | { ok: false; config: string; errors: ConfigIssue[] };
 
 /** What `check --json` prints: the summary and every warning, or every problem (messages never quote a secret). */
-function checkReport(opts: ConfigOptions): CheckReport {
+function checkReport(opts: CheckOptions): CheckReport {
   let config: Config;
+  let interfaceWarnings: string[];
   try {
     config = loadConfigFromOptions(opts);
+    interfaceWarnings = hostInterfaceWarnings(config, opts);
   } catch (err) {
     if (err instanceof ConfigError) return { ok: false, config: err.source, errors: err.issues };
     throw err;
   }
   const exposed = exposedKeysWarning(config);
-  const warnings = [...(config.warnings ?? []), ...interfaceWarnings(config), ...(exposed !== undefined ? [exposed] : [])];
+  const warnings = [...(config.warnings ?? []), ...interfaceWarnings, ...(exposed !== undefined ? [exposed] : [])];
   return { ok: true, config: config.source, summary: configSummary(config), warnings };
 }

@@ -102,7 +102,7 @@ describe("the original's --waf-* flags", () => {
     try {
       await buildProgram()
         .exitOverride()
-        .parseAsync(['node', 'knock-port', 'check', '-c', file, ...args]);
+        .parseAsync(['node', 'knock-port', 'check', '-c', file, '--no-interface-check', ...args]);
       return { stdout, stderr };
     } catch (error) {
       return { stdout, stderr, error };

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/types.js';
-import { InterfaceWatch, interfaceWarnings, missingInterfaces } from '../../../src/firewall/interface-presence.js';
+import { ConfigError } from '../../../src/config/issues.js';
+import { checkInterfaces, closestInterfaces, InterfaceWatch, missingInterfaces, requireInterfaces } from '../../../src/firewall/interface-presence.js';
 import { capturedLogger } from '../sessions/log-capture.js';
 import { fixtureConfig } from './fixture.js';
 
@@ -52,13 +53,66 @@ describe('missing interfaces', () => {
   });
 
   it('check: a warning per missing name, or why the names could not be checked', () => {
-    const config = fixtureConfig({ interfaceExt: 'eht0', interfaceInt: 'eth1' });
-    expect(interfaceWarnings(config, sysClassNet('check', ['lo', 'eth0', 'eth1']))).toEqual([
-      expect.stringMatching(/^gate matches no interface: interface_ext 'eht0' on this host: until an interface of that name exists/),
+    const config = fixtureConfig({ interfaceExt: 'eht0?', interfaceInt: 'eth1' });
+    expect(checkInterfaces(config, sysClassNet('check', ['lo', 'eth0', 'eth1']))).toEqual({
+      errors: [],
+      warnings: [expect.stringMatching(/^gate matches no interface: interface_ext 'eht0\?' on this host: until an interface of that name exists/)],
+    });
+    expect(checkInterfaces(config, join(root, 'nowhere'))).toEqual({
+      errors: [],
+      warnings: [expect.stringMatching(/cannot list the network interfaces .*; interface names not checked/)],
+    });
+  });
+});
+
+describe('an exact name that matches no interface is an error', () => {
+  const dir = () => sysClassNet('exact', ['lo', 'eth0', 'eth1', 'wlan0']);
+
+  it('names the key and the name, suggests the closest interface, and says how to mark one that comes later', () => {
+    const { errors, warnings } = checkInterfaces(fixtureConfig({ interfaceExt: 'eht0', interfaceInt: 'eth1' }), dir());
+    expect(warnings).toEqual([]);
+    expect(errors).toEqual([
+      {
+        path: 'global.interface_ext',
+        message:
+          "no interface 'eht0' on this host (did you mean 'eth0'?): knock-port's rules would match no traffic, leaving the protected ports as open as the host's other rules leave them. Fix the name (ip link lists the interfaces); for an interface that comes later (ppp, wg) write 'eht0?' or a wildcard such as ppp+",
+      },
     ]);
-    expect(interfaceWarnings(config, join(root, 'nowhere'))).toEqual([
-      expect.stringMatching(/cannot list the network interfaces .*; interface names not checked/),
+  });
+
+  it("lists the host's interfaces when none is close, never lo", () => {
+    const { errors } = checkInterfaces(fixtureConfig({ interfaceExt: 'uplink', interfaceInt: 'eth1' }), dir());
+    expect(errors.map((e) => e.message)).toEqual([expect.stringMatching(/^no interface 'uplink' on this host \(this host's interfaces: eth0, eth1, wlan0\)/)]);
+  });
+
+  it('refuses a per-app name at its key, and a forwarded LAN side with its own consequence', () => {
+    const config = withAppOverride(fixtureConfig({ interfaceExt: 'eth0', interfaceInt: 'lan9' }), 'ssh', 'wg0');
+    expect(checkInterfaces(config, dir()).errors).toEqual([
+      { path: 'ssh.interface_ext', message: expect.stringMatching(/^no interface 'wg0' on this host .*write 'wg0\?'/) },
+      {
+        path: 'global.interface_int',
+        message: expect.stringMatching(/^no interface 'lan9' on this host .*: forwarded apps could not reach their LAN hosts\./),
+      },
     ]);
+  });
+
+  it('requireInterfaces throws a ConfigError for the config file, listing every missing exact name', () => {
+    const config = { ...fixtureConfig({ interfaceExt: 'eht0', interfaceInt: 'eth1' }), source: '/etc/knock-port/config.yaml' };
+    expect(() => requireInterfaces(config, dir())).toThrow(ConfigError);
+    expect(() => requireInterfaces(config, dir())).toThrow(
+      /^invalid config \/etc\/knock-port\/config\.yaml \(1 problem\):\n {2}\/etc\/knock-port\/config\.yaml: global\.interface_ext: no interface 'eht0'/,
+    );
+    expect(requireInterfaces({ ...fixtureConfig({ interfaceExt: 'ppp+', interfaceInt: 'eth1' }), source: config.source }, dir())).toEqual([
+      expect.stringMatching(/^gate matches no interface: interface_ext 'ppp\+'/),
+    ]);
+  });
+
+  it('suggests by edit distance, closest first, at most three', () => {
+    expect(closestInterfaces('eht0', ['lo', 'eth0', 'eth1', 'wlan0'])).toEqual(['eth0']);
+    expect(closestInterfaces('eth2', ['lo', 'eth1', 'eth0', 'wlan0'])).toEqual(['eth0', 'eth1']);
+    expect(closestInterfaces('enp3s0', ['lo', 'enp2s0', 'enp3s1', 'enp4s0', 'enp5s0', 'wg0'])).toEqual(['enp2s0', 'enp3s1', 'enp4s0']);
+    expect(closestInterfaces('wg0?', ['lo', 'wg1'])).toEqual(['wg1']);
+    expect(closestInterfaces('xyz', ['lo', 'eth0'])).toEqual([]);
   });
 });
 
