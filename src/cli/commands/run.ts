@@ -10,6 +10,9 @@ import { createLogger } from '../../shared/log.js';
 import { SystemdNotifier } from '../../systemd/notify.js';
 import { KnockUsageError } from '../../client/errors.js';
 import { exposedKeysWarning } from '../../config/file-exposure.js';
+import type { Config } from '../../config/types.js';
+import { recordInstall } from '../../firewall/install-record.js';
+import { requireInterfaces } from '../../firewall/interface-presence.js';
 import {
   addConfigOptions,
   addIptablesVariantOption,
@@ -49,14 +52,24 @@ export function registerRun(program: Command): void {
       // Under systemd (Type=notify): READY=1 once serving, reload and stop messages, watchdog pings from now on.
       const notifier = SystemdNotifier.fromEnvironment(logger);
       let daemon: Daemon;
+      // Like `check`: an exact interface name that matches nothing is refused, before any rule and on reload
+      // (the daemon logs and reports the names written to be absent for a while).
+      const loadChecked = (): Config => {
+        const loaded = loadConfigFromOptions(opts);
+        requireInterfaces(loaded);
+        return loaded;
+      };
       try {
-        const config = loadConfigFromOptions(opts);
+        const config = loadChecked();
         // The same warning as `knock-port check`: keys in clear that every user of the host can read.
         const exposed = exposedKeysWarning(config);
         if (exposed !== undefined) logger.warn({ config: opts.config }, exposed);
+        // What is about to be installed, so that removal finds it whatever the config says by then.
+        const { firewallType, tableName, controlSocket } = config.global;
+        recordInstall(config.global.stateDir, { firewallType, tableName, iptablesVariant: opts.iptablesVariant, controlSocket });
         daemon = await Daemon.start({
           config,
-          reloadConfig: () => loadConfigFromOptions(opts),
+          reloadConfig: loadChecked,
           cert,
           key,
           logger,

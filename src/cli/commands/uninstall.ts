@@ -1,11 +1,23 @@
 /**
- * `knock-port uninstall`: removes every rule and set knock-port installed. It refuses while a
- * daemon holds the control socket, because the daemon would re-install them seconds later.
+ * `knock-port uninstall`: removes every rule and set knock-port installed, as the config says
+ * (`-c`) or as the daemon recorded in its state directory when it installed them
+ * (`--from-state`, which needs no valid config: the package's removal uses it). It refuses
+ * while a daemon holds the control socket, because the daemon would re-install them seconds later.
  */
 import { connect } from 'node:net';
-import type { Command } from 'commander';
-import { KnockPortError } from '../../shared/errors.js';
-import { createFirewall } from '../../firewall/index.js';
+import { Option, type Command } from 'commander';
+import { describeError, KnockPortError } from '../../shared/errors.js';
+import type { Config } from '../../config/types.js';
+import { createFirewall, type FirewallBackend, type FirewallOptions } from '../../firewall/index.js';
+import {
+  configForUninstall,
+  describeInstall,
+  forgetInstalls,
+  installRecordPath,
+  readInstallRecord,
+  type InstalledFirewall,
+} from '../../firewall/install-record.js';
+import { processTerminal, type Terminal } from '../terminal.js';
 import { addConfigOptions, addIptablesVariantOption, FIREWALL_OVERRIDES, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
 
 /** A daemon still runs: it would put the rules back on its next maintenance tick. */
@@ -48,17 +60,63 @@ async function refuseWhileRunning(path: string): Promise<void> {
   }
 }
 
-export function registerUninstall(program: Command): void {
+/** Builds the backend to remove; tests pass one that touches no firewall. */
+export type FirewallFactory = (config: Config, options: FirewallOptions) => FirewallBackend;
+
+interface UninstallOptions extends FirewallCommandOptions {
+  fromState?: string;
+}
+
+/** `--from-state` replaces the config and every flag that would change what is removed. */
+const FROM_STATE_CONFLICTS = ['config', 'firewallType', 'httpPort', 'httpsPort', 'capture', 'wafHttpsPort', 'wafTrustedIps', 'iptablesVariant'];
+
+export function registerUninstall(program: Command, terminal: Terminal = processTerminal(), firewallFor: FirewallFactory = createFirewall): void {
   addIptablesVariantOption(
     addConfigOptions(
       program.command('uninstall').description('remove every firewall rule and set knock-port installed (stop the daemon first)'),
       FIREWALL_OVERRIDES,
     ),
-  ).action(async (opts: FirewallCommandOptions) => {
-    const config = loadConfigFromOptions(opts);
-    await refuseWhileRunning(config.global.controlSocket);
-    const firewall = createFirewall(config, { iptablesVariant: opts.iptablesVariant });
-    await firewall.uninstall();
-    process.stdout.write(`removed knock-port's ${firewall.type} rules and sets; its protected ports are no longer filtered by knock-port\n`);
-  });
+  )
+    .addOption(
+      new Option(
+        '--from-state <dir>',
+        "remove what the daemon recorded as installed in its state directory (state_dir, e.g. /var/lib/knock-port) instead of what -c's config says; needs no valid config",
+      ).conflicts(FROM_STATE_CONFLICTS),
+    )
+    .action(async (opts: UninstallOptions) => {
+      if (opts.fromState !== undefined) return uninstallRecorded(opts.fromState, terminal, firewallFor);
+      const config = loadConfigFromOptions(opts);
+      await refuseWhileRunning(config.global.controlSocket);
+      const firewall = firewallFor(config, { iptablesVariant: opts.iptablesVariant });
+      await firewall.uninstall();
+      terminal.stdout.write(`removed knock-port's ${firewall.type} rules and sets; its protected ports are no longer filtered by knock-port\n`);
+    });
+}
+
+/**
+ * Removes every install recorded in `stateDir`, each on its own (one failure does not keep the
+ * others in place), then drops the removed ones from the record; throws if any is left.
+ */
+async function uninstallRecorded(stateDir: string, terminal: Terminal, firewallFor: FirewallFactory): Promise<void> {
+  const installs = readInstallRecord(stateDir);
+  if (installs === undefined) {
+    terminal.stdout.write(`no firewall install is recorded in ${stateDir} (no ${installRecordPath(stateDir)}); nothing removed\n`);
+    return;
+  }
+  for (const socket of new Set(installs.map((install) => install.controlSocket))) await refuseWhileRunning(socket);
+  const removed: InstalledFirewall[] = [];
+  const failures: string[] = [];
+  for (const install of installs) {
+    try {
+      await firewallFor(configForUninstall(install, installRecordPath(stateDir)), { iptablesVariant: install.iptablesVariant }).uninstall();
+      removed.push(install);
+      terminal.stdout.write(`removed knock-port's ${describeInstall(install)}; its protected ports are no longer filtered by knock-port\n`);
+    } catch (err) {
+      failures.push(`${describeInstall(install)}: ${describeError(err)}`);
+    }
+  }
+  forgetInstalls(stateDir, removed);
+  if (failures.length > 0) {
+    throw new KnockPortError(`could not remove every recorded install (kept in ${installRecordPath(stateDir)}):\n  ${failures.join('\n  ')}`);
+  }
 }
