@@ -25,8 +25,8 @@
  * Combinations (backend x host firewall): nftables, iptables-nft (`--iptables-variant nft`) and
  * iptables-legacy (`--iptables-variant legacy`) each with no host firewall, a native nftables
  * table with input and forward policy drop (at priority `filter + 10` on the iptables backends,
- * as the daemon asks), iptables with policy DROP and a final REJECT (the backend's variant; nft
- * on the nftables backend) and ufw (deny incoming and routed); the VyOS backend with its
+ * after iptables' own filter table, so the order on the input hook is defined), iptables with
+ * policy DROP and a final REJECT (the backend's variant; nft on the nftables backend) and ufw (deny incoming and routed); the VyOS backend with its
  * `vyos_filter` tables at default-action accept and drop. Every event runs on nftables x none,
  * nftables x nftables-drop, iptables-nft x iptables-drop and iptables-legacy x none; the others
  * run `steady`, `flush-heal` and `revoke`. In the stock-kernel VM (`npm run test:vm`) only
