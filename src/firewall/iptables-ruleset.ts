@@ -134,7 +134,10 @@ export class IptablesRuleset {
       raw: [
         {
           name: this.chain('PREROUTING'),
-          rules: [`${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} ${TO_THIS_HOST} -j CT --notrack`, `${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} ${TO_THIS_HOST} -j ${this.chain('STEP1')}`],
+          rules: [
+            `${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} ${TO_THIS_HOST} -j CT --notrack`,
+            `${inIf(p.interfaceExt)}-p tcp --dport ${p.step1Port} ${TO_THIS_HOST} -j ${this.chain('STEP1')}`,
+          ],
         },
         { name: this.chain('STEP1'), rules: this.step1(family) },
         { name: this.chain('BUDGET'), rules: [this.step1Budget()] },
