@@ -1,9 +1,11 @@
 /**
  * Interface names on a real kernel: `interface_ext: ppp+` (the original's and iptables'
  * wildcard) and `ppp*` (nft's) gate the ports on an interface named ppp0, on nftables and on
- * iptables. And a mistyped name is never silent: `check` warns, the start log warns, `health`
- * reports it until an interface of that name appears.
+ * iptables. A mistyped exact name is refused: `check` fails suggesting the close name, `run`
+ * installs nothing. A name written to be absent for a while (`name?`, a wildcard) is never
+ * silent: `check` warns, the start log warns, `health` reports it until such an interface appears.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
@@ -138,15 +140,60 @@ describe.skipIf(skip).each(BACKENDS)('interface wildcard on $name', (backend) =>
   }
 });
 
-describe.skipIf(skip)('a mistyped interface is reported, never silent', () => {
+/** The gateway's external interface (kpwan0) with two letters swapped. */
+const TYPO = 'kpwna0';
+
+describe.skipIf(skip)('a mistyped exact interface is refused', () => {
+  let sandbox: Sandbox;
+  let configPath: string;
+
+  beforeAll(async () => {
+    sandbox = createSandbox('xif');
+    await startServices(sandbox.gw, { tcp: { 8080: 'hello\n' } });
+    configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, TYPO, 'nftables', 'auto'));
+  });
+
+  afterAll(() => sandbox?.destroy());
+
+  it('check fails, naming the key and the name and suggesting the close one', () => {
+    const checked = cli(sandbox, ['check', '-c', configPath]);
+    expect(checked.code, checked.stderr).toBe(1);
+    expect(checked.stdout).toBe('');
+    expect(checked.stderr).toContain(`global.interface_ext: no interface '${TYPO}' on this host (did you mean '${IF.gwWan}'?)`);
+    expect(checked.stderr).toContain(`write '${TYPO}?' or a wildcard such as ppp+`);
+  });
+
+  it('run refuses to start and installs no rule: the service stays as it was, no install is recorded', () => {
+    const run = cli(sandbox, ['run', '-c', configPath, '--cert', sandbox.cert, '--key', sandbox.key]);
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toContain(`no interface '${TYPO}' on this host (did you mean '${IF.gwWan}'?)`);
+    expect(sandbox.gw.exec('nft', ['list', 'ruleset'])).not.toContain('knockport');
+    expect(existsSync(join(sandbox.dir, 'state', 'firewall-installs.json'))).toBe(false);
+    expect(tcpOpen(sandbox.client, ADDR.gwWan4, 8080)).toBe(true);
+  });
+
+  it('check passes on a wildcard that matches an interface, and on one that matches none with the warning', () => {
+    const matching = writeFile(sandbox, 'wildcard.yaml', configYaml(sandbox, 'kpw+', 'nftables', 'auto'));
+    const ok = cli(sandbox, ['check', '-c', matching]);
+    expect([ok.code, ok.stderr]).toEqual([0, '']);
+    expect(ok.stdout).not.toContain('matches no interface');
+    const later = writeFile(sandbox, 'later.yaml', configYaml(sandbox, 'ppp+', 'nftables', 'auto'));
+    const warned = cli(sandbox, ['check', '-c', later]);
+    expect(warned.code, warned.stderr).toBe(0);
+    expect(warned.stdout).toContain("gate matches no interface: interface_ext 'ppp*' on this host");
+  });
+});
+
+describe.skipIf(skip)('an optional interface that is missing is reported, never silent', () => {
   let sandbox: Sandbox;
   let daemon: Daemon | undefined;
   let configPath: string;
+  const OPTIONAL = `${TYPO}?`;
 
   beforeAll(async () => {
     sandbox = createSandbox('mif');
     await startServices(sandbox.gw, { tcp: { 8080: 'hello\n' } });
-    configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, 'eht0', 'nftables', 'auto'));
+    configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, OPTIONAL, 'nftables', 'auto'));
   });
 
   afterAll(async () => {
@@ -157,7 +204,7 @@ describe.skipIf(skip)('a mistyped interface is reported, never silent', () => {
   it('check warns and still exits 0', () => {
     const checked = cli(sandbox, ['check', '-c', configPath]);
     expect(checked.code).toBe(0);
-    expect(checked.stdout).toContain("gate matches no interface: interface_ext 'eht0' on this host");
+    expect(checked.stdout).toContain(`gate matches no interface: interface_ext '${OPTIONAL}' on this host`);
     expect(checked.stdout).toMatch(/as open as the host's other rules leave them/);
   });
 
@@ -166,17 +213,17 @@ describe.skipIf(skip)('a mistyped interface is reported, never silent', () => {
     const warning = daemon.output
       .map((line) => JSON.parse(line) as { level: number; msg: string; interface?: string })
       .find((line) => line.msg.includes('matches no interface'));
-    expect(warning).toMatchObject({ level: 40, interface: 'eht0' });
+    expect(warning).toMatchObject({ level: 40, interface: OPTIONAL });
     const report = health(sandbox);
     expect(report.code).toBe(1);
-    expect(report.stderr).toContain("unhealthy: gate matches no interface: interface_ext 'eht0'");
+    expect(report.stderr).toContain(`unhealthy: gate matches no interface: interface_ext '${OPTIONAL}'`);
     // Why it must be loud: the external client reaches the service without any knock.
     expect(tcpOpen(sandbox.client, ADDR.gwWan4, 8080)).toBe(true);
   });
 
   it('health recovers on a maintenance tick once an interface of that name exists', async () => {
-    sandbox.gw.ip('link', 'add', 'eht0', 'type', 'veth', 'peer', 'name', 'eht0peer');
+    sandbox.gw.ip('link', 'add', TYPO, 'type', 'veth', 'peer', 'name', `${TYPO}p`);
     expect(await waitFor(() => health(sandbox).code === 0, 15_000, 500)).toBe(true);
-    expect(await daemon!.waitForLog(/resolved: gate matches no interface: interface_ext 'eht0'/, 1000)).toBe(true);
+    expect(await daemon!.waitForLog(new RegExp(`resolved: gate matches no interface: interface_ext '${TYPO}\\?'`), 1000)).toBe(true);
   });
 });
