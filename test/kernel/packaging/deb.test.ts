@@ -1,24 +1,32 @@
 /**
  * The Debian package, end to end on this machine: `npm run package:deb`'s script builds it,
  * lintian accepts it, `dpkg -i` installs it, the installed unit verifies, the installed command
- * runs and refuses the example config, and `dpkg -r` / `dpkg -P` leave nothing behind.
+ * runs and refuses the example config, the installed daemon records what it installs, `dpkg -r`
+ * removes those rules even when the config no longer passes `check`, and `dpkg -P` removes what
+ * the package made but keeps the operator's TLS files and the knock-port user.
  *
- * Every dpkg command runs under `unshare --net`: the maintainer scripts (prerm runs
- * `knock-port uninstall`) see a private, empty firewall, never this machine's.
+ * Every dpkg command runs in a private network namespace (`unshare --net`, or the gateway
+ * namespace the daemon ran in): the maintainer scripts (prerm runs `knock-port uninstall`) see
+ * a private firewall, never this machine's.
  */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { missingCommands } from '../../../src/demo/netns.js';
-import { announceSkip, kernelSkipReason, requiredInCi } from '../../helpers/netns.js';
+import { announceSkip, kernelSkipReason, Netns, requiredInCi, waitFor } from '../../helpers/netns.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const PKG = 'knock-port';
 const UNIT = '/usr/lib/systemd/system/knock-port.service';
 const CONFIG = '/etc/knock-port/config.yaml';
+/** Where the unit reads the certificate and key: the operator's files, which purge keeps. */
+const TLS = { cert: '/etc/knock-port/tls/cert.pem', key: '/etc/knock-port/tls/key.pem' };
+const STATE_DIR = '/var/lib/knock-port';
+/** The gateway's external interface in the namespace the installed daemon runs in. */
+const WAN = 'kpdebwan0';
 
 function sh(command: string, args: string[], input?: string): SpawnSyncReturns<string> {
   return spawnSync(command, args, { encoding: 'utf8', timeout: 90_000, ...(input === undefined ? {} : { input }) });
@@ -32,7 +40,7 @@ const account = (db: 'passwd' | 'group') => sh('getent', [db, PKG]).status === 0
 /** Never clobber a knock-port this machine already has: purge would remove its user and config. */
 function alreadyThere(): string | undefined {
   if (sh('dpkg-query', ['-W', PKG]).status === 0) return `the ${PKG} package is already known to dpkg here (dpkg -P it first)`;
-  for (const path of ['/usr/bin/knock-port', '/usr/lib/knock-port', '/etc/knock-port', '/var/lib/knock-port']) {
+  for (const path of ['/usr/bin/knock-port', '/usr/lib/knock-port', '/etc/knock-port', '/var/lib/knock-port', '/run/knock-port']) {
     if (existsSync(path)) return `${path} already exists (a knock-port installed another way)`;
   }
   if (account('passwd') || account('group')) return 'a knock-port user or group already exists';
@@ -41,7 +49,7 @@ function alreadyThere(): string | undefined {
 
 const skip = announceSkip(
   'packaging/deb',
-  kernelSkipReason(['dpkg', 'dpkg-deb', 'dpkg-shlibdeps', 'unshare', 'systemd-analyze', 'nft', 'npm']) ?? alreadyThere(),
+  kernelSkipReason(['dpkg', 'dpkg-deb', 'dpkg-shlibdeps', 'unshare', 'systemd-analyze', 'nft', 'npm', 'ip', 'openssl']) ?? alreadyThere(),
 );
 const noLintian =
   !skip && requiredInCi(missingCommands(['lintian']).length > 0 ? 'lintian is not installed (apt-get install lintian)' : undefined) !== undefined;
@@ -51,6 +59,7 @@ describe.skipIf(skip)('the Debian package', () => {
   let outDir: string;
   let deb: string;
   let files: string[] = [];
+  let gw: Netns | undefined;
 
   beforeAll(() => {
     outDir = mkdtempSync(join(tmpdir(), 'knock-deb-'));
@@ -64,8 +73,10 @@ describe.skipIf(skip)('the Debian package', () => {
   });
 
   afterAll(() => {
-    // Whatever failed: purge (in a private namespace), and leave no user behind.
+    // Whatever failed: purge (in a private namespace), and leave no user, operator file or namespace behind.
     if (installed() || sh('dpkg-query', ['-W', PKG]).status === 0) dpkg('-P', PKG);
+    gw?.destroy();
+    for (const path of ['/etc/knock-port', '/var/lib/knock-port', '/run/knock-port']) rmSync(path, { recursive: true, force: true });
     if (account('passwd')) sh('userdel', [PKG]);
     if (account('group')) sh('groupdel', [PKG]);
     if (outDir) rmSync(outDir, { recursive: true, force: true });
@@ -136,35 +147,82 @@ describe.skipIf(skip)('the Debian package', () => {
     expect(check.stderr).toMatch(/access_key_http\S*: a key needs at least/);
   });
 
-  it('dpkg -r stops and uninstalls the rules (prerm), keeping the config; dpkg -P leaves nothing', () => {
+  it('the installed daemon records what it installs; dpkg -r removes it though the config no longer passes check', async () => {
     expect(files.length).toBeGreaterThan(0);
-    // A config the daemon could run with, so that prerm does run `knock-port uninstall`.
+    gw = Netns.create('deb');
+    gw.ip('link', 'add', WAN, 'type', 'dummy');
+    gw.ip('link', 'set', WAN, 'up');
+    // As the unit would have them: the operator's config and TLS files, the runtime directory.
     writeFileSync(CONFIG, VALID_CONFIG);
-    const remove = dpkg('-r', PKG);
+    mkdirSync('/etc/knock-port/tls');
+    const tls = sh('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=gw',
+      '-keyout',
+      TLS.key,
+      '-out',
+      TLS.cert,
+    ]);
+    expect(tls.status, out(tls)).toBe(0);
+    mkdirSync('/run/knock-port', { mode: 0o750 });
+
+    const output: string[] = [];
+    const daemon = gw.spawn('/usr/bin/knock-port', ['run', '-c', CONFIG, '--cert', TLS.cert, '--key', TLS.key]);
+    daemon.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+    daemon.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+    const exited = new Promise((resolve) => daemon.once('exit', resolve));
+    try {
+      expect(await waitFor(() => output.join('').includes('knock-port ready') || daemon.exitCode !== null, 30_000, 200), output.join('')).toBe(true);
+      expect(output.join('')).toContain('knock-port ready');
+    } finally {
+      daemon.kill('SIGTERM');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    }
+    // Stopped, the daemon leaves its rules (fail closed), and the record of them.
+    expect(gw.exec('nft', ['list', 'tables'])).toContain('table inet knockport');
+    expect(JSON.parse(readFileSync(join(STATE_DIR, 'firewall-installs.json'), 'utf8'))).toEqual({
+      version: 1,
+      installs: [{ firewallType: 'nftables', tableName: 'knockport', iptablesVariant: 'default', controlSocket: '/run/knock-port/control.sock' }],
+    });
+
+    // The operator edits the config into one that no longer loads; the rules must still go.
+    writeFileSync(CONFIG, VALID_CONFIG.replace(`interface_ext: ${WAN}`, 'interface_ext: [broken'));
+    expect(sh('/usr/bin/knock-port', ['check', '-c', CONFIG]).status).not.toBe(0);
+    const remove = sh('ip', ['netns', 'exec', gw.name, 'dpkg', '-r', PKG]);
     expect(remove.status, out(remove)).toBe(0);
-    expect(remove.stdout + remove.stderr).toContain("removed knock-port's nftables rules and sets");
+    expect(remove.stdout + remove.stderr).toContain("removed knock-port's nftables rules and sets of table knockport");
+    expect(gw.exec('nft', ['list', 'tables'])).not.toContain('knockport');
+    expect(existsSync(join(STATE_DIR, 'firewall-installs.json'))).toBe(false);
     expect(existsSync('/usr/bin/knock-port')).toBe(false);
     expect(existsSync(CONFIG)).toBe(true); // a conffile: kept until purge
+  });
 
+  it("dpkg -P removes what the package made, and keeps the operator's TLS files and the knock-port user", () => {
+    const pems = { cert: readFileSync(TLS.cert, 'utf8'), key: readFileSync(TLS.key, 'utf8') };
     const purge = dpkg('-P', PKG);
     expect(purge.status, out(purge)).toBe(0);
     expect(sh('dpkg-query', ['-W', PKG]).status).not.toBe(0);
-    for (const path of [
-      '/etc/knock-port',
-      '/var/lib/knock-port',
-      '/run/knock-port',
-      '/usr/lib/knock-port',
-      '/etc/systemd/system/multi-user.target.wants/knock-port.service',
-    ]) {
+    for (const path of [CONFIG, STATE_DIR, '/run/knock-port', '/usr/lib/knock-port', '/etc/systemd/system/multi-user.target.wants/knock-port.service']) {
       expect(existsSync(path), path).toBe(false);
     }
-    expect(account('passwd')).toBe(false);
-    expect(account('group')).toBe(false);
-    // Every file the package had is gone; a directory may stay only when another package owns it.
+    expect({ cert: readFileSync(TLS.cert, 'utf8'), key: readFileSync(TLS.key, 'utf8') }).toEqual(pems);
+    expect(account('passwd')).toBe(true);
+    expect(account('group')).toBe(true);
+    // Every file the package had is gone; a directory may stay only when another package owns it,
+    // or when it holds the operator's own files (/etc/knock-port).
     const left = files.filter((path) => pathExists(path));
     const leftFiles = left.filter((path) => !lstatSync(path).isDirectory());
     expect(leftFiles).toEqual([]);
-    const unowned = left.filter((dir) => sh('dpkg-query', ['-S', dir]).status !== 0);
+    const unowned = left.filter((dir) => dir !== '/etc/knock-port' && sh('dpkg-query', ['-S', dir]).status !== 0);
     expect(unowned).toEqual([]);
   });
 });
@@ -191,7 +249,7 @@ function readConffiles(deb: string): string {
 const VALID_CONFIG = `global:
   http_post_path: /deb-test-5f0c2a9e71d34b86
   https_post_path: /deb-test-b41e93d07c6a2f58
-  interface_ext: eth0
+  interface_ext: ${WAN}
 ssh:
   port: 22
   duration: 60
