@@ -42,7 +42,7 @@ export function summarizeConfig(config: Config, hostWarnings: readonly string[] 
     app.name,
     `${app.port}/${app.protocol}`,
     `-> ${describeDestination(app.destination)}${app.masquerade ? ' (masquerade)' : ''}`,
-    `open ${app.duration} s${app.endFlowsOnExpiry ? ' (flows end at expiry)' : ''}, step-2 window ${app.step2HttpsDuration} s, ${describeUsers(app)}`,
+    `open ${app.duration} s${app.endFlowsOnExpiry ? ' (flows end at expiry)' : ''}, step-2 window ${app.step2HttpsDuration} s, ${describeUsers(app)}${app.alwaysAllow.length ? `; always allowed: ${app.alwaysAllow.join(', ')}` : ''}`,
   ]);
   const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
   const lines = [
@@ -83,6 +83,8 @@ export interface ConfigSummary {
     duration: number;
     /** The app's established flows end when a grant expires (false: they outlive `duration`). */
     endFlowsOnExpiry: boolean;
+    /** Networks that reach the app without a knock. */
+    alwaysAllow: string[];
     step2HttpsDuration: number;
     users: number;
     usersWithTotp: number;
@@ -125,6 +127,7 @@ export function configSummary(config: Config): ConfigSummary {
       masquerade: app.masquerade,
       duration: app.duration,
       endFlowsOnExpiry: app.endFlowsOnExpiry ?? false,
+      alwaysAllow: [...app.alwaysAllow],
       step2HttpsDuration: app.step2HttpsDuration,
       users: app.users.length,
       usersWithTotp: app.users.filter((user) => user.totpSecret).length,

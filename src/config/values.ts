@@ -169,6 +169,15 @@ export function parseNetwork(text: string): Parsed<string> {
   return `${address}/${prefix}`;
 }
 
+/**
+ * A network of `always_allow`: sources that reach protected ports without a knock (an operator's
+ * management range). `/0` would be no gate at all.
+ */
+export function parseAllowedNetwork(text: string): Parsed<string> {
+  if (/\/0*0$/.test(text.trim())) return new Refusal(`'${text}' allows every address: the gate would protect nothing; list your management networks`);
+  return parseNetwork(text);
+}
+
 /** The cluster key signs every grant the gateways share: 32 characters is 128 bits of hex. */
 export const MIN_CLUSTER_KEY_LENGTH = 32;
 const CLUSTER_KEY_HINT = 'generate one with: openssl rand -hex 32 > /etc/knock-port/cluster.key, the same file on every gateway';

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { IpFamily, Protocol } from '../config/types.js';
 import { iptablesInterfaceName } from '../config/interface-name.js';
-import { ALL_FAMILIES, hostPort, matchesInterface, type FirewallPlan } from './plan.js';
+import { ALL_FAMILIES, allowedNetworks, hostPort, matchesInterface, type FirewallPlan } from './plan.js';
 import { PREFILTER_COMMENT } from './nft-ruleset.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 
@@ -199,10 +199,13 @@ export class IptablesRuleset {
     const p = this.plan;
     const mark = `${TO_THIS_HOST} -j CONNMARK --set-mark 0x${p.grantMark.toString(16)}/0x${p.grantMark.toString(16)}`;
     const services = `-m set --match-set ${this.setName('service', family)} src,dst ${mark}`;
+    const apps = [...p.localApps, ...this.forwarded(family, true).map(({ app }) => app)];
     return [
       `${inIf(p.interfaceExt)}-p tcp --dport ${p.httpsPort} -m set --match-set ${this.setName('step2', family)} src ${mark}`,
-      ...p.localApps.map((app) => `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${services}`),
-      ...this.forwarded(family, true).map(({ app }) => `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${services}`),
+      ...apps.flatMap((app) => [
+        `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${services}`,
+        ...allowedNetworks(app, family).map((network) => `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -s ${network} ${mark}`),
+      ]),
     ];
   }
 
@@ -299,6 +302,12 @@ export class IptablesRuleset {
 
   private service(family: IpFamily): string[] {
     const rules = [this.establishedFromClient()];
+    // An operator's lifeline: always-allowed networks reach their apps with no knock.
+    if (this.grantable(family)) {
+      for (const app of this.plan.localApps) {
+        for (const network of allowedNetworks(app, family)) rules.push(`-p ${app.protocol} --dport ${app.port} -s ${network} -j ACCEPT`);
+      }
+    }
     if (this.grantable(family)) rules.push(`-m set --match-set ${this.setName('service', family)} src,dst -j ACCEPT`);
     return [...rules, '-j DROP'];
   }
@@ -325,10 +334,14 @@ export class IptablesRuleset {
   }
 
   private dnat(family: IpFamily): string[] {
-    return this.forwarded(family, true).map(
-      ({ app, address, port }) =>
-        `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${TO_THIS_HOST} -m set --match-set ${this.setName('service', family)} src,dst -j DNAT --to-destination ${hostPort(address, family, port)}`,
-    );
+    return this.forwarded(family, true).flatMap(({ app, address, port }) => {
+      const publicPort = `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${TO_THIS_HOST}`;
+      const to = `-j DNAT --to-destination ${hostPort(address, family, port)}`;
+      return [
+        `${publicPort} -m set --match-set ${this.setName('service', family)} src,dst ${to}`,
+        ...allowedNetworks(app, family).map((network) => `${publicPort} -s ${network} ${to}`),
+      ];
+    });
   }
 
   private masquerade(family: IpFamily): string[] {

@@ -6,7 +6,7 @@
  */
 import type { IpFamily, Protocol } from '../config/types.js';
 import { nftInterfaceName } from '../config/interface-name.js';
-import { hostPort, matchesInterface, type FirewallPlan, type ForwardedApp } from './plan.js';
+import { allowedNetworks, hostPort, matchesInterface, type FirewallPlan, type ForwardedApp } from './plan.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 
 export type NftTableFamily = 'inet' | 'ip' | 'ip6';
@@ -203,11 +203,25 @@ export class NftRuleset {
       const { addr } = fam(f);
       rules.push(`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} ${TO_THIS_HOST} ${addr} saddr @${grantSetName(this.layout, 'step2', f)} ${mark}`);
       const services = `${TO_THIS_HOST} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} ${mark}`;
-      for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${services}`);
-      for (const { app } of this.forwarded(table, true).filter((a) => a.family === f))
+      const apps = [
+        ...p.localApps,
+        ...this.forwarded(table, true)
+          .filter((a) => a.family === f)
+          .map(({ app }) => app),
+      ];
+      for (const app of apps) {
         rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${services}`);
+        const allowed = this.allowedSources(app, f);
+        if (allowed) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST} ${allowed} ${mark}`);
+      }
     }
     return rules;
+  }
+
+  /** `ip saddr { NETS }` for the app's always-allowed networks of `family`, or undefined when it has none. */
+  private allowedSources(app: FirewallPlan['localApps'][number], family: IpFamily): string | undefined {
+    const networks = allowedNetworks(app, family);
+    return networks.length === 0 ? undefined : `${fam(family).addr} saddr { ${networks.join(', ')} }`;
   }
 
   /**
@@ -319,6 +333,13 @@ export class NftRuleset {
 
   private service(table: NftTable): string[] {
     const rules = [...this.ungrantedFamilyDrop(table), this.establishedFromClient()];
+    // An operator's lifeline: always-allowed networks reach their apps with no knock.
+    for (const f of this.grantFamilies(table)) {
+      for (const app of this.plan.localApps) {
+        const allowed = this.allowedSources(app, f);
+        if (allowed) rules.push(`${allowed} meta l4proto ${app.protocol} th dport ${app.port} accept`);
+      }
+    }
     for (const f of this.grantFamilies(table)) {
       rules.push(`${fam(f).addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} accept`);
     }
@@ -349,11 +370,16 @@ export class NftRuleset {
   }
 
   private dnat(table: NftTable): string[] {
-    return this.forwarded(table, true).map(({ app, address, family, port }) => {
+    return this.forwarded(table, true).flatMap(({ app, address, family, port }) => {
       const { addr } = fam(family);
-      const to = table.family === 'inet' ? `dnat ${addr} to` : 'dnat to';
+      const to = `${table.family === 'inet' ? `dnat ${addr} to` : 'dnat to'} ${hostPort(address, family, port)}`;
       // Only the app's public port on this host: the same port on a LAN host stays that host's.
-      return `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', family)} ${to} ${hostPort(address, family, port)}`;
+      const publicPort = `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST}`;
+      const allowed = this.allowedSources(app, family);
+      return [
+        `${publicPort} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', family)} ${to}`,
+        ...(allowed ? [`${publicPort} ${allowed} ${to}`] : []),
+      ];
     });
   }
 

@@ -124,6 +124,11 @@ export function appForPort(apps: AppConfig[], protocol: Protocol, port: number):
   return apps.find((a) => a.protocol === protocol && a.port === port);
 }
 
+/** The app's always-allowed networks of one family (`always_allow`): they reach it without a knock. */
+export function allowedNetworks(app: AppConfig, family: IpFamily): string[] {
+  return app.alwaysAllow.filter((network) => (family === 6) === network.includes(':'));
+}
+
 /** `addr:port`, with IPv6 in brackets (DNAT targets). */
 export function hostPort(address: string, family: IpFamily, port: number): string {
   return family === 6 ? `[${address}]:${port}` : `${address}:${port}`;

@@ -17,24 +17,12 @@
  *   `X-Forwarded-For` it is taken as is: the proxy next to knock-port must then set it.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { BlockList, isIP } from 'node:net';
 import { canonicalIp } from '../shared/ip.js';
+import { networkSet, type NetworkSet } from '../shared/network-set.js';
 
-export interface TrustedProxies {
-  has(ip: string): boolean;
-}
-
-/** Networks as the config holds them (`address/prefix`). */
-export function trustedProxies(networks: readonly string[] = []): TrustedProxies {
-  const list = new BlockList();
-  for (const network of networks) {
-    const [address = '', prefix = ''] = network.split('/');
-    list.addSubnet(address, Number(prefix), isIP(address) === 6 ? 'ipv6' : 'ipv4');
-  }
-  return {
-    has: (ip) => networks.length > 0 && list.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4'),
-  };
-}
+/** The proxies whose forwarded-for headers step 2 believes. */
+export type TrustedProxies = NetworkSet;
+export const trustedProxies = networkSet;
 
 export type ClientAddress = { ok: true; ip: string; /** The trusted proxy the request came through. */ proxy?: string } | { ok: false; reason: string };
 

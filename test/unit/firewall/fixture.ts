@@ -20,6 +20,7 @@ function app(name: string, port: number, protocol: Protocol, destination: Destin
     step2HttpsDuration: 10,
     users: [],
     masquerade,
+    alwaysAllow: [],
     interfaceExt: o.interfaceExt,
     interfaceInt: o.interfaceInt,
   };

@@ -21,6 +21,7 @@ function app(name: string, port: number, users: User[]): AppConfig {
     step2HttpsDuration: 10,
     users,
     masquerade: false,
+    alwaysAllow: [],
     interfaceExt: 'eth0',
     interfaceInt: 'eth0',
   };
