@@ -190,8 +190,8 @@ export const MUTANTS = [
     description:
       "nftables: a forwarded app's DNAT without `fib daddr type local`: a granted source's packets to the public port of a LAN host are redirected to the app",
     file: 'src/firewall/nft-ruleset.ts',
-    find: '${app.protocol} dport ${app.port} ${TO_THIS_HOST} ${addr} saddr',
-    replace: '${app.protocol} dport ${app.port} ${addr} saddr',
+    find: 'const publicPort = `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST}`;',
+    replace: 'const publicPort = `${iif(app.interfaceExt)}${app.protocol} dport ${app.port}`;',
     tests: ['test/kernel/firewall/admission.test.ts'],
     testName: 'vyos \\+ NFLOG, host vyos-accept',
   },
@@ -200,8 +200,8 @@ export const MUTANTS = [
     description:
       "iptables: a forwarded app's DNAT without `--dst-type LOCAL`: a granted source's packets to the public port of a LAN host are redirected to the app",
     file: 'src/firewall/iptables-ruleset.ts',
-    find: '--dport ${app.port} ${TO_THIS_HOST} -m set',
-    replace: '--dport ${app.port} -m set',
+    find: 'const publicPort = `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${TO_THIS_HOST}`;',
+    replace: 'const publicPort = `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port}`;',
     tests: ['test/kernel/firewall/admission.test.ts'],
     testName: 'iptables-nft \\+ NFQUEUE, host none',
   },
