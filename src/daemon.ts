@@ -41,7 +41,10 @@ import { SessionStore } from './sessions/store.js';
 import { Step1Workers, type WorkerEvents } from './step1/workers/pool.js';
 import { currentMatch, type GrantEvent } from './step1/workers/protocol.js';
 import { HttpsListener, type PreparedSwitch } from './step2/listener.js';
-import { createStep2Server } from './step2/server.js';
+import { createStep2Server, step2TlsOptions } from './step2/server.js';
+import { ServedCertificate } from './step2/served-certificate.js';
+import type { CheckedTls } from './step2/tls-files.js';
+import { registerTlsMetrics } from './metrics/tls-metrics.js';
 import type { CaptureKind } from './shared/kinds.js';
 import type { ServiceNotifier } from './systemd/notify.js';
 
@@ -49,8 +52,10 @@ export interface DaemonOptions {
   config: Config;
   /** Reads the config again (SIGHUP); throws on an invalid file. */
   reloadConfig: () => Config;
-  cert: Buffer;
-  key: Buffer;
+  /** The step-2 certificate and key, checked before start (step2/tls-files.ts). */
+  tls: CheckedTls;
+  /** Reads and checks them again on SIGHUP, under the config then running; throws when they fail a check. */
+  reloadTls?: (config: Config) => CheckedTls;
   logger: Logger;
   /** Passed to the firewall backend (iptables variant, ...). */
   firewall?: Omit<FirewallOptions, 'nft' | 'type'>;
@@ -88,6 +93,8 @@ export class Daemon {
   /** Step 1: one worker thread per queue (log group), sharing budgets, tables and used codes. */
   private workers: Step1Workers | undefined;
   private readonly https: HttpsListener;
+  /** The certificate step 2 serves; a SIGHUP replaces it only with a pair that passes every check. */
+  private readonly served: ServedCertificate;
   private control: ControlServer | undefined;
   private metricsServer: Server | undefined;
   private maintenance: NodeJS.Timeout | undefined;
@@ -114,6 +121,8 @@ export class Daemon {
     parts.cluster?.sync.useApps(() => this.config.apps);
     this.interfaces = new InterfaceWatch(this.logger);
     this.interfaces.refresh(this.config);
+    this.served = new ServedCertificate(options.tls, this.logger);
+    registerTlsMetrics(metrics.registry, { notAfter: () => this.served.current.certificate.notAfter, reloadRefused: () => this.served.reloadRefused });
     this.https = new HttpsListener(this.createHttpsServer(), () => this.createHttpsServer(), this.logger);
     this.selfHeal = new FirewallSelfHeal({
       firewall: () => this.firewall,
@@ -134,11 +143,11 @@ export class Daemon {
 
   /** The step-2 server (not listening yet); a reload that moves the listener builds a second one. */
   private createHttpsServer(): HttpsServer {
-    const { options, sessions, granter, lasting, metrics } = this.parts;
+    const { sessions, granter, lasting, metrics } = this.parts;
     return createStep2Server({
       config: () => this.config,
-      cert: options.cert,
-      key: options.key,
+      cert: this.served.current.cert,
+      key: this.served.current.key,
       sessions,
       grantService: (ip, app, user) => granter.openService(ip, app, user),
       ...(this.parts.cluster ? { confirmCode: (code: UsedCode) => this.parts.cluster!.sync.confirmCode(code) } : {}),
@@ -304,7 +313,15 @@ export class Daemon {
     if (!this.https.listening) problems.push('HTTPS server is not listening');
     const sync = this.parts.cluster?.sync;
     if (sync) problems.push(...sync.problems());
-    return { healthy: problems.length === 0, problems, ...(sync ? { cluster: sync.health() } : {}) };
+    problems.push(...this.served.problems());
+    const warnings = this.served.warnings();
+    return {
+      healthy: problems.length === 0,
+      problems,
+      ...(warnings.length > 0 ? { warnings } : {}),
+      tls: this.served.health(),
+      ...(sync ? { cluster: sync.health() } : {}),
+    };
   }
 
   /**
@@ -321,6 +338,7 @@ export class Daemon {
         this.logger.error({ err: describeError(err) }, 'config reload failed');
         return false;
       });
+      this.reloadTls();
       // Serving again either way: on the new config, or on the running one after a failure.
       notifier?.ready(applied ? this.status() : `${this.status()} (the last reload failed: running on the previous config, see the log)`);
     });
@@ -373,6 +391,19 @@ export class Daemon {
     await this.parts.granter.revokeVoided(previous.apps, next.apps);
     this.logger.info({ apps: next.apps.map((a: AppConfig) => a.name) }, 'config reloaded');
     return true;
+  }
+
+  /**
+   * SIGHUP also reads the certificate and key again (a renewal), under the config now running,
+   * whether its own reload worked or not; a pair that fails a check leaves the served one.
+   */
+  private reloadTls(): void {
+    const read = this.parts.options.reloadTls;
+    if (read)
+      this.served.reload(
+        () => read(this.config),
+        (tls) => this.https.setSecureContext(step2TlsOptions(tls)),
+      );
   }
 
   /** The config to reload to, or undefined (logged) when it cannot be read or needs a restart. */

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { describeError } from '../shared/errors.js';
+import { describeError, KnockPortError } from '../shared/errors.js';
 import { KnockUsageError } from '../client/errors.js';
 import { registerCommands } from './commands/index.js';
 import { ExitCode } from '../client/exit-codes.js';
@@ -49,7 +49,9 @@ export async function runProgram(program: Command, args: readonly string[], term
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     terminal.stderr.write(`${ERROR_PREFIX}${describeError(err)}\n`);
-    return err instanceof KnockUsageError ? ExitCode.usage : ExitCode.failed;
+    if (err instanceof KnockUsageError) return ExitCode.usage;
+    // An error with a code of its own (a TLS file, a missing capability: see SetupExitCode).
+    return (err instanceof KnockPortError ? err.exitCode : undefined) ?? ExitCode.failed;
   }
 }
 

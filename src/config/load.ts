@@ -2,8 +2,9 @@
  * Config loading: YAML text in, a validated and normalized `Config` out, or a `ConfigError`
  * listing every problem with its key path, line and column.
  */
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { explainReadError } from '../shared/read-error.js';
 import { ConfigError, formatIssue, formatKeyPath, type ConfigIssue, type PathIssue } from './issues.js';
 import { buildCluster, readClusterSecrets, type ClusterSecrets } from './cluster.js';
 import { checkPolicy, type Sections } from './policy.js';
@@ -34,10 +35,16 @@ export function loadConfigFile(path: string, overrides: ConfigOverrides = {}): C
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new ConfigError(path, [{ path: '', message: `cannot read the config file: ${reason}` }]);
+    throw new ConfigError(path, [{ path: '', message: `cannot read the config file: ${explainReadError(err, path)}${directoryHint(err, path)}` }]);
   }
   return parseConfig(text, path, overrides);
+}
+
+/** `-c /etc/knock-port`: which file to name instead. */
+function directoryHint(err: unknown, path: string): string {
+  if ((err as NodeJS.ErrnoException).code !== 'EISDIR') return '';
+  const inside = join(path, 'config.yaml');
+  return existsSync(inside) ? `; give the file: -c ${inside}` : '; give the YAML file with -c FILE';
 }
 
 export function parseConfig(text: string, source: string, overrides: ConfigOverrides = {}): Config {
@@ -165,6 +172,8 @@ function buildGlobal(global: GlobalSection, clusterSecrets: ClusterSecrets | und
     lockoutWindowSeconds: global.lockout_window_seconds,
     lockoutSeconds: global.lockout_seconds,
     step1RatePerSecond: global.step1_rate_per_second,
+    ...(global.tls_cert !== undefined ? { tlsCert: global.tls_cert } : {}),
+    ...(global.tls_key !== undefined ? { tlsKey: global.tls_key } : {}),
     ...(global.https_public_port !== undefined ? { httpsPublicPort: global.https_public_port } : {}),
     ...(global.https_listen_address !== undefined ? { httpsListenAddress: global.https_listen_address } : {}),
     ...(global.trusted_proxies?.length ? { trustedProxies: [...new Set(global.trusted_proxies)] } : {}),
@@ -194,6 +203,7 @@ function buildApp(name: string, app: AppSection, global: GlobalSection, users: A
     }),
     masquerade: destination.kind === 'forward' && (app.masquerade ?? true),
     endFlowsOnExpiry: app.end_flows_on_expiry,
+    alwaysAllow: [...new Set([...(global.always_allow ?? []), ...(app.always_allow ?? [])])],
     interfaceExt: app.interface_ext ?? global.interface_ext,
     interfaceInt: app.interface_int ?? global.interface_int ?? global.interface_ext,
   };

@@ -17,6 +17,8 @@ export const PUBLISHED_PATHS = [
   '/step-2-SECRET',
   '/SECRET-1',
   '/SECRET-2',
+  '/1-SECRET',
+  '/2-SECRET',
   '/12345',
   '/67890',
   // This project's config.example.yaml.
@@ -31,13 +33,20 @@ export const PUBLISHED_PATHS = [
 
 /** Keys published in the original knock-port and in this project's example config, README and docs. */
 export const PUBLISHED_KEYS = [
-  // The original knock-port's.
+  // The original knock-port's: its README, README.extended, config.yaml.dist (and its commented
+  // mysql example, whose single keys now load as lists) and test suite.
   'test_secret_http',
   'test_secret2_http',
   'test_secret_https',
   'test_secret2_https',
   'secret123_http',
+  'secret456_http',
+  'secret123_https',
   'secret456_https',
+  'secret789_http',
+  'secret012_https',
+  'invalidkey',
+  'invalid_key',
   '1234567890',
   'K1',
   'K2',

@@ -15,6 +15,7 @@ import {
   parseListenAddress,
   parseLoopbackListen,
   parseNetwork,
+  parseAllowedNetwork,
   parsePacketMark,
   parseRedisUrl,
   parseRequestPath,
@@ -177,10 +178,15 @@ export const globalSchema = z.strictObject({
   // Per-source kernel budgets of earlier versions: accepted and ignored (policy.ts says why).
   syn_rate_per_second: perSecond.optional(),
   https_conn_rate_per_second: perSecond.optional(),
+  // The step-2 certificate (chain) and key; `run --cert/--key` override them.
+  tls_cert: absolutePath.optional(),
+  tls_key: absolutePath.optional(),
   // A reverse proxy or WAF in front of step 2 (the original's --waf-https-port / --waf-trusted-ips).
   https_public_port: port.optional(),
   https_listen_address: parsedString(parseListenAddress).optional(),
   trusted_proxies: z.array(parsedString(parseNetwork)).optional(),
+  // An operator's lifeline: sources that reach every protected port without a knock.
+  always_allow: z.array(parsedString(parseAllowedNetwork)).optional(),
   // Several gateways sharing one set of grants through a Redis or Valkey store.
   cluster: clusterSchema.optional(),
 });
@@ -195,11 +201,17 @@ export const userSchema = z.strictObject({
   step1_otp_secret: totpSecret.optional(),
 });
 
+/**
+ * A list of keys; one key written alone (`access_key_http: KEY`, as the original's sample config
+ * does) is a list of one.
+ */
+const accessKeyList = z.preprocess((value) => (typeof value === 'string' ? [value] : value), z.array(accessKey).min(1));
+
 export const appSchema = z.strictObject({
   // The original's keys.
   port,
-  access_key_http: z.array(accessKey).min(1).optional(),
-  access_key_https: z.array(accessKey).min(1).optional(),
+  access_key_http: accessKeyList.optional(),
+  access_key_https: accessKeyList.optional(),
   destination: parsedString(parseDestination).prefault('local'),
   protocol: z.enum(['tcp', 'udp']).default('tcp'),
   duration: seconds,
@@ -211,6 +223,8 @@ export const appSchema = z.strictObject({
   masquerade: z.boolean().optional(),
   // Established flows outlive `duration` unless this ends them when the grant expires.
   end_flows_on_expiry: z.boolean().default(false),
+  // Sources that reach this app without a knock, besides global.always_allow.
+  always_allow: z.array(parsedString(parseAllowedNetwork)).optional(),
 });
 
 export type GlobalSection = z.output<typeof globalSchema>;

@@ -49,6 +49,8 @@ export interface AppConfig {
    * false: a flow opened while granted lives on after `duration` until it ends by itself.
    */
   endFlowsOnExpiry?: boolean;
+  /** Networks that reach the app without a knock: `global.always_allow` and the app's own. */
+  alwaysAllow: string[];
   interfaceExt: string;
   interfaceInt: string;
 }
@@ -99,6 +101,9 @@ export interface GlobalConfig {
   lockoutSeconds: number;
   /** Step-1 SYNs and data segments per second the kernel passes to the daemon, all sources together. */
   step1RatePerSecond: number;
+  /** The step-2 certificate (PEM, chain allowed) and key: absolute paths; `run --cert/--key` take precedence. */
+  tlsCert?: string;
+  tlsKey?: string;
   /**
    * The step-2 port clients reach, gated by the firewall; a reverse proxy listens there and
    * forwards to `httpsPort`, which is then dropped on the external interface. Undefined: `httpsPort`.

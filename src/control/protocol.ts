@@ -48,10 +48,23 @@ export const clusterHealthSchema = z.object({
 
 export type ClusterHealth = z.infer<typeof clusterHealthSchema>;
 
+/** The certificate step 2 serves (health): which one, and how long it has left. */
+export const tlsHealthSchema = z.object({
+  subject: z.string(),
+  serial: z.string(),
+  fingerprint256: z.string(),
+  /** ISO 8601. */
+  notAfter: z.string(),
+  daysLeft: z.number(),
+});
+
 export const healthReportSchema = z.object({
   healthy: z.boolean(),
   /** What is degraded or broken, for the operator; empty when healthy. */
   problems: z.array(z.string()),
+  /** Worth acting on without being degraded (a certificate close to its expiry). */
+  warnings: z.array(z.string()).optional(),
+  tls: tlsHealthSchema.optional(),
   cluster: clusterHealthSchema.optional(),
 });
 

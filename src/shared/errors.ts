@@ -1,5 +1,20 @@
+/**
+ * Exit codes of `run` (and `check`) for failures fixed outside the command line and the config's
+ * values: stable, so that scripts and systemd (`RestartPreventExitStatus=`) can tell them apart.
+ * Listed in the README ("Exit codes and errors"); 3 to 9 are `knock`'s own.
+ */
+export const SetupExitCode = {
+  /** The TLS certificate or key cannot be used (unreadable, swapped, not a pair, expired, ...). */
+  tlsFiles: 10,
+  /** The process lacks a capability it needs (CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE). */
+  missingCapability: 11,
+} as const;
+
 /** Base class for errors whose message is meant for the operator, as is. */
 export class KnockPortError extends Error {
+  /** The command's exit code when this error ends it; undefined: 1, a runtime failure. */
+  readonly exitCode?: number;
+
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;

@@ -4,6 +4,7 @@
  * place (or cancelled, with the running listener as it was).
  */
 import type { Server as HttpsServer } from 'node:https';
+import type { SecureContextOptions } from 'node:tls';
 import type { GlobalConfig } from '../config/types.js';
 import { describeError, KnockPortError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -52,6 +53,11 @@ export class HttpsListener {
         if (oldClosed) await this.relisten(before);
       },
     };
+  }
+
+  /** New connections get this certificate and key (a renewal); open ones keep theirs. */
+  setSecureContext(options: SecureContextOptions): void {
+    this.server.setSecureContext(options);
   }
 
   /** Stops accepting and ends the open connections. */

@@ -7,6 +7,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { SecureContextOptions } from 'node:tls';
 import { SecretLockout, lockoutPolicy } from '../auth/lockout.js';
 import type { PerMinuteLimiter } from '../auth/ratelimit.js';
 import type { TotpVerifier } from '../auth/totp.js';
@@ -98,6 +99,14 @@ export const STEP2_TLS12_CIPHERS = [
 ].join(':');
 
 /**
+ * The TLS settings of step 2 with its certificate and key: for the server, for a renewed pair
+ * (`setSecureContext` takes them all again) and for the check before start.
+ */
+export function step2TlsOptions(pair: { cert: Buffer; key: Buffer }): SecureContextOptions {
+  return { cert: pair.cert, key: pair.key, minVersion: 'TLSv1.2', ciphers: STEP2_TLS12_CIPHERS, honorCipherOrder: true };
+}
+
+/**
  * The step-2 HTTPS server (not listening yet: the daemon calls `listen`). Only
  * `POST <https_post_path>` exists; any other method or path gets the same refusal as a wrong
  * key, so nothing tells a prober which path is the real one.
@@ -110,11 +119,7 @@ export function createStep2Server(options: Step2ServerOptions): Server {
   const lockout = options.lockout ?? new SecretLockout(lockoutPolicy(config().global));
   const server = createServer(
     {
-      cert: options.cert,
-      key: options.key,
-      minVersion: 'TLSv1.2',
-      ciphers: STEP2_TLS12_CIPHERS,
-      honorCipherOrder: true,
+      ...step2TlsOptions(options),
       handshakeTimeout: limits.handshakeTimeoutMs,
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,

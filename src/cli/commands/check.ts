@@ -5,8 +5,11 @@ import { ConfigError, type ConfigIssue } from '../../config/load.js';
 import { configSummary, summarizeConfig, type ConfigSummary } from '../../config/summary.js';
 import type { Config } from '../../config/types.js';
 import { requireInterfaces } from '../../firewall/interface-presence.js';
+import { sshLockoutWarning } from '../../config/ssh-session.js';
 import { ExitCode } from '../../client/exit-codes.js';
 import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
+import { TlsFileError, type CheckedTls } from '../../step2/tls-files.js';
+import { addTlsOptions, checkedTlsIfNamed, tlsSummary, writeTlsSummary, type TlsPathOptions, type TlsSummary } from '../tls-options.js';
 import { addConfigOptions, FIREWALL_OVERRIDES, loadConfigFromOptions, type ConfigOptions } from '../options.js';
 
 /**
@@ -17,24 +20,30 @@ import { addConfigOptions, FIREWALL_OVERRIDES, loadConfigFromOptions, type Confi
  * summary and every warning, or the errors; never a path, key or TOTP secret.
  */
 export function registerCheck(program: Command, terminal: Terminal = processTerminal()): void {
-  addConfigOptions(program.command('check').description('validate a config file and print a summary (no secrets)'), FIREWALL_OVERRIDES)
+  addTlsOptions(
+    addConfigOptions(program.command('check').description('validate a config file and print a summary (no secrets)'), FIREWALL_OVERRIDES),
+    'checked as run checks it',
+  )
     .option('--json', 'print one JSON object: {ok, config, summary, warnings} or {ok: false, config, errors}')
     .option('--no-interface-check', "do not compare the interface names with this host's interfaces (a config written for another host; run still does)")
     .action((opts: CheckOptions) => {
       if (opts.json !== true) {
         const config = loadConfigFromOptions(opts);
-        terminal.stdout.write(summarizeConfig(config, hostInterfaceWarnings(config, opts)));
+        const tls = checkedTlsIfNamed(config, opts);
+        const ssh = sshLockoutWarning(config, process.env.SSH_CONNECTION);
+        terminal.stdout.write(summarizeConfig(config, [...hostInterfaceWarnings(config, opts), ...(ssh !== undefined ? [ssh] : [])]));
+        if (tls) writeTlsSummary(terminal, tls);
         const exposed = exposedKeysWarning(config);
         if (exposed !== undefined) terminal.stderr.write(`${ERROR_PREFIX}warning: ${exposed}\n`);
         return;
       }
-      const report = checkReport(opts);
+      const { report, exitCode } = checkReport(opts);
       terminal.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-      if (!report.ok) terminal.setExitCode(ExitCode.failed);
+      if (!report.ok) terminal.setExitCode(exitCode);
     });
 }
 
-interface CheckOptions extends ConfigOptions {
+interface CheckOptions extends ConfigOptions, TlsPathOptions {
   json?: boolean;
   /** False with --no-interface-check. */
   interfaceCheck: boolean;
@@ -45,20 +54,33 @@ function hostInterfaceWarnings(config: Config, opts: CheckOptions): string[] {
   return opts.interfaceCheck ? requireInterfaces(config) : [];
 }
 
-type CheckReport = { ok: true; config: string; summary: ConfigSummary; warnings: string[] } | { ok: false; config: string; errors: ConfigIssue[] };
+type CheckReport =
+  { ok: true; config: string; summary: ConfigSummary; warnings: string[]; tls?: TlsSummary } | { ok: false; config: string; errors: ConfigIssue[] };
 
 /** What `check --json` prints: the summary and every warning, or every problem (messages never quote a secret). */
-function checkReport(opts: CheckOptions): CheckReport {
+function checkReport(opts: CheckOptions): { report: CheckReport; exitCode: number } {
   let config: Config;
   let interfaceWarnings: string[];
+  let tls: CheckedTls | undefined;
   try {
     config = loadConfigFromOptions(opts);
     interfaceWarnings = hostInterfaceWarnings(config, opts);
+    tls = checkedTlsIfNamed(config, opts);
   } catch (err) {
-    if (err instanceof ConfigError) return { ok: false, config: err.source, errors: err.issues };
+    if (err instanceof ConfigError) return { report: { ok: false, config: err.source, errors: err.issues }, exitCode: ExitCode.failed };
+    if (err instanceof TlsFileError)
+      return { report: { ok: false, config: opts.config, errors: [{ path: '', message: err.message }] }, exitCode: err.exitCode };
     throw err;
   }
   const exposed = exposedKeysWarning(config);
-  const warnings = [...(config.warnings ?? []), ...interfaceWarnings, ...(exposed !== undefined ? [exposed] : [])];
-  return { ok: true, config: config.source, summary: configSummary(config), warnings };
+  const ssh = sshLockoutWarning(config, process.env.SSH_CONNECTION);
+  const warnings = [
+    ...(config.warnings ?? []),
+    ...interfaceWarnings,
+    ...(exposed !== undefined ? [exposed] : []),
+    ...(tls?.warnings ?? []),
+    ...(ssh !== undefined ? [ssh] : []),
+  ];
+  const summary = { ok: true as const, config: config.source, summary: configSummary(config), warnings, ...(tls ? { tls: tlsSummary(tls) } : {}) };
+  return { report: summary, exitCode: ExitCode.ok };
 }

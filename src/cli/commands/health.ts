@@ -1,6 +1,6 @@
 /** `knock-port health`: asks the running daemon over its control socket whether it is healthy. */
 import type { Command } from 'commander';
-import { processTerminal, type Terminal } from '../terminal.js';
+import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
 import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
 import { callDaemon } from '../../control/client.js';
 import { formatClusterHealth } from '../../control/format.js';
@@ -12,12 +12,13 @@ export function registerHealth(program: Command, terminal: Terminal = processTer
     program
       .command('health')
       .description('check that the running daemon answers and is healthy (exit 0), else exit 1')
-      .option('--json', 'print the health report as JSON: {healthy, problems} (and cluster, when clustered)'),
+      .option('--json', 'print the health report as JSON: {healthy, problems, warnings, tls} (and cluster, when clustered)'),
   ).action(async (options: ControlSocketOptions & { json?: boolean }) => {
     const health = await callDaemon(resolveControlSocket(options), { cmd: 'health' }, 'health');
     if (options.json === true) terminal.stdout.write(`${JSON.stringify(health, null, 2)}\n`);
     else if (health.healthy) terminal.stdout.write('healthy\n');
     else terminal.stderr.write(`unhealthy: ${health.problems.join('; ') || 'no reason given'}\n`);
+    if (options.json !== true) for (const warning of health.warnings ?? []) terminal.stderr.write(`${ERROR_PREFIX}warning: ${warning}\n`);
     if (options.json !== true && health.cluster) terminal.stdout.write(formatClusterHealth(health.cluster));
     if (!health.healthy) terminal.setExitCode(ExitCode.failed);
   });

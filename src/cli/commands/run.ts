@@ -2,17 +2,19 @@
  * `knock-port run`: reads the config, certificate and key, starts the daemon with its logger and
  * systemd notifier, and stops it on SIGTERM/SIGINT (reload on SIGHUP is the daemon's).
  */
-import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { Daemon } from '../../daemon.js';
-import { describeError, KnockPortError } from '../../shared/errors.js';
+import { describeError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log.js';
 import { SystemdNotifier } from '../../systemd/notify.js';
-import { KnockUsageError } from '../../client/errors.js';
+import { logFields } from '../../step2/served-certificate.js';
+import { requireCapabilities } from '../capabilities.js';
+import { addTlsOptions, checkedTlsFor, type TlsPathOptions } from '../tls-options.js';
 import { exposedKeysWarning } from '../../config/file-exposure.js';
 import type { Config } from '../../config/types.js';
 import { recordInstall } from '../../firewall/install-record.js';
 import { requireInterfaces } from '../../firewall/interface-presence.js';
+import { sshLockoutWarning } from '../../config/ssh-session.js';
 import {
   addConfigOptions,
   addIptablesVariantOption,
@@ -22,33 +24,29 @@ import {
   type LogLevelOptions,
 } from '../options.js';
 
-interface RunOptions extends FirewallCommandOptions, LogLevelOptions {
-  cert?: string;
-  key?: string;
+interface RunOptions extends FirewallCommandOptions, LogLevelOptions, TlsPathOptions {
+  /** The original's flag: accepted, ignored with a note (capabilities replace sudo). */
+  useSudo?: boolean;
 }
 
-function readPem(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new KnockPortError(`cannot read the TLS ${what} ${path}: ${(err as Error).message}`);
-  }
-}
+const USE_SUDO_NOTE =
+  '--use-sudo is accepted for compatibility and ignored: knock-port needs no sudo; it runs as root, or as a user given CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE (the systemd unit does)';
 
 export function registerRun(program: Command): void {
-  addLogLevelOption(addIptablesVariantOption(addConfigOptions(program.command('run').description('run the daemon (step-1 inspector, step-2 HTTPS, firewall)'))))
-    .option('--cert <file>', 'TLS certificate (PEM, chain allowed) for the step-2 HTTPS port (required)')
-    .option('--key <file>', 'TLS private key (PEM) for the step-2 HTTPS port (required)')
+  addTlsOptions(
+    addLogLevelOption(
+      addIptablesVariantOption(addConfigOptions(program.command('run').description('run the daemon (step-1 inspector, step-2 HTTPS, firewall)'))),
+    ),
+    'required here or in the config',
+  )
+    .addOption(new Option('--use-sudo').hideHelp())
     .addHelpText(
       'after',
-      '\nSignals: SIGTERM/SIGINT stop (the firewall stays closed, grants expire in the kernel);\nSIGHUP reloads the config (an invalid file keeps the running one).',
+      '\nSignals: SIGTERM/SIGINT stop (the firewall stays closed, grants expire in the kernel);\nSIGHUP reloads the config, certificate and key (what fails a check keeps the running one).\nExit codes: 10 TLS certificate or key unusable, 11 missing capability (nothing is installed).',
     )
     .action(async (opts: RunOptions) => {
-      // Step 2 is never served over plain HTTP: no certificate, no daemon.
-      if (!opts.cert || !opts.key) throw new KnockUsageError('--cert and --key are required: step 2 is only ever served over HTTPS');
-      const cert = readPem(opts.cert, 'certificate');
-      const key = readPem(opts.key, 'key');
       const logger = createLogger(opts.logLevel);
+      if (opts.useSudo === true) logger.info(USE_SUDO_NOTE);
       // Under systemd (Type=notify): READY=1 once serving, reload and stop messages, watchdog pings from now on.
       const notifier = SystemdNotifier.fromEnvironment(logger);
       let daemon: Daemon;
@@ -61,17 +59,26 @@ export function registerRun(program: Command): void {
       };
       try {
         const config = loadChecked();
+        // Before anything is touched: a certificate or key that cannot serve step 2, or a missing
+        // capability, exits with its own code and no rule installed (no lockout by a typo).
+        const tls = checkedTlsFor(config, opts);
+        requireCapabilities(config);
+        logger.info(logFields(tls.certificate), 'TLS certificate checked');
+        for (const warning of tls.warnings) logger.warn(warning);
         // The same warning as `knock-port check`: keys in clear that every user of the host can read.
         const exposed = exposedKeysWarning(config);
         if (exposed !== undefined) logger.warn({ config: opts.config }, exposed);
+        const ssh = sshLockoutWarning(config, process.env.SSH_CONNECTION);
+        if (ssh !== undefined) logger.warn(ssh);
         // What is about to be installed, so that removal finds it whatever the config says by then.
         const { firewallType, tableName, controlSocket } = config.global;
         recordInstall(config.global.stateDir, { firewallType, tableName, iptablesVariant: opts.iptablesVariant, controlSocket });
         daemon = await Daemon.start({
           config,
           reloadConfig: loadChecked,
-          cert,
-          key,
+          tls,
+          // SIGHUP: the same files (the flags, or the running config's keys), checked again.
+          reloadTls: (running) => checkedTlsFor(running, opts),
           logger,
           firewall: { iptablesVariant: opts.iptablesVariant },
           notifier,

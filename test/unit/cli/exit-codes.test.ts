@@ -40,7 +40,7 @@ describe('usage errors exit 2 in every command', () => {
     [['watch', '-c', config], /required option '--iface <name>' not specified/],
     [['sessions', '--socket'], /option '--socket <path>' argument missing/],
     [['revoke', 'not-an-ip'], /expected an IPv4 or IPv6 address/],
-    [['run', '-c', config], /--cert and --key are required/],
+    [['run', '-c', config], /no TLS certificate: give --cert and --key, or set global.tls_cert and global.tls_key/],
     [['hash-key', 'extra'], /too many arguments for 'hash-key'/],
     [['totp', 'code'], /required option '--secret <base32>' not specified/],
     [['totp', 'code', '--secret', '0000'], /not valid base32/],

@@ -66,9 +66,14 @@ describe('access keys are never quoted', () => {
     expectRefusedWithout(VALID.replace(STEP1_KEY, hashed), hashed.slice(7, 30), 'openvpn.access_key_http[0]', hashed, /published example key/);
   });
 
-  it('a key list written as one key (the wrong type)', () => {
-    const text = VALID.replace(`  access_key_http:\n    - ${STEP1_KEY}`, `  access_key_http: ${STEP1_KEY}`);
-    expectRefusedWithout(text, STEP1_KEY, 'openvpn.access_key_http', 'access_key_http', /^expected a list, got text$/);
+  it('a key list written as a mapping (the wrong type)', () => {
+    const text = VALID.replace(`  access_key_http:\n    - ${STEP1_KEY}`, `  access_key_http: { key: ${STEP1_KEY} }`);
+    expectRefusedWithout(text, STEP1_KEY, 'openvpn.access_key_http', 'access_key_http', /^expected a list, got a mapping$/);
+  });
+
+  it("a published key written alone (the original's single-key form)", () => {
+    const text = VALID.replace(`  access_key_http:\n    - ${STEP1_KEY}`, '  access_key_http: secret789_http');
+    expectRefusedWithout(text, 'secret789_http', 'openvpn.access_key_http[0]', 'secret789_http', /published example key/);
   });
 
   it('a key that YAML reads as a number', () => {
