@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { announceSkip, kernelSkipReason, Netns, tcpOpen, waitFor } from '../../helpers/netns.js';
-import { startServices, udpEchoes } from '../../helpers/scenario.js';
+import { startServices, tcpProbe, udpEchoes } from '../../helpers/scenario.js';
 import { ADDR, CLI, IF, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
@@ -31,6 +31,8 @@ const STEP2_SECONDS = scaled(2);
 /** How long a TCP connect or a UDP echo may take before the port counts as closed. */
 const CLOSED_MS = scaled(800);
 const OPEN_MS = scaled(1000);
+/** Client addresses that never knock: every protected port, listener or not, stays closed to them. */
+const STRANGERS = { 4: '192.0.2.50', 6: '2001:db8:1::50' } as const;
 
 function configYaml(sandbox: Sandbox, firewall: string, capture: string): string {
   return `${globalSection(sandbox, {
@@ -102,10 +104,31 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
   let sandbox: Sandbox;
   let daemon: Daemon;
   let configPath: string;
+  /** Whether knock-port's base ruleset is in the gateway's kernel. */
+  const installed = (): boolean =>
+    backend.firewall === 'nftables'
+      ? sandbox.gw.tryExec('nft', ['list', 'table', 'inet', 'knockport']).ok
+      : sandbox.gw.tryExec('iptables-nft', ['-S', 'KNOCKPORT-INPUT']).ok;
+  /** From a stranger, all at once: no listening service port (TCP 8080, 8081, UDP 5300) is reachable, IPv4 and IPv6. */
+  const expectClosedToStrangers = async () => {
+    const probes = ([4, 6] as const).flatMap((family) => {
+      const gw = family === 4 ? ADDR.gwWan4 : ADDR.gwWan6;
+      return [
+        ...[8080, 8081].map(
+          async (port) => [`${gw}:${port}`, (await tcpProbe(sandbox.client, STRANGERS[family], gw, port, CLOSED_MS)).kind === 'open'] as const,
+        ),
+        (async () => [`${gw}:5300/udp`, await udpEchoes(sandbox.client, STRANGERS[family], gw, 5300, CLOSED_MS)] as const)(),
+      ];
+    });
+    expect((await Promise.all(probes)).filter(([, open]) => open)).toEqual([]);
+  };
   const start = () => startDaemon(sandbox, ['-c', configPath, '--cert', sandbox.cert, '--key', sandbox.key, '--log-level', 'debug', ...backend.args]);
 
   beforeAll(async () => {
     sandbox = createSandbox(backend.capture === 'nfqueue' ? `${backend.firewall.slice(0, 2)}q` : backend.firewall.slice(0, 3));
+    sandbox.client.ip('addr', 'add', `${STRANGERS[4]}/24`, 'dev', IF.clientWan);
+    // Deprecated at once, so the kernel never picks it as the source of the other tests' connections.
+    sandbox.client.ip('addr', 'add', `${STRANGERS[6]}/64`, 'dev', IF.clientWan, 'nodad', 'preferred_lft', '0');
     configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, backend.firewall, backend.capture));
     await startServices(sandbox.gw, { tcp: { 8080: 'hello\n', 8081: 'hello\n' }, udp: [5300] });
     daemon = start();
@@ -192,8 +215,10 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     const grantedAt = Date.now();
     await daemon.stop('SIGKILL');
 
-    // Dead daemon: the granted client still gets in, others do not; nothing answers step 1.
+    // Dead daemon: its rules stay (fail closed); the granted client still gets in, others do not; nothing answers step 1.
+    expect(installed()).toBe(true);
     expect(tcpOpen(client, ADDR.gwWan4, 8081, OPEN_MS)).toBe(true);
+    await expectClosedToStrangers();
     expect(curl(client, ['-k', '--interface', ADDR.client4b, url(ADDR.gwWan4, 'https', STEP2_PATH)], STEP1_SECONDS).status).toBe('000');
     expect(curl(client, ['--interface', ADDR.client4b, url(ADDR.gwWan4, 'http', STEP1_PATH)], STEP1_SECONDS).status).toBe('000');
 
@@ -258,16 +283,19 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     writeFileSync(configPath, original);
   });
 
-  it('SIGTERM: exits 0, saves the sessions and leaves every port closed', async () => {
+  it('SIGTERM: exits 0, saves the sessions, keeps its rules and leaves every port closed', async () => {
     const { client } = sandbox;
     step1(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`);
     expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('200');
     expect(await daemon.stop('SIGTERM')).toBe(0);
+    expect(installed()).toBe(true);
     const saved = JSON.parse(readFileSync(join(sandbox.dir, 'state', 'sessions.json'), 'utf8')) as unknown;
     expect(JSON.stringify(saved)).toContain(ADDR.client4);
     expect(tcpOpen(client, ADDR.gwWan4, 8080, OPEN_MS)).toBe(true); // the grant lives on in the kernel
     expect(curl(client, ['-k', '--interface', ADDR.client4b, url(ADDR.gwWan4, 'https', STEP2_PATH)], STEP1_SECONDS).status).toBe('000');
     expect(tcpOpen(client, ADDR.gwWan4, 9090, CLOSED_MS)).toBe(false);
+    // Listening, not granted to them: closed, with the daemon gone.
+    await expectClosedToStrangers();
   });
 });
 

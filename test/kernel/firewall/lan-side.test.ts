@@ -3,11 +3,13 @@
  * server on the gateway's LAN address (a router's web UI) still answers LAN clients and the
  * gateway itself, on nftables and on iptables, while a knock from outside still works and
  * port 80 still looks stealthy from outside, on the external and on the LAN address.
- * Then `uninstall` refuses while the daemon runs and works once it is stopped.
+ * Then `uninstall` refuses while the daemon runs; SIGTERM leaves the rules in place (fail closed:
+ * the granted client keeps its grant, the service stays closed to everyone else) until
+ * `uninstall` removes them.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { announceSkip, kernelSkipReason, tcpOpen, type Netns } from '../../helpers/netns.js';
-import { runUntilReady, startServices } from '../../helpers/scenario.js';
+import { runUntilReady, startServices, tcpProbe } from '../../helpers/scenario.js';
 import { ADDR, CLI, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 
 const skip = announceSkip('firewall/lan-side', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl']));
@@ -115,13 +117,16 @@ describe.skipIf(skip).each(BACKENDS)('LAN side untouched: $name', (backend) => {
     expect(curl(client, [`http://${ADDR.gwLan4}:443/`], 1).status).toBe('000');
     expect(curl(client, ['-k', `https://${ADDR.gwWan4}${STEP2_PATH}`], 1).status).toBe('000');
     expect(tcpOpen(client, ADDR.gwWan4, 8080, 800)).toBe(false);
+    expect(tcpOpen(client, ADDR.gwWan6, 8080, 800)).toBe(false);
   });
 
-  it('a knock from the external client still opens the service', () => {
+  it('a knock from the external client still opens the service', async () => {
     const { client } = sandbox;
     expect(curl(client, ['-d', `app=tcpsvc&access_key=${HTTP_KEY}`, `http://${ADDR.gwWan4}${STEP1_PATH}`], 1).status).toBe('000');
     expect(curl(client, ['-k', '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, `https://${ADDR.gwWan4}${STEP2_PATH}`], 3)).toEqual({ status: '200', body: 'OK\n' });
     expect(tcpOpen(client, ADDR.gwWan4, 8080, 1000)).toBe(true);
+    // The listening service stays closed to an address that did not knock.
+    expect((await tcpProbe(client, ADDR.client4b, ADDR.gwWan4, 8080, 800)).kind).not.toBe('open');
     // And the LAN web UI still answers afterwards.
     expect(curl(sandbox.lan, [`http://${ADDR.gwLan4}/`], 3).status).toBe('200');
   });
@@ -134,6 +139,11 @@ describe.skipIf(skip).each(BACKENDS)('LAN side untouched: $name', (backend) => {
     expect(installed()).toBe(true);
 
     expect(await daemon.stop('SIGTERM')).toBe(0);
+    // Stopped, the rules stay: the granted client still gets in, a client that never knocked does not.
+    expect(installed()).toBe(true);
+    expect(tcpOpen(sandbox.client, ADDR.gwWan4, 8080, 1000)).toBe(true);
+    expect((await tcpProbe(sandbox.client, ADDR.client4b, ADDR.gwWan4, 8080, 800)).kind).not.toBe('open');
+    expect(curl(sandbox.client, ['--interface', ADDR.client4b, `http://${ADDR.gwWan4}${STEP1_PATH}`], 1).status).toBe('000');
     const done = uninstall();
     expect(done.stderr).toBe('');
     expect(done.code).toBe(0);
