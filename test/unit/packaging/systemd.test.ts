@@ -37,7 +37,8 @@ describe('systemd unit', () => {
     expect(serviceValue('AmbientCapabilities')?.split(' ').sort()).toEqual(['CAP_NET_ADMIN', 'CAP_NET_BIND_SERVICE', 'CAP_NET_RAW']);
     expect(serviceValue('CapabilityBoundingSet')).toBe(serviceValue('AmbientCapabilities'));
     expect(serviceValue('NoNewPrivileges')).toBe('yes');
-    expect(serviceValue('ExecStartPre')).toBe('/usr/bin/knock-port check -c /etc/knock-port/config.yaml');
+    // The pre-start check reads the same certificate and key as run, so a bad pair fails before any rule.
+    expect(serviceValue('ExecStartPre')).toBe(`/usr/bin/knock-port check -c /etc/knock-port/config.yaml${/ --cert \S+ --key \S+$/.exec(serviceValue('ExecStart')!)![0]}`);
     expect(serviceValue('ExecStart')).toMatch(/^\/usr\/bin\/knock-port run -c \/etc\/knock-port\/config\.yaml --cert \S+ --key \S+$/);
     expect(serviceValue('Restart')).toBe('on-failure');
     expect(serviceValue('ProtectSystem')).toBe('strict');
