@@ -38,7 +38,9 @@ describe('systemd unit', () => {
     expect(serviceValue('CapabilityBoundingSet')).toBe(serviceValue('AmbientCapabilities'));
     expect(serviceValue('NoNewPrivileges')).toBe('yes');
     // The pre-start check reads the same certificate and key as run, so a bad pair fails before any rule.
-    expect(serviceValue('ExecStartPre')).toBe(`/usr/bin/knock-port check -c /etc/knock-port/config.yaml${/ --cert \S+ --key \S+$/.exec(serviceValue('ExecStart')!)![0]}`);
+    expect(serviceValue('ExecStartPre')).toBe(
+      `/usr/bin/knock-port check -c /etc/knock-port/config.yaml${/ --cert \S+ --key \S+$/.exec(serviceValue('ExecStart')!)![0]}`,
+    );
     expect(serviceValue('ExecStart')).toMatch(/^\/usr\/bin\/knock-port run -c \/etc\/knock-port\/config\.yaml --cert \S+ --key \S+$/);
     expect(serviceValue('Restart')).toBe('on-failure');
     expect(serviceValue('ProtectSystem')).toBe('strict');
