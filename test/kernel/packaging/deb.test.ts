@@ -150,7 +150,7 @@ describe.skipIf(skip)('the Debian package', () => {
   it('the installed daemon records what it installs; dpkg -r removes it though the config no longer passes check', async () => {
     expect(files.length).toBeGreaterThan(0);
     gw = Netns.create('deb');
-    gw.ip('link', 'add', WAN, 'type', 'dummy');
+    gw.ip('link', 'add', WAN, 'type', 'veth', 'peer', 'name', `${WAN}p`);
     gw.ip('link', 'set', WAN, 'up');
     // As the unit would have them: the operator's config and TLS files, the runtime directory.
     writeFileSync(CONFIG, VALID_CONFIG);
