@@ -1,8 +1,8 @@
 /**
  * Everything that outlives a config reload, in one place: a reload builds new inspectors, a new
  * firewall and listeners from the new config and keeps all of this, so a reload is never a
- * fresh budget, a forgotten lock or a replayable code. The cookie secret and the used codes
- * also outlive a restart (saved in state_dir).
+ * fresh budget, a forgotten lock or a replayable code. The used codes also outlive a restart
+ * (saved in state_dir); the cookie secret does not (see freshCookieSecret).
  */
 import { SecretLockout, lockoutPolicy, type LockEvent, type LockFactor } from '../auth/lockout.js';
 import { PerMinuteLimiter } from '../auth/ratelimit.js';
@@ -10,8 +10,10 @@ import { TotpVerifier } from '../auth/totp.js';
 import type { GlobalConfig } from '../config/types.js';
 import type { Logger } from '../shared/log.js';
 import { createSharedState, SharedLockoutStates, SharedSourceBudget, SharedUsedCodeStore, type SharedStateBuffers } from '../step1/shared-state.js';
-import { loadOrCreateCookieSecret } from './cookie-secret-file.js';
 import { SavedUsedCodes } from './used-codes-file.js';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomCookieSecret } from '../step1/cookie.js';
 
 export interface LastingState {
   /**
@@ -42,7 +44,7 @@ export interface LastingStateHooks {
 
 /** Loads (or creates) the saved parts from state_dir and sets up the rest from the first config. */
 export async function openLastingState(global: GlobalConfig, hooks: LastingStateHooks): Promise<LastingState> {
-  const cookieSecret = await loadOrCreateCookieSecret(global.stateDir);
+  const cookieSecret = await freshCookieSecret(global.stateDir);
   const shared = createSharedState(global.rateLimitPerMinute);
   const usedCodes = await SavedUsedCodes.open({
     stateDir: global.stateDir,
@@ -71,4 +73,16 @@ export function applyReloadedLimits(state: LastingState, global: GlobalConfig): 
   state.lockout.setPolicy(lockoutPolicy(global));
   SharedSourceBudget.setLimit(state.shared, global.rateLimitPerMinute);
   state.step2Limiter.setLimit(global.rateLimitPerMinute);
+}
+
+/**
+ * A new step-1 cookie secret for every start, never a saved one. A client whose knock got no
+ * answer keeps retransmitting it (its kernel does, for minutes, after curl gave up); a new
+ * daemon does not know what its predecessor decided about that segment, so with the old secret
+ * a retransmitted knock would open a window again, after a revoke too. A knock in flight across a
+ * restart fails instead, and the client knocks again. The file earlier versions kept is removed.
+ */
+async function freshCookieSecret(stateDir: string): Promise<Buffer> {
+  await rm(join(stateDir, 'step1-cookie.key'), { force: true });
+  return randomCookieSecret();
 }

@@ -1,11 +1,7 @@
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { totpAt } from '../../../src/auth/totp.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../../../src/packet/decode.js';
 import { COOKIE_SLOT_MS, KeyedCookieSource } from '../../../src/step1/cookie.js';
-import { COOKIE_SECRET_FILE, loadOrCreateCookieSecret } from '../../../src/sessions/cookie-secret-file.js';
 import { Inspector } from '../../../src/step1/inspector.js';
 import type { GlobalConfig } from '../../../src/config/types.js';
 import { craftTcp, knockRequest } from '../packet/craft.js';
@@ -221,17 +217,5 @@ describe('Inspector', () => {
       result: 'ignored',
       reason: 'handshake-none',
     });
-  });
-});
-
-describe('cookie secret file', () => {
-  it('is created once with mode 0600 and read back unchanged', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'kp-cookie-')), 'state');
-    const first = await loadOrCreateCookieSecret(dir);
-    const second = await loadOrCreateCookieSecret(dir);
-    expect(first.length).toBe(16);
-    expect(second.equals(first)).toBe(true);
-    expect(statSync(join(dir, COOKIE_SECRET_FILE)).mode & 0o777).toBe(0o600);
-    expect(readFileSync(join(dir, COOKIE_SECRET_FILE), 'utf8').trim()).toBe(first.toString('hex'));
   });
 });
