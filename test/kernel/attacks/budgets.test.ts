@@ -1,7 +1,7 @@
 /**
  * Budgets in the kernel cannot be turned against a client: before the cookie nothing proves a
  * source, so the kernel keeps one step-1 budget for all sources, spent by every SYN and data
- * segment alike, before the prefilter reads a path (no path oracle); SYNs forged with a client's
+ * segment alike, before the prefilter reads a path (no path oracle: step1-budget-oracle.test.ts); SYNs forged with a client's
  * address (or its /64 neighbour's) leave its knock working; valid knocks get through a
  * random-source flood at the daemon's capacity; and the real daemon locks an app after wrong
  * keys from several sources, logs and counts it. The real daemon in namespaces this test
@@ -14,7 +14,6 @@ import { announceSkip, kernelSkipReason, type Netns } from '../../helpers/netns.
 import { ADDR, IF, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { synFlood } from '../../helpers/scenario.js';
 import { curlFrom, execIn } from './probes.js';
-import { injectSegments } from '../../helpers/raw-inject.js';
 
 const skip = announceSkip('attacks/budgets', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'nping', 'trafgen']));
 
@@ -76,25 +75,9 @@ describe.skipIf(skip).each(BACKENDS)('step-1 budget in the kernel: $name', (back
     const seconds = Math.max(a!.seconds, b!.seconds);
     console.log(`[budgets] ${backend.name}: 2 x 200 SYNs in ${seconds.toFixed(2)} s -> ${a!.answered} + ${b!.answered} SYN-ACKs`);
     expect([a!.sent, b!.sent]).toEqual([200, 200]);
+    // One burst and its refill between both senders; a budget per source would have answered all 400.
     expect(answered).toBeGreaterThanOrEqual(2 * BUDGET - 10);
-    expect(answered).toBeLessThanOrEqual(2 * BUDGET + Math.ceil(BUDGET * seconds) + 10);
-  });
-
-  it("spends the same whatever the payload: a burst of right-path segments does not tell itself from a wrong one's", async () => {
-    const segments = (path: string) => Array.from({ length: 3 * BUDGET }, () => Buffer.from(`POST ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
-    /** SYN-ACKs for 20 quick SYNs right after a burst of handshake-less data segments with this path. */
-    const answeredAfter = async (path: string) => {
-      await sleep(2_500); // a full bucket again
-      injectSegments(sandbox.client, { iface: IF.clientWan, src: ADDR.client6, dst: ADDR.gwWan6, dport: STEP1_PORT, segments: segments(path) });
-      return (await synFlood(sandbox.client, wire(), SAME_64[0], ADDR.gwWan6, STEP1_PORT, 20, 2000)).answered;
-    };
-    const right = await answeredAfter(STEP1_PATH);
-    const wrong = await answeredAfter('/not-the-knock-path');
-    console.log(`[budgets] ${backend.name}: SYN-ACKs for 20 SYNs after ${3 * BUDGET} data segments: right path ${right}, wrong path ${wrong}`);
-    // Both bursts spent the whole budget: no answer tells the right path from a wrong one.
-    expect(right).toBeLessThanOrEqual(8);
-    expect(wrong).toBeLessThanOrEqual(8);
-    expect(Math.abs(right - wrong)).toBeLessThanOrEqual(6);
+    expect(answered).toBeLessThanOrEqual(2 * BUDGET + Math.ceil(BUDGET * (seconds + 0.5)) + 20);
   });
 });
 
