@@ -9,6 +9,6 @@ export const VM_TESTS = [
   'test/kernel/firewall/prefilter.test.ts',
   'test/kernel/firewall/table-owner.test.ts',
   'test/kernel/step1/fanout.test.ts',
-  // nftables + NFQUEUE rows of the admission matrix only (no host firewall and nftables-drop; steady and flush-heal).
+  // nftables + NFQUEUE rows of the admission matrix only (host nftables-drop; steady and flush-heal).
   'test/kernel/firewall/admission.test.ts',
 ];
