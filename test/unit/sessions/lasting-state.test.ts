@@ -1,5 +1,6 @@
-/** What outlives a reload: kept objects, new limits applied to them, saved parts reloaded on restart. */
-import { mkdtemp, rm } from 'node:fs/promises';
+/** What outlives a reload: kept objects, new limits applied to them, saved parts reloaded on restart (not the cookie secret). */
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -24,12 +25,17 @@ describe('LastingState', () => {
     return { state, locks };
   }
 
-  it('keeps the cookie secret across restarts', async () => {
+  it('makes a new cookie secret at every start and removes the file earlier versions kept', async () => {
+    const saved = join(dir, 'step1-cookie.key');
+    await writeFile(saved, `${'ab'.repeat(16)}\n`);
     const first = await open().state;
     await first.usedCodes.close();
     const second = await open().state;
     await second.usedCodes.close();
-    expect(second.cookieSecret.equals(first.cookieSecret)).toBe(true);
+    expect(first.cookieSecret).toHaveLength(16);
+    expect(second.cookieSecret.equals(first.cookieSecret)).toBe(false);
+    expect(first.cookieSecret.equals(Buffer.from('ab'.repeat(16), 'hex'))).toBe(false);
+    expect(existsSync(saved)).toBe(false);
   });
 
   it('applies a reload’s limits and lockout policy to the kept state, with the counts so far', async () => {
