@@ -130,11 +130,6 @@ export class NftRuleset {
     return lines.join('\n') + '\n';
   }
 
-  /** Removes what installScript made (the table is declared first, so the delete never fails). */
-  uninstallScript(): string {
-    return this.layout.tables.map((table) => `add table ${tableRef(table)}\ndelete table ${tableRef(table)}\n`).join('');
-  }
-
   /** A scratch ruleset that only passes `nft -c` where the kernel supports the capture statement. */
   captureProbeScript(capture: CaptureKind): string {
     const ref = `inet ${this.layout.prefix}knockport_probe`;
