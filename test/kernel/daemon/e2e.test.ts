@@ -162,32 +162,34 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
 
     it(`${family}: closed before, step 1 silent, step 2 opens the service, expiry closes it`, async () => {
       const { client, gw } = sandbox;
-      expect(tcpOpen(client, gwAddr, 8080, CLOSED_MS)).toBe(false);
+      // Every request from the client's own address: the strangers' addresses share its interface.
+      const opens = async (ms: number) => (await tcpProbe(client, clientAddr, gwAddr, 8080, ms)).kind === 'open';
+      expect(await opens(CLOSED_MS)).toBe(false);
       expect(await udpEchoes(client, clientAddr, gwAddr, 5300, CLOSED_MS)).toBe(false);
-      expect(step2(client, gwAddr, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('000');
+      expect(step2(client, gwAddr, `app=tcpsvc&access_key=${HTTPS_KEY}`, clientAddr).status).toBe('000');
       expect(gw.exec('ss', ['-Hltn', 'sport = :80']).trim()).toBe('');
 
-      expect(step1(client, gwAddr, `app=tcpsvc&access_key=${HTTP_KEY}`)).toBe('000');
-      const wrong = step2(client, gwAddr, 'app=tcpsvc&access_key=not-the-right-key-123');
+      expect(step1(client, gwAddr, `app=tcpsvc&access_key=${HTTP_KEY}`, clientAddr)).toBe('000');
+      const wrong = step2(client, gwAddr, 'app=tcpsvc&access_key=not-the-right-key-123', clientAddr);
       expect(wrong.status).toBe('403');
-      expect(tcpOpen(client, gwAddr, 8080, CLOSED_MS)).toBe(false);
+      expect(await opens(CLOSED_MS)).toBe(false);
 
-      const ok = step2(client, gwAddr, `app=tcpsvc&access_key=${HTTPS_KEY}`);
+      const ok = step2(client, gwAddr, `app=tcpsvc&access_key=${HTTPS_KEY}`, clientAddr);
       expect(ok).toEqual({ status: '200', body: 'OK\n' });
-      expect(tcpOpen(client, gwAddr, 8080, OPEN_MS)).toBe(true);
+      expect(await opens(OPEN_MS)).toBe(true);
       const listed = sessionsJson(sandbox).filter((s) => s.ip === clientAddr && s.app === 'tcpsvc' && s.step === 'service');
       expect(listed).toHaveLength(1);
       expect(listed[0]!.secondsLeft).toBeGreaterThan(0);
 
       // After `duration` the kernel refuses new connections.
-      expect(await waitFor(() => !tcpOpen(client, gwAddr, 8080, scaled(500)), (DURATION + scaled(3)) * 1000, 250)).toBe(true);
+      expect(await waitFor(async () => !(await opens(scaled(500))), (DURATION + scaled(3)) * 1000, 250)).toBe(true);
     });
 
     it(`${family}: UDP service opens only after both steps`, async () => {
       const { client } = sandbox;
-      step1(client, gwAddr, 'app=udpsvc&access_key=udp-http-key-0123456789');
+      step1(client, gwAddr, 'app=udpsvc&access_key=udp-http-key-0123456789', clientAddr);
       expect(await udpEchoes(client, clientAddr, gwAddr, 5300, CLOSED_MS)).toBe(false);
-      expect(step2(client, gwAddr, 'app=udpsvc&access_key=udp-https-key-0123456789').status).toBe('200');
+      expect(step2(client, gwAddr, 'app=udpsvc&access_key=udp-https-key-0123456789', clientAddr).status).toBe('200');
       expect(await udpEchoes(client, clientAddr, gwAddr, 5300, OPEN_MS)).toBe(true);
     });
   }
