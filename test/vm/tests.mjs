@@ -7,7 +7,6 @@ export const VM_TESTS = [
   'test/kernel/daemon/e2e.test.ts',
   'test/kernel/scenarios/scenarios.test.ts',
   'test/kernel/firewall/prefilter.test.ts',
-  'test/kernel/firewall/table-owner.test.ts',
   'test/kernel/step1/fanout.test.ts',
   // nftables + NFQUEUE rows of the admission matrix only (host nftables-drop; steady and flush-heal).
   'test/kernel/firewall/admission.test.ts',

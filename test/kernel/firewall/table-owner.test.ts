@@ -59,9 +59,14 @@ describe.skipIf(skip)('knock-port table against other processes', () => {
   const nft = (...args: string[]) => sandbox.gw.tryExec('nft', args);
   const tableListing = () => nft('list', 'table', ...TABLE.split(' '));
   /** Both steps from `from`; the step-2 status. */
-  const knock = (from: string): string => {
+  const knockOnce = (from: string): string => {
     curl(sandbox.client, ['-d', `app=svc&access_key=${HTTP_KEY}`, '--interface', from, `http://${ADDR.gwWan4}${STEP1_PATH}`], scaled(1));
     return curl(sandbox.client, ['-k', '-d', `app=svc&access_key=${HTTPS_KEY}`, '--interface', from, `https://${ADDR.gwWan4}${STEP2_PATH}`], scaled(2)).status;
+  };
+  /** A knock that a busy machine let time out is knocked again once, as a user would. */
+  const knock = (from: string): string => {
+    const first = knockOnce(from);
+    return first === '000' ? knockOnce(from) : first;
   };
   const reaches = async (from: string) => (await tcpProbe(sandbox.client, from, ADDR.gwWan4, PORT, scaled(800))).kind === 'open';
   /** The gate as a client sees it: the granted source gets in, the other one does not. */
@@ -132,8 +137,8 @@ describe.skipIf(skip)('knock-port table against other processes', () => {
     }
   });
 
-  // Restarts and uninstall behave as before on a kernel without owned tables (e2e covers them in the
-  // VM); there the fallback is proven above, and the VM's time goes to what only it can run.
+  // Restarts and uninstall behave as before on a kernel without owned tables: there the fallback
+  // is proven above (`npm run test:vm -- test/kernel/firewall/table-owner.test.ts`).
   if (IN_VM) return;
 
   it('kill -9 leaves the table and its gate; a restarted daemon adopts it and keeps working', async () => {
