@@ -1,24 +1,13 @@
 /**
- * Golden files of every ruleset knock-port installs. Regenerate after an intended change
- * with `KNOCKPORT_UPDATE_GOLDEN=1 npx vitest run test/unit/firewall`, then review the diff.
+ * Golden files of every ruleset knock-port installs; a missing one fails (golden-files.ts says
+ * how to regenerate them after an intended change).
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, it } from 'vitest';
 import { createFirewall } from '../../../src/firewall/index.js';
 import type { CaptureKind } from '../../../src/shared/kinds.js';
 import type { FirewallType } from '../../../src/config/types.js';
+import { matchGolden } from './golden-files.js';
 import { fixtureConfig, proxyFrontConfig } from './fixture.js';
-
-const goldenDir = join(dirname(fileURLToPath(import.meta.url)), 'golden');
-const update = process.env.KNOCKPORT_UPDATE_GOLDEN === '1';
-
-function matchGolden(name: string, actual: string): void {
-  const file = join(goldenDir, name);
-  if (update || !existsSync(file)) writeFileSync(file, actual);
-  expect(actual).toBe(readFileSync(file, 'utf8'));
-}
 
 describe('generated rulesets match the reviewed golden files', () => {
   for (const type of ['nftables', 'iptables', 'vyos'] as FirewallType[]) {

@@ -4,9 +4,6 @@
  * workers (NFQUEUE ranges, NFLOG groups chosen by CPU). Goldens as in golden.test.ts; the
  * machine is given explicitly so they never depend on the host's core count.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { Config, GlobalConfig } from '../../../src/config/types.js';
 import { IptablesRuleset, u32PrefixMatch } from '../../../src/firewall/iptables-ruleset.js';
@@ -15,16 +12,8 @@ import { describeStep1Queues } from '../../../src/config/workers.js';
 import { planFirewall, type PlanMachine } from '../../../src/firewall/plan.js';
 import type { CaptureKind } from '../../../src/shared/kinds.js';
 import { PREFILTER_MAX_BYTES, prefilterPrefix } from '../../../src/step1/prefilter.js';
+import { matchGolden } from './golden-files.js';
 import { fixtureConfig } from './fixture.js';
-
-const goldenDir = join(dirname(fileURLToPath(import.meta.url)), 'golden');
-const update = process.env.KNOCKPORT_UPDATE_GOLDEN === '1';
-
-function matchGolden(name: string, actual: string): void {
-  const file = join(goldenDir, name);
-  if (update || !existsSync(file)) writeFileSync(file, actual);
-  expect(actual).toBe(readFileSync(file, 'utf8'));
-}
 
 function config(global: Partial<GlobalConfig>): Config {
   const base = fixtureConfig();
