@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { announceSkip, kernelSkipReason, type Netns } from '../../helpers/netns.js';
 import { ADDR, IF, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { synFlood } from '../../helpers/scenario.js';
+import { knockStep1 } from '../../helpers/knock.js';
 import { curlFrom, execIn } from './probes.js';
 
 const skip = announceSkip('attacks/budgets', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'nping', 'trafgen']));
@@ -102,7 +103,14 @@ describe.skipIf(skip).each(BACKENDS)('forged sources spend no client budget: $na
     const floods = await Promise.all([victim, neighbour].map((from) => synFlood(sandbox.client, wire, from, ADDR.gwWan6, STEP1_PORT, 300, 1000)));
     // Every forged SYN got its SYN-ACK: nothing counted them against the addresses they claim.
     for (const flood of floods) expect(flood.answered).toBeGreaterThanOrEqual(290);
-    await curlFrom(sandbox.client, victim, ['-d', `app=svc&access_key=${KEYS.http}`, `http://[${ADDR.gwWan6}]${STEP1_PATH}`], 1);
+    await knockStep1({
+      client: sandbox.client,
+      daemon: daemon!,
+      from: victim,
+      url: `http://[${ADDR.gwWan6}]${STEP1_PATH}`,
+      body: `app=svc&access_key=${KEYS.http}`,
+      timeoutSeconds: 1,
+    });
     const step2 = await curlFrom(
       sandbox.client,
       victim,
@@ -149,7 +157,14 @@ describe.skipIf(skip)('valid knocks under a random-source SYN flood at the daemo
     const knock = async (from: string): Promise<string> => {
       let status = '000';
       for (let attempt = 0; attempt < 3 && flooding && status !== '200'; attempt++) {
-        await curlFrom(client, from, ['-d', `app=svc&access_key=${KEYS.http}`, `http://${ADDR.gwWan4}${STEP1_PATH}`], 2);
+        await knockStep1({
+          client,
+          daemon: daemon!,
+          from,
+          url: `http://${ADDR.gwWan4}${STEP1_PATH}`,
+          body: `app=svc&access_key=${KEYS.http}`,
+          timeoutSeconds: 2,
+        });
         status = (await curlFrom(client, from, ['-k', '--data-binary', `app=svc&access_key=${KEYS.https}`, `https://${ADDR.gwWan4}${STEP2_PATH}`], 2)).status;
       }
       return status;
@@ -190,7 +205,8 @@ describe.skipIf(skip)('secret lockout in the running daemon', () => {
     const step1 = (from: string, key: string) => curlFrom(sandbox.client, from, ['-d', `app=svc&access_key=${key}`, `http://${ADDR.gwWan4}${STEP1_PATH}`], 1);
     const step2 = (from: string) =>
       curlFrom(sandbox.client, from, ['-k', '--data-binary', `app=svc&access_key=${KEYS.https}`, `https://${ADDR.gwWan4}${STEP2_PATH}`], 2);
-    for (const [i, from] of GUESSERS.entries()) await step1(from, `guessed-key-${i}-0123456789`);
+    // The guesses go at once: each waits out curl's timeout (the daemon never answers step 1).
+    await Promise.all(GUESSERS.map((from, i) => step1(from, `guessed-key-${i}-0123456789`)));
     expect(await daemon!.waitForLog(/app locked after 3 wrong keys/, 5_000)).toBe(true);
     // The right key, from an address that never guessed, opens nothing while the app is locked.
     await step1(HOLDER, KEYS.http);
