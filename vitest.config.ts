@@ -13,7 +13,6 @@ export const SERIAL_KERNEL_FILES = [
   'test/kernel/firewall/step1-budget-oracle.test.ts',
   'test/kernel/firewall/step1-fanout.test.ts',
   'test/kernel/step1/fanout.test.ts',
-  'test/kernel/step1/source-budget.test.ts',
   'test/kernel/capture/overflow.test.ts',
   'test/kernel/daemon/revoke-flows.test.ts',
 ];

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { announceSkip, kernelSkipReason } from '../../helpers/netns.js';
+import { knockStep1 } from '../../helpers/knock.js';
 import { curlFrom } from '../../helpers/scenario.js';
 import { ADDR, IF, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { scaled } from '../../helpers/vm.js';
@@ -45,7 +46,14 @@ describe.skipIf(skip)('the daemon counts step-1 knocks per IPv6 /64', () => {
 
   /** Step 1 from `from` (never answered), then step 2: "200" when step 1 opened HTTPS for it, "000" when it stayed dropped. */
   const knock = async (from: string): Promise<string> => {
-    await curlFrom(sandbox.client, from, ['-d', `app=svc&access_key=${KEYS.http}`, `http://[${ADDR.gwWan6}]${STEP1_PATH}`], scaled(1));
+    await knockStep1({
+      client: sandbox.client,
+      daemon,
+      from,
+      url: `http://[${ADDR.gwWan6}]${STEP1_PATH}`,
+      body: `app=svc&access_key=${KEYS.http}`,
+      timeoutSeconds: scaled(1),
+    });
     const step2 = await curlFrom(sandbox.client, from, ['-k', '-d', `app=svc&access_key=${KEYS.https}`, `https://[${ADDR.gwWan6}]${STEP2_PATH}`], scaled(2));
     return step2.status;
   };
