@@ -29,6 +29,8 @@ const kernelTimeouts = { testTimeout: 120_000 * TIME_SCALE, hookTimeout: 120_000
 export default defineConfig({
   ...(IN_VM ? { cacheDir: '/tmp/knock-port-vite-cache' } : {}),
   test: {
+    // The count of tests run, and in CI a failure for any kernel test skipped (test/helpers/run-summary.ts).
+    reporters: ['default', './test/helpers/run-summary.ts'],
     projects: [
       {
         test: {
