@@ -1,13 +1,29 @@
 // A worker thread for shared-state.test.ts: attaches to the shared tables the test made, waits
 // for the start signal (so the two workers really run at the same time), hammers one table and
-// posts what it got. It runs the built code (dist/), as the daemon's worker threads do.
+// posts what it got, and how many of its operations it made while the other worker was midway
+// through its own (the proof they overlapped). It runs the built code (dist/), as the daemon's
+// worker threads do.
 import { parentPort, workerData } from 'node:worker_threads';
 import { SecretLockout } from '../../../dist/auth/lockout.js';
 import { UsedCodes } from '../../../dist/auth/used-codes.js';
 import { SharedDecidedSegments, SharedLockoutStates, SharedSourceBudget, SharedUsedCodeStore } from '../../../dist/step1/shared-state.js';
 
-const { op, buffers, go, count, now } = workerData;
+const { op, buffers, go, progress, me, count, now } = workerData;
 Atomics.wait(new Int32Array(go), 0, 0);
+
+// Each worker publishes how many operations it has done (slots 0 and 1); the other reads it after
+// each of its own. Slot 2 is a spinning barrier, so neither starts until both are running: a woken
+// thread takes a while to get a CPU, long enough for the other to finish a short burst alone.
+const done = new Int32Array(progress);
+Atomics.add(done, 2, 1);
+const deadline = Date.now() + 5_000;
+while (Atomics.load(done, 2) < 2 && Date.now() < deadline);
+let whileOtherMidway = 0;
+function step(i) {
+  Atomics.store(done, me, i + 1);
+  const other = Atomics.load(done, 1 - me);
+  if (other > 0 && other < count) whileOtherMidway++;
+}
 
 const result = [];
 if (op === 'codes') {
@@ -15,6 +31,7 @@ if (op === 'codes') {
   for (let i = 0; i < count; i++) {
     const code = { scope: (i % 7).toString(16).padStart(32, 'a'), counter: 1000 + i, expiresAt: now + 90 };
     if (!used.isUsed(code.scope, code.counter, now) && used.add(code, now)) result.push(i);
+    step(i);
   }
 } else if (op === 'budget') {
   const budget = new SharedSourceBudget(buffers, 24, 64, () => now * 1000);
@@ -22,6 +39,7 @@ if (op === 'codes') {
   for (let i = 0; i < count; i++) {
     packet[3] = i & 0xff; // every address of one /24: one budget
     if (budget.allow(packet, 0, 4)) result.push(i);
+    step(i);
   }
 } else if (op === 'segments') {
   const decided = new SharedDecidedSegments(buffers);
@@ -32,18 +50,23 @@ if (op === 'codes') {
       decided.record(segment, 'granted');
       result.push(i);
     }
+    step(i);
   }
 } else if (op === 'lockout') {
   let locks = 0;
+  // The limit is half of the burst the two make together, so it is crossed while both are at work.
   const lockout = new SecretLockout(
-    { userFailures: 100, appFailures: 100, windowSeconds: 600, lockSeconds: 900 },
+    { userFailures: count / 2, appFailures: count / 2, windowSeconds: 600, lockSeconds: 900 },
     {
       states: new SharedLockoutStates(buffers),
       now: () => now * 1000,
       onLock: () => locks++,
     },
   );
-  for (let i = 0; i < count; i++) lockout.fail('step1-otp', 'svc', 'alice');
+  for (let i = 0; i < count; i++) {
+    lockout.fail('step1-otp', 'svc', 'alice');
+    step(i);
+  }
   result.push(locks);
 }
-parentPort.postMessage(result);
+parentPort.postMessage({ result, whileOtherMidway });

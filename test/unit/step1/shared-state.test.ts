@@ -123,15 +123,24 @@ describe('SharedUsedCodeStore', () => {
   });
 });
 
-/** Runs `op` on two worker threads at once over the same buffers; their results. */
-async function race(op: string, buffers: SharedStateBuffers, count: number): Promise<[number[], number[]]> {
+type Results = [number[], number[]];
+
+/** What one worker posts: its results, and how many operations it made while the other was midway. */
+interface WorkerReport {
+  result: number[];
+  whileOtherMidway: number;
+}
+
+/** Runs `op` on two worker threads at once over the same buffers; what each reported. */
+async function raceOnce(op: string, buffers: SharedStateBuffers, count: number): Promise<[WorkerReport, WorkerReport]> {
   const script = new URL('./shared-state-worker.mjs', import.meta.url);
   if (!existsSync(new URL('../../../dist/step1/shared-state.js', import.meta.url))) throw new Error('dist/ is missing: run `npm run build:ts` first');
   const go = new SharedArrayBuffer(4);
-  const workers = [0, 1].map(() => new Worker(script, { workerData: { op, buffers, go, count, now: NOW_S } }));
-  const results = workers.map(
+  const progress = new SharedArrayBuffer(12);
+  const workers = [0, 1].map((me) => new Worker(script, { workerData: { op, buffers, go, progress, me, count, now: NOW_S } }));
+  const reports = workers.map(
     (worker) =>
-      new Promise<number[]>((resolve, reject) => {
+      new Promise<WorkerReport>((resolve, reject) => {
         worker.once('message', resolve);
         worker.once('error', reject);
       }),
@@ -141,33 +150,86 @@ async function race(op: string, buffers: SharedStateBuffers, count: number): Pro
   await new Promise((resolve) => setTimeout(resolve, 50));
   Atomics.store(new Int32Array(go), 0, 1);
   Atomics.notify(new Int32Array(go), 0);
-  const [a, b] = await Promise.all(results);
+  const [a, b] = await Promise.all(reports);
   await Promise.all(workers.map((worker) => worker.terminate()));
   return [a!, b!];
 }
 
-describe('two worker threads on one table at once', () => {
+/** At most this many races per test: each is checked, and one must have really interleaved. */
+const RACE_ATTEMPTS = 5;
+
+/**
+ * Races `op` until the two workers interleaved (each made operations while the other was
+ * midway through its own): on a busy machine one thread can run its whole share while the other
+ * waits for a CPU, which would prove nothing. `check` judges every race's results; the answer is
+ * how many operations each worker made while the other was midway, in the last race.
+ */
+async function race(op: string, newBuffers: () => SharedStateBuffers, count: number, check: (...results: Results) => void): Promise<[number, number]> {
+  let overlap: [number, number] = [0, 0];
+  for (let attempt = 0; attempt < RACE_ATTEMPTS && !interleaved(overlap); attempt++) {
+    const [a, b] = await raceOnce(op, newBuffers(), count);
+    check(a.result, b.result);
+    overlap = [a.whileOtherMidway, b.whileOtherMidway];
+  }
+  return overlap;
+}
+
+const interleaved = (overlap: [number, number]): boolean => overlap[0] > 0 && overlap[1] > 0;
+
+function expectInterleaved(overlap: [number, number]): void {
+  expect(interleaved(overlap), `operations each worker made while the other was midway, in ${RACE_ATTEMPTS} races: ${overlap.join(', ')}`).toBe(true);
+}
+
+describe('two worker threads on one table at once (each working while the other is midway)', () => {
   it('never claim one one-time code twice, and lose none', async () => {
-    const [a, b] = await race('codes', createSharedState(1), 5_000);
-    const both = new Set(a);
-    expect(b.filter((i) => both.has(i))).toEqual([]);
-    expect(a.length + b.length).toBe(5_000);
+    const overlap = await race(
+      'codes',
+      () => createSharedState(1),
+      5_000,
+      (a, b) => {
+        const both = new Set(a);
+        expect(b.filter((i) => both.has(i))).toEqual([]);
+        expect(a.length + b.length).toBe(5_000);
+      },
+    );
+    expectInterleaved(overlap);
   });
 
   it('keep one prefix within its budget exactly', async () => {
-    const [a, b] = await race('budget', createSharedState(1_000), 20_000);
-    expect(a.length + b.length).toBe(1_000);
+    const overlap = await race(
+      'budget',
+      () => createSharedState(1_000),
+      20_000,
+      (a, b) => {
+        expect(a.length + b.length).toBe(1_000);
+      },
+    );
+    expectInterleaved(overlap);
   });
 
   it('judge each segment once', async () => {
-    const [a, b] = await race('segments', createSharedState(1), 20_000);
-    const both = new Set(a);
-    expect(b.filter((i) => both.has(i))).toEqual([]);
-    expect(a.length + b.length).toBe(20_000);
+    const overlap = await race(
+      'segments',
+      () => createSharedState(1),
+      20_000,
+      (a, b) => {
+        const both = new Set(a);
+        expect(b.filter((i) => both.has(i))).toEqual([]);
+        expect(a.length + b.length).toBe(20_000);
+      },
+    );
+    expectInterleaved(overlap);
   });
 
   it('lock a secret once for a burst counted on both', async () => {
-    const [a, b] = await race('lockout', createSharedState(1), 1_000);
-    expect(a[0]! + b[0]!).toBe(1);
+    const overlap = await race(
+      'lockout',
+      () => createSharedState(1),
+      1_000,
+      (a, b) => {
+        expect(a[0]! + b[0]!).toBe(1);
+      },
+    );
+    expectInterleaved(overlap);
   });
 });
