@@ -225,7 +225,7 @@ describe('two worker threads on one table at once (each working while the other 
     const overlap = await race(
       'lockout',
       () => createSharedState(1),
-      1_000,
+      20_000,
       (a, b) => {
         expect(a[0]! + b[0]!).toBe(1);
       },
