@@ -4,10 +4,13 @@
  * fragments, IPv6 extension headers), and the replay of a captured segment from another
  * source. The packet work is a stdlib-only Python script (raw-inject.py) run in the namespace.
  */
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor, type Netns } from './netns.js';
 
 const SCRIPT = join(import.meta.dirname, 'raw-inject.py');
+/** A pcap file's global header: a capture holding no packet is this long. */
+const PCAP_HEADER_BYTES = 24;
 
 export interface InjectSpec {
   /** Client interface the SYN-ACK arrives on. */
@@ -57,15 +60,21 @@ export async function captureWhile(
   options: { iface: string; src: string; dport: number; pcap: string },
   action: () => Promise<unknown>,
 ): Promise<void> {
-  const tcpdump = ns.spawn('tcpdump', ['-i', options.iface, '-U', '-n', '-w', options.pcap, `tcp dst port ${options.dport} and src host ${options.src}`], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const tcpdump = ns.spawn(
+    'tcpdump',
+    ['-i', options.iface, '--immediate-mode', '-U', '-n', '-w', options.pcap, `tcp dst port ${options.dport} and src host ${options.src}`],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let stderr = '';
   tcpdump.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<void>((resolve) => tcpdump.once('exit', () => resolve()));
   try {
     if (!(await waitFor(() => stderr.includes('listening on'), 5_000))) throw new Error(`tcpdump did not start: ${stderr}`);
     await action();
+    // The action may end the moment its packet left (a knock ends at its grant): give tcpdump time to write it.
+    await waitFor(() => existsSync(options.pcap) && statSync(options.pcap).size > PCAP_HEADER_BYTES, 2_000);
   } finally {
     tcpdump.kill('SIGINT');
     await exited;
