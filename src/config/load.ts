@@ -165,6 +165,7 @@ function buildGlobal(global: GlobalSection, clusterSecrets: ClusterSecrets | und
     packetMark: global.packet_mark,
     grantMark: global.grant_mark,
     hostFirewall: global.host_firewall,
+    gateMode: global.gate_mode,
     sourcePrefixV4: global.source_prefix_v4,
     sourcePrefixV6: global.source_prefix_v6,
     lockoutUserFailures: global.lockout_user_failures,

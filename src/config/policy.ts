@@ -38,6 +38,10 @@ export function checkPolicy(sections: Sections): PolicyResult {
   return result;
 }
 
+/** Said by `check` and at every start: report mode is for watching traffic, never for protecting it. */
+export const REPORT_MODE_WARNING =
+  "report: the gate protects nothing; what it would drop at the apps' ports passes and is counted (knock-port health, knockport_gate_would_drop_packets_total) and logged by the kernel; set enforce once the counts show only what should be dropped";
+
 function checkGlobal(global: GlobalSection, { errors, warnings }: PolicyResult): void {
   if (global.http_post_path === global.https_post_path) {
     errors.push({ path: ['global', 'https_post_path'], message: 'must differ from http_post_path: the step-1 path travels in clear, so step 2 needs its own' });
@@ -54,6 +58,9 @@ function checkGlobal(global: GlobalSection, { errors, warnings }: PolicyResult):
           "ignored: per-source budgets in the kernel let anyone who forges a client's address lock it out; the kernel now counts step-1 packets from all sources together (step1_rate_per_second), and per-source budgets apply once a source is proven",
       });
     }
+  }
+  if (global.gate_mode === 'report') {
+    warnings.push({ path: ['global', 'gate_mode'], message: REPORT_MODE_WARNING });
   }
   if (global.healthcheck_app_name !== undefined) {
     warnings.push({

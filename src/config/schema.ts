@@ -84,6 +84,7 @@ export const DEFAULTS = {
   lockoutWindowSeconds: 600,
   lockoutSeconds: 900,
   hostFirewall: 'insert',
+  gateMode: 'enforce',
   step1RatePerSecond: 100_000,
   step1Workers: 'auto',
   clusterPrefix: 'knock-port:',
@@ -164,6 +165,8 @@ export const globalSchema = z.strictObject({
   // Connections knock-port lets in carry these conntrack mark bits, so the host's own ruleset can accept them.
   grant_mark: mark.prefault(DEFAULTS.grantMark),
   host_firewall: z.enum(['insert', 'report']).default(DEFAULTS.hostFirewall),
+  // `report`: the gate counts and logs what it would drop at protected ports, and drops none of it.
+  gate_mode: z.enum(['enforce', 'report']).default(DEFAULTS.gateMode),
   // Per-source budgets count a whole prefix: an IPv6 client owns a /64, not one address.
   source_prefix_v4: z.int().min(8).max(32).default(DEFAULTS.sourcePrefixV4),
   source_prefix_v6: z.int().min(16).max(128).default(DEFAULTS.sourcePrefixV6),

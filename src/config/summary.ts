@@ -31,6 +31,11 @@ function describeStep2(global: GlobalConfig): string {
   return parts.join('; ');
 }
 
+/** `enforce`, or report mode said so that nobody mistakes it for protection. */
+function describeGate(global: GlobalConfig): string {
+  return global.gateMode === 'report' ? "report (drops nothing at the apps' ports: counts and logs what it would drop)" : 'enforce';
+}
+
 /**
  * A short human summary of a valid config, as `knock-port check` prints it, with `hostWarnings`
  * (what this host says about the config, e.g. missing interfaces) after the file's own warnings.
@@ -48,7 +53,7 @@ export function summarizeConfig(config: Config, hostWarnings: readonly string[] 
   const lines = [
     `config OK: ${config.source}`,
     `step 1: ${global.httpPort}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per source (IPv4 /${global.sourcePrefixV4}, IPv6 /${global.sourcePrefixV6})`,
-    `firewall: ${global.firewallType} (table ${global.tableName}); capture: ${global.capture}; IPv6: ${global.ipv6 ? 'on' : 'off'}; interfaces: ${global.interfaceExt} (external), ${global.interfaceInt} (internal)`,
+    `firewall: ${global.firewallType} (table ${global.tableName}); gate: ${describeGate(global)}; capture: ${global.capture}; IPv6: ${global.ipv6 ? 'on' : 'off'}; interfaces: ${global.interfaceExt} (external), ${global.interfaceInt} (internal)`,
     `step-1 capture: ${describeStep1Queues({ ...global, step1Workers: resolveStep1Workers(global.step1Workers) })}`,
     ...(global.cluster
       ? [`cluster: gateway ${global.cluster.gateway}; store ${describeClusterStore(global.cluster.redis)} (key prefix ${global.cluster.prefix})`]
@@ -69,6 +74,8 @@ export interface ConfigSummary {
   rateLimitPerMinute: number;
   sourcePrefix: { ipv4: number; ipv6: number };
   firewall: { type: string; table: string };
+  /** `report`: the apps' ports are not protected, would-be drops are counted. */
+  gate: 'enforce' | 'report';
   capture: string;
   ipv6: boolean;
   interfaces: { external: string; internal: string };
@@ -106,6 +113,7 @@ export function configSummary(config: Config): ConfigSummary {
     rateLimitPerMinute: global.rateLimitPerMinute,
     sourcePrefix: { ipv4: global.sourcePrefixV4, ipv6: global.sourcePrefixV6 },
     firewall: { type: global.firewallType, table: global.tableName },
+    gate: global.gateMode ?? 'enforce',
     capture: global.capture,
     ipv6: global.ipv6,
     interfaces: { external: global.interfaceExt, internal: global.interfaceInt },

@@ -8,6 +8,8 @@
 export type FirewallType = 'nftables' | 'iptables' | 'vyos';
 export type CaptureMode = 'auto' | 'nfqueue' | 'nflog';
 export type HostFirewallMode = 'insert' | 'report';
+/** `enforce`: the gate drops; `report`: it counts and logs what it would drop at protected ports, and lets it pass. */
+export type GateMode = 'enforce' | 'report';
 export type Step1Handshake = 'cookie' | 'none';
 export type Step1Reply = 'silent' | 'reset';
 export type Protocol = 'tcp' | 'udp';
@@ -89,6 +91,8 @@ export interface GlobalConfig {
   grantMark: number;
   /** `insert`: put an accept for `grantMark` at the top of host chains that could drop; `report`: only warn. */
   hostFirewall: HostFirewallMode;
+  /** `report`: the apps' ports are not protected; what the gate would drop there is counted and logged instead. Absent: `enforce`. */
+  gateMode?: GateMode;
   /** Prefix lengths whose addresses share one per-source budget (rate limits, connection caps). */
   sourcePrefixV4: number;
   sourcePrefixV6: number;

@@ -4,9 +4,19 @@
  * jumped to from the built-in chains; grants are ipset entries with timeouts.
  */
 import { createHash } from 'node:crypto';
-import type { IpFamily, Protocol } from '../config/types.js';
+import type { AppConfig, IpFamily, Protocol } from '../config/types.js';
 import { iptablesInterfaceName } from '../config/interface-name.js';
-import { ALL_FAMILIES, allowedNetworks, hostPort, matchesInterface, type FirewallPlan } from './plan.js';
+import {
+  ALL_FAMILIES,
+  allowedNetworks,
+  hostPort,
+  matchesInterface,
+  WOULD_DROP_LOG_BURST,
+  WOULD_DROP_LOG_PER_MINUTE,
+  WOULD_DROP_LOG_PREFIX,
+  wouldDropComment,
+  type FirewallPlan,
+} from './plan.js';
 import { PREFILTER_COMMENT } from './nft-ruleset.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 
@@ -76,6 +86,18 @@ export function ipsetServiceEntry(ip: string, protocol: Protocol, port: number):
 
 /** Packets addressed to this host (see TO_THIS_HOST in nft-ruleset.ts). */
 const TO_THIS_HOST = '-m addrtype --dst-type LOCAL';
+
+/**
+ * Report mode, for a rule `match` that catches what the gate would drop at `app`'s port: one rule
+ * that only counts (its comment names the counter, `knock-port would drop tcp/22`), one that logs
+ * a few a minute; neither has a verdict, so the packet goes on.
+ */
+function countWouldDrop(match: string, app: Pick<AppConfig, 'protocol' | 'port'>): string[] {
+  return [
+    `${match} -m comment --comment "${wouldDropComment(app.protocol, app.port)}"`,
+    `${match} -m limit --limit ${WOULD_DROP_LOG_PER_MINUTE}/min --limit-burst ${WOULD_DROP_LOG_BURST} -j LOG --log-prefix "${WOULD_DROP_LOG_PREFIX}" --log-level warning`,
+  ];
+}
 
 /** Live grants one ipset can hold. */
 const MAX_GRANTS = 1_048_576;
@@ -195,7 +217,7 @@ export class IptablesRuleset {
    * nft-ruleset.ts for why, and why every packet is looked at.
    */
   private grantMarks(family: IpFamily): string[] {
-    if (!this.grantable(family)) return [];
+    if (!this.grantable(family)) return this.wouldDropCounts(family);
     const p = this.plan;
     const mark = `${TO_THIS_HOST} -j CONNMARK --set-mark 0x${p.grantMark.toString(16)}/0x${p.grantMark.toString(16)}`;
     const services = `-m set --match-set ${this.setName('service', family)} src,dst ${mark}`;
@@ -206,7 +228,23 @@ export class IptablesRuleset {
         `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${services}`,
         ...allowedNetworks(app, family).map((network) => `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -s ${network} ${mark}`),
       ]),
+      ...this.wouldDropCounts(family),
     ];
+  }
+
+  /**
+   * Report mode: a packet to an app's port on this host whose connection the rules above left
+   * without the grant mark is one the gate drops in enforce mode (see wouldDropCounts in
+   * nft-ruleset.ts); counted here, before DNAT, for local and forwarded apps alike.
+   */
+  private wouldDropCounts(family: IpFamily): string[] {
+    if (this.plan.gateMode !== 'report') return [];
+    const mark = `0x${this.plan.grantMark.toString(16)}`;
+    const apps = [...this.plan.localApps, ...this.forwarded(family, false).map(({ app }) => app)];
+    const matches = new Map(
+      apps.map((app) => [`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${TO_THIS_HOST} -m connmark ! --mark ${mark}/${mark}`, app]),
+    );
+    return [...matches].flatMap(([match, app]) => countWouldDrop(match, app));
   }
 
   private inputGate(): string[] {
@@ -217,7 +255,7 @@ export class IptablesRuleset {
       rules.push(`${matchesInterface(p.interfaceExt) ? inIf(p.interfaceExt) : '! -i lo '}-p tcp --dport ${p.internalHttpsPort} -j DROP`);
     for (const app of p.localApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j ${this.chain('SERVICE')}`);
     // Granted sources are DNATed before input; what still arrives here for the port has no grant.
-    for (const { app } of p.forwardedApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j DROP`);
+    if (p.gateMode === 'enforce') for (const { app } of p.forwardedApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j DROP`);
     return rules;
   }
 
@@ -309,7 +347,8 @@ export class IptablesRuleset {
       }
     }
     if (this.grantable(family)) rules.push(`-m set --match-set ${this.setName('service', family)} src,dst -j ACCEPT`);
-    return [...rules, '-j DROP'];
+    // Report mode drops nothing here: what it would drop was counted in the mark chain.
+    return [...rules, this.plan.gateMode === 'report' ? '-j ACCEPT' : '-j DROP'];
   }
 
   private forwarded(family: IpFamily, granted: boolean) {
@@ -327,8 +366,11 @@ export class IptablesRuleset {
         `${inIf(app.interfaceExt)}${outIf(app.interfaceInt)}-p ${app.protocol} -d ${address} --dport ${port} -m conntrack --ctstate DNAT ${ours} -j ACCEPT`,
       );
     }
+    // Routed straight to the LAN host, not through knock-port's DNAT: dropped, or counted in report mode.
     for (const { app, address, port } of this.forwarded(family, false)) {
-      rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} -d ${address} --dport ${port} -j DROP`);
+      const direct = `${inIf(app.interfaceExt)}-p ${app.protocol} -d ${address} --dport ${port}`;
+      if (this.plan.gateMode === 'report') rules.push(...countWouldDrop(direct, app));
+      else rules.push(`${direct} -j DROP`);
     }
     return rules;
   }
@@ -337,6 +379,8 @@ export class IptablesRuleset {
     return this.forwarded(family, true).flatMap(({ app, address, port }) => {
       const publicPort = `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${TO_THIS_HOST}`;
       const to = `-j DNAT --to-destination ${hostPort(address, family, port)}`;
+      // Report mode forwards every source: the forward is the app, the grant is the gate.
+      if (this.plan.gateMode === 'report') return [`${publicPort} ${to}`];
       return [
         `${publicPort} -m set --match-set ${this.setName('service', family)} src,dst ${to}`,
         ...allowedNetworks(app, family).map((network) => `${publicPort} -s ${network} ${to}`),

@@ -13,7 +13,7 @@ import type { HostFirewall, HostFirewallReport } from './host-firewall.js';
 import { IpsetSession } from './ipset-session.js';
 import { IptablesRuleset, ipsetServiceEntry, type Jump } from './iptables-ruleset.js';
 import { grantOf } from './nft-backend.js';
-import { ALL_FAMILIES, checkServiceGrant, grantableFamily, type FirewallPlan } from './plan.js';
+import { ALL_FAMILIES, checkServiceGrant, grantableFamily, sumWouldDrop, type FirewallPlan, type WouldDropCount } from './plan.js';
 import type { FirewallBackend, FirewallCapabilities, Grant } from './types.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 
@@ -85,6 +85,16 @@ export interface SavedRules {
   jumps: Set<string>;
   /** Rules in knock-port's step-1 chain. */
   step1Rules: number;
+}
+
+/** Every commented rule's packet counter from `iptables-save -c` output. */
+export function parseSavedCounters(text: string): Array<{ comment: string; packets: number }> {
+  const counted: Array<{ comment: string; packets: number }> = [];
+  for (const line of text.split('\n')) {
+    const match = /^\[(\d+):\d+\] -A .*--comment "([^"]*)"/.exec(line);
+    if (match) counted.push({ comment: match[2]!, packets: Number(match[1]) });
+  }
+  return counted;
 }
 
 const jumpKey = (j: Jump): string => `${j.table} ${j.from} ${j.to}`;
@@ -233,6 +243,16 @@ export class IptablesFirewall implements FirewallBackend {
 
   close(): void {
     this.grants.close();
+  }
+
+  /** The report-mode rules live in the mangle mark chain and the filter forward chain (iptables-ruleset.ts). */
+  async wouldDrop(): Promise<WouldDropCount[]> {
+    const plan = this.ruleset.plan;
+    if (plan.gateMode !== 'report') return [];
+    const saves = ALL_FAMILIES.flatMap((family) =>
+      (['mangle', 'filter'] as const).map((table) => runCommand(this.cmd, iptablesBinary(this.variant, family, '-save'), ['-c', '-t', table])),
+    );
+    return sumWouldDrop(plan, (await Promise.all(saves)).flatMap(parseSavedCounters));
   }
 
   /** Removes the jumps, own chains and own sets; each step tolerates a partial install. */

@@ -16,7 +16,7 @@ import { GrantSets, type GrantChange, type GrantEntry, type GrantKey, type Grant
 import type { HostFirewall, HostFirewallReport } from './host-firewall.js';
 import { NftError, runNft, type NftRunner, type TableOwnershipSupport } from './nft-runner.js';
 import { NftRuleset, grantSetName, serviceElement, tableRef, type NftLayout, type NftTable } from './nft-ruleset.js';
-import { appForPort, checkServiceGrant, grantableFamily, type FirewallPlan } from './plan.js';
+import { appForPort, checkServiceGrant, grantableFamily, sumWouldDrop, type FirewallPlan, type WouldDropCount } from './plan.js';
 import type { FirewallBackend, FirewallCapabilities, Grant, TableOwnershipReport } from './types.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 
@@ -44,6 +44,20 @@ export function parseSetElements(json: string): NftSetElement[] {
     }
   }
   return elements;
+}
+
+interface NftRuleListing {
+  nftables: Array<{ rule?: { comment?: string; expr?: Array<{ counter?: { packets: number } }> } }>;
+}
+
+/** Every commented rule's counter from `nft -j list chain` output (rules without a counter count 0). */
+export function parseRuleCounters(json: string): Array<{ comment: string; packets: number }> {
+  const listing = JSON.parse(json) as NftRuleListing;
+  return listing.nftables.flatMap(({ rule }) => {
+    if (rule?.comment === undefined) return [];
+    const packets = rule.expr?.find((e) => e.counter !== undefined)?.counter?.packets ?? 0;
+    return [{ comment: rule.comment, packets }];
+  });
 }
 
 /** An element as nft writes it: the address, or `address . protocol . port`. */
@@ -302,6 +316,15 @@ export abstract class NftFirewallBase implements FirewallBackend {
    * Deletes the tables that exist (an orphaned owned table included: nft cannot declare one, so
    * nothing is declared first); refused while a running daemon owns them.
    */
+  /** The report-mode rules live in the mark and forward chains of each table (nft-ruleset.ts). */
+  async wouldDrop(): Promise<WouldDropCount[]> {
+    const { plan, layout } = this.ruleset;
+    if (plan.gateMode !== 'report') return [];
+    const chains = layout.tables.flatMap((table) => ['prerouting_mark', 'forward_filter'].map((chain) => `${tableRef(table)} ${layout.prefix}${chain}`));
+    const listings = await Promise.all(chains.map((chain) => runNft(this.nft, `list chain ${chain}`, { json: true })));
+    return sumWouldDrop(plan, listings.flatMap(parseRuleCounters));
+  }
+
   async uninstall(): Promise<void> {
     await this.host.remove();
     const present = presentTables(await runNft(this.nft, 'list tables\n'), this.ruleset.layout);

@@ -6,7 +6,18 @@
  */
 import type { IpFamily, Protocol } from '../config/types.js';
 import { nftInterfaceName } from '../config/interface-name.js';
-import { allowedNetworks, hostPort, matchesInterface, type FirewallPlan, type ForwardedApp } from './plan.js';
+import {
+  allowedNetworks,
+  hostPort,
+  matchesInterface,
+  WOULD_DROP_LOG_BURST,
+  WOULD_DROP_LOG_PER_MINUTE,
+  WOULD_DROP_LOG_PREFIX,
+  wouldDropComment,
+  type FirewallPlan,
+  type ForwardedApp,
+} from './plan.js';
+import type { AppConfig } from '../config/types.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 
 export type NftTableFamily = 'inet' | 'ip' | 'ip6';
@@ -64,6 +75,16 @@ export function grantMarked(grantMark: number): string {
 }
 
 const hexMark = (mark: number): string => `0x${mark.toString(16).padStart(8, '0')}`;
+
+/**
+ * Report mode, appended to a rule that matches what the gate would drop at `app`'s port: counts
+ * every such packet and logs a few a minute (the limit ends the rule, never the counting); no
+ * verdict, so the packet goes on. The comment names the counter (`knock-port would drop tcp/22`).
+ */
+function countWouldDrop(app: Pick<AppConfig, 'protocol' | 'port'>): string {
+  const log = `limit rate ${WOULD_DROP_LOG_PER_MINUTE}/minute burst ${WOULD_DROP_LOG_BURST} packets log prefix "${WOULD_DROP_LOG_PREFIX}" level warn`;
+  return `counter ${log} comment "${wouldDropComment(app.protocol, app.port)}"`;
+}
 
 /** Packets addressed to this host: never the same port on a LAN host routed through it. */
 const TO_THIS_HOST = 'fib daddr type local';
@@ -210,7 +231,20 @@ export class NftRuleset {
         if (allowed) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST} ${allowed} ${mark}`);
       }
     }
-    return rules;
+    return [...rules, ...this.wouldDropCounts(table)];
+  }
+
+  /**
+   * Report mode: a packet to an app's port on this host whose connection the rules above left
+   * without the grant mark is exactly one the gate drops in enforce mode (no grant, no
+   * always-allowed source, no granted flow; any family, granted or not). Counted here, before
+   * DNAT, once for local and forwarded apps alike.
+   */
+  private wouldDropCounts(table: NftTable): string[] {
+    if (this.plan.gateMode !== 'report') return [];
+    const unmarked = `ct mark & ${hexMark(this.plan.grantMark)} != ${hexMark(this.plan.grantMark)}`;
+    const apps = [...this.plan.localApps, ...this.forwarded(table, false).map(({ app }) => app)];
+    return [...new Set(apps.map((app) => `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST} ${unmarked} ${countWouldDrop(app)}`))];
   }
 
   /** `ip saddr { NETS }` for the app's always-allowed networks of `family`, or undefined when it has none. */
@@ -238,7 +272,7 @@ export class NftRuleset {
       rules.push(`${matchesInterface(p.interfaceExt) ? iif(p.interfaceExt) : 'iifname != "lo" '}tcp dport ${p.internalHttpsPort} drop`);
     for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} goto ${this.chain('service')}`);
     // Granted sources are DNATed before input; what still arrives here for the port has no grant.
-    for (const { app } of p.forwardedApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} drop`);
+    if (p.gateMode === 'enforce') for (const { app } of p.forwardedApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} drop`);
     return rules;
   }
 
@@ -327,7 +361,9 @@ export class NftRuleset {
   }
 
   private service(table: NftTable): string[] {
-    const rules = [...this.ungrantedFamilyDrop(table), this.establishedFromClient()];
+    const report = this.plan.gateMode === 'report';
+    // Report mode drops nothing here: what it would drop was counted in the mark chain.
+    const rules = [...(report ? [] : this.ungrantedFamilyDrop(table)), this.establishedFromClient()];
     // An operator's lifeline: always-allowed networks reach their apps with no knock.
     for (const f of this.grantFamilies(table)) {
       for (const app of this.plan.localApps) {
@@ -338,7 +374,7 @@ export class NftRuleset {
     for (const f of this.grantFamilies(table)) {
       rules.push(`${fam(f).addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} accept`);
     }
-    return [...rules, 'drop'];
+    return [...rules, report ? 'accept' : 'drop'];
   }
 
   /** Forwarded apps of this table's families; `granted` restricts to families that can hold grants. */
@@ -358,8 +394,10 @@ export class NftRuleset {
         `${iif(app.interfaceExt)}${oif(app.interfaceInt)}${ours} ${addr} daddr ${address} ${app.protocol} dport ${port} accept`,
       );
     }
+    // Routed straight to the LAN host, not through knock-port's DNAT: dropped, or counted in report mode.
     for (const { app, address, family, port } of this.forwarded(table, false)) {
-      rules.push(`${iif(app.interfaceExt)}${fam(family).addr} daddr ${address} ${app.protocol} dport ${port} drop`);
+      const verdict = this.plan.gateMode === 'report' ? countWouldDrop(app) : 'drop';
+      rules.push(`${iif(app.interfaceExt)}${fam(family).addr} daddr ${address} ${app.protocol} dport ${port} ${verdict}`);
     }
     return rules;
   }
@@ -370,6 +408,8 @@ export class NftRuleset {
       const to = `${table.family === 'inet' ? `dnat ${addr} to` : 'dnat to'} ${hostPort(address, family, port)}`;
       // Only the app's public port on this host: the same port on a LAN host stays that host's.
       const publicPort = `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST}`;
+      // Report mode forwards every source: the forward is the app, the grant is the gate.
+      if (this.plan.gateMode === 'report') return [`${publicPort} ${to}`];
       const allowed = this.allowedSources(app, family);
       return [
         `${publicPort} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', family)} ${to}`,

@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import { cpus } from 'node:os';
 import { resolveStep1Workers } from '../config/workers.js';
 import { prefilterPrefix } from '../step1/prefilter.js';
-import { publicHttpsPort, type AppConfig, type Config, type IpFamily, type Protocol } from '../config/types.js';
+import { publicHttpsPort, type AppConfig, type Config, type GateMode, type IpFamily, type Protocol } from '../config/types.js';
 import { KnockPortError } from '../shared/errors.js';
 import { interfacePattern } from '../config/interface-name.js';
 
@@ -52,6 +52,11 @@ export interface FirewallPlan {
    * (src/step1/prefilter.ts); undefined when there is no prefilter (`step1_reply: reset`).
    */
   step1Prefilter?: Buffer;
+  /**
+   * `report`: every rule that would drop a packet to an app's port counts it (per protocol and
+   * port), logs it rate-limited and lets it pass; step 1 and the HTTPS port work as in `enforce`.
+   */
+  gateMode: GateMode;
 }
 
 /** The machine the rules are made for; tests pass explicit numbers so goldens never depend on it. */
@@ -93,6 +98,7 @@ export function planFirewall(config: Config, machine: PlanMachine = {}): Firewal
     // With `step1_reply: reset` every data segment must get the daemon's RST alike: a kernel drop
     // (or the kernel's own RST, whose flags differ) would tell a right path from a wrong one.
     ...(g.step1Reply === 'reset' ? {} : { step1Prefilter: prefilterPrefix(g.httpPostPath) }),
+    gateMode: g.gateMode ?? 'enforce',
   };
 }
 
@@ -137,4 +143,48 @@ export function hostPort(address: string, family: IpFamily, port: number): strin
 /** An interface name is matched unless it stands for every interface (empty, `any`). */
 export function matchesInterface(name: string): boolean {
   return interfacePattern(name).kind !== 'any';
+}
+
+/** Report mode's rules are named `knock-port would drop tcp/22`; their counters are the would-be drops. */
+export const WOULD_DROP_COMMENT = 'knock-port would drop';
+
+/** The kernel log line's prefix of a packet report mode let pass. */
+export const WOULD_DROP_LOG_PREFIX = 'knock-port would drop: ';
+
+/** Kernel log lines per rule of report mode: enough to see who, never a flood of the log. */
+export const WOULD_DROP_LOG_PER_MINUTE = 10;
+export const WOULD_DROP_LOG_BURST = 5;
+
+/** Packets report mode let pass at one protected port (all families and interfaces together). */
+export interface WouldDropCount {
+  protocol: Protocol;
+  port: number;
+  packets: number;
+}
+
+export function wouldDropComment(protocol: Protocol, port: number): string {
+  return `${WOULD_DROP_COMMENT} ${protocol}/${port}`;
+}
+
+/** The protocol and port a report-mode comment names, or undefined for any other comment. */
+export function parseWouldDropComment(comment: string): { protocol: Protocol; port: number } | undefined {
+  const match = /^knock-port would drop (tcp|udp)\/(\d{1,5})$/.exec(comment);
+  return match ? { protocol: match[1] as Protocol, port: Number(match[2]) } : undefined;
+}
+
+/**
+ * Adds up the counters of report mode's rules per protocol and port, with a zero for every
+ * app's port that has none yet, sorted by port: what `health` and the metrics show.
+ */
+export function sumWouldDrop(plan: FirewallPlan, counted: ReadonlyArray<{ comment: string; packets: number }>): WouldDropCount[] {
+  const totals = new Map<string, WouldDropCount>();
+  for (const app of [...plan.localApps, ...plan.forwardedApps.map((f) => f.app)]) {
+    totals.set(`${app.protocol}/${app.port}`, { protocol: app.protocol, port: app.port, packets: 0 });
+  }
+  for (const { comment, packets } of counted) {
+    const key = parseWouldDropComment(comment);
+    const total = key && totals.get(`${key.protocol}/${key.port}`);
+    if (total) total.packets += packets;
+  }
+  return [...totals.values()].sort((a, b) => a.port - b.port || a.protocol.localeCompare(b.protocol));
 }

@@ -5,6 +5,7 @@
 import type { AppConfig, FirewallType, IpFamily, Protocol } from '../config/types.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 import type { HostFirewallReport } from './host-firewall.js';
+import type { WouldDropCount } from './plan.js';
 
 /** A live grant as read back from the kernel. */
 export interface Grant {
@@ -58,6 +59,11 @@ export interface FirewallBackend {
    * self-heal inserted there and what still needs the operator (see host-firewall.ts).
    */
   hostFirewall(): HostFirewallReport;
+  /**
+   * Report mode (`gate_mode: report`): the packets the gate let pass that it would have dropped,
+   * per app protocol and port, read from the kernel's rule counters now; empty in enforce mode.
+   */
+  wouldDrop(): Promise<WouldDropCount[]>;
   /** Removes everything install() made (its rules in host chains included), and nothing else. */
   uninstall(): Promise<void>;
   /**

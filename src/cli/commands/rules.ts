@@ -14,7 +14,11 @@ export function registerRules(program: Command): void {
     const firewall = createFirewall(config, { iptablesVariant: opts.iptablesVariant });
     const mode = config.global.capture;
     const { capture, reason } = chooseCapture(mode, mode === 'auto' ? await firewall.capabilities() : { nfqueue: true, nflog: true, notes: [] });
-    process.stderr.write(`# ${firewall.type} backend, ${reason}\n`);
+    const gate =
+      config.global.gateMode === 'report'
+        ? "; gate_mode report: nothing is dropped at the apps' ports, the rules commented 'knock-port would drop' count it"
+        : '';
+    process.stderr.write(`# ${firewall.type} backend, ${reason}${gate}\n`);
     process.stdout.write(firewall.render(capture));
   });
 }
