@@ -1,13 +1,18 @@
 /**
  * One long-lived Node process in the client namespace that sends many probes at once: a new TCP
- * connection or UDP datagram (does it complete / come back?), and flows kept open across events
- * (opened, then pinged later through an echo server). One process instead of one per probe keeps
- * hundreds of concurrent probes cheap on a small machine. JSON lines on stdin and stdout.
+ * connection or UDP datagram (does it complete / come back?), a TCP connection with the first
+ * bytes the server sends (its banner), and flows kept open across events (opened, then pinged
+ * later through an echo server). One process instead of one per probe keeps hundreds of
+ * concurrent probes cheap on a small machine, and saves a Node start per probe (seconds in the
+ * stock-kernel VM). JSON lines on stdin and stdout.
  */
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { Netns } from '../../helpers/netns.js';
-import type { Protocol } from './admission-model.js';
+import type { Netns } from './netns.js';
+import type { TcpOutcome } from './scenario.js';
+import { scaled } from './vm.js';
+
+export type Protocol = 'tcp' | 'udp';
 
 export interface Target {
   protocol: Protocol;
@@ -64,7 +69,21 @@ async function openFlow(t, ms) {
   }
   return { flow, outcome: 'open' };
 }
+/** Connects and reads what the server sends until it closes or goes quiet for ms. */
+async function banner(t, ms) {
+  const c = await tcpConnect(t, ms);
+  if (!c.socket) return { outcome: c.outcome };
+  return new Promise((resolve) => {
+    let data = '';
+    const done = () => { c.socket.destroy(); resolve({ outcome: 'open', banner: data }); };
+    c.socket.setTimeout(ms, done);
+    c.socket.on('data', (d) => { data += d; });
+    c.socket.once('end', done);
+    c.socket.once('close', done);
+  });
+}
 async function handle(m) {
+  if (m.op === 'banner') return banner(m.target, m.ms);
   if (m.op === 'probe') {
     if (m.target.protocol === 'tcp') {
       const c = await tcpConnect(m.target, m.ms);
@@ -101,15 +120,20 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
 console.log(JSON.stringify({ ready: true }));
 `;
 
+interface Reply {
+  outcome: Outcome;
+  banner?: string;
+}
+
 export class Prober {
   private nextId = 0;
-  private readonly pending = new Map<number, (outcome: Outcome) => void>();
+  private readonly pending = new Map<number, (reply: Reply) => void>();
 
   private constructor(private readonly child: ChildProcess) {
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      const message = JSON.parse(line) as { id?: number; outcome?: Outcome };
+      const message = JSON.parse(line) as { id?: number; outcome?: Outcome; banner?: string };
       if (message.id === undefined) return;
-      this.pending.get(message.id)?.(message.outcome ?? 'error');
+      this.pending.get(message.id)?.({ outcome: message.outcome ?? 'error', banner: message.banner });
       this.pending.delete(message.id);
     });
   }
@@ -118,7 +142,7 @@ export class Prober {
   static async start(ns: Netns): Promise<Prober> {
     const child = ns.spawn(process.execPath, ['-e', SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
     const ready = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), 30_000);
+      const timer = setTimeout(() => resolve(false), scaled(30_000));
       child.stdout!.once('data', (d: Buffer) => {
         clearTimeout(timer);
         resolve(d.toString().includes('ready'));
@@ -128,25 +152,44 @@ export class Prober {
     return new Prober(child);
   }
 
-  private send(message: Record<string, unknown>, timeoutMs: number): Promise<Outcome> {
+  private request(message: Record<string, unknown>, timeoutMs: number): Promise<Reply> {
     const id = this.nextId++;
     return new Promise((resolve) => {
       // Bounded even if the prober dies: every probe has its own timeout inside, plus slack here.
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        resolve('error');
+        resolve({ outcome: 'error' });
       }, timeoutMs + 10_000);
-      this.pending.set(id, (outcome) => {
+      this.pending.set(id, (reply) => {
         clearTimeout(timer);
-        resolve(outcome);
+        resolve(reply);
       });
       this.child.stdin!.write(`${JSON.stringify({ id, ...message, ms: timeoutMs })}\n`);
     });
   }
 
+  private async send(message: Record<string, unknown>, timeoutMs: number): Promise<Outcome> {
+    return (await this.request(message, timeoutMs)).outcome;
+  }
+
   /** A new connection (TCP) or datagram and its echo (UDP). */
   probe(target: Target, timeoutMs: number): Promise<Outcome> {
     return this.send({ op: 'probe', target }, timeoutMs);
+  }
+
+  /**
+   * What a TCP client sees, as `tcpProbe` in scenario.ts reports it: a connection with the bytes
+   * the server sent before closing (or going quiet for `timeoutMs`), a reset, or nothing.
+   */
+  async tcp(from: string, host: string, port: number, timeoutMs: number): Promise<TcpOutcome> {
+    const reply = await this.request({ op: 'banner', target: { protocol: 'tcp', from, host, port } }, timeoutMs);
+    if (reply.outcome === 'open') return { kind: 'open', banner: reply.banner ?? '' };
+    return reply.outcome === 'refused' ? { kind: 'refused' } : { kind: 'timeout' };
+  }
+
+  /** True when a datagram sent from `from` is echoed back within the timeout. */
+  async udpEchoes(from: string, host: string, port: number, timeoutMs: number): Promise<boolean> {
+    return (await this.probe({ protocol: 'udp', from, host, port }, timeoutMs)) === 'open';
   }
 
   /** Opens a flow named `flow` and keeps it when its first ping is echoed. */

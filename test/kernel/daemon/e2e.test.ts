@@ -10,8 +10,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { knockStep1 } from '../../helpers/knock.js';
 import { announceSkip, kernelSkipReason, Netns, tcpOpen, waitFor } from '../../helpers/netns.js';
-import { startServices, tcpProbe, udpEchoes } from '../../helpers/scenario.js';
+import { Prober } from '../../helpers/prober.js';
+import { curlFrom, startServices } from '../../helpers/scenario.js';
 import { ADDR, CLI, IF, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
@@ -27,6 +29,8 @@ const WINDOW = scaledSeconds(3);
 const LONG_DURATION = scaledSeconds(10);
 /** Client timeouts, in seconds: step 1 never answers; step 2 is a TLS handshake and a request. */
 const STEP1_SECONDS = scaled(1);
+/** The longest a valid knock may take to open its step-2 window (it ends as soon as it does). */
+const KNOCK_SECONDS = scaled(5);
 const STEP2_SECONDS = scaled(2);
 /** How long a TCP connect or a UDP echo may take before the port counts as closed. */
 const CLOSED_MS = scaled(800);
@@ -75,9 +79,9 @@ function url(addr: string, scheme: 'http' | 'https', path: string): string {
   return `${scheme}://${host}${path}`;
 }
 
-/** Step 1 with curl: always times out by design (nothing answers an HTTP request). */
-function step1(client: Netns, addr: string, body: string, from?: string): string {
-  return curl(client, ['-d', body, ...(from ? ['--interface', from] : []), url(addr, 'http', STEP1_PATH)], STEP1_SECONDS).status;
+/** A knock that must work, from `from`: true as soon as the daemon opened the step-2 window for it. */
+function knock(client: Netns, daemon: Daemon, addr: string, body: string, from: string): Promise<boolean> {
+  return knockStep1({ client, daemon, url: url(addr, 'http', STEP1_PATH), body, from, timeoutSeconds: KNOCK_SECONDS });
 }
 
 function step2(client: Netns, addr: string, body: string, from?: string): { status: string; body: string } {
@@ -91,7 +95,7 @@ function sessionsJson(sandbox: Sandbox): Array<{ ip: string; app: string; step: 
 
 /** `vm`: also run in the stock-kernel VM (`npm run test:vm`); the host kernel covers the others. */
 const BACKENDS = rowsForThisRun([
-  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', args: [] as string[], vm: true, unavailable: () => undefined },
+  { name: 'nftables + NFLOG', firewall: 'nftables', capture: 'nflog', args: [] as string[], vm: false, unavailable: () => undefined },
   { name: 'nftables + NFQUEUE', firewall: 'nftables', capture: 'nfqueue', args: [], vm: true, unavailable: () => (skip ? undefined : nftQueueMissing()) },
   { name: 'iptables-nft + NFQUEUE', firewall: 'iptables', capture: 'nfqueue', args: ['--iptables-variant', 'nft'], vm: false, unavailable: () => undefined },
 ]).map((backend) => ({ ...backend, skipped: skip || announceSkip(`daemon/e2e [${backend.name}]`, backend.unavailable()) }));
@@ -103,6 +107,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
   }
   let sandbox: Sandbox;
   let daemon: Daemon;
+  let prober: Prober;
   let configPath: string;
   /** Whether knock-port's base ruleset is in the gateway's kernel. */
   const installed = (): boolean =>
@@ -114,10 +119,8 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     const probes = ([4, 6] as const).flatMap((family) => {
       const gw = family === 4 ? ADDR.gwWan4 : ADDR.gwWan6;
       return [
-        ...[8080, 8081].map(
-          async (port) => [`${gw}:${port}`, (await tcpProbe(sandbox.client, STRANGERS[family], gw, port, CLOSED_MS)).kind === 'open'] as const,
-        ),
-        (async () => [`${gw}:5300/udp`, await udpEchoes(sandbox.client, STRANGERS[family], gw, 5300, CLOSED_MS)] as const)(),
+        ...[8080, 8081].map(async (port) => [`${gw}:${port}`, (await prober.tcp(STRANGERS[family], gw, port, CLOSED_MS)).kind === 'open'] as const),
+        (async () => [`${gw}:5300/udp`, await prober.udpEchoes(STRANGERS[family], gw, 5300, CLOSED_MS)] as const)(),
       ];
     });
     expect((await Promise.all(probes)).filter(([, open]) => open)).toEqual([]);
@@ -131,6 +134,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     sandbox.client.ip('addr', 'add', `${STRANGERS[6]}/64`, 'dev', IF.clientWan, 'nodad', 'preferred_lft', '0');
     configPath = writeFile(sandbox, 'config.yaml', configYaml(sandbox, backend.firewall, backend.capture));
     await startServices(sandbox.gw, { tcp: { 8080: 'hello\n', 8081: 'hello\n' }, udp: [5300] });
+    prober = await Prober.start(sandbox.client);
     daemon = start();
     const ready = await daemon.waitForLog(/knock-port ready/, scaled(15_000));
     if (!ready) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
@@ -148,6 +152,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
   });
 
   afterAll(async () => {
+    prober?.stop();
     await daemon?.stop('SIGKILL');
     sandbox?.destroy();
   });
@@ -163,13 +168,16 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     it(`${family}: closed before, step 1 silent, step 2 opens the service, expiry closes it`, async () => {
       const { client, gw } = sandbox;
       // Every request from the client's own address: the strangers' addresses share its interface.
-      const opens = async (ms: number) => (await tcpProbe(client, clientAddr, gwAddr, 8080, ms)).kind === 'open';
-      expect(await opens(CLOSED_MS)).toBe(false);
-      expect(await udpEchoes(client, clientAddr, gwAddr, 5300, CLOSED_MS)).toBe(false);
-      expect(step2(client, gwAddr, `app=tcpsvc&access_key=${HTTPS_KEY}`, clientAddr).status).toBe('000');
+      const opens = async (ms: number) => (await prober.tcp(clientAddr, gwAddr, 8080, ms)).kind === 'open';
+      const [tcpBefore, udpBefore, https] = await Promise.all([
+        opens(CLOSED_MS),
+        prober.udpEchoes(clientAddr, gwAddr, 5300, CLOSED_MS),
+        curlFrom(client, clientAddr, ['-k', '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gwAddr, 'https', STEP2_PATH)], STEP2_SECONDS),
+      ]);
+      expect([tcpBefore, udpBefore, https.status]).toEqual([false, false, '000']);
       expect(gw.exec('ss', ['-Hltn', 'sport = :80']).trim()).toBe('');
 
-      expect(step1(client, gwAddr, `app=tcpsvc&access_key=${HTTP_KEY}`, clientAddr)).toBe('000');
+      expect(await knock(client, daemon, gwAddr, `app=tcpsvc&access_key=${HTTP_KEY}`, clientAddr)).toBe(true);
       const wrong = step2(client, gwAddr, 'app=tcpsvc&access_key=not-the-right-key-123', clientAddr);
       expect(wrong.status).toBe('403');
       expect(await opens(CLOSED_MS)).toBe(false);
@@ -187,22 +195,25 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
 
     it(`${family}: UDP service opens only after both steps`, async () => {
       const { client } = sandbox;
-      step1(client, gwAddr, 'app=udpsvc&access_key=udp-http-key-0123456789', clientAddr);
-      expect(await udpEchoes(client, clientAddr, gwAddr, 5300, CLOSED_MS)).toBe(false);
+      expect(await knock(client, daemon, gwAddr, 'app=udpsvc&access_key=udp-http-key-0123456789', clientAddr)).toBe(true);
+      expect(await prober.udpEchoes(clientAddr, gwAddr, 5300, CLOSED_MS)).toBe(false);
       expect(step2(client, gwAddr, 'app=udpsvc&access_key=udp-https-key-0123456789', clientAddr).status).toBe('200');
-      expect(await udpEchoes(client, clientAddr, gwAddr, 5300, OPEN_MS)).toBe(true);
+      expect(await prober.udpEchoes(clientAddr, gwAddr, 5300, OPEN_MS)).toBe(true);
     });
   }
 
-  it('a wrong step-1 key leaves HTTPS closed', () => {
+  it('a wrong step-1 key leaves HTTPS closed', async () => {
     const { client } = sandbox;
-    step1(client, ADDR.gwWan4, 'app=tcpsvc&access_key=wrong-key-0123456789', ADDR.client4b);
+    const wrong = knock(client, daemon, ADDR.gwWan4, 'app=tcpsvc&access_key=wrong-key-0123456789', ADDR.client4b);
+    const refused = new RegExp(`"ip":"${ADDR.client4b}".*"reason":"bad-key".*step-1 knock refused`);
+    expect(await waitFor(() => daemon.output.some((l) => refused.test(l)), scaled(5000), 50)).toBe(true);
     expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`, ADDR.client4b).status).toBe('000');
+    expect(await wrong).toBe(false);
   });
 
-  it('revoke closes a grant at once', () => {
+  it('revoke closes a grant at once', async () => {
     const { client } = sandbox;
-    step1(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`);
+    expect(await knock(client, daemon, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4)).toBe(true);
     expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('200');
     expect(tcpOpen(client, ADDR.gwWan4, 8080, OPEN_MS)).toBe(true);
     sandbox.gw.exec(process.execPath, [CLI, 'revoke', ADDR.client4, '--socket', join(sandbox.dir, 'control.sock')]);
@@ -212,7 +223,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
 
   it('kill -9 leaves ports closed and grants expiring on time; a restart lists and keeps them', async () => {
     const { client } = sandbox;
-    step1(client, ADDR.gwWan4, 'app=longsvc&access_key=long-http-key-0123456789');
+    expect(await knock(client, daemon, ADDR.gwWan4, 'app=longsvc&access_key=long-http-key-0123456789', ADDR.client4)).toBe(true);
     expect(step2(client, ADDR.gwWan4, 'app=longsvc&access_key=long-https-key-0123456789').status).toBe('200');
     const grantedAt = Date.now();
     await daemon.stop('SIGKILL');
@@ -220,9 +231,12 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     // Dead daemon: its rules stay (fail closed); the granted client still gets in, others do not; nothing answers step 1.
     expect(installed()).toBe(true);
     expect(tcpOpen(client, ADDR.gwWan4, 8081, OPEN_MS)).toBe(true);
-    await expectClosedToStrangers();
-    expect(curl(client, ['-k', '--interface', ADDR.client4b, url(ADDR.gwWan4, 'https', STEP2_PATH)], STEP1_SECONDS).status).toBe('000');
-    expect(curl(client, ['--interface', ADDR.client4b, url(ADDR.gwWan4, 'http', STEP1_PATH)], STEP1_SECONDS).status).toBe('000');
+    const [, https, http] = await Promise.all([
+      expectClosedToStrangers(),
+      curlFrom(client, ADDR.client4b, ['-k', url(ADDR.gwWan4, 'https', STEP2_PATH)], STEP1_SECONDS),
+      curlFrom(client, ADDR.client4b, [url(ADDR.gwWan4, 'http', STEP1_PATH)], STEP1_SECONDS),
+    ]);
+    expect([https.status, http.status]).toEqual(['000', '000']);
 
     daemon = start();
     expect(await daemon.waitForLog(/knock-port ready/, scaled(15_000))).toBe(true);
@@ -245,19 +259,25 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     try {
       // The banner is printed once libpcap is capturing, so no knock is missed.
       expect(await waitFor(() => banner.includes('watching step-1 traffic'), scaled(10_000))).toBe(true);
-      step1(sandbox.client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4b);
-      step1(sandbox.client, ADDR.gwWan4, 'app=tcpsvc&access_key=wrong-key-0123456789', ADDR.client4b);
+      expect(await knock(sandbox.client, daemon, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4b)).toBe(true);
+      const wrong = curlFrom(
+        sandbox.client,
+        ADDR.client4b,
+        ['-d', 'app=tcpsvc&access_key=wrong-key-0123456789', url(ADDR.gwWan4, 'http', STEP1_PATH)],
+        STEP1_SECONDS,
+      );
       const decisions = () => lines.map((l) => JSON.parse(l) as { src: string; result: string; reason?: string; app?: string });
       expect(await waitFor(() => decisions().some((d) => d.result === 'rejected' && d.reason === 'bad-key'), scaled(5000))).toBe(true);
       expect(decisions().some((d) => d.src === ADDR.client4b && d.result === 'granted' && d.app === 'tcpsvc')).toBe(true);
       expect(decisions().some((d) => d.result === 'syn')).toBe(true);
+      expect((await wrong).status).toBe('000');
     } finally {
       watch.kill('SIGTERM');
     }
   });
 
-  it('serves Prometheus metrics on loopback with step-1 and grant counters', () => {
-    step1(sandbox.client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4b);
+  it('serves Prometheus metrics on loopback with step-1 and grant counters', async () => {
+    expect(await knock(sandbox.client, daemon, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4b)).toBe(true);
     expect(step2(sandbox.client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`, ADDR.client4b).status).toBe('200');
     const text = sandbox.gw.exec('curl', ['-sS', '-m', String(STEP2_SECONDS), 'http://127.0.0.1:9464/metrics']);
     const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? NaN);
@@ -279,7 +299,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     writeFileSync(configPath, original + extra);
     daemon.proc.kill('SIGHUP');
     expect(await daemon.waitForLog(/config reloaded/, scaled(5000))).toBe(true);
-    step1(sandbox.client, ADDR.gwWan4, 'app=extra&access_key=extra-http-key-0123', ADDR.client4b);
+    expect(await knock(sandbox.client, daemon, ADDR.gwWan4, 'app=extra&access_key=extra-http-key-0123', ADDR.client4b)).toBe(true);
     expect(step2(sandbox.client, ADDR.gwWan4, 'app=extra&access_key=extra-https-key-0123', ADDR.client4b).status).toBe('200');
     expect(sessionsJson(sandbox).some((s) => s.ip === ADDR.client4b && s.app === 'extra' && s.step === 'service')).toBe(true);
     writeFileSync(configPath, original);
@@ -287,17 +307,20 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
 
   it('SIGTERM: exits 0, saves the sessions, keeps its rules and leaves every port closed', async () => {
     const { client } = sandbox;
-    step1(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`);
+    expect(await knock(client, daemon, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4)).toBe(true);
     expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('200');
     expect(await daemon.stop('SIGTERM')).toBe(0);
     expect(installed()).toBe(true);
     const saved = JSON.parse(readFileSync(join(sandbox.dir, 'state', 'sessions.json'), 'utf8')) as unknown;
     expect(JSON.stringify(saved)).toContain(ADDR.client4);
     expect(tcpOpen(client, ADDR.gwWan4, 8080, OPEN_MS)).toBe(true); // the grant lives on in the kernel
-    expect(curl(client, ['-k', '--interface', ADDR.client4b, url(ADDR.gwWan4, 'https', STEP2_PATH)], STEP1_SECONDS).status).toBe('000');
-    expect(tcpOpen(client, ADDR.gwWan4, 9090, CLOSED_MS)).toBe(false);
     // Listening, not granted to them: closed, with the daemon gone.
-    await expectClosedToStrangers();
+    const [, https, extra] = await Promise.all([
+      expectClosedToStrangers(),
+      curlFrom(client, ADDR.client4b, ['-k', url(ADDR.gwWan4, 'https', STEP2_PATH)], STEP1_SECONDS),
+      prober.tcp(ADDR.client4, ADDR.gwWan4, 9090, CLOSED_MS),
+    ]);
+    expect([https.status, extra.kind === 'open']).toEqual(['000', false]);
   });
 });
 

@@ -51,7 +51,7 @@ import {
   type HostFirewallKind,
   type Moment,
 } from './admission-model.js';
-import { Prober, type Outcome, type Target } from './admission-prober.js';
+import { Prober, type Outcome, type Target } from '../../helpers/prober.js';
 
 const FILE = 'test/kernel/firewall/admission.test.ts';
 const skip = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'ipset', 'iptables-nft-restore', 'iptables-legacy-restore', 'curl', 'openssl', 'unshare']));

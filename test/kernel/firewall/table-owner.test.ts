@@ -11,8 +11,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { release } from 'node:os';
 import { join } from 'node:path';
+import { knockStep1 } from '../../helpers/knock.js';
 import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
-import { startServices, tcpProbe } from '../../helpers/scenario.js';
+import { Prober } from '../../helpers/prober.js';
+import { startServices } from '../../helpers/scenario.js';
 import { ADDR, CLI, REPO_ROOT, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { IN_VM, scaled } from '../../helpers/vm.js';
 
@@ -47,6 +49,7 @@ function kernelAtLeast(major: number, minor: number): boolean {
 describe.skipIf(skip)('knock-port table against other processes', () => {
   let sandbox: Sandbox;
   let daemon: Daemon;
+  let prober: Prober;
   let configPath: string;
   /** Whether this kernel keeps owned tables (owner + persist), probed in beforeAll. */
   let owned = false;
@@ -58,23 +61,32 @@ describe.skipIf(skip)('knock-port table against other processes', () => {
   };
   const nft = (...args: string[]) => sandbox.gw.tryExec('nft', args);
   const tableListing = () => nft('list', 'table', ...TABLE.split(' '));
-  /** Both steps from `from`; the step-2 status. */
-  const knockOnce = (from: string): string => {
-    curl(sandbox.client, ['-d', `app=svc&access_key=${HTTP_KEY}`, '--interface', from, `http://${ADDR.gwWan4}${STEP1_PATH}`], scaled(1));
+  /** Step 1 from `from`, ended as soon as the daemon opened the step-2 window (false: it did not). */
+  const knockOnce = (from: string): Promise<boolean> =>
+    knockStep1({
+      client: sandbox.client,
+      daemon,
+      url: `http://${ADDR.gwWan4}${STEP1_PATH}`,
+      body: `app=svc&access_key=${HTTP_KEY}`,
+      from,
+      timeoutSeconds: scaled(5),
+    });
+  /** Both steps from `from` (a knock that a busy machine lost is sent again once, as a user would); the step-2 status. */
+  const knock = async (from: string): Promise<string> => {
+    if (!(await knockOnce(from)) && !(await knockOnce(from))) return 'no step-2 window';
     return curl(sandbox.client, ['-k', '-d', `app=svc&access_key=${HTTPS_KEY}`, '--interface', from, `https://${ADDR.gwWan4}${STEP2_PATH}`], scaled(2)).status;
   };
-  /** A knock that a busy machine let time out is knocked again once, as a user would. */
-  const knock = (from: string): string => {
-    const first = knockOnce(from);
-    return first === '000' ? knockOnce(from) : first;
-  };
-  const reaches = async (from: string) => (await tcpProbe(sandbox.client, from, ADDR.gwWan4, PORT, scaled(800))).kind === 'open';
+  const reaches = async (from: string) => (await prober.tcp(from, ADDR.gwWan4, PORT, scaled(800))).kind === 'open';
   /** The gate as a client sees it: the granted source gets in, the other one does not. */
-  const gateHolds = async () => ({ granted: await reaches(ADDR.client4), other: await reaches(ADDR.client4b) });
+  const gateHolds = async () => {
+    const [granted, other] = await Promise.all([reaches(ADDR.client4), reaches(ADDR.client4b)]);
+    return { granted, other };
+  };
 
   beforeAll(async () => {
     sandbox = createSandbox('tow');
     await startServices(sandbox.gw, { tcp: { [PORT]: 'hello\n' } });
+    prober = await Prober.start(sandbox.client);
     configPath = writeFile(
       sandbox,
       'config.yaml',
@@ -95,6 +107,7 @@ describe.skipIf(skip)('knock-port table against other processes', () => {
   });
 
   afterAll(async () => {
+    prober?.stop();
     await daemon?.stop('SIGKILL');
     sandbox?.destroy();
   });
@@ -113,7 +126,7 @@ describe.skipIf(skip)('knock-port table against other processes', () => {
 
   it('a knock opens the port for its source only', async () => {
     expect(await gateHolds()).toEqual({ granted: false, other: false });
-    expect(knock(ADDR.client4)).toBe('200');
+    expect(await knock(ADDR.client4)).toBe('200');
     expect(await gateHolds()).toEqual({ granted: true, other: false });
   });
 
@@ -156,7 +169,7 @@ describe.skipIf(skip)('knock-port table against other processes', () => {
     }
     expect(await gateHolds()).toEqual({ granted: true, other: false });
     // Grants still land in the adopted table.
-    expect(knock(ADDR.client4b)).toBe('200');
+    expect(await knock(ADDR.client4b)).toBe('200');
     expect(await gateHolds()).toEqual({ granted: true, other: true });
   });
 
