@@ -8,7 +8,8 @@ import { IN_VM, TIME_SCALE } from './test/helpers/vm.js';
  * mostly waits on timeouts and windows, so those run side by side.
  */
 export const SERIAL_KERNEL_FILES = [
-  'test/kernel/attacks/**/*.test.ts',
+  'test/kernel/attacks/floods.test.ts',
+  'test/kernel/attacks/budgets.test.ts',
   'test/kernel/firewall/prefilter.test.ts',
   'test/kernel/firewall/step1-budget-oracle.test.ts',
   'test/kernel/firewall/step1-fanout.test.ts',
