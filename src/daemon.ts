@@ -14,6 +14,8 @@ import { performance } from 'node:perf_hooks';
 import { publicHttpsPort, type AppConfig, type Config } from './config/types.js';
 import { resolveStep1Workers } from './config/workers.js';
 import { createControlHandlers } from './control/handlers.js';
+import { NotInTrialError } from './control/errors.js';
+import { NOT_IN_TRIAL } from './control/trial.js';
 import type { UsedCode } from './auth/used-codes.js';
 import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
@@ -45,6 +47,9 @@ import { createStep2Server, step2TlsOptions } from './step2/server.js';
 import { ServedCertificate } from './step2/served-certificate.js';
 import type { CheckedTls } from './step2/tls-files.js';
 import { registerTlsMetrics } from './metrics/tls-metrics.js';
+import { registerGateMetrics } from './metrics/gate-metrics.js';
+import { Trial } from './control/trial.js';
+import { REPORT_MODE_WARNING } from './config/policy.js';
 import type { CaptureKind } from './shared/kinds.js';
 import type { ServiceNotifier } from './systemd/notify.js';
 
@@ -61,6 +66,12 @@ export interface DaemonOptions {
   firewall?: Omit<FirewallOptions, 'nft' | 'type'>;
   /** Told READY=1 once the daemon serves, and RELOADING=1 / READY=1 around each reload (systemd). */
   notifier?: ServiceNotifier;
+  /**
+   * `run --trial SECONDS`: unless `knock-port confirm` comes within `seconds` of the daemon being
+   * ready, the gate is removed (as `knock-port uninstall` removes it) and the daemon stops;
+   * `ended` is then told, with the error when the removal failed.
+   */
+  trial?: { seconds: number; ended: (removalError?: unknown) => void };
 }
 
 /** What `Daemon.start` sets up before the daemon exists (the firewall installed, state loaded). */
@@ -98,6 +109,10 @@ export class Daemon {
   private control: ControlServer | undefined;
   private metricsServer: Server | undefined;
   private maintenance: NodeJS.Timeout | undefined;
+  /** The maintenance tick in flight, awaited before a trial removes the gate (a self-heal would put it back). */
+  private maintaining: Promise<void> | undefined;
+  /** `run --trial`: waiting for `knock-port confirm`, until confirmed or rolled back. */
+  private trial: Trial | undefined;
   private stopping: Promise<void> | undefined;
   /** Reloads run one after the other. */
   private reloading: Promise<void> = Promise.resolve();
@@ -123,6 +138,11 @@ export class Daemon {
     this.interfaces.refresh(this.config);
     this.served = new ServedCertificate(options.tls, this.logger);
     registerTlsMetrics(metrics.registry, { notAfter: () => this.served.current.certificate.notAfter, reloadRefused: () => this.served.reloadRefused });
+    registerGateMetrics(metrics.registry, {
+      reportMode: () => this.config.global.gateMode === 'report',
+      wouldDrop: () => this.firewall.wouldDrop(),
+      onReadError: (err) => this.logger.warn({ err: describeError(err) }, 'report mode: the kernel counters could not be read'),
+    });
     this.https = new HttpsListener(this.createHttpsServer(), () => this.createHttpsServer(), this.logger);
     this.selfHeal = new FirewallSelfHeal({
       firewall: () => this.firewall,
@@ -210,12 +230,16 @@ export class Daemon {
         granter: cluster ? { revoke: (ip, app) => cluster.sync.revoke(ip, app) } : granter,
         config: () => this.config,
         health: () => this.health(),
+        ...(this.parts.options.trial ? { trial: { confirm: () => this.confirmTrial() } } : {}),
       }),
       this.logger,
     );
     if (g.metricsListen) this.metricsServer = await startMetricsServer(g.metricsListen, metrics.registry);
-    this.maintenance = setInterval(() => void this.maintain(), MAINTENANCE_INTERVAL_MS);
+    this.maintenance = setInterval(() => {
+      this.maintaining = this.maintain();
+    }, MAINTENANCE_INTERVAL_MS);
     this.maintenance.unref();
+    this.startTrial();
     this.logger.info(
       {
         step1Port: g.httpPort,
@@ -227,9 +251,68 @@ export class Daemon {
         apps: this.config.apps.map((a) => a.name),
         controlSocket: g.controlSocket,
         metrics: g.metricsListen ?? null,
+        gateMode: g.gateMode ?? 'enforce',
+        ...(this.trial ? { trialSeconds: this.trial.seconds } : {}),
       },
       'knock-port ready',
     );
+  }
+
+  /** `run --trial`: the clock starts once everything serves, so the operator gets all of it to knock and confirm. */
+  private startTrial(): void {
+    const trial = this.parts.options.trial;
+    if (!trial) return;
+    this.trial = new Trial(trial.seconds, () => {
+      this.rollBackTrial().then(
+        () => trial.ended(),
+        (err: unknown) => trial.ended(err),
+      );
+    });
+    this.logger.warn(
+      { trialSeconds: trial.seconds },
+      `trial: the gate is removed again in ${trial.seconds} s (every protected port open, as after knock-port uninstall) unless knock-port confirm is run`,
+    );
+  }
+
+  /** `knock-port confirm`: the gate stays. Throws when no trial waits. */
+  private confirmTrial(): number {
+    const trial = this.trial;
+    if (!trial) throw new NotInTrialError(NOT_IN_TRIAL);
+    const secondsLeft = trial.confirm();
+    this.logger.info({ secondsLeft }, 'trial confirmed: the gate stays');
+    return secondsLeft;
+  }
+
+  /**
+   * The trial ran out unconfirmed: the gate is removed exactly as `knock-port uninstall` removes
+   * it (knock-port's rules and sets, its accept rules in host chains), deliberately opening
+   * every protected port, and the daemon stops. Rejects when the removal failed (the daemon
+   * stops all the same, the rules that remain stay closed).
+   */
+  private rollBackTrial(): Promise<void> {
+    this.stopping ??= this.removeGateAndStop();
+    return this.stopping;
+  }
+
+  private async removeGateAndStop(): Promise<void> {
+    clearInterval(this.maintenance);
+    // Neither a self-heal nor a reload in flight may install the gate again after its removal.
+    await this.maintaining?.catch(() => undefined);
+    await this.reloading;
+    this.logger.error(
+      { trialSeconds: this.trial?.seconds },
+      'trial not confirmed in time (knock-port confirm): removing the gate, every protected port is open again; exiting with code 12',
+    );
+    this.parts.options.notifier?.status('trial not confirmed: gate removed, stopping');
+    let removal: unknown;
+    try {
+      await this.firewall.uninstall();
+    } catch (err) {
+      removal = err;
+      this.logger.error({ err: describeError(err) }, 'the gate could not be removed after the unconfirmed trial; remove it with knock-port uninstall');
+    }
+    await this.shutdown(removal === undefined ? 'knock-port stopped; the gate was removed (trial not confirmed)' : undefined);
+    if (removal !== undefined) throw removal instanceof Error ? removal : new Error(describeError(removal));
   }
 
   /** One line for `systemctl status`: where steps 1 and 2 are served. */
@@ -304,7 +387,7 @@ export class Daemon {
     this.interfaces.refresh(this.config);
   }
 
-  health(): HealthReport {
+  async health(): Promise<HealthReport> {
     const problems = this.parts.problems.recent();
     problems.push(...this.interfaces.problems());
     problems.push(...this.firewall.hostFirewall().problems.map((p) => `host firewall: ${p}`));
@@ -315,13 +398,29 @@ export class Daemon {
     if (sync) problems.push(...sync.problems());
     problems.push(...this.served.problems());
     const warnings = this.served.warnings();
+    const gate = await this.gateHealth(warnings);
+    const trial = this.trial?.health();
     return {
       healthy: problems.length === 0,
       problems,
       ...(warnings.length > 0 ? { warnings } : {}),
       tls: this.served.health(),
       ...(sync ? { cluster: sync.health() } : {}),
+      ...(gate ? { gate } : {}),
+      ...(trial ? { trial } : {}),
     };
+  }
+
+  /** Report mode: what the gate would have dropped, from the kernel; the warning that it protects nothing goes to `warnings`. */
+  private async gateHealth(warnings: string[]): Promise<HealthReport['gate']> {
+    if (this.config.global.gateMode !== 'report') return undefined;
+    warnings.push(`gate_mode ${REPORT_MODE_WARNING}`);
+    try {
+      return { mode: 'report', wouldDrop: await this.firewall.wouldDrop() };
+    } catch (err) {
+      warnings.push(`report mode: the kernel counters could not be read: ${describeError(err)}`);
+      return { mode: 'report', wouldDrop: [] };
+    }
   }
 
   /**
@@ -381,6 +480,10 @@ export class Daemon {
       return false;
     }
     this.switchFirewall(firewall);
+    const gateMode = (config: Config) => config.global.gateMode ?? 'enforce';
+    if (gateMode(next) !== gateMode(previous)) {
+      this.logger.warn(gateMode(next) === 'report' ? `gate_mode changed to ${REPORT_MODE_WARNING}` : 'gate_mode changed to enforce: the gate drops again');
+    }
     this.config = next;
     applyReloadedLimits(this.parts.lasting, next.global);
     this.workers?.reconfigure(next, this.logger.isLevelEnabled('debug'));
@@ -440,8 +543,9 @@ export class Daemon {
     return this.stopping;
   }
 
-  private async shutdown(): Promise<void> {
+  private async shutdown(stopped = 'knock-port stopped; firewall left closed, live grants expire in the kernel'): Promise<void> {
     clearInterval(this.maintenance);
+    this.trial?.cancel();
     await this.workers?.stop();
     this.workers = undefined;
     await this.https.close();
@@ -459,7 +563,7 @@ export class Daemon {
     }
     this.firewall.close?.();
     this.parts.nft.close?.();
-    this.logger.info('knock-port stopped; firewall left closed, live grants expire in the kernel');
+    this.logger.info(stopped);
   }
 }
 

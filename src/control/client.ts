@@ -1,5 +1,5 @@
 /**
- * The CLI's side of the control socket (sessions, revoke, health): one request, one validated
+ * The CLI's side of the control socket (sessions, revoke, health, confirm): one request, one validated
  * answer, and a message that says why when the daemon cannot be reached.
  */
 import { connect } from 'node:net';
@@ -7,7 +7,7 @@ import { ControlCommandError, ControlUnreachableError } from './errors.js';
 import { controlResponseSchema, type ControlRequest, type ControlResponse } from './protocol.js';
 
 type Answer = Extract<ControlResponse, { ok: true }>;
-type AnswerField = 'sessions' | 'revoked' | 'health';
+type AnswerField = 'sessions' | 'revoked' | 'health' | 'confirmed';
 type AnswerOf<F extends AnswerField> = Extract<Answer, Record<F, unknown>>[F];
 
 /** One command's answer, or the daemon's error as a ControlCommandError. */

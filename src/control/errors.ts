@@ -11,3 +11,6 @@ export class ControlUnreachableError extends KnockPortError {}
 export class ControlCommandError extends KnockPortError {}
 
 export class UnknownAppError extends KnockPortError {}
+
+/** `confirm` asked of a daemon with no trial waiting (started without --trial, or confirmed already). */
+export class NotInTrialError extends KnockPortError {}

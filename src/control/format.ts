@@ -1,5 +1,5 @@
 /** Control answers as text for operators; `--json` prints the protocol's own objects instead. */
-import type { ClusterHealth, SessionView } from './protocol.js';
+import type { ClusterHealth, GateHealth, SessionView, TrialHealth } from './protocol.js';
 
 /** `knock-port sessions` as a table an operator reads at a glance. */
 export function formatSessionsTable(sessions: readonly SessionView[]): string {
@@ -28,4 +28,15 @@ export function formatClusterHealth(cluster: ClusterHealth): string {
   const link = !cluster.connected ? 'store unreachable (working alone)' : cluster.synced ? 'store connected, in sync' : 'store connected, catching up';
   const lag = cluster.lagMs === undefined || !cluster.connected ? '' : `, lag ${Math.round(cluster.lagMs)} ms`;
   return `cluster: gateway ${cluster.gateway}, ${link}${lag}, ${cluster.backlog} waiting, ${cluster.reconnects} reconnects\n`;
+}
+
+/** One line for `knock-port health` during a trial: when the gate goes, and how to keep it. */
+export function formatTrialHealth(trial: TrialHealth): string {
+  return `trial: the gate is removed in ${trial.secondsLeft} s (of ${trial.seconds} s) unless knock-port confirm is run\n`;
+}
+
+/** One line for `knock-port health` in report mode: what the gate would have dropped, per app port. */
+export function formatGateHealth(gate: GateHealth): string {
+  const counts = gate.wouldDrop.map((count) => `${count.port}/${count.protocol} ${count.packets}`).join(', ');
+  return `gate: report mode, nothing dropped; packets it would have dropped: ${counts || 'none'}\n`;
 }

@@ -9,6 +9,7 @@ import type { SessionStore } from '../sessions/store.js';
 import { UnknownAppError } from './errors.js';
 import type { HealthReport, SessionView } from './protocol.js';
 import type { ControlHandlers } from './server.js';
+import type { Trial } from './trial.js';
 
 export function sessionView(record: SessionRecord, now: number): SessionView {
   return {
@@ -26,6 +27,8 @@ export interface DaemonControlParts {
   granter: Pick<Granter, 'revoke'>;
   config: () => Config;
   health: () => HealthReport | Promise<HealthReport>;
+  /** The daemon's `run --trial`, when it was started with one. */
+  trial?: Pick<Trial, 'confirm'>;
   now?: () => number;
 }
 
@@ -41,5 +44,6 @@ export function createControlHandlers(parts: DaemonControlParts): ControlHandler
       return parts.granter.revoke(ip, app);
     },
     health: parts.health,
+    ...(parts.trial ? { confirm: () => ({ secondsLeft: parts.trial!.confirm() }) } : {}),
   };
 }

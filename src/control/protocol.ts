@@ -17,6 +17,7 @@ export const controlRequestSchema = z.discriminatedUnion('cmd', [
     app: z.string().min(1).optional(),
   }),
   z.object({ cmd: z.literal('health') }),
+  z.object({ cmd: z.literal('confirm') }),
 ]);
 
 export type ControlRequest = z.infer<typeof controlRequestSchema>;
@@ -58,6 +59,29 @@ export const tlsHealthSchema = z.object({
   daysLeft: z.number(),
 });
 
+/** `run --trial SECONDS` not confirmed yet: the gate is removed when `secondsLeft` reaches 0. */
+export const trialHealthSchema = z.object({
+  seconds: z.number(),
+  secondsLeft: z.number(),
+});
+
+export type TrialHealth = z.infer<typeof trialHealthSchema>;
+
+/** Packets report mode let pass that the gate would have dropped, at one app port. */
+export const wouldDropSchema = z.object({
+  protocol: z.enum(['tcp', 'udp']),
+  port: z.number(),
+  packets: z.number(),
+});
+
+/** The gate in report mode (`gate_mode: report`): what it would have dropped, read from the kernel. */
+export const gateHealthSchema = z.object({
+  mode: z.literal('report'),
+  wouldDrop: z.array(wouldDropSchema),
+});
+
+export type GateHealth = z.infer<typeof gateHealthSchema>;
+
 export const healthReportSchema = z.object({
   healthy: z.boolean(),
   /** What is degraded or broken, for the operator; empty when healthy. */
@@ -66,6 +90,10 @@ export const healthReportSchema = z.object({
   warnings: z.array(z.string()).optional(),
   tls: tlsHealthSchema.optional(),
   cluster: clusterHealthSchema.optional(),
+  /** Present in report mode only. */
+  gate: gateHealthSchema.optional(),
+  /** Present while a trial waits for `knock-port confirm`. */
+  trial: trialHealthSchema.optional(),
 });
 
 export type HealthReport = z.infer<typeof healthReportSchema>;
@@ -74,6 +102,8 @@ export const controlResponseSchema = z.union([
   z.object({ ok: z.literal(true), sessions: z.array(sessionViewSchema) }),
   z.object({ ok: z.literal(true), revoked: z.number() }),
   z.object({ ok: z.literal(true), health: healthReportSchema }),
+  /** The trial is confirmed: the gate stays; it had this long left. */
+  z.object({ ok: z.literal(true), confirmed: z.object({ secondsLeft: z.number() }) }),
   z.object({ ok: z.literal(false), error: z.string() }),
 ]);
 
@@ -91,7 +121,7 @@ export function parseControlRequest(line: string): { ok: true; request: ControlR
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
-    return { ok: false, error: `bad request: ${where}${issue?.message ?? 'invalid'} (commands: sessions, revoke, health)` };
+    return { ok: false, error: `bad request: ${where}${issue?.message ?? 'invalid'} (commands: sessions, revoke, health, confirm)` };
   }
   return { ok: true, request: parsed.data };
 }

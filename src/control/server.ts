@@ -1,5 +1,5 @@
 /**
- * The daemon's control socket: a root-only Unix socket that answers sessions, revoke and health,
+ * The daemon's control socket: a root-only Unix socket that answers sessions, revoke, health and confirm,
  * with bounded request lines and idle timeouts; it never replaces a socket another daemon serves.
  */
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
@@ -8,7 +8,8 @@ import { dirname } from 'node:path';
 import { describeError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { canonicalIp } from '../shared/ip.js';
-import { ControlSocketError } from './errors.js';
+import { ControlSocketError, NotInTrialError } from './errors.js';
+import { NOT_IN_TRIAL } from './trial.js';
 import { parseControlRequest, type ControlRequest, type ControlResponse, type HealthReport, type SessionView } from './protocol.js';
 
 /** What the daemon does for each command; the server only speaks the protocol. */
@@ -17,6 +18,8 @@ export interface ControlHandlers {
   /** Revokes the IP's grants (one app's when given); resolves to how many were removed. */
   revoke(ip: string, app?: string): Promise<number>;
   health(): HealthReport | Promise<HealthReport>;
+  /** Confirms a `run --trial`: the gate stays; resolves to the seconds that were left. Throws when no trial waits. */
+  confirm?(): { secondsLeft: number };
 }
 
 export interface ControlServer {
@@ -112,6 +115,9 @@ async function dispatch(request: ControlRequest, handlers: ControlHandlers): Pro
       return { ok: true, revoked: await handlers.revoke(canonicalIp(request.ip)!, request.app) };
     case 'health':
       return { ok: true, health: await handlers.health() };
+    case 'confirm':
+      if (!handlers.confirm) throw new NotInTrialError(NOT_IN_TRIAL);
+      return { ok: true, confirmed: handlers.confirm() };
   }
 }
 

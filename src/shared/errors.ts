@@ -8,6 +8,8 @@ export const SetupExitCode = {
   tlsFiles: 10,
   /** The process lacks a capability it needs (CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE). */
   missingCapability: 11,
+  /** `run --trial`: nobody ran `knock-port confirm` in time; the gate was removed on purpose. */
+  trialNotConfirmed: 12,
 } as const;
 
 /** Base class for errors whose message is meant for the operator, as is. */

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
 import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
 import { callDaemon } from '../../control/client.js';
-import { formatClusterHealth } from '../../control/format.js';
+import { formatClusterHealth, formatGateHealth, formatTrialHealth } from '../../control/format.js';
 import { ExitCode } from '../../client/exit-codes.js';
 
 /** Exit 0 when the daemon answers healthy; 1 when unhealthy or unreachable, saying why. */
@@ -12,7 +12,10 @@ export function registerHealth(program: Command, terminal: Terminal = processTer
     program
       .command('health')
       .description('check that the running daemon answers and is healthy (exit 0), else exit 1')
-      .option('--json', 'print the health report as JSON: {healthy, problems, warnings, tls} (and cluster, when clustered)'),
+      .option(
+        '--json',
+        'print the health report as JSON: {healthy, problems, warnings, tls} (and cluster when clustered, gate in report mode, trial while one waits for confirm)',
+      ),
   ).action(async (options: ControlSocketOptions & { json?: boolean }) => {
     const health = await callDaemon(resolveControlSocket(options), { cmd: 'health' }, 'health');
     if (options.json === true) terminal.stdout.write(`${JSON.stringify(health, null, 2)}\n`);
@@ -20,6 +23,8 @@ export function registerHealth(program: Command, terminal: Terminal = processTer
     else terminal.stderr.write(`unhealthy: ${health.problems.join('; ') || 'no reason given'}\n`);
     if (options.json !== true) for (const warning of health.warnings ?? []) terminal.stderr.write(`${ERROR_PREFIX}warning: ${warning}\n`);
     if (options.json !== true && health.cluster) terminal.stdout.write(formatClusterHealth(health.cluster));
+    if (options.json !== true && health.gate) terminal.stdout.write(formatGateHealth(health.gate));
+    if (options.json !== true && health.trial) terminal.stdout.write(formatTrialHealth(health.trial));
     if (!health.healthy) terminal.setExitCode(ExitCode.failed);
   });
 }

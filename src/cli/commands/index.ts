@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { processTerminal, type Terminal } from '../terminal.js';
 import { registerCheck } from './check.js';
+import { registerConfirm } from './confirm.js';
 import { registerDemo } from './demo.js';
 import { registerHashKey } from './hash-key.js';
 import { registerHealth } from './health.js';
@@ -26,6 +27,7 @@ export function registerCommands(program: Command, terminal: Terminal = processT
     registerSessions,
     registerRevoke,
     registerHealth,
+    registerConfirm,
     registerUninstall,
     registerKnock,
     registerDemo,

@@ -2,9 +2,10 @@
  * `knock-port run`: reads the config, certificate and key, starts the daemon with its logger and
  * systemd notifier, and stops it on SIGTERM/SIGINT (reload on SIGHUP is the daemon's).
  */
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { Daemon } from '../../daemon.js';
-import { describeError } from '../../shared/errors.js';
+import { describeError, SetupExitCode } from '../../shared/errors.js';
+import { MAX_TRIAL_SECONDS } from '../../control/trial.js';
 import { createLogger } from '../../shared/log.js';
 import { SystemdNotifier } from '../../systemd/notify.js';
 import { logFields } from '../../step2/served-certificate.js';
@@ -24,7 +25,17 @@ import {
   type LogLevelOptions,
 } from '../options.js';
 
+/** `--trial SECONDS`: a whole number of seconds, 1 to MAX_TRIAL_SECONDS. */
+export function parseTrialSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!/^\d+$/.test(value) || seconds < 1 || seconds > MAX_TRIAL_SECONDS) {
+    throw new InvalidArgumentError(`expected a whole number of seconds from 1 to ${MAX_TRIAL_SECONDS}, e.g. --trial 300`);
+  }
+  return seconds;
+}
+
 interface RunOptions extends FirewallCommandOptions, LogLevelOptions, TlsPathOptions {
+  trial?: number;
   /** The original's flag: accepted, ignored with a note (capabilities replace sudo). */
   useSudo?: boolean;
 }
@@ -40,9 +51,15 @@ export function registerRun(program: Command): void {
     'required here or in the config',
   )
     .addOption(new Option('--use-sudo').hideHelp())
+    .addOption(
+      new Option(
+        '--trial <seconds>',
+        'install the gate, then remove it again (every protected port open, as after uninstall) and exit 12 unless `knock-port confirm` runs within SECONDS',
+      ).argParser(parseTrialSeconds),
+    )
     .addHelpText(
       'after',
-      '\nSignals: SIGTERM/SIGINT stop (the firewall stays closed, grants expire in the kernel);\nSIGHUP reloads the config, certificate and key (what fails a check keeps the running one).\nExit codes: 10 TLS certificate or key unusable, 11 missing capability (nothing is installed).',
+      '\nSignals: SIGTERM/SIGINT stop (the firewall stays closed, grants expire in the kernel);\nSIGHUP reloads the config, certificate and key (what fails a check keeps the running one).\nExit codes: 10 TLS certificate or key unusable, 11 missing capability (nothing is installed);\n12 --trial not confirmed in time (the gate was removed on purpose).',
     )
     .action(async (opts: RunOptions) => {
       const logger = createLogger(opts.logLevel);
@@ -50,6 +67,11 @@ export function registerRun(program: Command): void {
       // Under systemd (Type=notify): READY=1 once serving, reload and stop messages, watchdog pings from now on.
       const notifier = SystemdNotifier.fromEnvironment(logger);
       let daemon: Daemon;
+      // The trial ran out: the daemon removed the gate and stopped; 12 says so, 1 when the removal failed.
+      const endTrial = (removalError?: unknown): void => {
+        notifier.close();
+        process.exit(removalError === undefined ? SetupExitCode.trialNotConfirmed : 1);
+      };
       // Like `check`: an exact interface name that matches nothing is refused, before any rule and on reload
       // (the daemon logs and reports the names written to be absent for a while).
       const loadChecked = (): Config => {
@@ -82,6 +104,7 @@ export function registerRun(program: Command): void {
           logger,
           firewall: { iptablesVariant: opts.iptablesVariant },
           notifier,
+          ...(opts.trial !== undefined ? { trial: { seconds: opts.trial, ended: (removalError?: unknown) => endTrial(removalError) } } : {}),
         });
       } catch (err) {
         notifier.status(`start failed: ${describeError(err)}`);
