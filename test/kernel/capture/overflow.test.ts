@@ -5,10 +5,10 @@
  * reach JS, and the overrun must be counted.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { announceSkip, destroyAll, kernelSkipReason, Netns, wire } from '../../helpers/netns.js';
+import { announceSkip, destroyAll, kernelSkipReason, Netns, requiredInCi, wire } from '../../helpers/netns.js';
 import { CaptureChild, prepareBuild, udpBurst, type ChildEvent } from './child.js';
 
-const skipReason = kernelSkipReason(['ip', 'nft', 'iptables', 'node']) ?? prepareBuild();
+const skipReason = kernelSkipReason(['ip', 'nft', 'iptables', 'node']) ?? requiredInCi(prepareBuild());
 const skip = announceSkip('test/kernel/capture/overflow.test.ts', skipReason);
 
 const SERVER = '10.233.0.1';

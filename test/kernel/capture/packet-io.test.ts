@@ -4,10 +4,10 @@
  * errors an operator sees. The addon runs in a child process inside the server namespace.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { announceSkip, destroyAll, kernelSkipReason, Netns, run, wire } from '../../helpers/netns.js';
+import { announceSkip, destroyAll, kernelSkipReason, Netns, requiredInCi, run, wire } from '../../helpers/netns.js';
 import { CaptureChild, CHILD_SCRIPT, prepareBuild, runChild, udpBurst } from './child.js';
 
-const skipReason = kernelSkipReason(['ip', 'nft', 'iptables', 'ip6tables', 'node', 'setpriv']) ?? prepareBuild();
+const skipReason = kernelSkipReason(['ip', 'nft', 'iptables', 'ip6tables', 'node', 'setpriv']) ?? requiredInCi(prepareBuild());
 const skip = announceSkip('test/kernel/capture/packet-io.test.ts', skipReason);
 
 const SERVER4 = '10.231.0.1';

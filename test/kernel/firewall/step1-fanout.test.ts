@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/types.js';
 import { createFirewall } from '../../../src/firewall/index.js';
 import type { FirewallBackend } from '../../../src/firewall/types.js';
-import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
+import { announceSkip, kernelSkipReason, requiredInCi, waitFor } from '../../helpers/netns.js';
 import { ADDR, Topology } from './topology.js';
 
 const WORKERS = 2;
@@ -20,7 +20,7 @@ const skip =
   announceSkip(
     'firewall/step1-fanout',
     kernelSkipReason(['ip', 'nft', 'iptables-nft-restore', 'iptables-legacy-restore', 'ipset', 'tcpdump', 'hping3', 'taskset']),
-  ) || announceSkip('firewall/step1-fanout', cpus().length < WORKERS ? `needs ${WORKERS} CPUs, this machine has ${cpus().length}` : undefined);
+  ) || announceSkip('firewall/step1-fanout', requiredInCi(cpus().length < WORKERS ? `needs ${WORKERS} CPUs, this machine has ${cpus().length}` : undefined));
 
 const BACKENDS = [
   { name: 'nftables', type: 'nftables', variant: undefined, label: 'fon' },
