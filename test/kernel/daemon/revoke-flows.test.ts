@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { knockStep1 } from '../../helpers/knock.js';
 import { announceSkip, kernelSkipReason, waitFor, type Netns } from '../../helpers/netns.js';
 import { bracketed, curlFrom, execIn, runUntilReady, tcpProbe, udpEchoes } from '../../helpers/scenario.js';
 import { spawnDaemon } from '../../../src/demo/daemon-process.js';
@@ -202,11 +203,14 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
   const controlSocket = () => join(sandbox.dir, 'control.sock');
   const runArgs = () => ['-c', configPath, '--cert', sandbox.cert, '--key', sandbox.key, ...backend.args];
 
-  /** Both steps from `from` for `app` as `user`; step 1 never answers, step 2 says OK. */
+  /** Both steps from `from` for `app` as `user`; step 1 ends when the daemon opens the step-2 window, step 2 says OK. */
   async function knock(from: string, app: string, user: UserName): Promise<void> {
     const gw = from.includes(':') ? ADDR.gwWan6 : ADDR.gwWan4;
     const base = (scheme: string, path: string) => `${scheme}://${bracketed(gw)}${path}`;
-    await curlFrom(sandbox.client, from, ['-d', `app=${app}&access_key=${USERS[user].http}`, base('http', STEP1_PATH)], 1);
+    const body = `app=${app}&access_key=${USERS[user].http}`;
+    if (!(await knockStep1({ client: sandbox.client, daemon, url: base('http', STEP1_PATH), body, from, timeoutSeconds: 1 }))) {
+      throw new Error(`step 1 for ${app} from ${from} as ${user} opened no step-2 window:\n${daemon.output.slice(-10).join('\n')}`);
+    }
     const step2 = await curlFrom(sandbox.client, from, ['-k', '-d', `app=${app}&access_key=${USERS[user].https}`, base('https', STEP2_PATH)], 3);
     if (step2.status !== '200') throw new Error(`step 2 for ${app} from ${from} as ${user} answered ${step2.status}:\n${daemon.output.slice(-10).join('\n')}`);
   }
@@ -283,24 +287,26 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
     ]);
 
     expect([revoked4, revoked6, other4, other6].every((f) => f.allFlowing())).toBe(true);
+    // Each revoke's flows are timed from that revoke's own return.
     expect(await cli(['revoke', ADDR.client4])).toMatch(/revoked 192\.0\.2\.2: \d+ grant\(s\) closed/);
+    const revoked4At = Date.now();
     await cli(['revoke', ADDR.client6]);
-    const doneAt = Date.now();
+    const revoked6At = Date.now();
 
     await expectStopped(
       revoked4,
       revoked4.specs.map((s) => s.id),
-      doneAt,
+      revoked4At,
     );
     await expectStopped(
       revoked6,
       revoked6.specs.map((s) => s.id),
-      doneAt,
+      revoked6At,
       0,
     );
     expect(other4.allFlowing()).toBe(true);
     expect(other6.allFlowing()).toBe(true);
-    for (const flow of [...revoked4.specs, ...revoked6.specs]) await expectNoNewFlow(flow);
+    await Promise.all([...revoked4.specs, ...revoked6.specs].map(expectNoNewFlow));
     expect(daemon.output.filter((l) => l.includes('"msg":"revoked"') && l.includes('"flowsClosed"'))).toHaveLength(2);
     expect((await cli(['health'])).trim()).toBe('healthy');
   });
@@ -359,8 +365,7 @@ describe.skipIf(skip).each(BACKENDS)('revoke ends established flows: $name', (ba
         ['localtcp', 'localudp', 'fwdudp'].map((k) => `${OTHER6} ${k}`),
       ),
     ).toBe(true);
-    await expectNoNewFlow(alice4.specs[0]!);
-    await expectNoNewFlow(alice6.specs[0]!);
+    await Promise.all([expectNoNewFlow(alice4.specs[0]!), expectNoNewFlow(alice6.specs[0]!)]);
     expect(daemon.output.slice(reloaded).filter((l) => l.includes('config reload voids a grant'))).toHaveLength(6);
   });
 
