@@ -31,7 +31,7 @@ const LONG_DURATION = scaledSeconds(10);
 const STEP1_SECONDS = scaled(1);
 /** The longest a valid knock may take to open its step-2 window (it ends as soon as it does). */
 const KNOCK_SECONDS = scaled(5);
-const STEP2_SECONDS = scaled(2);
+const STEP2_SECONDS = scaled(4);
 /** How long a TCP connect or a UDP echo may take before the port counts as closed. */
 const CLOSED_MS = scaled(800);
 const OPEN_MS = scaled(1000);
@@ -80,12 +80,12 @@ function url(addr: string, scheme: 'http' | 'https', path: string): string {
 }
 
 /** A knock that must work, from `from`: true as soon as the daemon opened the step-2 window for it. */
-function knock(client: Netns, daemon: Daemon, addr: string, body: string, from: string): Promise<boolean> {
-  return knockStep1({ client, daemon, url: url(addr, 'http', STEP1_PATH), body, from, timeoutSeconds: KNOCK_SECONDS });
+function knock(client: Netns, daemon: Daemon, addr: string, body: string, from: string, timeoutSeconds = KNOCK_SECONDS): Promise<boolean> {
+  return knockStep1({ client, daemon, url: url(addr, 'http', STEP1_PATH), body, from, timeoutSeconds });
 }
 
-function step2(client: Netns, addr: string, body: string, from?: string): { status: string; body: string } {
-  return curl(client, ['-k', '-d', body, ...(from ? ['--interface', from] : []), url(addr, 'https', STEP2_PATH)], STEP2_SECONDS);
+function step2(client: Netns, addr: string, body: string, from?: string, seconds = STEP2_SECONDS): { status: string; body: string } {
+  return curl(client, ['-k', '-d', body, ...(from ? ['--interface', from] : []), url(addr, 'https', STEP2_PATH)], seconds);
 }
 
 function sessionsJson(sandbox: Sandbox): Array<{ ip: string; app: string; step: string; secondsLeft: number }> {
@@ -172,7 +172,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
       const [tcpBefore, udpBefore, https] = await Promise.all([
         opens(CLOSED_MS),
         prober.udpEchoes(clientAddr, gwAddr, 5300, CLOSED_MS),
-        curlFrom(client, clientAddr, ['-k', '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gwAddr, 'https', STEP2_PATH)], STEP2_SECONDS),
+        curlFrom(client, clientAddr, ['-k', '-d', `app=tcpsvc&access_key=${HTTPS_KEY}`, url(gwAddr, 'https', STEP2_PATH)], STEP1_SECONDS),
       ]);
       expect([tcpBefore, udpBefore, https.status]).toEqual([false, false, '000']);
       expect(gw.exec('ss', ['-Hltn', 'sport = :80']).trim()).toBe('');
@@ -204,10 +204,10 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
 
   it('a wrong step-1 key leaves HTTPS closed', async () => {
     const { client } = sandbox;
-    const wrong = knock(client, daemon, ADDR.gwWan4, 'app=tcpsvc&access_key=wrong-key-0123456789', ADDR.client4b);
+    const wrong = knock(client, daemon, ADDR.gwWan4, 'app=tcpsvc&access_key=wrong-key-0123456789', ADDR.client4b, STEP1_SECONDS);
     const refused = new RegExp(`"ip":"${ADDR.client4b}".*"reason":"bad-key".*step-1 knock refused`);
     expect(await waitFor(() => daemon.output.some((l) => refused.test(l)), scaled(5000), 50)).toBe(true);
-    expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`, ADDR.client4b).status).toBe('000');
+    expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`, ADDR.client4b, STEP1_SECONDS).status).toBe('000');
     expect(await wrong).toBe(false);
   });
 
