@@ -54,6 +54,8 @@ const OTP_SECRET = base32Encode(randomBytes(20));
 
 /** How long a grant, revoke or step-2 window made on one gateway may take to show on the other. */
 const PROPAGATE_MS = 2000;
+/** The longest a step-1 knock may take to open the step-2 window. */
+const KNOCK_SECONDS = 4;
 /** Reconnect backoff is capped at 10 s (store-parts.ts), plus a snapshot. */
 const RECONNECT_MS = 15_000;
 const PROBE_MS = 500;
@@ -222,13 +224,14 @@ const host = (addr: string) => (addr.includes(':') ? `[${addr}]` : addr);
 
 /**
  * Step 1 from `from` to the VIP: never answered by design, so it ends when the gateway the route
- * goes through opens the step-2 window (or after curl's 1 s); step 2 then shows what it did.
+ * goes through opens the step-2 window (or after KNOCK_SECONDS, which a busy machine may need);
+ * step 2 then shows what it did.
  */
 async function step1(from: string, key = HTTP_KEY, app = 'svc'): Promise<void> {
   const to = from.includes(':') ? NET.vip6 : NET.vip4;
   const daemon = routed?.daemon;
   if (!daemon) throw new Error('step 1 before routeVia: no gateway to watch');
-  await knockStep1({ client, daemon, url: `http://${host(to)}${STEP1_PATH}`, body: `app=${app}&access_key=${key}`, from, timeoutSeconds: 1 });
+  await knockStep1({ client, daemon, url: `http://${host(to)}${STEP1_PATH}`, body: `app=${app}&access_key=${key}`, from, timeoutSeconds: KNOCK_SECONDS });
 }
 
 /** Step 2 from `from`; the HTTP status ("000": nothing answered). */
