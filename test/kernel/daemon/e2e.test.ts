@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { knockStep1 } from '../../helpers/knock.js';
 import { announceSkip, kernelSkipReason, Netns, tcpOpen, waitFor } from '../../helpers/netns.js';
 import { Prober } from '../../helpers/prober.js';
-import { curlFrom, startServices } from '../../helpers/scenario.js';
+import { curlFrom, execIn, startServices } from '../../helpers/scenario.js';
 import { ADDR, CLI, IF, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
@@ -23,7 +23,8 @@ const STEP1_PATH = '/knock-e2e-7f3a91';
 const STEP2_PATH = '/step2-e2e-c4d2b8';
 const HTTP_KEY = 'http-key-0123456789a';
 const HTTPS_KEY = 'https-key-0123456789b';
-const DURATION = scaledSeconds(4);
+/** Long enough for `knock-port sessions` (a Node start: seconds in the VM) to list the grant before it expires. */
+const DURATION = scaledSeconds(6);
 const WINDOW = scaledSeconds(3);
 /** Long enough to outlive a restart under load, for the kill -9 test. */
 const LONG_DURATION = scaledSeconds(10);
@@ -184,8 +185,14 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
 
       const ok = step2(client, gwAddr, `app=tcpsvc&access_key=${HTTPS_KEY}`, clientAddr);
       expect(ok).toEqual({ status: '200', body: 'OK\n' });
-      expect(await opens(OPEN_MS)).toBe(true);
-      const listed = sessionsJson(sandbox).filter((s) => s.ip === clientAddr && s.app === 'tcpsvc' && s.step === 'service');
+      const [open, sessions] = await Promise.all([
+        opens(OPEN_MS),
+        execIn(gw, process.execPath, [CLI, 'sessions', '--json', '--socket', join(sandbox.dir, 'control.sock')]),
+      ]);
+      expect(open).toBe(true);
+      const listed = (JSON.parse(sessions.out) as Array<{ ip: string; app: string; step: string; secondsLeft: number }>).filter(
+        (s) => s.ip === clientAddr && s.app === 'tcpsvc' && s.step === 'service',
+      );
       expect(listed).toHaveLength(1);
       expect(listed[0]!.secondsLeft).toBeGreaterThan(0);
 

@@ -18,7 +18,7 @@ import { ADDR, CLI, IF, createSandbox, startDaemon, writeFile, type Daemon, type
 import { Prober } from '../../helpers/prober.js';
 import { bracketed, curlFrom, execIn, SourcePool, startServices, synFlood, type Family } from '../../helpers/scenario.js';
 import { vyosCommit } from '../../helpers/vyos-layout.js';
-import { autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
+import { TIME_SCALE, autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
 const FILE = 'scenarios/scenarios';
 const skipAll = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'nping']));
@@ -430,7 +430,8 @@ for (const backend of BACKENDS) {
         const wire = { ifname: IF.clientWan, peer: sandbox.gw, peerIf: IF.gwWan };
         // Before the cookie nothing proves a source, so every forged SYN is answered like any other
         // (one budget for all sources, far above this), and the victim's own knock still opens its port.
-        const forged = await synFlood(client(), wire, victim, gw, 80, 400, 1000);
+        // Sent over the same scaled time in the VM, whose emulated CPU answers more slowly.
+        const forged = await synFlood(client(), wire, victim, gw, 80, 400, Math.round(1000 / TIME_SCALE));
         expect(forged.sent).toBe(400);
         expect(forged.answered).toBeGreaterThanOrEqual(390);
         expect(await knock(victim, form('tcpsvc', KEYS.tcpsvc.http))).toBe(true);
