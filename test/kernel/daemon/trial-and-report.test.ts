@@ -1,5 +1,6 @@
 /**
- * Try before you trust, on nftables + NFLOG and iptables-nft + NFQUEUE, with the real daemon:
+ * Try before you trust, on nftables + NFLOG and iptables-nft + NFQUEUE (report mode on
+ * iptables-legacy + NFLOG too), with the real daemon:
  *
  * - `run --trial SECONDS` installs the gate and, with no `knock-port confirm` in time, removes it
  *   again and exits 12: a protected port that was dropped answers from the client with no knock,
@@ -67,10 +68,12 @@ function configYaml(sandbox: Sandbox, settings: Record<string, string | number>)
   return `${globalSection(sandbox, { http_post_path: STEP1_PATH, https_post_path: STEP2_PATH, http_port: 80, https_port: 443, ...settings })}${app('tcpsvc', 8080, 'tcp')}${app('udpsvc', 1194, 'udp')}`;
 }
 
+const socketOf = (sandbox: Sandbox): string => `${sandbox.dir}/control.sock`;
+
 /** A `knock-port` client command against the daemon's control socket, as an operator runs it. */
 async function cli(sandbox: Sandbox, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args, '--socket', `${sandbox.dir}/control.sock`], { encoding: 'utf8', timeout: 20_000 });
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args, '--socket', socketOf(sandbox)], { encoding: 'utf8', timeout: 30_000 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const failed = err as { code?: number; stdout?: string; stderr?: string };
@@ -80,7 +83,7 @@ async function cli(sandbox: Sandbox, args: string[]): Promise<{ code: number; st
 
 /** The daemon's health report, asked in-process over the control socket (what `health --json` prints). */
 function health(sandbox: Sandbox): Promise<HealthReport> {
-  return callDaemon(`${sandbox.dir}/control.sock`, { cmd: 'health' }, 'health');
+  return callDaemon(socketOf(sandbox), { cmd: 'health' }, 'health');
 }
 
 /** Report mode's count for one app port, from health. */
@@ -161,8 +164,10 @@ describe.skipIf(skip).each(BACKENDS)('trial and report mode: $name', (backend) =
       const during = await health(sandbox);
       expect(during.trial?.seconds).toBe(TRIAL_SECONDS);
       expect(during.trial?.secondsLeft).toBeGreaterThan(0);
-      const confirmed = await cli(sandbox, ['confirm']);
-      expect([confirmed.code, confirmed.stdout]).toEqual([0, expect.stringMatching(/^trial confirmed with \d s left: the gate stays/)]);
+      // The confirm request `knock-port confirm` sends, in-process: a CLI starting on a busy machine
+      // can take longer than the trial (its output is the unit tests'); the CLI then gets the refusal.
+      const confirmed = await callDaemon(socketOf(sandbox), { cmd: 'confirm' }, 'confirmed');
+      expect(confirmed.secondsLeft).toBeGreaterThan(0);
       const again = await cli(sandbox, ['confirm']);
       expect(again.code).toBe(1);
       expect(again.stderr).toMatch(/^knock-port: this daemon is not in a trial/);
