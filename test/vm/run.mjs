@@ -13,7 +13,7 @@
  *
  * Environment: KNOCKPORT_VM_KERNELS (series to boot, comma-separated; default `6.1,6.12`),
  * KNOCKPORT_VM_PARALLEL (`1`: the kernels at once; `0`: one after another; default 1),
- * KNOCKPORT_VM_CPUS (virtual CPUs per VM, default 2), KNOCKPORT_VM_TIMEOUT_MINUTES (per kernel, default 25),
+ * KNOCKPORT_VM_CPUS (virtual CPUs per VM, default 2), KNOCKPORT_VM_TIMEOUT_MINUTES (per kernel, default 40),
  * KNOCKPORT_TIME_SCALE (default 5), KNOCKPORT_VM_COMMAND (a shell command to run instead of
  * vitest, for debugging the VM itself).
  */
@@ -26,7 +26,7 @@ import { VM_TESTS } from './tests.mjs';
 const REPO = resolve(import.meta.dirname, '../..');
 /** Slowdown the tests allow for (see test/helpers/vm.ts): measured 3-8x here with the cached 9p root. */
 const TIME_SCALE = process.env.KNOCKPORT_TIME_SCALE ?? '5';
-const LIMIT_MINUTES = Number(process.env.KNOCKPORT_VM_TIMEOUT_MINUTES ?? '25');
+const LIMIT_MINUTES = Number(process.env.KNOCKPORT_VM_TIMEOUT_MINUTES ?? '40');
 /**
  * The stock kernels this tier boots, each from Debian's packages (packaging/debian-test-packages.txt):
  * Debian 12's 6.1 (no table flag persist: the fallback) and the 6.12 series Debian 13 runs.
@@ -273,7 +273,9 @@ function summarize(label, resultsFile) {
     passed: results.numPassedTests,
     failed: results.numFailedTests,
     skipped: results.numPendingTests + results.numTodoTests,
-    text: `[${label}] ${results.numPassedTests} passed, ${results.numFailedTests} failed, ${results.numPendingTests + results.numTodoTests} skipped, of ${results.numTotalTests} tests in ${results.numTotalTestSuites} suites\n${lines.join('\n')}`,
+    text:
+      `[${label}] ${results.numPassedTests} passed, ${results.numFailedTests} failed, ${results.numPendingTests + results.numTodoTests} skipped, ` +
+      `of ${results.numTotalTests} tests in ${results.numTotalTestSuites} suites (${results.numFailedTestSuites} suites failed)\n${lines.join('\n')}`,
   };
 }
 
