@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { totpAt } from '../../../src/auth/totp.js';
 import { TOTP_PERIOD_SECONDS } from '../../../src/shared/otp-format.js';
 import { knockStep1 } from '../../helpers/knock.js';
-import { announceSkip, kernelSkipReason, requiredInCi, tryRun, waitFor } from '../../helpers/netns.js';
+import { announceSkip, kernelSkipReason, leftToTheVm, requiredInCi, tryRun, waitFor } from '../../helpers/netns.js';
 import { prefilterDrops, type PrefilterTool } from '../../helpers/prefilter.js';
 import { ADDR, CLI, IF, createSandbox, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { Prober } from '../../helpers/prober.js';
@@ -169,10 +169,10 @@ function wrongTotp(secret: string, nowSeconds: number): string {
 }
 
 for (const backend of BACKENDS) {
-  const reason = skipAll ? undefined : backend.unavailable();
-  if (reason) announceSkip(`${FILE} [${backend.name}]`, reason);
+  // A row this kernel cannot run (nft `queue`) is not registered here: the VM tier runs it.
+  if (!skipAll && leftToTheVm('test/kernel/scenarios/scenarios.test.ts', backend.name, backend.unavailable())) continue;
 
-  describe.skipIf(skipAll || reason !== undefined)(`scenarios: ${backend.name}`, () => {
+  describe.skipIf(skipAll)(`scenarios: ${backend.name}`, () => {
     let sandbox: Sandbox;
     let daemon: Daemon;
     let prober: Prober;
@@ -433,7 +433,9 @@ for (const backend of BACKENDS) {
         // Sent over the same scaled time in the VM, whose emulated CPU answers more slowly.
         const forged = await synFlood(client(), wire, victim, gw, 80, 400, Math.round(1000 / TIME_SCALE));
         expect(forged.sent).toBe(400);
-        expect(forged.answered).toBeGreaterThanOrEqual(390);
+        // Nine in ten at least: a busy machine loses a few in the queue, but a budget per claimed source
+        // (the old meter's ~260 a second) would leave a third of them unanswered.
+        expect(forged.answered).toBeGreaterThanOrEqual(360);
         expect(await knock(victim, form('tcpsvc', KEYS.tcpsvc.http))).toBe(true);
         expect((await step2(victim, form('tcpsvc', KEYS.tcpsvc.https))).status).toBe('200');
         expect((await tcp(victim, PORTS.tcpsvc)).kind).toBe('open');
