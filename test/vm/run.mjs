@@ -21,7 +21,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { VM_TESTS } from './tests.mjs';
+import { vmTestsFor } from './tests.mjs';
 
 const REPO = resolve(import.meta.dirname, '../..');
 /** Slowdown the tests allow for (see test/helpers/vm.ts): measured 3-8x here with the cached 9p root. */
@@ -360,8 +360,10 @@ async function runVm(kernel, files, { qemu, cpus, signals }) {
 }
 
 async function main() {
-  const files = process.argv.slice(2).length > 0 ? process.argv.slice(2) : VM_TESTS;
-  for (const f of files) if (!existsSync(resolve(REPO, f))) fail(`no test file ${f}`);
+  const chosen = process.argv.slice(2);
+  /** The files a kernel runs: those named on the command line, or its share of test/vm/tests.mjs. */
+  const filesFor = (kernel) => (chosen.length > 0 ? chosen : vmTestsFor(kernel.series));
+  for (const f of chosen) if (!existsSync(resolve(REPO, f))) fail(`no test file ${f}`);
   if (process.getuid?.() !== 0) fail('needs root (qemu shares / with passthrough permissions; the tests inside need root)');
   const qemu = which('qemu-system-x86_64') ?? fail('qemu-system-x86_64 not found: install qemu-system-x86');
   // qemu's -fsdev option syntax cannot carry these in a path.
@@ -375,7 +377,8 @@ async function main() {
   const parallel = PARALLEL && found.length > 1;
   const cpus = CPUS;
   process.stdout.write(
-    `test:vm: kernels ${found.map((k) => k.version).join(', ')} ${parallel ? 'at once' : 'one after another'}\ntest:vm: ${files.join(' ')}\n`,
+    `test:vm: kernels ${found.map((k) => k.version).join(', ')} ${parallel ? 'at once' : 'one after another'}\n` +
+      found.map((k) => `test:vm: [${k.series}] ${filesFor(k).join(' ')}\n`).join(''),
   );
   const signals = new Set();
   const onSignal = (signal) => signals.forEach((stop) => stop(signal));
@@ -383,8 +386,8 @@ async function main() {
   const started = Date.now();
   const options = { qemu, cpus, signals };
   const outcomes = [];
-  if (parallel) outcomes.push(...(await Promise.all(found.map((kernel) => runVm(kernel, files, options)))));
-  else for (const kernel of found) outcomes.push(await runVm(kernel, files, options));
+  if (parallel) outcomes.push(...(await Promise.all(found.map((kernel) => runVm(kernel, filesFor(kernel), options)))));
+  else for (const kernel of found) outcomes.push(await runVm(kernel, filesFor(kernel), options));
 
   process.stdout.write('\ntest:vm results, per kernel:\n');
   for (const { kernel, summary, failure, minutes } of outcomes) {

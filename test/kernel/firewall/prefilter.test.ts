@@ -163,7 +163,7 @@ describe.skipIf(skip).each(BACKENDS)('step-1 prefilter in the kernel: $name', (b
     if (backend.firewall === 'vyos') vyosCommit(sandbox.gw, 'drop');
     const config = writeFile(sandbox, 'config.yaml', configYaml(sandbox, backend.firewall, backend.capture));
     daemon = startDaemon(sandbox, ['-c', config, '--cert', sandbox.cert, '--key', sandbox.key, ...backend.args]);
-    if (!(await daemon.waitForLog(/knock-port ready/))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
+    if (!(await daemon.waitForLog(/knock-port ready/, scaled(15_000)))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
   });
 
   afterAll(async () => {
@@ -347,7 +347,7 @@ describe.skipIf(skip).each(INVISIBLE)('step-1 prefilter without a handshake (dat
     sandbox = createSandbox(backend.label);
     const config = writeFile(sandbox, 'config.yaml', configYaml(sandbox, backend.firewall, backend.capture, 'none'));
     daemon = startDaemon(sandbox, ['-c', config, '--cert', sandbox.cert, '--key', sandbox.key, ...backend.args]);
-    if (!(await daemon.waitForLog(/knock-port ready/))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
+    if (!(await daemon.waitForLog(/knock-port ready/, scaled(15_000)))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
   });
 
   afterAll(async () => {
