@@ -433,9 +433,10 @@ for (const backend of BACKENDS) {
         // Sent over the same scaled time in the VM, whose emulated CPU answers more slowly.
         const forged = await synFlood(client(), wire, victim, gw, 80, 400, Math.round(1000 / TIME_SCALE));
         expect(forged.sent).toBe(400);
-        // Nine in ten at least: a busy machine loses a few in the queue, but a budget per claimed source
-        // (the old meter's ~260 a second) would leave a third of them unanswered.
-        expect(forged.answered).toBeGreaterThanOrEqual(360);
+        // Three in four at least: a busy or emulated machine loses some in the queue (two VMs sharing two
+        // cores answered 353), while a budget per claimed source at the old meter's ~260 a second would
+        // answer fewer. The exact check that no budget is keyed on a source is step1-budget-oracle.test.ts.
+        expect(forged.answered).toBeGreaterThanOrEqual(300);
         expect(await knock(victim, form('tcpsvc', KEYS.tcpsvc.http))).toBe(true);
         expect((await step2(victim, form('tcpsvc', KEYS.tcpsvc.https))).status).toBe('200');
         expect((await tcp(victim, PORTS.tcpsvc)).kind).toBe('open');
