@@ -7,6 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor, type Netns } from './netns.js';
+import { scaled } from './vm.js';
 
 const SCRIPT = join(import.meta.dirname, 'raw-inject.py');
 /** A pcap file's global header: a capture holding no packet is this long. */
@@ -37,8 +38,11 @@ export interface InjectResult {
   sent: number;
 }
 
+/** A bound on one run of the script, not an expectation: it takes well under a second on an idle host. */
+const SCRIPT_LIMIT_SECONDS = scaled(30);
+
 function runScript(ns: Netns, spec: object): unknown {
-  const out = ns.exec('timeout', ['10', 'python3', SCRIPT, JSON.stringify(spec)]);
+  const out = ns.exec('timeout', [String(SCRIPT_LIMIT_SECONDS), 'python3', SCRIPT, JSON.stringify(spec)]);
   return JSON.parse(out.trim().split('\n').pop()!) as unknown;
 }
 
