@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { SetupExitCode } from '../../../src/shared/errors.js';
 
 const UNIT_PATH = new URL('../../../packaging/systemd/knock-port.service', import.meta.url);
 const SYSUSERS_PATH = new URL('../../../packaging/systemd/knock-port.sysusers', import.meta.url);
@@ -32,6 +33,11 @@ function serviceValue(key: string): string | undefined {
 }
 
 describe('systemd unit', () => {
+  it('does not restart after an exit a restart cannot mend (TLS files, capabilities, an unconfirmed trial)', () => {
+    const noRestart = serviceValue('RestartPreventExitStatus')?.split(' ').map(Number).sort();
+    expect(noRestart).toEqual(Object.values(SetupExitCode).sort());
+  });
+
   it('runs the daemon as the dedicated user with only the network capabilities, after a config check', () => {
     expect(serviceValue('User')).toBe('knock-port');
     expect(serviceValue('AmbientCapabilities')?.split(' ').sort()).toEqual(['CAP_NET_ADMIN', 'CAP_NET_BIND_SERVICE', 'CAP_NET_RAW']);
