@@ -312,10 +312,6 @@ export abstract class NftFirewallBase implements FirewallBackend {
     return sets.flatMap(({ kind, family }, i) => listed[i]!.map((e) => grantOf(kind, family, e, this.apps)));
   }
 
-  /**
-   * Deletes the tables that exist (an orphaned owned table included: nft cannot declare one, so
-   * nothing is declared first); refused while a running daemon owns them.
-   */
   /** The report-mode rules live in the mark and forward chains of each table (nft-ruleset.ts). */
   async wouldDrop(): Promise<WouldDropCount[]> {
     const { plan, layout } = this.ruleset;
@@ -325,6 +321,10 @@ export abstract class NftFirewallBase implements FirewallBackend {
     return sumWouldDrop(plan, listings.flatMap(parseRuleCounters));
   }
 
+  /**
+   * Deletes the tables that exist (an orphaned owned table included: nft cannot declare one, so
+   * nothing is declared first); refused while a running daemon owns them.
+   */
   async uninstall(): Promise<void> {
     await this.host.remove();
     const present = presentTables(await runNft(this.nft, 'list tables\n'), this.ruleset.layout);

@@ -16,7 +16,7 @@ import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js'
 import { prefilterDrops } from '../../helpers/prefilter.js';
 import { captureWhile, injectSegments, replayCapturedSegment, type InjectSpec } from '../../helpers/raw-inject.js';
 import { ADDR, CLI, IF, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
-import { knockStep1 } from '../../helpers/knock.js';
+import { knockStep1, step2WindowLogged } from '../../helpers/knock.js';
 import {
   ALICE,
   BACKENDS,
@@ -46,22 +46,6 @@ const oversizedRequest = (gw: string, body: string): Buffer =>
     'latin1',
   );
 
-interface LogLine {
-  msg?: string;
-  ip?: string;
-  step?: string;
-}
-
-function logLines(daemon: Daemon): LogLine[] {
-  return daemon.output.flatMap((line) => {
-    try {
-      return [JSON.parse(line) as LogLine];
-    } catch {
-      return [];
-    }
-  });
-}
-
 describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
   let sandbox: Sandbox;
   let daemon: Daemon;
@@ -79,7 +63,7 @@ describe.skipIf(skip).each(BACKENDS)('attacks: $name', (backend) => {
     curlFrom(sandbox.client, from, ['-k', ...extra, '--data-binary', body, `https://${bracket(gw)}${STEP2_PATH}`], 3);
   /** Step-1 data segments the kernel's prefilter dropped so far (the operator's `nft list chain` / `iptables -L -v` counter). */
   const kernelDrops = () => prefilterDrops(sandbox.gw, backend.tool);
-  const grantedStep2 = (ip: string) => logLines(daemon).some((l) => l.msg === 'granted' && l.ip === ip && l.step === 'step2');
+  const grantedStep2 = (ip: string) => step2WindowLogged(daemon, ip);
   /**
    * The daemon's step-1 refusals by reason, from its metrics endpoint. Attacks run one at a
    * time against one daemon, so what a test sees counted since its baseline is its own doing.
