@@ -519,15 +519,29 @@ class Run {
     await this.prober.closeFlows();
   }
 
-  /** Waits for the daemon's self-heal log line after output index `from`; what it healed, or why nothing. */
-  async waitForHeal(from: number): Promise<string> {
-    const healLine = /firewall ruleset was missing|accept rule for granted connections was missing/;
-    const healed = () => this.daemon.output.slice(from).filter((l) => healLine.test(l));
-    if (await waitFor(() => healed().length > 0, HEAL_MS, 200)) {
-      // The rest of the same tick (the host chains after the ruleset) is logged right after.
+  /**
+   * Waits for the self-heal that follows the host's reload (begun at output index `reset`, the
+   * host's rules back from `reapplied`); what it healed, or why nothing. A host firewall that
+   * re-created its chains needs knock-port's accept rule back in each chain it was put in at
+   * start, and the heal is over when all are back (the ruleset, when it went too, is back by
+   * then). A tick can catch a reload half done (ufw loads IPv4, then IPv6): the chains it missed
+   * get their rule on the next tick, 5 s on.
+   */
+  async waitForHeal(reset: number, reapplied: number): Promise<string> {
+    const rulesetLine = /firewall ruleset was missing and has been re-installed/;
+    const hostLine = /accept rule for granted connections was missing/;
+    const hostChains = this.daemon.output.filter((l) => /accept rule for granted connections put at the top of/.test(l)).length;
+    const from = hostChains > 0 ? reapplied : reset;
+    const healed = () => this.daemon.output.slice(from).filter((l) => rulesetLine.test(l) || hostLine.test(l));
+    const done = () => {
+      const lines = healed();
+      return hostChains > 0 ? lines.filter((l) => hostLine.test(l)).length >= hostChains : lines.length > 0;
+    };
+    if (await waitFor(done, HEAL_MS, 200)) {
+      // The rest of the same tick is logged right after.
       await new Promise((r) => setTimeout(r, 500));
       return healed()
-        .map((l) => (/ruleset was missing/.test(l) ? 'ruleset' : 'host accept'))
+        .map((l) => (rulesetLine.test(l) ? 'ruleset' : 'host accept'))
         .join(', ');
     }
     return 'nothing to heal';
@@ -545,8 +559,7 @@ class Run {
         const gap = await this.openGapFlows();
         const reapplied = this.daemon.output.length;
         await this.applyHostFirewall();
-        // Once the host's rules are back, the heal that counts is the one after them (if they needed one).
-        this.tally.healed.push(await this.waitForHeal(this.c.host === 'none' ? reset : reapplied));
+        this.tally.healed.push(await this.waitForHeal(reset, reapplied));
         await this.pingGapFlows(gap);
         break;
       }
