@@ -40,11 +40,13 @@ export function openStep1Capture(options: Step1CaptureOptions): Step1Capture {
     const queue = NfqueueSocket.open(
       { queue: options.queueNum, copyRange: COPY_RANGE, maxLen: 4096 },
       (batch, socket) => {
+        // The error is reported here, not rethrown: NfqueueSocket would drop the batch a second time.
         try {
           options.onBatch(batch);
-        } finally {
-          socket.dropBatch(batch);
+        } catch (err) {
+          options.onError(err);
         }
+        socket.dropBatch(batch);
       },
       options.onError,
     );
