@@ -19,7 +19,7 @@ import { NOT_IN_TRIAL } from './control/trial.js';
 import type { UsedCode } from './auth/used-codes.js';
 import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
-import { describeError } from './shared/errors.js';
+import { describeError, errorFields } from './shared/errors.js';
 import { netnsPrefix } from './firewall/command.js';
 import { ConntrackFlowCloser, flowScopeOf, spawnTool } from './firewall/conntrack.js';
 import { chooseCapture, createFirewall, type FirewallOptions } from './firewall/index.js';
@@ -141,7 +141,7 @@ export class Daemon {
     registerGateMetrics(metrics.registry, {
       reportMode: () => this.config.global.gateMode === 'report',
       wouldDrop: () => this.firewall.wouldDrop(),
-      onReadError: (err) => this.logger.warn({ err: describeError(err) }, 'report mode: the kernel counters could not be read'),
+      onReadError: (err) => this.logger.warn(errorFields(err), 'report mode: the kernel counters could not be read'),
     });
     this.https = new HttpsListener(this.createHttpsServer(), () => this.createHttpsServer(), this.logger);
     this.selfHeal = new FirewallSelfHeal({
@@ -309,7 +309,7 @@ export class Daemon {
       await this.firewall.uninstall();
     } catch (err) {
       removal = err;
-      this.logger.error({ err: describeError(err) }, 'the gate could not be removed after the unconfirmed trial; remove it with knock-port uninstall');
+      this.logger.error(errorFields(err), 'the gate could not be removed after the unconfirmed trial; remove it with knock-port uninstall');
     }
     await this.shutdown(removal === undefined ? 'knock-port stopped; the gate was removed (trial not confirmed)' : undefined);
     if (removal !== undefined) throw removal instanceof Error ? removal : new Error(describeError(removal));
@@ -376,7 +376,7 @@ export class Daemon {
     }
     this.parts.granter.openStep2Window(ip, matched.app, matched.user, knockAt).catch((err: unknown) => {
       this.parts.problems.note('a firewall grant failed (see the error log)');
-      this.logger.error({ ip, app: matched.app.name, err: describeError(err) }, 'step-2 window could not be opened');
+      this.logger.error({ ip, app: matched.app.name, ...errorFields(err) }, 'step-2 window could not be opened');
     });
   }
 
@@ -434,7 +434,7 @@ export class Daemon {
       if (this.stopping) return;
       notifier?.reloading();
       const applied = await this.applyReload().catch((err: unknown) => {
-        this.logger.error({ err: describeError(err) }, 'config reload failed');
+        this.logger.error(errorFields(err), 'config reload failed');
         return false;
       });
       this.reloadTls();
@@ -476,7 +476,7 @@ export class Daemon {
     } catch (err) {
       await capture?.cancel();
       await https?.cancel();
-      this.logger.error({ err: describeError(err) }, `config reload failed while ${stage}; still running on the previous config`);
+      this.logger.error(errorFields(err), `config reload failed while ${stage}; still running on the previous config`);
       return false;
     }
     this.switchFirewall(firewall);
@@ -515,7 +515,7 @@ export class Daemon {
     try {
       next = this.parts.options.reloadConfig();
     } catch (err) {
-      this.logger.error({ err: describeError(err) }, 'config reload failed; still running on the previous config');
+      this.logger.error(errorFields(err), 'config reload failed; still running on the previous config');
       return undefined;
     }
     const running = this.config.global;
@@ -554,7 +554,7 @@ export class Daemon {
     try {
       await this.parts.sessions.close();
     } catch (err) {
-      this.logger.error({ err: describeError(err) }, 'session state could not be saved on stop');
+      this.logger.error(errorFields(err), 'session state could not be saved on stop');
     }
     await this.parts.lasting.usedCodes.close();
     if (this.parts.cluster) {

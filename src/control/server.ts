@@ -5,7 +5,7 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { describeError } from '../shared/errors.js';
+import { describeError, errorFields } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { canonicalIp } from '../shared/ip.js';
 import { ControlSocketError, NotInTrialError } from './errors.js';
@@ -102,7 +102,7 @@ async function answer(socket: Socket, line: string, handlers: ControlHandlers, l
   try {
     send(socket, await dispatch(parsed.request, handlers));
   } catch (err) {
-    logger.warn({ cmd: parsed.request.cmd, err: describeError(err) }, 'control command failed');
+    logger.warn({ cmd: parsed.request.cmd, ...errorFields(err) }, 'control command failed');
     send(socket, { ok: false, error: describeError(err) });
   }
 }

@@ -19,7 +19,7 @@ import type { ClaimResult, ClusterEntryKind, ClusterStoreState, RedisClusterStor
 import type { ClusterMetrics } from '../metrics/cluster-metrics.js';
 import { bounded } from '../shared/bounded.js';
 import { BoundedMap } from '../shared/bounded-map.js';
-import { describeError } from '../shared/errors.js';
+import { errorFields } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { Granter } from './grants.js';
 import type { SessionRecord } from './record.js';
@@ -240,7 +240,7 @@ export class ClusterSync {
     try {
       return encodeClusterMessage(this.options.cluster.key, message);
     } catch (err) {
-      this.log.error({ err: describeError(err), type: message.type }, 'cluster message not published');
+      this.log.error({ ...errorFields(err), type: message.type }, 'cluster message not published');
       return undefined;
     }
   }
@@ -256,7 +256,7 @@ export class ClusterSync {
       (ok) => (ok ? metrics?.published.inc({ kind }) : metrics?.publishFailures.inc({ kind })),
       (err: unknown) => {
         metrics?.publishFailures.inc({ kind });
-        this.log.debug({ err: describeError(err), kind }, 'cluster publish failed');
+        this.log.debug({ ...errorFields(err), kind }, 'cluster publish failed');
       },
     );
     this.pending.add(settled);
@@ -355,7 +355,7 @@ export class ClusterSync {
     try {
       await apply();
     } catch (err) {
-      this.log.error({ err: describeError(err), kind: message.type, gateway: message.body.gateway }, 'cluster entry could not be applied');
+      this.log.error({ ...errorFields(err), kind: message.type, gateway: message.body.gateway }, 'cluster entry could not be applied');
     }
   }
 

@@ -7,7 +7,7 @@
  * expiry is checked again before anything ends.
  */
 import { revokedFlowTargets, type FlowCloser, type FlowScope } from '../firewall/conntrack.js';
-import { describeError } from '../shared/errors.js';
+import { errorFields } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { SessionStore } from './store.js';
 
@@ -201,7 +201,7 @@ export class FlowExpiry {
       const flowsClosed = await closer.close(ip, revokedFlowTargets(running, app));
       logger.info({ ip, app: name, flowsClosed }, 'service grant expired: its flows ended');
     } catch (err) {
-      logger.error({ ip, app: name, err: describeError(err) }, 'service grant expired, but its flows could not be ended');
+      logger.error({ ip, app: name, ...errorFields(err) }, 'service grant expired, but its flows could not be ended');
       onProblem?.(FLOWS_NOT_ENDED_AT_EXPIRY);
     }
   }

@@ -1,7 +1,7 @@
 /** The Granter: every grant and revoke, in the kernel first, then the session record, log and metrics. */
 import { performance } from 'node:perf_hooks';
 import type { AppConfig, User } from '../config/types.js';
-import { describeError } from '../shared/errors.js';
+import { errorFields } from '../shared/errors.js';
 import { revokedFlowTargets, type FlowCloser, type FlowScope } from '../firewall/conntrack.js';
 import type { FirewallBackend } from '../firewall/types.js';
 import type { Logger } from '../shared/log.js';
@@ -207,7 +207,7 @@ export class Granter {
       try {
         await this.revoke(ip, app);
       } catch (err) {
-        this.options.logger.error({ ip, app: app.name, err: describeError(err) }, 'grant voided by the config reload could not be revoked');
+        this.options.logger.error({ ip, app: app.name, ...errorFields(err) }, 'grant voided by the config reload could not be revoked');
         this.options.onProblem?.(VOIDED_NOT_REVOKED);
       }
     }
@@ -219,7 +219,7 @@ export class Granter {
     try {
       return await flows.closer.close(ip, revokedFlowTargets(flows.scope(), app));
     } catch (err) {
-      this.options.logger.error({ ip, app: app?.name ?? '*', err: describeError(err) }, 'grant revoked, but established flows could not be closed');
+      this.options.logger.error({ ip, app: app?.name ?? '*', ...errorFields(err) }, 'grant revoked, but established flows could not be closed');
       this.options.onProblem?.(FLOWS_NOT_CLOSED);
       return undefined;
     }

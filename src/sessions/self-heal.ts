@@ -10,7 +10,7 @@ import { revokedFlowTargets, type FlowAdopter, type FlowScope, type FlowTarget, 
 import type { HostFirewallReport } from '../firewall/host-firewall.js';
 import type { FirewallBackend } from '../firewall/types.js';
 import type { ProblemMemory } from '../metrics/health-problems.js';
-import { describeError } from '../shared/errors.js';
+import { errorFields } from '../shared/errors.js';
 import type { CaptureKind } from '../shared/kinds.js';
 import type { Logger } from '../shared/log.js';
 import type { Granter } from './grants.js';
@@ -60,7 +60,7 @@ export class FirewallSelfHeal {
       problems.clear(SELF_HEAL_FAILED);
     } catch (err) {
       problems.note(SELF_HEAL_FAILED);
-      logger.error({ err: describeError(err) }, SELF_HEAL_FAILED);
+      logger.error(errorFields(err), SELF_HEAL_FAILED);
     }
   }
 
@@ -89,7 +89,7 @@ export class FirewallSelfHeal {
       logger.info({ ended }, 'flows opened without a grant while the firewall ruleset was missing: ended');
     } catch (err) {
       problems.note(GAP_FLOWS_NOT_ENDED);
-      logger.error({ err: describeError(err) }, GAP_FLOWS_NOT_ENDED);
+      logger.error(errorFields(err), GAP_FLOWS_NOT_ENDED);
     }
   }
 }
@@ -126,7 +126,7 @@ export async function installAtStart(firewall: FirewallBackend, capture: Capture
       const kept = await adopter.adopt(revokedFlowTargets(scope), scope.grantMark);
       logger.info({ kept }, 'first install: established flows to protected ports kept (they carry the grant mark now)');
     } catch (err) {
-      logger.warn({ err: describeError(err) }, 'first install: established flows to protected ports could not all be kept; they may be cut');
+      logger.warn(errorFields(err), 'first install: established flows to protected ports could not all be kept; they may be cut');
     }
   }
   await firewall.install(capture);

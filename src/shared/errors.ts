@@ -23,9 +23,26 @@ export class KnockPortError extends Error {
   }
 }
 
-/** Printed message for any thrown value, without a stack for our own errors. */
+/** The one-line message of any thrown value: what an operator-facing text or reply quotes. */
 export function describeError(err: unknown): string {
-  if (err instanceof KnockPortError) return err.message;
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/** What a log line carries about a caught error (`logger.error({ ...errorFields(err) }, ...)`). */
+export interface ErrorFields {
+  err: string;
+  /** Only for an unexpected error: where it was thrown. */
+  stack?: string;
+}
+
+/**
+ * Log fields for a caught error: its message, and for an unexpected one (anything but a
+ * KnockPortError, whose message is written for the operator) also its stack, so that a bug's
+ * one log line says where it happened. Log each error once, where it is handled.
+ */
+export function errorFields(err: unknown): ErrorFields {
+  const fields: ErrorFields = { err: describeError(err) };
+  if (err instanceof Error && !(err instanceof KnockPortError) && err.stack) fields.stack = err.stack;
+  return fields;
 }

@@ -16,7 +16,7 @@ const ssh = config.apps[1]!;
 const [alice, bob] = vpn.users as [(typeof vpn.users)[0], (typeof vpn.users)[0]];
 
 /** One ordered log of what the firewall and the flow closer were asked to do. */
-function recorder(options: { closeFails?: boolean; revokeFails?: (ip: string) => boolean } = {}) {
+function recorder(options: { closeFails?: boolean | 'bug'; revokeFails?: (ip: string) => boolean } = {}) {
   const calls: string[] = [];
   const firewall: GrantingFirewall = {
     grantStep2: async (ip) => void calls.push(`step2 ${ip}`),
@@ -29,6 +29,7 @@ function recorder(options: { closeFails?: boolean; revokeFails?: (ip: string) =>
   const closer = {
     close: async (ip: string, targets: readonly FlowTarget[]) => {
       calls.push(`close ${ip} ${targets.map((t) => `${t.protocol}/${t.port}`).join(',')}`);
+      if (options.closeFails === 'bug') return (undefined as unknown as { length: number }).length;
       if (options.closeFails) throw new FlowCloseError(`established flows of ${ip} may still be open: tcp/22 conntrack: 'conntrack' not found`);
       return targets.length;
     },
@@ -78,6 +79,18 @@ describe('Granter: revoke ends flows', () => {
     const error = logs.lines().find((l) => l.level === 50);
     expect(error).toMatchObject({ ip: '10.0.0.1', app: 'ssh', msg: 'grant revoked, but established flows could not be closed' });
     expect(String(error?.err)).toMatch(/'conntrack' not found/);
+    expect(error).not.toHaveProperty('stack'); // an operator error: its message says it all
+    await sessions.close();
+  });
+
+  it('a bug in the flow closer is logged once, with the stack that says where', async () => {
+    const { sessions, granter, logs } = await setup({ closeFails: 'bug' });
+    await granter.openService('10.0.0.1', ssh, alice);
+    expect(await granter.revoke('10.0.0.1', ssh)).toBe(1);
+    const errors = logs.lines().filter((l) => l.level === 50);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ msg: 'grant revoked, but established flows could not be closed' });
+    expect(String(errors[0]?.stack)).toMatch(/TypeError[\s\S]*revoke-flows\.test\.ts:\d+/);
     await sessions.close();
   });
 
