@@ -6,7 +6,7 @@
  * Parsed byte by byte over the packet, without copying it into a string: an attacker who
  * completed a handshake can flood this path, so `scanKnockRequest` allocates nothing at all. It
  * leaves the fields as byte ranges in a reused `KnockScan` (values needing `%XX`/`+` decoding
- * are decoded into the scan's own buffer); `parseKnockRequest` is the same parser returning strings.
+ * are decoded into the scan's own buffer).
  */
 
 /** Largest payload considered: a knock is ~200 bytes; more is not a client we serve. */
@@ -14,14 +14,6 @@ export const MAX_REQUEST_BYTES = 2048;
 
 export type HttpFailure =
   'too-large' | 'not-http' | 'not-post' | 'bad-path' | 'incomplete' | 'bad-header' | 'no-content-length' | 'length-mismatch' | 'bad-content-type' | 'bad-body';
-
-export interface KnockFields {
-  app: string;
-  accessKey: string;
-  otp?: string;
-}
-
-export type ParsedKnock = { ok: true; fields: KnockFields } | { ok: false; reason: HttpFailure };
 
 const EMPTY = Buffer.alloc(0);
 
@@ -84,17 +76,7 @@ export class KnockScan {
     this.decodedLength = 0;
     this.decodedEnd = 0;
   }
-
-  /** The fields as strings. */
-  fields(): KnockFields {
-    const app = this.app.text();
-    const accessKey = this.accessKey.text();
-    return this.otp.present ? { app, accessKey, otp: this.otp.text() } : { app, accessKey };
-  }
 }
-
-/** For the string-returning entry points; they copy out of it before returning. */
-const sharedScan = new KnockScan();
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -135,13 +117,6 @@ const HEX_VALUE = Int8Array.from({ length: 256 }, (_, b) => {
   return /[0-9A-Fa-f]/.test(c) ? parseInt(c, 16) : -1;
 });
 
-/** Decoded form components; a component never decodes longer than it is. */
-let decodeScratch = Buffer.allocUnsafe(MAX_REQUEST_BYTES);
-
-function fail(reason: HttpFailure): ParsedKnock {
-  return { ok: false, reason };
-}
-
 /**
  * The bytes a request target must equal to match `path`. Characters beyond latin1 can never
  * appear in a packet's target, so such a path gets an empty pattern, which no target matches.
@@ -152,19 +127,9 @@ export function requestPathBytes(path: string): Buffer {
 }
 
 /**
- * Parses packet[start, end) as a knock for `path` (compared exactly: no prefix, query or case
- * folding). Pass the path as `requestPathBytes(path)` to skip encoding it on every call.
- * The fields come back as strings; the inspector uses `scanKnockRequest`, which makes none.
- */
-export function parseKnockRequest(packet: Buffer, start: number, end: number, path: string | Buffer): ParsedKnock {
-  const pathBytes = typeof path === 'string' ? requestPathBytes(path) : path;
-  const failure = scanKnockRequest(packet, start, end, pathBytes, sharedScan);
-  return failure === undefined ? { ok: true, fields: sharedScan.fields() } : fail(failure);
-}
-
-/**
- * `parseKnockRequest` without allocating: fills `scan` with where the fields are and returns
- * undefined, or returns why the request is refused (`scan` then holds nothing usable).
+ * Parses packet[start, end) as a knock for the request target `pathBytes` (compared exactly: no
+ * prefix, query or case folding) without allocating: fills `scan` with where the fields are and
+ * returns undefined, or returns why the request is refused (`scan` then holds nothing usable).
  */
 export function scanKnockRequest(packet: Buffer, start: number, end: number, pathBytes: Buffer, scan: KnockScan): HttpFailure | undefined {
   if (end - start > MAX_REQUEST_BYTES) return 'too-large';
@@ -304,11 +269,6 @@ function isFormContentType(packet: Buffer, start: number, end: number): boolean 
   if (equalsIgnoringAsciiCase(packet, start, end, FORM_CONTENT_TYPE_BYTES)) return true;
   // Rare shapes (parameters, odd spacing): the media type as text, trimmed like String#trim.
   return packet.toString('latin1', start, end).split(';')[0]!.trim().toLowerCase() === FORM_CONTENT_TYPE;
-}
-
-/** `app`, `access_key` and `otp`/`token` from the urlencoded body packet[start, end); other fields are ignored. */
-export function parseKnockBody(packet: Buffer, start: number, end: number): KnockFields | undefined {
-  return scanKnockBody(packet, start, end, sharedScan) ? sharedScan.fields() : undefined;
 }
 
 /** Which of the scan's fields a form name stands for. */
@@ -466,32 +426,6 @@ export function isWellFormedUtf8(bytes: Uint8Array, start: number, end: number):
     i += count + 1;
   }
   return true;
-}
-
-function needsDecoding(packet: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (NEEDS_DECODING[packet[i]!] === 1) return true;
-  return false;
-}
-
-/**
- * application/x-www-form-urlencoded decoding of packet[start, end): `+` is a space, `%XX` a
- * byte, and the bytes must be UTF-8. Undefined when malformed.
- */
-function decodeFormBytes(packet: Buffer, start: number, end: number): string | undefined {
-  if (!needsDecoding(packet, start, end)) return packet.toString('latin1', start, end);
-  if (decodeScratch.length < end - start) decodeScratch = Buffer.allocUnsafe(end - start);
-  const length = percentDecodeInto(packet, start, end, decodeScratch, 0);
-  if (length < 0 || !isWellFormedUtf8(decodeScratch, 0, length)) return undefined;
-  return decodeScratch.toString('utf8', bomLength(decodeScratch, 0, length), length);
-}
-
-/**
- * application/x-www-form-urlencoded decoding of one name or value given as latin1 text:
- * `+` is a space, `%XX` a byte, and the bytes must be UTF-8. Undefined when malformed.
- */
-export function decodeFormComponent(latin1Text: string): string | undefined {
-  if (!/[%+\x80-\xff]/.test(latin1Text)) return latin1Text;
-  return decodeFormBytes(latin1(latin1Text), 0, latin1Text.length);
 }
 
 function isBlank(byte: number): boolean {

@@ -4,7 +4,8 @@
  * the bytes the grammar cares about (CR, LF, spaces, colons, escapes, separators, non-ASCII).
  */
 import { describe, expect, it } from 'vitest';
-import { type HttpFailure, parseKnockRequest, requestPathBytes } from '../../../src/step1/http.js';
+import { type HttpFailure, requestPathBytes } from '../../../src/step1/http.js';
+import { parseKnockRequest } from './knock-request.js';
 import { knockRequest } from '../packet/craft.js';
 import { referenceParseKnockRequest } from './http-reference.js';
 import { seededRandom as random } from './seeded-random.js';

@@ -2,7 +2,8 @@
  * The step-1 HTTP parser as first written (regular expressions over a latin1 string): kept as
  * the oracle the byte-level parser in src/step1/http.ts is checked against, decision by decision.
  */
-import type { HttpFailure, KnockFields, ParsedKnock } from '../../../src/step1/http.js';
+import type { HttpFailure } from '../../../src/step1/http.js';
+import type { KnockFields, ParsedKnock } from './knock-request.js';
 
 const MAX_REQUEST_BYTES = 2048;
 const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^ ]+) HTTP\/1\.[01]$/;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeFormComponent, parseKnockRequest } from '../../../src/step1/http.js';
+import { decodeFormComponent, parseKnockRequest } from './knock-request.js';
 import { knockRequest } from '../packet/craft.js';
 
 const PATH = '/step-1-k7Qz';

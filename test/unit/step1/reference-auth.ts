@@ -7,7 +7,7 @@ import type { SecretLockout } from '../../../src/auth/lockout.js';
 import type { TotpVerifier } from '../../../src/auth/totp.js';
 import type { AppConfig, User } from '../../../src/config/types.js';
 import type { AuthFailure } from '../../../src/step1/auth.js';
-import type { KnockFields } from '../../../src/step1/http.js';
+import type { KnockFields } from './knock-request.js';
 
 export type KnockAuth = { ok: true; app: AppConfig; user: User } | { ok: false; reason: AuthFailure };
 
