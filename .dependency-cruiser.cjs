@@ -9,11 +9,12 @@ const LAYERS = [
   ['config'],
   ['auth'],
   ['step1'], // the pure step-1 core; its I/O (step1/workers) sits higher up
-  ['capture', 'firewall', 'metrics', 'systemd', 'cluster'],
+  ['capture', 'firewall', 'metrics', 'systemd'],
   ['sessions', 'step1/workers'],
-  ['step2'],
+  ['step2', 'cluster'], // cluster/sync.ts applies other gateways' grants through the sessions' Granter
   ['control', 'client', 'demo'],
-  ['daemon.ts'], // wiring: starts everything below
+  ['daemon'], // the parts daemon.ts builds: running config, self-heal, reload, lasting state
+  ['daemon.ts'], // wiring: builds the parts in order
   ['cli'],
 ];
 

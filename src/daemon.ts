@@ -2,7 +2,7 @@
  * `knock-port run`: config → firewall install → capture → inspector → sessions → grants,
  * plus the step-2 HTTPS server, the control socket and metrics. Everything here is wiring;
  * the decisions live in step1/, step2/, sessions/ and firewall/, what outlives a reload in
- * sessions/lasting-state.ts.
+ * daemon/lasting-state.ts.
  *
  * Fail closed: stopping (or dying) leaves the firewall installed. With no listener on the
  * queue the kernel drops step-1 packets, HTTPS and service ports stay dropped, and grants
@@ -35,10 +35,10 @@ import { ProblemMemory } from './metrics/health-problems.js';
 import { countRefusals, recordLock } from './metrics/lockouts.js';
 import { startMetricsServer } from './metrics/server.js';
 import { Step1CountCopier } from './metrics/step1-counts.js';
-import { ClusterSync } from './sessions/cluster-sync.js';
+import { ClusterSync } from './cluster/sync.js';
 import { Granter } from './sessions/grants.js';
-import { applyReloadedLimits, openLastingState, type LastingState } from './sessions/lasting-state.js';
-import { FirewallSelfHeal, installAtStart, logHostFirewall } from './sessions/self-heal.js';
+import { applyReloadedLimits, openLastingState, type LastingState } from './daemon/lasting-state.js';
+import { FirewallSelfHeal, installAtStart, logHostFirewall } from './daemon/self-heal.js';
 import { SessionStore } from './sessions/store.js';
 import { Step1Workers, type WorkerEvents } from './step1/workers/pool.js';
 import { currentMatch, type GrantEvent } from './step1/workers/protocol.js';

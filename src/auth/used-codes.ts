@@ -1,7 +1,7 @@
 /**
  * One-time codes already accepted: a code of a secret is accepted once, whichever step, app or
  * user presents it. The daemon keeps one cache for its whole life (a config reload does not
- * touch it) and saves it in `state_dir` (sessions/used-codes-file.ts), so that neither a SIGHUP
+ * touch it) and saves it in `state_dir` (daemon/used-codes-file.ts), so that neither a SIGHUP
  * nor a restart lets a sniffed `otp` or `token` work a second time inside its window.
  */
 import { createHash } from 'node:crypto';

@@ -7,23 +7,16 @@
  */
 import type { UsedCode } from '../auth/used-codes.js';
 import type { AppConfig, ClusterConfig } from '../config/types.js';
-import {
-  decodeClusterMessage,
-  encodeClusterMessage,
-  type ClusterGrant,
-  type ClusterMessage,
-  type ClusterRevoke,
-  type ClusterUsedCode,
-} from '../cluster/message.js';
-import type { ClaimResult, ClusterEntryKind, ClusterStoreState, RedisClusterStore } from '../cluster/store.js';
+import { decodeClusterMessage, encodeClusterMessage, type ClusterGrant, type ClusterMessage, type ClusterRevoke, type ClusterUsedCode } from './message.js';
+import type { ClaimResult, ClusterEntryKind, ClusterStoreState, RedisClusterStore } from './store.js';
 import type { ClusterMetrics } from '../metrics/cluster-metrics.js';
 import { bounded } from '../shared/bounded.js';
 import { BoundedMap } from '../shared/bounded-map.js';
 import { errorFields } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
-import type { Granter } from './grants.js';
-import type { SessionRecord } from './record.js';
-import type { SessionStore } from './store.js';
+import type { Granter } from '../sessions/grants.js';
+import type { SessionRecord } from '../sessions/record.js';
+import type { SessionStore } from '../sessions/store.js';
 
 /** What the sync needs of the store (RedisClusterStore; a fake in tests). */
 export type ClusterSyncStore = Pick<RedisClusterStore, 'publishGrant' | 'publishRevoke' | 'claimUsedCode' | 'state'>;

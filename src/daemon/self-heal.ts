@@ -13,9 +13,9 @@ import type { ProblemMemory } from '../metrics/health-problems.js';
 import { errorFields } from '../shared/errors.js';
 import type { CaptureKind } from '../shared/kinds.js';
 import type { Logger } from '../shared/log.js';
-import type { Granter } from './grants.js';
-import type { SessionRecord } from './record.js';
-import type { SessionStore } from './store.js';
+import type { Granter } from '../sessions/grants.js';
+import type { SessionRecord } from '../sessions/record.js';
+import type { SessionStore } from '../sessions/store.js';
 
 /** The health problem while the last self-heal failed. */
 export const SELF_HEAL_FAILED = 'firewall self-heal failed';

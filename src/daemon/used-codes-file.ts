@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { MAX_USED_CODES, UsedCodes, type UsedCode, type UsedCodeStore } from '../auth/used-codes.js';
 import { TOTP_PERIOD_SECONDS } from '../shared/otp-format.js';
 import type { Logger } from '../shared/log.js';
-import { readTextFile, setAside, writeFileAtomically } from './state-file.js';
+import { readTextFile, setAside, writeFileAtomically } from '../sessions/state-file.js';
 
 export const USED_CODES_FILE_NAME = 'used-codes.json';
 

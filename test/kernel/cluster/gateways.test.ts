@@ -30,7 +30,7 @@ import { spawnDaemon, type DaemonProcess } from '../../../src/demo/daemon-proces
 import { totpAt } from '../../../src/auth/totp.js';
 import { base32Encode } from '../../../src/shared/otp-format.js';
 import { healthReportSchema, type HealthReport } from '../../../src/control/protocol.js';
-import { CLUSTER_DISCONNECTED } from '../../../src/sessions/cluster-sync.js';
+import { CLUSTER_DISCONNECTED } from '../../../src/cluster/sync.js';
 
 const FILE = 'cluster/gateways';
 const skip = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'redis-server', 'redis-cli', 'curl', 'openssl']));

@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { totpAt } from '../../../src/auth/totp.js';
-import { USED_CODES_FILE_NAME } from '../../../src/sessions/used-codes-file.js';
+import { USED_CODES_FILE_NAME } from '../../../src/daemon/used-codes-file.js';
 import { announceSkip, kernelSkipReason, type Netns } from '../../helpers/netns.js';
 import { ADDR, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { scaled } from '../../helpers/vm.js';

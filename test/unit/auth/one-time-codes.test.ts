@@ -6,7 +6,7 @@ import { totpAt, TotpVerifier } from '../../../src/auth/totp.js';
 import { base32Encode } from '../../../src/shared/otp-format.js';
 import { UsedCodes } from '../../../src/auth/used-codes.js';
 import { TCP_ACK, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../../../src/packet/decode.js';
-import { SavedUsedCodes, USED_CODES_FILE_NAME, parseUsedCodesFile } from '../../../src/sessions/used-codes-file.js';
+import { SavedUsedCodes, USED_CODES_FILE_NAME, parseUsedCodesFile } from '../../../src/daemon/used-codes-file.js';
 import { KeyedCookieSource } from '../../../src/step1/cookie.js';
 import { Inspector } from '../../../src/step1/inspector.js';
 import { craftTcp, knockRequest } from '../packet/craft.js';

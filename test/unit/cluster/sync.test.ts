@@ -9,7 +9,7 @@ import type { ClaimResult, ClusterEntryKind, ClusterStoreState } from '../../../
 import type { AppConfig } from '../../../src/config/types.js';
 import { createClusterMetrics } from '../../../src/metrics/cluster-metrics.js';
 import { MetricsRegistry } from '../../../src/metrics/registry.js';
-import { ClusterSync, CLUSTER_DISCONNECTED, CONFIRM_WAIT_MS, type ClusterSyncStore } from '../../../src/sessions/cluster-sync.js';
+import { ClusterSync, CLUSTER_DISCONNECTED, CONFIRM_WAIT_MS, type ClusterSyncStore } from '../../../src/cluster/sync.js';
 import { Granter, type GrantingFirewall } from '../../../src/sessions/grants.js';
 import { SessionStore } from '../../../src/sessions/store.js';
 import { testConfig } from '../step2/fixtures.js';

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LockEvent } from '../../../src/auth/lockout.js';
-import { applyReloadedLimits, openLastingState } from '../../../src/sessions/lasting-state.js';
+import { applyReloadedLimits, openLastingState } from '../../../src/daemon/lasting-state.js';
 import { fixtureConfig } from '../step1/fixture-config.js';
-import { capturedLogger } from './log-capture.js';
+import { capturedLogger } from '../sessions/log-capture.js';
 
 describe('LastingState', () => {
   let dir: string;

@@ -5,8 +5,8 @@ import { FlowCloseError, type FlowTarget } from '../../../src/firewall/conntrack
 import type { FirewallBackend } from '../../../src/firewall/types.js';
 import { ProblemMemory } from '../../../src/metrics/health-problems.js';
 import type { SessionRecord } from '../../../src/sessions/record.js';
-import { FirewallSelfHeal, GAP_FLOWS_NOT_ENDED, holdsGrantFor, installAtStart } from '../../../src/sessions/self-heal.js';
-import { capturedLogger } from './log-capture.js';
+import { FirewallSelfHeal, GAP_FLOWS_NOT_ENDED, holdsGrantFor, installAtStart } from '../../../src/daemon/self-heal.js';
+import { capturedLogger } from '../sessions/log-capture.js';
 
 const vpn = { name: 'vpn', protocol: 'udp', port: 1194, destination: { kind: 'local' } } as AppConfig;
 const ssh = { name: 'ssh', protocol: 'tcp', port: 22, destination: { kind: 'local' } } as AppConfig;

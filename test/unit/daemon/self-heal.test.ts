@@ -4,8 +4,8 @@ import type { AppConfig } from '../../../src/config/types.js';
 import type { HostFirewallReport } from '../../../src/firewall/host-firewall.js';
 import type { FirewallBackend } from '../../../src/firewall/types.js';
 import { ProblemMemory } from '../../../src/metrics/health-problems.js';
-import { FirewallSelfHeal, SELF_HEAL_FAILED } from '../../../src/sessions/self-heal.js';
-import { capturedLogger } from './log-capture.js';
+import { FirewallSelfHeal, SELF_HEAL_FAILED } from '../../../src/daemon/self-heal.js';
+import { capturedLogger } from '../sessions/log-capture.js';
 
 function setup(ensureInstalled: () => Promise<boolean>, host: HostFirewallReport = { chains: [], inserted: [], problems: [] }) {
   const logs = capturedLogger('info');
