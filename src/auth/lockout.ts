@@ -53,13 +53,14 @@ export interface LockoutOptions {
 }
 
 /**
- * Failure counts and locks by factor key. `fail` counts one failure at `now` and returns true
- * when it completes a burst (the factor is then locked until `now + lockMs`); failures while
- * locked are not counted.
+ * Failure counts and locks by factor, app and (for a one-time code) user. `fail` counts one
+ * failure at `now` and returns true when it completes a burst (the factor is then locked until
+ * `now + lockMs`); failures while locked are not counted. The parts come apart, not joined into
+ * one key, so that the daemon's check of a knock builds no string.
  */
 export interface LockoutStates {
-  isLocked(key: string, now: number): boolean;
-  fail(key: string, now: number, threshold: number, windowMs: number, lockMs: number): boolean;
+  isLocked(factor: LockFactor, app: string, user: string | undefined, now: number): boolean;
+  fail(factor: LockFactor, app: string, user: string | undefined, now: number, threshold: number, windowMs: number, lockMs: number): boolean;
 }
 
 interface FactorState {
@@ -93,7 +94,7 @@ export class SecretLockout {
    * attempt without checking the secret. `user` only for one-time codes.
    */
   isLocked(factor: LockFactor, app: string, user?: string): boolean {
-    if (!this.states.isLocked(keyOf(factor, app, user), this.now())) return false;
+    if (!this.states.isLocked(factor, app, user, this.now())) return false;
     this.options.onRefused?.(factor);
     return true;
   }
@@ -103,7 +104,7 @@ export class SecretLockout {
     const threshold = user === undefined ? this.policy.appFailures : this.policy.userFailures;
     if (threshold <= 0) return;
     const { windowSeconds, lockSeconds } = this.policy;
-    if (!this.states.fail(keyOf(factor, app, user), this.now(), threshold, windowSeconds * 1000, lockSeconds * 1000)) return;
+    if (!this.states.fail(factor, app, user, this.now(), threshold, windowSeconds * 1000, lockSeconds * 1000)) return;
     this.options.onLock?.({ factor, app, ...(user === undefined ? {} : { user }), failures: threshold, windowSeconds, lockSeconds });
   }
 }
@@ -112,12 +113,13 @@ export class SecretLockout {
 export class MemoryLockoutStates implements LockoutStates {
   private readonly states = new BoundedMap<string, FactorState>(MAX_FACTORS);
 
-  isLocked(key: string, now: number): boolean {
-    const state = this.states.get(key);
+  isLocked(factor: LockFactor, app: string, user: string | undefined, now: number): boolean {
+    const state = this.states.get(keyOf(factor, app, user));
     return state !== undefined && state.lockedUntil > now;
   }
 
-  fail(key: string, now: number, threshold: number, windowMs: number, lockMs: number): boolean {
+  fail(factor: LockFactor, app: string, user: string | undefined, now: number, threshold: number, windowMs: number, lockMs: number): boolean {
+    const key = keyOf(factor, app, user);
     let state = this.states.get(key);
     if (state === undefined) {
       state = { failures: [], lockedUntil: 0 };

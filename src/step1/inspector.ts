@@ -1,7 +1,8 @@
 /**
- * The step-1 inspector: bytes of one IP packet in, a decision out. Pure and synchronous (the
- * only state is the bounded retransmission cache, the rate limiter and the one-time-code
- * cache), so the live daemon, `watch` and `replay` decide alike.
+ * The step-1 inspector: bytes of one IP packet in, a decision out. Synchronous, and its only
+ * state is the step-1 tables (shared-state.ts: the retransmission table, the rate budget, the
+ * lockout counts and the used one-time codes), the same implementation in the daemon's workers
+ * and in `watch` and `replay`, so they decide alike.
  *
  * SYN → cookie SYN-ACK; pure ACK/FIN/RST → ignored; data → cookie check → retransmission
  * cache → rate limit (per source prefix) → HTTP parse → auth (with per-secret lockout). Every
@@ -9,6 +10,7 @@
  */
 import { SecretLockout, lockoutPolicy } from '../auth/lockout.js';
 import { TotpVerifier } from '../auth/totp.js';
+import { UsedCodes } from '../auth/used-codes.js';
 import type { AppConfig, Config } from '../config/types.js';
 import { AddressFormatter, formatIPv4, formatIPv6 } from '../packet/address.js';
 import { buildRst, buildSynAck } from '../packet/build.js';
@@ -17,20 +19,25 @@ import { KnockAuthenticator } from './auth.js';
 import type { CookieSource } from './cookie.js';
 import { Step1Counters, newDecision, settle, type Step1Decision, type Step1Reason } from './decision.js';
 import { KnockScan, requestPathBytes, scanKnockRequest } from './http.js';
-import { MemoryDecidedSegments, MemorySourceBudget, type DecidedSegments, type SourceBudget } from './step1-state.js';
+import { singleThreadState, type SharedDecidedSegments, type SharedSourceBudget } from './shared-state.js';
 
 export interface InspectorOptions {
   cookie: CookieSource;
   /** Milliseconds since the epoch (the capture's timestamp in replay). */
   now?: () => number;
-  /** One-time codes; the daemon passes one whose used-code cache outlives reloads and restarts. Default: in memory, on `now`. */
+  /*
+   * The daemon's worker threads pass the state they share, kept across reloads (and the used
+   * codes across restarts). Whatever is not passed is the same tables on this thread's own
+   * buffers (singleThreadState), on `now`, with the config's limits and lockout policy.
+   */
+  /** One-time codes. */
   totp?: TotpVerifier;
-  /** Failure counts per secret; the daemon keeps one across reloads. Default: the config's policy, on `now`. */
+  /** Failure counts per secret. */
   lockout?: SecretLockout;
-  /** Per-source-prefix rate budget; the daemon's worker threads share one. Default: in memory, on `now`. */
-  budget?: SourceBudget;
-  /** Segments already decided (retransmissions); the daemon's worker threads share one. Default: in memory. */
-  decided?: DecidedSegments;
+  /** Per-source-prefix rate budget. */
+  budget?: SharedSourceBudget;
+  /** Segments already decided (retransmissions). */
+  decided?: SharedDecidedSegments;
 }
 
 export class Inspector {
@@ -41,10 +48,10 @@ export class Inspector {
   private readonly now: () => number;
   private readonly totp: TotpVerifier;
   /** Counts per source prefix (`source_prefix_v4/v6`), not per address. */
-  private readonly budget: SourceBudget;
+  private readonly budget: SharedSourceBudget;
   private readonly lockout: SecretLockout;
   /** (src, sport, seq) → first outcome, oldest first. */
-  private readonly decided: DecidedSegments;
+  private readonly decided: SharedDecidedSegments;
   private readonly pathBytes: Buffer;
   /** Reused for every packet: parsing and authenticating a knock allocate nothing. */
   private readonly scan = new KnockScan();
@@ -59,11 +66,11 @@ export class Inspector {
     this.apps = new Map(config.apps.map((app) => [app.name, app]));
     this.cookie = options.cookie;
     this.now = options.now ?? Date.now;
-    this.totp = options.totp ?? new TotpVerifier(1, () => this.now() / 1000);
-    const g = config.global;
-    this.budget = options.budget ?? new MemorySourceBudget(g.rateLimitPerMinute, g.sourcePrefixV4, g.sourcePrefixV6, this.now);
-    this.decided = options.decided ?? new MemoryDecidedSegments();
-    this.lockout = options.lockout ?? new SecretLockout(lockoutPolicy(config.global), { now: this.now });
+    const own = options.totp && options.lockout && options.budget && options.decided ? undefined : singleThreadState(config.global, this.now);
+    this.totp = options.totp ?? new TotpVerifier(1, () => this.now() / 1000, new UsedCodes({ store: own!.usedCodes }));
+    this.budget = options.budget ?? own!.budget;
+    this.decided = options.decided ?? own!.decided;
+    this.lockout = options.lockout ?? new SecretLockout(lockoutPolicy(config.global), { now: this.now, states: own!.lockout });
     this.pathBytes = requestPathBytes(config.global.httpPostPath);
     this.authenticator = new KnockAuthenticator(this.apps);
   }
@@ -110,7 +117,7 @@ export class Inspector {
   }
 
   private judge(view: TcpSegmentView, base: Step1Decision): Step1Decision {
-    if (!this.budget.allow(view.packet, view.srcOffset, view.family, base.src)) return settle(base, 'rejected', 'rate-limited');
+    if (!this.budget.allow(view.packet, view.srcOffset, view.family)) return settle(base, 'rejected', 'rate-limited');
     const malformed = scanKnockRequest(view.packet, view.payloadOffset, view.end, this.pathBytes, this.scan);
     if (malformed !== undefined) return settle(base, 'rejected', malformed);
     const auth = this.authenticator;
