@@ -1,14 +1,18 @@
-/** Builds the configured firewall backend; every rule knock-port needs comes from here. */
+/**
+ * Builds the configured firewall backend; every rule knock-port needs comes from here. One
+ * folder per firewall (nftables/, which VyOS uses too, and iptables/) supplies its
+ * FirewallDriver (types.ts); firewall.ts makes the backend of it.
+ */
 import type { CaptureMode, Config, FirewallType } from '../config/types.js';
 import { ExecCommandRunner, netnsPrefix, type CommandRunner } from './command.js';
+import { Firewall } from './firewall.js';
 import { HostFirewall } from './host-firewall.js';
-import { IptablesFirewall, type IptablesVariant } from './iptables.js';
-import { IptablesRuleset } from './iptables-ruleset.js';
+import { IptablesDriver, type IptablesVariant } from './iptables/backend.js';
+import { IptablesRuleset } from './iptables/ruleset.js';
+import { NftablesDriver } from './nftables/backend.js';
 import { CliNftRunner, type NftRunner } from './nft-runner.js';
-import { NftablesFirewall } from './nftables.js';
-import { planFirewall } from './plan.js';
-import type { FirewallBackend, FirewallCapabilities } from './types.js';
-import { VyosFirewall } from './vyos.js';
+import { planFirewall, type FirewallPlan } from './plan.js';
+import type { FirewallBackend, FirewallCapabilities, FirewallDriver } from './types.js';
 import type { CaptureKind } from '../shared/kinds.js';
 
 export interface FirewallOptions {
@@ -42,13 +46,22 @@ export function createFirewall(config: Config, options: FirewallOptions = {}): F
     // In another namespace its /proc is read by a child process there, awaited (self-heal runs every few seconds).
     ...(options.netns ? { readProc: (path: string) => new ExecCommandRunner(prefix).runAsync('cat', [path]) } : {}),
   });
+  return new Firewall(driverFor(type, plan, tableName, { nft, commands, iptablesVariant: options.iptablesVariant }), config.apps, host);
+}
+
+/** The configured firewall's driver: VyOS is nftables in a table of knock-port's own (nftables/backend.ts). */
+function driverFor(
+  type: FirewallType,
+  plan: FirewallPlan,
+  tableName: string,
+  tools: { nft: NftRunner; commands: CommandRunner; iptablesVariant: IptablesVariant | undefined },
+): FirewallDriver {
   switch (type) {
     case 'nftables':
-      return new NftablesFirewall(plan, tableName, nft, config.apps, host);
     case 'vyos':
-      return new VyosFirewall(plan, tableName, nft, config.apps, host);
+      return new NftablesDriver(plan, tableName, tools.nft, type);
     case 'iptables':
-      return new IptablesFirewall(plan, tableName, commands, config.apps, host, options.iptablesVariant);
+      return new IptablesDriver(plan, tableName, tools.commands, tools.iptablesVariant);
   }
 }
 
@@ -59,5 +72,5 @@ export function chooseCapture(mode: CaptureMode, caps: FirewallCapabilities): { 
   return { capture: 'nflog', reason: `capture auto: nfqueue unavailable, using nflog (${caps.notes.join('; ') || 'no detail'})` };
 }
 
-export type { FirewallBackend, FirewallCapabilities, Grant } from './types.js';
-export type { IptablesVariant } from './iptables.js';
+export type { FirewallBackend, FirewallCapabilities, FirewallDriver, Grant } from './types.js';
+export type { IptablesVariant } from './iptables/backend.js';

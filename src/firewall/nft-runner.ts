@@ -12,7 +12,6 @@ import { Worker } from 'node:worker_threads';
 import { KnockPortError } from '../shared/errors.js';
 import { callNative, loadNativeAddon, type NativeNftContext } from '../native/addon.js';
 import { spawnCollect, type ChildOutput } from './command.js';
-import { tableRef, type NftTable } from './nft-ruleset.js';
 import type { NftThreadReply, NftThreadRequest, NftThreadTask } from './nft-thread.js';
 
 export class NftError extends KnockPortError {
@@ -22,6 +21,16 @@ export class NftError extends KnockPortError {
   ) {
     super(message);
   }
+}
+
+/** An nft table. knock-port's own is always `inet NAME`: one table holds both families. */
+export interface NftTable {
+  family: 'inet';
+  name: string;
+}
+
+export function tableRef(table: NftTable): string {
+  return `${table.family} ${table.name}`;
 }
 
 /** Whether a runner can own knock-port's table (kernel table flags owner and persist), and why not. */

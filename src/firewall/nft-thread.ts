@@ -8,10 +8,9 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { loadNativeAddon, type NativeNftContext } from '../native/addon.js';
-import type { NftTable } from './nft-ruleset.js';
 
 /** What LibnftablesRunner asks: nft text to run, or a table for this thread's context to own. */
-export type NftThreadTask = { script: string; json?: boolean; check?: boolean } | { own: NftTable };
+export type NftThreadTask = { script: string; json?: boolean; check?: boolean } | { own: { family: 'inet'; name: string } };
 
 export type NftThreadRequest = NftThreadTask & { id: number };
 

@@ -145,6 +145,9 @@ export function matchesInterface(name: string): boolean {
   return interfacePattern(name).kind !== 'any';
 }
 
+/** Names the rules that count what the step-1 prefilter drops (both rulesets). */
+export const PREFILTER_COMMENT = 'knock-port step-1 prefilter';
+
 /** Report mode's rules are named `knock-port would drop tcp/22`; their counters are the would-be drops. */
 export const WOULD_DROP_COMMENT = 'knock-port would drop';
 

@@ -1,11 +1,14 @@
 /**
- * The contract every firewall backend implements (install, grants, revoke, list, self-heal,
- * uninstall), and the grant and capability shapes that it reports.
+ * Two contracts: FirewallBackend, what the daemon and the CLI use (install, grants, revoke, list,
+ * self-heal, uninstall), built once for every firewall in firewall.ts; and FirewallDriver, the
+ * little each firewall (nftables/, iptables/) supplies for it. Also the grant and capability
+ * shapes they report.
  */
 import type { AppConfig, FirewallType, IpFamily, Protocol } from '../config/types.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
+import type { GrantSetDriver } from './grant-sets.js';
 import type { HostFirewallReport } from './host-firewall.js';
-import type { WouldDropCount } from './plan.js';
+import type { FirewallPlan, WouldDropCount } from './plan.js';
 
 /** A live grant as read back from the kernel. */
 export interface Grant {
@@ -84,4 +87,34 @@ export interface FirewallBackend {
    * asked for have landed; the rules stay. Called when a reload replaces the backend, and on stop.
    */
   close?(): void;
+}
+
+/**
+ * One firewall (nftables, VyOS, iptables + ipset): the rules it installs, inspects and removes,
+ * and how it writes grant sets. Grant bookkeeping, self-heal and the host firewall's chains are
+ * the same for every firewall (firewall.ts); a new firewall is a folder beside nftables/ and
+ * iptables/ that implements this, and one case in index.ts.
+ */
+export interface FirewallDriver {
+  readonly type: FirewallType;
+  readonly plan: FirewallPlan;
+  /** Writes and reads the grant sets, behind the batching queue (grant-sets.ts). */
+  readonly grantSets: GrantSetDriver;
+  /** Most grant changes in one kernel transaction (see GrantSetsOptions.maxBatch). */
+  readonly maxGrantBatch: number;
+  capabilities(): Promise<FirewallCapabilities>;
+  /** Exactly what install() applies, as text. */
+  describe(capture: CaptureKind): string;
+  /** Installs the base ruleset atomically; idempotent; keeps live grants. */
+  install(capture: CaptureKind): Promise<void>;
+  /** Whether the base ruleset is in place now (self-heal, and first install or restart). */
+  isInstalled(): Promise<boolean>;
+  /** Before each self-heal check: takes hold again of what a restart or a flush let go (nft: its table's owner). */
+  reclaim?(): Promise<void>;
+  /** Report mode's counting rules now: each rule's comment and packet counter. */
+  ruleCounters(): Promise<Array<{ comment: string; packets: number }>>;
+  /** Removes the base ruleset and the grant sets, and nothing else; tolerates a partial install. */
+  uninstall(): Promise<void>;
+  /** nft: whether the last install left knock-port's table owned by the daemon, and why not. */
+  tableOwnership?(): TableOwnershipReport | undefined;
 }

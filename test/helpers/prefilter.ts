@@ -6,7 +6,7 @@
  *     nft list chain inet knockport step1
  *     iptables -t raw -L KNOCKPORT-STEP1 -v -x -n; ip6tables -t raw -L KNOCKPORT-STEP1 -v -x -n
  */
-import { PREFILTER_COMMENT } from '../../src/firewall/nft-ruleset.js';
+import { PREFILTER_COMMENT } from '../../src/firewall/plan.js';
 import type { Netns } from './netns.js';
 
 /** Which tool lists the rules: nft (nftables and VyOS layouts), iptables-nft or iptables-legacy. */

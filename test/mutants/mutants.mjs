@@ -80,7 +80,7 @@ export const MUTANTS = [
   {
     id: 'grant-without-timeout',
     description: 'nft grant elements are added without a timeout: a grant never expires in the kernel',
-    file: 'src/firewall/nft-backend.ts',
+    file: 'src/firewall/nftables/grant-sets.ts',
     find: '.map(([e, ttl]) => `${e} timeout ${ttl}s`)',
     replace: '.map(([e]) => e)',
     tests: ['test/kernel/firewall/nftables.test.ts'],
@@ -106,7 +106,7 @@ export const MUTANTS = [
   {
     id: 'self-heal-never-reinstalls',
     description: 'the self-heal never re-installs flushed rules: after a host firewall reload (iptables -F) the gate is gone and the ports open',
-    file: 'src/firewall/iptables.ts',
+    file: 'src/firewall/firewall.ts',
     find: '    await this.install(capture);\n    return true;',
     replace: '    return false;',
     tests: ['test/kernel/firewall/iptables.test.ts'],
@@ -133,9 +133,9 @@ export const MUTANTS = [
   {
     id: 'service-opened-by-step1',
     description: 'the service chain accepts any source holding a step-2 window: step 1 alone opens every service',
-    file: 'src/firewall/nft-ruleset.ts',
-    find: "rules.push(`${fam(f).addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} accept`);",
-    replace: "rules.push(`${fam(f).addr} saddr @${grantSetName(this.layout, 'step2', f)} accept`);",
+    file: 'src/firewall/nftables/ruleset.ts',
+    find: "rules.push(`${fam(f).addr} saddr . meta l4proto . th dport @${grantSetName('service', f)} accept`);",
+    replace: "rules.push(`${fam(f).addr} saddr @${grantSetName('step2', f)} accept`);",
     tests: ['test/kernel/daemon/e2e.test.ts'],
     testName: 'nftables \\+ NFLOG.*IPv4: closed before',
   },
@@ -150,17 +150,17 @@ export const MUTANTS = [
   {
     id: 'step1-budget-after-prefilter',
     description: 'data segments spend the kernel step-1 budget only when they carry the right path: the budget tells the path (an oracle)',
-    file: 'src/firewall/nft-ruleset.ts',
-    find: 'const rules = [...this.ungrantedFamilyDrop(table), `${syn} ${budget}`, `${data} ${hasPayload} ${budget}`];',
+    file: 'src/firewall/nftables/ruleset.ts',
+    find: 'const rules = [...this.ungrantedFamilyDrop(), `${syn} ${budget}`, `${data} ${hasPayload} ${budget}`];',
     replace:
-      'const rules = [...this.ungrantedFamilyDrop(table), `${syn} ${budget}`, `${data} ${prefix === undefined ? hasPayload : nftPrefixMatch(prefix)} ${budget}`];',
+      'const rules = [...this.ungrantedFamilyDrop(), `${syn} ${budget}`, `${data} ${prefix === undefined ? hasPayload : nftPrefixMatch(prefix)} ${budget}`];',
     tests: ['test/kernel/firewall/step1-budget-oracle.test.ts'],
     testName: 'nftables \\+ NFLOG.*right path and one with a wrong path',
   },
   {
     id: 'step1-budget-per-source',
     description: "the kernel step-1 budget is kept per claimed source address (iptables hashlimit by srcip): forged SYNs spend a client's budget",
-    file: 'src/firewall/iptables-ruleset.ts',
+    file: 'src/firewall/iptables/ruleset.ts',
     find: '--hashlimit-mode dstport`',
     replace: '--hashlimit-mode srcip,dstport`',
     tests: ['test/kernel/firewall/step1-budget-oracle.test.ts'],
@@ -170,16 +170,16 @@ export const MUTANTS = [
     id: 'mark-without-local-dst-nft',
     description:
       'nftables: the grant mark is set without `fib daddr type local`: a granted source reaches the same port on a LAN host through the host firewall',
-    file: 'src/firewall/nft-ruleset.ts',
-    find: "const services = `${TO_THIS_HOST} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} ${mark}`;",
-    replace: "const services = `${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} ${mark}`;",
+    file: 'src/firewall/nftables/ruleset.ts',
+    find: "const services = `${TO_THIS_HOST} ${addr} saddr . meta l4proto . th dport @${grantSetName('service', f)} ${mark}`;",
+    replace: "const services = `${addr} saddr . meta l4proto . th dport @${grantSetName('service', f)} ${mark}`;",
     tests: ['test/kernel/firewall/admission.test.ts'],
     testName: 'nftables \\+ NFLOG, host iptables-drop',
   },
   {
     id: 'mark-without-local-dst-iptables',
     description: 'iptables: the grant mark is set without `--dst-type LOCAL`: a granted source reaches the same port on a LAN host through the host firewall',
-    file: 'src/firewall/iptables-ruleset.ts',
+    file: 'src/firewall/iptables/ruleset.ts',
     find: 'const mark = `${TO_THIS_HOST} -j CONNMARK',
     replace: 'const mark = `-j CONNMARK',
     tests: ['test/kernel/firewall/admission.test.ts'],
@@ -189,7 +189,7 @@ export const MUTANTS = [
     id: 'dnat-without-local-dst-nft',
     description:
       "nftables: a forwarded app's DNAT without `fib daddr type local`: a granted source's packets to the public port of a LAN host are redirected to the app",
-    file: 'src/firewall/nft-ruleset.ts',
+    file: 'src/firewall/nftables/ruleset.ts',
     find: 'const publicPort = `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST}`;',
     replace: 'const publicPort = `${iif(app.interfaceExt)}${app.protocol} dport ${app.port}`;',
     tests: ['test/kernel/firewall/admission.test.ts'],
@@ -199,7 +199,7 @@ export const MUTANTS = [
     id: 'dnat-without-local-dst-iptables',
     description:
       "iptables: a forwarded app's DNAT without `--dst-type LOCAL`: a granted source's packets to the public port of a LAN host are redirected to the app",
-    file: 'src/firewall/iptables-ruleset.ts',
+    file: 'src/firewall/iptables/ruleset.ts',
     find: 'const publicPort = `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${TO_THIS_HOST}`;',
     replace: 'const publicPort = `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port}`;',
     tests: ['test/kernel/firewall/admission.test.ts'],
@@ -208,7 +208,7 @@ export const MUTANTS = [
   {
     id: 'established-without-mark-nft',
     description: 'nftables: established packets are accepted without the grant mark: a flow the gate never admitted (one a firewall gap let in) passes',
-    file: 'src/firewall/nft-ruleset.ts',
+    file: 'src/firewall/nftables/ruleset.ts',
     find: 'ct direction original ${grantMarked(this.plan.grantMark)} accept',
     replace: 'ct direction original accept',
     tests: ['test/kernel/firewall/established-mark.test.ts'],
@@ -217,7 +217,7 @@ export const MUTANTS = [
   {
     id: 'established-without-mark-iptables',
     description: 'iptables: established packets are accepted without the grant mark: a flow the gate never admitted (one a firewall gap let in) passes',
-    file: 'src/firewall/iptables-ruleset.ts',
+    file: 'src/firewall/iptables/ruleset.ts',
     find: '--ctdir ORIGINAL -m connmark --mark ${mark}/${mark} -j ACCEPT',
     replace: '--ctdir ORIGINAL -j ACCEPT',
     tests: ['test/kernel/firewall/established-mark.test.ts'],
@@ -226,7 +226,7 @@ export const MUTANTS = [
   {
     id: 'forward-without-dnat-check',
     description: "nftables: the forward gate accepts any packet to a forwarded app's LAN target, DNATed by knock-port or not: anyone routes straight to it",
-    file: 'src/firewall/nft-ruleset.ts',
+    file: 'src/firewall/nftables/ruleset.ts',
     find: 'const ours = `meta l4proto ${app.protocol} ct status dnat ct original proto-dst ${app.port}`;',
     replace: 'const ours = `meta l4proto ${app.protocol}`;',
     tests: ['test/kernel/firewall/admission.test.ts'],

@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFirewall } from '../../../src/firewall/index.js';
-import { IptablesRuleset } from '../../../src/firewall/iptables-ruleset.js';
-import { iptablesBinary } from '../../../src/firewall/iptables.js';
+import { IptablesRuleset } from '../../../src/firewall/iptables/ruleset.js';
+import { iptablesBinary } from '../../../src/firewall/iptables/backend.js';
 import { planFirewall } from '../../../src/firewall/plan.js';
 import { Netns, announceSkip, kernelSkipReason } from '../../helpers/netns.js';
 import { fixtureConfig, proxyFrontConfig } from '../../unit/firewall/fixture.js';

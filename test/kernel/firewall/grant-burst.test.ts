@@ -8,7 +8,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFirewall } from '../../../src/firewall/index.js';
-import type { IptablesVariant } from '../../../src/firewall/iptables.js';
+import type { IptablesVariant } from '../../../src/firewall/iptables/backend.js';
 import type { FirewallBackend } from '../../../src/firewall/types.js';
 import { announceSkip, kernelSkipReason } from '../../helpers/netns.js';
 import { ADDR, Topology } from './topology.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFirewall } from '../../../src/firewall/index.js';
-import { iptablesBinary, type IptablesVariant } from '../../../src/firewall/iptables.js';
+import { iptablesBinary, type IptablesVariant } from '../../../src/firewall/iptables/backend.js';
 import type { FirewallBackend } from '../../../src/firewall/types.js';
 import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
 import { ADDR, Topology } from './topology.js';

@@ -12,9 +12,8 @@ import {
   mayBeAbsent,
   nftInterfaceName,
 } from '../../../src/config/interface-name.js';
-import { IptablesRuleset } from '../../../src/firewall/iptables-ruleset.js';
-import { NftRuleset } from '../../../src/firewall/nft-ruleset.js';
-import { nftablesLayout } from '../../../src/firewall/nftables.js';
+import { IptablesRuleset } from '../../../src/firewall/iptables/ruleset.js';
+import { NftRuleset } from '../../../src/firewall/nftables/ruleset.js';
 import { planFirewall } from '../../../src/firewall/plan.js';
 import { fixtureConfig } from '../firewall/fixture.js';
 
@@ -108,7 +107,7 @@ describe('only the external side is touched', () => {
   const config = fixtureConfig({ interfaceExt: 'wan0', interfaceInt: 'lan0' });
 
   it('every nft rule that matches the step-1 port names the external interface', () => {
-    const script = new NftRuleset(planFirewall(config), nftablesLayout('knockport')).installScript('nflog');
+    const script = new NftRuleset(planFirewall(config), 'knockport').installScript('nflog');
     const step1Rules = script.split('\n').filter((line) => /^add rule .* tcp [sd]port 80 /.test(line));
     expect(step1Rules.length).toBeGreaterThanOrEqual(4);
     for (const rule of step1Rules) expect(rule).toMatch(/[io]ifname "wan0" /);
@@ -129,7 +128,7 @@ describe('only the external side is touched', () => {
   });
 
   it('with interface_ext any, the output rules match every interface (documented)', () => {
-    const script = new NftRuleset(planFirewall(fixtureConfig({ interfaceExt: 'any' })), nftablesLayout('knockport')).installScript('nflog');
+    const script = new NftRuleset(planFirewall(fixtureConfig({ interfaceExt: 'any' })), 'knockport').installScript('nflog');
     expect(script).toContain('output_raw tcp sport 80 notrack');
   });
 });

@@ -7,12 +7,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { GrantSets, type GrantChange, type GrantEntry, type GrantSetDriver } from '../../../src/firewall/grant-sets.js';
-import { IpsetSession, IpsetSessionError } from '../../../src/firewall/ipset-session.js';
-import { IpsetGrantDriver, ipsetLine, parseSavedRules } from '../../../src/firewall/iptables.js';
-import { IptablesRuleset } from '../../../src/firewall/iptables-ruleset.js';
-import { nftGrantScript } from '../../../src/firewall/nft-backend.js';
-import { NftRuleset } from '../../../src/firewall/nft-ruleset.js';
-import { nftablesLayout } from '../../../src/firewall/nftables.js';
+import { parseSavedRules } from '../../../src/firewall/iptables/backend.js';
+import { IpsetGrantDriver, ipsetLine } from '../../../src/firewall/iptables/grant-sets.js';
+import { IpsetSession, IpsetSessionError } from '../../../src/firewall/iptables/ipset-session.js';
+import { IptablesRuleset } from '../../../src/firewall/iptables/ruleset.js';
+import { nftGrantScript } from '../../../src/firewall/nftables/grant-sets.js';
+import { NftRuleset } from '../../../src/firewall/nftables/ruleset.js';
 import { planFirewall } from '../../../src/firewall/plan.js';
 import { fixtureConfig } from './fixture.js';
 
@@ -108,7 +108,7 @@ describe('grant queue', () => {
 });
 
 describe('nft script for a batch', () => {
-  const ruleset = new NftRuleset(planFirewall(fixtureConfig()), nftablesLayout('knockport'));
+  const ruleset = new NftRuleset(planFirewall(fixtureConfig()), 'knockport');
 
   it('groups a batch per set into one add/delete/add (refresh), keeps the order of adds and deletes, and the last timeout of a repeat', () => {
     const changes: GrantChange[] = [

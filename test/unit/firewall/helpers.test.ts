@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chooseCapture, createFirewall } from '../../../src/firewall/index.js';
-import { parseIpsetSave } from '../../../src/firewall/iptables.js';
-import { parseSetElements } from '../../../src/firewall/nft-backend.js';
+import { parseIpsetSave } from '../../../src/firewall/iptables/grant-sets.js';
+import { parseSetElements } from '../../../src/firewall/nftables/grant-sets.js';
 import { InvalidGrantError } from '../../../src/firewall/plan.js';
 import type { NftRunner } from '../../../src/firewall/nft-runner.js';
 import { fixtureConfig } from './fixture.js';

@@ -6,8 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { summarizeConfig } from '../../../src/config/summary.js';
 import { createFirewall } from '../../../src/firewall/index.js';
-import { parseSavedCounters } from '../../../src/firewall/iptables.js';
-import { parseRuleCounters } from '../../../src/firewall/nft-backend.js';
+import { parseSavedCounters } from '../../../src/firewall/iptables/backend.js';
+import { parseRuleCounters } from '../../../src/firewall/nftables/backend.js';
 import { planFirewall, sumWouldDrop } from '../../../src/firewall/plan.js';
 import { expectRefusedOnce, load, VALID } from '../config/helpers.js';
 

@@ -6,8 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Config, GlobalConfig } from '../../../src/config/types.js';
-import { IptablesRuleset, u32PrefixMatch } from '../../../src/firewall/iptables-ruleset.js';
-import { NftRuleset, cpusOfWorker, nftPrefixMatch } from '../../../src/firewall/nft-ruleset.js';
+import { IptablesRuleset, u32PrefixMatch } from '../../../src/firewall/iptables/ruleset.js';
+import { NftRuleset, cpusOfWorker, nftPrefixMatch } from '../../../src/firewall/nftables/ruleset.js';
 import { describeStep1Queues } from '../../../src/config/workers.js';
 import { planFirewall, type PlanMachine } from '../../../src/firewall/plan.js';
 import type { CaptureKind } from '../../../src/shared/kinds.js';
@@ -23,7 +23,7 @@ function config(global: Partial<GlobalConfig>): Config {
 const MACHINE: PlanMachine = { cores: 6, cpus: 6 };
 
 function nft(c: Config, capture: CaptureKind, machine = MACHINE): string {
-  return new NftRuleset(planFirewall(c, machine), { tables: [{ family: 'inet', name: 'knockport' }], prefix: '' }).installScript(capture);
+  return new NftRuleset(planFirewall(c, machine), 'knockport').installScript(capture);
 }
 
 function iptables(c: Config, capture: CaptureKind, machine = MACHINE): string {

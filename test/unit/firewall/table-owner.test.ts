@@ -6,12 +6,16 @@
 import { constants } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import type { HostFirewall } from '../../../src/firewall/host-firewall.js';
-import { NftFirewallBase, presentTables, withoutTableDeclarations } from '../../../src/firewall/nft-backend.js';
-import { tableOwnershipSupport, type NftRunner, type TableOwnershipOutcome, type TableOwnershipSupport } from '../../../src/firewall/nft-runner.js';
-import type { NftLayout, NftTable } from '../../../src/firewall/nft-ruleset.js';
-import { NftablesFirewall, nftablesLayout } from '../../../src/firewall/nftables.js';
+import { Firewall } from '../../../src/firewall/firewall.js';
+import { NftablesDriver, tablePresent, withoutTableDeclaration } from '../../../src/firewall/nftables/backend.js';
+import {
+  tableOwnershipSupport,
+  type NftRunner,
+  type NftTable,
+  type TableOwnershipOutcome,
+  type TableOwnershipSupport,
+} from '../../../src/firewall/nft-runner.js';
 import { planFirewall } from '../../../src/firewall/plan.js';
-import { VyosFirewall } from '../../../src/firewall/vyos.js';
 import { fixtureConfig } from './fixture.js';
 
 const { EOPNOTSUPP, EPERM, EINVAL } = constants.errno;
@@ -62,7 +66,8 @@ function recorder(options: { support?: TableOwnershipSupport; ownErrno?: number;
   return { runner, log };
 }
 
-const firewall = (runner: NftRunner) => new NftablesFirewall(plan, 'knockport', runner, config.apps, host);
+const firewall = (runner: NftRunner, type: 'nftables' | 'vyos' = 'nftables') =>
+  new Firewall(new NftablesDriver(plan, 'knockport', runner, type), config.apps, host);
 const declaration = 'add table inet knockport';
 
 describe('table ownership: the decision', () => {
@@ -81,7 +86,7 @@ describe('table ownership: the decision', () => {
     for (const r of [recorder(), recorder({ support: { supported: false, reason } })]) {
       const fw = firewall(r.runner);
       await fw.install('nflog');
-      expect(r.log).toEqual([fw.ruleset.installScript('nflog')]);
+      expect(r.log).toEqual([fw.driver.ruleset.installScript('nflog')]);
       expect(fw.tableOwnership()?.owned).toBe(false);
     }
     const r = recorder({ support: { supported: false, reason } });
@@ -95,9 +100,9 @@ describe('table ownership: the decision', () => {
     const fw = firewall(r.runner);
     await fw.install('nfqueue');
     expect(r.log[0]).toBe('own inet knockport');
-    const full = fw.ruleset.installScript('nfqueue');
+    const full = fw.driver.ruleset.installScript('nfqueue');
     expect(full.split('\n')).toContain(declaration);
-    expect(r.log[1]).toBe(withoutTableDeclarations(full, [TABLE]));
+    expect(r.log[1]).toBe(withoutTableDeclaration(full, TABLE));
     expect(r.log[1]!.split('\n')).not.toContain(declaration);
     expect(r.log[1]!.split('\n').length).toBe(full.split('\n').length - 1);
     expect(fw.tableOwnership()).toEqual({
@@ -119,7 +124,7 @@ describe('table ownership: the decision', () => {
     const r = recorder({ support: { supported: true }, ownErrno: EOPNOTSUPP });
     const fw = firewall(r.runner);
     await fw.install('nflog');
-    expect(r.log[1]).toBe(fw.ruleset.installScript('nflog'));
+    expect(r.log[1]).toBe(fw.driver.ruleset.installScript('nflog'));
     expect(fw.tableOwnership()).toEqual({ owned: false, summary: `table inet knockport not owned: refused ${EOPNOTSUPP}` });
   });
 
@@ -129,25 +134,10 @@ describe('table ownership: the decision', () => {
     expect(r.log).toEqual(['own inet knockport']);
   });
 
-  it('only a table of its own is ever owned: VyOS yes (its own table), a shared (prefixed) table never', async () => {
+  it('VyOS owns the table of its own too, never one of the tables a VyOS commit rebuilds', async () => {
     const vyos = recorder({ support: { supported: true } });
-    await new VyosFirewall(plan, 'knockport', vyos.runner, config.apps, host).install('nflog');
-    expect(vyos.log[0]).toBe('own inet knockport');
-
-    class SharedTableFirewall extends NftFirewallBase {
-      readonly type = 'nftables' as const;
-      protected override ownableTables(): NftTable[] {
-        return this.ruleset.layout.tables;
-      }
-      isInstalled(): Promise<boolean> {
-        return Promise.resolve(true);
-      }
-    }
-    const shared: NftLayout = { tables: [{ family: 'inet', name: 'vyos_filter' }], prefix: 'kp_' };
-    const r = recorder({ support: { supported: true } });
-    const fw = new SharedTableFirewall(plan, shared, r.runner, config.apps, host);
-    await fw.install('nflog');
-    expect(r.log.some((l) => l.startsWith('own '))).toBe(false);
+    await firewall(vyos.runner, 'vyos').install('nflog');
+    expect(vyos.log.filter((l) => l.startsWith('own '))).toEqual(['own inet knockport']);
   });
 });
 
@@ -167,7 +157,7 @@ describe('uninstall', () => {
   });
 
   it('reads `nft list tables` text', () => {
-    expect(presentTables('table ip nat\ntable inet knockport\n', nftablesLayout('knockport'))).toEqual([TABLE]);
-    expect(presentTables('table inet knockport_probe\n', nftablesLayout('knockport'))).toEqual([]);
+    expect(tablePresent('table ip nat\ntable inet knockport\n', TABLE)).toBe(true);
+    expect(tablePresent('table inet knockport_probe\n', TABLE)).toBe(false);
   });
 });

@@ -16,7 +16,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { GrantSetError } from './grant-sets.js';
+import { GrantSetError } from '../grant-sets.js';
 
 /** The session failed; `sameForEach` when it never started (retrying line by line would fork for nothing). */
 export class IpsetSessionError extends GrantSetError {}

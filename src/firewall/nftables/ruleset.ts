@@ -1,55 +1,35 @@
 /**
- * The nft ruleset knock-port installs, as `nft -f` text. Pure. Everything lives in a table
- * of knock-port's own (`inet knockport`), on both the nftables and the VyOS backends: a
- * flush of someone else's tables (a VyOS commit, a host firewall reload) never reaches the
- * gate, so protected ports stay dropped whatever happens there.
+ * The nft ruleset knock-port installs, as `nft -f` text. Pure. Everything lives in one `inet`
+ * table of knock-port's own (`inet knockport`, both families), on both the nftables and the
+ * VyOS backends: a flush of someone else's tables (a VyOS commit, a host firewall reload) never
+ * reaches the gate, so protected ports stay dropped whatever happens there.
  */
-import type { IpFamily, Protocol } from '../config/types.js';
-import { nftInterfaceName } from '../config/interface-name.js';
+import type { IpFamily, Protocol } from '../../config/types.js';
+import { nftInterfaceName } from '../../config/interface-name.js';
+import { tableRef, type NftTable } from '../nft-runner.js';
 import {
+  ALL_FAMILIES,
   allowedNetworks,
   hostPort,
   matchesInterface,
+  PREFILTER_COMMENT,
   WOULD_DROP_LOG_BURST,
   WOULD_DROP_LOG_PER_MINUTE,
   WOULD_DROP_LOG_PREFIX,
   wouldDropComment,
   type FirewallPlan,
   type ForwardedApp,
-} from './plan.js';
-import type { AppConfig } from '../config/types.js';
-import type { CaptureKind, GrantKind } from '../shared/kinds.js';
-
-export type NftTableFamily = 'inet' | 'ip' | 'ip6';
-
-export interface NftTable {
-  family: NftTableFamily;
-  name: string;
-}
-
-export interface NftLayout {
-  tables: NftTable[];
-  /** Prefix of knock-port's own chains and sets, so they never clash in a shared table. */
-  prefix: string;
-}
-
-const TABLE_FAMILIES: Record<NftTableFamily, IpFamily[]> = { inet: [4, 6], ip: [4], ip6: [6] };
-
-export function tableFamilies(table: NftTable): IpFamily[] {
-  return TABLE_FAMILIES[table.family];
-}
-
-export function tableRef(table: NftTable): string {
-  return `${table.family} ${table.name}`;
-}
+} from '../plan.js';
+import type { AppConfig } from '../../config/types.js';
+import type { CaptureKind, GrantKind } from '../../shared/kinds.js';
 
 /** Words that differ between IPv4 and IPv6 in nft rules. */
 function fam(family: IpFamily): { addr: 'ip' | 'ip6'; type: string; tag: string; nfproto: string } {
   return family === 4 ? { addr: 'ip', type: 'ipv4_addr', tag: 'v4', nfproto: 'ipv4' } : { addr: 'ip6', type: 'ipv6_addr', tag: 'v6', nfproto: 'ipv6' };
 }
 
-export function grantSetName(layout: NftLayout, kind: GrantKind, family: IpFamily): string {
-  return `${layout.prefix}${kind}_${fam(family).tag}`;
+export function grantSetName(kind: GrantKind, family: IpFamily): string {
+  return `${kind}_${fam(family).tag}`;
 }
 
 /** Service grants are keyed by source, protocol and the app's public port. */
@@ -109,96 +89,84 @@ export function cpusOfWorker(worker: number, workers: number, cpuCount: number):
   return ids;
 }
 
-/** Names the rules that count what the step-1 prefilter drops. */
-export const PREFILTER_COMMENT = 'knock-port step-1 prefilter';
-
 /** Generates every script the nft-based backends run. */
 export class NftRuleset {
+  /** knock-port's own table: `inet`, so one table holds both families. */
+  readonly table: NftTable;
+
   constructor(
     readonly plan: FirewallPlan,
-    readonly layout: NftLayout,
-  ) {}
-
-  /** Table that holds grants of `family`. */
-  tableFor(family: IpFamily): NftTable {
-    const table = this.layout.tables.find((t) => tableFamilies(t).includes(family));
-    if (!table) throw new Error(`no table for IPv${family}`);
-    return table;
+    tableName: string,
+  ) {
+    this.table = { family: 'inet', name: tableName };
   }
 
-  /** Grant families held in `table`. */
-  grantFamilies(table: NftTable): IpFamily[] {
-    return tableFamilies(table).filter((f) => this.plan.grantFamilies.includes(f));
-  }
-
-  private chain(suffix: string): string {
-    return `${this.layout.prefix}${suffix}`;
+  /** `inet knockport step2_v4`: a grant set as nft names it. */
+  grantSet(kind: GrantKind, family: IpFamily): string {
+    return `${tableRef(this.table)} ${grantSetName(kind, family)}`;
   }
 
   /** The whole base ruleset: one transaction, idempotent, live grant elements kept. */
   installScript(capture: CaptureKind): string {
-    const lines: string[] = [];
-    for (const table of this.layout.tables) {
-      const ref = tableRef(table);
-      lines.push(`add table ${ref}`);
-      for (const set of this.sets(table)) lines.push(`add set ${ref} ${set.name} { ${set.spec} }`);
-      const chains = this.chains(table, capture);
-      // Chains first (rules may jump forward), then flush and refill: sets are never flushed.
-      for (const c of chains) lines.push(c.base ? `add chain ${ref} ${c.name} { ${c.base}; policy accept; }` : `add chain ${ref} ${c.name}`);
-      for (const c of chains) lines.push(`flush chain ${ref} ${c.name}`);
-      for (const c of chains) for (const rule of c.rules) lines.push(`add rule ${ref} ${c.name} ${rule}`);
-    }
+    const ref = tableRef(this.table);
+    const lines = [`add table ${ref}`];
+    for (const set of this.sets()) lines.push(`add set ${ref} ${set.name} { ${set.spec} }`);
+    const chains = this.chains(capture);
+    // Chains first (rules may jump forward), then flush and refill: sets are never flushed.
+    for (const c of chains) lines.push(c.base ? `add chain ${ref} ${c.name} { ${c.base}; policy accept; }` : `add chain ${ref} ${c.name}`);
+    for (const c of chains) lines.push(`flush chain ${ref} ${c.name}`);
+    for (const c of chains) for (const rule of c.rules) lines.push(`add rule ${ref} ${c.name} ${rule}`);
     return lines.join('\n') + '\n';
   }
 
   /** A scratch ruleset that only passes `nft -c` where the kernel supports the capture statement. */
   captureProbeScript(capture: CaptureKind): string {
-    const ref = `inet ${this.layout.prefix}knockport_probe`;
+    const ref = 'inet knockport_probe';
     return `add table ${ref}\nadd chain ${ref} probe\nadd rule ${ref} probe ${this.captureStatement(capture)}\n`;
   }
 
-  private sets(table: NftTable): Array<{ name: string; spec: string }> {
+  private sets(): Array<{ name: string; spec: string }> {
     const sets: Array<{ name: string; spec: string }> = [];
-    for (const f of this.grantFamilies(table)) {
+    for (const f of this.plan.grantFamilies) {
       const { type } = fam(f);
-      sets.push({ name: grantSetName(this.layout, 'step2', f), spec: `type ${type}; flags timeout;` });
-      sets.push({ name: grantSetName(this.layout, 'service', f), spec: `type ${type} . inet_proto . inet_service; flags timeout;` });
+      sets.push({ name: grantSetName('step2', f), spec: `type ${type}; flags timeout;` });
+      sets.push({ name: grantSetName('service', f), spec: `type ${type} . inet_proto . inet_service; flags timeout;` });
     }
     return sets;
   }
 
-  private chains(table: NftTable, capture: CaptureKind): ChainSpec[] {
+  private chains(capture: CaptureKind): ChainSpec[] {
     const p = this.plan;
     return [
       {
-        name: this.chain('prerouting_raw'),
+        name: 'prerouting_raw',
         base: 'type filter hook prerouting priority raw',
         rules: [`${iif(p.interfaceExt)}tcp dport ${p.step1Port} ${TO_THIS_HOST} notrack`],
       },
       // Step 1 is judged here, before every filter hook: no host filter chain, whatever its
       // priority, can drop a knock before knock-port sees it.
       {
-        name: this.chain('prerouting_step1'),
+        name: 'prerouting_step1',
         base: 'type filter hook prerouting priority raw + 10',
-        rules: [`${iif(p.interfaceExt)}tcp dport ${p.step1Port} ${TO_THIS_HOST} goto ${this.chain('step1')}`],
+        rules: [`${iif(p.interfaceExt)}tcp dport ${p.step1Port} ${TO_THIS_HOST} goto step1`],
       },
-      { name: this.chain('output_raw'), base: 'type filter hook output priority raw', rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} notrack`] },
+      { name: 'output_raw', base: 'type filter hook output priority raw', rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} notrack`] },
       // After conntrack (-200), before mangle and every filter: host chains see the grant mark.
-      { name: this.chain('prerouting_mark'), base: 'type filter hook prerouting priority mangle - 30', rules: this.grantMarks(table) },
-      { name: this.chain('input_filter'), base: 'type filter hook input priority filter - 10', rules: this.inputGate() },
-      { name: this.chain('step1'), rules: this.step1(table) },
-      { name: this.chain('step1_budget'), rules: [this.step1Budget()] },
-      { name: this.chain('step1_capture'), rules: this.step1Capture(capture) },
-      { name: this.chain('step2'), rules: this.step2(table) },
-      { name: this.chain('service'), rules: this.service(table) },
-      { name: this.chain('forward_filter'), base: 'type filter hook forward priority filter - 10', rules: this.forwardGate(table) },
+      { name: 'prerouting_mark', base: 'type filter hook prerouting priority mangle - 30', rules: this.grantMarks() },
+      { name: 'input_filter', base: 'type filter hook input priority filter - 10', rules: this.inputGate() },
+      { name: 'step1', rules: this.step1() },
+      { name: 'step1_budget', rules: [this.step1Budget()] },
+      { name: 'step1_capture', rules: this.step1Capture(capture) },
+      { name: 'step2', rules: this.step2() },
+      { name: 'service', rules: this.service() },
+      { name: 'forward_filter', base: 'type filter hook forward priority filter - 10', rules: this.forwardGate() },
       {
-        name: this.chain('output_filter'),
+        name: 'output_filter',
         base: 'type filter hook output priority filter - 10',
         rules: [`${oif(p.interfaceExt)}tcp sport ${p.step1Port} meta mark != ${hexMark(p.packetMark)} drop`],
       },
-      { name: this.chain('prerouting_nat'), base: 'type nat hook prerouting priority dstnat', rules: this.dnat(table) },
-      { name: this.chain('postrouting_nat'), base: 'type nat hook postrouting priority srcnat', rules: this.masquerade(table) },
+      { name: 'prerouting_nat', base: 'type nat hook prerouting priority dstnat', rules: this.dnat() },
+      { name: 'postrouting_nat', base: 'type nat hook postrouting priority srcnat', rules: this.masquerade() },
     ];
   }
 
@@ -211,17 +179,17 @@ export class NftRuleset {
    * which requires the same. Every packet is looked at, not only the first: a granted flow that
    * lost its mark (a host `flush ruleset`) gets it back, one without a grant never does.
    */
-  private grantMarks(table: NftTable): string[] {
+  private grantMarks(): string[] {
     const p = this.plan;
     const mark = `ct mark set ct mark or ${hexMark(p.grantMark)}`;
     const rules: string[] = [];
-    for (const f of this.grantFamilies(table)) {
+    for (const f of this.plan.grantFamilies) {
       const { addr } = fam(f);
-      rules.push(`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} ${TO_THIS_HOST} ${addr} saddr @${grantSetName(this.layout, 'step2', f)} ${mark}`);
-      const services = `${TO_THIS_HOST} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} ${mark}`;
+      rules.push(`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} ${TO_THIS_HOST} ${addr} saddr @${grantSetName('step2', f)} ${mark}`);
+      const services = `${TO_THIS_HOST} ${addr} saddr . meta l4proto . th dport @${grantSetName('service', f)} ${mark}`;
       const apps = [
         ...p.localApps,
-        ...this.forwarded(table, true)
+        ...this.forwarded(true)
           .filter((a) => a.family === f)
           .map(({ app }) => app),
       ];
@@ -231,7 +199,7 @@ export class NftRuleset {
         if (allowed) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST} ${allowed} ${mark}`);
       }
     }
-    return [...rules, ...this.wouldDropCounts(table)];
+    return [...rules, ...this.wouldDropCounts()];
   }
 
   /**
@@ -240,10 +208,10 @@ export class NftRuleset {
    * always-allowed source, no granted flow; any family, granted or not). Counted here, before
    * DNAT, once for local and forwarded apps alike.
    */
-  private wouldDropCounts(table: NftTable): string[] {
+  private wouldDropCounts(): string[] {
     if (this.plan.gateMode !== 'report') return [];
     const unmarked = `ct mark & ${hexMark(this.plan.grantMark)} != ${hexMark(this.plan.grantMark)}`;
-    const apps = [...this.plan.localApps, ...this.forwarded(table, false).map(({ app }) => app)];
+    const apps = [...this.plan.localApps, ...this.forwarded(false).map(({ app }) => app)];
     return [...new Set(apps.map((app) => `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST} ${unmarked} ${countWouldDrop(app)}`))];
   }
 
@@ -266,27 +234,23 @@ export class NftRuleset {
 
   private inputGate(): string[] {
     const p = this.plan;
-    const rules = [`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} goto ${this.chain('step2')}`];
+    const rules = [`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} goto step2`];
     // With no external interface named, only loopback (where a local proxy connects) may reach the internal port.
     if (p.internalHttpsPort !== undefined)
       rules.push(`${matchesInterface(p.interfaceExt) ? iif(p.interfaceExt) : 'iifname != "lo" '}tcp dport ${p.internalHttpsPort} drop`);
-    for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} goto ${this.chain('service')}`);
+    for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} goto service`);
     // Granted sources are DNATed before input; what still arrives here for the port has no grant.
     if (p.gateMode === 'enforce') for (const { app } of p.forwardedApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} drop`);
     return rules;
   }
 
-  /** Families of the table that cannot be granted are dropped before anything else. */
-  private ungrantedFamilyDrop(table: NftTable): string[] {
-    const granted = this.grantFamilies(table);
-    if (granted.length === 0) return ['drop'];
-    return tableFamilies(table)
-      .filter((f) => !granted.includes(f))
-      .map((f) => `meta nfproto ${fam(f).nfproto} drop`);
+  /** Families that cannot be granted are dropped before anything else. */
+  private ungrantedFamilyDrop(): string[] {
+    return ALL_FAMILIES.filter((f) => !this.plan.grantFamilies.includes(f)).map((f) => `meta nfproto ${fam(f).nfproto} drop`);
   }
 
-  private step1(table: NftTable): string[] {
-    const capture = `goto ${this.chain('step1_capture')}`;
+  private step1(): string[] {
+    const capture = `goto step1_capture`;
     const prefix = this.plan.step1Prefilter;
     const syn = 'tcp flags & (fin|syn|rst|ack) == syn';
     const data = 'tcp flags & (syn|rst|ack) == ack';
@@ -294,8 +258,8 @@ export class NftRuleset {
     const hasPayload = '@ih,0,8 & 0x00 == 0x00';
     // Every SYN and data segment spends the budget before the prefilter looks at its payload:
     // what is spent never tells a right path from a wrong one.
-    const budget = `jump ${this.chain('step1_budget')}`;
-    const rules = [...this.ungrantedFamilyDrop(table), `${syn} ${budget}`, `${data} ${hasPayload} ${budget}`];
+    const budget = `jump step1_budget`;
+    const rules = [...this.ungrantedFamilyDrop(), `${syn} ${budget}`, `${data} ${hasPayload} ${budget}`];
     if (prefix === undefined) return [...rules, `${syn} ${capture}`, `${data} ${hasPayload} ${capture}`, 'drop'];
     // The prefilter: a payload load past the segment's end fails, so a shorter payload never matches.
     const match = nftPrefixMatch(prefix);
@@ -354,39 +318,38 @@ export class NftRuleset {
   }
 
   /** New connections from sources holding a step-2 window; per-source caps apply in the daemon once TLS proves the source. */
-  private step2(table: NftTable): string[] {
-    const rules = [...this.ungrantedFamilyDrop(table), this.establishedFromClient()];
-    for (const f of this.grantFamilies(table)) rules.push(`${fam(f).addr} saddr @${grantSetName(this.layout, 'step2', f)} accept`);
+  private step2(): string[] {
+    const rules = [...this.ungrantedFamilyDrop(), this.establishedFromClient()];
+    for (const f of this.plan.grantFamilies) rules.push(`${fam(f).addr} saddr @${grantSetName('step2', f)} accept`);
     return [...rules, 'drop'];
   }
 
-  private service(table: NftTable): string[] {
+  private service(): string[] {
     const report = this.plan.gateMode === 'report';
     // Report mode drops nothing here: what it would drop was counted in the mark chain.
-    const rules = [...(report ? [] : this.ungrantedFamilyDrop(table)), this.establishedFromClient()];
+    const rules = [...(report ? [] : this.ungrantedFamilyDrop()), this.establishedFromClient()];
     // An operator's lifeline: always-allowed networks reach their apps with no knock.
-    for (const f of this.grantFamilies(table)) {
+    for (const f of this.plan.grantFamilies) {
       for (const app of this.plan.localApps) {
         const allowed = this.allowedSources(app, f);
         if (allowed) rules.push(`${allowed} meta l4proto ${app.protocol} th dport ${app.port} accept`);
       }
     }
-    for (const f of this.grantFamilies(table)) {
-      rules.push(`${fam(f).addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', f)} accept`);
+    for (const f of this.plan.grantFamilies) {
+      rules.push(`${fam(f).addr} saddr . meta l4proto . th dport @${grantSetName('service', f)} accept`);
     }
     return [...rules, report ? 'accept' : 'drop'];
   }
 
-  /** Forwarded apps of this table's families; `granted` restricts to families that can hold grants. */
-  private forwarded(table: NftTable, granted: boolean): ForwardedApp[] {
-    const families = granted ? this.grantFamilies(table) : tableFamilies(table);
-    return this.plan.forwardedApps.filter((f) => families.includes(f.family));
+  /** Forwarded apps; `granted` restricts to families that can hold grants. */
+  private forwarded(granted: boolean): ForwardedApp[] {
+    return this.plan.forwardedApps.filter((f) => !granted || this.plan.grantFamilies.includes(f.family));
   }
 
   /** The forward chain sees the post-DNAT destination; only connections knock-port DNATed pass. */
-  private forwardGate(table: NftTable): string[] {
+  private forwardGate(): string[] {
     const rules: string[] = [];
-    for (const { app, address, family, port } of this.forwarded(table, true)) {
+    for (const { app, address, family, port } of this.forwarded(true)) {
       const { addr } = fam(family);
       const ours = `meta l4proto ${app.protocol} ct status dnat ct original proto-dst ${app.port}`;
       rules.push(
@@ -395,31 +358,31 @@ export class NftRuleset {
       );
     }
     // Routed straight to the LAN host, not through knock-port's DNAT: dropped, or counted in report mode.
-    for (const { app, address, family, port } of this.forwarded(table, false)) {
+    for (const { app, address, family, port } of this.forwarded(false)) {
       const verdict = this.plan.gateMode === 'report' ? countWouldDrop(app) : 'drop';
       rules.push(`${iif(app.interfaceExt)}${fam(family).addr} daddr ${address} ${app.protocol} dport ${port} ${verdict}`);
     }
     return rules;
   }
 
-  private dnat(table: NftTable): string[] {
-    return this.forwarded(table, true).flatMap(({ app, address, family, port }) => {
+  private dnat(): string[] {
+    return this.forwarded(true).flatMap(({ app, address, family, port }) => {
       const { addr } = fam(family);
-      const to = `${table.family === 'inet' ? `dnat ${addr} to` : 'dnat to'} ${hostPort(address, family, port)}`;
+      const to = `dnat ${addr} to ${hostPort(address, family, port)}`;
       // Only the app's public port on this host: the same port on a LAN host stays that host's.
       const publicPort = `${iif(app.interfaceExt)}${app.protocol} dport ${app.port} ${TO_THIS_HOST}`;
       // Report mode forwards every source: the forward is the app, the grant is the gate.
       if (this.plan.gateMode === 'report') return [`${publicPort} ${to}`];
       const allowed = this.allowedSources(app, family);
       return [
-        `${publicPort} ${addr} saddr . meta l4proto . th dport @${grantSetName(this.layout, 'service', family)} ${to}`,
+        `${publicPort} ${addr} saddr . meta l4proto . th dport @${grantSetName('service', family)} ${to}`,
         ...(allowed ? [`${publicPort} ${allowed} ${to}`] : []),
       ];
     });
   }
 
-  private masquerade(table: NftTable): string[] {
-    return this.forwarded(table, true)
+  private masquerade(): string[] {
+    return this.forwarded(true)
       .filter(({ app }) => app.masquerade)
       .map(
         ({ app, address, family, port }) =>

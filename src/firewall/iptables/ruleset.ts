@@ -4,21 +4,21 @@
  * jumped to from the built-in chains; grants are ipset entries with timeouts.
  */
 import { createHash } from 'node:crypto';
-import type { AppConfig, IpFamily, Protocol } from '../config/types.js';
-import { iptablesInterfaceName } from '../config/interface-name.js';
+import type { AppConfig, IpFamily, Protocol } from '../../config/types.js';
+import { iptablesInterfaceName } from '../../config/interface-name.js';
 import {
   ALL_FAMILIES,
   allowedNetworks,
   hostPort,
   matchesInterface,
+  PREFILTER_COMMENT,
   WOULD_DROP_LOG_BURST,
   WOULD_DROP_LOG_PER_MINUTE,
   WOULD_DROP_LOG_PREFIX,
   wouldDropComment,
   type FirewallPlan,
-} from './plan.js';
-import { PREFILTER_COMMENT } from './nft-ruleset.js';
-import type { CaptureKind, GrantKind } from '../shared/kinds.js';
+} from '../plan.js';
+import type { CaptureKind, GrantKind } from '../../shared/kinds.js';
 
 export type IptablesTable = 'raw' | 'mangle' | 'filter' | 'nat';
 
@@ -84,7 +84,7 @@ export function ipsetServiceEntry(ip: string, protocol: Protocol, port: number):
   return `${ip},${protocol}:${port}`;
 }
 
-/** Packets addressed to this host (see TO_THIS_HOST in nft-ruleset.ts). */
+/** Packets addressed to this host (see TO_THIS_HOST in nftables/ruleset.ts). */
 const TO_THIS_HOST = '-m addrtype --dst-type LOCAL';
 
 /**
@@ -152,7 +152,7 @@ export class IptablesRuleset {
   chains(family: IpFamily, capture: CaptureKind): Record<IptablesTable, Array<{ name: string; rules: string[] }>> {
     const p = this.plan;
     return {
-      // Step 1 is judged in raw PREROUTING, before every filter hook (see prerouting_step1 in nft-ruleset.ts).
+      // Step 1 is judged in raw PREROUTING, before every filter hook (see prerouting_step1 in nftables/ruleset.ts).
       raw: [
         {
           name: this.chain('PREROUTING'),
@@ -214,7 +214,7 @@ export class IptablesRuleset {
   /**
    * Marks the connections the gate lets in (a conntrack mark bit, in mangle PREROUTING, before
    * every filter and before DNAT), only on packets addressed to this host: see grantMarks in
-   * nft-ruleset.ts for why, and why every packet is looked at.
+   * nftables/ruleset.ts for why, and why every packet is looked at.
    */
   private grantMarks(family: IpFamily): string[] {
     if (!this.grantable(family)) return this.wouldDropCounts(family);
@@ -235,7 +235,7 @@ export class IptablesRuleset {
   /**
    * Report mode: a packet to an app's port on this host whose connection the rules above left
    * without the grant mark is one the gate drops in enforce mode (see wouldDropCounts in
-   * nft-ruleset.ts); counted here, before DNAT, for local and forwarded apps alike.
+   * nftables/ruleset.ts); counted here, before DNAT, for local and forwarded apps alike.
    */
   private wouldDropCounts(family: IpFamily): string[] {
     if (this.plan.gateMode !== 'report') return [];
@@ -281,7 +281,7 @@ export class IptablesRuleset {
   }
 
   /**
-   * One budget for all sources (see step1Budget in nft-ruleset.ts): keyed by the destination
+   * One budget for all sources (see step1Budget in nftables/ruleset.ts): keyed by the destination
    * port only, since `-m limit` stops at 10,000 a second.
    */
   private step1Budget(): string {
@@ -294,7 +294,7 @@ export class IptablesRuleset {
     return `-m hashlimit ${options} --hashlimit-name kp-step1-${tag} -j DROP`;
   }
 
-  /** Established traffic of a granted connection, in the direction the client opened it (see establishedFromClient in nft-ruleset.ts). */
+  /** Established traffic of a granted connection, in the direction the client opened it (see establishedFromClient in nftables/ruleset.ts). */
   private establishedFromClient(): string {
     const mark = `0x${this.plan.grantMark.toString(16)}`;
     return `-m conntrack --ctstate RELATED,ESTABLISHED --ctdir ORIGINAL -m connmark --mark ${mark}/${mark} -j ACCEPT`;
