@@ -8,7 +8,8 @@ import type { AppConfig, IpFamily } from '../config/types.js';
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 import { GrantSets, type GrantEntry } from './grant-sets.js';
 import type { HostFirewall, HostFirewallReport } from './host-firewall.js';
-import { appForPort, checkServiceGrant, grantableFamily, sumWouldDrop, type WouldDropCount } from './plan.js';
+import { appForPort, checkServiceGrant, grantableFamily } from './plan.js';
+import { sumWouldDrop, type WouldDropCount } from './report-mode.js';
 import type { FirewallBackend, FirewallCapabilities, FirewallDriver, Grant, TableOwnershipReport } from './types.js';
 
 /** A set entry as a Grant: service entries name their app when one has that port. */

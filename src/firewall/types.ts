@@ -8,7 +8,8 @@ import type { AppConfig, FirewallType, IpFamily, Protocol } from '../config/type
 import type { CaptureKind, GrantKind } from '../shared/kinds.js';
 import type { GrantSetDriver } from './grant-sets.js';
 import type { HostFirewallReport } from './host-firewall.js';
-import type { FirewallPlan, WouldDropCount } from './plan.js';
+import type { FirewallPlan } from './plan.js';
+import type { WouldDropCount } from './report-mode.js';
 
 /** A live grant as read back from the kernel. */
 export interface Grant {

@@ -6,18 +6,8 @@
 import { createHash } from 'node:crypto';
 import type { AppConfig, IpFamily, Protocol } from '../../config/types.js';
 import { iptablesInterfaceName } from '../../config/interface-name.js';
-import {
-  ALL_FAMILIES,
-  allowedNetworks,
-  hostPort,
-  matchesInterface,
-  PREFILTER_COMMENT,
-  WOULD_DROP_LOG_BURST,
-  WOULD_DROP_LOG_PER_MINUTE,
-  WOULD_DROP_LOG_PREFIX,
-  wouldDropComment,
-  type FirewallPlan,
-} from '../plan.js';
+import { ALL_FAMILIES, allowedNetworks, hostPort, matchesInterface, PREFILTER_COMMENT, type FirewallPlan } from '../plan.js';
+import { WOULD_DROP_LOG, wouldDropComment } from '../report-mode.js';
 import type { CaptureKind, GrantKind } from '../../shared/kinds.js';
 
 export type IptablesTable = 'raw' | 'mangle' | 'filter' | 'nat';
@@ -95,7 +85,7 @@ const TO_THIS_HOST = '-m addrtype --dst-type LOCAL';
 function countWouldDrop(match: string, app: Pick<AppConfig, 'protocol' | 'port'>): string[] {
   return [
     `${match} -m comment --comment "${wouldDropComment(app.protocol, app.port)}"`,
-    `${match} -m limit --limit ${WOULD_DROP_LOG_PER_MINUTE}/min --limit-burst ${WOULD_DROP_LOG_BURST} -j LOG --log-prefix "${WOULD_DROP_LOG_PREFIX}" --log-level warning`,
+    `${match} -m limit --limit ${WOULD_DROP_LOG.perMinute}/min --limit-burst ${WOULD_DROP_LOG.burst} -j LOG --log-prefix "${WOULD_DROP_LOG.prefix}" --log-level warning`,
   ];
 }
 

@@ -7,19 +7,8 @@
 import type { IpFamily, Protocol } from '../../config/types.js';
 import { nftInterfaceName } from '../../config/interface-name.js';
 import { tableRef, type NftTable } from '../nft-runner.js';
-import {
-  ALL_FAMILIES,
-  allowedNetworks,
-  hostPort,
-  matchesInterface,
-  PREFILTER_COMMENT,
-  WOULD_DROP_LOG_BURST,
-  WOULD_DROP_LOG_PER_MINUTE,
-  WOULD_DROP_LOG_PREFIX,
-  wouldDropComment,
-  type FirewallPlan,
-  type ForwardedApp,
-} from '../plan.js';
+import { ALL_FAMILIES, allowedNetworks, hostPort, matchesInterface, PREFILTER_COMMENT, type FirewallPlan, type ForwardedApp } from '../plan.js';
+import { WOULD_DROP_LOG, wouldDropComment } from '../report-mode.js';
 import type { AppConfig } from '../../config/types.js';
 import type { CaptureKind, GrantKind } from '../../shared/kinds.js';
 
@@ -62,7 +51,7 @@ const hexMark = (mark: number): string => `0x${mark.toString(16).padStart(8, '0'
  * verdict, so the packet goes on. The comment names the counter (`knock-port would drop tcp/22`).
  */
 function countWouldDrop(app: Pick<AppConfig, 'protocol' | 'port'>): string {
-  const log = `limit rate ${WOULD_DROP_LOG_PER_MINUTE}/minute burst ${WOULD_DROP_LOG_BURST} packets log prefix "${WOULD_DROP_LOG_PREFIX}" level warn`;
+  const log = `limit rate ${WOULD_DROP_LOG.perMinute}/minute burst ${WOULD_DROP_LOG.burst} packets log prefix "${WOULD_DROP_LOG.prefix}" level warn`;
   return `counter ${log} comment "${wouldDropComment(app.protocol, app.port)}"`;
 }
 

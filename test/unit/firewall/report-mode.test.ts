@@ -8,7 +8,8 @@ import { summarizeConfig } from '../../../src/config/summary.js';
 import { createFirewall } from '../../../src/firewall/index.js';
 import { parseSavedCounters } from '../../../src/firewall/iptables/backend.js';
 import { parseRuleCounters } from '../../../src/firewall/nftables/backend.js';
-import { planFirewall, sumWouldDrop } from '../../../src/firewall/plan.js';
+import { planFirewall } from '../../../src/firewall/plan.js';
+import { sumWouldDrop } from '../../../src/firewall/report-mode.js';
 import { expectRefusedOnce, load, VALID } from '../config/helpers.js';
 
 const FORWARDED = `rdp:
