@@ -27,11 +27,22 @@ export interface ClusterSyncOptions {
   sessions: Pick<SessionStore, 'list' | 'listOf' | 'kernelExpiry' | 'find'>;
   /** Marks a code another gateway accepted as used here (LastingState's used codes). */
   markCodeUsed: (code: UsedCode) => void;
-  /** The running config's apps. */
+  /** The running config's apps (read at each use: a reload changes them). */
   apps: () => readonly AppConfig[];
+  /**
+   * Opens the store this sync publishes to, handing it the sync's handlers for what the store
+   * receives (RedisClusterStore.connect's onEntry and onState; a fake in tests).
+   */
+  connect: (handlers: ClusterSyncHandlers) => ClusterSyncStore;
   logger: Logger;
   metrics?: ClusterMetrics;
   now?: () => number;
+}
+
+/** What the store tells the sync: the other gateways' entries and its connection state. */
+export interface ClusterSyncHandlers {
+  onEntry: (kind: ClusterEntryKind, id: string, text: string) => void;
+  onState: (state: ClusterStoreState) => void;
 }
 
 /** Health problem while the store is unreachable: degraded, the gateway works alone. */
@@ -56,7 +67,7 @@ function scopeKey(ip: string, app: string | undefined): string {
 }
 
 export class ClusterSync {
-  private store: ClusterSyncStore | undefined;
+  private readonly store: ClusterSyncStore;
   private readonly log: Logger;
   private readonly now: () => number;
   /** Last revoke time (issuedAt, ms) per (IP, app or '*'). */
@@ -77,20 +88,12 @@ export class ClusterSync {
   constructor(private readonly options: ClusterSyncOptions) {
     this.log = options.logger.child({ component: 'cluster' });
     this.now = options.now ?? Date.now;
+    // Last: the store may report as soon as it exists.
+    this.store = options.connect({ onEntry: (kind, id, text) => this.onEntry(kind, id, text), onState: (state) => this.onState(state) });
   }
 
   get gateway(): string {
     return this.options.cluster.gateway;
-  }
-
-  /** After the daemon exists: the running config's apps (a reload changes them). */
-  useApps(apps: () => readonly AppConfig[]): void {
-    this.options.apps = apps;
-  }
-
-  /** The store to publish to (set once it exists: the store's onEntry is this sync's). */
-  attach(store: ClusterSyncStore): void {
-    this.store = store;
   }
 
   // --- local events, published fire and forget ---
@@ -112,7 +115,7 @@ export class ClusterSync {
     const text = this.encode({ type: 'revoke', body });
     if (text !== undefined) {
       const id = `${this.gateway}:${ip}:${app?.name ?? '*'}:${issuedAt}`;
-      this.track('revoke', this.store?.publishRevoke(id, text, this.longestGrantMs()));
+      this.track('revoke', this.store.publishRevoke(id, text, this.longestGrantMs()));
     }
     return removed;
   }
@@ -136,17 +139,15 @@ export class ClusterSync {
     const text = this.encode({ type: 'used-code', body });
     if (text === undefined) return;
     const id = codeId(code);
-    const claim = this.store?.claimUsedCode(id, text, body.expiresAt);
-    if (claim) {
-      // Kept after the answer too (the last MAX_CLAIMS), for a step 2 that asks once it has come.
-      this.claims.set(
-        id,
-        claim.catch((): ClaimResult => 'unavailable'),
-      );
-    }
+    const claim = this.store.claimUsedCode(id, text, body.expiresAt);
+    // Kept after the answer too (the last MAX_CLAIMS), for a step 2 that asks once it has come.
+    this.claims.set(
+      id,
+      claim.catch((): ClaimResult => 'unavailable'),
+    );
     this.track(
       'used-code',
-      claim?.then((result) => {
+      claim.then((result) => {
         if (result === 'already-used') {
           this.options.metrics?.codeConflicts.inc({ step });
           this.log.warn({ step, counter: code.counter }, 'a one-time code accepted here was already used on another gateway (one of the two uses is a replay)');
@@ -183,7 +184,7 @@ export class ClusterSync {
 
   /** For health: the cluster as this gateway sees it. */
   health(): { gateway: string; connected: boolean; synced: boolean; lagMs?: number; backlog: number; reconnects: number } {
-    const state = this.store?.state();
+    const state = this.store.state();
     return {
       gateway: this.gateway,
       connected: state?.connected ?? false,
@@ -196,7 +197,7 @@ export class ClusterSync {
 
   /** For health: degraded (not failed) while the store is unreachable. */
   problems(): string[] {
-    const state = this.store?.state();
+    const state = this.store.state();
     if (!state || state.connected) return [];
     return [state.lastError ? `${CLUSTER_DISCONNECTED}; last error: ${state.lastError}` : CLUSTER_DISCONNECTED];
   }
@@ -226,7 +227,7 @@ export class ClusterSync {
     const text = this.encode({ type: 'grant', body });
     if (text === undefined) return;
     const id = `${this.gateway}:${body.kind}:${body.ip}:${body.app}:${body.user}`;
-    this.track('grant', this.store?.publishGrant(id, text, body.expiresAt));
+    this.track('grant', this.store.publishGrant(id, text, body.expiresAt));
   }
 
   private encode(message: Parameters<typeof encodeClusterMessage>[1]): string | undefined {
@@ -239,12 +240,8 @@ export class ClusterSync {
   }
 
   /** Counts a publish's outcome; never rejects, never awaited by a knock. */
-  private track(kind: ClusterEntryKind, publish: Promise<boolean> | undefined): void {
+  private track(kind: ClusterEntryKind, publish: Promise<boolean>): void {
     const metrics = this.options.metrics;
-    if (!publish) {
-      metrics?.publishFailures.inc({ kind });
-      return;
-    }
     const settled = publish.then(
       (ok) => (ok ? metrics?.published.inc({ kind }) : metrics?.publishFailures.inc({ kind })),
       (err: unknown) => {

@@ -1,4 +1,5 @@
 /** The Granter: every grant and revoke, in the kernel first, then the session record, log and metrics. */
+import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { AppConfig, User } from '../config/types.js';
 import { errorFields } from '../shared/errors.js';
@@ -21,6 +22,14 @@ export interface GranterOptions {
   flows?: RevokedFlows;
   /** Reports a degraded condition for `health`; the error itself is logged here. */
   onProblem?: (problem: string) => void;
+  /** Clustered: this gateway's name, recorded on its own grants. */
+  gateway?: string;
+}
+
+/** What the Granter tells its listeners (which must not throw nor block). */
+export interface GranterEvents {
+  /** A grant of this gateway's own, once in the kernel and recorded (not one applied for another gateway). */
+  granted: [record: SessionRecord];
 }
 
 export interface RevokedFlows {
@@ -76,22 +85,24 @@ export function voidedByReload(records: readonly SessionRecord[], previous: read
  * one info line and the metrics. Step 1, step 2, the control socket and the self-heal's
  * re-granting all go through here.
  */
-export class Granter {
-  /** This gateway's cluster name, recorded on its own grants; none when not clustered. */
-  private gateway: string | undefined;
-  private listener: ((record: SessionRecord) => void) | undefined;
-  /** Service grants' deadlines, for apps that end their flows at expiry (set with the flows). */
-  private expiry: FlowExpiry | undefined;
-
-  constructor(private readonly options: GranterOptions) {}
+export class Granter extends EventEmitter<GranterEvents> {
+  /** Service grants' deadlines, for apps that end their flows at expiry (only with `flows`). */
+  private readonly expiry: FlowExpiry | undefined;
 
   /**
-   * Clustered: this gateway's grants are recorded under `gateway` and each one, once in the
-   * kernel and recorded, is told to `listener` (which must not throw nor block).
+   * With `flows`, revokes also end the address's flows (see firewall/conntrack.ts), and so does
+   * the expiry of a service grant of an app with `end_flows_on_expiry`, live grants restored at
+   * start included.
    */
-  useCluster(gateway: string, listener: (record: SessionRecord) => void): void {
-    this.gateway = gateway;
-    this.listener = listener;
+  constructor(private readonly options: GranterOptions) {
+    super();
+    const { flows, sessions, logger, onProblem } = options;
+    if (!flows) return;
+    this.expiry = new FlowExpiry({ sessions, closer: flows.closer, scope: flows.scope, logger, ...(onProblem ? { onProblem } : {}) });
+    for (const record of sessions.list()) {
+      // Restored from the kernel's listing, in whole seconds.
+      if (record.step === 'service' && record.app !== null) this.expiry.watch(record.ip, record.app, record.expiresAt + WHOLE_SECOND_GRACE_MS);
+    }
   }
 
   /**
@@ -117,28 +128,6 @@ export class Granter {
   recordRemote(grant: { ip: string; app: string; user: string; step: 'step2' | 'service'; expiresAt: number; gateway: string }): void {
     this.options.sessions.recordUntil(grant.ip, grant.app, grant.user, grant.step, grant.expiresAt, grant.gateway);
     if (grant.step === 'service') this.expiry?.watch(grant.ip, grant.app, grant.expiresAt + WHOLE_SECOND_GRACE_MS);
-  }
-
-  /** After a config reload: grants go to the re-created backend. */
-  useFirewall(firewall: GrantingFirewall): void {
-    this.options.firewall = firewall;
-  }
-
-  /**
-   * Once the daemon exists: revokes also end the address's flows (see firewall/conntrack.ts),
-   * and so does the expiry of a service grant of an app with `end_flows_on_expiry`, live grants
-   * restored at start included.
-   */
-  useFlows(flows: RevokedFlows, onProblem: (problem: string) => void): void {
-    this.options.flows = flows;
-    this.options.onProblem = onProblem;
-    this.expiry?.close();
-    const { sessions, logger } = this.options;
-    this.expiry = new FlowExpiry({ sessions, closer: flows.closer, scope: flows.scope, logger, onProblem });
-    for (const record of sessions.list()) {
-      // Restored from the kernel's listing, in whole seconds.
-      if (record.step === 'service' && record.app !== null) this.expiry.watch(record.ip, record.app, record.expiresAt + WHOLE_SECOND_GRACE_MS);
-    }
   }
 
   /** Stops watching expiries (tests; the daemon's timer does not hold the process). */
@@ -226,11 +215,11 @@ export class Granter {
   }
 
   private recorded(ip: string, app: AppConfig, user: User, step: 'step2' | 'service', ttl: number, knockAt: number): SessionRecord {
-    const record = this.options.sessions.record(ip, app.name, user.name, step, ttl, this.gateway);
+    const record = this.options.sessions.record(ip, app.name, user.name, step, ttl, this.options.gateway);
     this.options.metrics?.grants.inc({ step });
     this.options.metrics?.knockToGrantSeconds.observe({ step }, (performance.now() - knockAt) / 1000);
     this.options.logger.info({ ip, app: app.name, user: user.name, step, ttl }, 'granted');
-    this.listener?.(record);
+    this.emit('granted', record);
     return record;
   }
 }

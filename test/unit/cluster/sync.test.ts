@@ -106,7 +106,7 @@ describe('ClusterSync', () => {
     const sessions = await SessionStore.open({ stateDir: dir, logger: logs.logger }, []);
     closers.push(() => sessions.close());
     const firewall = new RecordingFirewall();
-    const granter = new Granter({ firewall, sessions, logger: logs.logger });
+    const granter = new Granter({ firewall, sessions, logger: logs.logger, gateway: 'gw-a' });
     const store = new FakeStore();
     const marked: UsedCode[] = [];
     // The gauges read the sync, which needs the metrics first.
@@ -126,12 +126,12 @@ describe('ClusterSync', () => {
       sessions,
       markCodeUsed: (code) => marked.push(code),
       apps: () => config.apps,
+      connect: () => store,
       logger: logs.logger,
       metrics,
     });
     live.sync = sync;
-    sync.attach(store);
-    granter.useCluster('gw-a', (record) => sync.grantedLocally(record));
+    granter.on('granted', (record) => sync.grantedLocally(record));
     return { logs, sessions, firewall, granter, store, sync, marked, metrics, registry };
   }
 

@@ -48,9 +48,9 @@ describe('end_flows_on_expiry', () => {
         return 2;
       },
     };
-    granter = new Granter({ firewall, sessions, logger: logs.logger });
     const apps = options.apps ?? (() => [vpn, ssh]);
-    granter.useFlows({ closer, scope: () => ({ httpsPort: 443, apps: apps() }) }, (p) => problems.push(p));
+    const scope = () => ({ httpsPort: 443, apps: apps() });
+    granter = new Granter({ firewall, sessions, logger: logs.logger, flows: { closer, scope }, onProblem: (p) => problems.push(p) });
     return { closed, problems, logs };
   }
 

@@ -51,8 +51,8 @@ describe('Granter: revoke ends flows', () => {
     const sessions = await SessionStore.open({ stateDir: dir, logger: logs.logger }, []);
     const { calls, firewall, closer } = recorder(options);
     const problems: string[] = [];
-    const granter = new Granter({ firewall, sessions, logger: logs.logger });
-    granter.useFlows({ closer, scope: () => ({ httpsPort: 443, apps: config.apps }) }, (p) => problems.push(p));
+    const scope = () => ({ httpsPort: 443, apps: config.apps });
+    const granter = new Granter({ firewall, sessions, logger: logs.logger, flows: { closer, scope }, onProblem: (p) => problems.push(p) });
     return { logs, sessions, calls, problems, granter };
   }
 
