@@ -46,6 +46,20 @@ module.exports = {
   forbidden: [
     ...rules,
     {
+      name: 'firewall-backends-apart',
+      comment: "one firewall's folder (src/firewall/nftables/, iptables/) never imports another's",
+      severity: 'error',
+      from: { path: '^src/firewall/([^/]+)/' },
+      to: { path: '^src/firewall/[^/]+/', pathNot: '^src/firewall/$1/' },
+    },
+    {
+      name: 'firewall-shared-code-backend-free',
+      comment: "the firewall's shared modules work for every backend: only index.ts picks one",
+      severity: 'error',
+      from: { path: '^src/firewall/[^/]+[.]ts$', pathNot: '^src/firewall/index[.]ts$' },
+      to: { path: '^src/firewall/[^/]+/' },
+    },
+    {
       name: 'no-circular',
       comment: 'modules that import each other cannot be read, tested or loaded one at a time',
       severity: 'error',
