@@ -2,19 +2,36 @@
 // The step-1 inspector alone, in process, on one core: packets/s for a SYN (cookie SYN-ACK
 // built), junk data (bad cookie: spoofed), a wrong-key knock (valid cookie, parsed and
 // authenticated), a valid knock, and with a valid cookie a GET and an oversize POST (refused
-// before any key check), against bare packet decoding in the same run.
+// before any key check), against bare packet decoding in the same run; and the lockout check a
+// cookie-valid knock makes, alone. Each inspector runs on the step-1 tables a daemon worker gets
+// (shared memory), built here explicitly as the worker builds them.
 // Needs dist/. Prints one JSON line when run directly.
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { SecretLockout, lockoutPolicy } from '../dist/auth/lockout.js';
+import { TotpVerifier } from '../dist/auth/totp.js';
+import { UsedCodes } from '../dist/auth/used-codes.js';
 import { parseConfig } from '../dist/config/load.js';
 import { TcpSegmentView, decodeTcpPacket } from '../dist/packet/decode.js';
 import { KeyedCookieSource, randomCookieSecret } from '../dist/step1/cookie.js';
 import { Inspector } from '../dist/step1/inspector.js';
+import {
+  DEFAULT_SHARED_SIZES,
+  SharedDecidedSegments,
+  SharedLockoutStates,
+  SharedSourceBudget,
+  SharedUsedCodeStore,
+  createSharedState,
+} from '../dist/step1/shared-state.js';
 import { APP, KEYS, NET, PATHS, PORTS, benchConfigYaml } from './lib/config.js';
 import { TCP_ACK, TCP_PSH, TCP_SYN, cookieDataSegment, extraAddress, ipv4Tcp, knockRequest } from './lib/packets.js';
 
-/** More distinct segments than the retransmission cache holds, so none is a cache hit. */
+/** More distinct segments than the retransmission table holds (SEGMENT_SETS × 8), so none is a hit. */
 const DISTINCT = 70_000;
+/** The daemon's sizes but for the retransmission table: 16,384 segments, far fewer than DISTINCT. */
+const SIZES = { ...DEFAULT_SHARED_SIZES, segmentSets: 2_048 };
+/** Lockout checks timed per measurement loop turn. */
+const CHECKS_PER_TURN = 1000;
 /** Packets of each kind inspected before any is timed, so every row is measured on compiled code. */
 const WARM_UP = 20_000;
 
@@ -53,6 +70,37 @@ function packetSets(cookie, now) {
   };
 }
 
+/** An inspector on fresh step-1 tables in shared memory, as a daemon worker gets them. */
+function workerInspector(config, cookie, now) {
+  const g = config.global;
+  const shared = createSharedState(g.rateLimitPerMinute, SIZES);
+  const clock = () => now;
+  return new Inspector(config, {
+    cookie,
+    now: clock,
+    totp: new TotpVerifier(1, () => now / 1000, new UsedCodes({ store: new SharedUsedCodeStore(shared) })),
+    lockout: new SecretLockout(lockoutPolicy(g), { states: new SharedLockoutStates(shared), now: clock }),
+    budget: new SharedSourceBudget(shared, g.sourcePrefixV4, g.sourcePrefixV6, clock),
+    decided: new SharedDecidedSegments(shared),
+  });
+}
+
+/**
+ * The check every cookie-valid knock makes before its key decides anything (is the app's step-1
+ * key locked?), on a shared lockout table holding the app's counts: checks/s of CPU time.
+ */
+function lockoutCheck(config, seconds, now) {
+  const lockout = new SecretLockout(lockoutPolicy(config.global), { states: new SharedLockoutStates(createSharedState(1, SIZES)), now: () => now });
+  lockout.fail('step1-key', APP);
+  const checks = Array.from({ length: CHECKS_PER_TURN }, () => 'step1-key');
+  let locked = 0;
+  const result = measure(checks, seconds, (factor) => {
+    if (lockout.isLocked(factor, APP)) locked++;
+  });
+  if (locked !== 0) throw new Error('the bench app got locked');
+  return result.perSecond;
+}
+
 /** Runs `handle` over the packets (cycling) for about `seconds`; packets/s of CPU time on this one thread. */
 function measure(packets, seconds, handle) {
   const deadline = performance.now() + seconds * 1000;
@@ -86,13 +134,13 @@ export function inspectorBench({ seconds = 1 } = {}) {
   // Untimed pass over every kind first: otherwise the first knock row measured also pays for
   // compiling the parser and key check that the later rows get for free.
   for (const packets of Object.values(sets)) {
-    const inspector = new Inspector(config, { cookie, now: () => now });
+    const inspector = workerInspector(config, cookie, now);
     for (let i = 0; i < WARM_UP; i++) inspector.inspect(packets[i]);
   }
   const rows = {};
   const outcomes = {};
   for (const [kind, packets] of Object.entries(sets)) {
-    const inspector = new Inspector(config, { cookie, now: () => now });
+    const inspector = workerInspector(config, cookie, now);
     const seen = new Map();
     rows[kind] = measure(packets, seconds, (p) => {
       const d = inspector.inspect(p);
@@ -100,7 +148,9 @@ export function inspectorBench({ seconds = 1 } = {}) {
     });
     outcomes[kind] = Object.fromEntries(seen);
   }
-  return { decodeOnlyPps: reference.perSecond, rows, outcomes, distinctPackets: DISTINCT };
+  lockoutCheck(config, seconds / 4, now);
+  const lockoutCheckPps = lockoutCheck(config, seconds, now);
+  return { decodeOnlyPps: reference.perSecond, rows, outcomes, distinctPackets: DISTINCT, lockoutCheckPps };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -133,7 +133,7 @@ Packets per second of CPU time on one thread; reference: bare packet decoding of
 
 ${table(['packet', 'inspected/s (one core)', 'vs decode only', 'target'], rows)}
 
-NFQUEUE transport alone (\`bench/nfqueue-throughput.js\`, no parsing, UDP flood, one queue): ${nfqText}. Reference figures from the design notes (another run): a C libnetfilter_queue consumer ~200,000/s, a Node NFQUEUE binding ~90,000/s with no parsing.
+${Number.isFinite(r.inspector.lockoutCheckPps) ? `The lockout check every cookie-valid knock makes (shared table, at most one slot's lock, nothing allocated), alone: ${int(r.inspector.lockoutCheckPps)}/s.\n\n` : ''}NFQUEUE transport alone (\`bench/nfqueue-throughput.js\`, no parsing, UDP flood, one queue): ${nfqText}. Reference figures from the design notes (another run): a C libnetfilter_queue consumer ~200,000/s, a Node NFQUEUE binding ~90,000/s with no parsing.
 `;
 }
 

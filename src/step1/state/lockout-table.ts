@@ -135,9 +135,19 @@ export class SharedLockoutStates implements LockoutStates {
     if (this.key.length < most) this.key = Buffer.alloc(most);
     const key = this.key;
     key[0] = LOCK_FACTORS.indexOf(factor);
-    let length = 1 + key.write(app, 1, 'utf8');
+    let length = writeUtf8(key, app, 1);
     if (user === undefined) return length;
     key[length++] = USER_SEPARATOR;
-    return length + key.write(user, length, 'utf8');
+    return writeUtf8(key, user, length);
   }
+}
+
+/** Writes `text` as UTF-8 at `at`; returns where it ends. ASCII (every usual name) is copied here, cheaper than a call into the runtime. */
+function writeUtf8(bytes: Buffer, text: string, at: number): number {
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit >= 0x80) return at + bytes.write(text, at, 'utf8');
+    bytes[at + i] = unit;
+  }
+  return at + text.length;
 }

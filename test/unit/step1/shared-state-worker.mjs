@@ -25,6 +25,10 @@ function step(i) {
   if (other > 0 && other < count) whileOtherMidway++;
 }
 
+/** For 'lockout-keys': secrets, and failures of each per worker (count = LOCKOUT_KEYS × LOCKOUT_ROUNDS). */
+const LOCKOUT_KEYS = 2048;
+const LOCKOUT_ROUNDS = count / LOCKOUT_KEYS;
+
 const result = [];
 if (op === 'codes') {
   const used = new UsedCodes({ store: new SharedUsedCodeStore(buffers), maxEntries: 16_384 });
@@ -65,6 +69,19 @@ if (op === 'codes') {
   );
   for (let i = 0; i < count; i++) {
     lockout.fail('step1-otp', 'svc', 'alice');
+    step(i);
+  }
+  result.push(locks);
+} else if (op === 'lockout-keys') {
+  // Many secrets, both workers taking their slots in the same order at once, then failing each: the two must find (or
+  // take) one slot per secret, or a secret's failures split over two slots and it never locks.
+  let locks = 0;
+  const lockout = new SecretLockout(
+    { userFailures: 2 * LOCKOUT_ROUNDS, appFailures: 2 * LOCKOUT_ROUNDS, windowSeconds: 600, lockSeconds: 900 },
+    { states: new SharedLockoutStates(buffers), now: () => now * 1000, onLock: () => locks++ },
+  );
+  for (let i = 0; i < count; i++) {
+    lockout.fail('step1-key', `app-${i % LOCKOUT_KEYS}`);
     step(i);
   }
   result.push(locks);

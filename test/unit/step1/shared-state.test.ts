@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { MemoryLockoutStates, SecretLockout, type LockEvent } from '../../../src/auth/lockout.js';
+import { MemoryLockoutStates, SecretLockout, type LockEvent, type LockFactor } from '../../../src/auth/lockout.js';
 import { MemoryUsedCodeStore, UsedCodes, type UsedCode } from '../../../src/auth/used-codes.js';
 import type { TcpSegmentView } from '../../../src/packet/decode.js';
 import {
@@ -87,6 +87,27 @@ describe('SharedLockoutStates', () => {
     for (const lockout of both) expect(lockout.isLocked('step1-otp', 'svc', 'alice')).toBe(false);
     expect(events[0]).toEqual(events[1]);
     expect(events[0]).toHaveLength(1);
+  });
+
+  it('keeps every factor, app and user apart, names in any script alike', () => {
+    const policy = { userFailures: 2, appFailures: 2, windowSeconds: 600, lockSeconds: 900 };
+    const lockout = new SecretLockout(policy, { states: new SharedLockoutStates(createSharedState(1, SMALL)), now: () => NOW_S * 1000 });
+    for (let i = 0; i < 2; i++) lockout.fail('step1-otp', 'café', 'zoë');
+    for (let i = 0; i < 2; i++) lockout.fail('step2-key', 'ab');
+    for (let i = 0; i < 2; i++) lockout.fail('step1-key', 'x'.repeat(300));
+    expect(lockout.isLocked('step1-otp', 'café', 'zoë')).toBe(true);
+    expect(lockout.isLocked('step2-key', 'ab')).toBe(true);
+    expect(lockout.isLocked('step1-key', 'x'.repeat(300))).toBe(true);
+    const others: Array<[LockFactor, string, string?]> = [
+      ['step1-otp', 'café', 'zoe'],
+      ['step1-otp', 'cafe', 'zoë'],
+      ['step2-token', 'café', 'zoë'],
+      ['step1-key', 'café'],
+      ['step2-key', 'a', 'b'],
+      ['step1-key', 'ab'],
+      ['step1-key', `${'x'.repeat(299)}y`],
+    ];
+    for (const [factor, app, user] of others) expect(lockout.isLocked(factor, app, user), `${factor} ${app} ${user ?? ''}`).toBe(false);
   });
 });
 
@@ -228,6 +249,18 @@ describe('two worker threads on one table at once (each working while the other 
       20_000,
       (a, b) => {
         expect(a[0]! + b[0]!).toBe(1);
+      },
+    );
+    expectInterleaved(overlap);
+  });
+
+  it('give each of many secrets one slot in a small table, so each locks once', async () => {
+    const overlap = await race(
+      'lockout-keys',
+      () => createSharedState(1, { ...SMALL, lockoutSlots: 4096 }),
+      2048 * 4,
+      (a, b) => {
+        expect(a[0]! + b[0]!).toBe(2048);
       },
     );
     expectInterleaved(overlap);
