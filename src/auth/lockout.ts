@@ -46,8 +46,9 @@ export interface LockoutOptions {
   /** An attempt was refused because its factor is locked. */
   onRefused?: (factor: LockFactor) => void;
   /**
-   * Where the counts live: default in this thread's memory; the daemon passes one in shared
-   * memory so that every step-1 worker thread and step 2 count against the same budgets.
+   * Where the counts live: default in this thread's memory (exact failure times); the daemon,
+   * `replay` and `watch` pass the step-1 lockout table (step1/state/lockout-table.ts), in shared
+   * memory in the daemon so that every step-1 worker thread and step 2 count the same budgets.
    */
   states?: LockoutStates;
 }

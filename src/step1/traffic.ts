@@ -1,7 +1,7 @@
 /**
  * Step 1 over captured traffic (replay of a file, or `watch` on an interface): learns the
  * server's SYN-ACKs, and passes every packet headed to the step-1 port through the same
- * Inspector the daemon uses, at the capture's own clock.
+ * Inspector, on the same step-1 tables (shared-state.ts), as the daemon, at the capture's own clock.
  */
 import type { Config } from '../config/types.js';
 import { TCP_ACK, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../packet/decode.js';

@@ -118,6 +118,16 @@ describe('step-1 guesses counted per secret, across sources', () => {
     expect(knock('2001:db8:99::4', carol(totpAt(OTP_SECRET, now() / 1000))).result).toBe('granted');
   });
 
+  it("counts failures as the daemon's shared table does (in window/16 buckets), also without the daemon's state", () => {
+    // Window 1,600 s: buckets of 100 s, and T0 starts one. The first failure is 1,650 s old at
+    // the second: past the window by the clock, still inside it by whole buckets, as the daemon counts.
+    const { knock, advance } = setup({ lockoutAppFailures: 2, lockoutWindowSeconds: 1_600 });
+    expect(knock('192.0.2.1', 'app=openvpn&access_key=guess-a-0123456789').reason).toBe('bad-key');
+    advance(1_650_000);
+    expect(knock('192.0.2.2', 'app=openvpn&access_key=guess-b-0123456789').reason).toBe('bad-key');
+    expect(knock('192.0.2.3', alice)).toMatchObject({ result: 'rejected', reason: 'locked' });
+  });
+
   it('locks an app after a burst of wrong keys from many addresses; other apps are unaffected', () => {
     const { knock, advance } = setup({ lockoutAppFailures: 20 });
     for (let i = 0; i < 20; i++) expect(knock(`192.0.2.${i + 1}`, `app=openvpn&access_key=guess-${i}-0123456789`).reason).toBe('bad-key');
