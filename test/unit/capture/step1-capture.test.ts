@@ -3,7 +3,7 @@
  * drop verdict, also when the inspector throws halfway through the batch.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { PACKET_FIELDS } from '../../../src/native/packet-batch.js';
+import { PACKET_FIELDS, type PacketBatch } from '../../../src/native/packet-batch.js';
 
 type BatchCallback = (data: Buffer, meta: Uint32Array, count: number) => void;
 
@@ -42,6 +42,12 @@ function deliver(queue: FakeQueue, ids: number[]): void {
   queue.onBatch(Buffer.alloc(ids.length), meta, ids.length);
 }
 
+/** The NFQUEUE step-1 capture on queue 3, over the stand-in queue. */
+function openQueue(onBatch: (batch: PacketBatch) => void, onError: (err: unknown) => void) {
+  const capture = openStep1Capture({ kind: 'nfqueue', queueNum: 3, nflogGroup: 0, onBatch, onError });
+  return { capture, queue: queues[0]! };
+}
+
 afterEach(() => {
   queues.length = 0;
 });
@@ -49,32 +55,26 @@ afterEach(() => {
 describe('openStep1Capture (nfqueue)', () => {
   it('drops every packet of a batch once after inspecting it', () => {
     const inspected: number[] = [];
-    const capture = openStep1Capture({
-      kind: 'nfqueue',
-      queueNum: 3,
-      nflogGroup: 0,
-      onBatch: (batch) => inspected.push(batch.count),
-      onError: () => expect.fail('no error expected'),
-    });
-    deliver(queues[0]!, [11, 12, 13]);
+    const { capture, queue } = openQueue(
+      (batch) => inspected.push(batch.count),
+      () => expect.fail('no error expected'),
+    );
+    deliver(queue, [11, 12, 13]);
     expect(inspected).toEqual([3]);
-    expect(queues[0]!.verdicts).toEqual([11, 12, 13]);
+    expect(queue.verdicts).toEqual([11, 12, 13]);
     capture.close();
   });
 
   it('gives one drop verdict per packet when the inspector throws, and reports the error once', () => {
     const errors: unknown[] = [];
-    const capture = openStep1Capture({
-      kind: 'nfqueue',
-      queueNum: 3,
-      nflogGroup: 0,
-      onBatch: () => {
+    const { capture, queue } = openQueue(
+      () => {
         throw new Error('inspector bug');
       },
-      onError: (err) => errors.push(err),
-    });
-    deliver(queues[0]!, [21, 22]);
-    expect(queues[0]!.verdicts).toEqual([21, 22]);
+      (err) => errors.push(err),
+    );
+    deliver(queue, [21, 22]);
+    expect(queue.verdicts).toEqual([21, 22]);
     expect(errors).toHaveLength(1);
     capture.close();
   });
