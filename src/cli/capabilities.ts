@@ -40,7 +40,7 @@ export function missingCapabilityMessage(missing: readonly CapabilityName[], use
   return (
     `the daemon lacks ${what}: it runs as user ${user} without ${missing.length === 1 ? 'it' : 'them'}. ` +
     'Run it as root (with the full capability set), or give them to its user: under systemd AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE ' +
-    '(as packaging/systemd/knock-port.service does), elsewhere setpriv --ambient-caps (see the README, "The service user and its capabilities")'
+    '(as packaging/systemd/knock-port.service does), elsewhere setpriv --ambient-caps (see docs/manual/install.md, "The service user and its capabilities")'
   );
 }
 

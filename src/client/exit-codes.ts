@@ -1,7 +1,7 @@
 /**
  * Exit codes, stable so that scripts can branch on them. Every command exits 0 on success, 1 on
  * a runtime failure and 2 on a usage error; `knock` adds its own from 3 up. Listed in
- * `knock-port knock --help` and in the README; keep the three in step.
+ * `knock-port knock --help` and in docs/manual/exit-codes.md; keep the three in step.
  */
 export const ExitCode = {
   ok: 0,

@@ -1,7 +1,7 @@
 /**
  * Exit codes of `run` (and `check`) for failures fixed outside the command line and the config's
  * values: stable, so that scripts and systemd (`RestartPreventExitStatus=`) can tell them apart.
- * Listed in the README ("Exit codes and errors"); 3 to 9 are `knock`'s own.
+ * Listed in docs/manual/exit-codes.md; 3 to 9 are `knock`'s own.
  */
 export const SetupExitCode = {
   /** The TLS certificate or key cannot be used (unreadable, swapped, not a pair, expired, ...). */

@@ -1,7 +1,7 @@
 /**
  * The kernel's own count of the step-1 data segments its prefilter dropped (payload not
- * starting with `POST <http_post_path> HTTP/1.`), read the way the README tells an operator
- * to: the counters of the rules commented `knock-port step-1 prefilter`, both families.
+ * starting with `POST <http_post_path> HTTP/1.`), read the way docs/manual/firewall.md tells an
+ * operator to: the counters of the rules commented `knock-port step-1 prefilter`, both families.
  *
  *     nft list chain inet knockport step1
  *     iptables -t raw -L KNOCKPORT-STEP1 -v -x -n; ip6tables -t raw -L KNOCKPORT-STEP1 -v -x -n

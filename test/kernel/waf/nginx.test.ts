@@ -1,6 +1,6 @@
 /**
- * nginx in front of step 2, as the README documents it (the nginx snippet is read from the
- * README): nginx serves the public port 443 in the gateway namespace and forwards the step-2
+ * nginx in front of step 2, as docs/manual/nginx-waf.md documents it (the nginx snippet is read
+ * from that page): nginx serves the public port 443 in the gateway namespace and forwards the step-2
  * path to knock-port on 127.0.0.1:8443, naming the client in X-Real-IP. Real curl from the
  * client namespace, the real daemon, on the nftables and the iptables backend.
  */
@@ -19,19 +19,19 @@ const HTTPS_KEY = 'waf-https-key-0123456789';
 const SERVICE_PORT = 8080;
 const INTERNAL_PORT = 8443;
 
-/** The nginx snippet of the README's operations section, with this sandbox's path and certificate. */
+/** The nginx snippet of the operator's manual (docs/manual/nginx-waf.md), with this sandbox's path and certificate. */
 function readmeNginxSnippet(sandbox: Sandbox): string {
-  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('### nginx or a WAF in front of the HTTPS port'));
+  const page = readFileSync(join(REPO_ROOT, 'docs', 'manual', 'nginx-waf.md'), 'utf8');
+  const section = page.slice(page.indexOf('# nginx or a WAF in front of the HTTPS port'));
   const snippet = /```nginx\n([\s\S]*?)```/.exec(section)?.[1];
-  if (!snippet) throw new Error('README: no nginx snippet under "nginx or a WAF in front of the HTTPS port"');
+  if (!snippet) throw new Error('docs/manual/nginx-waf.md: no nginx snippet under "nginx or a WAF in front of the HTTPS port"');
   const replacements: Array<[string, string]> = [
     ['/YOUR-STEP-2-PATH', STEP2_PATH],
     ['/etc/knock-port/tls/cert.pem', sandbox.cert],
     ['/etc/knock-port/tls/key.pem', sandbox.key],
   ];
   return replacements.reduce((text, [from, to]) => {
-    if (!text.includes(from)) throw new Error(`README nginx snippet: '${from}' not found`);
+    if (!text.includes(from)) throw new Error(`docs/manual/nginx-waf.md nginx snippet: '${from}' not found`);
     return text.replaceAll(from, to);
   }, snippet);
 }
