@@ -12,7 +12,7 @@
  * already given run out in the kernel on time.
  */
 import type { Server } from 'node:http';
-import { publicHttpsPort } from './config/types.js';
+import { publicStep2Port } from './config/types.js';
 import { createControlHandlers } from './control/handlers.js';
 import type { HealthReport } from './control/protocol.js';
 import { startControlServer, type ControlServer } from './control/server.js';
@@ -131,7 +131,7 @@ export class Daemon {
     const g = running.config.global;
     const logger = options.logger;
     await step1.open();
-    await step2.https.listen(g);
+    await step2.listener.listen(g);
     const handlers = createControlHandlers({
       sessions,
       // Clustered, an operator's revoke is also told to the other gateways.
@@ -145,12 +145,13 @@ export class Daemon {
     this.parts.maintenance.start();
     if (options.trial) this.trial = startTrial(options.trial, logger, () => this.rollBackTrial());
     const numbers = step1.numbers();
-    const httpsBehindProxy = publicHttpsPort(g) !== g.httpsPort ? { httpsBehindProxy: `${g.httpsListenAddress ?? '*'}:${g.httpsPort}` } : {};
+    // The start line's field names (httpsPort, httpsBehindProxy) stay as log readers know them.
+    const behindProxy = publicStep2Port(g) !== g.step2Port ? { httpsBehindProxy: `${g.step2ListenAddress ?? '*'}:${g.step2Port}` } : {};
     logger.info(
       {
-        step1Port: g.httpPort,
-        httpsPort: publicHttpsPort(g),
-        ...httpsBehindProxy,
+        step1Port: g.step1Port,
+        httpsPort: publicStep2Port(g),
+        ...behindProxy,
         capture: captureKind,
         queue: numbers[0],
         step1Workers: numbers.length,
@@ -184,7 +185,7 @@ export class Daemon {
   /** One line for `systemctl status`: where steps 1 and 2 are served. */
   status(): string {
     const g = this.parts.running.config.global;
-    return `step 1 on port ${g.httpPort} (${this.parts.step1.describe()}), step 2 on HTTPS port ${publicHttpsPort(g)}`;
+    return `step 1 on port ${g.step1Port} (${this.parts.step1.describe()}), step 2 on HTTPS port ${publicStep2Port(g)}`;
   }
 
   health(): Promise<HealthReport> {
@@ -224,7 +225,7 @@ export class Daemon {
     maintenance.stop();
     this.trial?.cancel();
     await step1.stop();
-    await step2.https.close();
+    await step2.listener.close();
     await this.control?.close();
     await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
     try {

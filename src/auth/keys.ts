@@ -5,6 +5,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { digestKey } from '../config/key-digest.js';
 import type { User } from '../config/types.js';
+import type { KnockStep } from '../shared/kinds.js';
 import { Sha256, digestDifference, digestWords } from './sha256.js';
 
 /**
@@ -12,11 +13,11 @@ import { Sha256, digestDifference, digestWords } from './sha256.js';
  * Every user is compared, match or not, so the time taken does not depend on which
  * user (if any) matched; digests have a fixed length so timingSafeEqual applies.
  */
-export function findUserByKey(users: readonly User[], presented: string | Buffer, step: 'http' | 'https'): User | undefined {
+export function findUserByKey(users: readonly User[], presented: string | Buffer, step: KnockStep): User | undefined {
   const digest = digestKey(presented);
   let found: User | undefined;
   for (const user of users) {
-    const expected = step === 'http' ? user.httpKey : user.httpsKey;
+    const expected = user[`${step}Key`];
     if (timingSafeEqual(expected, digest) && found === undefined) found = user;
   }
   return found;
@@ -33,9 +34,9 @@ export class KeyMatcher {
   private readonly users: readonly User[];
   private readonly digests: readonly Int32Array[];
 
-  constructor(users: readonly User[], step: 'http' | 'https') {
+  constructor(users: readonly User[], step: KnockStep) {
     this.users = [...users];
-    this.digests = users.map((user) => digestWords(step === 'http' ? user.httpKey : user.httpsKey));
+    this.digests = users.map((user) => digestWords(user[`${step}Key`]));
   }
 
   /** The user whose key is bytes[start, end), or undefined. */

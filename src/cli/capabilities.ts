@@ -30,7 +30,7 @@ export function effectiveCapabilities(status: string): bigint | undefined {
 /** The capabilities `config` needs that `effective` lacks, in a fixed order. */
 export function missingCapabilities(config: Config, effective: bigint, unprivilegedPortStart: number): CapabilityName[] {
   const needed: CapabilityName[] = ['CAP_NET_ADMIN', 'CAP_NET_RAW'];
-  if (config.global.httpsPort < unprivilegedPortStart) needed.push('CAP_NET_BIND_SERVICE');
+  if (config.global.step2Port < unprivilegedPortStart) needed.push('CAP_NET_BIND_SERVICE');
   return needed.filter((name) => (effective & (1n << BigInt(NEEDED[name].bit))) === 0n);
 }
 

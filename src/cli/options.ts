@@ -88,6 +88,7 @@ export interface LogLevelOptions {
   logLevel: (typeof LOG_LEVELS)[number];
 }
 
+/** The parsed flags, named as the option parser names them after `--http-port`, `--waf-https-port`, .... */
 export interface ConfigOptions {
   config: string;
   firewallType?: 'nftables' | 'iptables' | 'vyos';
@@ -103,11 +104,11 @@ export interface ConfigOptions {
 export function loadConfigFromOptions(opts: ConfigOptions): Config {
   return loadConfigFile(opts.config, {
     ...(opts.firewallType ? { firewallType: opts.firewallType } : {}),
-    ...(opts.httpPort ? { httpPort: opts.httpPort } : {}),
-    ...(opts.httpsPort ? { httpsPort: opts.httpsPort } : {}),
+    ...(opts.httpPort ? { step1Port: opts.httpPort } : {}),
+    ...(opts.httpsPort ? { step2Port: opts.httpsPort } : {}),
     ...(opts.capture ? { capture: opts.capture } : {}),
     ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
-    ...(opts.wafHttpsPort ? { httpsPublicPort: opts.wafHttpsPort } : {}),
+    ...(opts.wafHttpsPort ? { step2PublicPort: opts.wafHttpsPort } : {}),
     ...(opts.wafTrustedIps ? { trustedProxies: opts.wafTrustedIps } : {}),
   });
 }

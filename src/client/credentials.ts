@@ -8,8 +8,8 @@ import { KnockUsageError } from './errors.js';
 
 /** Secrets a knock needs; every one can come from a flag, a key file or the environment. */
 export interface KnockCredentials {
-  httpKey: string;
-  httpsKey: string;
+  step1Key: string;
+  step2Key: string;
   /** Step-2 TOTP code, when known up front. */
   token?: string;
   /** Base32 secret from which the step-1 one-time `otp` is computed. */
@@ -22,8 +22,8 @@ export interface KnockCredentials {
 }
 
 export interface CredentialFlags {
-  httpKey?: string;
-  httpsKey?: string;
+  step1Key?: string;
+  step2Key?: string;
   token?: string;
   otpSecret?: string;
   keyFile?: string;
@@ -32,8 +32,8 @@ export interface CredentialFlags {
 
 /** Environment variables read when a secret is not given otherwise. */
 export const CREDENTIAL_ENV = {
-  httpKey: 'KNOCK_PORT_HTTP_KEY',
-  httpsKey: 'KNOCK_PORT_HTTPS_KEY',
+  step1Key: 'KNOCK_PORT_HTTP_KEY',
+  step2Key: 'KNOCK_PORT_HTTPS_KEY',
   token: 'KNOCK_PORT_TOKEN',
   otpSecret: 'KNOCK_PORT_OTP_SECRET',
 } as const;
@@ -44,8 +44,8 @@ type KeyFileField = SecretName | 'totp';
 
 /** Names a key file may use, one `name=value` per line. */
 const KEY_FILE_NAMES: Record<string, KeyFileField> = {
-  http_key: 'httpKey',
-  https_key: 'httpsKey',
+  http_key: 'step1Key',
+  https_key: 'step2Key',
   otp_secret: 'otpSecret',
   totp: 'totp',
 };
@@ -61,11 +61,11 @@ export function resolveCredentials(flags: CredentialFlags, env: NodeJS.ProcessEn
   const warnings: string[] = [];
   const fromFile: Partial<Record<KeyFileField, string>> = flags.keyFile === undefined ? {} : readKeyFile(flags.keyFile, warnings);
   const pick = (name: SecretName): string | undefined => nonEmpty(flags[name]) ?? nonEmpty(fromFile[name]) ?? nonEmpty(env[CREDENTIAL_ENV[name]]);
-  const httpKey = pick('httpKey');
-  const httpsKey = pick('httpsKey');
-  if (httpKey === undefined) throw new KnockUsageError(`no step-1 key: give --http-key, http_key= in --key-file, or ${CREDENTIAL_ENV.httpKey}`);
-  if (httpsKey === undefined) throw new KnockUsageError(`no step-2 key: give --https-key, https_key= in --key-file, or ${CREDENTIAL_ENV.httpsKey}`);
-  const credentials: KnockCredentials = { httpKey, httpsKey };
+  const step1Key = pick('step1Key');
+  const step2Key = pick('step2Key');
+  if (step1Key === undefined) throw new KnockUsageError(`no step-1 key: give --http-key, http_key= in --key-file, or ${CREDENTIAL_ENV.step1Key}`);
+  if (step2Key === undefined) throw new KnockUsageError(`no step-2 key: give --https-key, https_key= in --key-file, or ${CREDENTIAL_ENV.step2Key}`);
+  const credentials: KnockCredentials = { step1Key, step2Key };
   const token = pick('token');
   if (token !== undefined) credentials.token = token;
   const otpSecret = pick('otpSecret');

@@ -110,7 +110,7 @@ async function knockStep1(plan: KnockPlan, address: string, env: KnockEnvironmen
   const otp = plan.credentials.otpSecret === undefined ? undefined : totpAt(plan.credentials.otpSecret, env.now());
   const body = encodeForm([
     ['app', plan.app],
-    ['access_key', plan.credentials.httpKey],
+    ['access_key', plan.credentials.step1Key],
     ['otp', otp],
   ]);
   const fastOpen = plan.step1FastOpen === true;
@@ -143,7 +143,7 @@ function step2Post(plan: KnockPlan, address: string, token: string | undefined):
     endpoint: plan.target.step2,
     body: encodeForm([
       ['app', plan.app],
-      ['access_key', plan.credentials.httpsKey],
+      ['access_key', plan.credentials.step2Key],
       ['token', token],
     ]),
     trust: plan.trust,

@@ -22,10 +22,10 @@ export interface TargetOptions {
   /** Full URLs as in the curl commands: an http:// one for step 1, an https:// one for step 2. */
   urls?: string[];
   host?: string;
-  httpPort?: number;
-  httpsPort?: number;
-  httpPath?: string;
-  httpsPath?: string;
+  step1Port?: number;
+  step2Port?: number;
+  step1Path?: string;
+  step2Path?: string;
 }
 
 const DEFAULT_PORTS = { 'http:': 80, 'https:': 443 } as const;
@@ -41,18 +41,18 @@ export function resolveTarget(options: TargetOptions): KnockTarget {
   const byScheme = urlsByScheme(options.urls ?? []);
   const step1 = byScheme['http:'];
   const step2 = byScheme['https:'];
-  if (step1 && (options.httpPort !== undefined || options.httpPath !== undefined)) {
+  if (step1 && (options.step1Port !== undefined || options.step1Path !== undefined)) {
     throw new KnockUsageError('give step 1 either as an http:// --url or with --http-port/--http-path, not both');
   }
-  if (step2 && (options.httpsPort !== undefined || options.httpsPath !== undefined)) {
+  if (step2 && (options.step2Port !== undefined || options.step2Path !== undefined)) {
     throw new KnockUsageError('give step 2 either as an https:// --url or with --https-port/--https-path, not both');
   }
   const flagHost = options.host === undefined ? undefined : parseHost(options.host);
   const fallbackHost = flagHost ?? step1?.host ?? step2?.host;
   if (fallbackHost === undefined) throw new KnockUsageError('no gateway given: use --url URL or --host HOST');
   return {
-    step1: step1 ?? { host: fallbackHost, port: options.httpPort ?? DEFAULT_PORTS['http:'], path: requirePath(options.httpPath, 'step-1', '--http-path') },
-    step2: step2 ?? { host: fallbackHost, port: options.httpsPort ?? DEFAULT_PORTS['https:'], path: requirePath(options.httpsPath, 'step-2', '--https-path') },
+    step1: step1 ?? { host: fallbackHost, port: options.step1Port ?? DEFAULT_PORTS['http:'], path: requirePath(options.step1Path, 'step-1', '--http-path') },
+    step2: step2 ?? { host: fallbackHost, port: options.step2Port ?? DEFAULT_PORTS['https:'], path: requirePath(options.step2Path, 'step-2', '--https-path') },
   };
 }
 

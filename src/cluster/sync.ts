@@ -256,7 +256,7 @@ export class ClusterSync {
   /** How long a revoke is kept in the store: as long as the longest grant of the running config. */
   private longestGrantMs(): number {
     let longest = 60;
-    for (const app of this.options.apps()) longest = Math.max(longest, app.duration, app.step2HttpsDuration);
+    for (const app of this.options.apps()) longest = Math.max(longest, app.duration, app.step2Duration);
     return longest * 1000;
   }
 
@@ -421,7 +421,7 @@ export class ClusterSync {
     if (seen !== undefined) return seen;
     const app = apps.find((a) => a.name === record.app);
     if (!app) return 0;
-    return record.expiresAt - 1000 * (record.step === 'step2' ? app.step2HttpsDuration : app.duration);
+    return record.expiresAt - 1000 * (record.step === 'step2' ? app.step2Duration : app.duration);
   }
 
   private applyUsedCode(code: ClusterUsedCode): void {

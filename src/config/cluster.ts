@@ -75,8 +75,8 @@ function readPassword(inline: string | undefined, file: string | undefined, key:
 function accessKeyClash(key: Buffer, users: readonly AppUser[]): KeyPath | undefined {
   const digest = digestKey(key).toString('hex');
   for (const user of users) {
-    if (user.http.digest.toString('hex') === digest) return user.httpPath;
-    if (user.https.digest.toString('hex') === digest) return user.httpsPath;
+    if (user.step1Key.digest.toString('hex') === digest) return user.step1KeyPath;
+    if (user.step2Key.digest.toString('hex') === digest) return user.step2KeyPath;
   }
   return undefined;
 }

@@ -20,12 +20,12 @@ export { ConfigError, type ConfigIssue } from './issues.js';
 /** Command-line flags that take precedence over the file. */
 export interface ConfigOverrides {
   firewallType?: FirewallType;
-  httpPort?: number;
-  httpsPort?: number;
+  step1Port?: number;
+  step2Port?: number;
   capture?: CaptureMode;
   stateDir?: string;
   /** `--waf-https-port`: the port a reverse proxy serves step 2 on. */
-  httpsPublicPort?: number;
+  step2PublicPort?: number;
   /** `--waf-trusted-ips`: networks already normalized by `parseNetwork`. */
   trustedProxies?: string[];
 }
@@ -56,9 +56,9 @@ export function parseConfig(text: string, source: string, overrides: ConfigOverr
     apps: read.apps,
     ...(read.global ? { global: applyOverrides(read.global, overrides) } : {}),
     overriddenBy: {
-      ...(overrides.httpPort ? { http_port: '--http-port' } : {}),
-      ...(overrides.httpsPort ? { https_port: '--https-port' } : {}),
-      ...(overrides.httpsPublicPort ? { https_public_port: '--waf-https-port' } : {}),
+      ...(overrides.step1Port ? { http_port: '--http-port' } : {}),
+      ...(overrides.step2Port ? { https_port: '--https-port' } : {}),
+      ...(overrides.step2PublicPort ? { https_public_port: '--waf-https-port' } : {}),
       ...(overrides.trustedProxies ? { trusted_proxies: '--waf-trusted-ips' } : {}),
     },
   };
@@ -81,7 +81,9 @@ export function parseConfig(text: string, source: string, overrides: ConfigOverr
     global: buildGlobal(sections.global, clusterSecrets),
     apps: sections.apps.map(({ name, app }) => buildApp(name, app, sections.global!, users.get(name)!, fromFolder?.secrets)),
     source,
-    ...([...users.values()].flat().some((user) => user.http.clear !== undefined || user.https.clear !== undefined) ? { keysInClear: true as const } : {}),
+    ...([...users.values()].flat().some((user) => user.step1Key.clear !== undefined || user.step2Key.clear !== undefined)
+      ? { keysInClear: true as const }
+      : {}),
   };
   return warnings.length > 0 ? { ...config, warnings } : config;
 }
@@ -132,24 +134,24 @@ function applyOverrides(global: GlobalSection, overrides: ConfigOverrides): Glob
   return {
     ...global,
     ...(overrides.firewallType ? { firewall_type: overrides.firewallType } : {}),
-    ...(overrides.httpPort ? { http_port: overrides.httpPort } : {}),
-    ...(overrides.httpsPort ? { https_port: overrides.httpsPort } : {}),
+    ...(overrides.step1Port ? { http_port: overrides.step1Port } : {}),
+    ...(overrides.step2Port ? { https_port: overrides.step2Port } : {}),
     ...(overrides.capture ? { capture: overrides.capture } : {}),
     ...(overrides.stateDir ? { state_dir: resolve(overrides.stateDir) } : {}),
-    ...(overrides.httpsPublicPort ? { https_public_port: overrides.httpsPublicPort } : {}),
+    ...(overrides.step2PublicPort ? { https_public_port: overrides.step2PublicPort } : {}),
     ...(overrides.trustedProxies ? { trusted_proxies: overrides.trustedProxies } : {}),
   };
 }
 
 function buildGlobal(global: GlobalSection, clusterSecrets: ClusterSecrets | undefined): Config['global'] {
   return {
-    httpPostPath: global.http_post_path,
-    httpsPostPath: global.https_post_path,
+    step1Path: global.http_post_path,
+    step2Path: global.https_post_path,
     rateLimitPerMinute: global.step1_2_rate_limit_per_minute,
     interfaceExt: global.interface_ext,
     interfaceInt: global.interface_int ?? global.interface_ext,
-    httpPort: global.http_port,
-    httpsPort: global.https_port,
+    step1Port: global.http_port,
+    step2Port: global.https_port,
     firewallType: global.firewall_type,
     capture: global.capture,
     queueNum: global.queue_num,
@@ -175,8 +177,8 @@ function buildGlobal(global: GlobalSection, clusterSecrets: ClusterSecrets | und
     step1RatePerSecond: global.step1_rate_per_second,
     ...(global.tls_cert !== undefined ? { tlsCert: global.tls_cert } : {}),
     ...(global.tls_key !== undefined ? { tlsKey: global.tls_key } : {}),
-    ...(global.https_public_port !== undefined ? { httpsPublicPort: global.https_public_port } : {}),
-    ...(global.https_listen_address !== undefined ? { httpsListenAddress: global.https_listen_address } : {}),
+    ...(global.https_public_port !== undefined ? { step2PublicPort: global.https_public_port } : {}),
+    ...(global.https_listen_address !== undefined ? { step2ListenAddress: global.https_listen_address } : {}),
     ...(global.trusted_proxies?.length ? { trustedProxies: [...new Set(global.trusted_proxies)] } : {}),
     ...(global.cluster && clusterSecrets ? { cluster: buildCluster(global.cluster, clusterSecrets) } : {}),
   };
@@ -190,14 +192,14 @@ function buildApp(name: string, app: AppSection, global: GlobalSection, users: A
     protocol: app.protocol,
     destination: destination.kind === 'local' ? destination : { ...destination, port: destination.port ?? app.port },
     duration: app.duration,
-    step2HttpsDuration: app.step2_https_duration,
+    step2Duration: app.step2_https_duration,
     users: users.map((user) => {
       const step1OtpSecret = user.step1OtpSecret ?? folderSecrets?.get(user);
       return {
         name: user.name,
         index: user.index,
-        httpKey: user.http.digest,
-        httpsKey: user.https.digest,
+        step1Key: user.step1Key.digest,
+        step2Key: user.step2Key.digest,
         ...(user.totpSecret ? { totpSecret: user.totpSecret } : {}),
         ...(step1OtpSecret ? { step1OtpSecret } : {}),
       };

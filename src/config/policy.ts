@@ -7,6 +7,7 @@ import { formatKeyPath, type PathIssue } from './issues.js';
 import type { AppSection, ClusterSection, GlobalSection } from './schema.js';
 import { appUsers, type AppUser } from './users.js';
 import { resolveStep1Workers } from './workers.js';
+import type { KnockStep } from '../shared/kinds.js';
 
 export interface Sections {
   /** Undefined when the global section itself is invalid (its issues are reported already). */
@@ -185,21 +186,21 @@ function checkProxyFront(global: GlobalSection, overriddenBy: Origins, { errors,
 }
 
 function checkApp(name: string, app: AppSection, users: AppUser[], global: GlobalSection | undefined, { errors, warnings }: PolicyResult): void {
-  const httpCount = app.access_key_http?.length ?? 0;
-  const httpsCount = app.access_key_https?.length ?? 0;
-  if (httpCount !== httpsCount) {
-    const longer = httpCount > httpsCount ? 'access_key_http' : 'access_key_https';
+  const step1KeyCount = app.access_key_http?.length ?? 0;
+  const step2KeyCount = app.access_key_https?.length ?? 0;
+  if (step1KeyCount !== step2KeyCount) {
+    const longer = step1KeyCount > step2KeyCount ? 'access_key_http' : 'access_key_https';
     errors.push({
       path: [name, longer],
-      message: `access_key_http has ${plural(httpCount, 'key')} and access_key_https has ${plural(httpsCount, 'key')}: entry i of one pairs with entry i of the other (one pair per user), so both lists need the same length`,
+      message: `access_key_http has ${plural(step1KeyCount, 'key')} and access_key_https has ${plural(step2KeyCount, 'key')}: entry i of one pairs with entry i of the other (one pair per user), so both lists need the same length`,
     });
   }
-  if (httpCount === 0 && httpsCount === 0 && !app.users) {
+  if (step1KeyCount === 0 && step2KeyCount === 0 && !app.users) {
     errors.push({ path: [name], message: 'no keys: give access_key_http and access_key_https lists, or a users list' });
   }
   checkUniqueNames(name, users, errors);
-  checkDuplicateKeys(users, 'http', errors);
-  checkDuplicateKeys(users, 'https', errors);
+  checkDuplicateKeys(users, 'step1', errors);
+  checkDuplicateKeys(users, 'step2', errors);
   if (app.destination.kind === 'forward' && app.destination.family === 6 && global?.ipv6 === false) {
     errors.push({ path: [name, 'destination'], message: 'an IPv6 destination needs global.ipv6: true' });
   }
@@ -217,7 +218,7 @@ function checkUniqueNames(appName: string, users: AppUser[], errors: PathIssue[]
   for (const user of users) {
     if (seen.has(user.name)) {
       errors.push({
-        path: [...user.httpPath.slice(0, -1), 'name'],
+        path: [...user.step1KeyPath.slice(0, -1), 'name'],
         message: `user name '${user.name}' is used twice in app ${appName} (list-form keys are named key0, key1, ...)`,
       });
     }
@@ -226,15 +227,15 @@ function checkUniqueNames(appName: string, users: AppUser[], errors: PathIssue[]
 }
 
 /** Two users of one app with the same key could not be told apart, so step 2 could not be bound to step 1's user. */
-function checkDuplicateKeys(users: AppUser[], step: 'http' | 'https', errors: PathIssue[]): void {
+function checkDuplicateKeys(users: AppUser[], step: KnockStep, errors: PathIssue[]): void {
   const first = new Map<string, AppUser>();
   for (const user of users) {
-    const hex = user[step].digest.toString('hex');
+    const hex = user[`${step}Key`].digest.toString('hex');
     const earlier = first.get(hex);
     if (earlier) {
       errors.push({
-        path: step === 'http' ? user.httpPath : user.httpsPath,
-        message: `same key as ${formatKeyPath(step === 'http' ? earlier.httpPath : earlier.httpsPath)}; each user needs their own key`,
+        path: user[`${step}KeyPath`],
+        message: `same key as ${formatKeyPath(earlier[`${step}KeyPath`])}; each user needs their own key`,
       });
     } else {
       first.set(hex, user);
@@ -244,13 +245,13 @@ function checkDuplicateKeys(users: AppUser[], step: 'http' | 'https', errors: Pa
 
 /** A step-1 key travels in clear; if it also opened step 2, sniffing step 1 would be enough. */
 function checkKeysAcrossSteps(users: AppUser[], { errors }: PolicyResult): void {
-  const httpKeyAt = new Map<string, AppUser['httpPath']>();
-  for (const user of users) if (!httpKeyAt.has(user.http.digest.toString('hex'))) httpKeyAt.set(user.http.digest.toString('hex'), user.httpPath);
+  const step1KeyAt = new Map<string, AppUser['step1KeyPath']>();
+  for (const user of users) if (!step1KeyAt.has(user.step1Key.digest.toString('hex'))) step1KeyAt.set(user.step1Key.digest.toString('hex'), user.step1KeyPath);
   for (const user of users) {
-    const clash = httpKeyAt.get(user.https.digest.toString('hex'));
+    const clash = step1KeyAt.get(user.step2Key.digest.toString('hex'));
     if (clash) {
       errors.push({
-        path: user.httpsPath,
+        path: user.step2KeyPath,
         message: `this step-2 key is also a step-1 key (${formatKeyPath(clash)}); step-1 keys travel in clear, so step 2 needs a different key`,
       });
     }

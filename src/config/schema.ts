@@ -63,8 +63,8 @@ export const GATEWAY_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 export const DEFAULTS = {
   rateLimitPerMinute: 60,
-  httpPort: 80,
-  httpsPort: 443,
+  step1Port: 80,
+  step2Port: 443,
   firewallType: 'nftables',
   capture: 'auto',
   queueNum: 0,
@@ -143,8 +143,8 @@ export const globalSchema = z.strictObject({
   '2fa_config_folder': z.string().min(1).optional(),
   healthcheck_app_name: z.string().regex(APP_NAME, 'expected 1-32 of A-Z a-z 0-9 _ -').optional(),
   // Extensions.
-  http_port: port.default(DEFAULTS.httpPort),
-  https_port: port.default(DEFAULTS.httpsPort),
+  http_port: port.default(DEFAULTS.step1Port),
+  https_port: port.default(DEFAULTS.step2Port),
   firewall_type: z.enum(['nftables', 'iptables', 'vyos']).default(DEFAULTS.firewallType),
   capture: z.enum(['auto', 'nfqueue', 'nflog']).default(DEFAULTS.capture),
   queue_num: u16.default(DEFAULTS.queueNum),

@@ -5,7 +5,7 @@
  */
 import { describeClusterStore } from './cluster.js';
 import { describeStep1Queues, resolveStep1Workers } from './workers.js';
-import { publicHttpsPort, type AppConfig, type Config, type Destination, type GlobalConfig } from './types.js';
+import { publicStep2Port, type AppConfig, type Config, type Destination, type GlobalConfig } from './types.js';
 
 function describeDestination(destination: Destination): string {
   if (destination.kind === 'local') return 'local';
@@ -23,9 +23,9 @@ function describeUsers(app: AppConfig): string {
 
 /** `443/tcp`, and where knock-port itself listens and whom it trusts when a proxy is in front. */
 function describeStep2(global: GlobalConfig): string {
-  const parts = [`${publicHttpsPort(global)}/tcp`];
-  if (publicHttpsPort(global) !== global.httpsPort || global.httpsListenAddress !== undefined) {
-    parts.push(`knock-port listens on ${global.httpsListenAddress ?? 'every address'} port ${global.httpsPort}`);
+  const parts = [`${publicStep2Port(global)}/tcp`];
+  if (publicStep2Port(global) !== global.step2Port || global.step2ListenAddress !== undefined) {
+    parts.push(`knock-port listens on ${global.step2ListenAddress ?? 'every address'} port ${global.step2Port}`);
   }
   if (global.trustedProxies?.length) parts.push(`client address from trusted proxies ${global.trustedProxies.join(', ')}`);
   return parts.join('; ');
@@ -47,12 +47,12 @@ export function summarizeConfig(config: Config, hostWarnings: readonly string[] 
     app.name,
     `${app.port}/${app.protocol}`,
     `-> ${describeDestination(app.destination)}${app.masquerade ? ' (masquerade)' : ''}`,
-    `open ${app.duration} s${app.endFlowsOnExpiry ? ' (flows end at expiry)' : ''}, step-2 window ${app.step2HttpsDuration} s, ${describeUsers(app)}${app.alwaysAllow.length ? `; always allowed: ${app.alwaysAllow.join(', ')}` : ''}`,
+    `open ${app.duration} s${app.endFlowsOnExpiry ? ' (flows end at expiry)' : ''}, step-2 window ${app.step2Duration} s, ${describeUsers(app)}${app.alwaysAllow.length ? `; always allowed: ${app.alwaysAllow.join(', ')}` : ''}`,
   ]);
   const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
   const lines = [
     `config OK: ${config.source}`,
-    `step 1: ${global.httpPort}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per source (IPv4 /${global.sourcePrefixV4}, IPv6 /${global.sourcePrefixV6})`,
+    `step 1: ${global.step1Port}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per source (IPv4 /${global.sourcePrefixV4}, IPv6 /${global.sourcePrefixV6})`,
     `firewall: ${global.firewallType} (table ${global.tableName}); gate: ${describeGate(global)}; capture: ${global.capture}; IPv6: ${global.ipv6 ? 'on' : 'off'}; interfaces: ${global.interfaceExt} (external), ${global.interfaceInt} (internal)`,
     `step-1 capture: ${describeStep1Queues({ ...global, step1Workers: resolveStep1Workers(global.step1Workers) })}`,
     ...(global.cluster
@@ -92,6 +92,7 @@ export interface ConfigSummary {
     endFlowsOnExpiry: boolean;
     /** Networks that reach the app without a knock. */
     alwaysAllow: string[];
+    /** `step2Duration` under the name `check --json` has always printed. */
     step2HttpsDuration: number;
     users: number;
     usersWithTotp: number;
@@ -103,11 +104,11 @@ export function configSummary(config: Config): ConfigSummary {
   const { global } = config;
   return {
     config: config.source,
-    step1: { port: global.httpPort, handshake: global.step1Handshake, reply: global.step1Reply },
+    step1: { port: global.step1Port, handshake: global.step1Handshake, reply: global.step1Reply },
     step2: {
-      port: publicHttpsPort(global),
-      listenPort: global.httpsPort,
-      ...(global.httpsListenAddress !== undefined ? { listenAddress: global.httpsListenAddress } : {}),
+      port: publicStep2Port(global),
+      listenPort: global.step2Port,
+      ...(global.step2ListenAddress !== undefined ? { listenAddress: global.step2ListenAddress } : {}),
       trustedProxies: [...(global.trustedProxies ?? [])],
     },
     rateLimitPerMinute: global.rateLimitPerMinute,
@@ -136,7 +137,7 @@ export function configSummary(config: Config): ConfigSummary {
       duration: app.duration,
       endFlowsOnExpiry: app.endFlowsOnExpiry ?? false,
       alwaysAllow: [...app.alwaysAllow],
-      step2HttpsDuration: app.step2HttpsDuration,
+      step2HttpsDuration: app.step2Duration,
       users: app.users.length,
       usersWithTotp: app.users.filter((user) => user.totpSecret).length,
       usersWithStep1Otp: app.users.filter((user) => user.step1OtpSecret).length,

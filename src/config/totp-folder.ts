@@ -36,14 +36,14 @@ export function readFolderSecrets(folder: string, users: readonly AppUser[]): Fo
   }
   for (const user of users) {
     if (user.step1OtpSecret !== undefined) continue; // an explicit secret wins over the folder
-    const key = user.http.clear;
+    const key = user.step1Key.clear;
     const refusal =
       key === undefined
         ? new Refusal(`a hashed key names no file in 2fa_config_folder; ${OR_SECRET}`)
         : !isPlainFileName(key)
           ? new Refusal(`this key cannot name a file in 2fa_config_folder (it contains '/' or is '.' or '..'); ${OR_SECRET}`)
           : readSecretFile(join(directory, `${key}.json`));
-    if (refusal instanceof Refusal) result.errors.push({ path: user.httpPath, message: refusal.message });
+    if (refusal instanceof Refusal) result.errors.push({ path: user.step1KeyPath, message: refusal.message });
     else result.secrets.set(user, refusal);
   }
   return result;

@@ -23,8 +23,8 @@ export interface User {
   name: string;
   /** Position in the app's user list; pairs access_key_http[i] with access_key_https[i]. */
   index: number;
-  httpKey: KeyDigest;
-  httpsKey: KeyDigest;
+  step1Key: KeyDigest;
+  step2Key: KeyDigest;
   /** Base32 TOTP secret required as `token` in step 2, when set. */
   totpSecret?: string;
   /** Base32 TOTP secret required as a one-time `otp` field in step 1, when set. */
@@ -42,7 +42,7 @@ export interface AppConfig {
   /** Seconds the service port stays open after step 2. */
   duration: number;
   /** Seconds the HTTPS port stays open after step 1. */
-  step2HttpsDuration: number;
+  step2Duration: number;
   users: User[];
   /** Masquerade forwarded traffic so the LAN host answers through the gateway (forwarded apps). */
   masquerade: boolean;
@@ -58,13 +58,13 @@ export interface AppConfig {
 }
 
 export interface GlobalConfig {
-  httpPostPath: string;
-  httpsPostPath: string;
+  step1Path: string;
+  step2Path: string;
   rateLimitPerMinute: number;
   interfaceExt: string;
   interfaceInt: string;
-  httpPort: number;
-  httpsPort: number;
+  step1Port: number;
+  step2Port: number;
   firewallType: FirewallType;
   capture: CaptureMode;
   queueNum: number;
@@ -110,11 +110,11 @@ export interface GlobalConfig {
   tlsKey?: string;
   /**
    * The step-2 port clients reach, gated by the firewall; a reverse proxy listens there and
-   * forwards to `httpsPort`, which is then dropped on the external interface. Undefined: `httpsPort`.
+   * forwards to `step2Port`, which is then dropped on the external interface. Undefined: `step2Port`.
    */
-  httpsPublicPort?: number;
+  step2PublicPort?: number;
   /** Address the step-2 listener binds; undefined: every address. */
-  httpsListenAddress?: string;
+  step2ListenAddress?: string;
   /** Networks (`address/prefix`) whose step-2 requests name the client in X-Real-IP / X-Forwarded-For. */
   trustedProxies?: string[];
   /** Several gateways sharing one set of grants; undefined: this gateway works alone. */
@@ -165,8 +165,8 @@ export interface ClusterConfig {
 }
 
 /** The step-2 port clients connect to (a proxy's, when one sits in front of knock-port). */
-export function publicHttpsPort(global: Pick<GlobalConfig, 'httpsPort' | 'httpsPublicPort'>): number {
-  return global.httpsPublicPort ?? global.httpsPort;
+export function publicStep2Port(global: Pick<GlobalConfig, 'step2Port' | 'step2PublicPort'>): number {
+  return global.step2PublicPort ?? global.step2Port;
 }
 
 export interface Config {

@@ -10,10 +10,10 @@ import type { AccessKey } from './values.js';
 export interface AppUser {
   name: string;
   index: number;
-  http: AccessKey;
-  https: AccessKey;
-  httpPath: KeyPath;
-  httpsPath: KeyPath;
+  step1Key: AccessKey;
+  step2Key: AccessKey;
+  step1KeyPath: KeyPath;
+  step2KeyPath: KeyPath;
   totpSecret?: string;
   step1OtpSecret?: string;
 }
@@ -24,26 +24,26 @@ export interface AppUser {
  */
 export function appUsers(appName: string, app: AppSection): AppUser[] {
   const users: AppUser[] = [];
-  const httpKeys = app.access_key_http ?? [];
-  const httpsKeys = app.access_key_https ?? [];
-  for (let i = 0; i < Math.min(httpKeys.length, httpsKeys.length); i++) {
+  const step1Keys = app.access_key_http ?? [];
+  const step2Keys = app.access_key_https ?? [];
+  for (let i = 0; i < Math.min(step1Keys.length, step2Keys.length); i++) {
     users.push({
       name: `key${i}`,
       index: i,
-      http: httpKeys[i]!,
-      https: httpsKeys[i]!,
-      httpPath: [appName, 'access_key_http', i],
-      httpsPath: [appName, 'access_key_https', i],
+      step1Key: step1Keys[i]!,
+      step2Key: step2Keys[i]!,
+      step1KeyPath: [appName, 'access_key_http', i],
+      step2KeyPath: [appName, 'access_key_https', i],
     });
   }
   for (const [i, user] of (app.users ?? []).entries()) {
     users.push({
       name: user.name,
       index: users.length,
-      http: user.access_key_http,
-      https: user.access_key_https,
-      httpPath: [appName, 'users', i, 'access_key_http'],
-      httpsPath: [appName, 'users', i, 'access_key_https'],
+      step1Key: user.access_key_http,
+      step2Key: user.access_key_https,
+      step1KeyPath: [appName, 'users', i, 'access_key_http'],
+      step2KeyPath: [appName, 'users', i, 'access_key_https'],
       ...(user.totp_secret ? { totpSecret: user.totp_secret } : {}),
       ...(user.step1_otp_secret ? { step1OtpSecret: user.step1_otp_secret } : {}),
     });

@@ -26,7 +26,7 @@ export async function healthReport(parts: HealthParts, trial: Trial | undefined)
   problems.push(...parts.maintenance.interfaces.problems());
   problems.push(...running.firewall.hostFirewall().problems.map((p) => `host firewall: ${p}`));
   problems.push(...parts.step1.problems());
-  if (!step2.https.listening) problems.push('HTTPS server is not listening');
+  if (!step2.listener.listening) problems.push('HTTPS server is not listening');
   if (sync) problems.push(...sync.problems());
   problems.push(...step2.served.problems());
   const warnings = step2.served.warnings();

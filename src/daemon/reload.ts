@@ -43,22 +43,22 @@ export async function applyReload(parts: ReloadParts): Promise<boolean> {
   const previous = running.config;
   const g = next.global;
   const before = previous.global;
-  const moveHttps = g.httpsPort !== before.httpsPort || g.httpsListenAddress !== before.httpsListenAddress || g.ipv6 !== before.ipv6;
+  const moveStep2 = g.step2Port !== before.step2Port || g.step2ListenAddress !== before.step2ListenAddress || g.ipv6 !== before.ipv6;
   let capture: PreparedSwitch | undefined;
-  let https: PreparedSwitch | undefined;
+  let listenerMove: PreparedSwitch | undefined;
   let firewall: FirewallBackend;
   let stage = 'opening the step-1 capture';
   try {
     // New queues (log groups) get their workers next to the running ones; the old stop only once all is in place.
     capture = await parts.step1.prepare(next);
     stage = 'opening the HTTPS listener';
-    if (moveHttps) https = await parts.step2.https.prepareMove(g, before);
+    if (moveStep2) listenerMove = await parts.step2.listener.prepareMove(g, before);
     stage = 'installing the firewall';
     firewall = createFirewall(next, { ...parts.options.firewall, nft: parts.nft });
     await firewall.install(parts.captureKind);
   } catch (err) {
     await capture?.cancel();
-    await https?.cancel();
+    await listenerMove?.cancel();
     logger.error(errorFields(err), `config reload failed while ${stage}; still running on the previous config`);
     return false;
   }
@@ -72,7 +72,7 @@ export async function applyReload(parts: ReloadParts): Promise<boolean> {
   parts.step1.reconfigure(next);
   parts.maintenance.interfaces.refresh(next);
   await capture?.apply();
-  await https?.apply();
+  await listenerMove?.apply();
   // Grants of apps and users the new config dropped end now, with their flows.
   await parts.granter.revokeVoided(previous.apps, next.apps);
   logger.info({ apps: next.apps.map((a: AppConfig) => a.name) }, 'config reloaded');

@@ -100,7 +100,7 @@ export class FirewallSelfHeal {
  * an app on that port and protocol.
  */
 export function holdsGrantFor(records: readonly SessionRecord[], target: FlowTarget, scope: FlowScope): boolean {
-  if (target.protocol === 'tcp' && target.port === scope.httpsPort) return records.length > 0;
+  if (target.protocol === 'tcp' && target.port === scope.step2Port) return records.length > 0;
   return records.some(
     (record) => record.step === 'service' && scope.apps.some((a) => a.name === record.app && a.protocol === target.protocol && a.port === target.port),
   );

@@ -12,7 +12,7 @@ import { registerTlsMetrics } from '../metrics/tls-metrics.js';
 import type { Granter } from '../sessions/grants.js';
 import type { SessionStore } from '../sessions/store.js';
 import type { Logger } from '../shared/log.js';
-import { HttpsListener } from '../step2/listener.js';
+import { Step2Listener } from '../step2/listener.js';
 import { createStep2Server, step2TlsOptions } from '../step2/server.js';
 import { ServedCertificate } from '../step2/served-certificate.js';
 import type { CheckedTls } from '../step2/tls-files.js';
@@ -32,13 +32,13 @@ export interface Step2Parts {
 }
 
 export class Step2 {
-  readonly https: HttpsListener;
+  readonly listener: Step2Listener;
   readonly served: ServedCertificate;
 
   constructor(private readonly parts: Step2Parts) {
     this.served = new ServedCertificate(parts.tls, parts.logger);
     registerTlsMetrics(parts.metrics.registry, { notAfter: () => this.served.current.certificate.notAfter, reloadRefused: () => this.served.reloadRefused });
-    this.https = new HttpsListener(this.createServer(), () => this.createServer(), parts.logger);
+    this.listener = new Step2Listener(this.createServer(), () => this.createServer(), parts.logger);
   }
 
   /**
@@ -49,7 +49,7 @@ export class Step2 {
     if (read)
       this.served.reload(
         () => read(this.parts.running.config),
-        (tls) => this.https.setSecureContext(step2TlsOptions(tls)),
+        (tls) => this.listener.setSecureContext(step2TlsOptions(tls)),
       );
   }
 

@@ -9,8 +9,8 @@ import { ADDR, IF } from './topology.js';
 export interface DemoSecrets {
   step1Path: string;
   step2Path: string;
-  httpKey: string;
-  httpsKey: string;
+  step1Key: string;
+  step2Key: string;
 }
 
 /** The two protected services: a web server on the gateway and one on the LAN host behind it. */
@@ -27,7 +27,7 @@ export const STEP2_WINDOW_SECONDS = 5;
 
 export function randomDemoSecrets(): DemoSecrets {
   const hex = (bytes: number) => randomBytes(bytes).toString('hex');
-  return { step1Path: `/knock-${hex(6)}`, step2Path: `/open-${hex(6)}`, httpKey: hex(16), httpsKey: hex(16) };
+  return { step1Path: `/knock-${hex(6)}`, step2Path: `/open-${hex(6)}`, step1Key: hex(16), step2Key: hex(16) };
 }
 
 /** The config file text; `dir` holds the state file and the control socket. */
@@ -35,8 +35,8 @@ export function demoConfigYaml(secrets: DemoSecrets, dir: string): string {
   // One user, the same key pair for both apps (allowed: a pair may serve several apps).
   const users = `  users:
     - name: ${DEMO_USER}
-      access_key_http: ${secrets.httpKey}
-      access_key_https: ${secrets.httpsKey}`;
+      access_key_http: ${secrets.step1Key}
+      access_key_https: ${secrets.step2Key}`;
   return `# knock-port demo: generated for one run; the paths and keys are random.
 global:
   http_post_path: ${secrets.step1Path}

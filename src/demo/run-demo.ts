@@ -159,8 +159,8 @@ async function keepRunning(sandbox: DemoSandbox, secrets: DemoSecrets, ctx: SetU
     [
       '',
       'The demo network stays up until Ctrl-C. Try it yourself, as root:',
-      inClient(['curl', '-m', '1', '-d', `app=${app.name}&access_key=${secrets.httpKey}`, `http://${ADDR.gwWan4}${secrets.step1Path}`]),
-      inClient(['curl', '--cacert', ctx.cert, '-d', `app=${app.name}&access_key=${secrets.httpsKey}`, `https://${ADDR.gwWan4}${secrets.step2Path}`]),
+      inClient(['curl', '-m', '1', '-d', `app=${app.name}&access_key=${secrets.step1Key}`, `http://${ADDR.gwWan4}${secrets.step1Path}`]),
+      inClient(['curl', '--cacert', ctx.cert, '-d', `app=${app.name}&access_key=${secrets.step2Key}`, `https://${ADDR.gwWan4}${secrets.step2Path}`]),
       inClient(['curl', `http://${ADDR.gwWan4}:${app.port}/`]),
       `  ${shellLine(['knock-port', 'sessions', '--socket', ctx.controlSocket])}`,
       `  ${shellLine(['ip', 'netns', 'exec', gw.name, 'nft', 'list', 'table', 'inet', 'knockport'])}`,

@@ -41,7 +41,7 @@ export async function runDemoSteps(ctx: DemoContext): Promise<void> {
   const steps: ((ctx: DemoContext) => Promise<void> | void)[] = [
     servicesClosed,
     knockStep1,
-    httpsOpen,
+    step2PortAnswers,
     knockStep2,
     serviceAnswers,
     forwardedService,
@@ -82,7 +82,7 @@ async function knockStep1(ctx: DemoContext): Promise<void> {
   ctx.report.passed(`knock accepted; the gateway's HTTPS port is open to ${ADDR.client4} for ${STEP2_WINDOW_SECONDS} s`);
 }
 
-function httpsOpen(ctx: DemoContext): void {
+function step2PortAnswers(ctx: DemoContext): void {
   const fromClient = curl(ctx, ctx.topology.client, ['-m', '2', '--cacert', ctx.cert, gatewayUrl('https', '/')]);
   if (fromClient.code !== 0) fail(ctx, 3, `the HTTPS port did not answer ${ADDR.client4} after a valid knock (curl exit ${fromClient.code})`);
   ctx.report.note('It answers (404: only the secret step-2 path does anything). From another address, it stays closed:');
@@ -140,7 +140,7 @@ async function expiry(ctx: DemoContext): Promise<void> {
 /** Step 1 as a user types it: curl -m 1 times out, then the daemon's log shows the step-2 window it opened. */
 async function sendStep1(ctx: DemoContext, step: number, app: AppName, explain?: () => void): Promise<void> {
   const before = ctx.daemon.output.length;
-  const body = `app=${app}&access_key=${ctx.secrets.httpKey}`;
+  const body = `app=${app}&access_key=${ctx.secrets.step1Key}`;
   const result = curl(ctx, ctx.topology.client, ['-m', '1', '-d', body, gatewayUrl('http', ctx.secrets.step1Path)]);
   expectClosed(ctx, step, result, 'the step-1 port answered, which knock-port never does');
   explain?.();
@@ -149,7 +149,7 @@ async function sendStep1(ctx: DemoContext, step: number, app: AppName, explain?:
 
 async function sendStep2(ctx: DemoContext, step: number, app: AppName): Promise<void> {
   const before = ctx.daemon.output.length;
-  const body = `app=${app}&access_key=${ctx.secrets.httpsKey}`;
+  const body = `app=${app}&access_key=${ctx.secrets.step2Key}`;
   const result = curl(ctx, ctx.topology.client, ['-m', '2', '--cacert', ctx.cert, '-d', body, gatewayUrl('https', ctx.secrets.step2Path)]);
   if (result.stdout.trim() !== 'OK')
     fail(ctx, step, `step 2 for ${app} was not accepted (curl exit ${result.code}: ${(result.stdout + result.stderr).trim()})`);

@@ -19,7 +19,7 @@
  * Tools run as child processes, never synchronously: a revoke must not stall the event loop.
  */
 import { spawn } from 'node:child_process';
-import { publicHttpsPort, type AppConfig, type Config, type IpFamily, type Protocol } from '../config/types.js';
+import { publicStep2Port, type AppConfig, type Config, type IpFamily, type Protocol } from '../config/types.js';
 import { KnockPortError } from '../shared/errors.js';
 import { canonicalIp } from '../shared/ip.js';
 import { ALL_FAMILIES, familyOf } from './plan.js';
@@ -34,7 +34,7 @@ export interface FlowTarget {
 
 /** What a revoke covers: the public HTTPS port and the configured apps. */
 export interface FlowScope {
-  httpsPort: number;
+  step2Port: number;
   apps: readonly AppConfig[];
 }
 
@@ -45,14 +45,14 @@ export interface MarkedFlowScope extends FlowScope {
 
 /** The running config's protected ports and grant mark. */
 export function flowScopeOf(config: Pick<Config, 'global' | 'apps'>): MarkedFlowScope {
-  return { httpsPort: publicHttpsPort(config.global), apps: config.apps, grantMark: config.global.grantMark };
+  return { step2Port: publicStep2Port(config.global), apps: config.apps, grantMark: config.global.grantMark };
 }
 
 /** One app's port for a service revoke; HTTPS and every app's port for a full revoke. */
 export function revokedFlowTargets(scope: FlowScope, app?: AppConfig): FlowTarget[] {
   const toTarget = (a: AppConfig): FlowTarget => ({ protocol: a.protocol, port: a.port, local: a.destination.kind === 'local' });
   if (app) return [toTarget(app)];
-  const targets: FlowTarget[] = [{ protocol: 'tcp', port: scope.httpsPort, local: true }, ...scope.apps.map(toTarget)];
+  const targets: FlowTarget[] = [{ protocol: 'tcp', port: scope.step2Port, local: true }, ...scope.apps.map(toTarget)];
   const seen = new Set<string>();
   return targets.filter((t) => {
     const key = `${t.protocol}/${t.port}`;

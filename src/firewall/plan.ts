@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import { cpus } from 'node:os';
 import { resolveStep1Workers } from '../config/workers.js';
 import { prefilterPrefix } from '../step1/prefilter.js';
-import { publicHttpsPort, type AppConfig, type Config, type GateMode, type IpFamily, type Protocol } from '../config/types.js';
+import { publicStep2Port, type AppConfig, type Config, type GateMode, type IpFamily, type Protocol } from '../config/types.js';
 import { KnockPortError } from '../shared/errors.js';
 import { interfacePattern } from '../config/interface-name.js';
 
@@ -23,12 +23,12 @@ export interface ForwardedApp {
 export interface FirewallPlan {
   step1Port: number;
   /** The step-2 port clients reach: gated by the step-2 grant set. */
-  httpsPort: number;
+  step2Port: number;
   /**
-   * knock-port's own step-2 listener when a reverse proxy serves `httpsPort`: never reachable
+   * knock-port's own step-2 listener when a reverse proxy serves `step2Port`: never reachable
    * from the external interface (the proxy connects over loopback or an internal interface).
    */
-  internalHttpsPort?: number;
+  internalStep2Port?: number;
   interfaceExt: string;
   /** Families whose addresses can be granted; traffic of the others is only ever dropped. */
   grantFamilies: IpFamily[];
@@ -79,9 +79,9 @@ export function planFirewall(config: Config, machine: PlanMachine = {}): Firewal
     }
   }
   return {
-    step1Port: g.httpPort,
-    httpsPort: publicHttpsPort(g),
-    ...(publicHttpsPort(g) !== g.httpsPort ? { internalHttpsPort: g.httpsPort } : {}),
+    step1Port: g.step1Port,
+    step2Port: publicStep2Port(g),
+    ...(publicStep2Port(g) !== g.step2Port ? { internalStep2Port: g.step2Port } : {}),
     interfaceExt: g.interfaceExt,
     grantFamilies: g.ipv6 ? [4, 6] : [4],
     localApps: config.apps.filter((a) => a.destination.kind === 'local'),
@@ -97,7 +97,7 @@ export function planFirewall(config: Config, machine: PlanMachine = {}): Firewal
     step1Handshake: g.step1Handshake,
     // With `step1_reply: reset` every data segment must get the daemon's RST alike: a kernel drop
     // (or the kernel's own RST, whose flags differ) would tell a right path from a wrong one.
-    ...(g.step1Reply === 'reset' ? {} : { step1Prefilter: prefilterPrefix(g.httpPostPath) }),
+    ...(g.step1Reply === 'reset' ? {} : { step1Prefilter: prefilterPrefix(g.step1Path) }),
     gateMode: g.gateMode ?? 'enforce',
   };
 }

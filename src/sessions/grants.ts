@@ -50,7 +50,7 @@ export interface VoidedGrant {
 }
 
 function sameUser(a: User, b: User): boolean {
-  return a.name === b.name && a.httpKey.equals(b.httpKey) && a.httpsKey.equals(b.httpsKey);
+  return a.name === b.name && a.step1Key.equals(b.step1Key) && a.step2Key.equals(b.step2Key);
 }
 
 /**
@@ -135,10 +135,10 @@ export class Granter extends EventEmitter<GranterEvents> {
     this.expiry?.close();
   }
 
-  /** After a valid step 1: the HTTPS port for `ip`, for `app.step2HttpsDuration` seconds. */
+  /** After a valid step 1: the HTTPS port for `ip`, for `app.step2Duration` seconds. */
   async openStep2Window(ip: string, app: AppConfig, user: User, knockAt = performance.now()): Promise<void> {
-    await this.options.firewall.grantStep2(ip, app.step2HttpsDuration);
-    this.recorded(ip, app, user, 'step2', app.step2HttpsDuration, knockAt);
+    await this.options.firewall.grantStep2(ip, app.step2Duration);
+    this.recorded(ip, app, user, 'step2', app.step2Duration, knockAt);
   }
 
   /** After a valid step 2: the app's service port for `ip`, for `app.duration` seconds. */

@@ -4,6 +4,9 @@
  * without importing each other.
  */
 
+/** One of a knock's two steps; a user's key for it is `${step}Key`. */
+export type KnockStep = 'step1' | 'step2';
+
 /** How step-1 packets reach the daemon. */
 export type CaptureKind = 'nfqueue' | 'nflog';
 

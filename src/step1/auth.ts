@@ -28,7 +28,7 @@ export class KnockAuthenticator {
   user: User | undefined;
 
   constructor(apps: ReadonlyMap<string, AppConfig>) {
-    this.entries = [...apps].map(([name, app]) => ({ app, name: Buffer.from(name, 'utf8'), keys: new KeyMatcher(app.users, 'http') }));
+    this.entries = [...apps].map(([name, app]) => ({ app, name: Buffer.from(name, 'utf8'), keys: new KeyMatcher(app.users, 'step1') }));
   }
 
   /**

@@ -2,7 +2,7 @@
 import type { AppConfig, User } from '../config/types.js';
 import type { DecodeFailure } from '../packet/decode.js';
 import type { AuthFailure } from './auth.js';
-import type { HttpFailure } from './http.js';
+import type { Step1RequestFailure } from './http.js';
 
 export const STEP1_RESULTS = ['syn', 'ignored', 'spoofed', 'granted', 'rejected', 'retransmission'] as const;
 export type Step1Result = (typeof STEP1_RESULTS)[number];
@@ -10,7 +10,7 @@ export type Step1Result = (typeof STEP1_RESULTS)[number];
 /** Why a packet was ignored, spoofed or rejected. */
 export type IgnoreReason = 'not-step1-port' | 'pure-ack' | 'fin' | 'rst' | 'bad-flags' | 'handshake-none';
 export type SpoofReason = 'bad-cookie' | 'no-ack';
-export type Step1Reason = DecodeFailure | HttpFailure | AuthFailure | IgnoreReason | SpoofReason | 'rate-limited';
+export type Step1Reason = DecodeFailure | Step1RequestFailure | AuthFailure | IgnoreReason | SpoofReason | 'rate-limited';
 
 export const STEP1_REASONS: readonly Step1Reason[] = [
   'truncated',

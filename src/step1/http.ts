@@ -12,7 +12,7 @@
 /** Largest payload considered: a knock is ~200 bytes; more is not a client we serve. */
 export const MAX_REQUEST_BYTES = 2048;
 
-export type HttpFailure =
+export type Step1RequestFailure =
   'too-large' | 'not-http' | 'not-post' | 'bad-path' | 'incomplete' | 'bad-header' | 'no-content-length' | 'length-mismatch' | 'bad-content-type' | 'bad-body';
 
 const EMPTY = Buffer.alloc(0);
@@ -131,7 +131,7 @@ export function requestPathBytes(path: string): Buffer {
  * prefix, query or case folding) without allocating: fills `scan` with where the fields are and
  * returns undefined, or returns why the request is refused (`scan` then holds nothing usable).
  */
-export function scanKnockRequest(packet: Buffer, start: number, end: number, pathBytes: Buffer, scan: KnockScan): HttpFailure | undefined {
+export function scanKnockRequest(packet: Buffer, start: number, end: number, pathBytes: Buffer, scan: KnockScan): Step1RequestFailure | undefined {
   if (end - start > MAX_REQUEST_BYTES) return 'too-large';
   const lineEnd = indexOfCrlf(packet, start, end);
   const lineStop = lineEnd < 0 ? end : lineEnd;

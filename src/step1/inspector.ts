@@ -71,7 +71,7 @@ export class Inspector {
     this.budget = options.budget ?? own!.budget;
     this.decided = options.decided ?? own!.decided;
     this.lockout = options.lockout ?? new SecretLockout(lockoutPolicy(config.global), { now: this.now, states: own!.lockout });
-    this.pathBytes = requestPathBytes(config.global.httpPostPath);
+    this.pathBytes = requestPathBytes(config.global.step1Path);
     this.authenticator = new KnockAuthenticator(this.apps);
   }
 
@@ -86,7 +86,7 @@ export class Inspector {
     const failure = decodeTcpPacket(packet, view);
     if (failure !== undefined) return this.malformed(packet, failure);
     const base = this.describe(view);
-    if (view.dport !== this.config.global.httpPort) return settle(base, 'ignored', 'not-step1-port');
+    if (view.dport !== this.config.global.step1Port) return settle(base, 'ignored', 'not-step1-port');
 
     const flags = view.flags;
     const hasPayload = view.payloadLength > 0;

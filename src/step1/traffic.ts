@@ -30,9 +30,9 @@ export class TrafficInspector {
     const failure = decodeTcpPacket(packet, this.view);
     if (failure === 'not-tcp') return this.skip();
     // Malformed packets carry no trustworthy port: the inspector reports them all.
-    if (failure === undefined && this.view.dport !== this.config.global.httpPort) {
+    if (failure === undefined && this.view.dport !== this.config.global.step1Port) {
       const synAck = TCP_SYN | TCP_ACK;
-      if (this.view.sport === this.config.global.httpPort && (this.view.flags & synAck) === synAck) this.cookies.observeSynAck(this.view);
+      if (this.view.sport === this.config.global.step1Port && (this.view.flags & synAck) === synAck) this.cookies.observeSynAck(this.view);
       return this.skip();
     }
     return this.inspector.inspect(packet);

@@ -38,7 +38,7 @@ export function authorizeStep2(
   const app = config.apps.find((candidate) => candidate.name === fields.app);
   const windowUsers = new Set(windows.filter((w) => w.app === fields.app).map((w) => w.user));
   const candidates = app ? app.users.filter((user) => windowUsers.has(user.name)) : [];
-  const user = findUserByKey(candidates, fields.accessKey, 'https');
+  const user = findUserByKey(candidates, fields.accessKey, 'step2');
   if (!app) return { outcome: 'forbidden', reason: 'unknown-app' };
   if (candidates.length === 0) return { outcome: 'forbidden', reason: 'no-window' };
   if (lockout.isLocked('step2-key', app.name)) return { outcome: 'forbidden', reason: 'locked' };

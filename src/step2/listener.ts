@@ -9,7 +9,7 @@ import type { GlobalConfig } from '../config/types.js';
 import { describeError, KnockPortError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 
-export class HttpsListenError extends KnockPortError {}
+export class Step2ListenError extends KnockPortError {}
 
 /** A prepared switch: `apply` makes it current, `cancel` undoes the preparation. */
 export interface PreparedSwitch {
@@ -17,7 +17,7 @@ export interface PreparedSwitch {
   cancel(): Promise<void>;
 }
 
-export class HttpsListener {
+export class Step2Listener {
   constructor(
     private server: HttpsServer,
     /** A new step-2 server (not listening yet), for a move. */
@@ -29,9 +29,9 @@ export class HttpsListener {
     return this.server.listening;
   }
 
-  /** Throws HttpsListenError when the address cannot be bound. */
+  /** Throws Step2ListenError when the address cannot be bound. */
   listen(g: GlobalConfig): Promise<void> {
-    return listenHttps(this.server, g, this.logger);
+    return listenStep2(this.server, g, this.logger);
   }
 
   /**
@@ -46,10 +46,10 @@ export class HttpsListener {
       apply: async () => {
         const old = this.server;
         this.server = server;
-        if (!oldClosed) await closeHttps(old);
+        if (!oldClosed) await closeStep2(old);
       },
       cancel: async () => {
-        await closeHttps(server);
+        await closeStep2(server);
         if (oldClosed) await this.relisten(before);
       },
     };
@@ -62,20 +62,20 @@ export class HttpsListener {
 
   /** Stops accepting and ends the open connections. */
   close(): Promise<void> {
-    return closeHttps(this.server);
+    return closeStep2(this.server);
   }
 
   /** Listens on `server`; true when the running listener had to be closed for it. */
   private async listenBeside(server: HttpsServer, next: GlobalConfig, before: GlobalConfig): Promise<boolean> {
     try {
-      await listenHttps(server, next, this.logger);
+      await listenStep2(server, next, this.logger);
       return false;
     } catch (err) {
-      if (next.httpsPort !== before.httpsPort || (err as { cause?: { code?: string } }).cause?.code !== 'EADDRINUSE') throw err;
+      if (next.step2Port !== before.step2Port || (err as { cause?: { code?: string } }).cause?.code !== 'EADDRINUSE') throw err;
     }
-    await closeHttps(this.server);
+    await closeStep2(this.server);
     try {
-      await listenHttps(server, next, this.logger);
+      await listenStep2(server, next, this.logger);
       return true;
     } catch (err) {
       await this.relisten(before);
@@ -86,7 +86,7 @@ export class HttpsListener {
   /** Puts the running listener back after a reload closed it and then failed. */
   private async relisten(g: GlobalConfig): Promise<void> {
     try {
-      await listenHttps(this.server, g, this.logger);
+      await listenStep2(this.server, g, this.logger);
     } catch (err) {
       this.logger.error(
         { err: describeError(err) },
@@ -96,12 +96,12 @@ export class HttpsListener {
   }
 }
 
-function listenHttps(server: HttpsServer, g: GlobalConfig, logger: Logger): Promise<void> {
+function listenStep2(server: HttpsServer, g: GlobalConfig, logger: Logger): Promise<void> {
   return new Promise((resolve, reject) => {
-    const where = g.httpsListenAddress === undefined ? `port ${g.httpsPort}` : `${g.httpsListenAddress} port ${g.httpsPort}`;
-    const onError = (err: Error) => reject(new HttpsListenError(`cannot listen for HTTPS on ${where}: ${err.message}`, { cause: err }));
+    const where = g.step2ListenAddress === undefined ? `port ${g.step2Port}` : `${g.step2ListenAddress} port ${g.step2Port}`;
+    const onError = (err: Error) => reject(new Step2ListenError(`cannot listen for HTTPS on ${where}: ${err.message}`, { cause: err }));
     server.once('error', onError);
-    server.listen({ port: g.httpsPort, host: g.httpsListenAddress ?? (g.ipv6 ? '::' : '0.0.0.0'), ipv6Only: false }, () => {
+    server.listen({ port: g.step2Port, host: g.step2ListenAddress ?? (g.ipv6 ? '::' : '0.0.0.0'), ipv6Only: false }, () => {
       server.off('error', onError);
       server.on('error', (err) => logger.error({ err: err.message }, 'HTTPS server error'));
       resolve();
@@ -110,7 +110,7 @@ function listenHttps(server: HttpsServer, g: GlobalConfig, logger: Logger): Prom
 }
 
 /** Stops accepting and ends the server's open connections; resolves once it is closed. */
-function closeHttps(server: HttpsServer): Promise<void> {
+function closeStep2(server: HttpsServer): Promise<void> {
   const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
   server.closeAllConnections();
   return closed;

@@ -218,7 +218,7 @@ async function handleRequest(
   const body = await readBody(req, limits.bodyBytes);
   if (body === 'too-large') return finish('too-large', `body over ${limits.bodyBytes} bytes`);
   if (body === 'aborted') return;
-  if (req.method !== 'POST' || req.url !== config.global.httpsPostPath) return finish('forbidden', 'another path or method');
+  if (req.method !== 'POST' || req.url !== config.global.step2Path) return finish('forbidden', 'another path or method');
   const form = parseStep2Body(body, req.headers['content-type']);
   if (!form.ok) return finish('forbidden', `malformed: ${form.reason}`);
 

@@ -65,7 +65,7 @@ export const MUTANTS = [
     id: 'step2-window-duration-ignored',
     description: "the step-2 window lasts the app's whole duration instead of step2_https_duration",
     file: 'src/sessions/grants.ts',
-    find: 'await this.options.firewall.grantStep2(ip, app.step2HttpsDuration);',
+    find: 'await this.options.firewall.grantStep2(ip, app.step2Duration);',
     replace: 'await this.options.firewall.grantStep2(ip, app.duration);',
     tests: ['test/unit/sessions/grants.test.ts'],
   },

@@ -5,14 +5,15 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { describeError } from '../../shared/errors.js';
-import { CREDENTIAL_ENV, resolveCredentials } from '../../client/credentials.js';
+import { CREDENTIAL_ENV, resolveCredentials, type CredentialFlags } from '../../client/credentials.js';
 import { KnockUsageError } from '../../client/errors.js';
 import { exitCodeHelp, KnockExitCode } from '../../client/exit-codes.js';
 import { knock, type KnockPlan } from '../../client/knock.js';
-import { resolveTarget } from '../../client/target.js';
+import { resolveTarget, type TargetOptions } from '../../client/target.js';
 import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
 import { parsePort } from '../options.js';
 
+/** The parsed flags, named as the option parser names them after `--http-port`, `--https-key`, .... */
 interface KnockFlags {
   url?: string[];
   host?: string;
@@ -54,8 +55,8 @@ export function registerKnock(program: Command, terminal: Terminal = processTerm
     .option('--http-path <path>', 'step-1 path (global.http_post_path)')
     .option('--https-path <path>', 'step-2 path (global.https_post_path)')
     .option('--app <name>', 'app to open (a section of the gateway config)')
-    .option('--http-key <key>', `step-1 key (or ${CREDENTIAL_ENV.httpKey}, or http_key= in --key-file)`)
-    .option('--https-key <key>', `step-2 key (or ${CREDENTIAL_ENV.httpsKey}, or https_key= in --key-file)`)
+    .option('--http-key <key>', `step-1 key (or ${CREDENTIAL_ENV.step1Key}, or http_key= in --key-file)`)
+    .option('--https-key <key>', `step-2 key (or ${CREDENTIAL_ENV.step2Key}, or https_key= in --key-file)`)
     .option('--key-file <file>', 'file with http_key=, https_key= and optionally otp_secret= and totp=yes lines (chmod 600)')
     .option('--token <code>', `step-2 TOTP code (or ${CREDENTIAL_ENV.token})`)
     .option('--totp', 'this user has a step-2 TOTP: ask for the token (on a terminal) before knocking, unless --token gives it')
@@ -94,13 +95,23 @@ async function runKnock(flags: KnockFlags, terminal: Terminal): ReturnType<typeo
   });
 }
 
+function targetOptions(flags: KnockFlags): TargetOptions {
+  const { host, httpPort, httpsPort, httpPath, httpsPath } = flags;
+  return { urls: flags.url ?? [], host, step1Port: httpPort, step2Port: httpsPort, step1Path: httpPath, step2Path: httpsPath };
+}
+
+function credentialFlags(flags: KnockFlags): CredentialFlags {
+  const { httpKey, httpsKey, token, otpSecret, keyFile, totp } = flags;
+  return { step1Key: httpKey, step2Key: httpsKey, token, otpSecret, keyFile, totp };
+}
+
 function buildPlan(flags: KnockFlags, terminal: Terminal): KnockPlan {
   if (flags.app === undefined || flags.app === '') throw new KnockUsageError('--app is required');
-  const { credentials, warnings } = resolveCredentials(flags, terminal.env);
+  const { credentials, warnings } = resolveCredentials(credentialFlags(flags), terminal.env);
   for (const warning of warnings) terminal.stderr.write(`${ERROR_PREFIX}warning: ${warning}\n`);
   if (flags.wait !== undefined && flags.servicePort === undefined) throw new KnockUsageError('--wait needs --service-port');
   const plan: KnockPlan = {
-    target: resolveTarget({ ...flags, urls: flags.url ?? [] }),
+    target: resolveTarget(targetOptions(flags)),
     app: flags.app,
     credentials,
     trust: { insecure: flags.insecure === true, ...(flags.ca !== undefined ? { ca: readCa(flags.ca) } : {}) },

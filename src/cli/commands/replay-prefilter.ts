@@ -16,7 +16,7 @@ export class PrefilterJudge {
   private readonly mode: PrefilterMode;
 
   constructor(config: Config) {
-    this.prefix = prefilterPrefix(config.global.httpPostPath);
+    this.prefix = prefilterPrefix(config.global.step1Path);
     this.mode = { handshake: config.global.step1Handshake, reply: config.global.step1Reply };
   }
 

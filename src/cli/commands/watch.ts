@@ -23,11 +23,11 @@ export function registerWatch(program: Command): void {
     const prefilter = new PrefilterJudge(config);
     const format = opts.json === true ? formatDecisionJson : formatDecisionText;
     // Both directions (IPv4 and IPv6): the SYN-ACKs the clients acknowledge come from the step-1 port.
-    const capture = openLiveCapture(opts.iface, `tcp port ${config.global.httpPort}`, (linkType, frame, timeMs) => {
+    const capture = openLiveCapture(opts.iface, `tcp port ${config.global.step1Port}`, (linkType, frame, timeMs) => {
       const decision = traffic.feed(linkType, frame, timeMs);
       if (decision) process.stdout.write(`${format(timeMs, decision, prefilter.drops(linkType, frame))}\n`);
     });
-    process.stderr.write(`watching step-1 traffic on ${opts.iface} port ${config.global.httpPort} (no firewall change); Ctrl-C to stop\n`);
+    process.stderr.write(`watching step-1 traffic on ${opts.iface} port ${config.global.step1Port} (no firewall change); Ctrl-C to stop\n`);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once('SIGINT', stop);

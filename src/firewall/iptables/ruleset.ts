@@ -213,7 +213,7 @@ export class IptablesRuleset {
     const services = `-m set --match-set ${this.setName('service', family)} src,dst ${mark}`;
     const apps = [...p.localApps, ...this.forwarded(family, true).map(({ app }) => app)];
     return [
-      `${inIf(p.interfaceExt)}-p tcp --dport ${p.httpsPort} -m set --match-set ${this.setName('step2', family)} src ${mark}`,
+      `${inIf(p.interfaceExt)}-p tcp --dport ${p.step2Port} -m set --match-set ${this.setName('step2', family)} src ${mark}`,
       ...apps.flatMap((app) => [
         `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} ${services}`,
         ...allowedNetworks(app, family).map((network) => `${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -s ${network} ${mark}`),
@@ -239,10 +239,10 @@ export class IptablesRuleset {
 
   private inputGate(): string[] {
     const p = this.plan;
-    const rules = [`${inIf(p.interfaceExt)}-p tcp --dport ${p.httpsPort} -j ${this.chain('STEP2')}`];
+    const rules = [`${inIf(p.interfaceExt)}-p tcp --dport ${p.step2Port} -j ${this.chain('STEP2')}`];
     // With no external interface named, only loopback (where a local proxy connects) may reach the internal port.
-    if (p.internalHttpsPort !== undefined)
-      rules.push(`${matchesInterface(p.interfaceExt) ? inIf(p.interfaceExt) : '! -i lo '}-p tcp --dport ${p.internalHttpsPort} -j DROP`);
+    if (p.internalStep2Port !== undefined)
+      rules.push(`${matchesInterface(p.interfaceExt) ? inIf(p.interfaceExt) : '! -i lo '}-p tcp --dport ${p.internalStep2Port} -j DROP`);
     for (const app of p.localApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j ${this.chain('SERVICE')}`);
     // Granted sources are DNATed before input; what still arrives here for the port has no grant.
     if (p.gateMode === 'enforce') for (const { app } of p.forwardedApps) rules.push(`${inIf(app.interfaceExt)}-p ${app.protocol} --dport ${app.port} -j DROP`);

@@ -174,7 +174,7 @@ export class NftRuleset {
     const rules: string[] = [];
     for (const f of this.plan.grantFamilies) {
       const { addr } = fam(f);
-      rules.push(`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} ${TO_THIS_HOST} ${addr} saddr @${grantSetName('step2', f)} ${mark}`);
+      rules.push(`${iif(p.interfaceExt)}tcp dport ${p.step2Port} ${TO_THIS_HOST} ${addr} saddr @${grantSetName('step2', f)} ${mark}`);
       const services = `${TO_THIS_HOST} ${addr} saddr . meta l4proto . th dport @${grantSetName('service', f)} ${mark}`;
       const apps = [
         ...p.localApps,
@@ -223,10 +223,10 @@ export class NftRuleset {
 
   private inputGate(): string[] {
     const p = this.plan;
-    const rules = [`${iif(p.interfaceExt)}tcp dport ${p.httpsPort} goto step2`];
+    const rules = [`${iif(p.interfaceExt)}tcp dport ${p.step2Port} goto step2`];
     // With no external interface named, only loopback (where a local proxy connects) may reach the internal port.
-    if (p.internalHttpsPort !== undefined)
-      rules.push(`${matchesInterface(p.interfaceExt) ? iif(p.interfaceExt) : 'iifname != "lo" '}tcp dport ${p.internalHttpsPort} drop`);
+    if (p.internalStep2Port !== undefined)
+      rules.push(`${matchesInterface(p.interfaceExt) ? iif(p.interfaceExt) : 'iifname != "lo" '}tcp dport ${p.internalStep2Port} drop`);
     for (const app of p.localApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} goto service`);
     // Granted sources are DNATed before input; what still arrives here for the port has no grant.
     if (p.gateMode === 'enforce') for (const { app } of p.forwardedApps) rules.push(`${iif(app.interfaceExt)}${app.protocol} dport ${app.port} drop`);

@@ -43,9 +43,9 @@ export interface GrantEvent {
  * thread grants only when the current config's user has the same fingerprint, so a rotated
  * key or a newly required code never opens anything (the client's retry is judged anew).
  */
-export function credentialFingerprint(user: Pick<User, 'httpKey' | 'step1OtpSecret'>): string {
+export function credentialFingerprint(user: Pick<User, 'step1Key' | 'step1OtpSecret'>): string {
   return createHash('sha256')
-    .update(user.httpKey)
+    .update(user.step1Key)
     .update(user.step1OtpSecret ?? '')
     .digest('base64');
 }
@@ -96,6 +96,9 @@ export function reviveConfig(config: Config): Config {
   const buffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return {
     ...config,
-    apps: config.apps.map((app) => ({ ...app, users: app.users.map((user) => ({ ...user, httpKey: buffer(user.httpKey), httpsKey: buffer(user.httpsKey) })) })),
+    apps: config.apps.map((app) => ({
+      ...app,
+      users: app.users.map((user) => ({ ...user, step1Key: buffer(user.step1Key), step2Key: buffer(user.step2Key) })),
+    })),
   };
 }

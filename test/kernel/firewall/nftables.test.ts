@@ -95,7 +95,7 @@ describe.skipIf(skip)('nftables backend in network namespaces', () => {
   });
 
   it('step 1 goes to NFLOG: SYNs and data segments starting with the knock prefix are seen; pure ACKs and other data are not, and nothing answers', async () => {
-    const path = topo.config.global.httpPostPath;
+    const path = topo.config.global.step1Path;
     // A data segment shaped like a knock, and two that are not: 12 bytes of filler and a wrong path (three lengths, told apart below).
     const knockLike = payloadFile(`POST ${path} HTTP/1.1\r\nContent-Length: 0\r\n\r\n`);
     const wrongPath = payloadFile(`POST ${path.slice(0, -1)}x HTTP/1.1\r\n\r\n`);

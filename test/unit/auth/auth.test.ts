@@ -45,14 +45,14 @@ describe('totp', () => {
 
 describe('keys', () => {
   const users: User[] = [
-    { name: 'alice', index: 0, httpKey: digestKey('alice-http-key'), httpsKey: digestKey('alice-https-key') },
-    { name: 'bob', index: 1, httpKey: digestKey('bob-http-key-1'), httpsKey: digestKey('bob-https-key-1') },
+    { name: 'alice', index: 0, step1Key: digestKey('alice-http-key'), step2Key: digestKey('alice-https-key') },
+    { name: 'bob', index: 1, step1Key: digestKey('bob-http-key-1'), step2Key: digestKey('bob-https-key-1') },
   ];
   it('finds the user by the key of the right step only', () => {
-    expect(findUserByKey(users, 'bob-http-key-1', 'http')?.name).toBe('bob');
-    expect(findUserByKey(users, 'bob-http-key-1', 'https')).toBeUndefined();
-    expect(findUserByKey(users, 'alice-https-key', 'https')?.name).toBe('alice');
-    expect(findUserByKey(users, '', 'http')).toBeUndefined();
+    expect(findUserByKey(users, 'bob-http-key-1', 'step1')?.name).toBe('bob');
+    expect(findUserByKey(users, 'bob-http-key-1', 'step2')).toBeUndefined();
+    expect(findUserByKey(users, 'alice-https-key', 'step2')?.name).toBe('alice');
+    expect(findUserByKey(users, '', 'step1')).toBeUndefined();
   });
   it('prints the sha256: form', () => {
     expect(hashedKeyString('abc')).toBe('sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');

@@ -208,10 +208,10 @@ describe('knock-port knock, step 2', () => {
 
   it('keeps trying step 2 while the HTTPS port opens after the knock', async () => {
     const lateStep1 = await Step1Recorder.listen();
-    const httpsPort = await freePort();
+    const step2Port = await freePort();
     let late: Promise<Step2Server> | undefined;
     lateStep1.whenKnocked(() => {
-      late ??= new Promise((resolve) => setTimeout(() => resolve(Step2Server.listen(certificate, httpsPort)), 300));
+      late ??= new Promise((resolve) => setTimeout(() => resolve(Step2Server.listen(certificate, step2Port)), 300));
     });
     try {
       const run = await runCli(
@@ -224,7 +224,7 @@ describe('knock-port knock, step 2', () => {
           '--http-port',
           String(lateStep1.port),
           '--https-port',
-          String(httpsPort),
+          String(step2Port),
           '--http-path',
           '/a',
           '--https-path',

@@ -16,25 +16,25 @@ describe('knock target', () => {
   });
 
   it('takes IPv6 hosts in brackets from URLs and from --host', () => {
-    expect(resolveTarget({ urls: ['http://[2001:db8::1]:8080/k1'], httpsPath: '/k2' })).toEqual({
+    expect(resolveTarget({ urls: ['http://[2001:db8::1]:8080/k1'], step2Path: '/k2' })).toEqual({
       step1: { host: '2001:db8::1', port: 8080, path: '/k1' },
       step2: { host: '2001:db8::1', port: 443, path: '/k2' },
     });
-    expect(resolveTarget({ host: '[::1]', httpPath: '/a', httpsPath: '/b' }).step2.host).toBe('::1');
-    expect(resolveTarget({ host: '::1', httpPath: '/a', httpsPath: '/b', httpPort: 81 }).step1).toEqual({ host: '::1', port: 81, path: '/a' });
+    expect(resolveTarget({ host: '[::1]', step1Path: '/a', step2Path: '/b' }).step2.host).toBe('::1');
+    expect(resolveTarget({ host: '::1', step1Path: '/a', step2Path: '/b', step1Port: 81 }).step1).toEqual({ host: '::1', port: 81, path: '/a' });
   });
 
   it.each([
-    [{ httpPath: '/a', httpsPath: '/b' }, 'no gateway'],
-    [{ host: 'gw', httpsPath: '/b' }, 'no step-1 path'],
-    [{ urls: ['http://gw/'], httpsPath: '/b' }, 'no step-1 path'],
+    [{ step1Path: '/a', step2Path: '/b' }, 'no gateway'],
+    [{ host: 'gw', step2Path: '/b' }, 'no step-1 path'],
+    [{ urls: ['http://gw/'], step2Path: '/b' }, 'no step-1 path'],
     [{ urls: ['http://gw/a', 'http://gw/b'] }, 'two http://'],
     [{ urls: ['ftp://gw/a'] }, 'use http://'],
-    [{ urls: ['http://gw/a?x=1'], httpsPath: '/b' }, 'only scheme'],
-    [{ urls: ['http://gw/a'], httpPort: 81, httpsPath: '/b' }, 'not both'],
-    [{ host: 'gw:80', httpPath: '/a', httpsPath: '/b' }, 'ports go in'],
-    [{ host: 'gw', httpPath: '/a b', httpsPath: '/b' }, 'must start with /'],
-    [{ host: 'gw', httpPath: 'a', httpsPath: '/b' }, 'must start with /'],
+    [{ urls: ['http://gw/a?x=1'], step2Path: '/b' }, 'only scheme'],
+    [{ urls: ['http://gw/a'], step1Port: 81, step2Path: '/b' }, 'not both'],
+    [{ host: 'gw:80', step1Path: '/a', step2Path: '/b' }, 'ports go in'],
+    [{ host: 'gw', step1Path: '/a b', step2Path: '/b' }, 'must start with /'],
+    [{ host: 'gw', step1Path: 'a', step2Path: '/b' }, 'must start with /'],
   ])('refuses %j with a usage error', (options, message) => {
     expect(() => resolveTarget(options)).toThrow(KnockUsageError);
     expect(() => resolveTarget(options)).toThrow(message);
@@ -47,8 +47,8 @@ describe('key file and credentials', () => {
 
   it('parses name=value lines, comments and values containing =', () => {
     expect(parseKeyFile('# keys\nhttp_key = abc=def==\n\nhttps_key=xyz\notp_secret=JBSWY3DPEHPK3PXP\n', 'k')).toEqual({
-      httpKey: 'abc=def==',
-      httpsKey: 'xyz',
+      step1Key: 'abc=def==',
+      step2Key: 'xyz',
       otpSecret: 'JBSWY3DPEHPK3PXP',
     });
   });
@@ -64,24 +64,24 @@ describe('key file and credentials', () => {
     writeFileSync(file, 'http_key=from-file-1\nhttps_key=from-file-2\n');
     chmodSync(file, 0o644);
     const env = { KNOCK_PORT_HTTP_KEY: 'from-env-1', KNOCK_PORT_HTTPS_KEY: 'from-env-2', KNOCK_PORT_TOKEN: '123456' };
-    const resolved = resolveCredentials({ httpKey: 'from-flag-1', keyFile: file }, env);
-    expect(resolved.credentials).toEqual({ httpKey: 'from-flag-1', httpsKey: 'from-file-2', token: '123456' });
+    const resolved = resolveCredentials({ step1Key: 'from-flag-1', keyFile: file }, env);
+    expect(resolved.credentials).toEqual({ step1Key: 'from-flag-1', step2Key: 'from-file-2', token: '123456' });
     expect(resolved.warnings.join()).toContain(`chmod 600 ${file}`);
     chmodSync(file, 0o600);
     expect(resolveCredentials({ keyFile: file }, {}).warnings).toEqual([]);
-    expect(resolveCredentials({}, env).credentials).toEqual({ httpKey: 'from-env-1', httpsKey: 'from-env-2', token: '123456' });
+    expect(resolveCredentials({}, env).credentials).toEqual({ step1Key: 'from-env-1', step2Key: 'from-env-2', token: '123456' });
   });
 
   it('says where a missing key can come from, and refuses a non-base32 otp secret', () => {
-    expect(() => resolveCredentials({ httpsKey: 'x' }, {})).toThrow('give --http-key, http_key= in --key-file, or KNOCK_PORT_HTTP_KEY');
-    expect(() => resolveCredentials({ httpKey: 'x' }, {})).toThrow('KNOCK_PORT_HTTPS_KEY');
-    expect(() => resolveCredentials({ httpKey: 'x', httpsKey: 'y', otpSecret: 'no!' }, {})).toThrow('not valid base32');
+    expect(() => resolveCredentials({ step2Key: 'x' }, {})).toThrow('give --http-key, http_key= in --key-file, or KNOCK_PORT_HTTP_KEY');
+    expect(() => resolveCredentials({ step1Key: 'x' }, {})).toThrow('KNOCK_PORT_HTTPS_KEY');
+    expect(() => resolveCredentials({ step1Key: 'x', step2Key: 'y', otpSecret: 'no!' }, {})).toThrow('not valid base32');
     expect(() => resolveCredentials({ keyFile: join(dir, 'missing') }, {})).toThrow('ENOENT');
   });
 
   it('knows a user has a step-2 TOTP from --totp or totp=yes in the key file (the gateway never says so)', () => {
     const file = join(dir, 'totp-keys');
-    const keys = { httpKey: 'x', httpsKey: 'y' };
+    const keys = { step1Key: 'x', step2Key: 'y' };
     expect(resolveCredentials({ ...keys, totp: true }, {}).credentials.totp).toBe(true);
     expect(resolveCredentials(keys, {}).credentials.totp).toBeUndefined();
     writeFileSync(file, 'http_key=a\nhttps_key=b\ntotp=yes\n', { mode: 0o600 });

@@ -33,14 +33,14 @@ describe('the original knock-port format', () => {
     const { config } = loadRealSecrets();
     const { global } = config;
     expect(global).toMatchObject({
-      httpPostPath: '/Kp7x-Q2m.9a',
-      httpsPostPath: '/zR4_tW8~vN1',
+      step1Path: '/Kp7x-Q2m.9a',
+      step2Path: '/zR4_tW8~vN1',
       rateLimitPerMinute: 120,
       interfaceExt: 'eth0',
       interfaceInt: 'eth1',
       // Extensions take their defaults.
-      httpPort: 80,
-      httpsPort: 443,
+      step1Port: 80,
+      step2Port: 443,
       firewallType: 'nftables',
       capture: 'auto',
       step1Handshake: 'cookie',
@@ -54,12 +54,12 @@ describe('the original knock-port format', () => {
     expect(config.apps.map((app) => app.name)).toEqual(['openvpn', 'rdp_lan', 'web_lan']);
 
     const [openvpn, rdp, web] = config.apps;
-    expect(openvpn).toMatchObject({ port: 1194, protocol: 'udp', destination: { kind: 'local' }, duration: 86400, step2HttpsDuration: 5, masquerade: false });
+    expect(openvpn).toMatchObject({ port: 1194, protocol: 'udp', destination: { kind: 'local' }, duration: 86400, step2Duration: 5, masquerade: false });
     // Parallel lists pair by index into users key0, key1.
     expect(openvpn!.users.map((user) => user.name)).toEqual(['key0', 'key1']);
-    expect(findUserByKey(openvpn!.users, 'c81d0e5fa7342b69', 'http')?.name).toBe('key1');
-    expect(findUserByKey(openvpn!.users, 'e5a03c98d17f4b26', 'https')?.name).toBe('key1');
-    expect(findUserByKey(openvpn!.users, 'e5a03c98d17f4b26', 'http')).toBeUndefined();
+    expect(findUserByKey(openvpn!.users, 'c81d0e5fa7342b69', 'step1')?.name).toBe('key1');
+    expect(findUserByKey(openvpn!.users, 'e5a03c98d17f4b26', 'step2')?.name).toBe('key1');
+    expect(findUserByKey(openvpn!.users, 'e5a03c98d17f4b26', 'step1')).toBeUndefined();
     // IP:PORT forwards; per-app interface overrides win over the global ones.
     expect(rdp).toMatchObject({
       destination: { kind: 'forward', address: '192.168.1.50', family: 4, port: 3389 },
@@ -75,7 +75,7 @@ describe('the original knock-port format', () => {
     const { config } = loadRealSecrets();
     const serialized = JSON.stringify(config);
     for (const key of ['9f2c4e71b0a85d36', 'c81d0e5fa7342b69', '4b7e19d2f06ca385', '2a9f5c07e8b36d14']) expect(serialized).not.toContain(key);
-    expect(config.apps[0]!.users[0]!.httpKey).toEqual(digestKey('9f2c4e71b0a85d36'));
+    expect(config.apps[0]!.users[0]!.step1Key).toEqual(digestKey('9f2c4e71b0a85d36'));
   });
 
   it('notes the keys it accepts but does not use, with their line', () => {
@@ -193,8 +193,8 @@ describe('extensions', () => {
       ['key0', 0],
       ['carol', 1],
     ]);
-    expect(findUserByKey(users, 'c4r0l-step1-k3y', 'http')?.name).toBe('carol');
-    expect(findUserByKey(users, 'c4r0l-step2-k3y', 'https')?.name).toBe('carol');
+    expect(findUserByKey(users, 'c4r0l-step1-k3y', 'step1')?.name).toBe('carol');
+    expect(findUserByKey(users, 'c4r0l-step2-k3y', 'step2')?.name).toBe('carol');
     expect(users[1]!.totpSecret).toBe('JBSWY3DPEHPK3PXP');
   });
 
@@ -222,8 +222,8 @@ describe('extensions', () => {
       ),
     );
     expect(config.global).toMatchObject({
-      httpPort: 8080,
-      httpsPort: 8443,
+      step1Port: 8080,
+      step2Port: 8443,
       firewallType: 'iptables',
       capture: 'nflog',
       queueNum: 3,
@@ -241,13 +241,13 @@ describe('extensions', () => {
   });
 
   it('lets command-line flags override the file', () => {
-    const config = parseConfig(VALID, 'test.yaml', { firewallType: 'vyos', httpPort: 8081, httpsPort: 8444, capture: 'nfqueue', stateDir: '/tmp/kp-state' });
-    expect(config.global).toMatchObject({ firewallType: 'vyos', httpPort: 8081, httpsPort: 8444, capture: 'nfqueue', stateDir: '/tmp/kp-state' });
+    const config = parseConfig(VALID, 'test.yaml', { firewallType: 'vyos', step1Port: 8081, step2Port: 8444, capture: 'nfqueue', stateDir: '/tmp/kp-state' });
+    expect(config.global).toMatchObject({ firewallType: 'vyos', step1Port: 8081, step2Port: 8444, capture: 'nfqueue', stateDir: '/tmp/kp-state' });
   });
 
   it('has no limit on the length of the request paths', () => {
     const long = `/${'x'.repeat(300)}`;
-    expect(load(VALID.replace('/a8Fq2Lm9Zx', long)).global.httpPostPath).toBe(long);
+    expect(load(VALID.replace('/a8Fq2Lm9Zx', long)).global.step1Path).toBe(long);
   });
 });
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { buildProgram } from '../../../src/cli/main.js';
 import { ConfigError, parseConfig } from '../../../src/config/load.js';
-import { publicHttpsPort } from '../../../src/config/types.js';
+import { publicStep2Port } from '../../../src/config/types.js';
 import { expectRefusedOnce, issuesOf, load, VALID } from './helpers.js';
 
 const withGlobal = (lines: string): string => VALID.replace('  interface_int: eth1\n', `  interface_int: eth1\n${lines}`);
@@ -17,26 +17,26 @@ describe('config keys for a proxy in front of step 2', () => {
   it('reads them, with the trusted proxies as networks', () => {
     const config = load(PROXY_FRONT);
     expect(config.global).toMatchObject({
-      httpsPublicPort: 443,
-      httpsPort: 8443,
-      httpsListenAddress: '127.0.0.1',
+      step2PublicPort: 443,
+      step2Port: 8443,
+      step2ListenAddress: '127.0.0.1',
       trustedProxies: ['127.0.0.1/32', '::1/128', '10.1.2.3/8'],
     });
-    expect(publicHttpsPort(config.global)).toBe(443);
+    expect(publicStep2Port(config.global)).toBe(443);
     expect(config.warnings).toBeUndefined();
   });
 
   it('defaults to no proxy: clients reach https_port itself, on every address, and no header is trusted', () => {
     const { global } = load(VALID);
-    expect(global.httpsPublicPort).toBeUndefined();
-    expect(global.httpsListenAddress).toBeUndefined();
+    expect(global.step2PublicPort).toBeUndefined();
+    expect(global.step2ListenAddress).toBeUndefined();
     expect(global.trustedProxies).toBeUndefined();
-    expect(publicHttpsPort(global)).toBe(443);
+    expect(publicStep2Port(global)).toBe(443);
   });
 
   it('writes IPv6 addresses in one form', () => {
     const { global } = load(withGlobal('  https_listen_address: "0:0::1"\n  trusted_proxies: ["FD00:0::0:1/64"]\n'));
-    expect(global.httpsListenAddress).toBe('::1');
+    expect(global.step2ListenAddress).toBe('::1');
     expect(global.trustedProxies).toEqual(['fd00::1/64']);
   });
 
@@ -135,7 +135,7 @@ describe("the original's --waf-* flags", () => {
   });
 
   it('parseConfig takes the same overrides', () => {
-    const config = parseConfig(VALID, 'test.yaml', { httpsPort: 8443, httpsPublicPort: 443, trustedProxies: ['127.0.0.1/32'] });
-    expect(config.global).toMatchObject({ httpsPort: 8443, httpsPublicPort: 443, trustedProxies: ['127.0.0.1/32'] });
+    const config = parseConfig(VALID, 'test.yaml', { step2Port: 8443, step2PublicPort: 443, trustedProxies: ['127.0.0.1/32'] });
+    expect(config.global).toMatchObject({ step2Port: 8443, step2PublicPort: 443, trustedProxies: ['127.0.0.1/32'] });
   });
 });

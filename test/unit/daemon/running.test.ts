@@ -49,7 +49,7 @@ describe('RunningConfig: what every part reads, swapped by a reload', () => {
     expect(replaced).not.toBe(running.firewall);
     expect(running.config).toBe(moved);
     expect(calls).toEqual(['first service 10.0.0.1 ssh', 'second service 10.0.0.2 ssh', 'second revoke 10.0.0.2 *']);
-    expect(closed).toEqual([`10.0.0.2 ${start.global.httpsPort},2222`]);
+    expect(closed).toEqual([`10.0.0.2 ${start.global.step2Port},2222`]);
     granter.close();
     await sessions.close();
   });

@@ -10,7 +10,7 @@ import { capturedLogger } from '../sessions/log-capture.js';
 
 const vpn = { name: 'vpn', protocol: 'udp', port: 1194, destination: { kind: 'local' } } as AppConfig;
 const ssh = { name: 'ssh', protocol: 'tcp', port: 22, destination: { kind: 'local' } } as AppConfig;
-const scope = { httpsPort: 443, apps: [vpn, ssh], grantMark: 0x10000000 };
+const scope = { step2Port: 443, apps: [vpn, ssh], grantMark: 0x10000000 };
 const https: FlowTarget = { protocol: 'tcp', port: 443, local: true };
 const sshTarget: FlowTarget = { protocol: 'tcp', port: 22, local: true };
 

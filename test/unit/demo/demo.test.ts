@@ -17,8 +17,8 @@ describe('demo config', () => {
 
   it('is a valid config (no refused example secrets) with a local and a forwarded app for one user', () => {
     expect(config.warnings ?? []).toEqual([]);
-    expect(config.global.httpPostPath).toBe(secrets.step1Path);
-    expect(config.global.httpsPostPath).toBe(secrets.step2Path);
+    expect(config.global.step1Path).toBe(secrets.step1Path);
+    expect(config.global.step2Path).toBe(secrets.step2Path);
     expect(config.global.stateDir).toBe('/tmp/kp-demo-dir/state');
     expect(config.global.controlSocket).toBe('/tmp/kp-demo-dir/control.sock');
     const [local, forwarded] = config.apps;
@@ -27,7 +27,7 @@ describe('demo config', () => {
       port: DEMO_APPS.local.port,
       destination: { kind: 'local' },
       duration: SERVICE_SECONDS,
-      step2HttpsDuration: STEP2_WINDOW_SECONDS,
+      step2Duration: STEP2_WINDOW_SECONDS,
     });
     expect(forwarded).toMatchObject({
       name: DEMO_APPS.forwarded.name,
@@ -36,15 +36,15 @@ describe('demo config', () => {
     });
     for (const app of config.apps) {
       expect(app.users.map((u) => u.name)).toEqual(['alice']);
-      expect(app.users[0]!.httpKey.equals(digestKey(secrets.httpKey))).toBe(true);
-      expect(app.users[0]!.httpsKey.equals(digestKey(secrets.httpsKey))).toBe(true);
+      expect(app.users[0]!.step1Key.equals(digestKey(secrets.step1Key))).toBe(true);
+      expect(app.users[0]!.step2Key.equals(digestKey(secrets.step2Key))).toBe(true);
     }
   });
 
   it('gets fresh random paths and keys every run', () => {
     const other = randomDemoSecrets();
-    for (const key of ['step1Path', 'step2Path', 'httpKey', 'httpsKey'] as const) expect(other[key]).not.toBe(secrets[key]);
-    expect(secrets.httpKey).toMatch(/^[0-9a-f]{32}$/);
+    for (const key of ['step1Path', 'step2Path', 'step1Key', 'step2Key'] as const) expect(other[key]).not.toBe(secrets[key]);
+    expect(secrets.step1Key).toMatch(/^[0-9a-f]{32}$/);
   });
 });
 

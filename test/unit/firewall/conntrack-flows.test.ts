@@ -98,8 +98,8 @@ describe('conntrack arguments for purge and adoption', () => {
   });
 
   it('the scope of a config: the public HTTPS port, the apps and the grant mark', () => {
-    const scope = flowScopeOf({ ...config, global: { ...config.global, httpsPublicPort: 8443, grantMark: 0x20 } });
-    expect(scope).toEqual({ httpsPort: 8443, apps: config.apps, grantMark: 0x20 });
+    const scope = flowScopeOf({ ...config, global: { ...config.global, step2PublicPort: 8443, grantMark: 0x20 } });
+    expect(scope).toEqual({ step2Port: 8443, apps: config.apps, grantMark: 0x20 });
   });
 });
 
@@ -233,7 +233,7 @@ describe('ConntrackFlowCloser.adopt', () => {
 
   it('covers the HTTPS port and every app port, like a full revoke', () => {
     const apps: AppConfig[] = config.apps;
-    expect(revokedFlowTargets({ httpsPort: 443, apps }).map((t) => `${t.protocol}/${t.port}`)).toEqual(['tcp/443', 'tcp/1194', 'tcp/22']);
+    expect(revokedFlowTargets({ step2Port: 443, apps }).map((t) => `${t.protocol}/${t.port}`)).toEqual(['tcp/443', 'tcp/1194', 'tcp/22']);
   });
 });
 

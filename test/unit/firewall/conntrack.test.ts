@@ -54,7 +54,7 @@ describe('conntrack arguments', () => {
 });
 
 describe('revokedFlowTargets', () => {
-  const scope = { httpsPort: 443, apps: [vpn, ssh, rdp] };
+  const scope = { step2Port: 443, apps: [vpn, ssh, rdp] };
 
   it('a service revoke covers the app public port and protocol only', () => {
     expect(revokedFlowTargets(scope, vpn)).toEqual([{ protocol: 'udp', port: 1194, local: true }]);
@@ -63,7 +63,7 @@ describe('revokedFlowTargets', () => {
   });
 
   it('a full revoke adds the HTTPS port, each port once', () => {
-    expect(revokedFlowTargets({ httpsPort: 22, apps: [vpn, ssh, rdp] })).toEqual([
+    expect(revokedFlowTargets({ step2Port: 22, apps: [vpn, ssh, rdp] })).toEqual([
       { protocol: 'tcp', port: 22, local: true },
       { protocol: 'udp', port: 1194, local: true },
       { protocol: 'tcp', port: 3389, local: false },
@@ -96,7 +96,7 @@ describe('ConntrackFlowCloser', () => {
       command === 'ss' ? { code: 0, stdout: 'ESTAB 0 0 [::ffff:192.0.2.1]:22 [::ffff:192.0.2.7]:40000\n', stderr: '' } : deleted(2),
     );
     const closer = new ConntrackFlowCloser(tool.run);
-    expect(await closer.close('192.0.2.7', revokedFlowTargets({ httpsPort: 443, apps: [] }, ssh))).toBe(3);
+    expect(await closer.close('192.0.2.7', revokedFlowTargets({ step2Port: 443, apps: [] }, ssh))).toBe(3);
     expect(tool.calls).toEqual([
       'ss --kill --no-header --tcp --numeric dst 192.0.2.7 sport = :22',
       'conntrack --delete --family ipv4 --orig-src 192.0.2.7 --proto tcp --orig-port-dst 22',
@@ -107,14 +107,14 @@ describe('ConntrackFlowCloser', () => {
     const tool = scripted(() => deleted(1));
     const closer = new ConntrackFlowCloser(tool.run);
     expect(
-      await closer.close('2001:db8::7', [...revokedFlowTargets({ httpsPort: 443, apps: [] }, vpn), ...revokedFlowTargets({ httpsPort: 443, apps: [] }, rdp)]),
+      await closer.close('2001:db8::7', [...revokedFlowTargets({ step2Port: 443, apps: [] }, vpn), ...revokedFlowTargets({ step2Port: 443, apps: [] }, rdp)]),
     ).toBe(2);
     expect(tool.calls.every((c) => c.startsWith('conntrack '))).toBe(true);
   });
 
   it('nothing to delete (exit status 1, "0 flow entries") is not an error', async () => {
     const tool = scripted((command) => (command === 'ss' ? { code: 0, stdout: '', stderr: '' } : deleted(0)));
-    expect(await new ConntrackFlowCloser(tool.run).close('192.0.2.7', revokedFlowTargets({ httpsPort: 443, apps: [ssh] }))).toBe(0);
+    expect(await new ConntrackFlowCloser(tool.run).close('192.0.2.7', revokedFlowTargets({ step2Port: 443, apps: [ssh] }))).toBe(0);
   });
 
   it('tries every port, then names each failure', async () => {
@@ -127,7 +127,7 @@ describe('ConntrackFlowCloser', () => {
         stderr: 'conntrack v1.4.7 (conntrack-tools): Operation failed: sorry, you must be root or get CAP_NET_ADMIN capability to do this',
       };
     });
-    const closing = new ConntrackFlowCloser(tool.run).close('192.0.2.7', revokedFlowTargets({ httpsPort: 443, apps: [vpn, ssh] }));
+    const closing = new ConntrackFlowCloser(tool.run).close('192.0.2.7', revokedFlowTargets({ step2Port: 443, apps: [vpn, ssh] }));
     await expect(closing).rejects.toThrow(FlowCloseError);
     await expect(closing).rejects.toThrow(
       /established flows of 192\.0\.2\.7 may still be open: tcp\/443 sockets: SOCK_DESTROY answers: Operation not permitted; tcp\/443 conntrack: .*CAP_NET_ADMIN.*; udp\/1194 conntrack: 'conntrack' not found/,

@@ -17,7 +17,7 @@ function app(name: string, port: number, protocol: Protocol, destination: Destin
     protocol,
     destination,
     duration: 60,
-    step2HttpsDuration: 10,
+    step2Duration: 10,
     users: [],
     masquerade,
     alwaysAllow: [],
@@ -39,13 +39,13 @@ export function fixtureConfig(options: FixtureOptions = {}): Config {
   return {
     source: 'fixture.yaml',
     global: {
-      httpPostPath: '/step-1-abc',
-      httpsPostPath: '/step-2-def',
+      step1Path: '/step-1-abc',
+      step2Path: '/step-2-def',
       rateLimitPerMinute: 10,
       interfaceExt: o.interfaceExt,
       interfaceInt: o.interfaceInt,
-      httpPort: 80,
-      httpsPort: 443,
+      step1Port: 80,
+      step2Port: 443,
       firewallType: 'nftables',
       capture: 'auto',
       queueNum: 7,
@@ -80,5 +80,5 @@ export function fixtureConfig(options: FixtureOptions = {}): Config {
 /** The fixture with a reverse proxy serving step 2 on 443 and knock-port's own listener on 4443. */
 export function proxyFrontConfig(options: FixtureOptions = {}): Config {
   const config = fixtureConfig(options);
-  return { ...config, global: { ...config.global, httpsPort: 4443, httpsPublicPort: 443, httpsListenAddress: '127.0.0.1', trustedProxies: ['127.0.0.1/32'] } };
+  return { ...config, global: { ...config.global, step2Port: 4443, step2PublicPort: 443, step2ListenAddress: '127.0.0.1', trustedProxies: ['127.0.0.1/32'] } };
 }

@@ -6,10 +6,10 @@ import { fixtureConfig, proxyFrontConfig } from './fixture.js';
 
 describe('firewall plan with a proxy in front of step 2', () => {
   it('gates the public port and names the internal one only when they differ', () => {
-    expect(planFirewall(proxyFrontConfig())).toMatchObject({ httpsPort: 443, internalHttpsPort: 4443 });
-    expect(planFirewall(fixtureConfig()).internalHttpsPort).toBeUndefined();
+    expect(planFirewall(proxyFrontConfig())).toMatchObject({ step2Port: 443, internalStep2Port: 4443 });
+    expect(planFirewall(fixtureConfig()).internalStep2Port).toBeUndefined();
     const samePort = fixtureConfig();
-    expect(planFirewall({ ...samePort, global: { ...samePort.global, httpsPublicPort: 443 } }).internalHttpsPort).toBeUndefined();
+    expect(planFirewall({ ...samePort, global: { ...samePort.global, step2PublicPort: 443 } }).internalStep2Port).toBeUndefined();
   });
 
   it('with no external interface named, drops the internal port on every interface but loopback', () => {

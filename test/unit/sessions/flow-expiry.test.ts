@@ -49,7 +49,7 @@ describe('end_flows_on_expiry', () => {
       },
     };
     const apps = options.apps ?? (() => [vpn, ssh]);
-    const scope = () => ({ httpsPort: 443, apps: apps() });
+    const scope = () => ({ step2Port: 443, apps: apps() });
     granter = new Granter({ firewall, sessions, logger: logs.logger, flows: { closer, scope }, onProblem: (p) => problems.push(p) });
     return { closed, problems, logs };
   }
@@ -153,7 +153,7 @@ describe('FlowExpiry deadlines', () => {
     const watch = new FlowExpiry({
       sessions: { kernelExpiry: () => undefined },
       closer,
-      scope: () => ({ httpsPort: 443, apps: [vpn] }),
+      scope: () => ({ step2Port: 443, apps: [vpn] }),
       logger: capturedLogger('info').logger,
     });
     return { watch, ended };

@@ -51,7 +51,7 @@ describe('Granter: revoke ends flows', () => {
     const sessions = await SessionStore.open({ stateDir: dir, logger: logs.logger }, []);
     const { calls, firewall, closer } = recorder(options);
     const problems: string[] = [];
-    const scope = () => ({ httpsPort: 443, apps: config.apps });
+    const scope = () => ({ step2Port: 443, apps: config.apps });
     const granter = new Granter({ firewall, sessions, logger: logs.logger, flows: { closer, scope }, onProblem: (p) => problems.push(p) });
     return { logs, sessions, calls, problems, granter };
   }

@@ -23,7 +23,7 @@ const DAVE_OTP_SECRET = 'KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU';
 function config(overrides: Partial<GlobalConfig>): Config {
   const base = fixtureConfig(overrides);
   const ssh = base.apps[1]!;
-  const dave = { name: 'dave', index: 1, httpKey: digestKey(DAVE_KEY), httpsKey: digestKey(`${DAVE_KEY}-https`), step1OtpSecret: DAVE_OTP_SECRET };
+  const dave = { name: 'dave', index: 1, step1Key: digestKey(DAVE_KEY), step2Key: digestKey(`${DAVE_KEY}-https`), step1OtpSecret: DAVE_OTP_SECRET };
   return { ...base, apps: [base.apps[0]!, { ...ssh, users: [...ssh.users, dave] }] };
 }
 

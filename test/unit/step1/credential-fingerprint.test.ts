@@ -11,15 +11,15 @@ import { credentialFingerprint, currentMatch, type GrantEvent } from '../../../s
 const digest = (key: string) => createHash('sha256').update(key).digest();
 
 describe('credentialFingerprint', () => {
-  const user = { httpKey: digest('alice-http-key-83d1f0a2') };
+  const user = { step1Key: digest('alice-http-key-83d1f0a2') };
 
   it('is the same for the same key, also when the digest went through structured clone (a Uint8Array)', () => {
-    const cloned = { httpKey: new Uint8Array(structuredClone(user.httpKey)) as Buffer };
-    expect(credentialFingerprint(cloned)).toBe(credentialFingerprint({ httpKey: digest('alice-http-key-83d1f0a2') }));
+    const cloned = { step1Key: new Uint8Array(structuredClone(user.step1Key)) as Buffer };
+    expect(credentialFingerprint(cloned)).toBe(credentialFingerprint({ step1Key: digest('alice-http-key-83d1f0a2') }));
   });
 
   it('changes with a rotated key', () => {
-    expect(credentialFingerprint({ httpKey: digest('alice-http-key-rotated-1') })).not.toBe(credentialFingerprint(user));
+    expect(credentialFingerprint({ step1Key: digest('alice-http-key-rotated-1') })).not.toBe(credentialFingerprint(user));
   });
 
   it('changes when a one-time code becomes required, or its secret changes', () => {
@@ -30,7 +30,7 @@ describe('credentialFingerprint', () => {
 });
 
 describe('currentMatch', () => {
-  const alice = { name: 'alice', index: 0, httpKey: digest('alice-http-key-83d1f0a2'), httpsKey: digest('alice-https') } as User;
+  const alice = { name: 'alice', index: 0, step1Key: digest('alice-http-key-83d1f0a2'), step2Key: digest('alice-https') } as User;
   const vpn = { name: 'vpn', users: [alice] } as unknown as AppConfig;
   const grant = (overrides: Partial<GrantEvent> = {}): GrantEvent => ({
     ip: '10.0.0.1',
@@ -50,6 +50,6 @@ describe('currentMatch', () => {
   it('is nothing for a removed app or user, or a rotated key', () => {
     expect(currentMatch(grant({ app: 'ssh' }), [vpn])).toBeUndefined();
     expect(currentMatch(grant({ user: 'bob' }), [vpn])).toBeUndefined();
-    expect(currentMatch(grant({ credentials: credentialFingerprint({ httpKey: digest('rotated') }) }), [vpn])).toBeUndefined();
+    expect(currentMatch(grant({ credentials: credentialFingerprint({ step1Key: digest('rotated') }) }), [vpn])).toBeUndefined();
   });
 });

@@ -7,8 +7,8 @@ export const OPENVPN_KEYS = ['K1-openvpn-alice-7f3a', 'K1-openvpn-bob-91c2'];
 export const SSH_KEY = 'K1-ssh-carol-55d0';
 export const OTP_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
 
-function user(name: string, index: number, httpKey: string, step1OtpSecret?: string): User {
-  return { name, index, httpKey: digestKey(httpKey), httpsKey: digestKey(`${httpKey}-https`), ...(step1OtpSecret ? { step1OtpSecret } : {}) };
+function user(name: string, index: number, step1Key: string, step1OtpSecret?: string): User {
+  return { name, index, step1Key: digestKey(step1Key), step2Key: digestKey(`${step1Key}-https`), ...(step1OtpSecret ? { step1OtpSecret } : {}) };
 }
 
 function app(name: string, port: number, users: User[]): AppConfig {
@@ -18,7 +18,7 @@ function app(name: string, port: number, users: User[]): AppConfig {
     protocol: 'tcp',
     destination: { kind: 'local' },
     duration: 3600,
-    step2HttpsDuration: 10,
+    step2Duration: 10,
     users,
     masquerade: false,
     alwaysAllow: [],
@@ -29,13 +29,13 @@ function app(name: string, port: number, users: User[]): AppConfig {
 
 export function fixtureConfig(overrides: Partial<GlobalConfig> = {}): Config {
   const global: GlobalConfig = {
-    httpPostPath: STEP1_PATH,
-    httpsPostPath: '/step-2-Pq9w',
+    step1Path: STEP1_PATH,
+    step2Path: '/step-2-Pq9w',
     rateLimitPerMinute: 1000,
     interfaceExt: 'eth0',
     interfaceInt: 'eth0',
-    httpPort: 80,
-    httpsPort: 443,
+    step1Port: 80,
+    step2Port: 443,
     firewallType: 'nftables',
     capture: 'auto',
     queueNum: 0,

@@ -4,7 +4,7 @@
  * the bytes the grammar cares about (CR, LF, spaces, colons, escapes, separators, non-ASCII).
  */
 import { describe, expect, it } from 'vitest';
-import { type HttpFailure, requestPathBytes } from '../../../src/step1/http.js';
+import { type Step1RequestFailure, requestPathBytes } from '../../../src/step1/http.js';
 import { parseKnockRequest } from './knock-request.js';
 import { knockRequest } from '../packet/craft.js';
 import { referenceParseKnockRequest } from './http-reference.js';
@@ -75,7 +75,7 @@ describe('step-1 HTTP parser against the reference parser', () => {
     const next = random(0x68747470);
     const seeds = SEEDS.map((s) => Buffer.from(s, 'latin1'));
     const pathBytes = requestPathBytes(PATH);
-    const reached = new Map<HttpFailure | 'ok', number>();
+    const reached = new Map<Step1RequestFailure | 'ok', number>();
     const started = Date.now();
     let done = 0;
     for (; done < CASES && Date.now() - started < TIME_LIMIT_MS; done++) {
@@ -95,7 +95,7 @@ describe('step-1 HTTP parser against the reference parser', () => {
     }
     expect(done).toBe(CASES);
     // Every outcome but too-large (no mutant is that long) must be reached, or the test proves little.
-    const outcomes: Array<HttpFailure | 'ok'> = [
+    const outcomes: Array<Step1RequestFailure | 'ok'> = [
       'ok',
       'not-http',
       'not-post',

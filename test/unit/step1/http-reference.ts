@@ -2,7 +2,7 @@
  * The step-1 HTTP parser as first written (regular expressions over a latin1 string): kept as
  * the oracle the byte-level parser in src/step1/http.ts is checked against, decision by decision.
  */
-import type { HttpFailure } from '../../../src/step1/http.js';
+import type { Step1RequestFailure } from '../../../src/step1/http.js';
 import type { KnockFields, ParsedKnock } from './knock-request.js';
 
 const MAX_REQUEST_BYTES = 2048;
@@ -12,7 +12,7 @@ const HEADER_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\
 const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function fail(reason: HttpFailure): ParsedKnock {
+function fail(reason: Step1RequestFailure): ParsedKnock {
   return { ok: false, reason };
 }
 

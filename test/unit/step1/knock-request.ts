@@ -2,7 +2,7 @@
  * The step-1 request parser (src/step1/http.ts) with strings out, for tests: the same scanner
  * the inspector runs, its byte ranges copied into strings.
  */
-import { type HttpFailure, KnockScan, requestPathBytes, scanKnockRequest } from '../../../src/step1/http.js';
+import { type Step1RequestFailure, KnockScan, requestPathBytes, scanKnockRequest } from '../../../src/step1/http.js';
 
 export interface KnockFields {
   app: string;
@@ -10,7 +10,7 @@ export interface KnockFields {
   otp?: string;
 }
 
-export type ParsedKnock = { ok: true; fields: KnockFields } | { ok: false; reason: HttpFailure };
+export type ParsedKnock = { ok: true; fields: KnockFields } | { ok: false; reason: Step1RequestFailure };
 
 const scan = new KnockScan();
 

@@ -21,7 +21,7 @@ export function authenticateKnock(
   const app = apps.get(fields.app);
   if (!app) return { ok: false, reason: 'unknown-app' };
   // Compared before the lock is looked at, so the work done does not depend on the lock either.
-  const user = findUserByKey(app.users, fields.accessKey, 'http');
+  const user = findUserByKey(app.users, fields.accessKey, 'step1');
   if (lockout.isLocked('step1-key', app.name)) return { ok: false, reason: 'locked' };
   if (!user) {
     if (countKeyFailures) lockout.fail('step1-key', app.name);

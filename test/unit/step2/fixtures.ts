@@ -43,17 +43,17 @@ export async function throwawayCertificate(): Promise<{ cert: Buffer; key: Buffe
   }
 }
 
-export function user(name: string, index: number, httpsKey: string, totpSecret?: string): User {
-  const result: User = { name, index, httpKey: digestKey(`${name}-http-key`), httpsKey: digestKey(httpsKey) };
+export function user(name: string, index: number, step2Key: string, totpSecret?: string): User {
+  const result: User = { name, index, step1Key: digestKey(`${name}-http-key`), step2Key: digestKey(step2Key) };
   if (totpSecret !== undefined) result.totpSecret = totpSecret;
   return result;
 }
 
 /** Two apps: vpn (alice, bob; bob has TOTP) and ssh (alice), on the step-1 tests' global settings. */
 export function testConfig(totpSecret: string): Config {
-  const base = fixtureConfig({ httpsPostPath: STEP2_PATH, rateLimitPerMinute: 100 });
+  const base = fixtureConfig({ step2Path: STEP2_PATH, rateLimitPerMinute: 100 });
   const template = base.apps[0]!;
-  const app = (name: string, port: number, users: User[]): AppConfig => ({ ...template, name, port, duration: 60, step2HttpsDuration: 10, users });
+  const app = (name: string, port: number, users: User[]): AppConfig => ({ ...template, name, port, duration: 60, step2Duration: 10, users });
   return {
     ...base,
     source: 'test.yaml',

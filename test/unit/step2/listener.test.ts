@@ -2,17 +2,17 @@
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { GlobalConfig } from '../../../src/config/types.js';
-import { HttpsListenError, HttpsListener } from '../../../src/step2/listener.js';
+import { Step2ListenError, Step2Listener } from '../../../src/step2/listener.js';
 import { capturedLogger } from '../sessions/log-capture.js';
 import { fixtureConfig } from '../step1/fixture-config.js';
 import { throwawayCertificate } from './fixtures.js';
 import { freePort } from '../../helpers/ports.js';
 
-describe('HttpsListener', () => {
+describe('Step2Listener', () => {
   let tls: { cert: Buffer; key: Buffer };
   const servers: Server[] = [];
   const base = fixtureConfig().global;
-  const at = (httpsPort: number, httpsListenAddress?: string): GlobalConfig => ({ ...base, httpsPort, httpsListenAddress, ipv6: false });
+  const at = (step2Port: number, step2ListenAddress?: string): GlobalConfig => ({ ...base, step2Port, step2ListenAddress, ipv6: false });
 
   beforeAll(async () => {
     tls = await throwawayCertificate();
@@ -30,7 +30,7 @@ describe('HttpsListener', () => {
       servers.push(server);
       return server;
     };
-    return { listener: new HttpsListener(create(), create, capturedLogger('info').logger), servers };
+    return { listener: new Step2Listener(create(), create, capturedLogger('info').logger), servers };
   }
 
   it('listens next to the running listener on a new port; cancel keeps the running one, apply closes it', async () => {
@@ -65,7 +65,7 @@ describe('HttpsListener', () => {
     servers.push(holder);
     await new Promise<void>((resolve) => holder.listen(port, '127.0.0.1', resolve));
     await expect(listener.listen(at(port, '127.0.0.1'))).rejects.toThrow(
-      new HttpsListenError(`cannot listen for HTTPS on 127.0.0.1 port ${port}: listen EADDRINUSE: address already in use 127.0.0.1:${port}`),
+      new Step2ListenError(`cannot listen for HTTPS on 127.0.0.1 port ${port}: listen EADDRINUSE: address already in use 127.0.0.1:${port}`),
     );
   });
 });
