@@ -8,9 +8,9 @@ const LAYERS = [
   ['packet', 'native'],
   ['config'],
   ['auth'],
-  ['step1'], // the pure step-1 core; its I/O (step1/workers) sits higher up
+  ['step1'], // the pure step-1 core; its worker threads (step1-workers) sit higher up
   ['capture', 'firewall', 'metrics', 'systemd'],
-  ['sessions', 'step1/workers'],
+  ['sessions', 'step1-workers'],
   ['step2', 'cluster'], // cluster/sync.ts applies other gateways' grants through the sessions' Granter
   ['control', 'client', 'demo'],
   ['daemon'], // the parts daemon.ts builds: running config, self-heal, reload, lasting state
@@ -18,10 +18,9 @@ const LAYERS = [
   ['cli'],
 ];
 
-/** `src/<name>` as a path pattern: a directory (step1 without its workers) or a top-level file. */
+/** `src/<name>` as a path pattern: a directory or a top-level file. */
 function pathOf(name) {
   if (name.endsWith('.ts')) return `^src/${name.replace('.', '\\.')}$`;
-  if (name === 'step1') return '^src/step1/(?!workers/)';
   return `^src/${name}/`;
 }
 

@@ -32,7 +32,7 @@ export interface Step1Drops {
   enobufs: number;
 }
 
-/** One running worker as the pool reports it (see step1/workers/pool.ts WorkerStats). */
+/** One running worker as the pool reports it (see step1-workers/pool.ts WorkerStats). */
 export interface Step1WorkerCount {
   slot: number;
   /** Its queue number or log group. */

@@ -3,7 +3,7 @@ import { KeyMatcher } from '../auth/keys.js';
 import type { SecretLockout } from '../auth/lockout.js';
 import type { TotpVerifier } from '../auth/totp.js';
 import type { AppConfig, User } from '../config/types.js';
-import type { FieldRange, KnockScan } from './http.js';
+import type { FieldRange, KnockScan } from './request.js';
 
 export type AuthFailure = 'unknown-app' | 'bad-key' | 'otp-required' | 'bad-otp' | 'locked';
 

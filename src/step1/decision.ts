@@ -2,7 +2,7 @@
 import type { AppConfig, User } from '../config/types.js';
 import type { DecodeFailure } from '../packet/decode.js';
 import type { AuthFailure } from './auth.js';
-import type { Step1RequestFailure } from './http.js';
+import type { Step1RequestFailure } from './request.js';
 
 export const STEP1_RESULTS = ['syn', 'ignored', 'spoofed', 'granted', 'rejected', 'retransmission'] as const;
 export type Step1Result = (typeof STEP1_RESULTS)[number];

@@ -18,7 +18,7 @@ import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpSegmentView, decodeTcpPacket } f
 import { KnockAuthenticator } from './auth.js';
 import type { CookieSource } from './cookie.js';
 import { Step1Counters, newDecision, settle, type Step1Decision, type Step1Reason } from './decision.js';
-import { KnockScan, requestPathBytes, scanKnockRequest } from './http.js';
+import { KnockScan, requestPathBytes, scanKnockRequest } from './request.js';
 import { singleThreadState, type SharedDecidedSegments, type SharedSourceBudget } from './shared-state.js';
 
 export interface InspectorOptions {

@@ -97,7 +97,7 @@ export const MUTANTS = [
   {
     id: 'raw-reply-without-mark',
     description: "the step-1 SYN-ACKs leave without the packet mark: knock-port's output rule drops them (step 1 never completes)",
-    file: 'src/step1/workers/worker.ts',
+    file: 'src/step1-workers/worker.ts',
     find: 'RawPacketSender.open({ mark: this.config.global.packetMark,',
     replace: 'RawPacketSender.open({ mark: 0,',
     tests: ['test/kernel/daemon/e2e.test.ts'],
@@ -142,7 +142,7 @@ export const MUTANTS = [
   {
     id: 'ipv6-budget-per-address',
     description: "the daemon's per-source step-1 budget is keyed by the full IPv6 address instead of the /64: a client with a /64 has 2^64 budgets",
-    file: 'src/step1/workers/worker.ts',
+    file: 'src/step1-workers/worker.ts',
     find: 'new SharedSourceBudget(this.init.shared, g.sourcePrefixV4, g.sourcePrefixV6)',
     replace: 'new SharedSourceBudget(this.init.shared, g.sourcePrefixV4, 128)',
     tests: ['test/kernel/step1/source-budget.test.ts'],

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { AppConfig, User } from '../../../src/config/types.js';
-import { credentialFingerprint, currentMatch, type GrantEvent } from '../../../src/step1/workers/protocol.js';
+import { credentialFingerprint, currentMatch, type GrantEvent } from '../../../src/step1-workers/protocol.js';
 
 const digest = (key: string) => createHash('sha256').update(key).digest();
 

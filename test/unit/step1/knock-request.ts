@@ -1,8 +1,8 @@
 /**
- * The step-1 request parser (src/step1/http.ts) with strings out, for tests: the same scanner
+ * The step-1 request parser (src/step1/request.ts) with strings out, for tests: the same scanner
  * the inspector runs, its byte ranges copied into strings.
  */
-import { type Step1RequestFailure, KnockScan, requestPathBytes, scanKnockRequest } from '../../../src/step1/http.js';
+import { type Step1RequestFailure, KnockScan, requestPathBytes, scanKnockRequest } from '../../../src/step1/request.js';
 
 export interface KnockFields {
   app: string;

@@ -12,7 +12,7 @@ import { KnockAuthenticator } from '../../../src/step1/auth.js';
 import { authenticateKnock } from './reference-auth.js';
 import { KeyedCookieSource } from '../../../src/step1/cookie.js';
 import { Inspector } from '../../../src/step1/inspector.js';
-import { KnockScan, isWellFormedUtf8, requestPathBytes, scanKnockRequest } from '../../../src/step1/http.js';
+import { KnockScan, isWellFormedUtf8, requestPathBytes, scanKnockRequest } from '../../../src/step1/request.js';
 import { parseKnockRequest } from './knock-request.js';
 import { craftTcp, knockRequest } from '../packet/craft.js';
 import { OPENVPN_KEYS, OTP_SECRET, SSH_KEY, STEP1_PATH, fixtureConfig } from './fixture-config.js';

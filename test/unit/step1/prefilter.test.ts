@@ -9,7 +9,7 @@ import { loadConfigFile } from '../../../src/config/load.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../../../src/packet/decode.js';
 import { Step1Counters, newDecision, settle } from '../../../src/step1/decision.js';
 import { formatDecisionJson, formatDecisionText, formatSummary } from '../../../src/step1/format.js';
-import { requestPathBytes } from '../../../src/step1/http.js';
+import { requestPathBytes } from '../../../src/step1/request.js';
 import { parseKnockRequest } from './knock-request.js';
 import { PREFILTER_MAX_BYTES, prefilterPasses, prefilterPrefix, type PrefilterMode } from '../../../src/step1/prefilter.js';
 import { craftTcp, knockRequest } from '../packet/craft.js';

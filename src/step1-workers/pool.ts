@@ -8,13 +8,13 @@
  * (fail closed): the death is logged, `health` reports it, and it is restarted after a second.
  */
 import { Worker } from 'node:worker_threads';
-import type { CaptureDrops } from '../../capture/step1-capture.js';
-import type { Config } from '../../config/types.js';
-import { KnockPortError } from '../../shared/errors.js';
-import type { CaptureKind } from '../../shared/kinds.js';
-import type { Logger } from '../../shared/log.js';
-import { STEP1_REASONS, STEP1_RESULTS, type Step1Reason, type Step1Result } from '../decision.js';
-import type { SharedStateBuffers } from '../shared-state.js';
+import type { CaptureDrops } from '../capture/step1-capture.js';
+import type { Config } from '../config/types.js';
+import { KnockPortError } from '../shared/errors.js';
+import type { CaptureKind } from '../shared/kinds.js';
+import type { Logger } from '../shared/log.js';
+import { STEP1_REASONS, STEP1_RESULTS, type Step1Reason, type Step1Result } from '../step1/decision.js';
+import type { SharedStateBuffers } from '../step1/shared-state.js';
 import {
   COUNTER_ENOBUFS,
   COUNTER_KERNEL_DROPS,

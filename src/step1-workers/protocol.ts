@@ -3,13 +3,13 @@
  * worker's counters in shared memory. Workers never wait for an answer: they post grants and
  * log events, and read their config when the main thread sends one.
  */
-import type { LockEvent, LockFactor } from '../../auth/lockout.js';
-import type { UsedCode } from '../../auth/used-codes.js';
+import type { LockEvent, LockFactor } from '../auth/lockout.js';
+import type { UsedCode } from '../auth/used-codes.js';
 import { createHash } from 'node:crypto';
-import type { AppConfig, Config, User } from '../../config/types.js';
-import type { CaptureKind } from '../../shared/kinds.js';
-import { STEP1_REASONS, STEP1_RESULTS, type KnockMatch, type Step1Decision } from '../decision.js';
-import type { SharedStateBuffers } from '../shared-state.js';
+import type { AppConfig, Config, User } from '../config/types.js';
+import type { CaptureKind } from '../shared/kinds.js';
+import { STEP1_REASONS, STEP1_RESULTS, type KnockMatch, type Step1Decision } from '../step1/decision.js';
+import type { SharedStateBuffers } from '../step1/shared-state.js';
 
 /** `workerData` of a step-1 worker. */
 export interface WorkerInit {

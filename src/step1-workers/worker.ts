@@ -7,17 +7,17 @@
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
-import { SecretLockout, lockoutPolicy, type LockEvent, type LockFactor } from '../../auth/lockout.js';
-import { TotpVerifier } from '../../auth/totp.js';
-import { UsedCodes, type UsedCode } from '../../auth/used-codes.js';
-import type { PacketBatch } from '../../native/packet-batch.js';
-import { RawPacketSender } from '../../capture/raw-socket.js';
-import { openStep1Capture, type Step1Capture } from '../../capture/step1-capture.js';
-import type { Config } from '../../config/types.js';
-import { KeyedCookieSource } from '../cookie.js';
-import { STEP1_REASONS, STEP1_RESULTS, type Step1Decision } from '../decision.js';
-import { Inspector } from '../inspector.js';
-import { SharedDecidedSegments, SharedLockoutStates, SharedSourceBudget, SharedUsedCodeStore } from '../shared-state.js';
+import { SecretLockout, lockoutPolicy, type LockEvent, type LockFactor } from '../auth/lockout.js';
+import { TotpVerifier } from '../auth/totp.js';
+import { UsedCodes, type UsedCode } from '../auth/used-codes.js';
+import type { PacketBatch } from '../native/packet-batch.js';
+import { RawPacketSender } from '../capture/raw-socket.js';
+import { openStep1Capture, type Step1Capture } from '../capture/step1-capture.js';
+import type { Config } from '../config/types.js';
+import { KeyedCookieSource } from '../step1/cookie.js';
+import { STEP1_REASONS, STEP1_RESULTS, type Step1Decision } from '../step1/decision.js';
+import { Inspector } from '../step1/inspector.js';
+import { SharedDecidedSegments, SharedLockoutStates, SharedSourceBudget, SharedUsedCodeStore } from '../step1/shared-state.js';
 import {
   COUNTER_ENOBUFS,
   COUNTER_KERNEL_DROPS,

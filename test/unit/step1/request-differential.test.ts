@@ -1,13 +1,13 @@
 /**
  * Property: the byte-level step-1 parser decides exactly as the original regular-expression
- * parser (http-reference.ts) on every input: real knocks, and seeded mutations of them aimed at
+ * parser (request-reference.ts) on every input: real knocks, and seeded mutations of them aimed at
  * the bytes the grammar cares about (CR, LF, spaces, colons, escapes, separators, non-ASCII).
  */
 import { describe, expect, it } from 'vitest';
-import { type Step1RequestFailure, requestPathBytes } from '../../../src/step1/http.js';
+import { type Step1RequestFailure, requestPathBytes } from '../../../src/step1/request.js';
 import { parseKnockRequest } from './knock-request.js';
 import { knockRequest } from '../packet/craft.js';
-import { referenceParseKnockRequest } from './http-reference.js';
+import { referenceParseKnockRequest } from './request-reference.js';
 import { seededRandom as random } from './seeded-random.js';
 
 const PATH = '/step-1-k7Qz';

@@ -1,8 +1,8 @@
 /**
  * The step-1 HTTP parser as first written (regular expressions over a latin1 string): kept as
- * the oracle the byte-level parser in src/step1/http.ts is checked against, decision by decision.
+ * the oracle the byte-level parser in src/step1/request.ts is checked against, decision by decision.
  */
-import type { Step1RequestFailure } from '../../../src/step1/http.js';
+import type { Step1RequestFailure } from '../../../src/step1/request.js';
 import type { KnockFields, ParsedKnock } from './knock-request.js';
 
 const MAX_REQUEST_BYTES = 2048;
