@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { describeError, KnockPortError } from '../shared/errors.js';
+import { errorFields, KnockPortError } from '../shared/errors.js';
 import { KnockUsageError } from '../client/errors.js';
 import { registerCommands } from './commands/index.js';
 import { ExitCode } from '../client/exit-codes.js';
@@ -48,7 +48,9 @@ export async function runProgram(program: Command, args: readonly string[], term
     return undefined;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
-    terminal.stderr.write(`${ERROR_PREFIX}${describeError(err)}\n`);
+    // An operator error is its one-line message; anything else is a bug, shown with where it was thrown.
+    const { err: message, stack } = errorFields(err);
+    terminal.stderr.write(`${ERROR_PREFIX}${stack ?? message}\n`);
     if (err instanceof KnockUsageError) return ExitCode.usage;
     // An error with a code of its own (a TLS file, a missing capability: see SetupExitCode).
     return (err instanceof KnockPortError ? err.exitCode : undefined) ?? ExitCode.failed;

@@ -45,7 +45,7 @@ export async function startControlServer(path: string, handlers: ControlHandlers
     server.listen(path, resolve);
   });
   await chmod(path, 0o600);
-  server.on('error', (err) => logger.warn({ err: err.message }, 'control socket error'));
+  server.on('error', (err) => logger.warn(errorFields(err), 'control socket error'));
   return { path, close: () => closeServer(server, path) };
 }
 

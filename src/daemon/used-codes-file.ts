@@ -11,6 +11,7 @@ import { MAX_USED_CODES, UsedCodes, type UsedCode, type UsedCodeStore } from '..
 import { TOTP_PERIOD_SECONDS } from '../shared/otp-format.js';
 import type { Logger } from '../shared/log.js';
 import { readTextFile, setAside, writeFileAtomically } from '../sessions/state-file.js';
+import { errorFields } from '../shared/errors.js';
 
 export const USED_CODES_FILE_NAME = 'used-codes.json';
 
@@ -165,7 +166,7 @@ export class SavedUsedCodes {
     this.writing = writeFileAtomically(this.path, text, 'used-code file')
       .catch((err: unknown) => {
         this.dirty = true;
-        this.logger.error({ err: (err as Error).message }, 'used one-time codes not saved; will retry on the next accepted code');
+        this.logger.error(errorFields(err), 'used one-time codes not saved; will retry on the next accepted code');
       })
       .finally(() => {
         this.writing = undefined;

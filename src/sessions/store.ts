@@ -10,6 +10,7 @@ import { reconcile } from './reconcile.js';
 import { recordKey, type SessionRecord } from './record.js';
 import { readStateFile, setAside, SessionStateError, STATE_FILE_NAME, writeStateFile } from './state-file.js';
 import type { GrantKind, Step2Window } from '../shared/kinds.js';
+import { errorFields } from '../shared/errors.js';
 
 export interface SessionStoreOptions {
   stateDir: string;
@@ -211,7 +212,7 @@ export class SessionStore {
       .catch((err: unknown) => {
         this.dirty = true;
         this.lastWriteError = err;
-        this.logger.error({ err: (err as Error).message }, 'session state not saved; will retry on the next change');
+        this.logger.error(errorFields(err), 'session state not saved; will retry on the next change');
       })
       .finally(() => {
         this.writing = undefined;
@@ -231,7 +232,7 @@ export class SessionStore {
         );
       }
     } catch (err) {
-      this.logger.error({ file: this.path, err: (err as Error).message }, 'session state file unusable; starting from the kernel grants only');
+      this.logger.error({ file: this.path, ...errorFields(err) }, 'session state file unusable; starting from the kernel grants only');
     }
     return [];
   }

@@ -10,7 +10,7 @@
 import { Worker } from 'node:worker_threads';
 import type { CaptureDrops } from '../capture/step1-capture.js';
 import type { Config } from '../config/types.js';
-import { KnockPortError } from '../shared/errors.js';
+import { errorFields, KnockPortError } from '../shared/errors.js';
 import type { CaptureKind } from '../shared/kinds.js';
 import type { Logger } from '../shared/log.js';
 import { STEP1_REASONS, STEP1_RESULTS, type Step1Reason, type Step1Result } from '../step1/decision.js';
@@ -246,7 +246,7 @@ export class Step1Workers {
       });
       worker.on('error', (err) => {
         this.options.logger.error(
-          { worker: running.slot, [this.options.kind === 'nfqueue' ? 'queue' : 'group']: running.number, err: err.message },
+          { worker: running.slot, [this.options.kind === 'nfqueue' ? 'queue' : 'group']: running.number, ...errorFields(err) },
           'step-1 worker failed',
         );
         settle(new Step1WorkerError(`step-1 worker for ${this.what(running)} failed: ${err.message}`, { cause: err }));
@@ -279,7 +279,7 @@ export class Step1Workers {
       this.spawn(running).then(
         () => this.options.logger.info({ worker: running.slot }, `step-1 worker for ${this.what(running)} restarted`),
         (err: unknown) => {
-          this.options.logger.error({ err: (err as Error).message }, `step-1 worker for ${this.what(running)} could not be restarted; retrying`);
+          this.options.logger.error(errorFields(err), `step-1 worker for ${this.what(running)} could not be restarted; retrying`);
           if (running.worker) running.worker = undefined;
           this.scheduleRestart(running, RETRY_DELAY_MS);
         },

@@ -6,7 +6,7 @@
 import type { Server as HttpsServer } from 'node:https';
 import type { SecureContextOptions } from 'node:tls';
 import type { GlobalConfig } from '../config/types.js';
-import { describeError, KnockPortError } from '../shared/errors.js';
+import { errorFields, KnockPortError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 
 export class Step2ListenError extends KnockPortError {}
@@ -88,10 +88,7 @@ export class Step2Listener {
     try {
       await listenStep2(this.server, g, this.logger);
     } catch (err) {
-      this.logger.error(
-        { err: describeError(err) },
-        'HTTPS listener could not be restored after a failed reload; step 2 is down until the next reload or restart',
-      );
+      this.logger.error(errorFields(err), 'HTTPS listener could not be restored after a failed reload; step 2 is down until the next reload or restart');
     }
   }
 }
@@ -103,7 +100,7 @@ function listenStep2(server: HttpsServer, g: GlobalConfig, logger: Logger): Prom
     server.once('error', onError);
     server.listen({ port: g.step2Port, host: g.step2ListenAddress ?? (g.ipv6 ? '::' : '0.0.0.0'), ipv6Only: false }, () => {
       server.off('error', onError);
-      server.on('error', (err) => logger.error({ err: err.message }, 'HTTPS server error'));
+      server.on('error', (err) => logger.error(errorFields(err), 'HTTPS server error'));
       resolve();
     });
   });

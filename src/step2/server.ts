@@ -18,6 +18,7 @@ import type { DaemonMetrics, Step2Outcome } from '../metrics/daemon-metrics.js';
 import { SourcePrefixKey } from '../packet/address.js';
 import { canonicalIp } from '../shared/ip.js';
 import type { SessionStore } from '../sessions/store.js';
+import { errorFields } from '../shared/errors.js';
 import { authorizeStep2 } from './authorize.js';
 import { resolveClientAddress, trustedProxies, type TrustedProxies } from './client-address.js';
 import { parseStep2Body } from './form.js';
@@ -130,7 +131,7 @@ export function createStep2Server(options: Step2ServerOptions): Server {
     },
     (req, res) => {
       void handleRequest(req, res, options, config(), proxies(), sourceKeys(), lockout, limits).catch((err: unknown) => {
-        options.logger.warn({ err: (err as Error).message }, 'step 2 request failed');
+        options.logger.warn(errorFields(err), 'step 2 request failed');
         if (res.headersSent) return;
         options.metrics.step2Requests.inc({ outcome: 'error' });
         reply(res, 'error');

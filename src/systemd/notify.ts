@@ -6,7 +6,7 @@
  * Without NOTIFY_SOCKET (not started by systemd) every call does nothing.
  */
 import { callNative, loadNativeAddon } from '../native/addon.js';
-import { describeError } from '../shared/errors.js';
+import { errorFields } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 
 /** Sends one datagram to the socket (a path, or abstract when it starts with '@'); throws on failure. */
@@ -132,7 +132,7 @@ export class SystemdNotifier implements ServiceNotifier {
       if (this.warned) return;
       this.warned = true;
       this.logger.warn(
-        { err: describeError(err), notifySocket: this.socketPath, message: message.split('\n')[0] },
+        { ...errorFields(err), notifySocket: this.socketPath, message: message.split('\n')[0] },
         'systemd notification failed (later failures are not logged)',
       );
     }

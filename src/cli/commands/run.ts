@@ -4,7 +4,7 @@
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { Daemon } from '../../daemon.js';
-import { describeError, SetupExitCode } from '../../shared/errors.js';
+import { describeError, errorFields, SetupExitCode } from '../../shared/errors.js';
 import { MAX_TRIAL_SECONDS } from '../../control/trial.js';
 import { createLogger } from '../../shared/log.js';
 import { SystemdNotifier } from '../../systemd/notify.js';
@@ -120,7 +120,7 @@ export function registerRun(program: Command): void {
             process.exit(0);
           },
           (err: unknown) => {
-            logger.error({ err: (err as Error).message }, 'stop failed');
+            logger.error(errorFields(err), 'stop failed');
             process.exit(1);
           },
         );
@@ -129,7 +129,7 @@ export function registerRun(program: Command): void {
       process.once('SIGINT', stop);
       // A reload logs its own failures and keeps the running config; this only guards against a bug.
       process.on('SIGHUP', () => {
-        daemon.reload().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'config reload failed'));
+        daemon.reload().catch((err: unknown) => logger.error(errorFields(err), 'config reload failed'));
       });
     });
 }

@@ -1,6 +1,6 @@
 /**
  * One convention for every command: exit 0 on success, 1 on a runtime failure, 2 on a usage
- * error (commander's convention; `knock` adds its own codes from 3 up), and every error on one
+ * error (commander's convention; `knock` adds its own codes from 3 up), and every operator error on one
  * line starting with `knock-port: ` (then maybe commander's hints). Flags that would do nothing for a command are not offered.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { registerCommands } from '../../../src/cli/commands/index.js';
 import { ExitCode, KnockExitCode } from '../../../src/client/exit-codes.js';
+import { KnockPortError } from '../../../src/shared/errors.js';
 import { runCli, type CliInput } from '../client/cli-harness.js';
 import { VALID } from '../config/helpers.js';
 
@@ -111,6 +112,24 @@ describe('runtime failures exit 1, with the same prefix', () => {
     });
     expect(run.exitCode).toBe(KnockExitCode.step1Unreachable);
     expect(run.stderr).toMatch(/^knock-port: step 1: /);
+  });
+});
+
+describe('a crash is shown with where it happened', () => {
+  /** `knock-port boom`, a command that throws `thrown`. */
+  const boom = (thrown: Error) => runCli((program) => void program.command('boom').action(() => Promise.reject(thrown)), ['boom']);
+
+  it('an unexpected error prints its stack', async () => {
+    const run = await boom(new TypeError('cannot read x of undefined'));
+    expect(run.exitCode).toBe(ExitCode.failed);
+    const [first, ...rest] = run.stderr.trimEnd().split('\n');
+    expect(first).toBe('knock-port: TypeError: cannot read x of undefined');
+    expect(rest[0]).toMatch(/^\s+at .*exit-codes\.test\.ts/);
+  });
+
+  it('an operator error stays its one-line message', async () => {
+    const run = await boom(new KnockPortError('state_dir /nope is not writable'));
+    expect([run.exitCode, run.stderr]).toEqual([ExitCode.failed, 'knock-port: state_dir /nope is not writable\n']);
   });
 });
 
