@@ -90,8 +90,8 @@ export const MUTANTS = [
     id: 'sigterm-uninstalls',
     description: 'the daemon removes its rules on SIGTERM: the protected ports fall back to the host policy',
     file: 'src/daemon.ts',
-    find: '    this.firewall.close?.();\n    this.parts.nft.close?.();',
-    replace: '    await this.firewall.uninstall();\n    this.firewall.close?.();\n    this.parts.nft.close?.();',
+    find: '    running.firewall.close?.();\n    nft.close?.();',
+    replace: '    await running.firewall.uninstall();\n    running.firewall.close?.();\n    nft.close?.();',
     tests: ['test/kernel/daemon/stop-fail-closed.test.ts'],
   },
   {
