@@ -4,6 +4,7 @@
  * test configures or waits on (grant durations, step-2 windows, client timeouts, expiry waits)
  * are multiplied by one factor: the same checks then hold in both places. On the host it is 1.
  */
+import { it, type TestFunction } from 'vitest';
 import { Netns } from '../../src/demo/netns.js';
 
 /** Set by the VM runner: the tests run in Debian's stock kernel under qemu. */
@@ -34,6 +35,17 @@ export function scaledSeconds(seconds: number): number {
  */
 export function rowsForThisRun<T extends { vm: boolean }>(rows: readonly T[]): T[] {
   return IN_VM && process.env.KNOCKPORT_VM_ALL_ROWS !== '1' ? rows.filter((row) => row.vm) : [...rows];
+}
+
+/**
+ * Registers a test that neither how step 1 is captured nor the kernel's version decides (step 2,
+ * a revoke, the metrics, a DNAT): every backend row on the host runs it, so the VM tier, which
+ * runs only what the host cannot (test/vm/tests.mjs), leaves it out. KNOCKPORT_VM_ALL_ROWS=1
+ * registers it in the VM too.
+ */
+export function itOnHost(name: string, fn: TestFunction, timeoutMs?: number): void {
+  if (IN_VM && process.env.KNOCKPORT_VM_ALL_ROWS !== '1') return;
+  it(name, fn, timeoutMs);
 }
 
 let nftQueueProbe: string | undefined | null = null;

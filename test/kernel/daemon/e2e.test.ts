@@ -15,7 +15,7 @@ import { announceSkip, kernelSkipReason, leftToTheVm, Netns, tcpOpen, waitFor } 
 import { Prober } from '../../helpers/prober.js';
 import { curlFrom, execIn, startServices } from '../../helpers/scenario.js';
 import { ADDR, CLI, IF, createSandbox, curl, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
-import { autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
+import { autoCapture, itOnHost, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
 const skip = announceSkip('daemon/e2e', kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'ss']));
 
@@ -221,7 +221,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     expect(await wrong).toBe(false);
   });
 
-  it('revoke closes a grant at once', async () => {
+  itOnHost('revoke closes a grant at once', async () => {
     const { client } = sandbox;
     expect(await knock(client, daemon, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4)).toBe(true);
     expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('200');
@@ -260,7 +260,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     expect(Date.now() - grantedAt).toBeLessThan((LONG_DURATION + scaled(3)) * 1000);
   });
 
-  it('knock-port watch prints the live decisions of real knocks', async () => {
+  itOnHost('knock-port watch prints the live decisions of real knocks', async () => {
     const watch = sandbox.gw.spawn(process.execPath, [CLI, 'watch', '--iface', IF.gwWan, '-c', configPath, '--json']);
     const lines: string[] = [];
     let banner = '';
@@ -286,7 +286,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     }
   });
 
-  it('serves Prometheus metrics on loopback with step-1 and grant counters', async () => {
+  itOnHost('serves Prometheus metrics on loopback with step-1 and grant counters', async () => {
     expect(await knock(sandbox.client, daemon, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4b)).toBe(true);
     expect(step2(sandbox.client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`, ADDR.client4b).status).toBe('200');
     const text = sandbox.gw.exec('curl', ['-sS', '-m', String(STEP2_SECONDS), 'http://127.0.0.1:9464/metrics']);
@@ -298,7 +298,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     expect(curl(sandbox.client, [`http://${ADDR.gwWan4}:9464/metrics`], STEP1_SECONDS).status).toBe('000');
   });
 
-  it('SIGHUP: an invalid config keeps the running one; a valid one takes effect', async () => {
+  itOnHost('SIGHUP: an invalid config keeps the running one; a valid one takes effect', async () => {
     const original = readFileSync(configPath, 'utf8');
     writeFileSync(configPath, 'global: [not, a, config\n');
     daemon.proc.kill('SIGHUP');

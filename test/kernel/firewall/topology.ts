@@ -4,6 +4,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { Netns, destroyAll, waitFor, wire } from '../../helpers/netns.js';
+import { execIn } from '../../helpers/scenario.js';
 import { fixtureConfig } from '../../unit/firewall/fixture.js';
 import type { Config } from '../../../src/config/types.js';
 
@@ -67,6 +68,18 @@ export class Topology {
     const r = ns.tryExec('timeout', [String(timeoutMs / 1000), 'bash', '-c', `exec 3<>/dev/tcp/${addr}/${port}`]);
     if (r.ok) return 'open';
     return /refused|reset/i.test(r.err) ? 'refused' : 'silent';
+  }
+
+  /**
+   * From the client, all at once: the ports (by address) a TCP connection opened to, as
+   * `address:port`. Checks that ports stay closed wait out one timeout together, not one each.
+   */
+  async openAmong(targets: Record<string, number[]>, timeoutMs = 1000): Promise<string[]> {
+    const pairs = Object.entries(targets).flatMap(([addr, ports]) => ports.map((port) => `${addr}/${port}`));
+    const outcomes = await Promise.all(
+      pairs.map((pair) => execIn(this.client, 'timeout', [String(timeoutMs / 1000), 'bash', '-c', `exec 3<>/dev/tcp/${pair}`], timeoutMs + 5000)),
+    );
+    return pairs.filter((_, i) => outcomes[i]!.ok).map((pair) => pair.replace('/', ':'));
   }
 
   /** TCP listeners for the local app (gw:2222), the forwarded apps (lan:3390, lan:8080), HTTPS (gw:443); UDP echo gw:1194. */

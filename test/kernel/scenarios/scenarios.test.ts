@@ -18,7 +18,7 @@ import { ADDR, CLI, IF, createSandbox, startDaemon, writeFile, type Daemon, type
 import { Prober } from '../../helpers/prober.js';
 import { bracketed, curlFrom, execIn, SourcePool, startServices, synFlood, type Family } from '../../helpers/scenario.js';
 import { vyosCommit } from '../../helpers/vyos-layout.js';
-import { TIME_SCALE, autoCapture, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
+import { TIME_SCALE, autoCapture, itOnHost, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
 const FILE = 'scenarios/scenarios';
 const skipAll = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'iptables', 'curl', 'openssl', 'nping']));
@@ -272,7 +272,7 @@ for (const backend of BACKENDS) {
         }
       });
 
-      it('2. forwarded service: the app port reaches the LAN host on another port', async ({ expect }) => {
+      itOnHost('2. forwarded service: the app port reaches the LAN host on another port', async ({ expect }) => {
         const from = sources.take(family);
         const app = KEYS[fwdApp];
         expect((await tcp(from, PORTS[fwdApp])).kind).toBe('timeout');
@@ -312,7 +312,7 @@ for (const backend of BACKENDS) {
         );
       });
 
-      it('5. step 2 with a wrong app or key: 403, the service stays closed', async ({ expect }) => {
+      itOnHost('5. step 2 with a wrong app or key: 403, the service stays closed', async ({ expect }) => {
         const from = sources.take(family);
         expect(await knock(from, form('longsvc', KEYS.longsvc.http))).toBe(true);
         const wrong = [
@@ -369,7 +369,7 @@ for (const backend of BACKENDS) {
         expect(refusals(from)).toEqual([]);
       });
 
-      it('8. the step-2 window expires after step2_https_duration', async ({ expect }) => {
+      itOnHost('8. the step-2 window expires after step2_https_duration', async ({ expect }) => {
         const from = sources.take(family);
         expect(await knock(from, form('tcpsvc', KEYS.tcpsvc.http))).toBe(true);
         // The window's clock starts at the grant, which the knock just saw.
@@ -382,7 +382,7 @@ for (const backend of BACKENDS) {
         expect([s2.status, service.kind]).toEqual(['000', 'timeout']);
       });
 
-      it('9. TOTP: no token 403 (as a wrong key), wrong token 403, right token 200, the same token again 403', async ({ expect }) => {
+      itOnHost('9. TOTP: no token 403 (as a wrong key), wrong token 403, right token 200, the same token again 403', async ({ expect }) => {
         const from = sources.take(family);
         const user = TOTP_USERS[family];
         expect(await knock(from, form('totpsvc', user.http))).toBe(true);
@@ -417,7 +417,7 @@ for (const backend of BACKENDS) {
         expect(reasons.filter((r) => r === 'rate-limited')).toHaveLength(1);
       });
 
-      it(`10b. step-2 rate limit: the ${RATE_PER_MINUTE + 1}th request in a minute gets 429`, async ({ expect }) => {
+      itOnHost(`10b. step-2 rate limit: the ${RATE_PER_MINUTE + 1}th request in a minute gets 429`, async ({ expect }) => {
         const from = sources.take(family);
         expect(await knock(from, form('longsvc', KEYS.longsvc.http))).toBe(true);
         for (let i = 0; i < RATE_PER_MINUTE; i++) expect((await step2(from, form('longsvc', `sc-wrong-key-${i}-5f3e9a`))).status).toBe('403');

@@ -24,7 +24,7 @@ import { ipPacketOf } from '../../../src/packet/link.js';
 import { announceSkip, kernelSkipReason, leftToTheVm, requiredInCi, waitFor, type Netns } from '../../helpers/netns.js';
 import { ADDR, CLI, IF, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { SourcePool, bracketed, curlFrom, execIn, startServices, tcpProbe, type Family } from '../../helpers/scenario.js';
-import { nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
+import { itOnHost, nftQueueMissing, rowsForThisRun, scaled, scaledSeconds } from '../../helpers/vm.js';
 
 /** Cookie-less client Fast Open (TCP_FASTOPEN_NO_COOKIE, and the sysctl's 0x4) came with Linux 4.15; CI's kernels have it. */
 function kernelTooOld(): string | undefined {
@@ -386,7 +386,7 @@ describe.each(BACKENDS)('invisible step 1 (step1_handshake: none): $name', (back
     });
   }
 
-  it('knock-port knock says what to do when it cannot knock: no --tcp-fastopen, or client Fast Open disabled', () => {
+  itOnHost('knock-port knock says what to do when it cannot knock: no --tcp-fastopen, or client Fast Open disabled', () => {
     const target = [
       '--url',
       url(ADDR.gwWan4, 'http', STEP1_PATH),
