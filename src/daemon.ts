@@ -79,7 +79,10 @@ export class Daemon {
     for (const warning of config.warnings ?? []) logger.warn({ config: config.source }, warning);
     const nft = createNftRunner();
     const firewall = createFirewall(config, { ...options.firewall, nft });
-    const { capture: captureKind, reason } = chooseCapture(config.global.capture, await firewall.capabilities());
+    const capabilities = await firewall.capabilities();
+    // The probes' nft errors are for debugging: every start on a host without nfqueue has them.
+    for (const note of capabilities.notes) logger.debug(note);
+    const { capture: captureKind, reason } = chooseCapture(config.global.capture, { ...capabilities, notes: [] });
     logger.info({ firewall: firewall.type, capture: captureKind, nft: nft.kind }, reason);
     const running = new RunningConfig(config, firewall);
     // Revoke means closed: revokes (and re-installs) also end the address's flows, over the running config's ports.

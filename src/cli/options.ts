@@ -8,7 +8,7 @@ import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import type { IptablesVariant } from '../firewall/index.js';
 import { parseNetwork, Refusal } from '../config/values.js';
-import { LOG_LEVELS } from '../shared/log.js';
+import { LOG_LEVELS, LOG_TIMES, type LogTime } from '../shared/log.js';
 
 /** Default config location, as an operator would install it. */
 export const DEFAULT_CONFIG_PATH = '/etc/knock-port/config.yaml';
@@ -79,13 +79,16 @@ export function addConfigOptions(command: Command, overrides: readonly ConfigOve
   return command;
 }
 
-/** `--log-level`, for the commands that log (the daemon). */
+/** `--log-level` and `--log-time`, for the commands that log (the daemon). */
 export function addLogLevelOption(command: Command): Command {
-  return command.addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'));
+  return command
+    .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
+    .addOption(new Option('--log-time <format>', 'the "time" field: epoch milliseconds or ISO 8601 (UTC)').choices([...LOG_TIMES]).default('epoch'));
 }
 
 export interface LogLevelOptions {
   logLevel: (typeof LOG_LEVELS)[number];
+  logTime: LogTime;
 }
 
 /** The parsed flags, named as the option parser names them after `--http-port`, `--waf-https-port`, .... */

@@ -14,9 +14,11 @@ import { Step1CountCopier } from '../metrics/step1-counts.js';
 import type { Granter } from '../sessions/grants.js';
 import { errorFields } from '../shared/errors.js';
 import type { CaptureKind } from '../shared/kinds.js';
+import { logRefusedKnock } from '../shared/knock-refusal.js';
 import type { Logger } from '../shared/log.js';
 import { Step1Workers, type WorkerEvents } from '../step1-workers/pool.js';
-import { currentMatch, type GrantEvent } from '../step1-workers/protocol.js';
+import { currentMatch, type GrantEvent, type RejectionEvent, type RejectionsPosted } from '../step1-workers/protocol.js';
+import { step1RefusalClass } from '../step1/decision.js';
 import type { PreparedSwitch } from '../step2/listener.js';
 import type { LastingState } from './lasting-state.js';
 import type { RunningConfig } from './running.js';
@@ -54,7 +56,7 @@ export class Step1 {
         shared: lasting.shared,
         cookieSecret: lasting.cookieSecret,
         logger,
-        logRejections: logger.isLevelEnabled('debug'),
+        logRejections: rejectionsPosted(logger),
         onEvents: (events) => this.onWorkerEvents(events),
         onProblem: (problem) => problems.note(problem),
       },
@@ -84,7 +86,7 @@ export class Step1 {
 
   /** The running workers judge by `next` from now on. */
   reconfigure(next: Config): void {
-    this.workers?.reconfigure(next, this.parts.logger.isLevelEnabled('debug'));
+    this.workers?.reconfigure(next, rejectionsPosted(this.parts.logger));
   }
 
   /** Each maintenance tick: the capture's drop counters into the metrics. */
@@ -115,13 +117,23 @@ export class Step1 {
   private onWorkerEvents(events: WorkerEvents): void {
     const { metrics, lasting, logger, sync } = this.parts;
     for (const grant of events.grants) this.grantStep2(grant, grant.receivedAt - performance.timeOrigin);
-    if (events.rejections.length > 0 && logger.isLevelEnabled('debug')) {
-      for (const r of events.rejections) logger.debug({ ip: r.src, sport: r.sport, result: r.result, reason: r.reason }, 'step-1 knock refused');
-    }
+    for (const r of events.rejections) this.logRejection(r);
     for (const event of events.locks) recordLock(logger, metrics, event);
     countRefusals(metrics, events.refusals);
     if (events.codes.length > 0) lasting.usedCodes.changed();
     if (sync) for (const code of events.codes) sync.codeClaimed(code, 'step1');
+  }
+
+  /**
+   * The info line for a judged knock (packaging/fail2ban/ bans on it), only when the cookie
+   * handshake proved its source address; the detailed reason at debug.
+   */
+  private logRejection(r: RejectionEvent): void {
+    const { logger, running } = this.parts;
+    logger.debug({ ip: r.src, sport: r.sport, result: r.result, reason: r.reason }, 'step-1 knock refused');
+    const refusal = step1RefusalClass(r.reason);
+    if (refusal !== undefined && running.config.global.step1Handshake === 'cookie')
+      logRefusedKnock(logger, { ip: r.src, port: r.sport, step: 1, class: refusal });
   }
 
   /** A worker's grant opens the step-2 window if it still stands under the running config (see currentMatch). */
@@ -138,4 +150,10 @@ export class Step1 {
       logger.error({ ip, app: matched.app.name, ...errorFields(err) }, 'step-2 window could not be opened');
     });
   }
+}
+
+/** What the workers post: everything at debug, the judged refusals at info (see logRejection). */
+function rejectionsPosted(logger: Logger): RejectionsPosted {
+  if (logger.isLevelEnabled('debug')) return 'all';
+  return logger.isLevelEnabled('info') ? 'judged' : 'none';
 }

@@ -69,7 +69,8 @@ function driverFor(
 export function chooseCapture(mode: CaptureMode, caps: FirewallCapabilities): { capture: CaptureKind; reason: string } {
   if (mode !== 'auto') return { capture: mode, reason: `capture ${mode} as configured` };
   if (caps.nfqueue) return { capture: 'nfqueue', reason: 'capture auto: nfqueue is available' };
-  return { capture: 'nflog', reason: `capture auto: nfqueue unavailable, using nflog (${caps.notes.join('; ') || 'no detail'})` };
+  const detail = caps.notes.length > 0 ? ` (${caps.notes.join('; ')})` : '';
+  return { capture: 'nflog', reason: `capture auto: nfqueue unavailable, using nflog${detail}` };
 }
 
 export type { FirewallBackend, FirewallCapabilities, FirewallDriver, Grant } from './types.js';

@@ -10,6 +10,7 @@ import { constants as osConstants, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { KnockPortError } from '../shared/errors.js';
+import { oneLine } from '../shared/one-line.js';
 import { callNative, loadNativeAddon, type NativeNftContext } from '../native/addon.js';
 import { spawnCollect, type ChildOutput } from './command.js';
 import type { NftThreadReply, NftThreadRequest, NftThreadTask } from './nft-thread.js';
@@ -19,7 +20,8 @@ export class NftError extends KnockPortError {
     message: string,
     readonly script: string,
   ) {
-    super(message);
+    // nft's errors end in a caret diagram under the failing line: one line for logs and terminals alike.
+    super(oneLine(message));
   }
 }
 

@@ -45,9 +45,15 @@ function journalStreams(destination: pino.DestinationStream): pino.MultiStreamRe
   return pino.multistream(streams, { dedupe: true });
 }
 
+/** How `time` is written: epoch milliseconds (pino's default) or ISO 8601 in UTC, as log shippers and fail2ban's file backend read it. */
+export const LOG_TIMES = ['epoch', 'iso'] as const;
+export type LogTime = (typeof LOG_TIMES)[number];
+
 export interface LoggerOptions {
   /** Prefix each line with its syslog priority; defaults to whether stdout is the journal (JOURNAL_STREAM). */
   journal?: boolean;
+  /** Defaults to epoch. */
+  time?: LogTime;
 }
 
 /**
@@ -58,6 +64,7 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: Node
   const options = {
     level,
     base: { name: 'knock-port' },
+    timestamp: loggerOptions.time === 'iso' ? pino.stdTimeFunctions.isoTime : pino.stdTimeFunctions.epochTime,
     redact: {
       paths: ['access_key', 'accessKey', 'key', 'token', 'otp', 'secret', 'body', '*.access_key', '*.token', '*.otp', '*.secret'],
       censor: '[redacted]',

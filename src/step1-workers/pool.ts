@@ -22,6 +22,7 @@ import {
   COUNTER_RESULTS,
   WORKER_COUNTERS,
   type MainMessage,
+  type RejectionsPosted,
   type WorkerInit,
   type WorkerMessage,
 } from './protocol.js';
@@ -36,7 +37,7 @@ export interface Step1WorkersOptions {
   cookieSecret: Buffer;
   logger: Logger;
   /** Workers post their rejections only when the main thread logs them. */
-  logRejections: boolean;
+  logRejections: RejectionsPosted;
   onEvents(events: WorkerEvents): void;
   onProblem(problem: string): void;
 }
@@ -140,7 +141,7 @@ export class Step1Workers {
   }
 
   /** A reloaded config for every worker: each builds a new inspector on the same shared state. */
-  reconfigure(config: Config, logRejections: boolean): void {
+  reconfigure(config: Config, logRejections: RejectionsPosted): void {
     this.config = config;
     this.options.logRejections = logRejections;
     for (const running of this.running.values()) this.send(running, { type: 'config', config, logRejections });

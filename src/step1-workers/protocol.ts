@@ -22,9 +22,14 @@ export interface WorkerInit {
   shared: SharedStateBuffers;
   counters: SharedArrayBuffer;
   cookieSecret: Uint8Array;
-  /** Rejections are posted only when the main thread logs them (debug). */
-  logRejections: boolean;
+  logRejections: RejectionsPosted;
 }
+
+/**
+ * Which rejections a worker posts: only what the main thread logs. `judged`: the knocks refused
+ * after their sender was proven (the info line); `all` adds decode failures and spoofed segments (debug).
+ */
+export type RejectionsPosted = 'all' | 'judged' | 'none';
 
 /** A valid knock: the main thread opens the step-2 window, records and logs it. */
 export interface GrantEvent {
@@ -79,7 +84,7 @@ export type WorkerMessage =
     }
   | { type: 'problem'; problem: string };
 
-export type MainMessage = { type: 'config'; config: Config; logRejections: boolean } | { type: 'stop' };
+export type MainMessage = { type: 'config'; config: Config; logRejections: RejectionsPosted } | { type: 'stop' };
 
 /** Float64 counters per worker slot: results, reasons, then capture drops. */
 export const COUNTER_RESULTS = 0;

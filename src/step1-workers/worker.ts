@@ -15,7 +15,7 @@ import { RawPacketSender } from '../capture/raw-socket.js';
 import { openStep1Capture, type Step1Capture } from '../capture/step1-capture.js';
 import type { Config } from '../config/types.js';
 import { KeyedCookieSource } from '../step1/cookie.js';
-import { STEP1_REASONS, STEP1_RESULTS, type Step1Decision } from '../step1/decision.js';
+import { STEP1_REASONS, STEP1_RESULTS, step1RefusalClass, type Step1Decision } from '../step1/decision.js';
 import { Inspector } from '../step1/inspector.js';
 import { SharedDecidedSegments, SharedLockoutStates, SharedSourceBudget, SharedUsedCodeStore } from '../step1/shared-state.js';
 import {
@@ -29,6 +29,7 @@ import {
   type GrantEvent,
   type MainMessage,
   type RejectionEvent,
+  type RejectionsPosted,
   type WorkerInit,
   type WorkerMessage,
 } from './protocol.js';
@@ -41,7 +42,7 @@ const PROBLEM_INTERVAL_MS = 5_000;
 class Step1Worker {
   private config: Config;
   private inspector: Inspector;
-  private logRejections: boolean;
+  private logRejections: RejectionsPosted;
   private readonly cookie: KeyedCookieSource;
   private readonly lockout: SecretLockout;
   private readonly totp: TotpVerifier;
@@ -123,9 +124,7 @@ class Step1Worker {
         const decision = this.inspector.inspect(batch.payload(i));
         if (decision.reply !== undefined) this.sender.stage(decision.reply);
         if (decision.result === 'granted') this.grants.push(this.grantEvent(decision, receivedAt));
-        else if (this.logRejections && (decision.result === 'rejected' || decision.result === 'spoofed')) {
-          this.rejections.push({ src: decision.src, sport: decision.sport, result: decision.result, reason: decision.reason });
-        }
+        else if (this.posts(decision)) this.rejections.push({ src: decision.src, sport: decision.sport, result: decision.result, reason: decision.reason });
       }
     } finally {
       const sent = this.sender.flush();
@@ -134,6 +133,13 @@ class Step1Worker {
       this.publishCounters();
       this.postEvents();
     }
+  }
+
+  /** Whether the main thread logs this decision as a rejection (see RejectionsPosted). */
+  private posts(decision: Step1Decision): boolean {
+    if (decision.result !== 'rejected' && decision.result !== 'spoofed') return false;
+    if (this.logRejections === 'all') return true;
+    return this.logRejections === 'judged' && step1RefusalClass(decision.reason) !== undefined;
   }
 
   /** Copies the inspector's counts into this slot's shared counters (read by the main thread at scrape time). */
@@ -185,7 +191,7 @@ class Step1Worker {
   }
 
   /** A reloaded config: a new inspector on the same shared state; the counts so far are kept. */
-  reconfigure(config: Config, logRejections: boolean): void {
+  reconfigure(config: Config, logRejections: RejectionsPosted): void {
     this.publishCounters();
     this.config = reviveConfig(config);
     this.logRejections = logRejections;

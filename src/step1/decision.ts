@@ -1,5 +1,6 @@
 /** What the step-1 inspector decides for one packet, and the counters it keeps. */
 import type { AppConfig, User } from '../config/types.js';
+import type { RefusalClass } from '../shared/knock-refusal.js';
 import type { DecodeFailure } from '../packet/decode.js';
 import type { AuthFailure } from './auth.js';
 import type { Step1RequestFailure } from './request.js';
@@ -48,6 +49,32 @@ export const STEP1_REASONS: readonly Step1Reason[] = [
   'bad-cookie',
   'no-ack',
 ];
+
+const SECRET_REFUSALS: ReadonlySet<Step1Reason> = new Set<AuthFailure>(['unknown-app', 'bad-key', 'otp-required', 'bad-otp', 'locked']);
+const MALFORMED_KNOCKS: ReadonlySet<Step1Reason> = new Set<Step1RequestFailure>([
+  'too-large',
+  'not-http',
+  'not-post',
+  'bad-path',
+  'incomplete',
+  'bad-header',
+  'no-content-length',
+  'length-mismatch',
+  'bad-content-type',
+  'bad-body',
+]);
+
+/**
+ * The class of the info line for a knock refused after its sender was proven (the request was
+ * judged); undefined for what never got that far (decode failures, spoofed segments), whose
+ * source address may be forged and so is never handed to a tool that bans addresses.
+ */
+export function step1RefusalClass(reason: Step1Decision['reason']): RefusalClass | undefined {
+  if (reason === undefined || reason === 'granted') return undefined;
+  if (SECRET_REFUSALS.has(reason)) return 'refused';
+  if (MALFORMED_KNOCKS.has(reason)) return 'malformed';
+  return reason === 'rate-limited' ? 'rate-limited' : undefined;
+}
 
 /**
  * One packet's decision. The verdict is always drop, so it is not here. `src`/`dst` are empty

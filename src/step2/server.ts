@@ -13,6 +13,8 @@ import type { PerMinuteLimiter } from '../auth/ratelimit.js';
 import type { TotpVerifier } from '../auth/totp.js';
 import type { UsedCode } from '../auth/used-codes.js';
 import type { AppConfig, Config, User } from '../config/types.js';
+import { logRefusedKnock, type RefusalClass } from '../shared/knock-refusal.js';
+import { oneLine } from '../shared/one-line.js';
 import type { Logger } from '../shared/log.js';
 import type { DaemonMetrics, Step2Outcome } from '../metrics/daemon-metrics.js';
 import { SourcePrefixKey } from '../packet/address.js';
@@ -86,6 +88,13 @@ const RESPONSES = {
   error: [500, 'Internal Server Error\n'],
 } as const satisfies Record<Step2Outcome, readonly [number, string]>;
 
+/** The info line's class per refused outcome: the wire's own answer, which says nothing of which secret was wrong. */
+const STEP2_REFUSAL_CLASSES: Partial<Record<Step2Outcome, RefusalClass>> = {
+  forbidden: 'refused',
+  'too-large': 'malformed',
+  'rate-limited': 'rate-limited',
+};
+
 /**
  * TLS 1.2 suites: forward secrecy (ECDHE) and AEAD only, for ECDSA and RSA certificates alike.
  * Node's defaults would also take CBC with SHA-1. TLS 1.3 keeps OpenSSL's defaults (all AEAD).
@@ -144,7 +153,11 @@ export function createStep2Server(options: Step2ServerOptions): Server {
   // Behind a proxy every connection comes from the proxy: the per-source cap belongs in the proxy then.
   capConnectionsPerPrefix(server, limits.connectionsPerPrefix, options.logger, sourceKeys, (ip) => proxies().has(ip));
   server.on('tlsClientError', (err: Error & { code?: string }, socket: Socket) => {
-    options.logger.debug({ ip: canonicalIp(socket.remoteAddress ?? ''), reason: err.code ?? err.message }, 'step 2 TLS handshake failed');
+    // At info, with the address: scanners and wrong clients fail here, and fail2ban bans on it (packaging/fail2ban/).
+    options.logger.info(
+      { ip: canonicalIp(socket.remoteAddress ?? ''), port: socket.remotePort, reason: oneLine(err.code ?? err.message) },
+      'step 2 TLS handshake failed',
+    );
   });
   return server;
 }
@@ -210,6 +223,10 @@ async function handleRequest(
     options.metrics.step2Requests.inc({ outcome });
     // The detailed reason is for the operator's log only; the wire and the metrics never have it.
     if (outcome !== 'granted') options.logger.debug({ ...who, app, outcome, reason }, 'step 2 rejected');
+    const refusal = STEP2_REFUSAL_CLASSES[outcome];
+    if (refusal !== undefined && client.ok) {
+      logRefusedKnock(options.logger, { ip: client.ip, ...(client.proxy ? {} : { port: req.socket.remotePort }), step: 2, class: refusal });
+    }
     reply(res, outcome);
   };
   if (!client.ok) return finish('forbidden', client.reason);

@@ -62,7 +62,7 @@ export function registerRun(program: Command): void {
       '\nSignals: SIGTERM/SIGINT stop (the firewall stays closed, grants expire in the kernel);\nSIGHUP reloads the config, certificate and key (what fails a check keeps the running one).\nExit codes: 10 TLS certificate or key unusable, 11 missing capability (nothing is installed);\n12 --trial not confirmed in time (the gate was removed on purpose).',
     )
     .action(async (opts: RunOptions) => {
-      const logger = createLogger(opts.logLevel);
+      const logger = createLogger(opts.logLevel, undefined, { time: opts.logTime });
       if (opts.useSudo === true) logger.info(USE_SUDO_NOTE);
       // Under systemd (Type=notify): READY=1 once serving, reload and stop messages, watchdog pings from now on.
       const notifier = SystemdNotifier.fromEnvironment(logger);

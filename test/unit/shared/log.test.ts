@@ -73,3 +73,20 @@ describe('logs for journald', () => {
     });
   });
 });
+
+describe('the time field', () => {
+  it('is epoch milliseconds by default and ISO 8601 in UTC with time: iso', () => {
+    const epoch = sink();
+    createLogger('info', epoch.stream).info('x');
+    expect(epoch.lines()[0]).toMatch(/^\{"level":30,"time":\d{13},/);
+    const iso = sink();
+    createLogger('info', iso.stream, { time: 'iso' }).info('x');
+    expect(iso.lines()[0]).toMatch(/^\{"level":30,"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",/);
+  });
+
+  it('is ISO behind the journal prefix too', () => {
+    const out = sink();
+    createLogger('info', out.stream, { journal: true, time: 'iso' }).info('x');
+    expect(out.lines()[0]).toMatch(/^<6>\{"level":30,"time":"\d{4}-[^"]+Z",/);
+  });
+});

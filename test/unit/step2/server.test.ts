@@ -367,3 +367,65 @@ describe('step 2 under idle and slow clients', () => {
     expect(h.logs.lines().some((l) => l.msg === 'step 2 connection refused: too many from this source')).toBe(true);
   });
 });
+
+describe('the info lines security tools read (fail2ban)', () => {
+  const infoLines = (h: Harness) => h.logs.lines().filter((l) => l.level === 30);
+
+  it('logs one "knock refused" line per refused request, the same class for every secret problem', async () => {
+    const h = await start();
+    h.sessions.record('127.0.0.1', 'vpn', 'bob', 'step2', 10);
+    const attempts = [
+      'app=vpn&access_key=bob-vpn-https-key', // bob's right key, no one-time code
+      'app=vpn&access_key=not-bobs-https-key', // a wrong key
+      'app=vpn&access_key=bob-vpn-https-key&token=000000', // the right key, a wrong code
+      'app=nope&access_key=bob-vpn-https-key', // an unknown app
+      'app=ssh&access_key=alice-ssh-https-key', // a right key without a step-1 window
+    ];
+    for (const data of attempts) expect((await curl(h.url, ['-d', data])).status).toBe(403);
+    const refused = infoLines(h).filter((l) => l.msg === 'knock refused');
+    expect(refused).toHaveLength(attempts.length);
+    for (const line of refused) {
+      const { time: _time, port, ...rest } = line;
+      expect(rest).toEqual({ level: 30, name: 'knock-port', ip: '127.0.0.1', step: 2, class: 'refused', msg: 'knock refused' });
+      expect(port).toEqual(expect.any(Number));
+    }
+    // Nothing at info or above tells the right key from a wrong one.
+    const loud = h.logs
+      .text()
+      .split('\n')
+      .filter((l) => /"level":[3-6]0/.test(l));
+    for (const line of loud) expect(line).not.toMatch(/bad-key|bad-otp|otp-required|unknown-app|no-window|locked/);
+  });
+
+  it('classes size and rate refusals apart, as the answers already do', async () => {
+    const h = await start({ ratePerMinute: 2, limits: { bodyBytes: 64 } });
+    expect((await curl(h.url, ['-d', `app=vpn&access_key=${'x'.repeat(100)}`])).status).toBe(413);
+    expect((await curl(h.url, ['-d', 'app=vpn&access_key=wrong'])).status).toBe(403);
+    expect((await curl(h.url, ['-d', 'app=vpn&access_key=wrong'])).status).toBe(429);
+    const classes = infoLines(h)
+      .filter((l) => l.msg === 'knock refused')
+      .map((l) => l.class);
+    expect(classes).toEqual(['malformed', 'refused', 'rate-limited']);
+  });
+
+  it('logs no refusal line for a granted request', async () => {
+    const h = await start();
+    h.sessions.record('127.0.0.1', 'vpn', 'alice', 'step2', 10);
+    expect((await curl(h.url, ['-d', 'app=vpn&access_key=alice-vpn-https-key'])).status).toBe(200);
+    expect(infoLines(h).filter((l) => l.msg === 'knock refused')).toEqual([]);
+  });
+
+  it('logs a failed TLS handshake at info with the client address and port, on one line', async () => {
+    const h = await start();
+    const socket = tcpConnect(h.port, '127.0.0.1');
+    sockets.push(socket);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const localPort = socket.localPort;
+    socket.end('GET / HTTP/1.1\r\nHost: x\r\n\r\n'); // plain HTTP where TLS is expected
+    const deadline = Date.now() + 3000;
+    const failed = () => infoLines(h).find((l) => l.msg === 'step 2 TLS handshake failed');
+    while (!failed() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(failed()).toMatchObject({ level: 30, ip: '127.0.0.1', port: localPort });
+    expect(String(failed()!.reason)).not.toContain('\n');
+  });
+});
