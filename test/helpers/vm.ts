@@ -48,6 +48,14 @@ export function itOnHost(name: string, fn: TestFunction, timeoutMs?: number): vo
   it(name, fn, timeoutMs);
 }
 
+/**
+ * `it` when the VM tier needs this test too, `itOnHost` when not: for a test whose one variant
+ * (an address family, say) proves what the VM must prove, while the host runs every variant.
+ */
+export function itInVmWhen(inVm: boolean): (name: string, fn: TestFunction, timeoutMs?: number) => void {
+  return inVm ? (name, fn, timeoutMs) => it(name, fn, timeoutMs) : itOnHost;
+}
+
 let nftQueueProbe: string | undefined | null = null;
 
 /**

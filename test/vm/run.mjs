@@ -267,7 +267,14 @@ function summarize(label, resultsFile) {
   const lines = results.testResults.map((file) => {
     const count = (status) => file.assertionResults.filter((a) => a.status === status).length;
     const seconds = Math.round((file.endTime - file.startTime) / 1000);
-    return `  [${label}] ${file.name.replace(`${REPO}/`, '')}: ${count('passed')} passed, ${count('failed')} failed, ${count('skipped') + count('pending') + count('todo')} skipped, ${seconds} s`;
+    // The slowest tests, so that where the VM's time goes can be read from any run's log.
+    const slowest = file.assertionResults
+      .filter((a) => typeof a.duration === 'number')
+      .sort((a, b) => b.duration - a.duration)
+      .slice(0, 8)
+      .map((a) => `\n    [${label}] ${Math.round(a.duration / 1000)} s  ${a.fullName ?? a.title}`)
+      .join('');
+    return `  [${label}] ${file.name.replace(`${REPO}/`, '')}: ${count('passed')} passed, ${count('failed')} failed, ${count('skipped') + count('pending') + count('todo')} skipped, ${seconds} s${slowest}`;
   });
   return {
     passed: results.numPassedTests,

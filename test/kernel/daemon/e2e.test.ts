@@ -172,7 +172,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     const gwAddr = family === 'IPv4' ? ADDR.gwWan4 : ADDR.gwWan6;
     const clientAddr = family === 'IPv4' ? ADDR.client4 : ADDR.client6;
 
-    it(`${family}: closed before, step 1 silent, step 2 opens the service, expiry closes it`, async () => {
+    itOnHost(`${family}: closed before, step 1 silent, step 2 opens the service, expiry closes it`, async () => {
       const { client, gw } = sandbox;
       // Every request from the client's own address: the strangers' addresses share its interface.
       const opens = async (ms: number) => (await prober.tcp(clientAddr, gwAddr, 8080, ms)).kind === 'open';
@@ -206,7 +206,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
       expect(await waitFor(async () => !(await opens(scaled(500))), (DURATION + scaled(3)) * 1000, 250)).toBe(true);
     });
 
-    it(`${family}: UDP service opens only after both steps`, async () => {
+    itOnHost(`${family}: UDP service opens only after both steps`, async () => {
       const { client } = sandbox;
       expect(await knock(client, daemon, gwAddr, 'app=udpsvc&access_key=udp-http-key-0123456789', clientAddr)).toBe(true);
       expect(await prober.udpEchoes(clientAddr, gwAddr, 5300, CLOSED_MS)).toBe(false);
@@ -215,7 +215,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     });
   }
 
-  it('a wrong step-1 key leaves HTTPS closed', async () => {
+  itOnHost('a wrong step-1 key leaves HTTPS closed', async () => {
     const { client } = sandbox;
     const wrong = knock(client, daemon, ADDR.gwWan4, 'app=tcpsvc&access_key=wrong-key-0123456789', ADDR.client4b, STEP1_SECONDS);
     const refused = new RegExp(`"ip":"${ADDR.client4b}".*"reason":"bad-key".*step-1 knock refused`);
@@ -318,7 +318,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     writeFileSync(configPath, original);
   });
 
-  it('SIGTERM: exits 0, saves the sessions, keeps its rules and leaves every port closed', async () => {
+  itOnHost('SIGTERM: exits 0, saves the sessions, keeps its rules and leaves every port closed', async () => {
     const { client } = sandbox;
     expect(await knock(client, daemon, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTP_KEY}`, ADDR.client4)).toBe(true);
     expect(step2(client, ADDR.gwWan4, `app=tcpsvc&access_key=${HTTPS_KEY}`).status).toBe('200');

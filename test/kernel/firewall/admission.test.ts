@@ -107,7 +107,7 @@ const key = (app: App, step: 1 | 2) => `adm-${app.name}-step${step}-key-01234567
 type EventName = 'steady' | 'flush-heal' | 'revoke' | 'sigterm' | 'restart-after-sigterm' | 'kill-9' | 'restart-after-kill-9' | 'expiry';
 const EVERY_EVENT: EventName[] = ['steady', 'flush-heal', 'revoke', 'sigterm', 'restart-after-sigterm', 'kill-9', 'restart-after-kill-9', 'expiry'];
 const SHORT_EVENTS: EventName[] = ['steady', 'flush-heal', 'revoke'];
-const VM_EVENTS: EventName[] = ['steady', 'flush-heal'];
+const VM_EVENTS: EventName[] = ['steady'];
 
 interface Backend {
   name: string;

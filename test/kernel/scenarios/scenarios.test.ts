@@ -293,7 +293,7 @@ for (const backend of BACKENDS) {
         expect((await tcp(from, PORTS.tcpsvc)).kind).toBe('timeout');
       });
 
-      it('3. service and HTTPS ports are dropped (not refused) by default, TCP and UDP', async ({ expect }) => {
+      itOnHost('3. service and HTTPS ports are dropped (not refused) by default, TCP and UDP', async ({ expect }) => {
         const from = sources.take(family);
         const [probes, udp] = await Promise.all([
           Promise.all([PORTS.tcpsvc, PORTS.totpsvc, PORTS[fwdApp], PORTS.https].map((port) => tcp(from, port))),
@@ -303,7 +303,7 @@ for (const backend of BACKENDS) {
         expect(udp).toBe(false);
       });
 
-      it('4. step 1 with a wrong key, a wrong app, an empty body: HTTPS stays closed', async ({ expect }) => {
+      itOnHost('4. step 1 with a wrong key, a wrong app, an empty body: HTTPS stays closed', async ({ expect }) => {
         const cases = [
           { body: form('tcpsvc', 'sc-not-the-key-0a1b2c3d'), reason: 'bad-key' },
           { body: form('nosuchapp', KEYS.tcpsvc.http), reason: 'unknown-app' },
@@ -340,7 +340,7 @@ for (const backend of BACKENDS) {
         expect((await tcp(from, PORTS.longsvc)).kind).toBe('open');
       });
 
-      it('6. a GET to the step-1 path times out, is dropped in the kernel and leaves HTTPS closed', async ({ expect }) => {
+      itOnHost('6. a GET to the step-1 path times out, is dropped in the kernel and leaves HTTPS closed', async ({ expect }) => {
         const from = sources.take(family);
         const dropsBefore = kernelDrops();
         const query = `?${form('tcpsvc', KEYS.tcpsvc.http)}`;
@@ -357,7 +357,7 @@ for (const backend of BACKENDS) {
         expect(refusals(from)).toEqual([]);
       });
 
-      it('7. wrong paths of several lengths and the right path as a prefix: dropped in the kernel, HTTPS stays closed', async ({ expect }) => {
+      itOnHost('7. wrong paths of several lengths and the right path as a prefix: dropped in the kernel, HTTPS stays closed', async ({ expect }) => {
         const from = sources.take(family);
         const paths = [
           '/',
@@ -410,7 +410,7 @@ for (const backend of BACKENDS) {
         expect(await tcp(from, PORTS.totpsvc)).toEqual({ kind: 'open', banner: BANNER.gw });
       });
 
-      it(`10a. step-1 rate limit: the ${RATE_PER_MINUTE + 1}th knock in a minute is ignored`, async ({ expect }) => {
+      itOnHost(`10a. step-1 rate limit: the ${RATE_PER_MINUTE + 1}th knock in a minute is ignored`, async ({ expect }) => {
         const from = sources.take(family);
         const wrong = Array.from({ length: RATE_PER_MINUTE - 1 }, (_, i) => step1(from, form('tcpsvc', `sc-wrong-key-${i}-5f3e9a`)));
         expect(await refused(from, 'bad-key', RATE_PER_MINUTE - 1)).toBe(true);
@@ -434,7 +434,7 @@ for (const backend of BACKENDS) {
         expect((await tcp(from, PORTS.longsvc)).kind).toBe('timeout');
       });
 
-      it('10c. no kernel budget is keyed on a claimed source: 400 SYNs forged from a client leave its knocks working', async ({ expect }) => {
+      itOnHost('10c. no kernel budget is keyed on a claimed source: 400 SYNs forged from a client leave its knocks working', async ({ expect }) => {
         const victim = sources.take(family);
         const wire = { ifname: IF.clientWan, peer: sandbox.gw, peerIf: IF.gwWan };
         // Before the cookie nothing proves a source, so every forged SYN is answered like any other
