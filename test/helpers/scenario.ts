@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import type { Netns } from './netns.js';
+import { scaled } from './vm.js';
 
 export interface ExecResult {
   ok: boolean;
@@ -13,7 +14,7 @@ export interface ExecResult {
 }
 
 /** Runs a command inside the namespace without blocking the test process. */
-export function execIn(ns: Netns, cmd: string, args: string[], timeoutMs = 30_000): Promise<ExecResult> {
+export function execIn(ns: Netns, cmd: string, args: string[], timeoutMs = scaled(30_000)): Promise<ExecResult> {
   return new Promise((resolve) => {
     execFile('ip', ['netns', 'exec', ns.name, cmd, ...args], { encoding: 'utf8', timeout: timeoutMs }, (error, out, err) => {
       resolve({ ok: error === null, out, err });

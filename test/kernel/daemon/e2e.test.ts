@@ -7,7 +7,7 @@
  * with durations scaled for it (test/helpers/vm.ts).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { knockStep1 } from '../../helpers/knock.js';
@@ -239,6 +239,10 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     expect(await knock(client, daemon, ADDR.gwWan4, 'app=longsvc&access_key=long-http-key-0123456789', ADDR.client4)).toBe(true);
     expect(step2(client, ADDR.gwWan4, 'app=longsvc&access_key=long-https-key-0123456789').status).toBe('200');
     const grantedAt = Date.now();
+    // The sessions file is written shortly after a grant (a burst is written once): the restart
+    // below is about what was saved, so the kill waits until the grant is on disk.
+    const savedFile = join(sandbox.dir, 'state', 'sessions.json');
+    expect(await waitFor(() => existsSync(savedFile) && readFileSync(savedFile, 'utf8').includes(ADDR.client4), scaled(5000), 100)).toBe(true);
     await daemon.stop('SIGKILL');
 
     // Dead daemon: its rules stay (fail closed); the granted client still gets in, others do not; nothing answers step 1.
