@@ -17,6 +17,14 @@ export function entryKey(prefix: string, kind: ClusterEntryKind, id: string): st
   return `${prefix}${kind}:${id}`;
 }
 
+/**
+ * `<prefix>grant-index:<ip>`: a hash of the address's grant keys (-> app), for revokes to delete
+ * them. Not an entry kind: a snapshot skips it.
+ */
+export function grantIndexKey(prefix: string, ip: string): string {
+  return `${prefix}grant-index:${ip}`;
+}
+
 /** The pub/sub channel announcements go to: `<prefix>announce` (not a key: SCAN never sees it). */
 export function announceChannel(prefix: string): string {
   return `${prefix}announce`;

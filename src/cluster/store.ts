@@ -12,6 +12,7 @@ import {
   encodeAnnouncement,
   entryKey,
   globEscape,
+  grantIndexKey,
   parseEntryKey,
   type Announcement,
   type BackoffOptions,
@@ -36,8 +37,9 @@ export type { ClusterEntry, ClusterEntryKind } from './store-parts.js';
  *  - Deliveries are at-least-once across reconnects (each (re)connect replays every live entry,
  *    including this gateway's own), so applying an entry must be idempotent. Within one sync the
  *    snapshot and the live messages buffered while it ran are deduplicated: each entry once.
- *  - A revoke is its own entry (`revoke:<id>`, kept for ttlMs), not a deletion of grant keys: a
- *    gateway rejoining within ttlMs still learns it. The snapshot lists grants, then used codes,
+ *  - A revoke is its own entry (`revoke:<id>`, kept for ttlMs), so a gateway rejoining within
+ *    ttlMs still learns it, and the same script deletes the grant keys it covers (found through
+ *    the address's index, `grant-index:<ip>`), so no snapshot hands them out again. The snapshot lists grants, then used codes,
  *    then revokes, but it is the consumer's job to order by the messages' issuedAt and apply a
  *    revoke to the grants it covers, whatever order they arrive in.
  *  - Live announcements a gateway published itself are not delivered back to it.
@@ -121,6 +123,46 @@ const CLAIM_SCRIPT = `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[
   return 1
 end
 return 0`;
+
+/** The address (and app) of a grant: its key is indexed under the address for revokes. */
+export interface GrantScope {
+  ip: string;
+  app: string;
+}
+
+/** What a revoke covers: one app of the address, or all of them when `app` is absent. */
+export interface RevokeScope {
+  ip: string;
+  app?: string;
+}
+
+/**
+ * A grant: its key until its expiry (PXAT), its key in the address's index (a hash: grant key ->
+ * app; the index lives as long as its longest grant), and its announcement.
+ * KEYS: grant key, index key. ARGV: text, channel, announcement, expiresAt, app.
+ */
+const GRANT_SCRIPT = `redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[4])
+redis.call('HSET', KEYS[2], KEYS[1], ARGV[5])
+if redis.call('PEXPIRETIME', KEYS[2]) < tonumber(ARGV[4]) then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1`;
+
+/**
+ * A revoke: its key for ttl ms, the grant keys it covers deleted (from the address's index, of
+ * the one app or of all when ARGV[5] is empty), and its announcement, in one step.
+ * KEYS: revoke key, index key. ARGV: text, channel, announcement, ttl, app or ''.
+ */
+const REVOKE_SCRIPT = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+local index = redis.call('HGETALL', KEYS[2])
+local deleted = 0
+for i = 1, #index, 2 do
+  if ARGV[5] == '' or index[i + 1] == ARGV[5] then
+    deleted = deleted + redis.call('DEL', index[i])
+    redis.call('HDEL', KEYS[2], index[i])
+  end
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return deleted`;
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -365,18 +407,48 @@ export class RedisClusterStore {
     }
   }
 
-  /** Stores a grant until `expiresAtMs` (absolute, PXAT) and announces it. False, fast, when the store is down. */
-  async publishGrant(id: string, text: string, expiresAtMs: number): Promise<boolean> {
+  /**
+   * Stores a grant until `expiresAtMs` (absolute, PXAT) and announces it. False, fast, when the store is down.
+   * With `scope`, the grant's key is also indexed under its address, so a revoke can delete it.
+   */
+  async publishGrant(id: string, text: string, expiresAtMs: number, scope?: GrantScope): Promise<boolean> {
     if (expiresAtMs <= this.now()) return false;
-    return this.publish('grant', id, text, 'PXAT', Math.floor(expiresAtMs));
+    if (!scope) return this.publish('grant', id, text, 'PXAT', Math.floor(expiresAtMs));
+    const key = entryKey(this.options.prefix, 'grant', id);
+    const index = grantIndexKey(this.options.prefix, scope.ip);
+    return this.runScript('grant', id, text, GRANT_SCRIPT, [key, index], [Math.floor(expiresAtMs), scope.app]);
   }
 
   /**
-   * Stores a revoke for `ttlMs` (e.g. the longest grant duration, so a gateway rejoining
-   * within it still learns it) and announces it. Grant keys are left alone: see the semantics above.
+   * Stores a revoke for `ttlMs` (the longest grant duration, so a gateway rejoining within it still
+   * learns it) and announces it. With `scope`, the same script deletes the grant keys it covers
+   * (those indexed under the address, of its app or of all): a gateway that rejoins, or restarts
+   * with the revoke key gone, finds no grant to reopen.
    */
-  async publishRevoke(id: string, text: string, ttlMs: number): Promise<boolean> {
-    return this.publish('revoke', id, text, 'PX', Math.max(1, Math.floor(ttlMs)));
+  async publishRevoke(id: string, text: string, ttlMs: number, scope?: RevokeScope): Promise<boolean> {
+    const ttl = Math.max(1, Math.floor(ttlMs));
+    if (!scope) return this.publish('revoke', id, text, 'PX', ttl);
+    const key = entryKey(this.options.prefix, 'revoke', id);
+    const index = grantIndexKey(this.options.prefix, scope.ip);
+    return this.runScript('revoke', id, text, REVOKE_SCRIPT, [key, index], [ttl, scope.app ?? '']);
+  }
+
+  /** One script: the entry's key, its index change and its announcement, all or nothing. */
+  private async runScript(kind: ClusterEntryKind, id: string, text: string, script: string, keys: string[], extra: Array<string | number>): Promise<boolean> {
+    if (this.closed || !this.cmdReady) {
+      this.counters.publishFailures++;
+      return false;
+    }
+    const announcement = encodeAnnouncement({ gateway: this.options.gateway, kind, id, text, publishedAtMs: this.now() });
+    try {
+      await bounded(this.cmd.eval(script, keys.length, ...keys, text, this.channel, announcement, ...extra), this.commandMs, `publish ${kind}`);
+      this.counters.published++;
+      return true;
+    } catch (error) {
+      this.counters.publishFailures++;
+      this.recordError(`publish ${kind}: ${message(error)}`);
+      return false;
+    }
   }
 
   private async publish(kind: ClusterEntryKind, id: string, text: string, mode: 'PX' | 'PXAT', value: number): Promise<boolean> {

@@ -17,6 +17,7 @@ import type { Logger } from '../shared/log.js';
 import type { Granter } from '../sessions/grants.js';
 import type { SessionRecord } from '../sessions/record.js';
 import type { SessionStore } from '../sessions/store.js';
+import { RevokeJournal, type JournaledRevoke } from './revoke-journal.js';
 
 /** What the sync needs of the store (RedisClusterStore; a fake in tests). */
 export type ClusterSyncStore = Pick<RedisClusterStore, 'publishGrant' | 'publishRevoke' | 'claimUsedCode' | 'state'>;
@@ -36,7 +37,16 @@ export interface ClusterSyncOptions {
   connect: (handlers: ClusterSyncHandlers) => ClusterSyncStore;
   logger: Logger;
   metrics?: ClusterMetrics;
+  /** Every revoke made or learned here, saved in the state directory (a test may leave it out: memory only). */
+  journal?: RevokeJournal;
   now?: () => number;
+}
+
+/** An operator revoke's outcome: the grants closed here, and whether the store has it yet. */
+export interface RevokeOutcome {
+  closed: number;
+  /** False: closed here, not yet shared (kept in the journal and retried until the store has it). */
+  shared: boolean;
 }
 
 /** What the store tells the sync: the other gateways' entries and its connection state. */
@@ -47,6 +57,10 @@ export interface ClusterSyncHandlers {
 
 /** Health problem while the store is unreachable: degraded, the gateway works alone. */
 export const CLUSTER_DISCONNECTED = 'cluster store unreachable: this gateway works alone (grants, revokes and used codes not shared)';
+/** Health problem while revokes made here are not in the store yet. */
+export const REVOKES_NOT_SHARED = 'revokes closed here, not yet shared';
+/** Retry period of revokes the store does not have yet (also retried on every resync). */
+export const REVOKE_RETRY_MS = 2000;
 /** Longest step 2 waits for the store's word on its one-time code before deciding alone. */
 export const CONFIRM_WAIT_MS = 250;
 /** Claims remembered for confirmCode. */
@@ -84,10 +98,17 @@ export class ClusterSync {
   private readonly claims = new BoundedMap<string, Promise<ClaimResult>>(MAX_CLAIMS);
   /** Entries of the batch being applied (taken off the queue, not applied yet). */
   private inFlight = 0;
+  private readonly journal: RevokeJournal;
+  /** The retry of unshared revokes in progress, if any. */
+  private flushing: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(private readonly options: ClusterSyncOptions) {
     this.log = options.logger.child({ component: 'cluster' });
     this.now = options.now ?? Date.now;
+    this.journal = options.journal ?? new RevokeJournal('', [], this.now);
+    this.reloadRevokes();
     // Last: the store may report as soon as it exists.
     this.store = options.connect({ onEntry: (kind, id, text) => this.onEntry(kind, id, text), onState: (state) => this.onState(state) });
   }
@@ -106,18 +127,103 @@ export class ClusterSync {
     this.publishGrant(record, issuedAt);
   }
 
-  /** An operator revoke (control socket): here through the Granter, then told to the others. */
-  async revoke(ip: string, app?: AppConfig): Promise<number> {
-    const removed = await this.options.granter.revoke(ip, app);
+  /**
+   * An operator revoke (control socket): closed here through the Granter, saved in the journal,
+   * then published. When the store does not take it now, it stays in the journal and is retried
+   * until it does (`shared: false` until then).
+   */
+  async revoke(ip: string, app?: AppConfig): Promise<RevokeOutcome> {
+    const closed = await this.options.granter.revoke(ip, app);
     const issuedAt = this.now();
     this.noteRevoke({ ip, ...(app ? { app: app.name } : {}), issuedAt });
     const body: ClusterRevoke = { ip, ...(app ? { app: app.name } : {}), gateway: this.gateway, issuedAt };
     const text = this.encode({ type: 'revoke', body });
-    if (text !== undefined) {
-      const id = `${this.gateway}:${ip}:${app?.name ?? '*'}:${issuedAt}`;
-      this.track('revoke', this.store.publishRevoke(id, text, this.longestGrantMs()));
+    if (text === undefined) return { closed, shared: false };
+    const entry: JournaledRevoke = {
+      id: `${this.gateway}:${ip}:${app?.name ?? '*'}:${issuedAt}`,
+      text,
+      keepUntil: issuedAt + this.longestGrantMs(),
+      shared: false,
+    };
+    await this.journalWrite(this.journal.record(entry));
+    const shared = await this.publishRevoke(entry, body);
+    if (!shared) {
+      this.log.warn({ ip, app: app?.name ?? '*' }, 'revoke closed here, not yet shared: the store does not have it; retried until it does');
+      this.scheduleRetry();
     }
-    return removed;
+    return { closed, shared };
+  }
+
+  /** Revokes made here that the store does not have yet. */
+  unsharedRevokes(): number {
+    return this.journal.pending().length;
+  }
+
+  /** Stops the retry timer (the journal keeps what is left for the next start). */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  /** One revoke to the store (its key, the grant keys it covers deleted, its announcement); true once the store has it. */
+  private async publishRevoke(entry: JournaledRevoke, body: ClusterRevoke): Promise<boolean> {
+    const ttlMs = entry.keepUntil - this.now();
+    if (ttlMs <= 0) {
+      // Outlived every grant it could cover: nothing left to close anywhere.
+      await this.journalWrite(this.journal.markShared(entry.id));
+      return true;
+    }
+    const published = this.store.publishRevoke(entry.id, entry.text, ttlMs, { ip: body.ip, ...(body.app !== undefined ? { app: body.app } : {}) });
+    this.track('revoke', published);
+    const ok = await published.catch(() => false);
+    if (ok) await this.journalWrite(this.journal.markShared(entry.id));
+    return ok;
+  }
+
+  /** Publishes every revoke the store does not have yet, oldest first; one run at a time. */
+  flushRevokes(): Promise<void> {
+    this.flushing ??= this.flushOnce().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async flushOnce(): Promise<void> {
+    for (const entry of this.journal.pending()) {
+      const decoded = decodeClusterMessage(this.options.cluster.key, entry.text, this.now());
+      if (!decoded.ok || decoded.message.type !== 'revoke') continue;
+      if (!(await this.publishRevoke(entry, decoded.message.body))) break;
+      this.log.info({ ip: decoded.message.body.ip, app: decoded.message.body.app ?? '*' }, 'revoke made while the store was unreachable is shared now');
+    }
+    if (this.journal.pending().length > 0) this.scheduleRetry();
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped || this.retryTimer !== undefined) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.flushRevokes();
+    }, REVOKE_RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  /** A journal write that failed is logged: the revoke still holds here, only its survival of a restart is at risk. */
+  private async journalWrite(write: Promise<void>): Promise<void> {
+    try {
+      await write;
+    } catch (err) {
+      this.log.error({ ...errorFields(err), path: this.journal.path }, 'cluster revoke journal not written: a restart may forget a revoke');
+    }
+  }
+
+  /** At start: every revoke kept in the journal is known again before any grant from the store; unshared ones are retried. */
+  private reloadRevokes(): void {
+    for (const entry of this.journal.list()) {
+      const decoded = decodeClusterMessage(this.options.cluster.key, entry.text, this.now());
+      if (decoded.ok && decoded.message.type === 'revoke') this.noteRevoke(decoded.message.body);
+    }
+    if (this.journal.pending().length > 0) this.scheduleRetry();
   }
 
   /**
@@ -178,12 +284,13 @@ export class ClusterSync {
           this.publishGrant(record, this.granted.get(scopeKey(record.ip, record.app)) ?? this.now());
         }
       }
+      void this.flushRevokes();
     }
     this.wasSynced = state.synced;
   }
 
   /** For health: the cluster as this gateway sees it. */
-  health(): { gateway: string; connected: boolean; synced: boolean; lagMs?: number; backlog: number; reconnects: number } {
+  health(): { gateway: string; connected: boolean; synced: boolean; lagMs?: number; backlog: number; reconnects: number; unsharedRevokes: number } {
     const state = this.store.state();
     return {
       gateway: this.gateway,
@@ -192,14 +299,19 @@ export class ClusterSync {
       ...(state?.lagMs !== undefined ? { lagMs: state.lagMs } : {}),
       backlog: this.backlog(),
       reconnects: state?.reconnects ?? 0,
+      unsharedRevokes: this.unsharedRevokes(),
     };
   }
 
-  /** For health: degraded (not failed) while the store is unreachable. */
+  /** For health: degraded (not failed) while the store is unreachable or a revoke made here is not in it yet. */
   problems(): string[] {
+    const problems: string[] = [];
+    const unshared = this.unsharedRevokes();
+    if (unshared > 0) problems.push(`${REVOKES_NOT_SHARED} (${unshared}): the other gateways keep those grants open until the store has them`);
     const state = this.store.state();
-    if (!state || state.connected) return [];
-    return [state.lastError ? `${CLUSTER_DISCONNECTED}; last error: ${state.lastError}` : CLUSTER_DISCONNECTED];
+    if (!state || state.connected) return problems;
+    problems.unshift(state.lastError ? `${CLUSTER_DISCONNECTED}; last error: ${state.lastError}` : CLUSTER_DISCONNECTED);
+    return problems;
   }
 
   /** Resolves once every entry received so far is applied and every publish settled (tests, stop). */
@@ -227,7 +339,7 @@ export class ClusterSync {
     const text = this.encode({ type: 'grant', body });
     if (text === undefined) return;
     const id = `${this.gateway}:${body.kind}:${body.ip}:${body.app}:${body.user}`;
-    this.track('grant', this.store.publishGrant(id, text, body.expiresAt));
+    this.track('grant', this.store.publishGrant(id, text, body.expiresAt, { ip: body.ip, app: body.app }));
   }
 
   private encode(message: Parameters<typeof encodeClusterMessage>[1]): string | undefined {
@@ -281,7 +393,7 @@ export class ClusterSync {
     this.options.metrics?.received.inc({ kind });
     // Known at once, before any queued grant is applied: a snapshot lists revokes after the
     // grants they cover, and a revoked grant must not open, even for the time of a join.
-    if (message.type === 'revoke') this.noteRevoke(message.body);
+    if (message.type === 'revoke') this.rememberRevoke(id, text, message.body);
     this.queue.push(message);
     // Started after the caller's turn: a snapshot delivered in one loop is then one batch, not its first entry alone.
     this.draining ??= Promise.resolve().then(() => this.drain());
@@ -382,6 +494,16 @@ export class ClusterSync {
     if (kernel !== undefined && kernel >= grant.expiresAt) this.options.granter.recordRemote({ ...remote, app: grant.app });
     else await this.options.granter.applyRemote({ ...remote, app }, ttl);
     return true;
+  }
+
+  /** A revoke from another gateway, kept in the journal (as shared) so that a restart here still knows it. */
+  private rememberRevoke(id: string, text: string, revoke: ClusterRevoke): void {
+    this.noteRevoke(revoke);
+    if (this.journal.has(id)) return;
+    const written = this.journalWrite(this.journal.record({ id, text, keepUntil: revoke.issuedAt + this.longestGrantMs(), shared: true }));
+    // idle() waits for it too: a stop right after still leaves it in the file.
+    this.pending.add(written);
+    void written.finally(() => this.pending.delete(written));
   }
 
   private noteRevoke(revoke: Pick<ClusterRevoke, 'ip' | 'app' | 'issuedAt'>): void {

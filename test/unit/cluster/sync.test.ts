@@ -1,15 +1,16 @@
 // ClusterSync with a fake store and a recording firewall: what is published, what is applied, what is refused.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { UsedCode } from '../../../src/auth/used-codes.js';
 import { decodeClusterMessage, encodeClusterMessage, type ClusterMessage } from '../../../src/cluster/message.js';
-import type { ClaimResult, ClusterEntryKind, ClusterStoreState } from '../../../src/cluster/store.js';
+import type { ClaimResult, ClusterEntryKind, ClusterStoreState, RevokeScope } from '../../../src/cluster/store.js';
+import { REVOKE_JOURNAL_FILE, RevokeJournal } from '../../../src/cluster/revoke-journal.js';
 import type { AppConfig } from '../../../src/config/types.js';
 import { createClusterMetrics } from '../../../src/metrics/cluster-metrics.js';
 import { MetricsRegistry } from '../../../src/metrics/registry.js';
-import { ClusterSync, CLUSTER_DISCONNECTED, CONFIRM_WAIT_MS, type ClusterSyncStore } from '../../../src/cluster/sync.js';
+import { ClusterSync, CLUSTER_DISCONNECTED, CONFIRM_WAIT_MS, REVOKES_NOT_SHARED, REVOKE_RETRY_MS, type ClusterSyncStore } from '../../../src/cluster/sync.js';
 import { Granter, type GrantingFirewall } from '../../../src/sessions/grants.js';
 import { SessionStore } from '../../../src/sessions/store.js';
 import { testConfig } from '../step2/fixtures.js';
@@ -53,16 +54,16 @@ class FakeStore implements ClusterSyncStore {
   claimAnswer: ClaimResult | 'never' = 'claimed';
   health: Partial<ClusterStoreState> = {};
   grants: Array<{ id: string; text: string; expiresAtMs: number }> = [];
-  revokes: Array<{ id: string; text: string; ttlMs: number }> = [];
+  revokes: Array<{ id: string; text: string; ttlMs: number; scope?: RevokeScope }> = [];
   claims: Array<{ id: string; text: string; expiresAtMs: number }> = [];
   async publishGrant(id: string, text: string, expiresAtMs: number): Promise<boolean> {
     if (!this.up) return false;
     this.grants.push({ id, text, expiresAtMs });
     return true;
   }
-  async publishRevoke(id: string, text: string, ttlMs: number): Promise<boolean> {
+  async publishRevoke(id: string, text: string, ttlMs: number, scope?: RevokeScope): Promise<boolean> {
     if (!this.up) return false;
-    this.revokes.push({ id, text, ttlMs });
+    this.revokes.push({ id, text, ttlMs, ...(scope ? { scope } : {}) });
     return true;
   }
   async claimUsedCode(id: string, text: string, expiresAtMs: number): Promise<ClaimResult> {
@@ -101,7 +102,7 @@ describe('ClusterSync', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function setup() {
+  async function setup(extra: { journal?: RevokeJournal } = {}) {
     const logs = capturedLogger('debug');
     const sessions = await SessionStore.open({ stateDir: dir, logger: logs.logger }, []);
     closers.push(() => sessions.close());
@@ -129,8 +130,10 @@ describe('ClusterSync', () => {
       connect: () => store,
       logger: logs.logger,
       metrics,
+      ...extra,
     });
     live.sync = sync;
+    closers.push(async () => sync.stop());
     granter.on('granted', (record) => sync.grantedLocally(record));
     return { logs, sessions, firewall, granter, store, sync, marked, metrics, registry };
   }
@@ -220,7 +223,7 @@ describe('ClusterSync', () => {
   it('publishes an operator revoke and applies another gateway’s without echo', async () => {
     const { firewall, granter, store, sync, sessions } = await setup();
     await granter.openService('10.0.0.1', vpn, alice);
-    expect(await sync.revoke('10.0.0.1', vpn)).toBe(1);
+    expect(await sync.revoke('10.0.0.1', vpn)).toEqual({ closed: 1, shared: true });
     await sync.idle();
     expect(store.revokes).toHaveLength(1);
     const revoke = decodeClusterMessage(KEY, store.revokes[0]!.text, Date.now());
@@ -273,7 +276,7 @@ describe('ClusterSync', () => {
     const { store, sync, granter, firewall, metrics } = await setup();
     store.up = false;
     await granter.openStep2Window('10.0.0.1', vpn, alice);
-    await sync.revoke('10.0.0.1');
+    expect(await sync.revoke('10.0.0.1')).toEqual({ closed: 1, shared: false });
     sync.codeClaimed({ scope: 'd'.repeat(32), counter: 1, expiresAt: Math.floor(Date.now() / 1000) + 60 }, 'step1');
     await sync.idle();
     expect(firewall.calls).toEqual(['step2 10.0.0.1 10', 'revoke 10.0.0.1 *']);
@@ -281,8 +284,78 @@ describe('ClusterSync', () => {
     expect(await valueOf(metrics.publishFailures, { kind: 'revoke' })).toBe(1);
     expect(await valueOf(metrics.publishFailures, { kind: 'used-code' })).toBe(1);
     expect(sync.problems()[0]).toContain(CLUSTER_DISCONNECTED);
+    expect(sync.problems()[1]).toContain(REVOKES_NOT_SHARED);
     store.up = true;
+    // The store is back: the revoke is still only here until the retry publishes it.
+    expect(sync.problems()).toEqual([expect.stringContaining(REVOKES_NOT_SHARED)]);
+    await sync.flushRevokes();
+    expect(store.revokes).toHaveLength(1);
     expect(sync.problems()).toEqual([]);
+  });
+
+  describe('durable revokes', () => {
+    const openJournal = () => RevokeJournal.open(dir, (reason) => expect.fail(`journal unreadable: ${reason}`));
+
+    it('journals a revoke the store does not take, retries it until it does, and health says so meanwhile', async () => {
+      const { store, sync, granter } = await setup({ journal: openJournal() });
+      await granter.openStep2Window('10.0.0.1', vpn, alice);
+      store.up = false;
+      expect(await sync.revoke('10.0.0.1', vpn)).toEqual({ closed: 1, shared: false });
+      expect(openJournal().pending()).toHaveLength(1);
+      expect(sync.health().unsharedRevokes).toBe(1);
+      expect(sync.problems()).toContainEqual(expect.stringContaining(REVOKES_NOT_SHARED));
+      await sync.flushRevokes(); // still down: kept
+      expect([store.revokes.length, openJournal().pending().length]).toEqual([0, 1]);
+      store.up = true;
+      await sync.flushRevokes();
+      expect(store.revokes).toEqual([expect.objectContaining({ scope: { ip: '10.0.0.1', app: 'vpn' } })]);
+      expect(decodeClusterMessage(KEY, store.revokes[0]!.text, Date.now())).toMatchObject({
+        ok: true,
+        message: { type: 'revoke', body: { ip: '10.0.0.1', app: 'vpn', gateway: 'gw-a' } },
+      });
+      expect(store.revokes[0]!.ttlMs).toBeGreaterThan(0);
+      expect([openJournal().pending().length, openJournal().list().length]).toEqual([0, 1]);
+      expect(sync.problems()).toEqual([]);
+    });
+
+    it('retries on its own, on a timer', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      try {
+        const { store, sync } = await setup({ journal: openJournal() });
+        store.up = false;
+        await sync.revoke('10.0.0.2');
+        store.up = true;
+        await vi.advanceTimersByTimeAsync(REVOKE_RETRY_MS + 10);
+        await sync.idle();
+        expect(store.revokes).toHaveLength(1);
+        expect(sync.unsharedRevokes()).toBe(0);
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
+    it('after a restart, still refuses a grant made before a revoke, its own or another gateway’s, and retries the unshared one', async () => {
+      const first = await setup({ journal: openJournal() });
+      first.store.up = false;
+      await first.sync.revoke('203.0.113.9', vpn);
+      first.sync.onEntry('revoke', 'gw-b:198.51.100.7:*:1', signed({ type: 'revoke', body: { ip: '198.51.100.7', gateway: 'gw-b', issuedAt: Date.now() } }));
+      await first.sync.idle();
+      first.sync.stop();
+      const second = await setup({ journal: openJournal() });
+      await deliver(second.sync, 'grant', remoteGrant({ issuedAt: Date.now() - 2000 }));
+      await deliver(second.sync, 'grant', remoteGrant({ ip: '198.51.100.7', issuedAt: Date.now() - 2000 }));
+      expect(second.firewall.calls).toEqual([]);
+      expect(second.sync.unsharedRevokes()).toBe(1);
+      await second.sync.flushRevokes();
+      expect(second.store.revokes.map((r) => r.scope)).toEqual([{ ip: '203.0.113.9', app: 'vpn' }]);
+    });
+
+    it('starts empty, with the reason reported, when the journal is corrupt', async () => {
+      await writeFile(join(dir, REVOKE_JOURNAL_FILE), '{not json');
+      const reasons: string[] = [];
+      const journal = RevokeJournal.open(dir, (reason) => reasons.push(reason));
+      expect([journal.list(), reasons.length]).toEqual([[], 1]);
+    });
   });
 
   describe('applying other gateways’ entries in batches', () => {
@@ -431,7 +504,7 @@ describe('ClusterSync', () => {
   it('reports its health and backlog: store link, lag, reconnects and entries not applied yet', async () => {
     const { store, sync, firewall, registry } = await setup();
     store.health = { synced: false, lagMs: 42, reconnects: 3 };
-    expect(sync.health()).toEqual({ gateway: 'gw-a', connected: true, synced: false, lagMs: 42, backlog: 0, reconnects: 3 });
+    expect(sync.health()).toEqual({ gateway: 'gw-a', connected: true, synced: false, lagMs: 42, backlog: 0, reconnects: 3, unsharedRevokes: 0 });
     firewall.hold = true;
     for (let i = 0; i < 3; i++) sync.onEntry('grant', 'id', remoteGrant({ ip: `198.51.100.${i}` }));
     // Received, not applied: the figure an operator reads while a snapshot is being applied.
@@ -443,6 +516,6 @@ describe('ClusterSync', () => {
     expect(sync.backlog()).toBe(0);
     store.up = false;
     store.health = {};
-    expect(sync.health()).toEqual({ gateway: 'gw-a', connected: false, synced: false, backlog: 0, reconnects: 0 });
+    expect(sync.health()).toEqual({ gateway: 'gw-a', connected: false, synced: false, backlog: 0, reconnects: 0, unsharedRevokes: 0 });
   });
 });
