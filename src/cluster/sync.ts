@@ -281,7 +281,9 @@ export class ClusterSync {
     if (state.synced && !this.wasSynced) {
       for (const record of this.options.sessions.list()) {
         if ((record.gateway === undefined || record.gateway === this.gateway) && record.app !== null && record.user !== null) {
-          this.publishGrant(record, this.granted.get(scopeKey(record.ip, record.app)) ?? this.now());
+          const issuedAt = this.granted.get(scopeKey(record.ip, record.app)) ?? this.now();
+          // A revoke the snapshot just brought closes it in a moment: publishing it again would put it back in the store.
+          if (!this.revokedSince(record.ip, record.app, issuedAt)) this.publishGrant(record, issuedAt);
         }
       }
       void this.flushRevokes();
@@ -463,8 +465,7 @@ export class ClusterSync {
 
   /** True when the grant went into the kernel or the records here. */
   private async applyGrant(grant: ClusterGrant): Promise<boolean> {
-    const revokedAt = Math.max(this.revokes.get(scopeKey(grant.ip, undefined)) ?? 0, this.revokes.get(scopeKey(grant.ip, grant.app)) ?? 0);
-    if (grant.issuedAt <= revokedAt) {
+    if (this.revokedSince(grant.ip, grant.app, grant.issuedAt)) {
       this.options.metrics?.ignored.inc({ reason: 'revoked' });
       this.log.debug({ ip: grant.ip, app: grant.app, gateway: grant.gateway }, 'cluster grant issued before a revoke: ignored');
       return false;
@@ -494,6 +495,11 @@ export class ClusterSync {
     if (kernel !== undefined && kernel >= grant.expiresAt) this.options.granter.recordRemote({ ...remote, app: grant.app });
     else await this.options.granter.applyRemote({ ...remote, app }, ttl);
     return true;
+  }
+
+  /** A revoke known here (of the app or of every app of the address) was issued at or after `issuedAt`. */
+  private revokedSince(ip: string, app: string, issuedAt: number): boolean {
+    return issuedAt <= Math.max(this.revokes.get(scopeKey(ip, undefined)) ?? 0, this.revokes.get(scopeKey(ip, app)) ?? 0);
   }
 
   /** A revoke from another gateway, kept in the journal (as shared) so that a restart here still knows it. */

@@ -318,6 +318,22 @@ describe('ClusterSync', () => {
       expect(sync.problems()).toEqual([]);
     });
 
+    it('on a resync, does not publish again a grant that a revoke the snapshot brought covers', async () => {
+      const { store, sync, granter, firewall } = await setup();
+      await granter.openStep2Window('10.0.0.1', vpn, alice);
+      await granter.openStep2Window('10.0.0.3', vpn, alice);
+      await sync.idle();
+      store.grants = [];
+      const state = store.state();
+      sync.onState({ ...state, synced: false });
+      // The snapshot's revoke arrives before the sync reports itself synced, and is applied after.
+      sync.onEntry('revoke', 'gw-b:10.0.0.1:*:1', signed({ type: 'revoke', body: { ip: '10.0.0.1', gateway: 'gw-b', issuedAt: Date.now() + 1 } }));
+      sync.onState({ ...state, synced: true });
+      await sync.idle();
+      expect(store.grants.map((g) => decodeClusterMessage(KEY, g.text, Date.now())).map((d) => d.ok && d.message.body.ip)).toEqual(['10.0.0.3']);
+      expect(firewall.calls).toContain('revoke 10.0.0.1 *');
+    });
+
     it('retries on its own, on a timer', async () => {
       vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
       try {
