@@ -178,6 +178,37 @@ describe.skipIf(skip)('RedisClusterStore against redis-server', () => {
     expect(snap.map((e) => `${e.kind}:${e.id}`)).toEqual(['grant:g1', 'revoke:r1']);
   });
 
+  it('a revoke deletes the grant keys it covers in the same script that stores and announces it', async () => {
+    const p = freshPrefix();
+    const a = gateway(url, 'gw-a', p);
+    const b = gateway(url, 'gw-b', p);
+    expect(await a.store.whenSynced(3000)).toBe(true);
+    expect(await b.store.whenSynced(3000)).toBe(true);
+    const expiresAt = Date.now() + 30_000;
+    const grants = [
+      ['a:service:10.0.0.1:vpn:alice', '10.0.0.1', 'vpn'],
+      ['a:step2:10.0.0.1:vpn:alice', '10.0.0.1', 'vpn'],
+      ['b:service:10.0.0.1:ssh:bob', '10.0.0.1', 'ssh'],
+      ['a:service:10.0.0.2:vpn:alice', '10.0.0.2', 'vpn'],
+    ] as const;
+    for (const [id, ip, app] of grants) expect(await a.store.publishGrant(id, `text-${id}`, expiresAt, { ip, app })).toBe(true);
+    // The address's index lives as long as its longest grant.
+    expect(await raw.pexpiretime(`${p}grant-index:10.0.0.1`)).toBe(expiresAt);
+    // One app's revoke: that app's grants of that address go, the rest stay.
+    expect(await b.store.publishRevoke('r-vpn', 'revoke-vpn', 10_000, { ip: '10.0.0.1', app: 'vpn' })).toBe(true);
+    expect(await until(() => a.seen.some((e) => e.id === 'r-vpn'), 1000)).toBe(true);
+    const ids = async () => (await b.store.snapshot()).map((e) => `${e.kind}:${e.id}`).sort();
+    expect(await ids()).toEqual(['grant:a:service:10.0.0.2:vpn:alice', 'grant:b:service:10.0.0.1:ssh:bob', 'revoke:r-vpn']);
+    // Every app's revoke: the address's last grant goes too; another address's stays.
+    expect(await b.store.publishRevoke('r-all', 'revoke-all', 10_000, { ip: '10.0.0.1' })).toBe(true);
+    expect(await ids()).toEqual(['grant:a:service:10.0.0.2:vpn:alice', 'revoke:r-all', 'revoke:r-vpn']);
+    expect(await raw.pttl(`${p}revoke:r-all`)).toBeGreaterThan(9000);
+    // A store that is down takes nothing: the caller keeps the revoke (its journal) and retries.
+    await a.store.close();
+    expect(await a.store.publishRevoke('r-closed', 'x', 1000, { ip: '10.0.0.2' })).toBe(false);
+    expect(await raw.exists(`${p}grant:a:service:10.0.0.2:vpn:alice`)).toBe(1);
+  });
+
   it('stores a grant with an absolute expiry: gone at expiresAt, absent from later snapshots', async () => {
     const p = freshPrefix();
     const a = gateway(url, 'gw-a', p);

@@ -330,7 +330,9 @@ describe('ClusterSync', () => {
       sync.onEntry('revoke', 'gw-b:10.0.0.1:*:1', signed({ type: 'revoke', body: { ip: '10.0.0.1', gateway: 'gw-b', issuedAt: Date.now() + 1 } }));
       sync.onState({ ...state, synced: true });
       await sync.idle();
-      expect(store.grants.map((g) => decodeClusterMessage(KEY, g.text, Date.now())).map((d) => d.ok && d.message.body.ip)).toEqual(['10.0.0.3']);
+      expect(
+        store.grants.map((g) => decodeClusterMessage(KEY, g.text, Date.now())).map((d) => d.ok && d.message.type === 'grant' && d.message.body.ip),
+      ).toEqual(['10.0.0.3']);
       expect(firewall.calls).toContain('revoke 10.0.0.1 *');
     });
 
