@@ -55,6 +55,8 @@ export function serializeRevokeJournal(entries: readonly JournaledRevoke[]): str
 export class RevokeJournal {
   private readonly entries = new Map<string, JournaledRevoke>();
   private writing: Promise<void> = Promise.resolve();
+  /** The write waiting for the current one, if any. */
+  private queued: Promise<void> | undefined;
 
   /** `loaded`: what the file held (already read); entries past keepUntil are dropped. An empty `path` keeps it in memory only. */
   constructor(
@@ -118,14 +120,20 @@ export class RevokeJournal {
     for (const [id, entry] of this.entries) if (entry.keepUntil <= now) this.entries.delete(id);
   }
 
-  /** One write at a time, each with the whole journal as it is when the write starts; none without a path (memory only). */
+  /**
+   * One write at a time, each with the whole journal as it is when the write starts; changes made
+   * while one is waiting share it (a burst of revokes is one write). None without a path (memory only).
+   */
   private save(): Promise<void> {
     if (this.path === '') return Promise.resolve();
+    if (this.queued) return this.queued;
     const next = this.writing.then(() => {
+      this.queued = undefined;
       this.prune();
       return writeFileAtomically(this.path, serializeRevokeJournal([...this.entries.values()]), 'cluster revoke journal');
     });
-    // A failed write does not stop the next one; the caller of this one still sees it fail.
+    // A failed write does not stop the next one; the callers of this one still see it fail.
+    this.queued = next;
     this.writing = next.catch(() => undefined);
     return next;
   }
