@@ -390,4 +390,24 @@ describe.skipIf(skip)('cluster: revokes are never lost', () => {
     expect(sessions(B).filter((s) => s.ip === from && s.step === 'service')).toEqual([]);
     expect(grantKeysInStore(from)).toEqual([]);
   }, 120_000);
+
+  it('3. the revoke keys deleted in the store, then a gateway restarted: the revoked grant stays closed', async () => {
+    const from = clientAddr(2);
+    await grantedOnBoth(from);
+    const revoked = ctl(B, ['revoke', from]);
+    expect(revoked.ok, revoked.err).toBe(true);
+    expect(await within(async () => !(await openOn(A, from)), PROPAGATE_MS), 'A closes the grant').toBeGreaterThanOrEqual(0);
+    const revokeKeys = redisCli('--scan', '--pattern', `${PREFIX}revoke:*`)
+      .split('\n')
+      .filter((key) => key !== '');
+    expect(revokeKeys.length).toBeGreaterThanOrEqual(1);
+    redisCli('DEL', ...revokeKeys);
+    for (const gw of [A, B]) {
+      await gw.daemon!.stop('SIGTERM');
+      await startGateway(gw);
+    }
+    expect(await within(async () => health(A).cluster?.synced === true && health(B).cluster?.synced === true, RECONNECT_MS)).toBeGreaterThanOrEqual(0);
+    expect(await Promise.all([staysClosed(A, from, SVC_PORT, 3000), staysClosed(B, from, SVC_PORT, 500)])).toEqual([true, true]);
+    expect(grantKeysInStore(from)).toEqual([]);
+  }, 120_000);
 });
