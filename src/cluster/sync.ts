@@ -524,7 +524,12 @@ export class ClusterSync {
   private async applyRevoke(revoke: ClusterRevoke): Promise<void> {
     const apps = this.options.apps();
     const app = revoke.app !== undefined ? apps.find((a) => a.name === revoke.app) : undefined;
-    if (revoke.app !== undefined && !app) return; // no such app here: nothing of it to close
+    if (revoke.app !== undefined && !app) {
+      // No such app here: nothing of it to close, but an operator comparing gateways should see it.
+      this.options.metrics?.ignored.inc({ reason: 'revoke-unknown-app' });
+      this.log.debug({ ip: revoke.ip, app: revoke.app, gateway: revoke.gateway }, 'cluster revoke for an app this gateway does not have: ignored');
+      return;
+    }
     const records = this.options.sessions.listOf(revoke.ip).filter((r) => revoke.app === undefined || r.app === revoke.app);
     const older = records.filter((r) => this.issuedAt(r, apps) <= revoke.issuedAt);
     if (older.length === 0) return;

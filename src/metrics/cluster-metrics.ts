@@ -42,7 +42,7 @@ export function createClusterMetrics(registry: MetricsRegistry, source: ClusterG
     received: counter('knockport_cluster_received_total', 'Valid cluster messages from other gateways, by kind.', ['kind']),
     ignored: counter(
       'knockport_cluster_ignored_total',
-      'Valid cluster grants not applied here (an app or user this gateway lacks, or revoked since), by reason.',
+      'Valid cluster grants (or revokes) not applied here (an app or user this gateway lacks, or revoked since), by reason.',
       ['reason'],
     ),
     codeConflicts: counter(
@@ -87,7 +87,7 @@ export function createClusterMetrics(registry: MetricsRegistry, source: ClusterG
     source.lagSeconds(),
   );
   for (const reason of REFUSALS) metrics.rejected.inc({ reason }, 0);
-  for (const reason of ['unknown-app', 'unknown-user', 'revoked']) metrics.ignored.inc({ reason }, 0);
+  for (const reason of ['unknown-app', 'unknown-user', 'revoked', 'revoke-unknown-app']) metrics.ignored.inc({ reason }, 0);
   for (const step of ['step1', 'step2']) metrics.codeConflicts.inc({ step }, 0);
   return metrics;
 }

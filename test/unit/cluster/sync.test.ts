@@ -336,6 +336,14 @@ describe('ClusterSync', () => {
       expect(firewall.calls).toContain('revoke 10.0.0.1 *');
     });
 
+    it('counts and logs a revoke of an app this gateway does not have', async () => {
+      const { sync, firewall, metrics, logs } = await setup();
+      await deliver(sync, 'revoke', signed({ type: 'revoke', body: { ip: '10.0.0.4', app: 'elsewhere', gateway: 'gw-b', issuedAt: Date.now() } }));
+      expect(firewall.calls).toEqual([]);
+      expect(await valueOf(metrics.ignored, { reason: 'revoke-unknown-app' })).toBe(1);
+      expect(logs.text()).toContain('cluster revoke for an app this gateway does not have');
+    });
+
     it('retries on its own, on a timer', async () => {
       vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
       try {
