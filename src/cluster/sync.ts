@@ -103,6 +103,8 @@ export class ClusterSync {
   private flushing: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Journaled revokes already reported as impossible to share (logged once each). */
+  private readonly unpublishable = new Set<string>();
 
   constructor(private readonly options: ClusterSyncOptions) {
     this.log = options.logger.child({ component: 'cluster' });
@@ -192,7 +194,16 @@ export class ClusterSync {
   private async flushOnce(): Promise<void> {
     for (const entry of this.journal.pending()) {
       const decoded = decodeClusterMessage(this.options.cluster.key, entry.text, this.now());
-      if (!decoded.ok || decoded.message.type !== 'revoke') continue;
+      if (!decoded.ok || decoded.message.type !== 'revoke') {
+        // Signed with a key this gateway no longer has (the cluster key changed): the others would refuse it too.
+        if (!this.unpublishable.has(entry.id))
+          this.log.error(
+            { id: entry.id, reason: decoded.ok ? 'not a revoke' : decoded.reason },
+            'journaled revoke cannot be shared: it stays closed here only',
+          );
+        this.unpublishable.add(entry.id);
+        continue;
+      }
       if (!(await this.publishRevoke(entry, decoded.message.body))) break;
       this.log.info({ ip: decoded.message.body.ip, app: decoded.message.body.app ?? '*' }, 'revoke made while the store was unreachable is shared now');
     }

@@ -344,6 +344,18 @@ describe('ClusterSync', () => {
       expect(logs.text()).toContain('cluster revoke for an app this gateway does not have');
     });
 
+    it('logs once, and does not publish, a journaled revoke signed with a key it no longer has', async () => {
+      const journal = openJournal();
+      const text = signed({ type: 'revoke', body: { ip: '10.0.0.5', gateway: 'gw-a', issuedAt: Date.now() } }, OTHER_KEY);
+      await journal.record({ id: 'gw-a:10.0.0.5:*:1', text, keepUntil: Date.now() + 60_000, shared: false });
+      const { store, sync, logs } = await setup({ journal });
+      await sync.flushRevokes();
+      await sync.flushRevokes();
+      expect(store.revokes).toEqual([]);
+      expect(logs.text().split('journaled revoke cannot be shared')).toHaveLength(2);
+      expect(sync.unsharedRevokes()).toBe(1);
+    });
+
     it('retries on its own, on a timer', async () => {
       vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
       try {
