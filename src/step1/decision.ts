@@ -3,7 +3,7 @@ import type { AppConfig, User } from '../config/types.js';
 import type { RefusalClass } from '../shared/knock-refusal.js';
 import type { DecodeFailure } from '../packet/decode.js';
 import type { AuthFailure } from './auth.js';
-import type { Step1RequestFailure } from './request.js';
+import { STEP1_REQUEST_FAILURES, type Step1RequestFailure } from './request.js';
 
 export const STEP1_RESULTS = ['syn', 'ignored', 'spoofed', 'granted', 'rejected', 'retransmission'] as const;
 export type Step1Result = (typeof STEP1_RESULTS)[number];
@@ -24,16 +24,7 @@ export const STEP1_REASONS: readonly Step1Reason[] = [
   'not-tcp',
   'bad-tcp-header',
   'bad-tcp-options',
-  'too-large',
-  'not-http',
-  'not-post',
-  'bad-path',
-  'incomplete',
-  'bad-header',
-  'no-content-length',
-  'length-mismatch',
-  'bad-content-type',
-  'bad-body',
+  ...STEP1_REQUEST_FAILURES,
   'unknown-app',
   'bad-key',
   'otp-required',
@@ -51,18 +42,7 @@ export const STEP1_REASONS: readonly Step1Reason[] = [
 ];
 
 const SECRET_REFUSALS: ReadonlySet<Step1Reason> = new Set<AuthFailure>(['unknown-app', 'bad-key', 'otp-required', 'bad-otp', 'locked']);
-const MALFORMED_KNOCKS: ReadonlySet<Step1Reason> = new Set<Step1RequestFailure>([
-  'too-large',
-  'not-http',
-  'not-post',
-  'bad-path',
-  'incomplete',
-  'bad-header',
-  'no-content-length',
-  'length-mismatch',
-  'bad-content-type',
-  'bad-body',
-]);
+const MALFORMED_KNOCKS: ReadonlySet<Step1Reason> = new Set<Step1RequestFailure>(STEP1_REQUEST_FAILURES);
 
 /**
  * The class of the info line for a knock refused after its sender was proven (the request was

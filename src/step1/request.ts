@@ -12,8 +12,20 @@
 /** Largest payload considered: a knock is ~200 bytes; more is not a client we serve. */
 export const MAX_REQUEST_BYTES = 2048;
 
-export type Step1RequestFailure =
-  'too-large' | 'not-http' | 'not-post' | 'bad-path' | 'incomplete' | 'bad-header' | 'no-content-length' | 'length-mismatch' | 'bad-content-type' | 'bad-body';
+/** Why a step-1 payload is not a well-formed knock request, in the order the scanner checks. */
+export const STEP1_REQUEST_FAILURES = [
+  'too-large',
+  'not-http',
+  'not-post',
+  'bad-path',
+  'incomplete',
+  'bad-header',
+  'no-content-length',
+  'length-mismatch',
+  'bad-content-type',
+  'bad-body',
+] as const;
+export type Step1RequestFailure = (typeof STEP1_REQUEST_FAILURES)[number];
 
 const EMPTY = Buffer.alloc(0);
 

@@ -201,7 +201,8 @@ describe('ClusterSync', () => {
     const expired = remoteGrant({ expiresAt: Date.now() - 1, issuedAt: Date.now() - 10_000 });
     const good = JSON.parse(remoteGrant()) as { sig: string; body: { expiresAt: number } };
     const unsigned = JSON.stringify({ ...good, sig: '' });
-    const badSignature = remoteGrant({}).replace(/"sig":"[0-9a-f]{2}/, '"sig":"00');
+    // One hex digit of the signature changed (always changed: a fixed "00" would leave 1 in 256 signatures intact).
+    const badSignature = remoteGrant({}).replace(/"sig":"([0-9a-f])/, (_, digit: string) => `"sig":"${digit === '0' ? '1' : '0'}`);
     const forged = JSON.stringify({ ...good, body: { ...good.body, expiresAt: good.body.expiresAt + 3_600_000 } });
     const otherKey = signed(JSON.parse(remoteGrant()) as ClusterMessage, OTHER_KEY);
     for (const text of [expired, unsigned, badSignature, forged, otherKey, 'not json']) await deliver(sync, 'grant', text);
