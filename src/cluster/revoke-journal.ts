@@ -23,6 +23,8 @@ export interface JournaledRevoke {
   keepUntil: number;
   /** The store has it (published by this gateway, or received from it). */
   shared: boolean;
+  /** The store's sequence number for it (store.ts), once shared. */
+  seq?: number;
 }
 
 export type JournalLoad = { kind: 'ok'; entries: JournaledRevoke[] } | { kind: 'missing' } | { kind: 'corrupt'; reason: string };
@@ -30,7 +32,7 @@ export type JournalLoad = { kind: 'ok'; entries: JournaledRevoke[] } | { kind: '
 function isEntry(value: unknown): value is JournaledRevoke {
   if (value === null || typeof value !== 'object') return false;
   const o = value as Record<string, unknown>;
-  return typeof o.id === 'string' && o.id !== '' && typeof o.text === 'string' && Number.isSafeInteger(o.keepUntil) && typeof o.shared === 'boolean';
+  return typeof o.id === 'string' && o.id !== '' && typeof o.text === 'string' && Number.isSafeInteger(o.keepUntil) && typeof o.shared === 'boolean' && (o.seq === undefined || Number.isSafeInteger(o.seq));
 }
 
 /** The journal's text read back; pure, for tests and for load. */
@@ -102,16 +104,23 @@ export class RevokeJournal {
   /** Adds (or replaces) a revoke and waits until the file holds it. A shared entry is never made pending again. */
   async record(entry: JournaledRevoke): Promise<void> {
     const known = this.entries.get(entry.id);
-    this.entries.set(entry.id, { ...entry, shared: entry.shared || (known?.shared ?? false), keepUntil: Math.max(entry.keepUntil, known?.keepUntil ?? 0) });
+    const seq = entry.seq ?? known?.seq;
+    this.entries.set(entry.id, {
+      ...entry,
+      shared: entry.shared || (known?.shared ?? false),
+      keepUntil: Math.max(entry.keepUntil, known?.keepUntil ?? 0),
+      ...(seq !== undefined ? { seq } : {}),
+    });
     while (this.entries.size > MAX_JOURNALED_REVOKES) this.entries.delete(this.entries.keys().next().value as string);
     await this.save();
   }
 
-  /** The store has it now; waits until the file says so. */
-  async markShared(id: string): Promise<void> {
+  /** The store has it now (under `seq`, when known); waits until the file says so. */
+  async markShared(id: string, seq?: number): Promise<void> {
     const entry = this.entries.get(id);
     if (!entry || entry.shared) return;
     entry.shared = true;
+    if (seq !== undefined) entry.seq = seq;
     await this.save();
   }
 

@@ -42,6 +42,8 @@ export const clusterHealthSchema = z.object({
   synced: z.boolean(),
   /** Publish-to-delivery time of the last live update, ms (includes clock skew). */
   lagMs: z.number().optional(),
+  /** This gateway's clock minus the store's, ms (heartbeat); beyond 30 s it is a problem. */
+  clockOffsetMs: z.number().optional(),
   /** Entries received and not yet applied here. */
   backlog: z.number(),
   reconnects: z.number(),

@@ -44,6 +44,11 @@ export function startCluster(cluster: ClusterConfig, parts: ClusterParts): Clust
     },
     reconnects: () => live.store?.state().reconnects ?? 0,
     snapshots: () => live.store?.state().snapshots ?? 0,
+    oversized: () => live.store?.state().oversized ?? 0,
+    clockOffsetSeconds: () => {
+      const offset = live.store?.state().clockOffsetMs;
+      return offset === undefined ? undefined : offset / 1000;
+    },
     backlog: () => live.sync?.backlog() ?? 0,
   });
   const sync = new ClusterSync({
