@@ -371,7 +371,7 @@ export class ClusterSync {
    * the store was away gets one, unless a revoke it did not know of came later).
    */
   onState(state: ClusterStoreState): void {
-    if (state.synced && !this.wasSynced) void this.flushRevokes().then(() => this.republish());
+    if (state.synced && !this.wasSynced) this.settleLater(this.flushRevokes().then(() => this.republish()));
     this.wasSynced = state.synced;
   }
 
@@ -432,8 +432,11 @@ export class ClusterSync {
 
   /** Resolves once every entry received so far is applied and every publish settled (tests, stop). */
   async idle(): Promise<void> {
-    while (this.draining) await this.draining;
-    await Promise.allSettled([...this.pending]);
+    // A settled step may start another (a resync's revokes, then its grants): until none is left.
+    while (this.draining || this.pending.size > 0) {
+      while (this.draining) await this.draining;
+      await Promise.allSettled([...this.pending]);
+    }
   }
 
   /** Entries received and not yet applied (a joining gateway's snapshot, mostly). */
@@ -477,6 +480,13 @@ export class ClusterSync {
       this.log.error({ ...errorFields(err), type: message.type }, 'cluster message not published');
       return undefined;
     }
+  }
+
+  /** Work idle() waits for (never rejects). */
+  private settleLater(work: Promise<unknown>): void {
+    const settled = work.catch((err: unknown) => this.log.error({ ...errorFields(err) }, 'cluster resync step failed'));
+    this.pending.add(settled);
+    void settled.finally(() => this.pending.delete(settled));
   }
 
   /** Counts a publish's outcome; never rejects, never awaited by a knock. */
@@ -652,10 +662,8 @@ export class ClusterSync {
     this.noteRevokeTime(revoke);
     this.noteRevokeSeq(revoke, seq);
     if (this.journal.has(id)) return;
-    const written = this.journalWrite(this.journal.record({ id, text, keepUntil: revoke.issuedAt + this.longestGrantMs(), shared: true, seq }));
     // idle() waits for it too: a stop right after still leaves it in the file.
-    this.pending.add(written);
-    void written.finally(() => this.pending.delete(written));
+    this.settleLater(this.journalWrite(this.journal.record({ id, text, keepUntil: revoke.issuedAt + this.longestGrantMs(), shared: true, seq })));
   }
 
   private noteRevokeTime(revoke: Pick<ClusterRevoke, 'ip' | 'app' | 'issuedAt'>): void {
