@@ -32,7 +32,14 @@ export type JournalLoad = { kind: 'ok'; entries: JournaledRevoke[] } | { kind: '
 function isEntry(value: unknown): value is JournaledRevoke {
   if (value === null || typeof value !== 'object') return false;
   const o = value as Record<string, unknown>;
-  return typeof o.id === 'string' && o.id !== '' && typeof o.text === 'string' && Number.isSafeInteger(o.keepUntil) && typeof o.shared === 'boolean' && (o.seq === undefined || Number.isSafeInteger(o.seq));
+  return (
+    typeof o.id === 'string' &&
+    o.id !== '' &&
+    typeof o.text === 'string' &&
+    Number.isSafeInteger(o.keepUntil) &&
+    typeof o.shared === 'boolean' &&
+    (o.seq === undefined || Number.isSafeInteger(o.seq))
+  );
 }
 
 /** The journal's text read back; pure, for tests and for load. */

@@ -547,7 +547,12 @@ export class RedisClusterStore {
    */
   async storeGrant(id: string, text: string, expiresAtMs: number, scope: SequencedGrantScope): Promise<GrantPublish> {
     if (expiresAtMs <= this.now()) return { outcome: 'failed' };
-    const keys = [entryKey(this.options.prefix, 'grant', id), grantIndexKey(this.options.prefix, scope.ip), seqKey(this.options.prefix), revokedKey(this.options.prefix, scope.ip)];
+    const keys = [
+      entryKey(this.options.prefix, 'grant', id),
+      grantIndexKey(this.options.prefix, scope.ip),
+      seqKey(this.options.prefix),
+      revokedKey(this.options.prefix, scope.ip),
+    ];
     const seq = await this.runScript('grant', id, text, GRANT_SCRIPT, keys, [Math.floor(expiresAtMs), scope.app, scope.order, scope.own ? '1' : '0']);
     if (seq === undefined) return { outcome: 'failed' };
     return seq > 0 ? { outcome: 'stored', seq } : { outcome: 'revoked' };
@@ -569,12 +574,24 @@ export class RedisClusterStore {
    * reopen. The sequence, or undefined when the store did not take it.
    */
   async storeRevoke(id: string, text: string, ttlMs: number, scope: RevokeScope): Promise<number | undefined> {
-    const keys = [entryKey(this.options.prefix, 'revoke', id), grantIndexKey(this.options.prefix, scope.ip), seqKey(this.options.prefix), revokedKey(this.options.prefix, scope.ip)];
+    const keys = [
+      entryKey(this.options.prefix, 'revoke', id),
+      grantIndexKey(this.options.prefix, scope.ip),
+      seqKey(this.options.prefix),
+      revokedKey(this.options.prefix, scope.ip),
+    ];
     return this.runScript('revoke', id, text, REVOKE_SCRIPT, keys, [Math.max(1, Math.floor(ttlMs)), scope.app ?? '']);
   }
 
   /** One script: the entry's key, its index change and its announcement, all or nothing. Its integer answer, or undefined. */
-  private async runScript(kind: ClusterEntryKind, id: string, text: string, script: string, keys: string[], extra: Array<string | number>): Promise<number | undefined> {
+  private async runScript(
+    kind: ClusterEntryKind,
+    id: string,
+    text: string,
+    script: string,
+    keys: string[],
+    extra: Array<string | number>,
+  ): Promise<number | undefined> {
     if (this.closed || !this.cmdReady) {
       this.counters.publishFailures++;
       return undefined;

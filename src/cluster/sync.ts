@@ -156,7 +156,7 @@ export class ClusterSync {
     this.journal = options.journal ?? new RevokeJournal('', [], this.now);
     this.reloadRevokes();
     // Last: the store may report as soon as it exists.
-    this.store = options.connect({ onEntry: (kind, id, text) => this.onEntry(kind, id, text), onState: (state) => this.onState(state) });
+    this.store = options.connect({ onEntry: (kind, id, text, seq) => this.onEntry(kind, id, text, seq), onState: (state) => this.onState(state) });
   }
 
   get gateway(): string {
@@ -623,7 +623,8 @@ export class ClusterSync {
     if (ttl <= 0) return this.ignored('expired', fields, 'cluster grant expired before it could be applied: ignored');
     const app = this.options.apps().find((a) => a.name === grant.app);
     if (!app) return this.ignored('unknown-app', fields, 'cluster grant for an app this gateway does not have: ignored');
-    if (!app.users.some((u) => u.name === grant.user)) return this.ignored('unknown-user', fields, 'cluster grant for a user this gateway does not have: ignored');
+    if (!app.users.some((u) => u.name === grant.user))
+      return this.ignored('unknown-user', fields, 'cluster grant for a user this gateway does not have: ignored');
     const sessions = this.options.sessions;
     const own = sessions.find(grant.ip, grant.app, grant.user, grant.kind);
     if (own && own.expiresAt >= grant.expiresAt) return false; // already known (an overlap of snapshot and live)
@@ -687,7 +688,11 @@ export class ClusterSync {
     const app = revoke.app !== undefined ? apps.find((a) => a.name === revoke.app) : undefined;
     if (revoke.app !== undefined && !app) {
       // No such app here: nothing of it to close, but an operator comparing gateways should see it.
-      this.ignored('revoke-unknown-app', { ip: revoke.ip, app: revoke.app, gateway: revoke.gateway, seq }, 'cluster revoke for an app this gateway does not have: ignored');
+      this.ignored(
+        'revoke-unknown-app',
+        { ip: revoke.ip, app: revoke.app, gateway: revoke.gateway, seq },
+        'cluster revoke for an app this gateway does not have: ignored',
+      );
       return;
     }
     const records = this.options.sessions.listOf(revoke.ip).filter((r) => revoke.app === undefined || r.app === revoke.app);

@@ -36,7 +36,16 @@ export interface ClusterGaugeSource {
 
 const REFUSALS = ['malformed', 'unsigned', 'bad-signature', 'expired', 'from-the-future', 'unsequenced'] as const;
 /** Why a valid entry is not applied (sync.ts): an app or user this gateway lacks, expired on arrival, or a later revoke. */
-const IGNORED = ['unknown-app', 'unknown-user', 'expired', 'revoked', 'revoked-not-shared', 'revoked-replay', 'revoked-in-store', 'revoke-unknown-app'] as const;
+const IGNORED = [
+  'unknown-app',
+  'unknown-user',
+  'expired',
+  'revoked',
+  'revoked-not-shared',
+  'revoked-replay',
+  'revoked-in-store',
+  'revoke-unknown-app',
+] as const;
 
 export function createClusterMetrics(registry: MetricsRegistry, source: ClusterGaugeSource): ClusterMetrics {
   const registers = [registry];
@@ -89,7 +98,7 @@ export function createClusterMetrics(registry: MetricsRegistry, source: ClusterG
   total('knockport_cluster_reconnects_total', 'Times the cluster store came back after an outage.', () => source.reconnects());
   total('knockport_cluster_snapshots_total', 'Cluster snapshots received (one per successful (re)connect).', () => source.snapshots());
   total('knockport_cluster_oversized_total', 'Values in the cluster store too large to be messages, skipped without reading them.', () => source.oversized());
-  gauge("knockport_cluster_clock_offset_seconds", "This gateway's clock minus the cluster store's (heartbeat).", () => source.clockOffsetSeconds());
+  gauge('knockport_cluster_clock_offset_seconds', "This gateway's clock minus the cluster store's (heartbeat).", () => source.clockOffsetSeconds());
   gauge('knockport_cluster_connected', '1 while the cluster store is connected, else 0.', () => (source.connected() ? 1 : 0));
   gauge('knockport_cluster_lag_seconds', 'Publish-to-delivery time of the last live cluster update (includes clock skew between gateways).', () =>
     source.lagSeconds(),

@@ -1,7 +1,8 @@
 /**
  * Revokes across two real daemons and a real redis-server (`global.cluster`), when the store is
- * down and when a gateway restarts, seen from a client the way a user would check it: is the
- * service port closed on both gateways? Same topology as gateways.test.ts:
+ * down, when a gateway restarts, is cut off silently or runs a clock 60 s ahead, and when
+ * something writes huge values into the store, seen from a client the way a user would check it:
+ * is the service port closed on both gateways? Same topology as gateways.test.ts:
  *
  *   client ── switch: br-ext ── gateway A (gw-a), gateway B (gw-b) ── switch: br-lan ── store
  *
@@ -10,7 +11,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { knockStep1 } from '../../helpers/knock.js';
@@ -20,10 +21,10 @@ import { CLI } from '../../helpers/sandbox.js';
 import { createSelfSignedCert } from '../../../src/demo/topology.js';
 import { spawnDaemon, type DaemonProcess } from '../../../src/demo/daemon-process.js';
 import { healthReportSchema, type HealthReport } from '../../../src/control/protocol.js';
-import { REVOKES_NOT_SHARED } from '../../../src/cluster/sync.js';
+import { CLOCK_SKEW, CLUSTER_DISCONNECTED, REVOKES_NOT_SHARED } from '../../../src/cluster/sync.js';
 
 const FILE = 'cluster/revokes';
-const skip = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'redis-server', 'redis-cli', 'curl', 'openssl']));
+const skip = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'redis-server', 'redis-cli', 'curl', 'openssl', 'faketime']));
 
 const STEP1_PATH = '/knock-cluster-5d1e7a';
 const STEP2_PATH = '/step2-cluster-93b0c4';
@@ -140,8 +141,9 @@ function makeGateway(name: 'gw-a' | 'gw-b', ext4: string, ext6: string, lan4: st
   return gw;
 }
 
-async function startGateway(gw: Gateway): Promise<void> {
-  gw.daemon = spawnDaemon(gw.ns, ['-c', gw.config, '--cert', cert.cert, '--key', cert.key, '--log-level', 'debug']);
+/** `launcher`: what the daemon runs under (row 4: faketime, for a clock ahead of the others'). */
+async function startGateway(gw: Gateway, launcher: readonly string[] = []): Promise<void> {
+  gw.daemon = spawnDaemon(gw.ns, ['-c', gw.config, '--cert', cert.cert, '--key', cert.key, '--log-level', 'debug'], launcher);
   const ready = await gw.daemon.waitForLog(/knock-port ready/, 20_000);
   if (!ready) throw new Error(`${gw.name} did not start:\n${gw.daemon.output.slice(-30).join('\n')}`);
 }
@@ -304,6 +306,58 @@ function expectUnsharedOnB(count: number): void {
   expect(report.healthy).toBe(false);
 }
 
+/** A silent partition: the gateway's packets to and from the store dropped (its own namespace only), no reset. */
+function partition(gw: Gateway): void {
+  gw.ns.exec(
+    'nft',
+    ['-f', '-'],
+    `table inet kpt_partition {
+  chain out { type filter hook output priority 0; ip daddr ${NET.store} drop; }
+  chain in { type filter hook input priority 0; ip saddr ${NET.store} drop; }
+}
+`,
+  );
+}
+
+function heal(gw: Gateway): void {
+  gw.ns.tryExec('nft', ['delete', 'table', 'inet', 'kpt_partition']);
+}
+
+/** The value of one metric series on `gw` (its metrics endpoint, inside its namespace); 0 when absent. */
+function metric(gw: Gateway, series: string): number {
+  const text = gw.ns.exec('curl', ['-sS', '-m', '3', 'http://127.0.0.1:9464/metrics']);
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+/** Ends the gateway's connections to the store: it reconnects, takes a snapshot and publishes its grants again. */
+function dropStoreConnections(gw: Gateway): void {
+  for (const role of ['cmd', 'sub']) redisCli('CLIENT', 'KILL', 'ID', ...clientIds(`knock-port:${gw.name}:${role}`));
+}
+
+function clientIds(name: string): string[] {
+  return redisCli('CLIENT', 'LIST')
+    .split('\n')
+    .filter((line) => line.includes(` name=${name} `))
+    .map((line) => /^id=(\d+) /.exec(line)?.[1] ?? '')
+    .filter((id) => id !== '');
+}
+
+/** Debian's libfaketime (package faketime), for the architecture's library directory. */
+function libfaketime(): string {
+  const found = readdirSync('/usr/lib')
+    .map((dir) => join('/usr/lib', dir, 'faketime', 'libfaketime.so.1'))
+    .find((path) => existsSync(path));
+  if (!found) throw new Error('libfaketime.so.1 not found under /usr/lib/*/faketime (apt-get install faketime)');
+  return found;
+}
+
+/** The daemon's resident memory, in MiB. */
+function rssMiB(gw: Gateway): number {
+  const status = readFileSync(`/proc/${gw.daemon!.proc.pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) / 1024;
+}
+
 /** No grant key for `from` is left in the store: the revoke deleted them. */
 function grantKeysInStore(from: string): string[] {
   return redisCli('--scan', '--pattern', `${PREFIX}grant:*`)
@@ -323,7 +377,7 @@ describe.skipIf(skip)('cluster: revokes are never lost', () => {
     client = ns('rcl');
     store = ns('rst');
     plug(client, 'cli0', 'swcli', 'brext', NET.client4, NET.client6);
-    for (let i = 0; i < 4; i++) client.ip('addr', 'add', `${clientAddr(i)}/24`, 'dev', 'cli0');
+    for (let i = 0; i < 7; i++) client.ip('addr', 'add', `${clientAddr(i)}/24`, 'dev', 'cli0');
     plug(store, 'lan0', 'swst', 'brlan', NET.store);
     cert = createSelfSignedCert(redisDir, 'knock-port.cluster.test', [NET.vip4, NET.vip6, NET.a4, NET.b4]);
     A = makeGateway('gw-a', NET.a4, NET.a6, NET.lanA, 'swa', 'swla');
@@ -410,4 +464,103 @@ describe.skipIf(skip)('cluster: revokes are never lost', () => {
     expect(await Promise.all([staysClosed(A, from, SVC_PORT, 3000), staysClosed(B, from, SVC_PORT, 500)])).toEqual([true, true]);
     expect(grantKeysInStore(from)).toEqual([]);
   }, 120_000);
+
+  it('4. (the table’s row 3) a revoke delayed by a partition while the client knocks again: it still closes the earlier grant', async () => {
+    const from = clientAddr(3);
+    await grantedOnBoth(from);
+    partition(B);
+    try {
+      expect(await within(async () => health(B).cluster?.connected === false, 5000), 'B sees the partition').toBeGreaterThanOrEqual(0);
+      revokeOnBUnshared(from);
+      // Meanwhile the client knocks step 1 again through A: a step-2 window signed after the revoke, stored before it.
+      routeVia(A);
+      await step1(from);
+      expect(await openOn(A, from)).toBe(true);
+    } finally {
+      heal(B);
+    }
+    expect(await within(async () => !(await openOn(A, from)), RECONNECT_MS), 'A closes the grant once the store has the revoke').toBeGreaterThanOrEqual(0);
+    expect(await within(async () => health(B).cluster?.unsharedRevokes === 0, RECONNECT_MS), 'B says the revoke is shared').toBeGreaterThanOrEqual(0);
+    expect(await Promise.all([staysClosed(A, from, SVC_PORT, 2000), staysClosed(B, from, SVC_PORT, 500)])).toEqual([true, true]);
+    expect(sessions(A).filter((s) => s.ip === from)).toEqual([]);
+    expect(grantKeysInStore(from)).toEqual([]);
+  }, 90_000);
+
+  it('5. (row 7) a silent partition from the store is a health problem within a few seconds; the revoke missed meanwhile closes on return', async () => {
+    const from = clientAddr(4);
+    await grantedOnBoth(from);
+    partition(A);
+    try {
+      const seen = await within(async () => health(A).cluster?.connected === false, 5000);
+      expect(seen, 'A reports the silent partition within 5 s').toBeGreaterThanOrEqual(0);
+      expect(health(A).problems.some((p) => p.startsWith(CLUSTER_DISCONNECTED))).toBe(true);
+      const revoked = ctl(B, ['revoke', from]);
+      expect([revoked.ok, revoked.err]).toEqual([true, '']);
+      expect(await openOn(B, from)).toBe(false);
+      // Nothing reaches A while it is cut off.
+      expect(await openOn(A, from)).toBe(true);
+    } finally {
+      heal(A);
+    }
+    expect(await within(async () => !(await openOn(A, from)), RECONNECT_MS), 'A closes the grant from the snapshot').toBeGreaterThanOrEqual(0);
+    expect(await within(async () => health(A).healthy, RECONNECT_MS), JSON.stringify(health(A).problems)).toBeGreaterThanOrEqual(0);
+    expect(await Promise.all([staysClosed(A, from, SVC_PORT, 1000), staysClosed(B, from, SVC_PORT, 500)])).toEqual([true, true]);
+  }, 90_000);
+
+  it('6. (row 6) three huge values under the prefix: never fetched (memory stays flat), counted, and sharing goes on', async () => {
+    const from = clientAddr(5);
+    await grantedOnBoth(from);
+    const HUGE_MIB = 32;
+    const keys = ['grant', 'revoke', 'used-code'].map((kind) => `${PREFIX}${kind}:huge`);
+    const before = rssMiB(A);
+    const oversized = metric(A, 'knockport_cluster_oversized_total');
+    try {
+      for (const key of keys) redisCli('SETRANGE', key, String(HUGE_MIB * 1024 * 1024 - 1), 'x');
+      dropStoreConnections(A);
+      expect(
+        await within(async () => metric(A, 'knockport_cluster_oversized_total') >= oversized + 3, RECONNECT_MS),
+        'A skips the three',
+      ).toBeGreaterThanOrEqual(0);
+      expect(await within(async () => health(A).cluster?.synced === true, RECONNECT_MS), 'A in sync again').toBeGreaterThanOrEqual(0);
+      // Reading one of them alone would take HUGE_MIB.
+      expect(rssMiB(A) - before).toBeLessThan(HUGE_MIB / 2);
+      const revoked = ctl(B, ['revoke', from]);
+      expect(revoked.ok, revoked.err).toBe(true);
+      expect(await within(async () => !(await openOn(A, from)), PROPAGATE_MS), 'A closes the grant').toBeGreaterThanOrEqual(0);
+    } finally {
+      redisCli('DEL', ...keys);
+    }
+    expect(await Promise.all([staysClosed(A, from, SVC_PORT, 500), staysClosed(B, from, SVC_PORT, 500)])).toEqual([true, true]);
+  }, 90_000);
+
+  it('7. (row 4) B’s clock 60 s ahead: health says so, A refuses its grants as from the future, A’s revoke closes B’s grant and B’s republish reopens nothing', async () => {
+    const from = clientAddr(6);
+    await B.daemon!.stop('SIGTERM');
+    // libfaketime preloaded into B's process itself (the faketime wrapper would stand between the signal and the daemon).
+    await startGateway(B, ['env', 'FAKETIME=+60s', 'FAKETIME_DONT_FAKE_MONOTONIC=1', `LD_PRELOAD=${libfaketime()}`]);
+    try {
+      expect(await within(async () => health(B).problems.some((p) => p.startsWith(CLOCK_SKEW)), 5000), JSON.stringify(health(B))).toBeGreaterThanOrEqual(0);
+      const refused = metric(A, 'knockport_cluster_rejected_total{reason="from-the-future"}');
+      routeVia(B);
+      expect(await knock(from)).toBe('200');
+      expect(await openOn(B, from)).toBe(true);
+      expect(await within(async () => metric(A, 'knockport_cluster_rejected_total{reason="from-the-future"}') > refused, PROPAGATE_MS)).toBeGreaterThanOrEqual(
+        0,
+      );
+      expect(await openOn(A, from)).toBe(false);
+      // A's revoke is signed 60 s "before" B's grant by the clocks; the store ordered it after.
+      const revoked = ctl(A, ['revoke', from]);
+      expect(revoked.ok, revoked.err).toBe(true);
+      expect(await within(async () => !(await openOn(B, from)), PROPAGATE_MS), 'B closes its grant').toBeGreaterThanOrEqual(0);
+      // B resyncs: publishes its live grants again; none of them is the revoked one.
+      const snapshots = metric(B, 'knockport_cluster_snapshots_total');
+      dropStoreConnections(B);
+      expect(await within(async () => metric(B, 'knockport_cluster_snapshots_total') > snapshots, RECONNECT_MS), 'B resynced').toBeGreaterThanOrEqual(0);
+      expect(await Promise.all([staysClosed(A, from, SVC_PORT, 2000), staysClosed(B, from, SVC_PORT, 2000)])).toEqual([true, true]);
+      expect(grantKeysInStore(from)).toEqual([]);
+    } finally {
+      await B.daemon!.stop('SIGTERM');
+      await startGateway(B);
+    }
+  }, 90_000);
 });

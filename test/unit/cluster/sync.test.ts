@@ -325,7 +325,10 @@ describe('ClusterSync', () => {
     expect(firewall.calls).toEqual([]);
     expect(await valueOf(metrics.rejected, { reason: 'unsequenced' })).toBe(2);
     sync.stop();
-    const warning = logs.text().split('\n').find((line) => line.includes('cluster entries not applied here'));
+    const warning = logs
+      .text()
+      .split('\n')
+      .find((line) => line.includes('cluster entries not applied here'));
     expect(warning).toContain('"refused:unsequenced":{"count":2');
     expect(warning).toContain('"ignored:unknown-app":{"count":2');
   });
