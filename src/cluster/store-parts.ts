@@ -34,6 +34,11 @@ export function revokedKey(prefix: string, ip: string): string {
  * A grant's or revoke's stored value: `<seq> <signed text>` (the text is JSON, so it starts with
  * '{'). Used codes are stored as the bare text. The sequence is the store's, outside the signature.
  */
+export function sequencedValue(seq: number, text: string): string {
+  return `${seq} ${text}`;
+}
+
+/** The text and sequence of a stored value (sequencedValue); a bare text has no sequence. */
 export function parseStoredValue(value: string): { text: string; seq?: number } {
   const match = /^(\d{1,16}) /.exec(value);
   if (!match) return { text: value };
