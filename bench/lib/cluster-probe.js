@@ -24,7 +24,13 @@ const SAMPLE_MS = 2000;
 const opts = JSON.parse(process.env.BENCH_PROBE);
 // The cluster name is the prefix (the config sets none).
 const key = clusterSigningKey(Buffer.from(opts.key, 'utf8'), opts.prefix);
-const store = RedisClusterStore.connect({ url: opts.socket, prefix: opts.prefix, gateway: 'gw-a', logger: createLogger('warn', process.stderr), onEntry: () => undefined });
+const store = RedisClusterStore.connect({
+  url: opts.socket,
+  prefix: opts.prefix,
+  gateway: 'gw-a',
+  logger: createLogger('warn', process.stderr),
+  onEntry: () => undefined,
+});
 
 /** Starts a connect every PROBE_EVERY_MS from `from` to port; resolves ms from t0 to the first success, or null. */
 function probe(from, port, t0) {

@@ -63,7 +63,8 @@ describe('cluster metrics', () => {
     for (const reason of ['malformed', 'unsigned', 'bad-signature', 'expired', 'from-the-future', 'unsequenced']) {
       expect(line(text, `knockport_cluster_rejected_total{reason="${reason}"}`), reason).toBe(`knockport_cluster_rejected_total{reason="${reason}"} 0`);
     }
-    for (const reason of ['unknown-app', 'revoked', 'revoked-not-shared', 'revoked-replay', 'revoked-in-store']) expect(line(text, `knockport_cluster_ignored_total{reason="${reason}"}`)).toMatch(/ 0$/);
+    for (const reason of ['unknown-app', 'revoked', 'revoked-not-shared', 'revoked-replay', 'revoked-in-store'])
+      expect(line(text, `knockport_cluster_ignored_total{reason="${reason}"}`)).toMatch(/ 0$/);
     for (const step of ['step1', 'step2']) expect(line(text, `knockport_cluster_code_conflicts_total{step="${step}"}`)).toMatch(/ 0$/);
   });
 
