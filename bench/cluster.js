@@ -17,9 +17,9 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { encodeClusterMessage } from '../dist/cluster/message.js';
-import { entryKey } from '../dist/cluster/store-parts.js';
-import { APP, NET, PORTS, benchConfigYaml } from './lib/config.js';
+import { clusterSigningKey, encodeClusterMessage } from '../dist/cluster/message.js';
+import { entryKey, sequencedValue } from '../dist/cluster/store-parts.js';
+import { APP, NET, PORTS, USER, benchConfigYaml } from './lib/config.js';
 import { REPO_ROOT, createGateway, metricSum, scrapeMetrics } from './lib/gateway.js';
 import { Netns, execAsync, hasCommand, sleep, wire } from './lib/netns.js';
 import { machine, memoryMb } from './lib/proc.js';
@@ -105,6 +105,7 @@ async function propagation(gateway, ctx) {
     key: ctx.key,
     prefix: ctx.prefix,
     app: APP,
+    user: USER,
     server: NET.server,
     port: PORTS.service,
     refPort: PORTS.unprotected,
@@ -142,28 +143,42 @@ async function propagation(gateway, ctx) {
 async function writeLiveGrants(redis, ctx) {
   const started = Date.now();
   const now = Date.now();
-  const key = Buffer.from(ctx.key, 'utf8');
+  // The cluster name is the prefix (the config sets none); sequences as the store's script gives them (microseconds).
+  const key = clusterSigningKey(Buffer.from(ctx.key, 'utf8'), ctx.prefix);
+  const firstSeq = now * 1000;
   for (let base = 0; base < LIVE; base += 5000) {
     const tx = redis.pipeline();
     for (let i = base; i < Math.min(LIVE, base + 5000); i++) {
       // 10.100.0.0 - 10.101.134.159: no client address, nothing else in the bench uses them.
       const ip = `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
-      const body = { kind: 'service', ip, app: APP, user: 'default', expiresAt: now + 900_000, gateway: 'gw-a', issuedAt: now };
+      const body = { kind: 'service', ip, app: APP, user: USER, expiresAt: now + 900_000, gateway: 'gw-a', issuedAt: now };
       const text = encodeClusterMessage(key, { type: 'grant', body });
-      tx.set(entryKey(ctx.prefix, 'grant', `gw-a:service:${ip}:${APP}:default`), text, 'PXAT', body.expiresAt);
+      tx.set(entryKey(ctx.prefix, 'grant', `gw-a:service:${ip}:${APP}:${USER}`), sequencedValue(firstSeq + i, text), 'PXAT', body.expiresAt);
     }
     await tx.exec();
   }
   return Date.now() - started;
 }
 
+/** Grant keys under the prefix (the store also holds the sequence and the grant indexes). */
+async function countGrantKeys(redis, prefix) {
+  const keys = new Set(); // SCAN may return a key twice
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}grant:*`, 'COUNT', 10_000);
+    for (const key of batch) keys.add(key);
+    cursor = next;
+  } while (cursor !== '0');
+  return keys.size;
+}
+
 const usedMemoryMb = async (redis) => Number(/^used_memory:(\d+)/m.exec(await redis.info('memory'))?.[1] ?? NaN) / 2 ** 20;
 
 async function join100k(gateway, ctx, redis, daemon) {
   const writeMs = await writeLiveGrants(redis, ctx);
-  const storeGrants = (await redis.dbsize()) - 0; // every key under the bench prefix is a grant here
+  const storeGrants = await countGrantKeys(redis, ctx.prefix); // the 100k and the propagation's grants
   const redisMb = await usedMemoryMb(redis);
-  log(`  ${LIVE} grants written in ${writeMs} ms (store: ${storeGrants} keys, ${redisMb.toFixed(1)} MB); restarting B fresh`);
+  log(`  ${LIVE} grants written in ${writeMs} ms (store: ${storeGrants} grant keys, ${redisMb.toFixed(1)} MB); restarting B fresh`);
   await daemon.stop();
   rmSync(ctx.stateDir, { recursive: true, force: true });
   const b = await startDaemon(gateway, clusterConfig(gateway, ctx));
@@ -248,8 +263,9 @@ export async function clusterBench() {
     } catch (err) {
       result.propagation = { error: String(err.message).slice(0, 300) };
     }
-    const rejected = metricSum(scrapeMetrics(gateway), 'knockport_cluster_rejected_total');
-    result.propagation.rejected = rejected;
+    const metrics = scrapeMetrics(gateway);
+    result.propagation.rejected = metricSum(metrics, 'knockport_cluster_rejected_total');
+    result.propagation.ignored = metricSum(metrics, 'knockport_cluster_ignored_total');
     log(`cluster: a gateway joining with ${LIVE} live grants in the store`);
     try {
       result.join = await join100k(gateway, ctx, redis, daemon);
@@ -257,11 +273,39 @@ export async function clusterBench() {
       result.join = { error: String(err.message).slice(0, 300) };
     }
     await ctx.live?.stop();
+    result.failures = failures(result);
     return result;
   } finally {
     clearTimeout(limit);
     cleanup();
   }
+}
+
+/**
+ * Why the figures measure nothing, if they do not: B refused or ignored grants (wrong key, user or
+ * app), no grant opened a port, or the joining gateway did not apply every grant in the store.
+ */
+export function failures(result) {
+  const found = [];
+  const p = result.propagation ?? {};
+  if (p.error) found.push(`propagation: ${p.error}`);
+  else {
+    if (p.rejected > 0 || p.ignored > 0) found.push(`propagation: B refused ${p.rejected} and ignored ${p.ignored} grant(s)`);
+    if (!(p.grantToOpenMs?.n > 0)) found.push('propagation: no grant opened a port on B');
+    if (p.timeouts > 0) found.push(`propagation: ${p.timeouts} grant(s) never opened a port on B`);
+  }
+  const j = result.join ?? {};
+  if (j.error) found.push(`join: ${j.error}`);
+  else if (j.timedOut || !(j.reached?.sessions >= j.storeKeys)) found.push(`join: ${j.reached?.sessions ?? 0} of ${j.storeKeys} grants applied`);
+  return found;
+}
+
+/** Prints the result; exits 1 when it measured nothing (see failures). */
+export function reportCluster(result) {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  if (result.failures.length === 0) return;
+  for (const failure of result.failures) log(`bench cluster: FAILED: ${failure}`);
+  process.exitCode = 1;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
@@ -270,6 +314,5 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     log(`bench cluster: ${problem}`);
     process.exit(1);
   }
-  const result = await clusterBench();
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+  reportCluster(await clusterBench());
 }

@@ -122,14 +122,15 @@ async function backendBench(backend, grantBurst) {
 
 /** `node bench/run.js cluster`: the optional cluster section alone, one JSON line on stdout. */
 async function clusterOnly() {
-  const { clusterBench, clusterPreflight } = await import('./cluster.js');
+  const { clusterBench, clusterPreflight, reportCluster } = await import('./cluster.js');
   const problem = clusterPreflight();
   if (problem) {
     log(`bench: ${problem}`);
     process.exitCode = 1;
     return;
   }
-  process.stdout.write(`${JSON.stringify(await clusterBench())}\n`);
+  // Exits 1 when the run measured nothing (grants ignored, none applied).
+  reportCluster(await clusterBench());
 }
 
 async function main() {

@@ -238,6 +238,7 @@ export class Daemon {
     }
     await lasting.usedCodes.close();
     if (cluster) {
+      cluster.sync.stop();
       await cluster.sync.idle();
       await cluster.store.close();
     }

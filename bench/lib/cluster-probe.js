@@ -1,18 +1,19 @@
 /**
  * Runs inside the client namespace (bench/cluster.js): plays "gateway A" by publishing a signed
- * grant straight into the store (redis over its unix socket, which no network namespace hides),
- * then opens a new TCP connection through gateway B every PROBE_EVERY_MS until one succeeds.
+ * grant into the store the way a gateway does (RedisClusterStore.storeGrant, over redis's unix
+ * socket, which no network namespace hides), then opens a new TCP connection through gateway B
+ * every PROBE_EVERY_MS until one succeeds.
  * The same probe against B's unprotected port (no grant needed) is the reference: what the probe
  * itself costs (timer granularity, connect RTT). One clock for publish and probe.
  *
- * Input (env BENCH_PROBE, JSON): { socket, key, prefix, server, port, refPort, addresses, budgetMs }.
+ * Input (env BENCH_PROBE, JSON): { socket, key, prefix, app, user, server, port, refPort, addresses, budgetMs }.
  * Output: one JSON line { samples: [{ ref, grant }], timeouts, elapsedMs } (ms; null on timeout).
  */
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Redis } from 'ioredis';
-import { encodeClusterMessage } from '../../dist/cluster/message.js';
-import { announceChannel, encodeAnnouncement, entryKey } from '../../dist/cluster/store-parts.js';
+import { clusterSigningKey, encodeClusterMessage } from '../../dist/cluster/message.js';
+import { RedisClusterStore } from '../../dist/cluster/store.js';
+import { createLogger } from '../../dist/shared/log.js';
 
 const PROBE_EVERY_MS = 1;
 /** An attempt that has not connected by then is abandoned (a dropped SYN is retransmitted only after 1 s). */
@@ -21,8 +22,15 @@ const ATTEMPT_MS = 50;
 const SAMPLE_MS = 2000;
 
 const opts = JSON.parse(process.env.BENCH_PROBE);
-const key = Buffer.from(opts.key, 'utf8');
-const redis = new Redis({ path: opts.socket, enableOfflineQueue: true, maxRetriesPerRequest: 1 });
+// The cluster name is the prefix (the config sets none).
+const key = clusterSigningKey(Buffer.from(opts.key, 'utf8'), opts.prefix);
+const store = RedisClusterStore.connect({
+  url: opts.socket,
+  prefix: opts.prefix,
+  gateway: 'gw-a',
+  logger: createLogger('warn', process.stderr),
+  onEntry: () => undefined,
+});
 
 /** Starts a connect every PROBE_EVERY_MS from `from` to port; resolves ms from t0 to the first success, or null. */
 function probe(from, port, t0) {
@@ -59,14 +67,14 @@ function probe(from, port, t0) {
 }
 
 function signedGrant(ip, now) {
-  const body = { kind: 'service', ip, app: opts.app, user: 'default', expiresAt: now + 600_000, gateway: 'gw-a', issuedAt: now };
+  const body = { kind: 'service', ip, app: opts.app, user: opts.user, expiresAt: now + 600_000, gateway: 'gw-a', issuedAt: now };
   const text = encodeClusterMessage(key, { type: 'grant', body });
-  const id = `gw-a:service:${ip}:${opts.app}:default`;
+  const id = `gw-a:service:${ip}:${opts.app}:${opts.user}`;
   return { id, text, expiresAt: body.expiresAt };
 }
 
 async function main() {
-  await redis.ping();
+  if (!(await store.whenSynced(10_000))) throw new Error(`the store did not answer: ${store.state().lastError}`);
   const started = performance.now();
   const samples = [];
   let timeouts = 0;
@@ -75,20 +83,15 @@ async function main() {
     const ref = await probe(from, opts.refPort, performance.now());
     const now = Date.now();
     const g = signedGrant(from, now);
-    const announcement = encodeAnnouncement({ gateway: 'gw-a', kind: 'grant', id: g.id, text: g.text, publishedAtMs: now });
     const t0 = performance.now();
-    // Exactly what RedisClusterStore.publish does: SET PXAT and PUBLISH in one transaction.
-    const published = redis
-      .multi()
-      .set(entryKey(opts.prefix, 'grant', g.id), g.text, 'PXAT', g.expiresAt)
-      .publish(announceChannel(opts.prefix), announcement)
-      .exec();
+    const published = store.storeGrant(g.id, g.text, g.expiresAt, { ip: from, app: opts.app, order: 0, own: false });
     const grant = await probe(from, opts.port, t0);
-    await published;
+    const outcome = await published;
+    if (outcome.outcome !== 'stored') throw new Error(`the store did not take grant ${g.id}: ${outcome.outcome}`);
     if (grant === null) timeouts++;
     samples.push({ ref, grant });
   }
-  redis.disconnect();
+  await store.close();
   process.stdout.write(`${JSON.stringify({ samples, timeouts, elapsedMs: performance.now() - started })}\n`);
 }
 

@@ -17,6 +17,8 @@ export const NET = {
 export const PORTS = { step1: 80, https: 443, service: 8080, unprotected: 8081, metrics: 9464 };
 export const PATHS = { step1: '/knock-bench-4c1e', step2: '/step2-bench-9b7d' };
 export const APP = 'svc';
+/** The user of APP's list-form keys (config/users.ts names them key0, key1, ...): grants for any other are ignored. */
+export const USER = 'key0';
 
 const secret = () => randomBytes(12).toString('hex');
 export const KEYS = { http: `bench-http-${secret()}`, https: `bench-https-${secret()}`, wrong: `wrong-key-${secret()}` };

@@ -8,12 +8,16 @@ import { KnockPortError } from '../shared/errors.js';
 import { canonicalIp } from '../shared/ip.js';
 import type { GrantKind } from '../shared/kinds.js';
 
-/** The format's version; a gateway refuses (as malformed) any other. */
-export const CLUSTER_MESSAGE_VERSION = 1;
+/** The format's version; a gateway refuses (as malformed) any other (1: signed without the cluster name). */
+export const CLUSTER_MESSAGE_VERSION = 2;
 /** Longest message accepted, in bytes: a grant is about 400. */
 export const MAX_CLUSTER_MESSAGE_BYTES = 2048;
-/** How far ahead of this gateway's clock a message may claim to have been issued. */
-export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+/**
+ * How far ahead of this gateway's clock a message may claim to have been issued, and the clock
+ * difference with the store beyond which `health` reports a problem. Only expiry depends on
+ * clocks (grants and revokes are ordered by the store's sequence), so it is what expiry can bear.
+ */
+export const MAX_CLOCK_SKEW_MS = 30_000;
 
 /** A step-2 window or a service grant opened on `gateway`, until `expiresAt` (ms since the epoch). */
 export interface ClusterGrant {
@@ -71,6 +75,14 @@ const SCOPE = /^[0-9a-f]{32}$/;
 const SIGNATURE = /^[0-9a-f]{64}$/;
 /** Separates these signatures from any other use of the cluster key. */
 const DOMAIN = 'knock-port cluster message';
+
+/**
+ * The key messages are signed with: HMAC-SHA256(cluster key, domain + cluster name). A message
+ * signed for another cluster name (another site that shares the key) fails as a bad signature.
+ */
+export function clusterSigningKey(clusterKey: Buffer, clusterName: string): Buffer {
+  return createHmac('sha256', clusterKey).update(`${DOMAIN}\0${clusterName}`).digest();
+}
 
 const isTime = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
 const matches = (value: unknown, pattern: RegExp): value is string => typeof value === 'string' && pattern.test(value);

@@ -10,11 +10,52 @@ export interface ClusterEntry {
   kind: ClusterEntryKind;
   id: string;
   text: string;
+  /** The store's sequence number of a grant or revoke (seqKey): their order, whatever the gateways' clocks. */
+  seq?: number;
+}
+
+/**
+ * `<prefix>seq`: the last sequence number the store gave a grant or revoke. Never expires; the
+ * scripts take max(last + 1, the store's TIME in microseconds), so a lost key does not restart it at 1.
+ */
+export function seqKey(prefix: string): string {
+  return `${prefix}seq`;
+}
+
+/**
+ * `<prefix>revoked:<ip>`: a hash, app (or `*`) -> the sequence number of the address's latest
+ * revoke, kept as long as the revoke: the grant script refuses a grant older than it.
+ */
+export function revokedKey(prefix: string, ip: string): string {
+  return `${prefix}revoked:${ip}`;
+}
+
+/**
+ * A grant's or revoke's stored value: `<seq> <signed text>` (the text is JSON, so it starts with
+ * '{'). Used codes are stored as the bare text. The sequence is the store's, outside the signature.
+ */
+export function sequencedValue(seq: number, text: string): string {
+  return `${seq} ${text}`;
+}
+
+/** The text and sequence of a stored value (sequencedValue); a bare text has no sequence. */
+export function parseStoredValue(value: string): { text: string; seq?: number } {
+  const match = /^(\d{1,16}) /.exec(value);
+  if (!match) return { text: value };
+  return { text: value.slice(match[0].length), seq: Number(match[1]) };
 }
 
 /** `<prefix><kind>:<id>`, e.g. `knock-port:grant:4f2a`. The id may itself contain ':'. */
 export function entryKey(prefix: string, kind: ClusterEntryKind, id: string): string {
   return `${prefix}${kind}:${id}`;
+}
+
+/**
+ * `<prefix>grant-index:<ip>`: a hash of the address's grant keys (-> app), for revokes to delete
+ * them. Not an entry kind: a snapshot skips it.
+ */
+export function grantIndexKey(prefix: string, ip: string): string {
+  return `${prefix}grant-index:${ip}`;
 }
 
 /** The pub/sub channel announcements go to: `<prefix>announce` (not a key: SCAN never sees it). */
@@ -78,10 +119,20 @@ export interface Announcement {
   text: string;
   /** Publisher's clock when published (ms since epoch), for the lag figure. */
   publishedAtMs: number;
+  /** The store's sequence number (grants and revokes), added by the script that stores it. */
+  seq?: number;
 }
 
 export function encodeAnnouncement(a: Announcement): string {
-  return JSON.stringify({ v: 1, g: a.gateway, k: a.kind, i: a.id, t: a.text, p: a.publishedAtMs });
+  return JSON.stringify({ v: 1, g: a.gateway, k: a.kind, i: a.id, t: a.text, p: a.publishedAtMs, ...(a.seq !== undefined ? { q: a.seq } : {}) });
+}
+
+/**
+ * The announcement without its closing brace: the store's script appends `,"q":<seq>}` once it
+ * has given the entry its sequence number (decodeAnnouncement reads it back).
+ */
+export function announcementHead(a: Omit<Announcement, 'seq'>): string {
+  return encodeAnnouncement(a).slice(0, -1);
 }
 
 /** The announcement in `raw`, or undefined when it is not one this version understands. */
@@ -96,5 +147,6 @@ export function decodeAnnouncement(raw: string): Announcement | undefined {
   const o = value as Record<string, unknown>;
   if (o.v !== 1 || typeof o.g !== 'string' || typeof o.i !== 'string' || typeof o.t !== 'string' || typeof o.p !== 'number') return undefined;
   if (typeof o.k !== 'string' || !(ENTRY_KINDS as readonly string[]).includes(o.k) || o.i === '') return undefined;
-  return { gateway: o.g, kind: o.k as ClusterEntryKind, id: o.i, text: o.t, publishedAtMs: o.p };
+  if (o.q !== undefined && !(typeof o.q === 'number' && Number.isSafeInteger(o.q) && o.q > 0)) return undefined;
+  return { gateway: o.g, kind: o.k as ClusterEntryKind, id: o.i, text: o.t, publishedAtMs: o.p, ...(o.q !== undefined ? { seq: o.q } : {}) };
 }

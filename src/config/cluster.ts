@@ -112,7 +112,7 @@ export function buildCluster(cluster: ClusterSection, secrets: ClusterSecrets): 
     ...(secrets.sentinelPassword !== undefined ? { sentinelPassword: secrets.sentinelPassword } : {}),
     ...(tls ? { tls: { ...redis.tls } } : {}),
   };
-  return { gateway: cluster.gateway, key: secrets.key!, redis: built, prefix: cluster.prefix };
+  return { gateway: cluster.gateway, key: secrets.key!, redis: built, prefix: cluster.prefix, name: cluster.name ?? cluster.prefix };
 }
 
 function dedupe(endpoints: readonly RedisEndpoint[]): RedisEndpoint[] {

@@ -131,6 +131,11 @@ export const clusterSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9_.:/-]{1,64}$/, 'expected 1-64 of A-Z a-z 0-9 _ . : / -')
     .default(DEFAULTS.clusterPrefix),
+  // Signed into every message (docs/cluster.md): another site sharing the key cannot feed this one. Default: the prefix.
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:/-]{1,64}$/, 'expected 1-64 of A-Z a-z 0-9 _ . : / -')
+    .optional(),
 });
 
 export const globalSchema = z.strictObject({

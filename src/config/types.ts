@@ -162,6 +162,8 @@ export interface ClusterConfig {
   redis: RedisConfig;
   /** Prefix of every key and channel in the store, e.g. `knock-port:`. */
   prefix: string;
+  /** Signed into every message: the same on every gateway of the cluster (default: the prefix). */
+  name: string;
 }
 
 /** The step-2 port clients connect to (a proxy's, when one sits in front of knock-port). */

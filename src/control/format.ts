@@ -27,7 +27,10 @@ export function formatSessionsTable(sessions: readonly SessionView[]): string {
 export function formatClusterHealth(cluster: ClusterHealth): string {
   const link = !cluster.connected ? 'store unreachable (working alone)' : cluster.synced ? 'store connected, in sync' : 'store connected, catching up';
   const lag = cluster.lagMs === undefined || !cluster.connected ? '' : `, lag ${Math.round(cluster.lagMs)} ms`;
-  return `cluster: gateway ${cluster.gateway}, ${link}${lag}, ${cluster.backlog} waiting, ${cluster.reconnects} reconnects\n`;
+  const unshared = cluster.unsharedRevokes ? `, ${cluster.unsharedRevokes} revoke(s) closed here, not yet shared` : '';
+  const offset = cluster.clockOffsetMs;
+  const clock = offset !== undefined && Math.abs(offset) >= 1000 ? `, clock ${offset > 0 ? '+' : ''}${(offset / 1000).toFixed(1)} s from the store's` : '';
+  return `cluster: gateway ${cluster.gateway}, ${link}${lag}, ${cluster.backlog} waiting, ${cluster.reconnects} reconnects${unshared}${clock}\n`;
 }
 
 /** One line for `knock-port health` during a trial: when the gate goes, and how to keep it. */

@@ -2,8 +2,7 @@
  * The daemon's answers to control commands, built on its session store, its granter and its
  * health check; server.ts only speaks the protocol.
  */
-import type { Config } from '../config/types.js';
-import type { Granter } from '../sessions/grants.js';
+import type { AppConfig, Config } from '../config/types.js';
 import { secondsLeft, type SessionRecord } from '../sessions/record.js';
 import type { SessionStore } from '../sessions/store.js';
 import { UnknownAppError } from './errors.js';
@@ -24,7 +23,8 @@ export function sessionView(record: SessionRecord, now: number): SessionView {
 
 export interface DaemonControlParts {
   sessions: Pick<SessionStore, 'list'>;
-  granter: Pick<Granter, 'revoke'>;
+  /** The Granter, or clustered, the sync's revoke (which also says whether the store has it). */
+  granter: { revoke: (ip: string, app?: AppConfig) => Promise<number | { closed: number; shared: boolean }> };
   config: () => Config;
   health: () => HealthReport | Promise<HealthReport>;
   /** The daemon's `run --trial`, when it was started with one. */

@@ -42,9 +42,13 @@ export const clusterHealthSchema = z.object({
   synced: z.boolean(),
   /** Publish-to-delivery time of the last live update, ms (includes clock skew). */
   lagMs: z.number().optional(),
+  /** This gateway's clock minus the store's, ms (heartbeat); beyond 30 s it is a problem. */
+  clockOffsetMs: z.number().optional(),
   /** Entries received and not yet applied here. */
   backlog: z.number(),
   reconnects: z.number(),
+  /** Revokes closed here that the store does not have yet (retried until it does). */
+  unsharedRevokes: z.number().optional(),
 });
 
 export type ClusterHealth = z.infer<typeof clusterHealthSchema>;
@@ -100,7 +104,8 @@ export type HealthReport = z.infer<typeof healthReportSchema>;
 
 export const controlResponseSchema = z.union([
   z.object({ ok: z.literal(true), sessions: z.array(sessionViewSchema) }),
-  z.object({ ok: z.literal(true), revoked: z.number() }),
+  /** notShared: clustered, closed here but the store does not have the revoke yet (the gateway retries). */
+  z.object({ ok: z.literal(true), revoked: z.number(), notShared: z.literal(true).optional() }),
   z.object({ ok: z.literal(true), health: healthReportSchema }),
   /** The trial is confirmed: the gate stays; it had this long left. */
   z.object({ ok: z.literal(true), confirmed: z.object({ secondsLeft: z.number() }) }),

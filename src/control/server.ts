@@ -16,7 +16,8 @@ import { parseControlRequest, type ControlRequest, type ControlResponse, type He
 export interface ControlHandlers {
   sessions(): SessionView[] | Promise<SessionView[]>;
   /** Revokes the IP's grants (one app's when given); resolves to how many were removed. */
-  revoke(ip: string, app?: string): Promise<number>;
+  /** The grants closed; clustered, also whether the store has the revoke yet (`shared: false`: closed here only, retried). */
+  revoke(ip: string, app?: string): Promise<number | { closed: number; shared: boolean }>;
   health(): HealthReport | Promise<HealthReport>;
   /** Confirms a `run --trial`: the gate stays; resolves to the seconds that were left. Throws when no trial waits. */
   confirm?(): { secondsLeft: number };
@@ -112,7 +113,7 @@ async function dispatch(request: ControlRequest, handlers: ControlHandlers): Pro
     case 'sessions':
       return { ok: true, sessions: await handlers.sessions() };
     case 'revoke':
-      return { ok: true, revoked: await handlers.revoke(canonicalIp(request.ip)!, request.app) };
+      return revokeAnswer(await handlers.revoke(canonicalIp(request.ip)!, request.app));
     case 'health':
       return { ok: true, health: await handlers.health() };
     case 'confirm':
@@ -123,4 +124,9 @@ async function dispatch(request: ControlRequest, handlers: ControlHandlers): Pro
 
 function send(socket: Socket, response: ControlResponse): void {
   if (!socket.destroyed) socket.write(`${JSON.stringify(response)}\n`);
+}
+
+function revokeAnswer(outcome: number | { closed: number; shared: boolean }): ControlResponse {
+  if (typeof outcome === 'number') return { ok: true, revoked: outcome };
+  return { ok: true, revoked: outcome.closed, ...(outcome.shared ? {} : { notShared: true as const }) };
 }

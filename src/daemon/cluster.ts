@@ -7,6 +7,7 @@
 import type { ClusterConfig } from '../config/types.js';
 import { storeOptionsFromConfig } from '../cluster/from-config.js';
 import { RedisClusterStore } from '../cluster/store.js';
+import { RevokeJournal } from '../cluster/revoke-journal.js';
 import { ClusterSync } from '../cluster/sync.js';
 import { createClusterMetrics } from '../metrics/cluster-metrics.js';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
@@ -43,6 +44,11 @@ export function startCluster(cluster: ClusterConfig, parts: ClusterParts): Clust
     },
     reconnects: () => live.store?.state().reconnects ?? 0,
     snapshots: () => live.store?.state().snapshots ?? 0,
+    oversized: () => live.store?.state().oversized ?? 0,
+    clockOffsetSeconds: () => {
+      const offset = live.store?.state().clockOffsetMs;
+      return offset === undefined ? undefined : offset / 1000;
+    },
     backlog: () => live.sync?.backlog() ?? 0,
   });
   const sync = new ClusterSync({
@@ -54,6 +60,9 @@ export function startCluster(cluster: ClusterConfig, parts: ClusterParts): Clust
     connect: (handlers) => (live.store = RedisClusterStore.connect({ ...storeOptionsFromConfig(cluster), logger, ...handlers })),
     logger,
     metrics: clusterMetrics,
+    journal: RevokeJournal.open(running.config.global.stateDir, (reason) =>
+      logger.error({ reason }, 'cluster revoke journal unreadable: starting without it (revokes made or learned before are forgotten here)'),
+    ),
   });
   live.sync = sync;
   granter.on('granted', (record) => sync.grantedLocally(record));

@@ -3,7 +3,7 @@ import { Counter, Gauge } from 'prom-client';
 import type { MetricsRegistry } from './registry.js';
 
 export interface ClusterMetrics {
-  /** Messages refused from the store, by reason (malformed, unsigned, bad-signature, expired, from-the-future). */
+  /** Messages refused from the store, by reason (malformed, unsigned, bad-signature, expired, from-the-future, unsequenced). */
   readonly rejected: Counter<'reason'>;
   /** Grants, revokes and used codes this gateway published, by kind. */
   readonly published: Counter<'kind'>;
@@ -11,7 +11,7 @@ export interface ClusterMetrics {
   readonly publishFailures: Counter<'kind'>;
   /** Valid entries from other gateways, by kind. */
   readonly received: Counter<'kind'>;
-  /** Valid grants from other gateways not applied here, by reason (unknown-app, unknown-user, revoked). */
+  /** Valid grants and revokes from other gateways not applied here (and grants the store refused to share), by reason. */
   readonly ignored: Counter<'reason'>;
   /** One-time codes accepted here that another gateway had already used, by step. */
   readonly codeConflicts: Counter<'step'>;
@@ -26,11 +26,26 @@ export interface ClusterGaugeSource {
   /** Times the store came back after an outage, and snapshots delivered (counters kept by the store). */
   reconnects(): number;
   snapshots(): number;
+  /** Values under the prefix too large to be messages, skipped unread (counted by the store). */
+  oversized(): number;
+  /** This gateway's clock minus the store's, seconds (heartbeat); undefined before the first. */
+  clockOffsetSeconds(): number | undefined;
   /** Entries received and not applied yet. */
   backlog(): number;
 }
 
-const REFUSALS = ['malformed', 'unsigned', 'bad-signature', 'expired', 'from-the-future'] as const;
+const REFUSALS = ['malformed', 'unsigned', 'bad-signature', 'expired', 'from-the-future', 'unsequenced'] as const;
+/** Why a valid entry is not applied (sync.ts): an app or user this gateway lacks, expired on arrival, or a later revoke. */
+const IGNORED = [
+  'unknown-app',
+  'unknown-user',
+  'expired',
+  'revoked',
+  'revoked-not-shared',
+  'revoked-replay',
+  'revoked-in-store',
+  'revoke-unknown-app',
+] as const;
 
 export function createClusterMetrics(registry: MetricsRegistry, source: ClusterGaugeSource): ClusterMetrics {
   const registers = [registry];
@@ -42,7 +57,7 @@ export function createClusterMetrics(registry: MetricsRegistry, source: ClusterG
     received: counter('knockport_cluster_received_total', 'Valid cluster messages from other gateways, by kind.', ['kind']),
     ignored: counter(
       'knockport_cluster_ignored_total',
-      'Valid cluster grants not applied here (an app or user this gateway lacks, or revoked since), by reason.',
+      'Valid cluster grants (or revokes) not applied here (an app or user this gateway lacks, expired, or covered by a later revoke), by reason.',
       ['reason'],
     ),
     codeConflicts: counter(
@@ -82,12 +97,14 @@ export function createClusterMetrics(registry: MetricsRegistry, source: ClusterG
   };
   total('knockport_cluster_reconnects_total', 'Times the cluster store came back after an outage.', () => source.reconnects());
   total('knockport_cluster_snapshots_total', 'Cluster snapshots received (one per successful (re)connect).', () => source.snapshots());
+  total('knockport_cluster_oversized_total', 'Values in the cluster store too large to be messages, skipped without reading them.', () => source.oversized());
+  gauge('knockport_cluster_clock_offset_seconds', "This gateway's clock minus the cluster store's (heartbeat).", () => source.clockOffsetSeconds());
   gauge('knockport_cluster_connected', '1 while the cluster store is connected, else 0.', () => (source.connected() ? 1 : 0));
   gauge('knockport_cluster_lag_seconds', 'Publish-to-delivery time of the last live cluster update (includes clock skew between gateways).', () =>
     source.lagSeconds(),
   );
   for (const reason of REFUSALS) metrics.rejected.inc({ reason }, 0);
-  for (const reason of ['unknown-app', 'unknown-user', 'revoked']) metrics.ignored.inc({ reason }, 0);
+  for (const reason of IGNORED) metrics.ignored.inc({ reason }, 0);
   for (const step of ['step1', 'step2']) metrics.codeConflicts.inc({ step }, 0);
   return metrics;
 }

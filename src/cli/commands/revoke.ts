@@ -2,7 +2,8 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { processTerminal, type Terminal } from '../terminal.js';
 import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
-import { callDaemon } from '../../control/client.js';
+import { ControlCommandError } from '../../control/errors.js';
+import { sendControlRequest } from '../../control/client.js';
 import { canonicalIp } from '../../shared/ip.js';
 
 function parseIp(value: string): string {
@@ -20,8 +21,14 @@ export function registerRevoke(program: Command, terminal: Terminal = processTer
       .option('--app <name>', "only this app's service grant"),
   ).action(async (ip: string, options: ControlSocketOptions & { app?: string }) => {
     const request = options.app === undefined ? { cmd: 'revoke' as const, ip } : { cmd: 'revoke' as const, ip, app: options.app };
-    const revoked = await callDaemon(resolveControlSocket(options), request, 'revoked');
+    const response = await sendControlRequest(resolveControlSocket(options), request);
+    if (!response.ok) throw new ControlCommandError(response.error);
+    if (!('revoked' in response)) throw new ControlCommandError('unexpected answer to revoke');
     const scope = options.app === undefined ? '' : ` (app ${options.app})`;
-    terminal.stdout.write(`revoked ${ip}${scope}: ${revoked} grant(s) closed\n`);
+    terminal.stdout.write(`revoked ${ip}${scope}: ${response.revoked} grant(s) closed\n`);
+    if (response.notShared === true)
+      terminal.stderr.write(
+        'warning: closed here, not yet shared: the cluster store is unreachable; the other gateways keep these grants open until it takes the revoke (retried; see `knock-port health`)\n',
+      );
   });
 }

@@ -218,11 +218,12 @@ async function rawClient(port: number): Promise<Redis> {
   return client;
 }
 
-/** Two gateways share a grant and a one-time-code claim. */
+/** Two gateways share a grant (stored as the sync stores it: the grant script) and a one-time-code claim. */
 async function expectSharing(a: ReturnType<typeof gateway>, b: ReturnType<typeof gateway>, id: string): Promise<void> {
   expect(await a.store.whenSynced(5000)).toBe(true);
   expect(await b.store.whenSynced(5000)).toBe(true);
-  expect(await a.store.publishGrant(id, `${id}-text`, Date.now() + 60_000)).toBe(true);
+  const stored = await a.store.storeGrant(id, `${id}-text`, Date.now() + 60_000, { ip: '10.0.0.1', app: 'vpn', order: 0, own: false });
+  expect(stored.outcome).toBe('stored');
   expect(await until(() => b.seen.some((e) => e.kind === 'grant' && e.id === id && e.text === `${id}-text`), 2000)).toBe(true);
   const expiresAt = Date.now() + 60_000;
   expect(await a.store.claimUsedCode(`alice:${id}`, 'code-a', expiresAt)).toBe('claimed');
@@ -270,7 +271,10 @@ describe.skipIf(skip)('cluster store over TLS and through Sentinel, configured f
       port = await freePort();
       // An ACL user limited to the store's commands and its prefix, and the default user off: the
       // stores must log in with username and password_file, and need nothing more (the docs suggest this ACL).
-      const commands = ['set', 'mget', 'scan', 'publish', 'subscribe', 'eval', 'multi', 'exec', 'discard', 'ping', 'info', 'client|setname', 'select'];
+      const commands = [
+        ...['set', 'get', 'strlen', 'del', 'hset', 'hget', 'hgetall', 'hdel', 'pexpire', 'pexpireat', 'pexpiretime', 'pttl', 'time'],
+        ...['scan', 'publish', 'subscribe', 'eval', 'multi', 'exec', 'discard', 'ping', 'info', 'client|setname', 'select'],
+      ];
       const acl = [
         '--user',
         'default',
@@ -303,6 +307,10 @@ describe.skipIf(skip)('cluster store over TLS and through Sentinel, configured f
       const b = gateway(loadCluster(dir, 'gw-b', prefix, redis(pki.ca)));
       await expectSharing(a, b, 'tls-grant');
       expect(a.seen.some((e) => e.id === 'tls-grant')).toBe(false);
+      // The revoke script, the snapshot's fetch script and the heartbeat's TIME pass the ACL too.
+      expect(await b.store.storeRevoke('tls-revoke', 'revoke-text', 10_000, { ip: '10.0.0.1' })).toBeGreaterThan(0);
+      expect((await a.store.snapshot()).map((e) => `${e.kind}:${e.id}`)).toEqual(['used-code:alice:tls-grant', 'revoke:tls-revoke']);
+      expect(await until(() => a.store.state().clockOffsetMs !== undefined, 3000)).toBe(true);
     });
 
     it('fails closed when the CA did not sign the server certificate', async () => {
@@ -387,7 +395,8 @@ describe.skipIf(skip)('cluster store over TLS and through Sentinel, configured f
       await expectSharing(a, b, 'before');
       // The grant reached the replica before its master dies.
       const replicaClient = await rawClient(replicaPort);
-      expect(await until(async () => (await replicaClient.get(`${prefix}grant:before`)) === 'before-text', 5000)).toBe(true);
+      // (Stored as `<seq> <text>`.)
+      expect(await until(async () => (await replicaClient.get(`${prefix}grant:before`))?.endsWith(' before-text') === true, 5000)).toBe(true);
       const snapshotsBefore = b.store.state().snapshots;
 
       await master.kill();

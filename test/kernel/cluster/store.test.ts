@@ -91,7 +91,7 @@ class Relay {
   }
 }
 
-type Seen = { kind: ClusterEntryKind; id: string; text: string; at: number };
+type Seen = { kind: ClusterEntryKind; id: string; text: string; at: number; seq?: number };
 
 const logger = createLogger('silent');
 const stores: RedisClusterStore[] = [];
@@ -104,7 +104,7 @@ function gateway(url: string, name: string, prefix: string): { store: RedisClust
     prefix,
     gateway: name,
     logger,
-    onEntry: (kind, id, text) => seen.push({ kind, id, text, at: Date.now() }),
+    onEntry: (kind, id, text, seq) => seen.push({ kind, id, text, at: Date.now(), ...(seq !== undefined ? { seq } : {}) }),
     timeouts: { connectMs: 500, commandMs: 300, snapshotMs: 5000, backoff: { baseMs: 50, capMs: 400 } },
   });
   stores.push(store);
@@ -176,6 +176,76 @@ describe.skipIf(skip)('RedisClusterStore against redis-server', () => {
     // The on-demand snapshot lists grants before revokes.
     const snap = await b.store.snapshot();
     expect(snap.map((e) => `${e.kind}:${e.id}`)).toEqual(['grant:g1', 'revoke:r1']);
+  });
+
+  it('a revoke deletes the grant keys it covers in the same script that stores and announces it', async () => {
+    const p = freshPrefix();
+    const a = gateway(url, 'gw-a', p);
+    const b = gateway(url, 'gw-b', p);
+    expect(await a.store.whenSynced(3000)).toBe(true);
+    expect(await b.store.whenSynced(3000)).toBe(true);
+    const expiresAt = Date.now() + 30_000;
+    const grants = [
+      ['a:service:10.0.0.1:vpn:alice', '10.0.0.1', 'vpn'],
+      ['a:step2:10.0.0.1:vpn:alice', '10.0.0.1', 'vpn'],
+      ['b:service:10.0.0.1:ssh:bob', '10.0.0.1', 'ssh'],
+      ['a:service:10.0.0.2:vpn:alice', '10.0.0.2', 'vpn'],
+    ] as const;
+    for (const [id, ip, app] of grants) expect(await a.store.publishGrant(id, `text-${id}`, expiresAt, { ip, app })).toBe(true);
+    // The address's index lives as long as its longest grant.
+    expect(await raw.pexpiretime(`${p}grant-index:10.0.0.1`)).toBe(expiresAt);
+    // One app's revoke: that app's grants of that address go, the rest stay.
+    expect(await b.store.publishRevoke('r-vpn', 'revoke-vpn', 10_000, { ip: '10.0.0.1', app: 'vpn' })).toBe(true);
+    expect(await until(() => a.seen.some((e) => e.id === 'r-vpn'), 1000)).toBe(true);
+    const ids = async () => (await b.store.snapshot()).map((e) => `${e.kind}:${e.id}`).sort();
+    expect(await ids()).toEqual(['grant:a:service:10.0.0.2:vpn:alice', 'grant:b:service:10.0.0.1:ssh:bob', 'revoke:r-vpn']);
+    // Every app's revoke: the address's last grant goes too; another address's stays.
+    expect(await b.store.publishRevoke('r-all', 'revoke-all', 10_000, { ip: '10.0.0.1' })).toBe(true);
+    expect(await ids()).toEqual(['grant:a:service:10.0.0.2:vpn:alice', 'revoke:r-all', 'revoke:r-vpn']);
+    expect(await raw.pttl(`${p}revoke:r-all`)).toBeGreaterThan(9000);
+    // A store that is down takes nothing: the caller keeps the revoke (its journal) and retries.
+    await a.store.close();
+    expect(await a.store.publishRevoke('r-closed', 'x', 1000, { ip: '10.0.0.2' })).toBe(false);
+    expect(await raw.exists(`${p}grant:a:service:10.0.0.2:vpn:alice`)).toBe(1);
+  });
+
+  it('orders grants and revokes by its own sequence, refuses a grant older than a revoke, and never fetches an oversized value', async () => {
+    const p = freshPrefix();
+    const a = gateway(url, 'gw-a', p);
+    const b = gateway(url, 'gw-b', p);
+    expect(await a.store.whenSynced(3000)).toBe(true);
+    expect(await b.store.whenSynced(3000)).toBe(true);
+    const expiresAt = Date.now() + 30_000;
+    const scope = { ip: '10.0.0.9', app: 'vpn' };
+    const first = await a.store.storeGrant('g1', '{"g":1}', expiresAt, { ...scope, order: 0, own: false });
+    const second = await a.store.storeGrant('g2', '{"g":2}', expiresAt, { ...scope, order: 0, own: false });
+    if (first.outcome !== 'stored' || second.outcome !== 'stored') throw new Error(`not stored: ${JSON.stringify([first, second])}`);
+    // The store's TIME in microseconds at least, and increasing.
+    expect(first.seq).toBeGreaterThanOrEqual((Date.now() - 60_000) * 1000);
+    expect(second.seq).toBeGreaterThan(first.seq);
+    const revoke = await b.store.storeRevoke('r1', '{"r":1}', 10_000, scope);
+    expect(revoke).toBeGreaterThan(second.seq);
+    // The announcement and the snapshot carry the sequence (outside the text).
+    expect(await until(() => a.seen.some((e) => e.id === 'r1'), 1000)).toBe(true);
+    expect(a.seen.find((e) => e.id === 'r1')).toMatchObject({ text: '{"r":1}', seq: revoke });
+    expect((await a.store.snapshot()).find((e) => e.id === 'r1')).toMatchObject({ text: '{"r":1}', seq: revoke });
+    // Republishing a grant the revoke deleted is refused (its own sequence is older), and so is a new one made
+    // by a gateway that had not seen the revoke; one made after it is stored after it.
+    expect(await a.store.storeGrant('g1', '{"g":1}', expiresAt, { ...scope, order: first.seq, own: true })).toEqual({ outcome: 'revoked' });
+    expect(await a.store.storeGrant('g3', '{"g":3}', expiresAt, { ...scope, order: second.seq, own: false })).toEqual({ outcome: 'revoked' });
+    expect(await raw.exists(`${p}grant:g1`, `${p}grant:g3`)).toBe(0);
+    const after = await a.store.storeGrant('g4', '{"g":4}', expiresAt, { ...scope, order: revoke!, own: false });
+    expect(after.outcome === 'stored' && after.seq > revoke!).toBe(true);
+    // The sequence survives the loss of its key (the store's clock carries it on).
+    await raw.del(`${p}seq`);
+    const later = await b.store.storeRevoke('r2', '{"r":2}', 10_000, { ip: '10.0.0.8' });
+    expect(later).toBeGreaterThan(revoke!);
+    // Values too large to be messages (written by something else) are skipped unread, counted; the rest still come.
+    const big = 4 * 1024 * 1024;
+    for (const kind of ['grant', 'revoke', 'used-code']) await raw.setrange(`${p}${kind}:huge`, big - 1, 'x');
+    const entries = await a.store.snapshot();
+    expect(entries.map((e) => e.id).sort()).toEqual(['g4', 'r1', 'r2']);
+    expect(a.store.state().oversized).toBe(3);
   });
 
   it('stores a grant with an absolute expiry: gone at expiresAt, absent from later snapshots', async () => {

@@ -1,6 +1,8 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  CLUSTER_MESSAGE_VERSION,
+  clusterSigningKey,
   decodeClusterMessage,
   encodeClusterMessage,
   MAX_CLOCK_SKEW_MS,
@@ -52,7 +54,7 @@ describe('cluster messages', () => {
     const text = encodeClusterMessage(KEY, message);
     expect(Buffer.byteLength(text)).toBeLessThan(MAX_CLUSTER_MESSAGE_BYTES);
     expect(decode(text)).toEqual({ ok: true, message });
-    expect(JSON.parse(text)).toMatchObject({ v: 1, type: message.type, sig: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(JSON.parse(text)).toMatchObject({ v: CLUSTER_MESSAGE_VERSION, type: message.type, sig: expect.stringMatching(/^[0-9a-f]{64}$/) });
   });
 
   it('sends and signs only the fields of the type', () => {
@@ -78,7 +80,7 @@ describe('cluster messages', () => {
   it('fails when a field is added, the version or the type changed, or the envelope extended', () => {
     const original = wire(GRANT);
     expect(decode(JSON.stringify({ ...original, body: { ...original.body, port: 22 } }))).toEqual({ ok: false, reason: 'malformed' });
-    expect(decode(JSON.stringify({ ...original, v: 2 }))).toEqual({ ok: false, reason: 'malformed' });
+    expect(decode(JSON.stringify({ ...original, v: 1 }))).toEqual({ ok: false, reason: 'malformed' }); // signed without a cluster name
     expect(decode(JSON.stringify({ ...original, type: 'revoke' }))).toEqual({ ok: false, reason: 'malformed' });
     expect(decode(JSON.stringify({ ...original, extra: true }))).toEqual({ ok: false, reason: 'malformed' });
     // A revoke of one app turned into a revoke of every app, or the reverse, by moving its signature.
@@ -140,7 +142,7 @@ describe('cluster messages', () => {
       const sig = createHmac('sha256', KEY)
         .update(JSON.stringify(['knock-port cluster message', 1, type, ...fields.map((field) => body[field] ?? null)]))
         .digest('hex');
-      expect(decode(JSON.stringify({ v: 1, type, body, sig })), JSON.stringify(body)).toEqual({ ok: false, reason: 'malformed' });
+      expect(decode(JSON.stringify({ v: CLUSTER_MESSAGE_VERSION, type, body, sig })), JSON.stringify(body)).toEqual({ ok: false, reason: 'malformed' });
       // The encoder drops fields its type does not have (the used code's `kind`), and refuses the rest.
       if (type === 'grant' || !('kind' in body))
         expect(() => encodeClusterMessage(KEY, { type, body } as unknown as ClusterMessage)).toThrow(ClusterMessageError);
@@ -199,5 +201,13 @@ describe('cluster messages', () => {
     flipped[31]! ^= 1;
     expect(decodeClusterMessage(key, text, NOW).ok).toBe(true);
     expect(decodeClusterMessage(flipped, text, NOW)).toEqual({ ok: false, reason: 'bad-signature' });
+  });
+
+  it('binds the signing key to the cluster name: one cluster key, two names, two keys', () => {
+    const site = (name: string) => clusterSigningKey(KEY, name);
+    expect(site('site-a').equals(site('site-a'))).toBe(true);
+    expect(site('site-a').equals(site('site-b'))).toBe(false);
+    const text = encodeClusterMessage(site('site-a'), GRANT);
+    expect(decodeClusterMessage(site('site-b'), text, NOW)).toEqual({ ok: false, reason: 'bad-signature' });
   });
 });

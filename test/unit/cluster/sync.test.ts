@@ -1,23 +1,41 @@
 // ClusterSync with a fake store and a recording firewall: what is published, what is applied, what is refused.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { UsedCode } from '../../../src/auth/used-codes.js';
-import { decodeClusterMessage, encodeClusterMessage, type ClusterMessage } from '../../../src/cluster/message.js';
-import type { ClaimResult, ClusterEntryKind, ClusterStoreState } from '../../../src/cluster/store.js';
+import { clusterSigningKey, decodeClusterMessage, encodeClusterMessage, type ClusterMessage } from '../../../src/cluster/message.js';
+import type { ClaimResult, ClusterEntryKind, ClusterStoreState, GrantPublish, RevokeScope, SequencedGrantScope } from '../../../src/cluster/store.js';
+import { REVOKE_JOURNAL_FILE, RevokeJournal } from '../../../src/cluster/revoke-journal.js';
 import type { AppConfig } from '../../../src/config/types.js';
 import { createClusterMetrics } from '../../../src/metrics/cluster-metrics.js';
 import { MetricsRegistry } from '../../../src/metrics/registry.js';
-import { ClusterSync, CLUSTER_DISCONNECTED, CONFIRM_WAIT_MS, type ClusterSyncStore } from '../../../src/cluster/sync.js';
+import {
+  ClusterSync,
+  CLOCK_SKEW,
+  CLUSTER_DISCONNECTED,
+  CONFIRM_WAIT_MS,
+  REVOKES_NOT_SHARED,
+  REVOKE_RETRY_MS,
+  type ClusterSyncStore,
+} from '../../../src/cluster/sync.js';
 import { Granter, type GrantingFirewall } from '../../../src/sessions/grants.js';
 import { SessionStore } from '../../../src/sessions/store.js';
 import { testConfig } from '../step2/fixtures.js';
 import { valueOf } from '../metrics/values.js';
 import { capturedLogger } from '../sessions/log-capture.js';
 
-const KEY = Buffer.from('a'.repeat(64), 'hex');
-const OTHER_KEY = Buffer.from('b'.repeat(64), 'hex');
+const CLUSTER_KEY = Buffer.from('a'.repeat(64), 'hex');
+const NAME = 'site-a';
+/** What the sync signs with: the cluster key bound to the cluster name. */
+const KEY = clusterSigningKey(CLUSTER_KEY, NAME);
+const OTHER_KEY = clusterSigningKey(Buffer.from('b'.repeat(64), 'hex'), NAME);
+/** The same cluster key under another cluster name (another site). */
+const OTHER_SITE = clusterSigningKey(CLUSTER_KEY, 'site-b');
+
+/** The store's sequence, shared by the fake store and by deliveries made in a test: their order is the store's. */
+let sequence = 1000;
+const nextSeq = (): number => ++sequence;
 
 class RecordingFirewall implements GrantingFirewall {
   calls: string[] = [];
@@ -52,18 +70,25 @@ class FakeStore implements ClusterSyncStore {
   /** What a claim answers while up; 'never' leaves it pending (a store that does not answer). */
   claimAnswer: ClaimResult | 'never' = 'claimed';
   health: Partial<ClusterStoreState> = {};
-  grants: Array<{ id: string; text: string; expiresAtMs: number }> = [];
-  revokes: Array<{ id: string; text: string; ttlMs: number }> = [];
+  grants: Array<{ id: string; text: string; expiresAtMs: number; scope: SequencedGrantScope; seq: number }> = [];
+  revokes: Array<{ id: string; text: string; ttlMs: number; scope?: RevokeScope; seq: number }> = [];
   claims: Array<{ id: string; text: string; expiresAtMs: number }> = [];
-  async publishGrant(id: string, text: string, expiresAtMs: number): Promise<boolean> {
-    if (!this.up) return false;
-    this.grants.push({ id, text, expiresAtMs });
-    return true;
+  /** As the grant script's revoked hash: (ip, app or '*') -> latest revoke's sequence. */
+  revoked = new Map<string, number>();
+  async storeGrant(id: string, text: string, expiresAtMs: number, scope: SequencedGrantScope): Promise<GrantPublish> {
+    if (!this.up) return { outcome: 'failed' };
+    const revokedSeq = Math.max(this.revoked.get(`${scope.ip} ${scope.app}`) ?? 0, this.revoked.get(`${scope.ip} *`) ?? 0);
+    if (revokedSeq > scope.order) return { outcome: 'revoked' };
+    const seq = scope.own ? scope.order : nextSeq();
+    this.grants.push({ id, text, expiresAtMs, scope, seq });
+    return { outcome: 'stored', seq };
   }
-  async publishRevoke(id: string, text: string, ttlMs: number): Promise<boolean> {
-    if (!this.up) return false;
-    this.revokes.push({ id, text, ttlMs });
-    return true;
+  async storeRevoke(id: string, text: string, ttlMs: number, scope: RevokeScope): Promise<number | undefined> {
+    if (!this.up) return undefined;
+    const seq = nextSeq();
+    this.revoked.set(`${scope.ip} ${scope.app ?? '*'}`, seq);
+    this.revokes.push({ id, text, ttlMs, scope, seq });
+    return seq;
   }
   async claimUsedCode(id: string, text: string, expiresAtMs: number): Promise<ClaimResult> {
     if (!this.up) return 'unavailable';
@@ -81,6 +106,7 @@ class FakeStore implements ClusterSyncStore {
       publishFailures: 0,
       received: 0,
       snapshots: 0,
+      oversized: 0,
       ...(this.up ? {} : { lastError: 'ECONNREFUSED' }),
       ...this.health,
     };
@@ -101,7 +127,7 @@ describe('ClusterSync', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function setup() {
+  async function setup(extra: { journal?: RevokeJournal } = {}) {
     const logs = capturedLogger('debug');
     const sessions = await SessionStore.open({ stateDir: dir, logger: logs.logger }, []);
     closers.push(() => sessions.close());
@@ -118,10 +144,12 @@ describe('ClusterSync', () => {
       lagSeconds: () => undefined,
       reconnects: () => 0,
       snapshots: () => 0,
+      oversized: () => 0,
+      clockOffsetSeconds: () => undefined,
       backlog: () => live.sync?.backlog() ?? 0,
     });
     const sync = new ClusterSync({
-      cluster: { gateway: 'gw-a', key: KEY },
+      cluster: { gateway: 'gw-a', key: CLUSTER_KEY, name: NAME },
       granter,
       sessions,
       markCodeUsed: (code) => marked.push(code),
@@ -129,8 +157,10 @@ describe('ClusterSync', () => {
       connect: () => store,
       logger: logs.logger,
       metrics,
+      ...extra,
     });
     live.sync = sync;
+    closers.push(async () => sync.stop());
     granter.on('granted', (record) => sync.grantedLocally(record));
     return { logs, sessions, firewall, granter, store, sync, marked, metrics, registry };
   }
@@ -151,10 +181,16 @@ describe('ClusterSync', () => {
         issuedAt: over.issuedAt ?? Date.now() - 1000,
       },
     });
-  const deliver = async (sync: ClusterSync, kind: ClusterEntryKind, text: string) => {
-    sync.onEntry(kind, 'id', text);
+  /** An entry from the store, ordered after every one before it unless `seq` says otherwise. */
+  const deliver = async (sync: ClusterSync, kind: ClusterEntryKind, text: string, seq = nextSeq()) => {
+    sync.onEntry(kind, 'id', text, seq);
     await sync.idle();
   };
+  const revokeOf = (ip: string, over: Partial<{ app: string; gateway: string; issuedAt: number }> = {}) =>
+    signed({
+      type: 'revoke',
+      body: { ip, ...(over.app !== undefined ? { app: over.app } : {}), gateway: over.gateway ?? 'gw-b', issuedAt: over.issuedAt ?? Date.now() },
+    });
 
   it('publishes a local grant, signed, with this gateway and its absolute expiry', async () => {
     const { store, sync, granter, sessions } = await setup();
@@ -221,7 +257,7 @@ describe('ClusterSync', () => {
   it('publishes an operator revoke and applies another gateway’s without echo', async () => {
     const { firewall, granter, store, sync, sessions } = await setup();
     await granter.openService('10.0.0.1', vpn, alice);
-    expect(await sync.revoke('10.0.0.1', vpn)).toBe(1);
+    expect(await sync.revoke('10.0.0.1', vpn)).toEqual({ closed: 1, shared: true });
     await sync.idle();
     expect(store.revokes).toHaveLength(1);
     const revoke = decodeClusterMessage(KEY, store.revokes[0]!.text, Date.now());
@@ -229,25 +265,72 @@ describe('ClusterSync', () => {
 
     await deliver(sync, 'grant', remoteGrant());
     firewall.calls = [];
-    const text = signed({ type: 'revoke', body: { ip: '203.0.113.9', gateway: 'gw-b', issuedAt: Date.now() } });
-    await deliver(sync, 'revoke', text);
+    const text = revokeOf('203.0.113.9');
+    const seq = nextSeq();
+    await deliver(sync, 'revoke', text, seq);
     expect(firewall.calls).toEqual(['revoke 203.0.113.9 *']);
     expect(sessions.list()).toEqual([]);
     expect(store.revokes).toHaveLength(1); // not published again
-    await deliver(sync, 'revoke', text); // seen already
+    await deliver(sync, 'revoke', text, seq); // seen already
     expect(firewall.calls).toHaveLength(1);
   });
 
-  it('ignores a replayed grant issued before a revoke', async () => {
-    const { firewall, sync, sessions } = await setup();
-    const issuedAt = Date.now() - 5000;
-    const grant = remoteGrant({ issuedAt });
-    await deliver(sync, 'revoke', signed({ type: 'revoke', body: { ip: '203.0.113.9', app: 'vpn', gateway: 'gw-b', issuedAt: issuedAt + 1000 } }));
-    await deliver(sync, 'grant', grant);
+  it('ignores a grant the store ordered before a revoke, and a replay whose signed time is older than the revoke by more than the skew', async () => {
+    const { firewall, sync, sessions, metrics } = await setup();
+    const before = nextSeq();
+    await deliver(sync, 'revoke', revokeOf('203.0.113.9', { app: 'vpn' }));
+    await deliver(sync, 'grant', remoteGrant(), before);
     expect(firewall.calls).toEqual([]);
     expect(sessions.list()).toEqual([]);
-    await deliver(sync, 'grant', remoteGrant({ issuedAt: issuedAt + 2000 }));
+    // A sequence is not signed: a grant signed long before the revoke stays out whatever sequence it comes with.
+    await deliver(sync, 'grant', remoteGrant({ issuedAt: Date.now() - 31_000 }));
+    expect(firewall.calls).toEqual([]);
+    expect([await valueOf(metrics.ignored, { reason: 'revoked' }), await valueOf(metrics.ignored, { reason: 'revoked-replay' })]).toEqual([1, 1]);
+    await deliver(sync, 'grant', remoteGrant());
     expect(firewall.calls).toHaveLength(1);
+  });
+
+  it('closes every grant of the address and app the store ordered before a revoke, whatever the gateways’ clocks', async () => {
+    const { firewall, sync, sessions, granter, logs } = await setup();
+    const now = Date.now();
+    // Made here (this gateway's clock 60 s ahead of the revoking one's): the store gives it its sequence.
+    await granter.openService('203.0.113.30', vpn, alice);
+    // Another gateway's service grant, then the client knocks step 1 again: a step-2 window signed after the revoke.
+    await deliver(sync, 'grant', remoteGrant({ ip: '203.0.113.31' }));
+    await deliver(sync, 'grant', remoteGrant({ ip: '203.0.113.31', kind: 'step2', issuedAt: now, expiresAt: now + 20_500 }));
+    firewall.calls = [];
+    // Both revokes were issued (by their gateways' clocks) before those grants, and reached the store after them.
+    await deliver(sync, 'revoke', revokeOf('203.0.113.30', { app: 'vpn', issuedAt: now - 60_000 }));
+    await deliver(sync, 'revoke', revokeOf('203.0.113.31', { app: 'vpn', issuedAt: now - 5_000 }));
+    expect(firewall.calls).toEqual(['revoke 203.0.113.30 vpn', 'revoke 203.0.113.31 vpn']);
+    expect(sessions.list()).toEqual([]);
+    sync.stop(); // writes the summary of what was ignored
+    expect(logs.text()).not.toContain('cluster entries not applied here');
+  });
+
+  it('refuses a message signed for another cluster name (another site sharing the key) as badly signed', async () => {
+    const { firewall, sync, metrics } = await setup();
+    await deliver(sync, 'grant', signed(JSON.parse(remoteGrant()) as ClusterMessage, OTHER_SITE));
+    expect(firewall.calls).toEqual([]);
+    expect(await valueOf(metrics.rejected, { reason: 'bad-signature' })).toBe(1);
+  });
+
+  it('refuses a grant or revoke the store gave no sequence (not written by a gateway), and sums what it ignores in one warning', async () => {
+    const { firewall, sync, metrics, logs } = await setup();
+    sync.onEntry('grant', 'x', remoteGrant());
+    sync.onEntry('revoke', 'y', revokeOf('203.0.113.9'));
+    await sync.idle();
+    await deliver(sync, 'grant', remoteGrant({ app: 'mail' }));
+    await deliver(sync, 'grant', remoteGrant({ app: 'mail', ip: '203.0.113.40' }));
+    expect(firewall.calls).toEqual([]);
+    expect(await valueOf(metrics.rejected, { reason: 'unsequenced' })).toBe(2);
+    sync.stop();
+    const warning = logs
+      .text()
+      .split('\n')
+      .find((line) => line.includes('cluster entries not applied here'));
+    expect(warning).toContain('"refused:unsequenced":{"count":2');
+    expect(warning).toContain('"ignored:unknown-app":{"count":2');
   });
 
   it('shares used one-time codes both ways', async () => {
@@ -274,7 +357,7 @@ describe('ClusterSync', () => {
     const { store, sync, granter, firewall, metrics } = await setup();
     store.up = false;
     await granter.openStep2Window('10.0.0.1', vpn, alice);
-    await sync.revoke('10.0.0.1');
+    expect(await sync.revoke('10.0.0.1')).toEqual({ closed: 1, shared: false });
     sync.codeClaimed({ scope: 'd'.repeat(32), counter: 1, expiresAt: Math.floor(Date.now() / 1000) + 60 }, 'step1');
     await sync.idle();
     expect(firewall.calls).toEqual(['step2 10.0.0.1 10', 'revoke 10.0.0.1 *']);
@@ -282,8 +365,148 @@ describe('ClusterSync', () => {
     expect(await valueOf(metrics.publishFailures, { kind: 'revoke' })).toBe(1);
     expect(await valueOf(metrics.publishFailures, { kind: 'used-code' })).toBe(1);
     expect(sync.problems()[0]).toContain(CLUSTER_DISCONNECTED);
+    expect(sync.problems()[1]).toContain(REVOKES_NOT_SHARED);
     store.up = true;
+    // The store is back: the revoke is still only here until the retry publishes it.
+    expect(sync.problems()).toEqual([expect.stringContaining(REVOKES_NOT_SHARED)]);
+    await sync.flushRevokes();
+    expect(store.revokes).toHaveLength(1);
     expect(sync.problems()).toEqual([]);
+  });
+
+  describe('durable revokes', () => {
+    const openJournal = () => RevokeJournal.open(dir, (reason) => expect.fail(`journal unreadable: ${reason}`));
+
+    it('journals a revoke the store does not take, retries it until it does, and health says so meanwhile', async () => {
+      const { store, sync, granter } = await setup({ journal: openJournal() });
+      await granter.openStep2Window('10.0.0.1', vpn, alice);
+      store.up = false;
+      expect(await sync.revoke('10.0.0.1', vpn)).toEqual({ closed: 1, shared: false });
+      expect(openJournal().pending()).toHaveLength(1);
+      expect(sync.health().unsharedRevokes).toBe(1);
+      expect(sync.problems()).toContainEqual(expect.stringContaining(REVOKES_NOT_SHARED));
+      await sync.flushRevokes(); // still down: kept
+      expect([store.revokes.length, openJournal().pending().length]).toEqual([0, 1]);
+      store.up = true;
+      await sync.flushRevokes();
+      expect(store.revokes).toEqual([expect.objectContaining({ scope: { ip: '10.0.0.1', app: 'vpn' } })]);
+      expect(decodeClusterMessage(KEY, store.revokes[0]!.text, Date.now())).toMatchObject({
+        ok: true,
+        message: { type: 'revoke', body: { ip: '10.0.0.1', app: 'vpn', gateway: 'gw-a' } },
+      });
+      expect(store.revokes[0]!.ttlMs).toBeGreaterThan(0);
+      expect([openJournal().pending().length, openJournal().list().length]).toEqual([0, 1]);
+      expect(sync.problems()).toEqual([]);
+    });
+
+    it('on a resync, does not publish again a grant that a revoke the snapshot brought covers', async () => {
+      const { store, sync, granter, firewall } = await setup();
+      await granter.openStep2Window('10.0.0.1', vpn, alice);
+      await granter.openStep2Window('10.0.0.3', vpn, alice);
+      await sync.idle();
+      store.grants = [];
+      const state = store.state();
+      sync.onState({ ...state, synced: false });
+      // The snapshot's revoke arrives before the sync reports itself synced, and is applied after.
+      sync.onEntry('revoke', 'gw-b:10.0.0.1:*:1', revokeOf('10.0.0.1'), nextSeq());
+      sync.onState({ ...state, synced: true });
+      await sync.idle();
+      expect(
+        store.grants.map((g) => decodeClusterMessage(KEY, g.text, Date.now())).map((d) => d.ok && d.message.type === 'grant' && d.message.body.ip),
+      ).toEqual(['10.0.0.3']);
+      expect(firewall.calls).toContain('revoke 10.0.0.1 *');
+    });
+
+    it('counts and logs a revoke of an app this gateway does not have', async () => {
+      const { sync, firewall, metrics, logs } = await setup();
+      await deliver(sync, 'revoke', signed({ type: 'revoke', body: { ip: '10.0.0.4', app: 'elsewhere', gateway: 'gw-b', issuedAt: Date.now() } }));
+      expect(firewall.calls).toEqual([]);
+      expect(await valueOf(metrics.ignored, { reason: 'revoke-unknown-app' })).toBe(1);
+      expect(logs.text()).toContain('cluster revoke for an app this gateway does not have');
+    });
+
+    it('logs once, and does not publish, a journaled revoke signed with a key it no longer has', async () => {
+      const journal = openJournal();
+      const text = signed({ type: 'revoke', body: { ip: '10.0.0.5', gateway: 'gw-a', issuedAt: Date.now() } }, OTHER_KEY);
+      await journal.record({ id: 'gw-a:10.0.0.5:*:1', text, keepUntil: Date.now() + 60_000, shared: false });
+      const { store, sync, logs } = await setup({ journal });
+      await sync.flushRevokes();
+      await sync.flushRevokes();
+      expect(store.revokes).toEqual([]);
+      expect(logs.text().split('journaled revoke cannot be shared')).toHaveLength(2);
+      expect(sync.unsharedRevokes()).toBe(1);
+    });
+
+    it('retries on its own, on a timer', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      try {
+        const { store, sync } = await setup({ journal: openJournal() });
+        store.up = false;
+        await sync.revoke('10.0.0.2');
+        store.up = true;
+        await vi.advanceTimersByTimeAsync(REVOKE_RETRY_MS + 10);
+        await sync.idle();
+        expect(store.revokes).toHaveLength(1);
+        expect(sync.unsharedRevokes()).toBe(0);
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
+    it('after a restart, still refuses a grant made before a revoke, its own or another gateway’s, and retries the unshared one', async () => {
+      const first = await setup({ journal: openJournal() });
+      first.store.up = false;
+      await first.sync.revoke('203.0.113.9', vpn);
+      const grantSeq = nextSeq(); // a grant the store ordered before the revoke, delivered after the restart
+      first.sync.onEntry('revoke', 'gw-b:198.51.100.7:*:1', revokeOf('198.51.100.7'), nextSeq());
+      await first.sync.idle();
+      first.sync.stop();
+      const second = await setup({ journal: openJournal() });
+      // Its own unshared revoke covers every grant of the scope, whatever its sequence, until the store orders it.
+      await deliver(second.sync, 'grant', remoteGrant());
+      await deliver(second.sync, 'grant', remoteGrant({ ip: '198.51.100.7' }), grantSeq);
+      expect(second.firewall.calls).toEqual([]);
+      expect(await valueOf(second.metrics.ignored, { reason: 'revoked-not-shared' })).toBe(1);
+      expect(await valueOf(second.metrics.ignored, { reason: 'revoked' })).toBe(1);
+      expect(second.sync.unsharedRevokes()).toBe(1);
+      await second.sync.flushRevokes();
+      expect(second.store.revokes.map((r) => r.scope)).toEqual([{ ip: '203.0.113.9', app: 'vpn' }]);
+    });
+
+    it('shares first a revoke made while the store was away, then a grant made here after it, which the store then keeps', async () => {
+      const { store, sync, granter, metrics } = await setup();
+      await granter.openService('10.0.0.6', vpn, alice);
+      await sync.idle();
+      store.up = false;
+      const state = store.state();
+      sync.onState({ ...state, synced: false });
+      await sync.revoke('10.0.0.6', vpn);
+      await granter.openService('10.0.0.6', vpn, alice); // the client knocks again, here
+      store.up = true;
+      sync.onState({ ...store.state(), synced: true });
+      await sync.idle();
+      const [revoke] = store.revokes;
+      const republished = store.grants.at(-1)!;
+      expect(revoke).toBeDefined();
+      expect(republished.seq).toBeGreaterThan(revoke!.seq);
+      expect(await valueOf(metrics.ignored, { reason: 'revoked-in-store' })).toBe(0);
+    });
+
+    it('counts a grant the store refuses to share because it has a later revoke of it', async () => {
+      const { store, sync, granter, metrics } = await setup();
+      store.revoked.set('10.0.0.7 *', nextSeq()); // another gateway's revoke, not announced here yet
+      await granter.openService('10.0.0.7', vpn, alice);
+      await sync.idle();
+      expect(store.grants).toEqual([]);
+      expect(await valueOf(metrics.ignored, { reason: 'revoked-in-store' })).toBe(1);
+    });
+
+    it('starts empty, with the reason reported, when the journal is corrupt', async () => {
+      await writeFile(join(dir, REVOKE_JOURNAL_FILE), '{not json');
+      const reasons: string[] = [];
+      const journal = RevokeJournal.open(dir, (reason) => reasons.push(reason));
+      expect([journal.list(), reasons.length]).toEqual([[], 1]);
+    });
   });
 
   describe('applying other gateways’ entries in batches', () => {
@@ -291,7 +514,7 @@ describe('ClusterSync', () => {
       const { firewall, sync, sessions } = await setup();
       firewall.hold = true;
       const ips = Array.from({ length: 500 }, (_, i) => `198.51.${100 + Math.floor(i / 250)}.${i % 250}`);
-      for (const ip of ips) sync.onEntry('grant', ip, remoteGrant({ ip }));
+      for (const ip of ips) sync.onEntry('grant', ip, remoteGrant({ ip }), nextSeq());
       // A few turns for the drain to reach the firewall; a grant awaiting the previous one would stop at one.
       for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
       expect([firewall.inFlight, firewall.finished]).toEqual([500, 0]);
@@ -308,7 +531,7 @@ describe('ClusterSync', () => {
       const { firewall, sync, sessions } = await setup();
       const now = Date.now();
       const latest = now + 50_500;
-      for (const expiresAt of [now + 20_500, latest, now + 30_500]) sync.onEntry('grant', 'id', remoteGrant({ expiresAt }));
+      for (const expiresAt of [now + 20_500, latest, now + 30_500]) sync.onEntry('grant', 'id', remoteGrant({ expiresAt }), nextSeq());
       await sync.idle();
       expect(firewall.calls).toEqual(['service 203.0.113.9 vpn 51']);
       expect(sessions.list()).toMatchObject([{ ip: '203.0.113.9', expiresAt: latest, gateway: 'gw-b' }]);
@@ -316,39 +539,39 @@ describe('ClusterSync', () => {
 
     it('never opens a grant a revoke later in the same delivery covers; a grant made after the revoke stands', async () => {
       const { firewall, sync, sessions, metrics } = await setup();
-      const issuedAt = Date.now() - 3000;
       // A snapshot lists grants first and revokes last: the revoke is known before any grant is applied.
-      sync.onEntry('grant', 'x', remoteGrant({ ip: '203.0.113.9', issuedAt }));
-      sync.onEntry('grant', 'y', remoteGrant({ ip: '203.0.113.10', issuedAt: issuedAt + 2000 }));
-      sync.onEntry('revoke', 'r', signed({ type: 'revoke', body: { ip: '203.0.113.9', app: 'vpn', gateway: 'gw-b', issuedAt: issuedAt + 1000 } }));
+      sync.onEntry('grant', 'x', remoteGrant({ ip: '203.0.113.9' }), nextSeq());
+      sync.onEntry('grant', 'y', remoteGrant({ ip: '203.0.113.10' }), nextSeq());
+      sync.onEntry('revoke', 'r', revokeOf('203.0.113.9', { app: 'vpn' }), nextSeq());
       await sync.idle();
       expect(firewall.calls).toEqual(['service 203.0.113.10 vpn 31']);
       expect(sessions.list()).toMatchObject([{ ip: '203.0.113.10', app: 'vpn', gateway: 'gw-b' }]);
       expect(await valueOf(metrics.ignored, { reason: 'revoked' })).toBe(1);
       // The same address granted again after the revoke: it opens.
-      await deliver(sync, 'grant', remoteGrant({ ip: '203.0.113.9', issuedAt: issuedAt + 2500 }));
+      await deliver(sync, 'grant', remoteGrant({ ip: '203.0.113.9' }));
       expect(firewall.calls).toEqual(['service 203.0.113.10 vpn 31', 'service 203.0.113.9 vpn 31']);
     });
 
     it('applies a revoke after the grants before it in the queue (a barrier)', async () => {
       const { firewall, sync, granter } = await setup();
       await granter.openService('203.0.113.11', vpn, alice);
-      const issuedAt = Date.now() + 10; // after the local grant
-      sync.onEntry('grant', 'y', remoteGrant({ ip: '203.0.113.12' }));
-      sync.onEntry('revoke', 'r', signed({ type: 'revoke', body: { ip: '203.0.113.11', gateway: 'gw-b', issuedAt } }));
+      await sync.idle(); // the store has the local grant: the revoke comes after it
+      sync.onEntry('grant', 'y', remoteGrant({ ip: '203.0.113.12' }), nextSeq());
+      sync.onEntry('revoke', 'r', revokeOf('203.0.113.11'), nextSeq());
       await sync.idle();
       expect(firewall.calls).toEqual(['service 203.0.113.11 vpn 60', 'service 203.0.113.12 vpn 31', 'revoke 203.0.113.11 *']);
     });
 
-    it('keeps a grant restored from the state file that is newer than a replayed revoke, closes an older one', async () => {
+    it('keeps a grant restored from the state file that the store still has after a replayed revoke, closes one it lost', async () => {
       const { firewall, sync, sessions } = await setup();
       const now = Date.now();
-      // As restored at start: no grant time seen here, only the expiry (vpn: duration 60 s).
-      sessions.recordUntil('203.0.113.13', 'vpn', 'alice', 'service', now + 50_000); // made 10 s ago
-      sessions.recordUntil('203.0.113.14', 'vpn', 'alice', 'service', now + 5_000); // made 55 s ago
-      for (const ip of ['203.0.113.13', '203.0.113.14']) {
-        sync.onEntry('revoke', ip, signed({ type: 'revoke', body: { ip, gateway: 'gw-b', issuedAt: now - 30_000 } }));
-      }
+      // As restored at start: no sequence known here.
+      sessions.recordUntil('203.0.113.13', 'vpn', 'alice', 'service', now + 50_000);
+      sessions.recordUntil('203.0.113.14', 'vpn', 'alice', 'service', now + 5_000);
+      const revokes = [nextSeq(), nextSeq()];
+      // The snapshot: the first one's own grant key, stored (republished) after the revokes; the other's was deleted by its revoke.
+      sync.onEntry('grant', 'own', remoteGrant({ ip: '203.0.113.13', gateway: 'gw-a', expiresAt: now + 50_000 }), nextSeq());
+      ['203.0.113.13', '203.0.113.14'].forEach((ip, i) => sync.onEntry('revoke', ip, revokeOf(ip, { issuedAt: now - 30_000 }), revokes[i]));
       await sync.idle();
       expect(firewall.calls).toEqual(['revoke 203.0.113.14 *']);
       expect(sessions.list().map((r) => r.ip)).toEqual(['203.0.113.13']);
@@ -356,12 +579,12 @@ describe('ClusterSync', () => {
 
     it('counts grants it does not apply: an app or user this gateway lacks, or issued before a known revoke', async () => {
       const { firewall, sync, sessions, metrics } = await setup();
-      const issuedAt = Date.now() - 5000;
-      await deliver(sync, 'revoke', signed({ type: 'revoke', body: { ip: '203.0.113.9', gateway: 'gw-b', issuedAt } }));
-      sync.onEntry('grant', 'a', remoteGrant({ app: 'mail' }));
-      sync.onEntry('grant', 'b', remoteGrant({ ip: '203.0.113.9', issuedAt: issuedAt - 1000 }));
-      sync.onEntry('grant', 'c', remoteGrant({ ip: '203.0.113.9', app: 'ssh', issuedAt: issuedAt - 1 }));
-      sync.onEntry('grant', 'd', remoteGrant({ ip: '203.0.113.20', user: 'mallory' }));
+      const before = [nextSeq(), nextSeq()];
+      await deliver(sync, 'revoke', revokeOf('203.0.113.9'));
+      sync.onEntry('grant', 'a', remoteGrant({ app: 'mail' }), nextSeq());
+      sync.onEntry('grant', 'b', remoteGrant({ ip: '203.0.113.9' }), before[0]);
+      sync.onEntry('grant', 'c', remoteGrant({ ip: '203.0.113.9', app: 'ssh' }), before[1]);
+      sync.onEntry('grant', 'd', remoteGrant({ ip: '203.0.113.20', user: 'mallory' }), nextSeq());
       await sync.idle();
       expect(firewall.calls).toEqual([]);
       expect(sessions.list()).toEqual([]);
@@ -429,12 +652,21 @@ describe('ClusterSync', () => {
     });
   });
 
+  it('reports a clock that differs from the store’s by more than the accepted skew', async () => {
+    const { store, sync } = await setup();
+    store.health = { clockOffsetMs: 25_000 };
+    expect(sync.problems()).toEqual([]);
+    store.health = { clockOffsetMs: 60_400 };
+    expect(sync.problems()).toEqual([expect.stringContaining(`${CLOCK_SKEW} by 60 s (accepted: 30 s)`)]);
+    expect(sync.health().clockOffsetMs).toBe(60_400);
+  });
+
   it('reports its health and backlog: store link, lag, reconnects and entries not applied yet', async () => {
     const { store, sync, firewall, registry } = await setup();
     store.health = { synced: false, lagMs: 42, reconnects: 3 };
-    expect(sync.health()).toEqual({ gateway: 'gw-a', connected: true, synced: false, lagMs: 42, backlog: 0, reconnects: 3 });
+    expect(sync.health()).toEqual({ gateway: 'gw-a', connected: true, synced: false, lagMs: 42, backlog: 0, reconnects: 3, unsharedRevokes: 0 });
     firewall.hold = true;
-    for (let i = 0; i < 3; i++) sync.onEntry('grant', 'id', remoteGrant({ ip: `198.51.100.${i}` }));
+    for (let i = 0; i < 3; i++) sync.onEntry('grant', 'id', remoteGrant({ ip: `198.51.100.${i}` }), nextSeq());
     // Received, not applied: the figure an operator reads while a snapshot is being applied.
     expect(sync.backlog()).toBe(3);
     expect(sync.health().backlog).toBe(3);
@@ -444,6 +676,6 @@ describe('ClusterSync', () => {
     expect(sync.backlog()).toBe(0);
     store.up = false;
     store.health = {};
-    expect(sync.health()).toEqual({ gateway: 'gw-a', connected: false, synced: false, backlog: 0, reconnects: 0 });
+    expect(sync.health()).toEqual({ gateway: 'gw-a', connected: false, synced: false, backlog: 0, reconnects: 0, unsharedRevokes: 0 });
   });
 });

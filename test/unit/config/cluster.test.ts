@@ -42,14 +42,19 @@ describe('global.cluster', () => {
     expect(load(VALID).global.cluster).toBeUndefined();
   });
 
-  it('accepts one server, with the key in the config and the default prefix', () => {
+  it('accepts one server, with the key in the config, the default prefix and the cluster name derived from it', () => {
     const cluster = load(withCluster(SERVER)).global.cluster!;
     expect(cluster).toEqual({
       gateway: 'gw-a',
       key: Buffer.from(KEY),
       redis: { address: { kind: 'server', endpoint: { host: '10.0.0.5', port: 6379 }, db: 0 } },
       prefix: 'knock-port:',
+      name: 'knock-port:',
     });
+  });
+
+  it('takes a cluster name, signed into every message', () => {
+    expect(load(withCluster(`${SERVER}    name: site-a\n`)).global.cluster!.name).toBe('site-a');
   });
 
   it('accepts rediss:// with TLS files, a user, a password file and a key file', () => {
@@ -79,6 +84,7 @@ describe('global.cluster', () => {
         tls: { ca: '/etc/knock-port/redis-ca.pem', cert: '/etc/knock-port/redis-client.pem', key: '/etc/knock-port/redis-client.key' },
       },
       prefix: 'site-a:kp:',
+      name: 'site-a:kp:',
     });
     expect(config.warnings).toBeUndefined();
   });

@@ -187,6 +187,24 @@ describe('knock-port sessions / revoke / health', () => {
     expect(daemon.revokes).toEqual(['10.0.0.1 vpn']);
   });
 
+  it('warns when a clustered revoke closed grants here but is not yet shared', async () => {
+    for (const shared of [false, true]) {
+      const handlers = createControlHandlers({
+        sessions: { list: () => [] },
+        granter: { revoke: async () => ({ closed: 2, shared }) },
+        config: () => testConfig('JBSWY3DPEHPK3PXP'),
+        health: () => ({ healthy: true, problems: [] }),
+        now: () => NOW,
+      });
+      server = await startControlServer(socketPath, handlers, capturedLogger().logger);
+      const out = await runCli(registerRevoke, ['revoke', '10.0.0.1', '--socket', socketPath]);
+      expect([out.exitCode, out.stdout]).toEqual([0, 'revoked 10.0.0.1: 2 grant(s) closed\n']);
+      if (shared) expect(out.stderr).toBe('');
+      else expect(out.stderr).toMatch(/^warning: closed here, not yet shared: the cluster store is unreachable/);
+      await server.close();
+    }
+  });
+
   it('health: exit 0 healthy, 1 unhealthy or unreachable, with a message', async () => {
     server = await startControlServer(socketPath, fakeDaemon().handlers, capturedLogger().logger);
     expect(await runCli(registerHealth, ['health', '--socket', socketPath])).toMatchObject({ exitCode: 0, stdout: 'healthy\n' });

@@ -17,16 +17,29 @@ const CLUSTER_METRICS: ReadonlyArray<readonly [name: string, type: string]> = [
   ['knockport_cluster_snapshots_total', 'counter'],
   ['knockport_cluster_connected', 'gauge'],
   ['knockport_cluster_lag_seconds', 'gauge'],
+  ['knockport_cluster_oversized_total', 'counter'],
+  ['knockport_cluster_clock_offset_seconds', 'gauge'],
 ];
 
 function clustered() {
-  const state = { connected: true, synced: false, lag: undefined as number | undefined, reconnects: 0, snapshots: 0, backlog: 0 };
+  const state = {
+    connected: true,
+    synced: false,
+    lag: undefined as number | undefined,
+    reconnects: 0,
+    snapshots: 0,
+    oversized: 0,
+    offset: undefined as number | undefined,
+    backlog: 0,
+  };
   const source: ClusterGaugeSource = {
     connected: () => state.connected,
     synced: () => state.synced,
     lagSeconds: () => state.lag,
     reconnects: () => state.reconnects,
     snapshots: () => state.snapshots,
+    oversized: () => state.oversized,
+    clockOffsetSeconds: () => state.offset,
     backlog: () => state.backlog,
   };
   const daemon = createDaemonMetrics(() => 0);
@@ -47,10 +60,11 @@ describe('cluster metrics', () => {
 
   it('show every refusal, ignore and conflict series from the start, at 0', async () => {
     const text = await clustered().registry.metrics();
-    for (const reason of ['malformed', 'unsigned', 'bad-signature', 'expired', 'from-the-future']) {
+    for (const reason of ['malformed', 'unsigned', 'bad-signature', 'expired', 'from-the-future', 'unsequenced']) {
       expect(line(text, `knockport_cluster_rejected_total{reason="${reason}"}`), reason).toBe(`knockport_cluster_rejected_total{reason="${reason}"} 0`);
     }
-    for (const reason of ['unknown-app', 'revoked']) expect(line(text, `knockport_cluster_ignored_total{reason="${reason}"}`)).toMatch(/ 0$/);
+    for (const reason of ['unknown-app', 'revoked', 'revoked-not-shared', 'revoked-replay', 'revoked-in-store'])
+      expect(line(text, `knockport_cluster_ignored_total{reason="${reason}"}`)).toMatch(/ 0$/);
     for (const step of ['step1', 'step2']) expect(line(text, `knockport_cluster_code_conflicts_total{step="${step}"}`)).toMatch(/ 0$/);
   });
 
