@@ -1,6 +1,8 @@
 // The grants, revokes and one-time-code claims several gateways share through Redis 7 / Valkey
 // (optionally behind Sentinel): bounded, never-blocking calls, a snapshot on every (re)connect, then live updates.
-import { Redis, type RedisOptions } from 'ioredis';
+import { createRequire } from 'node:module';
+import type * as IoRedis from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { bounded, TimeoutError } from '../shared/bounded.js';
 import type { Logger } from '../shared/log.js';
 import { MAX_CLUSTER_MESSAGE_BYTES } from './message.js';
@@ -242,6 +244,14 @@ end
 redis.call('PUBLISH', ARGV[2], ARGV[3] .. ',"q":' .. q .. '}')
 return seq`;
 
+/**
+ * The Redis client class, loaded on the first connect: ioredis takes about half a second to
+ * load, which every daemon start and CLI call without a cluster would otherwise pay.
+ */
+function redisClientClass(): typeof Redis {
+  return (createRequire(import.meta.url)('ioredis') as typeof IoRedis).Redis;
+}
+
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -353,8 +363,9 @@ export class RedisClusterStore {
       disconnectTimeout: 500,
       ...(o.tls ? { tls: { ...o.tls } } : {}),
     };
+    const RedisClient = redisClientClass();
     if (o.sentinels && o.sentinels.length > 0) {
-      return new Redis({
+      return new RedisClient({
         ...common,
         sentinels: o.sentinels,
         name: o.sentinelName,
@@ -364,7 +375,7 @@ export class RedisClusterStore {
         ...(o.tls ? { enableTLSForSentinelMode: true, sentinelTLS: { ...o.tls } } : {}),
       });
     }
-    return new Redis(o.url as string, common);
+    return new RedisClient(o.url as string, common);
   }
 
   private wire(): void {
