@@ -16,6 +16,24 @@ interface Tally {
 }
 
 export default class RunSummary implements Reporter {
+  /** Per group, when its first file started and its last one ended: the groups run one after another. */
+  private readonly spans = new Map<string, { start: number; end: number }>();
+
+  onTestModuleStart(module: TestModule): void {
+    const project = module.project.name || 'default';
+    if (!this.spans.has(project)) this.spans.set(project, { start: Date.now(), end: Date.now() });
+  }
+
+  onTestModuleEnd(module: TestModule): void {
+    const span = this.spans.get(module.project.name || 'default');
+    if (span) span.end = Date.now();
+  }
+
+  private took(project: string): string {
+    const span = this.spans.get(project);
+    return span ? ` in ${((span.end - span.start) / 60_000).toFixed(1)} min` : '';
+  }
+
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
     const tallies = new Map<string, Tally>();
     const skippedKernelTests: string[] = [];
@@ -33,7 +51,7 @@ export default class RunSummary implements Reporter {
         }
       }
     }
-    const lines = [...tallies].map(([project, t]) => `  ${project}: ${t.passed} passed, ${t.failed} failed, ${t.skipped} skipped`);
+    const lines = [...tallies].map(([project, t]) => `  ${project}: ${t.passed} passed, ${t.failed} failed, ${t.skipped} skipped${this.took(project)}`);
     const total = [...tallies.values()].reduce((sum, t) => sum + t.passed + t.failed, 0);
     console.log(`\nTests run: ${total}\n${lines.join('\n')}`);
     if (IN_CI && skippedKernelTests.length > 0) {
