@@ -122,6 +122,9 @@ gzip -9n < "$ROOT/CHANGELOG.md" > "$DOC/changelog.gz"
 } | gzip -9n > "$DOC/changelog.Debian.gz"
 gzip -9n < "$HERE/knock-port.1" > "$STAGE/usr/share/man/man1/knock-port.1.gz"
 install -m 644 "$HERE/lintian-overrides" "$STAGE/usr/share/lintian/overrides/$NAME"
+# Prometheus alert rules (with their promtool tests) and the Grafana dashboard.
+install -d "$STAGE/usr/share/$NAME/monitoring"
+install -m 644 "$ROOT"/packaging/monitoring/knock-port-* "$STAGE/usr/share/$NAME/monitoring/"
 
 # --- shared objects: stripped, and their libraries in Depends --------------------------------
 mapfile -t OBJECTS < <(find "$STAGE" -name '*.node' -type f)
