@@ -22,20 +22,22 @@ import { netnsPrefix } from './firewall/command.js';
 import { ConntrackFlowCloser, spawnTool } from './firewall/conntrack.js';
 import { chooseCapture, createFirewall } from './firewall/index.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
-import { createDaemonMetrics, type DaemonMetrics } from './metrics/daemon-metrics.js';
+import { createDaemonMetrics, showApps, showGrantFailures, type DaemonMetrics } from './metrics/daemon-metrics.js';
 import { registerGateMetrics } from './metrics/gate-metrics.js';
 import { ProblemMemory } from './metrics/health-problems.js';
 import { recordLock } from './metrics/lockouts.js';
 import { startMetricsServer } from './metrics/server.js';
+import { registerStatusMetrics, type StatusMetrics } from './metrics/status-metrics.js';
+import { packageVersion } from './shared/version.js';
 import { Granter } from './sessions/grants.js';
 import { SessionStore } from './sessions/store.js';
 import type { CaptureKind } from './shared/kinds.js';
 import { startCluster, type Cluster } from './daemon/cluster.js';
-import { healthReport } from './daemon/health.js';
+import { healthProblems, healthReport } from './daemon/health.js';
 import { openLastingState, type LastingState } from './daemon/lasting-state.js';
 import { Maintenance } from './daemon/maintenance.js';
 import type { DaemonOptions } from './daemon/options.js';
-import { applyReload } from './daemon/reload.js';
+import { applyReload, ReloadHistory } from './daemon/reload.js';
 import { RunningConfig } from './daemon/running.js';
 import { installAtStart, logHostFirewall } from './daemon/self-heal.js';
 import { Step1 } from './daemon/step1.js';
@@ -52,7 +54,9 @@ interface DaemonParts {
   captureKind: CaptureKind;
   sessions: SessionStore;
   metrics: DaemonMetrics;
+  status: StatusMetrics;
   problems: ProblemMemory;
+  reloads: ReloadHistory;
   granter: Granter;
   lasting: LastingState;
   /** Present when `global.cluster` is set: the sharing with the other gateways, and its store. */
@@ -95,11 +99,26 @@ export class Daemon {
 
     const sessions = await SessionStore.open({ stateDir: config.global.stateDir, logger }, await firewall.list());
     const metrics = createDaemonMetrics(() => sessions.size);
+    showApps(
+      metrics,
+      config.apps.map((app) => app.name),
+    );
+    showGrantFailures(metrics, firewall.type);
     const problems = new ProblemMemory(logger);
+    const reloads = new ReloadHistory();
     const onProblem = (problem: string) => problems.note(problem);
     const scope = { closer: flows, scope: running.flowScope };
     const gateway = config.global.cluster?.gateway;
-    const granter = new Granter({ firewall: running.granting, sessions, logger, metrics, flows: scope, onProblem, ...(gateway ? { gateway } : {}) });
+    const granter = new Granter({
+      firewall: running.granting,
+      backend: firewall.type,
+      sessions,
+      logger,
+      metrics,
+      flows: scope,
+      onProblem,
+      ...(gateway ? { gateway } : {}),
+    });
     const lasting = await openLastingState(config.global, {
       logger,
       onLock: (event) => recordLock(logger, metrics, event),
@@ -116,7 +135,14 @@ export class Daemon {
       wouldDrop: () => running.firewall.wouldDrop(),
       onReadError: (err) => logger.warn(errorFields(err), 'report mode: the kernel counters could not be read'),
     });
-    const parts = { options, running, nft, captureKind, sessions, metrics, problems, granter, lasting, step1, step2, maintenance };
+    const build = { version: packageVersion(), backend: firewall.type, capture: captureKind, xdp: 'off' };
+    // The health parts are all built by now; the gauges read them at scrape time.
+    const healthParts = { running, problems, reloads, maintenance, step1, step2, ...(cluster ? { cluster } : {}) };
+    const status = registerStatusMetrics(metrics.registry, build, {
+      problemCount: () => healthProblems(healthParts).length,
+      lastReload: () => reloads.lastReload(),
+    });
+    const parts = { options, running, nft, captureKind, sessions, metrics, status, problems, reloads, granter, lasting, step1, step2, maintenance };
     const daemon = new Daemon({ ...parts, ...(cluster ? { cluster } : {}) });
     try {
       await daemon.listen();
@@ -144,7 +170,13 @@ export class Daemon {
       ...(options.trial ? { trial: { confirm: () => confirmTrial(this.trial, logger) } } : {}),
     });
     this.control = await startControlServer(g.controlSocket, handlers, logger);
-    if (g.metricsListen) this.metricsServer = await startMetricsServer(g.metricsListen, metrics.registry);
+    if (g.metricsListen) {
+      const onUnauthorized = () => metrics.metricsUnauthorized.inc();
+      this.metricsServer = await startMetricsServer(
+        { listen: g.metricsListen, ...(g.metricsAuth ? { auth: g.metricsAuth } : {}), onUnauthorized },
+        metrics.registry,
+      );
+    }
     this.parts.maintenance.start();
     if (options.trial) this.trial = startTrial(options.trial, logger, () => this.rollBackTrial());
     const numbers = step1.numbers();
@@ -201,14 +233,20 @@ export class Daemon {
    * reloads run one at a time, each between RELOADING=1 and READY=1 to systemd.
    */
   reload(): Promise<void> {
-    const { options, step2 } = this.parts;
+    const { options, step2, running, metrics, status, reloads } = this.parts;
     const run = this.reloading.then(async () => {
       if (this.stopping) return;
       options.notifier?.reloading();
+      const appNames = () => running.config.apps.map((app) => app.name);
+      const before = appNames();
       const applied = await applyReload({ ...this.parts, logger: options.logger }).catch((err: unknown) => {
         options.logger.error(errorFields(err), 'config reload failed');
         return false;
       });
+      const outcome = applied ? 'applied' : 'failed';
+      reloads.record(outcome);
+      status.reloads.inc({ outcome });
+      if (applied) showApps(metrics, appNames(), before);
       step2.reloadTls(options.reloadTls);
       // Serving again either way: on the new config, or on the running one after a failure.
       options.notifier?.ready(applied ? this.status() : `${this.status()} (the last reload failed: running on the previous config, see the log)`);

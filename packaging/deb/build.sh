@@ -1,15 +1,18 @@
 #!/bin/bash
-# Builds knock-port_<version>_<arch>.deb (npm run package:deb) from this checkout, with plain
-# dpkg-deb from a staging tree: the compiled addon, the TypeScript compiled afresh, production
-# node_modules and the systemd/sysusers/tmpfiles files. The gateway needs no compiler and runs
-# no npm install scripts.
+# Builds the Debian packages (npm run package:deb) from this checkout with debhelper: the
+# compiled addon, the TypeScript compiled afresh and production node_modules are staged here,
+# then dpkg-buildpackage (dh) makes two packages of them:
+#   knock-port             runs on the distribution's nodejs (>= engines.node; Debian 13 and newer)
+#   knock-port-standalone  carries this machine's Node.js runtime and its license (Debian 12,
+#                          Ubuntu 24.04 LTS, VyOS)
+# The gateway needs no compiler and runs no npm install scripts.
 #
 # Needs on the build machine: the build packages of packaging/debian-packages.txt (the addon is
 # built with node-gyp if build/Release has none), npm with access to its registry (npm ci),
-# dpkg-dev (dpkg-shlibdeps) and binutils (strip).
+# debhelper, dpkg-dev and binutils.
 #
-# Output: dist-deb/knock-port_<version>_<arch>.deb, or the directory in $KNOCK_PORT_DEB_OUT.
-# Prints the .deb's path as its last line.
+# Output: dist-deb/knock-port{,-standalone}_<version>_<arch>.deb, or the directory in
+# $KNOCK_PORT_DEB_OUT. Prints the standalone .deb's path, then the other's as the last line.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,8 +25,8 @@ LIB=usr/lib/$NAME
 # Who built it, as Debian tools name a maintainer: DEBFULLNAME and DEBEMAIL.
 MAINTAINER="${DEBFULLNAME:-knock-port local build} <${DEBEMAIL:-knock-port@localhost}>"
 
-for tool in dpkg-deb dpkg-shlibdeps strip npm gzip; do
-  command -v "$tool" >/dev/null || { echo "build.sh: '$tool' is missing (apt-get install dpkg-dev binutils npm)" >&2; exit 1; }
+for tool in dpkg-buildpackage dh strip npm; do
+  command -v "$tool" >/dev/null || { echo "build.sh: '$tool' is missing (apt-get install debhelper dpkg-dev binutils npm)" >&2; exit 1; }
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/knock-port-deb.XXXXXX")
@@ -96,60 +99,76 @@ node -e '
   for (const name of Object.keys(dependencies)) await import(name);' && node bin/knock-port.js --version >/dev/null) \
   || { echo "build.sh: the staged program does not load" >&2; exit 1; }
 
-# --- /usr/bin, systemd, sysusers, tmpfiles --------------------------------------------------
-install -d "$STAGE/usr/bin"
-printf '#!/bin/sh\n# knock-port, installed by the Debian package: the program lives in /%s.\nexec /usr/bin/node /%s/bin/knock-port.js "$@"\n' "$LIB" "$LIB" > "$STAGE/usr/bin/$NAME"
-chmod 755 "$STAGE/usr/bin/$NAME"
-install -D -m 644 "$ROOT/packaging/systemd/knock-port.service" "$STAGE/usr/lib/systemd/system/knock-port.service"
-install -D -m 644 "$ROOT/packaging/systemd/knock-port.sysusers" "$STAGE/usr/lib/sysusers.d/knock-port.conf"
-install -D -m 644 "$ROOT/packaging/systemd/knock-port.tmpfiles" "$STAGE/usr/lib/tmpfiles.d/knock-port.conf"
+# --- a debhelper source tree: the staged program, the files around it, debian/ ---------------
+# Two binary packages from it: knock-port runs on the distribution's nodejs; knock-port-standalone
+# carries this machine's Node.js runtime (with its license) for systems whose nodejs is older.
+SRC="$WORK/src"
+install -d "$SRC/debian/source" "$SRC/extra/system" "$SRC/extra/standalone" "$SRC/node/bin"
+mv "$STAGE/$LIB" "$SRC/program"
+# Directories 755, files 644 unless executable, whatever the checkout's umask was.
+find "$SRC/program" -type d -exec chmod 755 {} +
+find "$SRC/program" -type f ! -perm -u+x -exec chmod 644 {} +
+wrapper() { # $1: the node binary the wrapper runs
+  printf '#!/bin/sh\n# knock-port, installed by the Debian package: the program lives in /%s.\nexec %s /%s/bin/knock-port.js "$@"\n' "$LIB" "$1" "$LIB"
+}
+wrapper /usr/bin/node > "$SRC/extra/system/knock-port"
+wrapper "/$LIB/node/bin/node" > "$SRC/extra/standalone/knock-port"
+chmod 755 "$SRC/extra/system/knock-port" "$SRC/extra/standalone/knock-port"
+NODE_BIN=$(readlink -f "$(command -v node)")
+install -m 755 "$NODE_BIN" "$SRC/node/bin/node"
+for license in "$(dirname "$NODE_BIN")/../share/doc/nodejs/LICENSE" /usr/share/doc/nodejs/LICENSE "$(dirname "$NODE_BIN")/../LICENSE"; do
+  [ -f "$license" ] && { install -m 644 "$license" "$SRC/node/LICENSE"; break; }
+done
+[ -f "$SRC/node/LICENSE" ] || { echo "build.sh: the Node.js license file of $NODE_BIN was not found" >&2; exit 1; }
+NODE_VERSION=$(node -p 'process.versions.node')
+log "standalone variant: Node.js $NODE_VERSION from $NODE_BIN"
 
-# --- /etc/knock-port/config.yaml: the example with every secret replaced by a placeholder -----
-install -d -m 755 "$STAGE/etc/$NAME"
-node "$HERE/example-config.mjs" "$ROOT/config.example.yaml" > "$STAGE/etc/$NAME/config.yaml"
-chmod 640 "$STAGE/etc/$NAME/config.yaml"
+install -m 644 "$ROOT/packaging/systemd/knock-port.service" "$SRC/debian/knock-port.service"
+install -m 644 "$ROOT/packaging/systemd/knock-port.sysusers" "$SRC/debian/knock-port.sysusers"
+install -m 644 "$ROOT/packaging/systemd/knock-port.tmpfiles" "$SRC/debian/knock-port.tmpfiles"
+node "$HERE/example-config.mjs" "$ROOT/config.example.yaml" > "$SRC/extra/config.yaml"
+install -m 644 "$HERE/knock-port.1" "$SRC/extra/knock-port.1"
+install -m 644 "$ROOT/CHANGELOG.md" "$SRC/extra/CHANGELOG.md"
+install -d "$SRC/extra/monitoring"
+install -m 644 "$ROOT"/packaging/monitoring/knock-port-* "$SRC/extra/monitoring/"
 
-# --- documentation --------------------------------------------------------------------------
-DOC="$STAGE/usr/share/doc/$NAME"
-install -d "$DOC" "$STAGE/usr/share/man/man1" "$STAGE/usr/share/lintian/overrides"
-install -m 644 "$HERE/copyright" "$DOC/copyright"
-gzip -9n < "$ROOT/CHANGELOG.md" > "$DOC/changelog.gz"
-# A Debian changelog: lintian and apt-listchanges read it.
+NODE_MIN=$(node -p "require('$ROOT/package.json').engines.node.replace(/^>=\s*/, '').replace(/\.0$/, '')")
+sed -e "s|@MAINTAINER@|$MAINTAINER|" -e "s/@NODE_MIN@/$NODE_MIN/" -e "s/@NODE_VERSION@/$NODE_VERSION/" "$HERE/control.in" > "$SRC/debian/control"
+install -m 755 "$HERE/rules" "$SRC/debian/rules"
+echo 3.0 '(native)' > "$SRC/debian/source/format"
+# Both packages install the same files (they conflict): one set of maintainer scripts and lists.
+for package in knock-port knock-port-standalone; do
+  for script in postinst prerm postrm; do install -m 755 "$HERE/$script" "$SRC/debian/$package.$script"; done
+  install -m 644 "$HERE/lintian-overrides" "$SRC/debian/$package.lintian-overrides"
+  sed -i "s/^knock-port:/$package:/" "$SRC/debian/$package.lintian-overrides"
+  install -m 644 "$HERE/copyright" "$SRC/debian/$package.copyright"
+done
+cat "$HERE/copyright-node" >> "$SRC/debian/knock-port-standalone.copyright"
+cat >> "$SRC/debian/knock-port-standalone.lintian-overrides" <<'OVERRIDES'
+
+# The Node.js runtime is carried on purpose (systems whose nodejs is older than knock-port needs):
+# one program's private runtime under /usr/lib/knock-port, not a library other packages link.
+knock-port-standalone: embedded-library *
+# The Node.js binary as its builders made it (not position-independent).
+knock-port-standalone: hardening-no-pie [usr/lib/knock-port/node/bin/node]
+# Scripts under /usr/lib/knock-port name "env node": /usr/bin/knock-port runs them with the carried node.
+knock-port-standalone: missing-dep-for-interpreter node (does not satisfy nodejs:any) [usr/lib/knock-port/*]
+OVERRIDES
+# A Debian changelog: dpkg-buildpackage takes the version from it, lintian and apt-listchanges read it.
 {
   printf '%s (%s) unstable; urgency=medium\n\n' "$NAME" "$VERSION"
   printf '  * Built from the upstream sources; see changelog.gz.\n\n'
   printf ' -- %s  %s\n' "$MAINTAINER" "$(date -R -d "@$(stat -c %Y "$ROOT/package.json")")"
-} | gzip -9n > "$DOC/changelog.Debian.gz"
-gzip -9n < "$HERE/knock-port.1" > "$STAGE/usr/share/man/man1/knock-port.1.gz"
-install -m 644 "$HERE/lintian-overrides" "$STAGE/usr/share/lintian/overrides/$NAME"
+} > "$SRC/debian/changelog"
 
-# --- shared objects: stripped, and their libraries in Depends --------------------------------
-mapfile -t OBJECTS < <(find "$STAGE" -name '*.node' -type f)
-strip --strip-unneeded --remove-section=.comment --remove-section=.note "${OBJECTS[@]}"
-chmod 644 "${OBJECTS[@]}"
-install -d "$WORK/shlibs/debian"
-printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$NAME" "$NAME" > "$WORK/shlibs/debian/control"
-SHLIBS=$(cd "$WORK/shlibs" && dpkg-shlibdeps -O "${OBJECTS[@]/#/-e}" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
-[ -n "$SHLIBS" ] || { echo "build.sh: dpkg-shlibdeps found no libraries" >&2; exit 1; }
-NODE_MIN=$(node -p "require('$ROOT/package.json').engines.node.replace(/^>=\s*/, '').replace(/\.0$/, '')")
-DEPENDS="$SHLIBS, nodejs (>= $NODE_MIN), nftables, iptables, ipset, systemd | adduser"
-
-# --- DEBIAN/ --------------------------------------------------------------------------------
-install -d -m 755 "$STAGE/DEBIAN"
-for script in postinst prerm postrm; do install -m 755 "$HERE/$script" "$STAGE/DEBIAN/$script"; done
-echo "/etc/$NAME/config.yaml" > "$STAGE/DEBIAN/conffiles"
-SIZE=$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
-sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@DEPENDS@/$DEPENDS/" -e "s/@SIZE@/$SIZE/" -e "s|@MAINTAINER@|$MAINTAINER|" "$HERE/control.in" > "$STAGE/DEBIAN/control"
-(cd "$STAGE" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) > "$STAGE/DEBIAN/md5sums"
-chmod 644 "$STAGE/DEBIAN/control" "$STAGE/DEBIAN/conffiles" "$STAGE/DEBIAN/md5sums"
-
-# Directories 755, files 644 unless executable: whatever the checkout's umask was.
-find "$STAGE" -type d -exec chmod 755 {} +
-find "$STAGE" -type f ! -perm -u+x -exec chmod 644 {} +
-chmod 640 "$STAGE/etc/$NAME/config.yaml"
-
+log "building with debhelper (dpkg-buildpackage -b)"
+(cd "$SRC" && DEB_BUILD_OPTIONS=noautodbgsym dpkg-buildpackage -b -us -uc -d >&2)
 install -d "$OUT"
+STANDALONE="$OUT/${NAME}-standalone_${VERSION}_${ARCH}.deb"
 DEB="$OUT/${NAME}_${VERSION}_${ARCH}.deb"
-dpkg-deb --build --root-owner-group -Zxz "$STAGE" "$DEB" >&2
-log "Depends: $DEPENDS"
+cp "$WORK/$(basename "$STANDALONE")" "$STANDALONE"
+cp "$WORK/$(basename "$DEB")" "$DEB"
+log "Depends: $(dpkg-deb -f "$DEB" Depends)"
+# The two paths, the package on the distribution's nodejs last.
+echo "$STANDALONE"
 echo "$DEB"

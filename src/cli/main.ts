@@ -3,7 +3,7 @@
  * binary, parses argv. Every command reports errors the same way: one line starting with
  * `knock-port: `, exit code 2 for a usage error (commander's convention) and 1 for a failure.
  */
-import { readFileSync } from 'node:fs';
+import { packageVersion } from '../shared/version.js';
 import { Command, CommanderError } from 'commander';
 import { errorFields, KnockPortError } from '../shared/errors.js';
 import { KnockUsageError } from '../client/errors.js';
@@ -65,10 +65,4 @@ if (isEntryPoint) {
     // Exit now on an error: a command that failed half-way may have left handles open.
     if (code !== undefined) process.exit(code);
   });
-}
-
-/** The version in package.json, which sits two levels above this file in a checkout, an npm install and the Debian package alike. */
-function packageVersion(): string {
-  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return manifest.version;
 }

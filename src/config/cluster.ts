@@ -2,13 +2,13 @@
  * `global.cluster` once the schema and policy accept it: its secrets read from their files at load
  * time, the normalized ClusterConfig, and the store's address as it may be shown (no credentials).
  */
-import { readFileSync, statSync } from 'node:fs';
 import { digestKey } from './key-digest.js';
 import { formatKeyPath, type KeyPath, type PathIssue } from './issues.js';
 import type { ClusterSection } from './schema.js';
+import { readSecretFile } from './secret-file.js';
 import type { ClusterConfig, RedisAddress, RedisConfig, RedisEndpoint } from './types.js';
 import type { AppUser } from './users.js';
-import { parseClusterKey, Refusal, type Parsed } from './values.js';
+import { parseClusterKey, Refusal } from './values.js';
 
 export interface ClusterSecrets {
   /** The cluster key, from `key` or `key_file`; undefined when it could not be had (see errors). */
@@ -79,24 +79,6 @@ function accessKeyClash(key: Buffer, users: readonly AppUser[]): KeyPath | undef
     if (user.step2Key.digest.toString('hex') === digest) return user.step2KeyPath;
   }
   return undefined;
-}
-
-/** The file's text without its final line break (`openssl rand -hex 32 > FILE` writes one). */
-function readSecretFile(file: string, what: string, path: KeyPath, warnings: PathIssue[]): Parsed<string> {
-  let text: string;
-  let mode: number;
-  try {
-    mode = statSync(file).mode;
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return new Refusal(code === 'ENOENT' ? `${what} does not exist` : `${what} cannot be read (${code ?? 'error'})`);
-  }
-  if ((mode & 0o004) !== 0) {
-    const octal = (mode & 0o777).toString(8).padStart(4, '0');
-    warnings.push({ path, message: `${what} can be read by every user of this host (mode ${octal}): chmod 640 ${file} && chown root:knock-port ${file}` });
-  }
-  return text.replace(/\r?\n$/, '');
 }
 
 /** The normalized section; `secrets` must hold the key (the caller refuses the config otherwise). */

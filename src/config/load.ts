@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { explainReadError } from '../shared/read-error.js';
 import { ConfigError, formatIssue, formatKeyPath, type ConfigIssue, type PathIssue } from './issues.js';
 import { buildCluster, readClusterSecrets, type ClusterSecrets } from './cluster.js';
+import { readMetricsAuth, type MetricsAuthRead } from './metrics-auth.js';
 import { checkPolicy, type Sections } from './policy.js';
 import { APP_KEYS, APP_NAME, appSchema, globalKeysAt, globalSchema, USER_KEYS, validateSection, type AppSection, type GlobalSection } from './schema.js';
 import { closestMatch } from './suggest.js';
@@ -69,16 +70,20 @@ export function parseConfig(text: string, source: string, overrides: ConfigOverr
   const cluster = sections.global?.cluster;
   const clusterSecrets = cluster === undefined ? undefined : readClusterSecrets(cluster, [...users.values()].flat());
 
-  const errors = [...read.issues, ...policy.errors, ...(fromFolder?.errors ?? []), ...(clusterSecrets?.errors ?? [])];
+  const metricsAuth = sections.global && policy.errors.length === 0 ? readMetricsAuth(sections.global) : undefined;
+
+  const errors = [...read.issues, ...policy.errors, ...(fromFolder?.errors ?? []), ...(clusterSecrets?.errors ?? []), ...(metricsAuth?.errors ?? [])];
   if (errors.length > 0 || !sections.global)
     throw new ConfigError(
       source,
       errors.map((issue) => locate(yaml, issue)),
     );
 
-  const warnings = [...policy.warnings, ...(clusterSecrets?.warnings ?? [])].map((issue) => formatIssue(source, locate(yaml, issue)));
+  const warnings = [...policy.warnings, ...(clusterSecrets?.warnings ?? []), ...(metricsAuth?.warnings ?? [])].map((issue) =>
+    formatIssue(source, locate(yaml, issue)),
+  );
   const config: Config = {
-    global: buildGlobal(sections.global, clusterSecrets),
+    global: buildGlobal(sections.global, clusterSecrets, metricsAuth),
     apps: sections.apps.map(({ name, app }) => buildApp(name, app, sections.global!, users.get(name)!, fromFolder?.secrets)),
     source,
     ...([...users.values()].flat().some((user) => user.step1Key.clear !== undefined || user.step2Key.clear !== undefined)
@@ -143,7 +148,7 @@ function applyOverrides(global: GlobalSection, overrides: ConfigOverrides): Glob
   };
 }
 
-function buildGlobal(global: GlobalSection, clusterSecrets: ClusterSecrets | undefined): Config['global'] {
+function buildGlobal(global: GlobalSection, clusterSecrets: ClusterSecrets | undefined, metricsAuth: MetricsAuthRead | undefined): Config['global'] {
   return {
     step1Path: global.http_post_path,
     step2Path: global.https_post_path,
@@ -163,6 +168,7 @@ function buildGlobal(global: GlobalSection, clusterSecrets: ClusterSecrets | und
     tableName: global.table_name,
     ipv6: global.ipv6,
     ...(global.metrics_listen ? { metricsListen: global.metrics_listen } : {}),
+    ...(metricsAuth?.auth ? { metricsAuth: metricsAuth.auth } : {}),
     controlSocket: global.control_socket,
     packetMark: global.packet_mark,
     grantMark: global.grant_mark,

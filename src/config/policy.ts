@@ -3,9 +3,10 @@
  * users, equal step paths or ports, clashing app ports, the cluster's either-or keys. Single values are checked in values.ts.
  */
 import { interfaceScopeIssues } from './interface-name.js';
-import { formatKeyPath, type PathIssue } from './issues.js';
+import { formatKeyPath, type KeyPath, type PathIssue } from './issues.js';
 import type { AppSection, ClusterSection, GlobalSection } from './schema.js';
 import { appUsers, type AppUser } from './users.js';
+import { isLoopbackIp } from './values.js';
 import { resolveStep1Workers } from './workers.js';
 import type { KnockStep } from '../shared/kinds.js';
 
@@ -28,6 +29,7 @@ export function checkPolicy(sections: Sections): PolicyResult {
   if (sections.global) checkGlobal(sections.global, result);
   if (sections.global) checkProxyFront(sections.global, sections.overriddenBy ?? {}, result);
   if (sections.global) checkWorkerRanges(sections.global, sections.overriddenBy ?? {}, result);
+  if (sections.global) checkMetricsEndpoint(sections.global, result);
   if (sections.global?.cluster) checkCluster(sections.global.cluster, result);
   if (sections.global) result.errors.push(...interfaceScopeIssues(sections.global, sections.apps));
   for (const { name, app, users } of usersByApp) checkApp(name, app, users, sections.global, result);
@@ -85,6 +87,34 @@ function checkMarks(global: GlobalSection, errors: PathIssue[]): void {
     });
   } else if ((grant & packet) !== 0) {
     errors.push({ path: ['global', 'grant_mark'], message: `shares bits with packet_mark (0x${packet.toString(16)}): pick a bit packet_mark does not use` });
+  }
+}
+
+/**
+ * The metrics endpoint: TLS files come as a pair, client certificates need TLS, and off loopback
+ * the endpoint needs a token or client certificates (anyone who reaches it would read the counts).
+ */
+function checkMetricsEndpoint(global: GlobalSection, { errors }: PolicyResult): void {
+  const at = (key: keyof GlobalSection): KeyPath => ['global', key];
+  const { metrics_listen: listen, metrics_token_file: token, metrics_tls_cert: cert, metrics_tls_key: key, metrics_tls_client_ca: clientCa } = global;
+  if (listen === undefined) {
+    for (const name of ['metrics_token_file', 'metrics_tls_cert', 'metrics_tls_key', 'metrics_tls_client_ca'] as const) {
+      if (global[name] !== undefined) errors.push({ path: at(name), message: 'only used with metrics_listen, which is not set' });
+    }
+    return;
+  }
+  if ((cert === undefined) !== (key === undefined)) {
+    errors.push({ path: at(cert === undefined ? 'metrics_tls_key' : 'metrics_tls_cert'), message: 'metrics_tls_cert and metrics_tls_key go together' });
+  }
+  if (clientCa !== undefined && cert === undefined) {
+    errors.push({ path: at('metrics_tls_client_ca'), message: 'client certificates need TLS: give metrics_tls_cert and metrics_tls_key too' });
+  }
+  const host = listen.replace(/^\[/, '').replace(/\]?:\d+$/, '');
+  if (!isLoopbackIp(host) && token === undefined && clientCa === undefined) {
+    errors.push({
+      path: at('metrics_listen'),
+      message: `${host} is not a loopback address: whoever reaches it could read the metrics; give metrics_token_file (a bearer token Prometheus sends) or metrics_tls_client_ca (TLS with client certificates), or listen on 127.0.0.1`,
+    });
   }
 }
 

@@ -13,7 +13,7 @@ import {
   parseDestination,
   parseInterfaceName,
   parseListenAddress,
-  parseLoopbackListen,
+  parseMetricsListen,
   parseNetwork,
   parseAllowedNetwork,
   parsePacketMark,
@@ -164,7 +164,12 @@ export const globalSchema = z.strictObject({
     .regex(/^[A-Za-z][A-Za-z0-9_]{0,30}$/, 'expected a letter then up to 30 of A-Z a-z 0-9 _')
     .default(DEFAULTS.tableName),
   ipv6: z.boolean().default(DEFAULTS.ipv6),
-  metrics_listen: parsedString(parseLoopbackListen).optional(),
+  metrics_listen: parsedString(parseMetricsListen).optional(),
+  // Off loopback, the endpoint wants a bearer token, or TLS with client certificates (policy.ts).
+  metrics_token_file: absolutePath.optional(),
+  metrics_tls_cert: absolutePath.optional(),
+  metrics_tls_key: absolutePath.optional(),
+  metrics_tls_client_ca: absolutePath.optional(),
   control_socket: absolutePath.prefault(DEFAULTS.controlSocket),
   packet_mark: mark.prefault(DEFAULTS.packetMark),
   // Connections knock-port lets in carry these conntrack mark bits, so the host's own ruleset can accept them.

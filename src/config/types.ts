@@ -79,8 +79,10 @@ export interface GlobalConfig {
   stateDir: string;
   tableName: string;
   ipv6: boolean;
-  /** `host:port` of the Prometheus endpoint (localhost only), or undefined when disabled. */
+  /** `host:port` of the Prometheus endpoint, or undefined when disabled. */
   metricsListen?: string;
+  /** A token or TLS for the endpoint; required off loopback. */
+  metricsAuth?: MetricsAuth;
   controlSocket: string;
   /** Mark carried by the daemon's own raw packets (SYN-ACK, RST). */
   packetMark: number;
@@ -119,6 +121,14 @@ export interface GlobalConfig {
   trustedProxies?: string[];
   /** Several gateways sharing one set of grants; undefined: this gateway works alone. */
   cluster?: ClusterConfig;
+}
+
+/** What protects the metrics endpoint: a bearer token, TLS (with client certificates), or both. */
+export interface MetricsAuth {
+  /** SHA-256 of the bearer token read from `metrics_token_file`; the token itself is never kept. */
+  tokenDigest?: Buffer;
+  /** PEM files (absolute paths), read when the endpoint starts; `clientCa`: only clients with a certificate it signed. */
+  tls?: { cert: string; key: string; clientCa?: string };
 }
 
 /** A host (DNS name or IP address) and port of the cluster's store or of one of its Sentinels. */

@@ -126,13 +126,19 @@ export function parseAbsolutePath(text: string): Parsed<string> {
   return isAbsolute(text) && !text.includes('\0') ? text : new Refusal(`expected an absolute path (starting with '/'), got '${text}'`);
 }
 
-/** `127.0.0.1:9464` or `[::1]:9464`: the metrics endpoint must not be reachable from outside. */
-export function parseLoopbackListen(text: string): Parsed<string> {
+/** True for 127.0.0.0/8 and ::1: addresses only this host reaches. */
+export function isLoopbackIp(host: string): boolean {
+  return isIP(host) === 4 ? host.startsWith('127.') : host === '::1';
+}
+
+/**
+ * `IP:PORT` or `[IPv6]:PORT` of the metrics endpoint, e.g. `127.0.0.1:9464`; an address other
+ * than loopback needs a token or client certificates too (policy.ts).
+ */
+export function parseMetricsListen(text: string): Parsed<string> {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(.+)$/.exec(text);
   const host = match?.[1] ?? match?.[2];
-  if (!match || !host || isIP(host) === 0) return new Refusal(`expected HOST:PORT with a loopback IP, e.g. 127.0.0.1:9464 or [::1]:9464; got '${text}'`);
-  const loopback = isIP(host) === 4 ? host.startsWith('127.') : host === '::1';
-  if (!loopback) return new Refusal(`${host} is not a loopback address; metrics must only listen on 127.0.0.1 or [::1]`);
+  if (!match || !host || isIP(host) === 0) return new Refusal(`expected IP:PORT, e.g. 127.0.0.1:9464 or [::1]:9464; got '${text}'`);
   const port = parsePortText(match[3]!);
   return port instanceof Refusal ? port : text;
 }

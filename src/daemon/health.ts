@@ -6,6 +6,7 @@ import type { Trial } from '../control/trial.js';
 import type { ProblemMemory } from '../metrics/health-problems.js';
 import { describeError } from '../shared/errors.js';
 import type { Maintenance } from './maintenance.js';
+import type { ReloadHistory } from './reload.js';
 import type { RunningConfig } from './running.js';
 import type { Step1 } from './step1.js';
 import type { Step2 } from './step2.js';
@@ -17,18 +18,27 @@ export interface HealthParts {
   step1: Step1;
   step2: Step2;
   cluster?: Cluster;
+  reloads: ReloadHistory;
+}
+
+/** What `health` reports as problems now, from every part (the metrics count them too). */
+export function healthProblems(parts: HealthParts): string[] {
+  const { running, step2 } = parts;
+  const problems = parts.problems.recent();
+  problems.push(...parts.reloads.problems());
+  problems.push(...parts.maintenance.interfaces.problems());
+  problems.push(...running.firewall.hostFirewall().problems.map((p) => `host firewall: ${p}`));
+  problems.push(...parts.step1.problems());
+  if (!step2.listener.listening) problems.push('HTTPS server is not listening');
+  if (parts.cluster) problems.push(...parts.cluster.sync.problems());
+  problems.push(...step2.served.problems());
+  return problems;
 }
 
 export async function healthReport(parts: HealthParts, trial: Trial | undefined): Promise<HealthReport> {
   const { running, step2 } = parts;
   const sync = parts.cluster?.sync;
-  const problems = parts.problems.recent();
-  problems.push(...parts.maintenance.interfaces.problems());
-  problems.push(...running.firewall.hostFirewall().problems.map((p) => `host firewall: ${p}`));
-  problems.push(...parts.step1.problems());
-  if (!step2.listener.listening) problems.push('HTTPS server is not listening');
-  if (sync) problems.push(...sync.problems());
-  problems.push(...step2.served.problems());
+  const problems = healthProblems(parts);
   const warnings = step2.served.warnings();
   const gate = await gateHealth(running, warnings);
   const trialHealth = trial?.health();

@@ -14,6 +14,7 @@ import type { Granter } from '../sessions/grants.js';
 import { errorFields } from '../shared/errors.js';
 import type { CaptureKind } from '../shared/kinds.js';
 import type { Logger } from '../shared/log.js';
+import type { ReloadOutcome } from '../metrics/status-metrics.js';
 import type { PreparedSwitch } from '../step2/listener.js';
 import { applyReloadedLimits, type LastingState } from './lasting-state.js';
 import type { Maintenance } from './maintenance.js';
@@ -33,6 +34,33 @@ export interface ReloadParts {
   step2: Step2;
   maintenance: Maintenance;
   logger: Logger;
+}
+
+/**
+ * The last config reload's outcome and time (the start's, before any reload), for the metrics;
+ * a failed one stays a `health` problem until a reload succeeds.
+ */
+export class ReloadHistory {
+  private last: { at: Date; outcome: ReloadOutcome };
+
+  constructor(startedAt = new Date()) {
+    this.last = { at: startedAt, outcome: 'applied' };
+  }
+
+  record(outcome: ReloadOutcome, at = new Date()): void {
+    this.last = { at, outcome };
+  }
+
+  lastReload(): { at: Date; outcome: ReloadOutcome } {
+    return this.last;
+  }
+
+  problems(): string[] {
+    if (this.last.outcome === 'applied') return [];
+    return [
+      `the config reload at ${this.last.at.toISOString()} failed: still running on the previous config; the log says why (knock-port check -c FILE too), fix it and reload`,
+    ];
+  }
 }
 
 /** Switches to the config read again; false (logged) when the daemon keeps running on the previous one. */
@@ -97,6 +125,9 @@ function readNextConfig(parts: ReloadParts): Config | undefined {
   if (clusterSection(next) !== clusterSection(running.config)) {
     logger.warn('global.cluster changed: cluster changes take effect at the next restart; the rest of the config is reloaded');
   }
+  if (metricsSection(next) !== metricsSection(running.config)) {
+    logger.warn('the metrics endpoint settings (metrics_*) changed: they take effect at the next restart; the rest of the config is reloaded');
+  }
   return next;
 }
 
@@ -104,4 +135,10 @@ function readNextConfig(parts: ReloadParts): Config | undefined {
 function clusterSection(config: Config): string {
   const cluster = config.global.cluster;
   return cluster ? JSON.stringify({ ...cluster, key: cluster.key.toString('hex') }) : '';
+}
+
+/** `metrics_listen` and what protects it, as a comparable text (the token's digest never leaves this process). */
+function metricsSection(config: Config): string {
+  const { metricsListen, metricsAuth } = config.global;
+  return JSON.stringify({ metricsListen, tls: metricsAuth?.tls, token: metricsAuth?.tokenDigest?.toString('hex') });
 }

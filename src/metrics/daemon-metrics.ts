@@ -21,6 +21,12 @@ export interface DaemonMetrics {
   /** Step-2 HTTPS answers by outcome (STEP2_OUTCOMES). */
   readonly step2Requests: Counter<'outcome'>;
   readonly grants: Counter<'step'>;
+  /** Grants by app (the config's apps only) and step; see showApps. */
+  readonly appGrants: Counter<'app' | 'step'>;
+  /** Grants the firewall refused or failed to take, by backend and step. */
+  readonly grantFailures: Counter<'backend' | 'step'>;
+  /** Metrics requests refused for a missing or wrong bearer token. */
+  readonly metricsUnauthorized: Counter;
   readonly revokes: Counter;
   /** Packets lost before the inspector saw them: source = kernel (queue full) or enobufs. */
   readonly captureDrops: Counter<'source'>;
@@ -77,6 +83,16 @@ export function createDaemonMetrics(countLiveSessions: () => number, registry = 
         this.set(countLiveSessions());
       },
     }),
+    // Added after the metrics above, which keep their order.
+    appGrants: counter('knockport_app_grants_total', 'Grants given per app of the running config (step2 = HTTPS window, service = service port).', [
+      'app',
+      'step',
+    ]),
+    grantFailures: counter('knockport_grant_failures_total', 'Grants the firewall backend failed to put in the kernel, by backend and step.', [
+      'backend',
+      'step',
+    ]),
+    metricsUnauthorized: counter('knockport_metrics_unauthorized_total', 'Requests to the metrics endpoint refused for a missing or wrong bearer token.'),
   };
   // Every factor shows from the start (at 0), so an alert on the rate needs no series to appear first.
   for (const factor of LOCK_FACTORS) {
@@ -86,4 +102,21 @@ export function createDaemonMetrics(countLiveSessions: () => number, registry = 
   for (const outcome of STEP2_OUTCOMES) metrics.step2Requests.inc({ outcome }, 0);
   registry.addDefaultMetrics();
   return metrics;
+}
+
+export const GRANT_STEPS = ['step2', 'service'] as const;
+
+/**
+ * The per-app series follow the running config: every app shows at 0 from the start (an alert on
+ * the rate needs no series to appear first), and an app a reload removed loses its series. Only
+ * app names from the config ever become labels, so the label set stays bounded.
+ */
+export function showApps(metrics: Pick<DaemonMetrics, 'appGrants'>, apps: readonly string[], previous: readonly string[] = []): void {
+  for (const app of previous) if (!apps.includes(app)) for (const step of GRANT_STEPS) metrics.appGrants.remove({ app, step });
+  for (const app of apps) for (const step of GRANT_STEPS) metrics.appGrants.inc({ app, step }, 0);
+}
+
+/** Every step of `backend` shows at 0 from the start. */
+export function showGrantFailures(metrics: Pick<DaemonMetrics, 'grantFailures'>, backend: string): void {
+  for (const step of GRANT_STEPS) metrics.grantFailures.inc({ backend, step }, 0);
 }

@@ -17,7 +17,9 @@ export interface GranterOptions {
   firewall: GrantingFirewall;
   sessions: SessionStore;
   logger: Logger;
-  metrics?: Pick<DaemonMetrics, 'grants' | 'revokes' | 'knockToGrantSeconds'>;
+  metrics?: Pick<DaemonMetrics, 'grants' | 'appGrants' | 'grantFailures' | 'revokes' | 'knockToGrantSeconds'>;
+  /** The firewall backend's name (nftables, iptables, vyos), which labels the grant failures counted. */
+  backend?: string;
   /** Ends a revoked address's established and NAT-ed flows; without it a revoke only removes grants. */
   flows?: RevokedFlows;
   /** Reports a degraded condition for `health`; the error itself is logged here. */
@@ -114,9 +116,9 @@ export class Granter extends EventEmitter<GranterEvents> {
     ttl: number,
   ): Promise<void> {
     const { ip, app, user, step, expiresAt, gateway } = grant;
-    if (step === 'step2') await this.options.firewall.grantStep2(ip, ttl);
+    if (step === 'step2') await this.inKernel('step2', (firewall) => firewall.grantStep2(ip, ttl));
     else {
-      await this.options.firewall.grantService(ip, app, ttl);
+      await this.inKernel('service', (firewall) => firewall.grantService(ip, app, ttl));
       this.expiry?.watch(ip, app.name, Date.now() + ttl * 1000);
     }
     this.options.sessions.recordUntil(ip, app.name, user, step, expiresAt, gateway);
@@ -137,13 +139,13 @@ export class Granter extends EventEmitter<GranterEvents> {
 
   /** After a valid step 1: the HTTPS port for `ip`, for `app.step2Duration` seconds. */
   async openStep2Window(ip: string, app: AppConfig, user: User, knockAt = performance.now()): Promise<void> {
-    await this.options.firewall.grantStep2(ip, app.step2Duration);
+    await this.inKernel('step2', (firewall) => firewall.grantStep2(ip, app.step2Duration));
     this.recorded(ip, app, user, 'step2', app.step2Duration, knockAt);
   }
 
   /** After a valid step 2: the app's service port for `ip`, for `app.duration` seconds. */
   async openService(ip: string, app: AppConfig, user: User, knockAt = performance.now()): Promise<void> {
-    await this.options.firewall.grantService(ip, app, app.duration);
+    await this.inKernel('service', (firewall) => firewall.grantService(ip, app, app.duration));
     const record = this.recorded(ip, app, user, 'service', app.duration, knockAt);
     // Recorded after the kernel took the grant: the kernel's deadline is no later.
     this.expiry?.watch(ip, app.name, record.expiresAt);
@@ -155,15 +157,14 @@ export class Granter extends EventEmitter<GranterEvents> {
    * already have them; service grants of apps the running config no longer has stay out.
    */
   async reapplyLive(apps: readonly AppConfig[], now = Date.now()): Promise<void> {
-    const firewall = this.options.firewall;
     for (const record of this.options.sessions.list()) {
       const ttl = secondsLeft(record, now);
       if (ttl <= 0) continue;
-      if (record.step === 'step2') await firewall.grantStep2(record.ip, ttl);
+      if (record.step === 'step2') await this.inKernel('step2', (firewall) => firewall.grantStep2(record.ip, ttl));
       else {
         const app = apps.find((a) => a.name === record.app);
         if (!app) continue;
-        await firewall.grantService(record.ip, app, ttl);
+        await this.inKernel('service', (firewall) => firewall.grantService(record.ip, app, ttl));
         // Rounded up to whole seconds: the kernel may now hold it a little past the record.
         this.expiry?.watch(record.ip, app.name, Date.now() + ttl * 1000);
       }
@@ -202,6 +203,16 @@ export class Granter extends EventEmitter<GranterEvents> {
     }
   }
 
+  /** A grant into the kernel; a failure is counted (by backend and step) and thrown on. */
+  private async inKernel(step: 'step2' | 'service', put: (firewall: GrantingFirewall) => Promise<void>): Promise<void> {
+    try {
+      await put(this.options.firewall);
+    } catch (err) {
+      this.options.metrics?.grantFailures.inc({ backend: this.options.backend ?? 'unknown', step });
+      throw err;
+    }
+  }
+
   private async closeFlows(ip: string, app: AppConfig | undefined): Promise<number | undefined> {
     const flows = this.options.flows;
     if (!flows) return undefined;
@@ -217,6 +228,7 @@ export class Granter extends EventEmitter<GranterEvents> {
   private recorded(ip: string, app: AppConfig, user: User, step: 'step2' | 'service', ttl: number, knockAt: number): SessionRecord {
     const record = this.options.sessions.record(ip, app.name, user.name, step, ttl, this.options.gateway);
     this.options.metrics?.grants.inc({ step });
+    this.options.metrics?.appGrants.inc({ app: app.name, step });
     this.options.metrics?.knockToGrantSeconds.observe({ step }, (performance.now() - knockAt) / 1000);
     this.options.logger.info({ ip, app: app.name, user: user.name, step, ttl }, 'granted');
     this.emit('granted', record);

@@ -97,7 +97,14 @@ describe.each(BACKENDS)('reload failures: $name', (backend) => {
     ).toBe(true);
   };
 
-  const healthy = () => sandbox.gw.tryExec(process.execPath, [CLI, 'health', '--socket', join(sandbox.dir, 'control.sock')]).ok;
+  const health = () => sandbox.gw.tryExec(process.execPath, [CLI, 'health', '--socket', join(sandbox.dir, 'control.sock')]);
+  const healthy = () => health().ok;
+  /** `health` fails, naming the failed reload, until a reload succeeds. */
+  const expectReloadProblem = () => {
+    const report = health();
+    expect(report.ok, report.out).toBe(false);
+    expect(report.out + report.err).toMatch(/the config reload at \S+ failed: still running on the previous config/);
+  };
 
   beforeAll(async () => {
     sandbox = createSandbox(backend.capture === 'nfqueue' ? 'rlq' : 'rll');
@@ -120,6 +127,7 @@ describe.each(BACKENDS)('reload failures: $name', (backend) => {
 
   it('works before any reload', () => {
     expect(knock(ADDR.client4)).toBe('200');
+    expect(healthy()).toBe(true);
   });
 
   it('an HTTPS port another process holds: error logged, still serving on the old port', async () => {
@@ -129,7 +137,7 @@ describe.each(BACKENDS)('reload failures: $name', (backend) => {
     expect(daemon.proc.exitCode).toBeNull();
     expect(daemon.output.join('\n')).toMatch(/EADDRINUSE/);
     expect(knock(ADDR.client4b)).toBe('200');
-    expect(healthy()).toBe(true);
+    expectReloadProblem();
   });
 
   it(`a ${backend.capture === 'nflog' ? 'log group' : 'queue number'} another process holds: error logged, knocks still captured on the old one`, async () => {
@@ -138,7 +146,7 @@ describe.each(BACKENDS)('reload failures: $name', (backend) => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(daemon.proc.exitCode).toBeNull();
     expect(knock(ADDR.client6)).toBe('200');
-    expect(healthy()).toBe(true);
+    expectReloadProblem();
   });
 
   it('a reload that can be applied still is: the HTTPS port moves once it is free', async () => {

@@ -25,6 +25,8 @@ const CONFIG = '/etc/knock-port/config.yaml';
 /** Where the unit reads the certificate and key: the operator's files, which purge keeps. */
 const TLS = { cert: '/etc/knock-port/tls/cert.pem', key: '/etc/knock-port/tls/key.pem' };
 const STATE_DIR = '/var/lib/knock-port';
+/** Building both packages (npm ci, two xz-compressed .debs) and linting them take minutes under load. */
+const BUILD_MS = 300_000;
 /** The gateway's external interface in the namespace the installed daemon runs in. */
 const WAN = 'kpdebwan0';
 
@@ -61,6 +63,8 @@ if (noLintian) announceSkip('packaging/deb lintian', 'lintian is not installed (
 describe.skipIf(skip)('the Debian package', () => {
   let outDir: string;
   let deb: string;
+  /** knock-port-standalone: the same program with the build machine's Node.js. */
+  let standalone: string;
   let files: string[] = [];
   let gw: Netns | undefined;
 
@@ -69,11 +73,11 @@ describe.skipIf(skip)('the Debian package', () => {
     const build = spawnSync(join(ROOT, 'packaging/deb/build.sh'), [], {
       encoding: 'utf8',
       env: { ...process.env, KNOCK_PORT_DEB_OUT: outDir },
-      timeout: 110_000,
+      timeout: BUILD_MS,
     });
     if (build.status !== 0) throw new Error(`package build failed:\n${out(build)}`);
-    deb = build.stdout.trim().split('\n').at(-1)!;
-  });
+    [standalone, deb] = build.stdout.trim().split('\n').slice(-2) as [string, string];
+  }, BUILD_MS + 10_000);
 
   afterAll(() => {
     // Whatever failed: purge (in a private namespace), and leave no user, operator file or namespace behind.
@@ -113,10 +117,29 @@ describe.skipIf(skip)('the Debian package', () => {
     expect(readConffiles(deb)).toBe(`${CONFIG}\n`);
   });
 
-  it.skipIf(noLintian)('lintian reports no error or warning (overrides are explained in the package)', () => {
-    const lintian = sh('lintian', ['--fail-on', 'error,warning', deb]);
+  it.skipIf(noLintian)('lintian reports no error or warning on either package (overrides are explained in the package)', () => {
+    const lintian = spawnSync('lintian', ['--fail-on', 'error,warning', deb, standalone], { encoding: 'utf8', timeout: BUILD_MS });
     expect(lintian.status, out(lintian)).toBe(0);
     expect(lintian.stdout).not.toMatch(/^[EW]: /m);
+  });
+
+  it('the standalone package carries the Node.js runtime with its license, needs no nodejs, and runs on it', () => {
+    const arch = sh('dpkg', ['--print-architecture']).stdout.trim();
+    expect(standalone).toBe(join(outDir, `${PKG}-standalone_${VERSION}_${arch}.deb`));
+    expect(sh('dpkg-deb', ['-f', standalone, 'Depends']).stdout).not.toContain('nodejs');
+    expect(sh('dpkg-deb', ['-f', standalone, 'Provides']).stdout.trim()).toBe(`${PKG} (= ${VERSION})`);
+    const contents = sh('dpkg-deb', ['-c', standalone]).stdout;
+    expect(contents).toMatch(/^-rwxr-xr-x .* \.\/usr\/lib\/knock-port\/node\/bin\/node$/m);
+    expect(contents).toMatch(/^-rw-r--r-- .* \.\/usr\/lib\/knock-port\/node\/LICENSE$/m);
+    const unpacked = join(outDir, 'standalone');
+    expect(sh('dpkg-deb', ['-x', standalone, unpacked]).status).toBe(0);
+    const lib = join(unpacked, 'usr/lib/knock-port');
+    expect(readFileSync(join(unpacked, 'usr/bin/knock-port'), 'utf8')).toContain(
+      'exec /usr/lib/knock-port/node/bin/node /usr/lib/knock-port/bin/knock-port.js',
+    );
+    expect(readFileSync(join(lib, 'node/LICENSE'), 'utf8')).toMatch(/Node\.js is licensed for use as follows/);
+    const version = sh(join(lib, 'node/bin/node'), [join(lib, 'bin/knock-port.js'), '--version']);
+    expect(version.stdout.trim(), out(version)).toBe(VERSION);
   });
 
   it('installs with dpkg -i: user, config readable by its group only, unit that verifies', () => {

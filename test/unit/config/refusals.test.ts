@@ -283,7 +283,7 @@ describe('names and unknown keys', () => {
 describe('other values', () => {
   it.each([
     ['metrics_listen: 0.0.0.0:9464', 'global.metrics_listen', /not a loopback address/],
-    ['metrics_listen: localhost:9464', 'global.metrics_listen', /loopback IP/],
+    ['metrics_listen: localhost:9464', 'global.metrics_listen', /expected IP:PORT/],
     ['state_dir: var/lib/kp', 'global.state_dir', /absolute path/],
     ['firewall_type: pf', 'global.firewall_type', /expected one of nftables, iptables, vyos; got the text 'pf'/],
     ['capture: pcap', 'global.capture', /expected one of auto, nfqueue, nflog/],

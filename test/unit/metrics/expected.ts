@@ -19,6 +19,13 @@ export const DAEMON_METRICS: ReadonlyArray<readonly [name: string, type: string,
   ['knockport_live_sessions', 'gauge', 'Live grants known to the daemon.'],
 ];
 
+/** Metrics added since, after those above: name, type and help. */
+export const ADDED_METRICS: ReadonlyArray<readonly [name: string, type: string, help: string]> = [
+  ['knockport_app_grants_total', 'counter', 'Grants given per app of the running config (step2 = HTTPS window, service = service port).'],
+  ['knockport_grant_failures_total', 'counter', 'Grants the firewall backend failed to put in the kernel, by backend and step.'],
+  ['knockport_metrics_unauthorized_total', 'counter', 'Requests to the metrics endpoint refused for a missing or wrong bearer token.'],
+];
+
 /**
  * The step-2 outcomes, each a series from the start: one for every refusal, so no label tells a
  * right path, app or key from a wrong one; 413 and 429 answer apart on every path alike.

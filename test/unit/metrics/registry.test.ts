@@ -2,13 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { Counter } from 'prom-client';
 import { MetricsRegistry } from '../../../src/metrics/registry.js';
 import { createDaemonMetrics } from '../../../src/metrics/daemon-metrics.js';
-import { DAEMON_METRICS, DEFAULT_METRICS, STEP2_OUTCOMES, declared, seriesOf } from './expected.js';
+import { ADDED_METRICS, DAEMON_METRICS, DEFAULT_METRICS, STEP2_OUTCOMES, declared, seriesOf } from './expected.js';
 
 describe('metrics registry', () => {
-  it('exposes every daemon metric under its old name, type and help, then the default process and Node.js metrics', async () => {
+  it('exposes every daemon metric under its old name, type and help, the added ones after, then the default process and Node.js metrics', async () => {
     const text = await createDaemonMetrics(() => 0).registry.metrics();
     const metrics = declared(text);
-    expect(metrics.filter(([name]) => name.startsWith('knockport_'))).toEqual(DAEMON_METRICS);
+    expect(metrics.filter(([name]) => name.startsWith('knockport_'))).toEqual([...DAEMON_METRICS, ...ADDED_METRICS]);
     const types = new Map(metrics.map(([name, type]) => [name, type]));
     for (const [name, type] of DEFAULT_METRICS) expect(types.get(name), name).toBe(type);
     // Nothing but the daemon's own and the defaults (no prefix, no collision).

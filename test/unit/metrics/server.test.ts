@@ -1,9 +1,37 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { request, type RequestOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { digestKey } from '../../../src/config/key-digest.js';
 import { createDaemonMetrics } from '../../../src/metrics/daemon-metrics.js';
 import { parseMetricsListen, startMetricsServer, MetricsListenError } from '../../../src/metrics/server.js';
+import { caAndLeaf, selfSigned, type PemPair } from '../../helpers/tls-certs.js';
+import { valueOf } from './values.js';
 import { DAEMON_METRICS, DEFAULT_METRICS, declared } from './expected.js';
+
+/** GET over TLS trusting `serverCert`, with a client certificate when given: the status, or the error's code. */
+function tlsGet(port: number, serverCert: string, client?: PemPair): Promise<number | string> {
+  const options: RequestOptions = {
+    host: '127.0.0.1',
+    port,
+    path: '/metrics',
+    ca: readFileSync(serverCert),
+    servername: 'metrics',
+    checkServerIdentity: () => undefined,
+  };
+  if (client) Object.assign(options, { cert: readFileSync(client.cert), key: readFileSync(client.key) });
+  return new Promise((resolve) => {
+    const req = request(options, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    req.end();
+  });
+}
 
 describe('metrics endpoint', () => {
   let server: Server | undefined;
@@ -19,6 +47,10 @@ describe('metrics endpoint', () => {
     for (const bad of ['0.0.0.0:9464', '[::]:9464', '192.168.1.1:9464', 'example.com:80', '127.0.0.1', '127.0.0.1:70000']) {
       expect(() => parseMetricsListen(bad), bad).toThrow(MetricsListenError);
     }
+    // Guarded by a token or client certificates, any address.
+    expect(parseMetricsListen('0.0.0.0:9464', true)).toEqual({ host: '0.0.0.0', port: 9464 });
+    expect(parseMetricsListen('[2001:db8::1]:9464', true)).toEqual({ host: '2001:db8::1', port: 9464 });
+    expect(() => parseMetricsListen('0.0.0.0', true)).toThrow(MetricsListenError);
   });
 
   it('serves GET /metrics on loopback, with the daemon and default metrics, and nothing else', async () => {
@@ -26,7 +58,7 @@ describe('metrics endpoint', () => {
     metrics.grants.inc({ step: 'service' });
     let scrapes = 0;
     metrics.registry.beforeScrape(() => (scrapes += 1));
-    server = await startMetricsServer('127.0.0.1:0', metrics.registry);
+    server = await startMetricsServer({ listen: '127.0.0.1:0' }, metrics.registry);
     const { port } = server.address() as AddressInfo;
     const ok = await fetch(`http://127.0.0.1:${port}/metrics`);
     expect(ok.status).toBe(200);
@@ -49,10 +81,64 @@ describe('metrics endpoint', () => {
     metrics.registry.beforeScrape(() => {
       if (fail) throw new Error('pool gone');
     });
-    server = await startMetricsServer('127.0.0.1:0', metrics.registry);
+    server = await startMetricsServer({ listen: '127.0.0.1:0' }, metrics.registry);
     const { port } = server.address() as AddressInfo;
     expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(500);
     fail = false;
     expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(200);
+  });
+
+  describe('off loopback', () => {
+    let dir: string;
+    let serverPair: PemPair;
+    let clients: ReturnType<typeof caAndLeaf>;
+    let stranger: ReturnType<typeof caAndLeaf>;
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), 'kp-metrics-tls-'));
+      serverPair = selfSigned(dir, 'metrics');
+      clients = caAndLeaf(dir, 'prometheus');
+      stranger = caAndLeaf(dir, 'stranger');
+    });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('with a bearer token: the right token gets the metrics; none, a wrong one or another scheme get 401, counted, and the server goes on', async () => {
+      const metrics = createDaemonMetrics(() => 0);
+      const token = 'a1b2c3d4e5f6a7b8c9d0e1f2';
+      const onUnauthorized = () => metrics.metricsUnauthorized.inc();
+      server = await startMetricsServer({ listen: '0.0.0.0:0', auth: { tokenDigest: digestKey(token) }, onUnauthorized }, metrics.registry);
+      const { port } = server.address() as AddressInfo;
+      const get = (authorization?: string) => fetch(`http://127.0.0.1:${port}/metrics`, authorization ? { headers: { authorization } } : {});
+      const refused = await Promise.all(
+        [undefined, 'Bearer wrong', `Bearer ${token}x`, `Basic ${Buffer.from(`u:${token}`).toString('base64')}`, `Bearer ${token} extra`, 'Bearer'].map(get),
+      );
+      expect(refused.map((res) => res.status)).toEqual([401, 401, 401, 401, 401, 401]);
+      expect(refused[0]!.headers.get('www-authenticate')).toBe('Bearer realm="knock-port metrics"');
+      expect(await refused[1]!.text()).not.toContain('knockport_');
+      expect(await valueOf(metrics.metricsUnauthorized)).toBe(6);
+      const ok = await get(`Bearer ${token}`);
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toMatch(/^knockport_metrics_unauthorized_total 6$/m);
+    });
+
+    it('over TLS with client certificates: only a client whose certificate the CA signed gets through', async () => {
+      const metrics = createDaemonMetrics(() => 0);
+      const tls = { ...serverPair, clientCa: clients.ca.cert };
+      server = await startMetricsServer({ listen: '0.0.0.0:0', auth: { tls } }, metrics.registry);
+      const { port } = server.address() as AddressInfo;
+      expect(await tlsGet(port, serverPair.cert, clients.leaf)).toBe(200);
+      expect(await tlsGet(port, serverPair.cert, stranger.leaf)).not.toBe(200);
+      expect(await tlsGet(port, serverPair.cert)).not.toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined))?.status).toBeUndefined();
+      expect(await tlsGet(port, serverPair.cert, clients.leaf)).toBe(200);
+    });
+
+    it('TLS alone does not make an address other than loopback acceptable; unreadable files are named', async () => {
+      const metrics = createDaemonMetrics(() => 0);
+      await expect(startMetricsServer({ listen: '0.0.0.0:0', auth: { tls: serverPair } }, metrics.registry)).rejects.toThrow(MetricsListenError);
+      const missing = { cert: join(dir, 'none.pem'), key: serverPair.key, clientCa: clients.ca.cert };
+      await expect(startMetricsServer({ listen: '0.0.0.0:0', auth: { tls: missing } }, metrics.registry)).rejects.toThrow(
+        /metrics_tls_cert .*none\.pem cannot be read/,
+      );
+    });
   });
 });

@@ -47,7 +47,7 @@ describe('Granter', () => {
     const sessions = await SessionStore.open({ stateDir: dir, logger: logs.logger }, []);
     const metrics = createDaemonMetrics(() => sessions.size);
     const firewall = new RecordingFirewall();
-    return { logs, sessions, metrics, firewall, granter: new Granter({ firewall, sessions, logger: logs.logger, metrics }) };
+    return { logs, sessions, metrics, firewall, granter: new Granter({ firewall, sessions, logger: logs.logger, metrics, backend: 'nftables' }) };
   }
 
   it('grants in the firewall, records, logs one line and counts', async () => {
@@ -68,15 +68,23 @@ describe('Granter', () => {
       { ip: '10.0.0.1', app: 'vpn', user: 'alice', step: 'service', ttl: 60 },
     ]);
     expect(await valueOf(metrics.grants, { step: 'service' })).toBe(1);
+    expect(await valueOf(metrics.appGrants, { app: 'vpn', step: 'step2' })).toBe(1);
+    expect(await valueOf(metrics.appGrants, { app: 'vpn', step: 'service' })).toBe(1);
     expect(await metrics.registry.metrics()).toMatch(/knockport_knock_to_grant_seconds_count\{step="service"\} 1/);
     await sessions.close();
   });
 
-  it('records nothing when the firewall refuses', async () => {
-    const { sessions, firewall, granter } = await setup();
+  it('records nothing when the firewall refuses, and counts the failure by backend and step', async () => {
+    const { sessions, metrics, firewall, granter } = await setup();
     firewall.failing = true;
     await expect(granter.openService('10.0.0.1', vpn, alice)).rejects.toThrow(/transaction failed/);
+    await expect(granter.openStep2Window('10.0.0.1', vpn, alice)).rejects.toThrow(/transaction failed/);
+    await expect(granter.openService('10.0.0.2', ssh, alice)).rejects.toThrow(/transaction failed/);
     expect(sessions.list()).toEqual([]);
+    expect(await valueOf(metrics.grantFailures, { backend: 'nftables', step: 'service' })).toBe(2);
+    expect(await valueOf(metrics.grantFailures, { backend: 'nftables', step: 'step2' })).toBe(1);
+    expect(await valueOf(metrics.grants, { step: 'service' })).toBe(0);
+    expect(await valueOf(metrics.appGrants, { app: 'vpn', step: 'service' })).toBe(0);
     await sessions.close();
   });
 
