@@ -35,7 +35,16 @@ async function everyDaemonMetric(): Promise<string> {
   );
   registerTlsMetrics(registry, { notAfter: () => new Date(), reloadRefused: () => false });
   registerGateMetrics(registry, { reportMode: () => false, wouldDrop: async () => [], onReadError: () => {} });
-  createClusterMetrics(registry, { connected: () => true, synced: () => true, lagSeconds: () => 0, reconnects: () => 0, snapshots: () => 0, backlog: () => 0 });
+  createClusterMetrics(registry, {
+    connected: () => true,
+    synced: () => true,
+    lagSeconds: () => 0,
+    reconnects: () => 0,
+    snapshots: () => 0,
+    oversized: () => 0,
+    clockOffsetSeconds: () => 0,
+    backlog: () => 0,
+  });
   return registry.metrics();
 }
 
