@@ -111,7 +111,7 @@ chmod 640 "$STAGE/etc/$NAME/config.yaml"
 
 # --- documentation --------------------------------------------------------------------------
 DOC="$STAGE/usr/share/doc/$NAME"
-install -d "$DOC" "$STAGE/usr/share/man/man1" "$STAGE/usr/share/lintian/overrides"
+install -d "$DOC" "$DOC/manual" "$DOC/examples" "$STAGE/usr/share/lintian/overrides"
 install -m 644 "$HERE/copyright" "$DOC/copyright"
 gzip -9n < "$ROOT/CHANGELOG.md" > "$DOC/changelog.gz"
 # A Debian changelog: lintian and apt-listchanges read it.
@@ -120,7 +120,22 @@ gzip -9n < "$ROOT/CHANGELOG.md" > "$DOC/changelog.gz"
   printf '  * Built from the upstream sources; see changelog.gz.\n\n'
   printf ' -- %s  %s\n' "$MAINTAINER" "$(date -R -d "@$(stat -c %Y "$ROOT/package.json")")"
 } | gzip -9n > "$DOC/changelog.Debian.gz"
-gzip -9n < "$HERE/knock-port.1" > "$STAGE/usr/share/man/man1/knock-port.1.gz"
+# The man pages, generated from the code (npm run docs:generate): each into man<section>.
+for page in "$ROOT"/packaging/man/*.[0-9]; do
+  section=${page##*.}
+  install -d "$STAGE/usr/share/man/man$section"
+  gzip -9n < "$page" > "$STAGE/usr/share/man/man$section/$(basename "$page").gz"
+done
+# The README and the operator's manual, as the man pages' SEE ALSO names them; the examples.
+# Files over 4 KB are compressed, as Debian policy asks (12.3).
+install -m 644 "$ROOT/README.md" "$DOC/README.md"
+install -m 644 "$ROOT"/docs/manual/*.md "$DOC/manual/"
+install -m 644 "$ROOT/config.example.yaml" "$DOC/examples/config.example.yaml"
+cp -r "$ROOT/packaging/fail2ban" "$DOC/examples/fail2ban"
+find "$DOC" \( -name '*.md' -o -name '*.yaml' \) -size +4k -exec gzip -9n {} +
+# Bash and zsh completions, generated from the command tree.
+install -D -m 644 "$ROOT/packaging/completions/knock-port.bash" "$STAGE/usr/share/bash-completion/completions/knock-port"
+install -D -m 644 "$ROOT/packaging/completions/_knock-port" "$STAGE/usr/share/zsh/vendor-completions/_knock-port"
 install -m 644 "$HERE/lintian-overrides" "$STAGE/usr/share/lintian/overrides/$NAME"
 
 # --- shared objects: stripped, and their libraries in Depends --------------------------------

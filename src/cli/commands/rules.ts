@@ -5,10 +5,15 @@
 import type { Command } from 'commander';
 import { chooseCapture, createFirewall } from '../../firewall/index.js';
 import { addConfigOptions, addIptablesVariantOption, FIREWALL_OVERRIDES, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
+import { addExamples } from '../help.js';
 
 export function registerRules(program: Command): void {
-  addIptablesVariantOption(
-    addConfigOptions(program.command('rules').description('print the firewall rules that would be installed'), FIREWALL_OVERRIDES),
+  addExamples(
+    addIptablesVariantOption(addConfigOptions(program.command('rules').description('print the firewall rules that would be installed'), FIREWALL_OVERRIDES)),
+    [
+      { command: 'knock-port rules -c /etc/knock-port/config.yaml', what: 'review the nftables rules before the first run' },
+      { command: 'knock-port rules --firewall-type iptables --iptables-variant legacy', what: 'the same rules for iptables-legacy with ipset' },
+    ],
   ).action(async (opts: FirewallCommandOptions) => {
     const config = loadConfigFromOptions(opts);
     const firewall = createFirewall(config, { iptablesVariant: opts.iptablesVariant });
