@@ -4,10 +4,21 @@ _knock_port() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     next="$path${path:+ }${COMP_WORDS[i]}"
     case "$next" in
-      "run"|"check"|"rules"|"replay"|"watch"|"sessions"|"revoke"|"health"|"confirm"|"uninstall"|"knock"|"demo"|"hash-key"|"totp"|"totp new"|"totp code") path=$next ;;
+      "init"|"user"|"user add"|"run"|"check"|"rules"|"replay"|"watch"|"sessions"|"revoke"|"health"|"confirm"|"uninstall"|"knock"|"demo"|"hash-key"|"totp"|"totp new"|"totp code") path=$next ;;
     esac
   done
   case "$path:$prev" in
+    "init:-c") COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "init:--config") COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "init:--interface") COMPREPLY=(); return ;;
+    "init:--host") COMPREPLY=(); return ;;
+    "init:--app") COMPREPLY=(); return ;;
+    "init:--port") COMPREPLY=(); return ;;
+    "init:--user") COMPREPLY=(); return ;;
+    "user add:--app") COMPREPLY=(); return ;;
+    "user add:--host") COMPREPLY=(); return ;;
+    "user add:-c") COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "user add:--config") COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "run:-c") COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "run:--config") COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "run:--firewall-type") COMPREPLY=($(compgen -W "nftables iptables vyos" -- "$cur")); return ;;
@@ -96,7 +107,10 @@ _knock_port() {
     "totp code:--secret") COMPREPLY=(); return ;;
   esac
   case "$path" in
-    "") words="run check rules replay watch sessions revoke health confirm uninstall knock demo hash-key totp -V --version --help" ;;
+    "") words="init user run check rules replay watch sessions revoke health confirm uninstall knock demo hash-key totp -V --version --help" ;;
+    "init") words="-c --config --interface --host --app --port --user --totp --force --help" ;;
+    "user") words="add --help" ;;
+    "user add") words="--app --totp --in-config --host -c --config --help" ;;
     "run") words="-c --config --firewall-type --http-port --https-port --capture --state-dir --waf-https-port --waf-trusted-ips --iptables-variant --log-level --log-time --cert --key --trial --help" ;;
     "check") words="-c --config --firewall-type --http-port --https-port --capture --waf-https-port --waf-trusted-ips --cert --key --json --no-interface-check --help" ;;
     "rules") words="-c --config --firewall-type --http-port --https-port --capture --waf-https-port --waf-trusted-ips --iptables-variant --help" ;;
