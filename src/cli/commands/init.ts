@@ -11,7 +11,7 @@ import { APP_NAME } from '../../config/schema.js';
 import { requireInterfaces } from '../../firewall/interface-presence.js';
 import { addExamples } from '../help.js';
 import { DEFAULT_CONFIG_PATH, parsePort } from '../options.js';
-import { defaultRouteInterface, findTlsPair, interfaceAddress, makeSelfSignedPair, minimalConfigYaml } from '../provision/init.js';
+import { defaultRouteInterface, findTlsPair, interfaceAddress, interfaceAddresses, makeSelfSignedPair, minimalConfigYaml } from '../provision/init.js';
 import { printBundle } from '../provision/print-bundle.js';
 import { addUser, writeProtected } from '../provision/user-file.js';
 import { processTerminal, type Terminal } from '../terminal.js';
@@ -54,7 +54,7 @@ export function registerInit(program: Command, terminal: Terminal = processTermi
     if (interfaceExt === undefined) throw new KnockUsageError('no default route to take the external interface from: give --interface NAME');
     const host = opts.host ?? interfaceAddress(interfaceExt);
     mkdirSync(dirname(opts.config), { recursive: true, mode: 0o755 });
-    const tls = findTlsPair(opts.config) ?? makeSelfSignedPair(opts.config, host ?? 'knock-port');
+    const tls = findTlsPair(opts.config) ?? makeSelfSignedPair(opts.config, [...(opts.host ? [opts.host] : []), ...interfaceAddresses(interfaceExt)]);
     writeProtected(opts.config, minimalConfigYaml({ interfaceExt, tls, app: opts.app, port: opts.port }), opts.config);
     const { secrets, file, config } = addUser(
       { configPath: opts.config, name: opts.user, app: opts.app, totp: opts.totp === true, inConfig: false },

@@ -36,12 +36,17 @@ function readLines(path: string): string[] {
   }
 }
 
+/** The interface's addresses clients may use: IPv4 first, then global IPv6 (no link-local). */
+export function interfaceAddresses(name: string): string[] {
+  const addresses = (networkInterfaces()[name] ?? []).filter((address) => !address.internal || name === 'lo');
+  const v4 = addresses.filter((address) => address.family === 'IPv4');
+  const v6 = addresses.filter((address) => address.family === 'IPv6' && !address.address.toLowerCase().startsWith('fe80'));
+  return [...v4, ...v6].map((address) => address.address);
+}
+
 /** An address clients may reach the gateway at: the interface's first IPv4, else its first global IPv6. */
 export function interfaceAddress(name: string): string | undefined {
-  const addresses = (networkInterfaces()[name] ?? []).filter((address) => !address.internal);
-  const v4 = addresses.find((address) => address.family === 'IPv4');
-  const v6 = addresses.find((address) => address.family === 'IPv6' && !address.address.toLowerCase().startsWith('fe80'));
-  return (v4 ?? v6)?.address;
+  return interfaceAddresses(name)[0];
 }
 
 export interface TlsPair {
@@ -73,13 +78,18 @@ export function findTlsPair(configPath: string, letsencrypt = '/etc/letsencrypt/
 /** Days a self-signed certificate made by init stays valid: about two years, then run init's command again. */
 export const SELF_SIGNED_DAYS = 825;
 
-/** A self-signed pair in `tls/` next to the config, naming `host` so that clients can verify it. */
-export function makeSelfSignedPair(configPath: string, host: string): TlsPair {
+/**
+ * A self-signed pair in `tls/` next to the config, naming each of `names` (addresses and host
+ * names clients use) so that clients can verify it with the certificate itself.
+ */
+export function makeSelfSignedPair(configPath: string, names: readonly string[]): TlsPair {
   const dir = join(dirname(configPath), 'tls');
-  const ip = isIP(host) !== 0;
   mkdirSync(dir, { recursive: true, mode: 0o750 });
   protectLike(dir, configPath, 0o750);
-  const { cert, key } = createSelfSignedCert(dir, host, ip ? [host] : [], { days: SELF_SIGNED_DAYS, dnsNames: ip ? [] : [host] });
+  const unique = [...new Set(names)];
+  const ips = unique.filter((name) => isIP(name) !== 0);
+  const dnsNames = unique.filter((name) => isIP(name) === 0);
+  const { cert, key } = createSelfSignedCert(dir, unique[0] ?? 'knock-port', ips, { days: SELF_SIGNED_DAYS, dnsNames });
   protectLike(key, configPath);
   return { cert, key, selfSigned: true };
 }
