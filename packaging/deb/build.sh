@@ -86,7 +86,7 @@ find "$STAGE/$LIB/node_modules" -type f -perm /111 -exec sh -c '
 # The package.json node reads: "type": "module" makes bin/ and dist/ ES modules.
 node -e '
   const p = require(process.argv[1]);
-  const keep = { name: p.name, version: p.version, description: p.description, license: p.license, type: p.type, bin: p.bin, engines: p.engines, dependencies: p.dependencies };
+  const keep = { name: p.name, version: p.version, description: p.description, license: p.license, type: p.type, bin: p.bin, engines: p.engines, dependencies: p.dependencies, optionalDependencies: p.optionalDependencies };
   for (const build of ["node-gyp", "node-addon-api"]) delete keep.dependencies[build];
   process.stdout.write(JSON.stringify(keep, null, 2) + "\n");' "$ROOT/package.json" > "$STAGE/$LIB/package.json"
 

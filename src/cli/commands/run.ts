@@ -10,6 +10,7 @@ import { createLogger } from '../../shared/log.js';
 import { SystemdNotifier } from '../../systemd/notify.js';
 import { logFields } from '../../step2/served-certificate.js';
 import { requireCapabilities } from '../capabilities.js';
+import { loadNativeAddon } from '../../native/addon.js';
 import { addTlsOptions, checkedTlsFor, type TlsPathOptions } from '../tls-options.js';
 import { exposedKeysWarning } from '../../config/file-exposure.js';
 import type { Config } from '../../config/types.js';
@@ -89,6 +90,8 @@ export function registerRun(program: Command): void {
       // capability, exits with its own code and no rule installed (no lockout by a typo).
       const tls = checkedTlsFor(config, opts);
       requireCapabilities(config);
+      // The addon too: without it the step-1 workers would fail once the gate is installed.
+      loadNativeAddon();
       logger.info(logFields(tls.certificate), 'TLS certificate checked');
       for (const warning of tls.warnings) logger.warn(warning);
       // The same warning as `knock-port check`: keys in clear that every user of the host can read.
