@@ -143,9 +143,15 @@ export function mergeFiles(main: SourceFile, dropIns: readonly SourceFile[]): Me
     locate(issue) {
       const mount = mountOf(mounts, issue.path);
       const fromPath = [...mount.from, ...issue.path.slice(mount.at.length)];
-      const located = locateIn(mount.yaml, mount.file, fromPath, issue.atKey === true);
-      // The message names the merged path (what the loader saw), the position the file's own.
-      return { ...located, path: formatKeyPath(issue.path), message: issue.message, ...(mount.file === main.file ? {} : { file: mount.file }) };
+      const { line, column } = locateIn(mount.yaml, mount.file, fromPath, issue.atKey === true);
+      // The message names the merged path (what the loader saw), the position the file's own;
+      // the config file itself goes unnamed, as before drop-ins existed.
+      return {
+        path: formatKeyPath(issue.path),
+        ...(line !== undefined ? { line, column } : {}),
+        message: issue.message,
+        ...(mount.file === main.file ? {} : { file: mount.file }),
+      };
     },
   };
 }

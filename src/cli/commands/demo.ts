@@ -3,7 +3,6 @@
  * this host (root); the work is in demo/run-demo.ts.
  */
 import type { Command } from 'commander';
-import { runDemo } from '../../demo/run-demo.js';
 import { addExamples } from '../help.js';
 
 export function registerDemo(program: Command): void {
@@ -20,6 +19,7 @@ export function registerDemo(program: Command): void {
     { command: 'sudo knock-port demo', what: 'watch a knock open a port, step by step' },
     { command: 'sudo knock-port demo --keep', what: 'then try it yourself; Ctrl-C removes everything' },
   ]).action(async (opts: { keep?: boolean; quiet?: boolean }) => {
+    const { runDemo } = await import('../../demo/run-demo.js');
     await runDemo({ keep: opts.keep === true, quiet: opts.quiet === true });
   });
 }

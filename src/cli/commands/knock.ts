@@ -8,7 +8,7 @@ import { describeError } from '../../shared/errors.js';
 import { CREDENTIAL_ENV, resolveCredentials, type CredentialFlags } from '../../client/credentials.js';
 import { KnockUsageError } from '../../client/errors.js';
 import { exitCodeHelp, KnockExitCode } from '../../client/exit-codes.js';
-import { knock, type KnockPlan } from '../../client/knock.js';
+import type { knock as knockType, KnockPlan } from '../../client/knock.js';
 import { resolveTarget, type TargetOptions } from '../../client/target.js';
 import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
 import { parsePort } from '../options.js';
@@ -95,8 +95,10 @@ export function registerKnock(program: Command, terminal: Terminal = processTerm
   });
 }
 
-async function runKnock(flags: KnockFlags, terminal: Terminal): ReturnType<typeof knock> {
+async function runKnock(flags: KnockFlags, terminal: Terminal): ReturnType<typeof knockType> {
   const plan = buildPlan(flags, terminal);
+  // Loaded when a knock runs, so that --help stays fast.
+  const { knock } = await import('../../client/knock.js');
   return knock(plan, {
     report: (line) => {
       if (!flags.quiet) terminal.stderr.write(`${line}\n`);

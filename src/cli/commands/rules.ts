@@ -3,7 +3,6 @@
  * operator can review them before running the daemon; changes nothing.
  */
 import type { Command } from 'commander';
-import { chooseCapture, createFirewall } from '../../firewall/index.js';
 import { addConfigOptions, addIptablesVariantOption, FIREWALL_OVERRIDES, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
 import { addExamples } from '../help.js';
 
@@ -16,6 +15,7 @@ export function registerRules(program: Command): void {
     ],
   ).action(async (opts: FirewallCommandOptions) => {
     const config = loadConfigFromOptions(opts);
+    const { chooseCapture, createFirewall } = await import('../../firewall/index.js');
     const firewall = createFirewall(config, { iptablesVariant: opts.iptablesVariant });
     const mode = config.global.capture;
     const { capture, reason } = chooseCapture(mode, mode === 'auto' ? await firewall.capabilities() : { nfqueue: true, nflog: true, notes: [] });

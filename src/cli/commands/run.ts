@@ -3,7 +3,7 @@
  * systemd notifier, and stops it on SIGTERM/SIGINT (reload on SIGHUP is the daemon's).
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { Daemon } from '../../daemon.js';
+import type { Daemon } from '../../daemon.js';
 import { describeError, errorFields, SetupExitCode } from '../../shared/errors.js';
 import { MAX_TRIAL_SECONDS } from '../../control/trial.js';
 import { createLogger } from '../../shared/log.js';
@@ -102,6 +102,9 @@ export function registerRun(program: Command): void {
       // What is about to be installed, so that removal finds it whatever the config says by then.
       const { firewallType, tableName, controlSocket } = config.global;
       recordInstall(config.global.stateDir, { firewallType, tableName, iptablesVariant: opts.iptablesVariant, controlSocket });
+      // Loaded here, not at the top: the daemon's modules (metrics, cluster store) are most of
+      // what `knock-port --help` would otherwise load.
+      const { Daemon } = await import('../../daemon.js');
       daemon = await Daemon.start({
         config,
         reloadConfig: loadChecked,

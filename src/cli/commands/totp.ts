@@ -3,7 +3,6 @@
  * prints the current code for a secret, for scripts and tests.
  */
 import type { Command } from 'commander';
-import QRCode from 'qrcode';
 import { newTotpSecret, otpauthUri, totpAt } from '../../auth/totp.js';
 import { base32Decode } from '../../shared/otp-format.js';
 import { KnockUsageError } from '../../client/errors.js';
@@ -23,7 +22,7 @@ export function registerTotp(program: Command, terminal: Terminal = processTermi
       const secret = newTotpSecret();
       const uri = otpauthUri(secret, flags.user, flags.issuer);
       terminal.stdout.write(`secret: ${secret}\nuri:    ${uri}\nconfig: totp_secret: ${secret}   (on this user in the app's users: list)\n`);
-      if (terminal.stdoutIsTTY) terminal.stdout.write(await QRCode.toString(uri, { type: 'terminal', small: true }));
+      if (terminal.stdoutIsTTY) terminal.stdout.write(await (await import('qrcode')).default.toString(uri, { type: 'terminal', small: true }));
     },
   );
 

@@ -1,7 +1,6 @@
 /** The client bundle of a user just added, as `user add` and `init` print it. */
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import QRCode from 'qrcode';
 import { otpauthUri } from '../../auth/totp.js';
 import type { Config } from '../../config/types.js';
 import { publicStep2Port } from '../../config/types.js';
@@ -39,7 +38,9 @@ export async function printBundle(terminal: Terminal, request: BundleRequest): P
     ...(secrets.totpSecret ? { totpSecret: secrets.totpSecret } : {}),
     ...(certificate ? { selfSignedCertificate: certificate } : {}),
   };
-  const qr = secrets.totpSecret ? await QRCode.toString(otpauthUri(secrets.totpSecret, request.user), { type: 'terminal', small: true }) : undefined;
+  const qr = secrets.totpSecret
+    ? await (await import('qrcode')).default.toString(otpauthUri(secrets.totpSecret, request.user), { type: 'terminal', small: true })
+    : undefined;
   terminal.stdout.write(bundleText(input, qr));
 }
 
