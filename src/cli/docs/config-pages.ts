@@ -33,7 +33,7 @@ export function configManPage(): string {
     ],
     ...sections.map(sectionRoff),
     ['.SH EXAMPLE', '.nf', ...MINIMAL_EXAMPLE.split('\n').map((line) => safeLine(escapeRoff(line))), '.fi'],
-    ['.SH SEE ALSO', '.BR knock-port (8),', '.BR knock-port-knock (1),', italic('/usr/share/doc/knock-port/manual/configuration.md')],
+    ['.SH SEE ALSO', '.BR knock-port (8),', '.BR knock-port-knock (1),', italic('/usr/share/doc/knock-port/manual/')],
   ]);
 }
 
