@@ -127,7 +127,17 @@ install -m 644 "$ROOT/packaging/systemd/knock-port.service" "$SRC/debian/knock-p
 install -m 644 "$ROOT/packaging/systemd/knock-port.sysusers" "$SRC/debian/knock-port.sysusers"
 install -m 644 "$ROOT/packaging/systemd/knock-port.tmpfiles" "$SRC/debian/knock-port.tmpfiles"
 node "$HERE/example-config.mjs" "$ROOT/config.example.yaml" > "$SRC/extra/config.yaml"
-install -m 644 "$HERE/knock-port.1" "$SRC/extra/knock-port.1"
+# The man pages and shell completions generated from the code (npm run docs:generate), the README,
+# the operator's manual and the examples: debhelper puts them where man, the shells and
+# /usr/share/doc/<package>/ expect them.
+install -d "$SRC/extra/man" "$SRC/extra/doc/manual" "$SRC/extra/examples" "$SRC/extra/completions"
+install -m 644 "$ROOT"/packaging/man/*.[0-9] "$SRC/extra/man/"
+install -m 644 "$ROOT/README.md" "$SRC/extra/doc/README.md"
+install -m 644 "$ROOT"/docs/manual/*.md "$SRC/extra/doc/manual/"
+install -m 644 "$ROOT/config.example.yaml" "$SRC/extra/examples/config.example.yaml"
+cp -r "$ROOT/packaging/fail2ban" "$SRC/extra/examples/fail2ban"
+install -m 644 "$ROOT/packaging/completions/knock-port.bash" "$SRC/extra/completions/knock-port"
+install -m 644 "$ROOT/packaging/completions/_knock-port" "$SRC/extra/completions/_knock-port"
 install -m 644 "$ROOT/CHANGELOG.md" "$SRC/extra/CHANGELOG.md"
 install -d "$SRC/extra/monitoring"
 install -m 644 "$ROOT"/packaging/monitoring/knock-port-* "$SRC/extra/monitoring/"

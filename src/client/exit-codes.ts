@@ -24,7 +24,8 @@ export const KnockExitCode = {
 
 export type KnockExitCode = (typeof KnockExitCode)[keyof typeof KnockExitCode];
 
-const MEANINGS: Record<KnockExitCode, string> = {
+/** What each code of `knock` means; read by its `--help` and its man page. */
+export const KNOCK_EXIT_MEANINGS: Record<KnockExitCode, string> = {
   0: 'knock accepted (and, with --wait, the service port is open)',
   1: 'other failure (unexpected HTTP status, local error)',
   2: 'usage error (unknown option, bad or missing argument, invalid combination), as for every command',
@@ -39,6 +40,6 @@ const MEANINGS: Record<KnockExitCode, string> = {
 
 /** The exit-code table as shown at the end of `knock-port knock --help`. */
 export function exitCodeHelp(): string {
-  const lines = Object.entries(MEANINGS).map(([code, meaning]) => `  ${code.padStart(2)}  ${meaning}`);
+  const lines = Object.entries(KNOCK_EXIT_MEANINGS).map(([code, meaning]) => `  ${code.padStart(2)}  ${meaning}`);
   return `\nExit codes:\n${lines.join('\n')}\n`;
 }

@@ -11,6 +11,8 @@ export interface ConfigIssue {
   line?: number;
   column?: number;
   message: string;
+  /** The drop-in file the problem is in; absent for the config file itself. */
+  file?: string;
 }
 
 export type KeyPath = readonly (string | number)[];
@@ -27,13 +29,15 @@ export function formatKeyPath(path: KeyPath): string {
 
 /** `FILE:LINE:COL: PATH: message`, dropping the parts that are unknown. */
 export function formatIssue(source: string, issue: ConfigIssue): string {
-  const where = issue.line === undefined ? source : `${source}:${issue.line}:${issue.column ?? 1}`;
+  const file = issue.file ?? source;
+  const where = issue.line === undefined ? file : `${file}:${issue.line}:${issue.column ?? 1}`;
   return issue.path === '' ? `${where}: ${issue.message}` : `${where}: ${issue.path}: ${issue.message}`;
 }
 
-/** Issues in file order, so the operator can fix them top to bottom. */
+/** Issues in file order (the config file's first, then each drop-in's), so the operator can fix them top to bottom. */
 export function sortIssues(issues: readonly ConfigIssue[]): ConfigIssue[] {
-  return [...issues].sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+  const fileOrder = (issue: ConfigIssue) => issue.file ?? '';
+  return [...issues].sort((a, b) => fileOrder(a).localeCompare(fileOrder(b)) || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
 }
 
 /** The config cannot be used; the message lists every problem found, not only the first. */

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { explainReadError } from '../shared/read-error.js';
-import { ConfigError, formatIssue, formatKeyPath, type ConfigIssue, type PathIssue } from './issues.js';
+import { ConfigError, formatIssue, type ConfigIssue, type PathIssue } from './issues.js';
 import { buildCluster, readClusterSecrets, type ClusterSecrets } from './cluster.js';
 import { readMetricsAuth, type MetricsAuthRead } from './metrics-auth.js';
 import { checkPolicy, type Sections } from './policy.js';
@@ -14,7 +14,7 @@ import { closestMatch } from './suggest.js';
 import { readFolderSecrets } from './totp-folder.js';
 import type { AppConfig, CaptureMode, Config, FirewallType } from './types.js';
 import { appUsers, type AppUser } from './users.js';
-import { parseYaml, type YamlSource } from './yaml-source.js';
+import { dropInFiles, mergeFiles, type SourceFile } from './drop-ins.js';
 
 export { ConfigError, type ConfigIssue } from './issues.js';
 
@@ -31,6 +31,7 @@ export interface ConfigOverrides {
   trustedProxies?: string[];
 }
 
+/** Reads the config file and its drop-ins (conf.d/*.yaml, users.d/*.yaml next to it; see drop-ins.ts). */
 export function loadConfigFile(path: string, overrides: ConfigOverrides = {}): Config {
   let text: string;
   try {
@@ -38,7 +39,8 @@ export function loadConfigFile(path: string, overrides: ConfigOverrides = {}): C
   } catch (err) {
     throw new ConfigError(path, [{ path: '', message: `cannot read the config file: ${explainReadError(err, path)}${directoryHint(err, path)}` }]);
   }
-  return parseConfig(text, path, overrides);
+  const dropIns = dropInFiles(path);
+  return parseConfigFiles({ file: path, text }, dropIns.files, overrides, dropIns.issues);
 }
 
 /** `-c /etc/knock-port`: which file to name instead. */
@@ -48,9 +50,15 @@ function directoryHint(err: unknown, path: string): string {
   return existsSync(inside) ? `; give the file: -c ${inside}` : '; give the YAML file with -c FILE';
 }
 
+/** One config text, without drop-ins. */
 export function parseConfig(text: string, source: string, overrides: ConfigOverrides = {}): Config {
-  const yaml = parseYaml(text);
-  if (yaml.syntaxIssues.length > 0) throw new ConfigError(source, yaml.syntaxIssues);
+  return parseConfigFiles({ file: source, text }, [], overrides);
+}
+
+function parseConfigFiles(main: SourceFile, dropIns: readonly SourceFile[], overrides: ConfigOverrides, readIssues: readonly ConfigIssue[] = []): Config {
+  const source = main.file;
+  const yaml = mergeFiles(main, dropIns);
+  if (yaml.issues.length > 0 || readIssues.length > 0) throw new ConfigError(source, [...readIssues, ...yaml.issues]);
 
   const read = readSections(yaml.data);
   const sections: Sections = {
@@ -76,26 +84,20 @@ export function parseConfig(text: string, source: string, overrides: ConfigOverr
   if (errors.length > 0 || !sections.global)
     throw new ConfigError(
       source,
-      errors.map((issue) => locate(yaml, issue)),
+      errors.map((issue) => yaml.locate(issue)),
     );
 
-  const warnings = [...policy.warnings, ...(clusterSecrets?.warnings ?? []), ...(metricsAuth?.warnings ?? [])].map((issue) =>
-    formatIssue(source, locate(yaml, issue)),
-  );
+  const warnings = [...policy.warnings, ...(clusterSecrets?.warnings ?? []), ...(metricsAuth?.warnings ?? [])].map((issue) => formatIssue(source, yaml.locate(issue)));
   const config: Config = {
     global: buildGlobal(sections.global, clusterSecrets, metricsAuth),
     apps: sections.apps.map(({ name, app }) => buildApp(name, app, sections.global!, users.get(name)!, fromFolder?.secrets)),
     source,
+    ...(yaml.dropIns.length > 0 ? { dropIns: yaml.dropIns } : {}),
     ...([...users.values()].flat().some((user) => user.step1Key.clear !== undefined || user.step2Key.clear !== undefined)
       ? { keysInClear: true as const }
       : {}),
   };
   return warnings.length > 0 ? { ...config, warnings } : config;
-}
-
-function locate(yaml: YamlSource, issue: PathIssue): ConfigIssue {
-  const position = issue.atKey ? yaml.locateKey(issue.path) : yaml.locate(issue.path);
-  return { path: formatKeyPath(issue.path), ...(position ? { line: position.line, column: position.column } : {}), message: issue.message };
 }
 
 interface ReadSections {

@@ -6,6 +6,7 @@
 import { describeClusterStore } from './cluster.js';
 import { describeStep1Queues, resolveStep1Workers } from './workers.js';
 import { publicStep2Port, type AppConfig, type Config, type Destination, type GlobalConfig } from './types.js';
+import { dropInLabel } from './drop-ins.js';
 
 function describeDestination(destination: Destination): string {
   if (destination.kind === 'local') return 'local';
@@ -51,7 +52,7 @@ export function summarizeConfig(config: Config, hostWarnings: readonly string[] 
   ]);
   const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
   const lines = [
-    `config OK: ${config.source}`,
+    `config OK: ${config.source}${config.dropIns ? ` with ${config.dropIns.map(dropInLabel).join(', ')}` : ''}`,
     `step 1: ${global.step1Port}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per source (IPv4 /${global.sourcePrefixV4}, IPv6 /${global.sourcePrefixV6})`,
     `firewall: ${global.firewallType} (table ${global.tableName}); gate: ${describeGate(global)}; capture: ${global.capture}; IPv6: ${global.ipv6 ? 'on' : 'off'}; interfaces: ${global.interfaceExt} (external), ${global.interfaceInt} (internal)`,
     `step-1 capture: ${describeStep1Queues({ ...global, step1Workers: resolveStep1Workers(global.step1Workers) })}`,

@@ -186,6 +186,8 @@ export interface Config {
   apps: AppConfig[];
   /** File the config was read from, for messages. */
   source: string;
+  /** The drop-ins merged into it (conf.d/*.yaml, users.d/*.yaml), in the order read. */
+  dropIns?: string[];
   /** Accepted but noteworthy settings, as `FILE:LINE:COL: PATH: message` (log them at start). */
   warnings?: string[];
   /** Some key was written in clear rather than as a `sha256:` digest (see file-exposure.ts). */

@@ -57,14 +57,20 @@ export function createTopology(labels: { gateway: string; client: string; lan: s
 }
 
 /**
- * A fresh self-signed P-256 certificate and key in `dir` (`cert.pem`, `key.pem`), valid two
- * days, with the given IP addresses as subject alternative names so that clients can verify
- * it with `--cacert`.
+ * A fresh self-signed P-256 certificate and key in `dir` (`cert.pem`, `key.pem`), valid `days`
+ * (two by default, the demo's), with the given IP addresses and DNS names as subject alternative
+ * names so that clients can verify it with `--cacert`.
  */
-export function createSelfSignedCert(dir: string, commonName: string, ipAddresses: readonly string[] = []): { cert: string; key: string } {
+export function createSelfSignedCert(
+  dir: string,
+  commonName: string,
+  ipAddresses: readonly string[] = [],
+  { days = 2, dnsNames = [] }: { days?: number; dnsNames?: readonly string[] } = {},
+): { cert: string; key: string } {
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
-  const altNames = ipAddresses.length > 0 ? ['-addext', `subjectAltName=${ipAddresses.map((ip) => `IP:${ip}`).join(',')}`] : [];
+  const names = [...ipAddresses.map((ip) => `IP:${ip}`), ...dnsNames.map((name) => `DNS:${name}`)];
+  const altNames = names.length > 0 ? ['-addext', `subjectAltName=${names.join(',')}`] : [];
   execFileSync(
     'openssl',
     [
@@ -76,7 +82,7 @@ export function createSelfSignedCert(dir: string, commonName: string, ipAddresse
       'ec_paramgen_curve:P-256',
       '-nodes',
       '-days',
-      '2',
+      String(days),
       '-subj',
       `/CN=${commonName}`,
       ...altNames,

@@ -132,6 +132,11 @@ let cached: NativeAddon | undefined;
 /** Loads the addon once; throws NativeAddonMissingError with the fix when it is absent or stale. */
 export function loadNativeAddon(): NativeAddon {
   if (cached) return cached;
+  if (process.platform !== 'linux') {
+    throw new NativeAddonMissingError(
+      `the gateway commands need Linux (netfilter); this is ${process.platform}. On this machine knock-port knock works: it needs no native code`,
+    );
+  }
   let addon: NativeAddon;
   try {
     addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;

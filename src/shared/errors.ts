@@ -12,6 +12,13 @@ export const SetupExitCode = {
   trialNotConfirmed: 12,
 } as const;
 
+/** What each SetupExitCode means, for `run --help` and the man page. */
+export const SETUP_EXIT_MEANINGS: Record<(typeof SetupExitCode)[keyof typeof SetupExitCode], string> = {
+  10: 'the TLS certificate or key cannot be used (run, and check when it checks them); nothing is installed',
+  11: 'run lacks a capability (CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE); nothing is installed',
+  12: 'run --trial: no knock-port confirm came in time, and the gate was removed on purpose',
+};
+
 /** Base class for errors whose message is meant for the operator, as is. */
 export class KnockPortError extends Error {
   /** The command's exit code when this error ends it; undefined: 1, a runtime failure. */

@@ -11,6 +11,7 @@ import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
 import { TlsFileError, type CheckedTls } from '../../step2/tls-files.js';
 import { addTlsOptions, checkedTlsIfNamed, tlsSummary, writeTlsSummary, type TlsPathOptions, type TlsSummary } from '../tls-options.js';
 import { addConfigOptions, FIREWALL_OVERRIDES, loadConfigFromOptions, type ConfigOptions } from '../options.js';
+import { addExamples } from '../help.js';
 
 /**
  * Exit 0 with a summary, or exit 1 with every problem found. An exact interface name that
@@ -20,27 +21,30 @@ import { addConfigOptions, FIREWALL_OVERRIDES, loadConfigFromOptions, type Confi
  * summary and every warning, or the errors; never a path, key or TOTP secret.
  */
 export function registerCheck(program: Command, terminal: Terminal = processTerminal()): void {
-  addTlsOptions(
+  const check = addTlsOptions(
     addConfigOptions(program.command('check').description('validate a config file and print a summary (no secrets)'), FIREWALL_OVERRIDES),
     'checked as run checks it',
   )
     .option('--json', 'print one JSON object: {ok, config, summary, warnings} or {ok: false, config, errors}')
-    .option('--no-interface-check', "do not compare the interface names with this host's interfaces (a config written for another host; run still does)")
-    .action((opts: CheckOptions) => {
-      if (opts.json !== true) {
-        const config = loadConfigFromOptions(opts);
-        const tls = checkedTlsIfNamed(config, opts);
-        const ssh = sshLockoutWarning(config, process.env.SSH_CONNECTION);
-        terminal.stdout.write(summarizeConfig(config, [...hostInterfaceWarnings(config, opts), ...(ssh !== undefined ? [ssh] : [])]));
-        if (tls) writeTlsSummary(terminal, tls);
-        const exposed = exposedKeysWarning(config);
-        if (exposed !== undefined) terminal.stderr.write(`${ERROR_PREFIX}warning: ${exposed}\n`);
-        return;
-      }
-      const { report, exitCode } = checkReport(opts);
-      terminal.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-      if (!report.ok) terminal.setExitCode(exitCode);
-    });
+    .option('--no-interface-check', "do not compare the interface names with this host's interfaces (a config written for another host; run still does)");
+  addExamples(check, [
+    { command: 'knock-port check -c /etc/knock-port/config.yaml', what: 'check the config (and the TLS files it names) before a restart' },
+    { command: 'knock-port check --json --no-interface-check -c gw-b.yaml', what: 'check a config written for another host, for a script' },
+  ]).action((opts: CheckOptions) => {
+    if (opts.json !== true) {
+      const config = loadConfigFromOptions(opts);
+      const tls = checkedTlsIfNamed(config, opts);
+      const ssh = sshLockoutWarning(config, process.env.SSH_CONNECTION);
+      terminal.stdout.write(summarizeConfig(config, [...hostInterfaceWarnings(config, opts), ...(ssh !== undefined ? [ssh] : [])]));
+      if (tls) writeTlsSummary(terminal, tls);
+      const exposed = exposedKeysWarning(config);
+      if (exposed !== undefined) terminal.stderr.write(`${ERROR_PREFIX}warning: ${exposed}\n`);
+      return;
+    }
+    const { report, exitCode } = checkReport(opts);
+    terminal.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    if (!report.ok) terminal.setExitCode(exitCode);
+  });
 }
 
 interface CheckOptions extends ConfigOptions, TlsPathOptions {

@@ -3,13 +3,17 @@ import type { Command } from 'commander';
 import { processTerminal, type Terminal } from '../terminal.js';
 import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
 import { callDaemon } from '../../control/client.js';
+import { addExamples } from '../help.js';
 
 /** Exit 0 once the trial is confirmed; 1 when the daemon is not in a trial (or cannot be reached), saying why. */
 export function registerConfirm(program: Command, terminal: Terminal = processTerminal()): void {
-  addControlSocketOptions(
+  const confirm = addControlSocketOptions(
     program.command('confirm').description('keep the gate of a daemon started with run --trial (else it removes the gate when the trial ends)'),
-  ).action(async (options: ControlSocketOptions) => {
-    const confirmed = await callDaemon(resolveControlSocket(options), { cmd: 'confirm' }, 'confirmed');
-    terminal.stdout.write(`trial confirmed with ${confirmed.secondsLeft} s left: the gate stays\n`);
-  });
+  );
+  addExamples(confirm, [{ command: 'knock-port confirm', what: 'after `run --trial 300` and a knock that worked from outside: keep the gate' }]).action(
+    async (options: ControlSocketOptions) => {
+      const confirmed = await callDaemon(resolveControlSocket(options), { cmd: 'confirm' }, 'confirmed');
+      terminal.stdout.write(`trial confirmed with ${confirmed.secondsLeft} s left: the gate stays\n`);
+    },
+  );
 }

@@ -3,10 +3,10 @@
  * this host (root); the work is in demo/run-demo.ts.
  */
 import type { Command } from 'commander';
-import { runDemo } from '../../demo/run-demo.js';
+import { addExamples } from '../help.js';
 
 export function registerDemo(program: Command): void {
-  program
+  const demo = program
     .command('demo')
     .description('show knock-port working, step by step, in a throwaway network of namespaces on this host (root)')
     .option('--keep', 'leave the demo network and daemon running after the steps, until Ctrl-C')
@@ -14,8 +14,12 @@ export function registerDemo(program: Command): void {
     .addHelpText(
       'after',
       '\nNeeds root and the ip, nft, curl and openssl commands. Everything it makes (three network\nnamespaces, a config with random secrets, a self-signed certificate) is removed when it ends.\nExit code 0 when every step behaved as expected.',
-    )
-    .action(async (opts: { keep?: boolean; quiet?: boolean }) => {
-      await runDemo({ keep: opts.keep === true, quiet: opts.quiet === true });
-    });
+    );
+  addExamples(demo, [
+    { command: 'sudo knock-port demo', what: 'watch a knock open a port, step by step' },
+    { command: 'sudo knock-port demo --keep', what: 'then try it yourself; Ctrl-C removes everything' },
+  ]).action(async (opts: { keep?: boolean; quiet?: boolean }) => {
+    const { runDemo } = await import('../../demo/run-demo.js');
+    await runDemo({ keep: opts.keep === true, quiet: opts.quiet === true });
+  });
 }

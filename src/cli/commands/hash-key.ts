@@ -6,20 +6,21 @@ import type { Command } from 'commander';
 import { hashedKeyString } from '../../config/key-digest.js';
 import { KnockUsageError } from '../../client/errors.js';
 import { processTerminal, readAll, type Terminal } from '../terminal.js';
+import { addExamples } from '../help.js';
 
 /** The config refuses shorter keys; refuse them here too rather than print a useless hash. */
 export const MIN_KEY_LENGTH = 10;
 
 export function registerHashKey(program: Command, terminal: Terminal = processTerminal()): void {
-  program
-    .command('hash-key')
-    .description('read a key on stdin (not echoed on a terminal) and print its sha256: form for the config')
-    .addHelpText('after', '\nExample:\n  knock-port hash-key < key.txt      # prints sha256:<64 hex digits>\n')
-    .action(async () => {
-      const key = await readKey(terminal);
-      if (key.length < MIN_KEY_LENGTH) throw new KnockUsageError(`the key has ${key.length} characters; use at least ${MIN_KEY_LENGTH}`);
-      terminal.stdout.write(`${hashedKeyString(key)}\n`);
-    });
+  const hashKey = program.command('hash-key').description('read a key on stdin (not echoed on a terminal) and print its sha256: form for the config');
+  addExamples(hashKey, [
+    { command: 'knock-port hash-key < key.txt', what: 'print sha256:<64 hex digits> for the key in key.txt' },
+    { command: 'openssl rand -hex 16 | tee key.txt | knock-port hash-key', what: 'make a key, keep it for the client, print its digest' },
+  ]).action(async () => {
+    const key = await readKey(terminal);
+    if (key.length < MIN_KEY_LENGTH) throw new KnockUsageError(`the key has ${key.length} characters; use at least ${MIN_KEY_LENGTH}`);
+    terminal.stdout.write(`${hashedKeyString(key)}\n`);
+  });
 }
 
 async function readKey(terminal: Terminal): Promise<string> {

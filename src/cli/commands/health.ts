@@ -5,10 +5,11 @@ import { addControlSocketOptions, resolveControlSocket, type ControlSocketOption
 import { callDaemon } from '../../control/client.js';
 import { formatClusterHealth, formatGateHealth, formatTrialHealth } from '../../control/format.js';
 import { ExitCode } from '../../client/exit-codes.js';
+import { addExamples } from '../help.js';
 
 /** Exit 0 when the daemon answers healthy; 1 when unhealthy or unreachable, saying why. */
 export function registerHealth(program: Command, terminal: Terminal = processTerminal()): void {
-  addControlSocketOptions(
+  const health = addControlSocketOptions(
     program
       .command('health')
       .description('check that the running daemon answers and is healthy (exit 0), else exit 1')
@@ -16,7 +17,11 @@ export function registerHealth(program: Command, terminal: Terminal = processTer
         '--json',
         'print the health report as JSON: {healthy, problems, warnings, tls} (and cluster when clustered, gate in report mode, trial while one waits for confirm)',
       ),
-  ).action(async (options: ControlSocketOptions & { json?: boolean }) => {
+  );
+  addExamples(health, [
+    { command: 'knock-port health', what: 'is the daemon up and its gate in place? (exit 0 or 1)' },
+    { command: 'knock-port health --json', what: 'the whole report, for monitoring' },
+  ]).action(async (options: ControlSocketOptions & { json?: boolean }) => {
     const health = await callDaemon(resolveControlSocket(options), { cmd: 'health' }, 'health');
     if (options.json === true) terminal.stdout.write(`${JSON.stringify(health, null, 2)}\n`);
     else if (health.healthy) terminal.stdout.write('healthy\n');

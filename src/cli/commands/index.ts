@@ -6,6 +6,7 @@ import { registerConfirm } from './confirm.js';
 import { registerDemo } from './demo.js';
 import { registerHashKey } from './hash-key.js';
 import { registerHealth } from './health.js';
+import { registerInit } from './init.js';
 import { registerKnock } from './knock.js';
 import { registerReplay } from './replay.js';
 import { registerRevoke } from './revoke.js';
@@ -14,11 +15,14 @@ import { registerRun } from './run.js';
 import { registerSessions } from './sessions.js';
 import { registerTotp } from './totp.js';
 import { registerUninstall } from './uninstall.js';
+import { registerUser } from './user.js';
 import { registerWatch } from './watch.js';
 
 /** One file per command; each adds itself (with its own --help) to the program. */
 export function registerCommands(program: Command, terminal: Terminal = processTerminal()): void {
   const registers: ((program: Command, terminal: Terminal) => void)[] = [
+    registerInit,
+    registerUser,
     registerRun,
     registerCheck,
     registerRules,

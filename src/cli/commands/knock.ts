@@ -8,10 +8,11 @@ import { describeError } from '../../shared/errors.js';
 import { CREDENTIAL_ENV, resolveCredentials, type CredentialFlags } from '../../client/credentials.js';
 import { KnockUsageError } from '../../client/errors.js';
 import { exitCodeHelp, KnockExitCode } from '../../client/exit-codes.js';
-import { knock, type KnockPlan } from '../../client/knock.js';
+import type { knock as knockType, KnockPlan } from '../../client/knock.js';
 import { resolveTarget, type TargetOptions } from '../../client/target.js';
 import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
 import { parsePort } from '../options.js';
+import { addExamples } from '../help.js';
 
 /** The parsed flags, named as the option parser names them after `--http-port`, `--https-key`, .... */
 interface KnockFlags {
@@ -45,7 +46,7 @@ interface KnockFlags {
 const DEFAULT_WAIT_SECONDS = 30;
 
 export function registerKnock(program: Command, terminal: Terminal = processTerminal()): void {
-  program
+  const knockCommand = program
     .command('knock')
     .description('knock as a client: step 1 (stealth HTTP), then step 2 (HTTPS), optionally wait for the service port')
     .option('--url <url>', 'step-1 URL http://host[:port]/path and/or step-2 URL https://host[:port]/path (repeatable)', collect)
@@ -73,19 +74,31 @@ export function registerKnock(program: Command, terminal: Terminal = processTerm
     .option('--step2-connect-timeout <seconds>', 'keep retrying to connect to step 2 while it opens, this long', parseSeconds, 2)
     .option('--timeout <seconds>', 'bound on the step-2 TLS handshake and answer', parseSeconds, 10)
     .option('-q, --quiet', 'print errors only')
-    .addHelpText('after', exitCodeHelp())
-    .action(async (flags: KnockFlags) => {
-      const outcome = await runKnock(flags, terminal).catch((err: unknown) => ({
-        exitCode: err instanceof KnockUsageError ? KnockExitCode.usage : KnockExitCode.failed,
-        error: describeError(err),
-      }));
-      if (outcome.error !== undefined) terminal.stderr.write(`${ERROR_PREFIX}${outcome.error}\n`);
-      terminal.setExitCode(outcome.exitCode);
-    });
+    .addHelpText('after', exitCodeHelp());
+  addExamples(knockCommand, [
+    {
+      command: 'knock-port knock --url http://gw.example.net/STEP1-PATH --url https://gw.example.net/STEP2-PATH --app ssh --key-file alice.keys',
+      what: 'open ssh for this host, with the key file `user add` printed',
+    },
+    {
+      command:
+        'knock-port knock --host gw.example.net --http-path /STEP1-PATH --https-path /STEP2-PATH --app ssh --key-file alice.keys --totp --service-port 22 && ssh gw.example.net',
+      what: 'ask for the TOTP code, wait until port 22 answers, then connect',
+    },
+  ]).action(async (flags: KnockFlags) => {
+    const outcome = await runKnock(flags, terminal).catch((err: unknown) => ({
+      exitCode: err instanceof KnockUsageError ? KnockExitCode.usage : KnockExitCode.failed,
+      error: describeError(err),
+    }));
+    if (outcome.error !== undefined) terminal.stderr.write(`${ERROR_PREFIX}${outcome.error}\n`);
+    terminal.setExitCode(outcome.exitCode);
+  });
 }
 
-async function runKnock(flags: KnockFlags, terminal: Terminal): ReturnType<typeof knock> {
+async function runKnock(flags: KnockFlags, terminal: Terminal): ReturnType<typeof knockType> {
   const plan = buildPlan(flags, terminal);
+  // Loaded when a knock runs, so that --help stays fast.
+  const { knock } = await import('../../client/knock.js');
   return knock(plan, {
     report: (line) => {
       if (!flags.quiet) terminal.stderr.write(`${line}\n`);

@@ -9,6 +9,7 @@ import { formatDecisionJson, formatDecisionText, formatSummary } from '../../ste
 import { TrafficInspector } from '../../step1/traffic.js';
 import { addConfigOptions, loadConfigFromOptions, type ConfigOptions } from '../options.js';
 import { PrefilterJudge } from './replay-prefilter.js';
+import { addExamples } from '../help.js';
 
 /**
  * Decision lines for every step-1 packet of a pcap/pcapng file, as the daemon would decide
@@ -30,14 +31,18 @@ export function replayCapture(file: string, config: Config, json: boolean): stri
 }
 
 export function registerReplay(program: Command): void {
-  addConfigOptions(
+  const replay = addConfigOptions(
     program
       .command('replay')
       .description('replay a pcap/pcapng file through the step-1 inspector: one line per step-1 packet, as the daemon would decide')
       .argument('<file>', 'capture file (pcap or pcapng; Ethernet, raw IP, Linux SLL/SLL2)')
       .option('--json', 'one JSON object per line (time, src, sport, dst, dport, result, reason, app, user, prefilter)'),
     ['--http-port'],
-  ).action((file: string, opts: ConfigOptions & { json?: boolean }) => {
+  );
+  addExamples(replay, [
+    { command: 'tcpdump -i eth0 -w knocks.pcap tcp port 80; knock-port replay knocks.pcap', what: 'why was a knock refused? capture it, then replay it' },
+    { command: 'knock-port replay --json knocks.pcapng | jq .reason', what: 'the reasons alone, for a script' },
+  ]).action((file: string, opts: ConfigOptions & { json?: boolean }) => {
     const lines = replayCapture(file, loadConfigFromOptions(opts), opts.json === true);
     process.stdout.write(lines.length > 0 ? `${lines.join('\n')}\n` : '');
   });

@@ -5,6 +5,7 @@ import { addControlSocketOptions, resolveControlSocket, type ControlSocketOption
 import { ControlCommandError } from '../../control/errors.js';
 import { sendControlRequest } from '../../control/client.js';
 import { canonicalIp } from '../../shared/ip.js';
+import { addExamples } from '../help.js';
 
 function parseIp(value: string): string {
   const ip = canonicalIp(value);
@@ -13,13 +14,17 @@ function parseIp(value: string): string {
 }
 
 export function registerRevoke(program: Command, terminal: Terminal = processTerminal()): void {
-  addControlSocketOptions(
+  const revoke = addControlSocketOptions(
     program
       .command('revoke')
       .description("close an IP's grants now: all of them, or one app's (via the control socket)")
       .argument('<ip>', 'client address', parseIp)
       .option('--app <name>', "only this app's service grant"),
-  ).action(async (ip: string, options: ControlSocketOptions & { app?: string }) => {
+  );
+  addExamples(revoke, [
+    { command: 'knock-port revoke 203.0.113.7', what: 'close every grant of 203.0.113.7 now' },
+    { command: 'knock-port revoke 2001:db8::7 --app ssh', what: 'close only its ssh grant' },
+  ]).action(async (ip: string, options: ControlSocketOptions & { app?: string }) => {
     const request = options.app === undefined ? { cmd: 'revoke' as const, ip } : { cmd: 'revoke' as const, ip, app: options.app };
     const response = await sendControlRequest(resolveControlSocket(options), request);
     if (!response.ok) throw new ControlCommandError(response.error);

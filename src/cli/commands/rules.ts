@@ -3,14 +3,19 @@
  * operator can review them before running the daemon; changes nothing.
  */
 import type { Command } from 'commander';
-import { chooseCapture, createFirewall } from '../../firewall/index.js';
 import { addConfigOptions, addIptablesVariantOption, FIREWALL_OVERRIDES, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
+import { addExamples } from '../help.js';
 
 export function registerRules(program: Command): void {
-  addIptablesVariantOption(
-    addConfigOptions(program.command('rules').description('print the firewall rules that would be installed'), FIREWALL_OVERRIDES),
+  addExamples(
+    addIptablesVariantOption(addConfigOptions(program.command('rules').description('print the firewall rules that would be installed'), FIREWALL_OVERRIDES)),
+    [
+      { command: 'knock-port rules -c /etc/knock-port/config.yaml', what: 'review the nftables rules before the first run' },
+      { command: 'knock-port rules --firewall-type iptables --iptables-variant legacy', what: 'the same rules for iptables-legacy with ipset' },
+    ],
   ).action(async (opts: FirewallCommandOptions) => {
     const config = loadConfigFromOptions(opts);
+    const { chooseCapture, createFirewall } = await import('../../firewall/index.js');
     const firewall = createFirewall(config, { iptablesVariant: opts.iptablesVariant });
     const mode = config.global.capture;
     const { capture, reason } = chooseCapture(mode, mode === 'auto' ? await firewall.capabilities() : { nfqueue: true, nflog: true, notes: [] });

@@ -4,14 +4,19 @@ import { processTerminal, type Terminal } from '../terminal.js';
 import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
 import { callDaemon } from '../../control/client.js';
 import { formatSessionsTable } from '../../control/format.js';
+import { addExamples } from '../help.js';
 
 export function registerSessions(program: Command, terminal: Terminal = processTerminal()): void {
-  addControlSocketOptions(
+  const sessions = addControlSocketOptions(
     program
       .command('sessions')
       .description('list live grants of the running daemon: ip, app, user, step, seconds left (via the control socket)')
       .option('--json', 'print JSON instead of a table'),
-  ).action(async (options: ControlSocketOptions & { json?: boolean }) => {
+  );
+  addExamples(sessions, [
+    { command: 'knock-port sessions', what: 'who holds a grant now' },
+    { command: 'knock-port sessions --json | jq \'.[] | select(.app == "ssh")\'', what: "the ssh app's grants, for a script" },
+  ]).action(async (options: ControlSocketOptions & { json?: boolean }) => {
     const sessions = await callDaemon(resolveControlSocket(options), { cmd: 'sessions' }, 'sessions');
     terminal.stdout.write(options.json ? `${JSON.stringify(sessions, null, 2)}\n` : formatSessionsTable(sessions));
   });

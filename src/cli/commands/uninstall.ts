@@ -19,6 +19,7 @@ import {
 } from '../../firewall/install-record.js';
 import { processTerminal, type Terminal } from '../terminal.js';
 import { addConfigOptions, addIptablesVariantOption, FIREWALL_OVERRIDES, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
+import { addExamples } from '../help.js';
 
 /** A daemon still runs: it would put the rules back on its next maintenance tick. */
 export class DaemonRunningError extends KnockPortError {}
@@ -71,26 +72,28 @@ interface UninstallOptions extends FirewallCommandOptions {
 const FROM_STATE_CONFLICTS = ['config', 'firewallType', 'httpPort', 'httpsPort', 'capture', 'wafHttpsPort', 'wafTrustedIps', 'iptablesVariant'];
 
 export function registerUninstall(program: Command, terminal: Terminal = processTerminal(), firewallFor: FirewallFactory = createFirewall): void {
-  addIptablesVariantOption(
+  const uninstall = addIptablesVariantOption(
     addConfigOptions(
       program.command('uninstall').description('remove every firewall rule and set knock-port installed (stop the daemon first)'),
       FIREWALL_OVERRIDES,
     ),
-  )
-    .addOption(
-      new Option(
-        '--from-state <dir>',
-        "remove what the daemon recorded as installed in its state directory (state_dir, e.g. /var/lib/knock-port) instead of what -c's config says; needs no valid config",
-      ).conflicts(FROM_STATE_CONFLICTS),
-    )
-    .action(async (opts: UninstallOptions) => {
-      if (opts.fromState !== undefined) return uninstallRecorded(opts.fromState, terminal, firewallFor);
-      const config = loadConfigFromOptions(opts);
-      await refuseWhileRunning(config.global.controlSocket);
-      const firewall = firewallFor(config, { iptablesVariant: opts.iptablesVariant });
-      await firewall.uninstall();
-      terminal.stdout.write(`removed knock-port's ${firewall.type} rules and sets; its protected ports are no longer filtered by knock-port\n`);
-    });
+  ).addOption(
+    new Option(
+      '--from-state <dir>',
+      "remove what the daemon recorded as installed in its state directory (state_dir, e.g. /var/lib/knock-port) instead of what -c's config says; needs no valid config",
+    ).conflicts(FROM_STATE_CONFLICTS),
+  );
+  addExamples(uninstall, [
+    { command: 'systemctl stop knock-port && knock-port uninstall', what: 'open every protected port again, as the config says' },
+    { command: 'knock-port uninstall --from-state /var/lib/knock-port', what: 'remove what the daemon recorded, with no valid config' },
+  ]).action(async (opts: UninstallOptions) => {
+    if (opts.fromState !== undefined) return uninstallRecorded(opts.fromState, terminal, firewallFor);
+    const config = loadConfigFromOptions(opts);
+    await refuseWhileRunning(config.global.controlSocket);
+    const firewall = firewallFor(config, { iptablesVariant: opts.iptablesVariant });
+    await firewall.uninstall();
+    terminal.stdout.write(`removed knock-port's ${firewall.type} rules and sets; its protected ports are no longer filtered by knock-port\n`);
+  });
 }
 
 /**

@@ -110,6 +110,15 @@ describe.skipIf(skip)('the Debian package', () => {
       './etc/knock-port/config.yaml',
       './usr/share/doc/knock-port/copyright',
       './usr/share/doc/knock-port/changelog.gz',
+      './usr/share/doc/knock-port/README.md.gz',
+      './usr/share/doc/knock-port/manual/configuration.md.gz',
+      './usr/share/doc/knock-port/examples/config.example.yaml.gz',
+      './usr/share/doc/knock-port/examples/fail2ban/filter.d/knock-port.conf',
+      './usr/share/man/man8/knock-port.8.gz',
+      './usr/share/man/man5/knock-port.yaml.5.gz',
+      './usr/share/man/man1/knock-port-knock.1.gz',
+      './usr/share/bash-completion/completions/knock-port',
+      './usr/share/zsh/vendor-completions/_knock-port',
     ]) {
       expect(contents).toContain(` ${path}\n`);
     }

@@ -1,13 +1,15 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SetupExitCode } from '../../../src/shared/errors.js';
 
 const UNIT_PATH = new URL('../../../packaging/systemd/knock-port.service', import.meta.url);
 const SYSUSERS_PATH = new URL('../../../packaging/systemd/knock-port.sysusers', import.meta.url);
 const unitText = readFileSync(UNIT_PATH, 'utf8');
+const MAN_PAGES = fileURLToPath(new URL('../../../packaging/man/', import.meta.url));
 
 const hasSystemdTools = spawnSync('systemd-analyze', ['--version']).status === 0 && spawnSync('systemd-sysusers', ['--version']).status === 0;
 if (!hasSystemdTools) console.warn('SKIPPED systemd verification: systemd-analyze/systemd-sysusers not installed (apt-get install systemd)');
@@ -78,14 +80,26 @@ describe.skipIf(!hasSystemdTools)('systemd tools accept the packaging files', ()
   const dir = mkdtempSync(join(tmpdir(), 'knock-systemd-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  // verify also checks that every Exec path exists and is executable; knock-port is not
-  // installed here, so a copy points at the node binary (what /usr/bin/knock-port runs).
+  // verify also checks that every Exec path exists and is executable, and that `man` finds each
+  // Documentation= page; knock-port is not installed here, so a copy points at the node binary
+  // (what /usr/bin/knock-port runs) and MANPATH at the pages the package installs.
+  const manDir = join(dir, 'man');
+  for (const page of readdirSync(MAN_PAGES)) {
+    mkdirSync(join(manDir, `man${page.split('.').at(-1)!}`), { recursive: true });
+    copyFileSync(join(MAN_PAGES, page), join(manDir, `man${page.split('.').at(-1)!}`, page));
+  }
   function verify(text: string): { status: number | null; stderr: string } {
     const path = join(dir, 'knock-port.service');
     writeFileSync(path, text.replaceAll('/usr/bin/knock-port', process.execPath));
-    const result = spawnSync('systemd-analyze', ['verify', path], { encoding: 'utf8' });
+    const result = spawnSync('systemd-analyze', ['verify', path], { encoding: 'utf8', env: { ...process.env, MANPATH: manDir } });
     return { status: result.status, stderr: result.stderr };
   }
+
+  it('points systemctl help to the man pages and the documentation the package installs', () => {
+    const documentation = directives(unitText).filter((d) => d.section === 'Unit' && d.key === 'Documentation');
+    expect(documentation.map((d) => d.value)).toEqual(['man:knock-port(8) man:knock-port.yaml(5) file:/usr/share/doc/knock-port/']);
+    for (const page of ['knock-port.8', 'knock-port.yaml.5']) expect(existsSync(new URL(`../../../packaging/man/${page}`, import.meta.url))).toBe(true);
+  });
 
   it('systemd-analyze verify reports nothing at all about the unit', () => {
     expect(verify(unitText)).toEqual({ status: 0, stderr: '' });

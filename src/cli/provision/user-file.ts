@@ -1,0 +1,104 @@
+/**
+ * Adding a user to a config: fresh keys, stored as digests in a drop-in `users.d/NAME.yaml`
+ * (or in the config file itself), checked by loading the whole config again; on any problem the
+ * files are put back as they were.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseDocument, YAMLSeq } from 'yaml';
+import { newTotpSecret } from '../../auth/totp.js';
+import { hashedKeyString } from '../../config/key-digest.js';
+import { loadConfigFile } from '../../config/load.js';
+import { USER_NAME } from '../../config/schema.js';
+import type { Config } from '../../config/types.js';
+import { KnockUsageError } from '../../client/errors.js';
+
+/** A new user's secrets, in clear: shown once, in the client bundle. */
+export interface NewUserSecrets {
+  step1Key: string;
+  step2Key: string;
+  totpSecret?: string;
+}
+
+export interface AddUserRequest {
+  configPath: string;
+  name: string;
+  app: string;
+  totp: boolean;
+  /** Write into the config file itself instead of users.d/NAME.yaml. */
+  inConfig: boolean;
+}
+
+/** 128 random bits as hex: what `openssl rand -hex 16` makes, as the manual advises. */
+export function randomKey(): string {
+  return randomBytes(16).toString('hex');
+}
+
+/** A request path of 128 random bits. */
+export function randomPath(): string {
+  return `/${randomKey()}`;
+}
+
+export function userDropInPath(configPath: string, name: string): string {
+  return join(dirname(configPath), 'users.d', `${name}.yaml`);
+}
+
+/** The apps a user may be added to, and their users' names. */
+export type KnownApps = Pick<Config, 'source'> & { apps: readonly { name: string; users: readonly { name: string }[] }[] };
+
+/** Adds the user and returns its secrets and the config as loaded with it; throws, changing nothing, when that fails. */
+export function addUser(request: AddUserRequest, config: KnownApps): { secrets: NewUserSecrets; file: string; config: Config } {
+  if (!USER_NAME.test(request.name)) throw new KnockUsageError(`user name '${request.name}': expected a letter or digit then up to 63 of A-Z a-z 0-9 _ . @ -`);
+  const app = config.apps.find((candidate) => candidate.name === request.app);
+  if (!app) throw new KnockUsageError(`no app '${request.app}' in ${config.source} (apps: ${config.apps.map((a) => a.name).join(', ') || 'none'})`);
+  if (app.users.some((user) => user.name === request.name)) throw new KnockUsageError(`app ${request.app} already has a user ${request.name}`);
+  const secrets: NewUserSecrets = { step1Key: randomKey(), step2Key: randomKey(), ...(request.totp ? { totpSecret: newTotpSecret() } : {}) };
+  const entry = {
+    name: request.name,
+    access_key_http: hashedKeyString(secrets.step1Key),
+    access_key_https: hashedKeyString(secrets.step2Key),
+    ...(secrets.totpSecret ? { totp_secret: secrets.totpSecret } : {}),
+  };
+  const file = request.inConfig ? request.configPath : userDropInPath(request.configPath, request.name);
+  const before = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+  writeProtected(file, withUser(before, request.app, entry, request.name), request.configPath);
+  try {
+    return { secrets, file, config: loadConfigFile(request.configPath) };
+  } catch (err) {
+    if (before === undefined) rmSync(file, { force: true });
+    else writeFileSync(file, before);
+    throw err;
+  }
+}
+
+/** The YAML text with the user appended to the app's users (the file's comments kept). */
+function withUser(text: string | undefined, app: string, entry: Record<string, string>, name: string): string {
+  const header = `# User ${name}, added by knock-port user add; keys as digests (the client holds the keys).\n`;
+  const doc = parseDocument(text ?? header);
+  if (doc.errors.length > 0) throw new KnockUsageError(`cannot add to a file that is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]!}`);
+  const users = doc.getIn([app, 'users']);
+  if (users instanceof YAMLSeq) users.add(doc.createNode(entry));
+  else doc.setIn([app, 'users'], doc.createNode([entry]));
+  return doc.toString();
+}
+
+/**
+ * Writes a file that holds secrets (TOTP secrets are in clear): mode 0640 and the config's group,
+ * so the daemon's user reads it and no other user does.
+ */
+export function writeProtected(file: string, text: string, configPath: string): void {
+  const newFolder = !existsSync(dirname(file));
+  mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
+  writeFileSync(file, text, { mode: 0o640 });
+  protectLike(file, configPath);
+  if (newFolder) protectLike(dirname(file), configPath, 0o750);
+}
+
+/** Mode `mode` and, as root, the owner and group of the config (root:knock-port once the package set it up). */
+export function protectLike(path: string, configPath: string, mode = 0o640): void {
+  chmodSync(path, mode);
+  if (process.getuid?.() !== 0 || !existsSync(configPath)) return;
+  const owner = statSync(configPath);
+  chownSync(path, owner.uid, owner.gid);
+}
