@@ -87,7 +87,9 @@ function parseConfigFiles(main: SourceFile, dropIns: readonly SourceFile[], over
       errors.map((issue) => yaml.locate(issue)),
     );
 
-  const warnings = [...policy.warnings, ...(clusterSecrets?.warnings ?? []), ...(metricsAuth?.warnings ?? [])].map((issue) => formatIssue(source, yaml.locate(issue)));
+  const warnings = [...policy.warnings, ...(clusterSecrets?.warnings ?? []), ...(metricsAuth?.warnings ?? [])].map((issue) =>
+    formatIssue(source, yaml.locate(issue)),
+  );
   const config: Config = {
     global: buildGlobal(sections.global, clusterSecrets, metricsAuth),
     apps: sections.apps.map(({ name, app }) => buildApp(name, app, sections.global!, users.get(name)!, fromFolder?.secrets)),

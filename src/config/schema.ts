@@ -297,7 +297,7 @@ export const globalSchema = z.strictObject({
   // Off loopback, the endpoint wants a bearer token, or TLS with client certificates (policy.ts).
   metrics_token_file: absolutePath.optional().meta({
     description:
-      'Absolute path of a file holding the bearer token Prometheus must send (`Authorization: Bearer TOKEN`; at least 16 characters, e.g. `openssl rand -hex 32`); readable by the daemon\'s user only. Requests without it get 401 and are counted.',
+      "Absolute path of a file holding the bearer token Prometheus must send (`Authorization: Bearer TOKEN`; at least 16 characters, e.g. `openssl rand -hex 32`); readable by the daemon's user only. Requests without it get 401 and are counted.",
     default: 'none',
     example: '/etc/knock-port/metrics.token',
   }),
