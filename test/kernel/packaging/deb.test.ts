@@ -112,7 +112,7 @@ describe.skipIf(skip)('the Debian package', () => {
       './usr/share/doc/knock-port/changelog.gz',
       './usr/share/doc/knock-port/README.md.gz',
       './usr/share/doc/knock-port/manual/configuration.md.gz',
-      './usr/share/doc/knock-port/examples/config.example.yaml.gz',
+      './usr/share/doc/knock-port/examples/config.example.yaml',
       './usr/share/doc/knock-port/examples/fail2ban/filter.d/knock-port.conf',
       './usr/share/man/man8/knock-port.8.gz',
       './usr/share/man/man5/knock-port.yaml.5.gz',
