@@ -71,6 +71,7 @@ export const DEFAULTS = {
   nflogGroup: 1,
   step1Handshake: 'cookie',
   step1Reply: 'silent',
+  step1Xdp: 'off',
   stateDir: '/var/lib/knock-port',
   tableName: 'knockport',
   ipv6: true,
@@ -153,6 +154,8 @@ export const globalSchema = z.strictObject({
   step1_workers: z.union([z.literal('auto'), z.int().min(1).max(MAX_STEP1_WORKERS)]).default(DEFAULTS.step1Workers),
   step1_handshake: z.enum(['cookie', 'none']).default(DEFAULTS.step1Handshake),
   step1_reply: z.enum(['silent', 'reset']).default(DEFAULTS.step1Reply),
+  // The XDP front on interface_ext: off (default), auto (native, else generic, else off), or one mode.
+  step1_xdp: z.enum(['off', 'auto', 'native', 'generic']).default(DEFAULTS.step1Xdp),
   state_dir: absolutePath.prefault(DEFAULTS.stateDir),
   table_name: z
     .string()
