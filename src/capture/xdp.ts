@@ -8,8 +8,11 @@ import { endianness } from 'node:os';
 import type { Step1Handshake, Step1Reply } from '../config/types.js';
 import { callNative, loadNativeAddon, type NativeXdp } from '../native/addon.js';
 import { parseIpAddress } from '../packet/address.js';
+import { buildSynAck } from '../packet/build.js';
+import { ipv4HeaderChecksum } from '../packet/checksum.js';
+import { TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../packet/decode.js';
 import { KnockPortError } from '../shared/errors.js';
-import { COOKIE_SECRET_BYTES } from '../step1/cookie.js';
+import { COOKIE_SECRET_BYTES, COOKIE_SLOT_MS, KeyedCookieSource } from '../step1/cookie.js';
 import { prefilterPrefix } from '../step1/prefilter.js';
 
 /** The program's counters, in the order of `enum kp_xdp_counter` (native/xdp/step1.h). */
@@ -134,5 +137,72 @@ export class Step1XdpProgram {
   /** Detaches everything it attached and unloads the program. */
   close(): void {
     this.handle.close();
+  }
+}
+
+/** Documentation addresses the self-test answers for, before the real ones are set. */
+const SELF_TEST = { 4: ['192.0.2.7', '192.0.2.1'], 6: ['2001:db8::7', '2001:db8::1'] } as const;
+const SELF_TEST_ETHERNET = { 4: '0200000000010200000000020800', 6: '02000000000102000000000286dd' } as const;
+
+/** A SYN from SELF_TEST[family][0] to [1] at `port`: its IP packet, and the Ethernet frame around it. */
+function selfTestSyn(family: 4 | 6, port: number): { packet: Buffer; frame: Buffer } {
+  const [src, dst] = SELF_TEST[family].map((a) => parseIpAddress(a)!);
+  const tcp = Buffer.alloc(20);
+  tcp.writeUInt16BE(40000, 0);
+  tcp.writeUInt16BE(port, 2);
+  tcp.writeUInt32BE(0x12345678, 4);
+  tcp[12] = 5 << 4;
+  tcp[13] = TCP_SYN;
+  tcp.writeUInt16BE(64240, 14);
+  const ip = Buffer.alloc(family === 4 ? 20 : 40);
+  if (family === 4) {
+    ip[0] = 0x45;
+    ip.writeUInt16BE(40, 2);
+    ip[8] = 64;
+    ip[9] = 6;
+    src!.copy(ip, 12);
+    dst!.copy(ip, 16);
+    ip.writeUInt16BE(ipv4HeaderChecksum(ip, 0, 20), 10);
+  } else {
+    ip.writeUInt32BE(0x60000000, 0);
+    ip.writeUInt16BE(20, 4);
+    ip[6] = 6;
+    ip[7] = 64;
+    src!.copy(ip, 8);
+    dst!.copy(ip, 24);
+  }
+  const packet = Buffer.concat([ip, tcp]);
+  return { packet, frame: Buffer.concat([Buffer.from(SELF_TEST_ETHERNET[family], 'hex'), packet]) };
+}
+
+/**
+ * Before the program is attached anywhere: a SYN run through it (BPF_PROG_TEST_RUN) must come
+ * back as the very SYN-ACK the daemon builds with the same secret. Returns what differed, or
+ * undefined. Leaves the self-test's addresses in the map: set the real ones next.
+ */
+export function selfTestXdp(program: Step1XdpProgram, settings: XdpSettings): string | undefined {
+  const cookie = new KeyedCookieSource(settings.cookieSecret);
+  program.setAddresses([SELF_TEST[4][1], SELF_TEST[6][1]]);
+  program.configure({ ...settings, handshake: 'cookie', reply: 'silent', ipv6: true });
+  try {
+    for (const family of [4, 6] as const) {
+      const { packet, frame } = selfTestSyn(family, settings.step1Port);
+      const view = new TcpSegmentView();
+      decodeTcpPacket(packet, view);
+      // Run again when a cookie slot began in between (one 64-second boundary at most).
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const slot = Math.floor(Date.now() / COOKIE_SLOT_MS);
+        const { action, frame: out } = program.testRun(frame);
+        const now = Date.now();
+        if (Math.floor(now / COOKIE_SLOT_MS) !== slot) continue;
+        if (action !== XDP_ACTION.tx) return `IPv${family} SYN: XDP action ${action}, not XDP_TX`;
+        const expected = buildSynAck(view, cookie.issue(view, now));
+        if (!out.subarray(14).equals(expected)) return `IPv${family} SYN-ACK ${out.subarray(14).toString('hex')}, the daemon's ${expected.toString('hex')}`;
+        break;
+      }
+    }
+    return undefined;
+  } finally {
+    program.configure(settings);
   }
 }
