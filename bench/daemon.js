@@ -76,18 +76,29 @@ function stepOneCounter(gateway, drop) {
   };
 }
 
+/**
+ * Packets the client's interface sent (the kernel's counter, not the sender's report): what the
+ * generator really produced. Some senders print no count, or a wrong one, on some machines.
+ */
+function clientTxPackets(gateway) {
+  const text = gateway.client.tryExec('cat', [`/sys/class/net/${NET.clientIf}/statistics/tx_packets`]);
+  return text.ok ? Number(text.out.trim()) : NaN;
+}
+
 /** The same flood dropped by one nft rule before anything else: what this machine can drop. */
 async function kernelReference(gateway, flood, seconds) {
   const counter = stepOneCounter(gateway, true);
   try {
     const backlogBefore = backlogDrops();
+    const txBefore = clientTxPackets(gateway);
     const run = await flood.run(seconds);
     const dropped = counter.read();
     return {
       sent: run.sent,
       dropped,
       pps: dropped / run.seconds,
-      offeredPps: run.sent / run.seconds,
+      offeredPps: (clientTxPackets(gateway) - txBefore) / run.seconds,
+      senderReportedPps: run.sent / run.seconds,
       generatorCpuPercent: run.generatorCpuPercent,
       senderFailedPasses: run.failedPasses,
       backlogDrops: backlogDrops() - backlogBefore,
@@ -108,6 +119,7 @@ async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during,
     const queueBefore = queueCounters(gateway);
     const backlogBefore = backlogDrops();
     const sampler = startSampler(daemon.pid);
+    const txBefore = clientTxPackets(gateway);
     const sending = flood.start(ratePps, maxSeconds);
     let duringResult;
     if (during) {
@@ -117,6 +129,7 @@ async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during,
       await sleep(seconds * 1000);
     }
     const run = await sending.stop();
+    const offered = clientTxPackets(gateway) - txBefore;
     await sleep(300); // the last batches
     const load = sampler.stop();
     const after = inspected(gateway);
@@ -131,7 +144,8 @@ async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during,
     return {
       sent: run.sent,
       seconds: run.seconds,
-      offeredPps: run.sent / run.seconds,
+      offeredPps: offered / run.seconds,
+      senderReportedPps: run.sent / run.seconds,
       arrived,
       arrivedPps: arrived / run.seconds,
       inspected: count,
