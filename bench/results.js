@@ -93,7 +93,7 @@ function kernelCell(kernel) {
   return `${int(kernel.pps)} (sender ${pct(kernel.generatorCpuPercent)}${failed})`;
 }
 
-/** What the sender says it sent; a replay pass that failed under load sent an unknown part of its packets. */
+/** What the generator produced (the client interface's kernel transmit counter); a replay pass that failed under load sent an unknown part of its packets. */
 function offered(run) {
   if (run.senderFailedPasses > 0) return `offered unknown (${run.senderFailedPasses} replay pass${run.senderFailedPasses > 1 ? 'es' : ''} failed part-way)`;
   return `${int(run.offeredPps)} offered`;
