@@ -207,6 +207,37 @@ static __attribute__((noinline)) int starts_with_prefix(const struct kp_xdp_conf
   return 1;
 }
 
+// Whether the TCP options [options, options + length) are well formed as the daemon's decoder
+// requires (optionsWellFormed, src/packet/decode.ts): 0 ends the list, 1 is a one-byte no-op,
+// every other option has a length of at least 2 that fits, and MSS (kind 2) is exactly 4 bytes.
+// The walk goes byte by byte, skipping to where the next option begins: the offset into the
+// packet is then the loop counter, so the verifier sees one state per byte and not one per path
+// through the options (which exceeded its limit).
+static __attribute__((noinline)) int tcp_options_valid(const __u8* options, __u32 length,
+                                                       const void* data_end) {
+  if (length > KP_XDP_MAX_TCP_OPTIONS) return 0;
+  __u32 next = 0;  // where the next option begins
+#pragma clang loop unroll(disable)
+  for (__u32 at = 0; at < KP_XDP_MAX_TCP_OPTIONS; at++) {
+    if (at >= length) return 1;
+    if (at < next) continue;
+    const __u8* p = options + at;
+    if ((const void*)(p + 1) > data_end) return 0;
+    __u8 kind = p[0];
+    if (kind == 0) return 1;
+    if (kind == 1) {
+      next = at + 1;
+      continue;
+    }
+    if (at + 1 >= length || (const void*)(p + 2) > data_end) return 0;
+    __u32 option_length = p[1];
+    if (option_length < 2 || at + option_length > length) return 0;
+    if (kind == 2 && option_length != 4) return 0;
+    next = at + option_length;
+  }
+  return 1;
+}
+
 // ---- the SYN-ACK, as buildSynAck (src/packet/build.ts) ---------------------------------------
 
 static __always_inline __u32 add_words(const void* start, int length, __u32 sum) {
@@ -340,16 +371,17 @@ static __always_inline int decide(struct xdp_md* ctx, const struct kp_xdp_config
   return count(KP_XDP_PASSED_KNOCK, XDP_PASS);
 }
 
-// Fills the TCP part of `seg`; 0 when the segment is one the daemon's decoder accepts.
+// Fills the TCP part of `seg`; 0 when the segment is one the daemon's decoder accepts, -2 when
+// its options are malformed, -1 when something else is (left to the kernel's rules).
 static __always_inline int parse_tcp(struct segment* seg, void* tcp_start, __u32 segment_length,
                                      void* data_end) {
   struct tcphdr* tcp = tcp_start;
   if ((void*)(tcp + 1) > data_end || segment_length < sizeof(struct tcphdr)) return -1;
   __u32 header_length = tcp->doff * 4;
   if (header_length < sizeof(struct tcphdr) || header_length > segment_length) return -1;
-  // TCP options are not walked (a loop over them exceeds Linux 6.1's verifier): a SYN whose options
-  // the daemon's decoder refuses is answered here all the same, with the same SYN-ACK, and its
-  // knock is judged by the daemon like any other.
+  // The daemon refuses any segment whose options are malformed, without a reply: so does this.
+  if (!tcp_options_valid((const __u8*)(tcp + 1), header_length - sizeof(struct tcphdr), data_end))
+    return -2;
   seg->tcp = tcp;
   seg->payload = (const __u8*)tcp + header_length;
   seg->payload_length = segment_length - header_length;
@@ -385,6 +417,7 @@ int knockport_step1(struct xdp_md* ctx) {
   struct ethhdr* eth = data;
   if ((void*)(eth + 1) > data_end) return XDP_PASS;
   struct segment seg = {};
+  int parsed;
   __u16 port = bpf_htons(cfg->port);
 
   if (eth->h_proto == bpf_htons(ETH_P_IP)) {
@@ -402,8 +435,7 @@ int knockport_step1(struct xdp_md* ctx) {
     if (!ipv4_header_valid(ip) || !is_local((const __u8*)&ip->daddr, 0)) return XDP_PASS;
     __builtin_memcpy(seg.s.saddr, &ip->saddr, 4);
     __builtin_memcpy(seg.s.daddr, &ip->daddr, 4);
-    if (parse_tcp(&seg, tcp, total - sizeof(struct iphdr), data_end) != 0)
-      return count(KP_XDP_PASSED_OTHER, XDP_PASS);
+    parsed = parse_tcp(&seg, tcp, total - sizeof(struct iphdr), data_end);
   } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
     if (!(cfg->flags & KP_XDP_IPV6)) return XDP_PASS;
     struct ipv6hdr* ip6 = (void*)(eth + 1);
@@ -418,10 +450,12 @@ int knockport_step1(struct xdp_md* ctx) {
     __builtin_memcpy(seg.s.saddr, &ip6->saddr, 16);
     __builtin_memcpy(seg.s.daddr, &ip6->daddr, 16);
     seg.ipv6 = 1;
-    if (parse_tcp(&seg, tcp, length, data_end) != 0) return count(KP_XDP_PASSED_OTHER, XDP_PASS);
+    parsed = parse_tcp(&seg, tcp, length, data_end);
   } else {
     return XDP_PASS;  // VLAN tags and everything else
   }
+  if (parsed == -2) return count(KP_XDP_BAD_OPTIONS, XDP_DROP);
+  if (parsed != 0) return count(KP_XDP_PASSED_OTHER, XDP_PASS);
   return decide(ctx, cfg, &seg);
 }
 

@@ -8,6 +8,8 @@
 // The longest request-line prefix compared in XDP; a longer one is compared on this many bytes
 // (the kernel prefilter and the daemon compare the rest).
 #define KP_XDP_MAX_PREFIX 256
+// The most bytes of options a TCP header holds (data offset 15 words).
+#define KP_XDP_MAX_TCP_OPTIONS 40
 
 // kp_xdp_config.flags
 #define KP_XDP_ON 0x1      // answer and filter; otherwise every packet passes
@@ -33,5 +35,6 @@ enum kp_xdp_counter {
   KP_XDP_SYN_DROPPED,       // SYN without data dropped (step1_handshake: none never answers)
   KP_XDP_PASSED_KNOCK,      // data segment with a valid cookie and prefix: to the kernel's rules
   KP_XDP_PASSED_OTHER,      // to the step-1 port, but left to the kernel's rules untouched
+  KP_XDP_BAD_OPTIONS,       // segment dropped: TCP options the daemon's decoder refuses
   KP_XDP_COUNTERS
 };

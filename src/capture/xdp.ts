@@ -16,7 +16,7 @@ import { COOKIE_SECRET_BYTES, COOKIE_SLOT_MS, KeyedCookieSource } from '../step1
 import { prefilterPrefix } from '../step1/prefilter.js';
 
 /** The program's counters, in the order of `enum kp_xdp_counter` (native/xdp/step1.h). */
-export const XDP_COUNTER_NAMES = ['syn_answered', 'bad_cookie', 'bad_prefix', 'syn_dropped', 'passed_knock', 'passed_other'] as const;
+export const XDP_COUNTER_NAMES = ['syn_answered', 'bad_cookie', 'bad_prefix', 'syn_dropped', 'passed_knock', 'passed_other', 'bad_options'] as const;
 export type XdpCounterName = (typeof XDP_COUNTER_NAMES)[number];
 export type XdpCounters = Record<XdpCounterName, number>;
 

@@ -17,7 +17,7 @@ export function registerXdpMetrics(registry: MetricsRegistry, source: XdpSource)
   const registers = [registry];
   new Counter({
     name: 'knockport_step1_xdp_packets_total',
-    help: 'Step-1 packets the XDP front handled, per outcome: syn_answered (XDP_TX), bad_cookie, bad_prefix and syn_dropped (XDP_DROP), passed_knock and passed_other (to the kernel rules).',
+    help: 'Step-1 packets the XDP front handled, per outcome: syn_answered (XDP_TX), bad_cookie, bad_prefix, syn_dropped and bad_options (XDP_DROP), passed_knock and passed_other (to the kernel rules).',
     labelNames: ['outcome'] as const,
     registers,
     collect() {

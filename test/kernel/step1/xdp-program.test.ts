@@ -3,7 +3,9 @@
  * attaching it (BPF_PROG_TEST_RUN): the same SYN gives byte for byte the SYN-ACK buildSynAck
  * builds with the daemon's KeyedCookieSource (IPv4 and IPv6, with and without TCP options, with
  * Fast Open data); a data segment acknowledging that SYN-ACK passes, and the daemon's cookie
- * check accepts it; a bad cookie or a wrong path is dropped and counted; everything the program
+ * check accepts it; a bad cookie or a wrong path is dropped and counted; TCP options are judged
+ * as the daemon's decoder judges them (a SYN is answered exactly when the daemon would answer it,
+ * a segment whose options it refuses is dropped and counted); everything the program
  * does not handle (other ports and addresses, IP options, fragments, IPv6 extension headers,
  * VLAN tags) passes with its bytes untouched.
  */
@@ -12,9 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Step1XdpProgram, XDP_ACTION, type XdpCounters, type XdpSettings } from '../../../src/capture/xdp.js';
 import { buildSynAck } from '../../../src/packet/build.js';
 import { TCP_ACK, TCP_PSH, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../../../src/packet/decode.js';
+import { Inspector } from '../../../src/step1/inspector.js';
 import { COOKIE_SLOT_MS, KeyedCookieSource } from '../../../src/step1/cookie.js';
 import { announceSkip, kernelSkipReason } from '../../helpers/netns.js';
 import { craftTcp, knockRequest } from '../../unit/packet/craft.js';
+import { fixtureConfig } from '../../unit/step1/fixture-config.js';
+import { seededRandom } from '../../unit/step1/seeded-random.js';
 
 const FILE = 'test/kernel/step1/xdp-program.test.ts';
 const skip = announceSkip(FILE, kernelSkipReason([]));
@@ -26,6 +31,28 @@ const CLIENT_MAC = Buffer.from('02aabbccdd01', 'hex');
 const GATEWAY_MAC = Buffer.from('02aabbccdd02', 'hex');
 /** What a Linux client's SYN carries: MSS, SACK permitted, timestamps, NOP, window scale. */
 const LINUX_SYN_OPTIONS = [2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 1, 2, 3, 0, 0, 0, 0, 1, 3, 3, 7];
+/** Option lists at the edges of what the daemon's decoder accepts (each padded with zeros to 4 bytes). */
+const EDGE_OPTIONS = [
+  [2, 3, 5, 0], // MSS of 3 bytes
+  [2, 6, 5, 0xb4, 0, 0], // MSS of 6 bytes
+  [8, 0], // length below 2
+  [8, 1], // length below 2
+  [1, 1, 3, 10], // runs past the header
+  [1, 1, 1, 3], // a kind without its length byte
+  [...Array<number>(39).fill(1), 2], // the same at the 40th byte
+  [...Array<number>(38).fill(1), 3, 3], // an option ending exactly at the 40th byte
+  [0, 2, 1, 0], // end of list, then bytes that would be malformed
+  [1, 1, 1, 1],
+  [30, 40, ...Array<number>(38).fill(7)], // one option filling the whole header
+];
+
+/** Deterministic option lists of every length, biased towards the kinds and lengths that matter. */
+function randomOptionLists(count: number): number[][] {
+  const random = seededRandom(0x2545f491);
+  const next = (n: number): number => Math.floor(random() * n);
+  const byte = (): number => [0, 1, 2, 3, 4, 8, next(256)][next(7)]!;
+  return Array.from({ length: count }, () => Array.from({ length: 1 + next(40) }, () => (next(3) === 0 ? next(12) : byte())));
+}
 
 function frame(ip: Buffer, vlan = false): Buffer {
   const ethertype = Buffer.alloc(2);
@@ -108,6 +135,27 @@ describe.skipIf(skip)('step-1 XDP program (BPF_PROG_TEST_RUN) against the TypeSc
       expect(run(forged)).toMatchObject({ action: XDP_ACTION.drop, counted: { bad_cookie: 1 } });
       for (const payload of [knockRequest('/k-9f3c1d2e7', 'key=1'), knockRequest(`${PATH}x`, 'key=1'), 'GET / HTTP/1.1\r\n\r\n', `POST ${PATH} HTTP`])
         expect(run(craftTcp({ ...knock, payload }))).toMatchObject({ action: XDP_ACTION.drop, counted: { bad_prefix: 1 } });
+    });
+
+    it(`IPv${family}: TCP options: a SYN is answered exactly when the daemon answers it, else dropped and counted`, () => {
+      const inspector = new Inspector(fixtureConfig(), { cookie });
+      let refused = 0;
+      for (const tcpOptions of [...EDGE_OPTIONS, ...randomOptionLists(150)]) {
+        const syn = craftTcp({ ...base, tcpOptions });
+        const daemon = inspector.inspect(syn);
+        if (daemon.reply === undefined) {
+          expect(daemon.reason, tcpOptions.join(',')).toBe('bad-tcp-options');
+          expect(run(syn), tcpOptions.join(',')).toMatchObject({ action: XDP_ACTION.drop, counted: { bad_options: 1 } });
+          refused += 1;
+        } else {
+          const { xdp, daemon: expected } = answerBoth(syn);
+          expect(xdp.toString('hex'), tcpOptions.join(',')).toBe(expected.toString('hex'));
+        }
+      }
+      // Both outcomes were exercised, many times each.
+      expect(refused).toBeGreaterThan(30);
+      const knock = craftTcp({ ...base, flags: TCP_ACK | TCP_PSH, ack: 5, tcpOptions: [2, 3, 5, 0], payload: knockRequest(PATH, 'key=1') });
+      expect(run(knock)).toMatchObject({ action: XDP_ACTION.drop, counted: { bad_options: 1 } });
     });
 
     it(`IPv${family}: what the program does not handle passes untouched`, () => {
