@@ -28,9 +28,9 @@ export const KEYS = { http: `bench-http-${secret()}`, https: `bench-https-${secr
  * valid knocks measured during it. `step1Workers` sets the step-1 worker threads (the kernel
  * fans step-1 packets over that many queues or NFLOG groups).
  */
-export function benchConfigYaml({ firewall, capture, stateDir, controlSocket, rateLimitPerMinute = 60, step1Workers }) {
+export function benchConfigYaml({ firewall, capture, stateDir, controlSocket, rateLimitPerMinute = 60, step1Workers, step1Xdp }) {
   // Without step1Workers the daemon's default applies (\`auto\`: one worker per core).
-  const workers = step1Workers === undefined ? '' : `  step1_workers: ${step1Workers}\n`;
+  const workers = (step1Workers === undefined ? '' : `  step1_workers: ${step1Workers}\n`) + (step1Xdp === undefined ? '' : `  step1_xdp: ${step1Xdp}\n`);
   return `global:
   http_post_path: ${PATHS.step1}
   https_post_path: ${PATHS.step2}
