@@ -123,7 +123,13 @@ export async function startDaemon(gateway, { firewall, capture, args = [] }, { s
   const exited = new Promise((r) => proc.once('exit', (code) => r(code)));
   const deadline = Date.now() + 20_000;
   while (!output.some((l) => l.includes('knock-port ready'))) {
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`daemon did not start:\n${output.slice(-20).join('\n')}`);
+    if (proc.exitCode !== null || Date.now() > deadline)
+      throw new Error(
+        `daemon did not start:\n${output
+          .filter((l) => !l.startsWith('{'))
+          .slice(-20)
+          .join('\n')}`,
+      );
     await sleep(50);
   }
   return {
