@@ -380,8 +380,7 @@ static __always_inline int parse_tcp(struct segment* seg, void* tcp_start, __u32
   __u32 header_length = tcp->doff * 4;
   if (header_length < sizeof(struct tcphdr) || header_length > segment_length) return -1;
   // The daemon refuses any segment whose options are malformed, without a reply: so does this.
-  if (!tcp_options_valid((const __u8*)(tcp + 1), header_length - sizeof(struct tcphdr), data_end))
-    return -2;
+  if (!tcp_options_valid((const __u8*)(tcp + 1), header_length - sizeof(struct tcphdr), data_end)) return -2;
   seg->tcp = tcp;
   seg->payload = (const __u8*)tcp + header_length;
   seg->payload_length = segment_length - header_length;
