@@ -140,7 +140,7 @@ describe.skipIf(skip)('step-1 XDP program (BPF_PROG_TEST_RUN) against the TypeSc
     it(`IPv${family}: TCP options: a SYN is answered exactly when the daemon answers it, else dropped and counted`, () => {
       const inspector = new Inspector(fixtureConfig(), { cookie });
       let refused = 0;
-      for (const tcpOptions of [...EDGE_OPTIONS, ...randomOptionLists(150)]) {
+      for (const tcpOptions of [...EDGE_OPTIONS, ...randomOptionLists(80)]) {
         const syn = craftTcp({ ...base, tcpOptions });
         const daemon = inspector.inspect(syn);
         if (daemon.reply === undefined) {
@@ -153,7 +153,7 @@ describe.skipIf(skip)('step-1 XDP program (BPF_PROG_TEST_RUN) against the TypeSc
         }
       }
       // Both outcomes were exercised, many times each.
-      expect(refused).toBeGreaterThan(30);
+      expect(refused).toBeGreaterThan(20);
       const knock = craftTcp({ ...base, flags: TCP_ACK | TCP_PSH, ack: 5, tcpOptions: [2, 3, 5, 0], payload: knockRequest(PATH, 'key=1') });
       expect(run(knock)).toMatchObject({ action: XDP_ACTION.drop, counted: { bad_options: 1 } });
     });
