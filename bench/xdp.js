@@ -3,7 +3,8 @@
  * the same floods as the kernel path, each against two same-run references: the flood dropped
  * by one nft rule at prerouting (the kernel alone, as in the other sections) and by a bare
  * XDP_DROP program attached in the same mode (what XDP itself can do here):
- *   - SYN flood: SYN-ACKs the program sent (XDP_TX) per second;
+ *   - SYN flood: SYN-ACKs the program sent (XDP_TX) per second (the SYN-ACKs dropped as they
+ *     reach the client, as the references send none);
  *   - junk flood: data segments it dropped per second, and how many still reached the daemon;
  *   - valid `knock-port knock` runs during a spoofed SYN flood at the sender's maximum rate,
  *     with XDP and, beside it, without.
@@ -70,6 +71,20 @@ async function xdpDropReference(gateway, flood, seconds, object) {
   }
 }
 
+/**
+ * Runs `use` with the returning SYN-ACKs dropped at the client's interface (the same bare
+ * program): the references send nothing back, and without this the client's kernel would
+ * handle every SYN-ACK on the cores the generator needs.
+ */
+async function withRepliesDropped(gateway, object, use) {
+  gateway.client.exec('ip', ['link', 'set', 'dev', NET.clientIf, 'xdpgeneric', 'obj', object, 'sec', 'xdp']);
+  try {
+    return await use();
+  } finally {
+    gateway.client.tryExec('ip', ['link', 'set', 'dev', NET.clientIf, 'xdpgeneric', 'off']);
+  }
+}
+
 /** The interfaces the daemon's XDP front runs on: none means the row would measure the kernel path. */
 function assertXdpAttached(gateway) {
   const attached = metricSum(scrapeMetrics(gateway), 'knockport_step1_xdp_interfaces');
@@ -97,7 +112,7 @@ async function floodRows(gateway, backend, { seconds, log, object }) {
       (daemon) =>
         withFlood(gateway, kind, daemon, async (flood) => {
           assertXdpAttached(gateway);
-          const run = await throughDaemon(gateway, daemon, flood, { seconds });
+          const run = await withRepliesDropped(gateway, object, () => throughDaemon(gateway, daemon, flood, { seconds }));
           const handledPps = sum(run.xdp, handled) / run.seconds;
           log(
             `  XDP ${kind}: nft drop ${Math.round(references.kernel.pps)}/s, XDP_DROP ${Math.round(references.xdpDrop.pps)}/s, step-1 program ${Math.round(handledPps)}/s (${JSON.stringify(run.xdp)}), inspected ${run.inspected}`,
