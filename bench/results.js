@@ -116,12 +116,18 @@ const referencePps = (kernel) => (Number.isFinite(kernel?.offeredPps) && kernel.
 
 /**
  * "not measured: …" when the generator delivered less than GENERATOR_MIN_SHARE of `reference`
- * (its kernel-alone rate, or the rate asked of it), else undefined: the row is measured.
+ * (its kernel-alone rate, or the rate asked of it), or, for a reference that is itself a
+ * generator run (`twoWay`), when that run delivered less than the share of this one: a ratio
+ * is only worth something between floods of comparable size. Else undefined: the row is measured.
  */
-function notMeasured(run, reference, of = 'its kernel-alone reference') {
+function notMeasured(run, reference, of = 'its kernel-alone reference', twoWay = true) {
   if (!Number.isFinite(run.offeredPps) || !Number.isFinite(reference) || reference <= 0) return undefined;
-  if (run.offeredPps >= GENERATOR_MIN_SHARE * reference) return undefined;
-  return `not measured: generator delivered ${int(run.offeredPps)} pps (< ${Math.round(GENERATOR_MIN_SHARE * 100)} % of ${of}, ${int(reference)} pps)`;
+  const share = `${Math.round(GENERATOR_MIN_SHARE * 100)} %`;
+  if (run.offeredPps < GENERATOR_MIN_SHARE * reference)
+    return `not measured: generator delivered ${int(run.offeredPps)} pps (< ${share} of ${of}, ${int(reference)} pps)`;
+  if (twoWay && reference < GENERATOR_MIN_SHARE * run.offeredPps)
+    return `not measured: the reference's generator delivered ${int(reference)} pps (< ${share} of this run's ${int(run.offeredPps)} pps)`;
+  return undefined;
 }
 
 /** The outcome counters, when they disagree with the workers' packet counters by more than 5 %. */
@@ -266,7 +272,7 @@ function knocksSection(r) {
     }
     for (const [multiple, k] of Object.entries(b.knocks)) {
       const success = k.knocks ? k.knocksOk / k.knocks : NaN;
-      const short = notMeasured(k, b.capacityPps * Number(multiple), 'the rate asked of it');
+      const short = notMeasured(k, b.capacityPps * Number(multiple), 'the rate asked of it', false);
       const failures = Object.entries(k.failureCodes ?? {})
         .map(([code, count]) => `${count}× exit ${code}`)
         .join(', ');
@@ -432,7 +438,7 @@ function xdpFloodRow(backend, kind, f) {
   const x = f.run;
   const isSyn = kind === 'syn';
   const target = isSyn ? TARGET.xdpSynRatio : TARGET.xdpDropRatio;
-  const short = notMeasured(x, referencePps(f.kernel));
+  const short = notMeasured(x, referencePps(f.kernel)) ?? notMeasured(x, f.xdpDrop.pps, 'the XDP_DROP reference');
   const reachedDaemon = x.inspected;
   const met = x.handledPps >= target * f.xdpDrop.pps && (isSyn ? x.cpuPercent < TARGET.xdpDaemonCpu : reachedDaemon === 0);
   const goal = `≥ ×${target} of XDP_DROP${isSyn ? `, daemon CPU < ${TARGET.xdpDaemonCpu} %` : ', 0 reach the daemon'}`;
