@@ -34,7 +34,7 @@ const COUNT_TABLE = 'inet kpbench_count';
 const KNOCK_SPACING_MS = 250;
 
 /** Step-1 packets the inspector decided (every outcome, reason series excluded). */
-function inspected(gateway) {
+export function inspected(gateway) {
   const values = scrapeMetrics(gateway);
   return {
     packets: metricSum(values, 'knockport_step1_packets_total') - metricSum(values, 'knockport_step1_packets_total', 'outcome="reason"'),
@@ -44,6 +44,12 @@ function inspected(gateway) {
       Object.entries(values)
         .map(([series, value]) => [/^knockport_step1_packets_total\{outcome="([^"]*)"/.exec(series)?.[1], value])
         .filter(([outcome]) => outcome !== undefined && outcome !== 'reason'),
+    ),
+    // What the XDP front did, per outcome (absent without `step1_xdp`).
+    xdp: Object.fromEntries(
+      Object.entries(values)
+        .map(([series, value]) => [/^knockport_step1_xdp_packets_total\{outcome="([^"]*)"/.exec(series)?.[1], value])
+        .filter(([outcome]) => outcome !== undefined),
     ),
     // Packets each worker thread took from its queue or group: how evenly the kernel spread them.
     perWorker: Object.fromEntries(
@@ -76,18 +82,29 @@ function stepOneCounter(gateway, drop) {
   };
 }
 
+/**
+ * Packets the client's interface sent (the kernel's counter, not the sender's report): what the
+ * generator really produced. Some senders print no count, or a wrong one, on some machines.
+ */
+function clientTxPackets(gateway) {
+  const text = gateway.client.tryExec('cat', [`/sys/class/net/${NET.clientIf}/statistics/tx_packets`]);
+  return text.ok ? Number(text.out.trim()) : NaN;
+}
+
 /** The same flood dropped by one nft rule before anything else: what this machine can drop. */
-async function kernelReference(gateway, flood, seconds) {
+export async function kernelReference(gateway, flood, seconds) {
   const counter = stepOneCounter(gateway, true);
   try {
     const backlogBefore = backlogDrops();
+    const txBefore = clientTxPackets(gateway);
     const run = await flood.run(seconds);
     const dropped = counter.read();
     return {
       sent: run.sent,
       dropped,
       pps: dropped / run.seconds,
-      offeredPps: run.sent / run.seconds,
+      offeredPps: (clientTxPackets(gateway) - txBefore) / run.seconds,
+      senderReportedPps: run.sent / run.seconds,
       generatorCpuPercent: run.generatorCpuPercent,
       senderFailedPasses: run.failedPasses,
       backlogDrops: backlogDrops() - backlogBefore,
@@ -101,13 +118,14 @@ async function kernelReference(gateway, flood, seconds) {
  * A flood through the daemon, for `seconds` or for as long as `during()` runs (its result is
  * returned as `during`). At `ratePps` when given, else as fast as the sender goes.
  */
-async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during, maxSeconds = 60 }) {
+export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during, maxSeconds = 60 }) {
   const counter = stepOneCounter(gateway, false);
   try {
     const before = inspected(gateway);
     const queueBefore = queueCounters(gateway);
     const backlogBefore = backlogDrops();
     const sampler = startSampler(daemon.pid);
+    const txBefore = clientTxPackets(gateway);
     const sending = flood.start(ratePps, maxSeconds);
     let duringResult;
     if (during) {
@@ -117,6 +135,7 @@ async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during,
       await sleep(seconds * 1000);
     }
     const run = await sending.stop();
+    const offered = clientTxPackets(gateway) - txBefore;
     await sleep(300); // the last batches
     const load = sampler.stop();
     const after = inspected(gateway);
@@ -131,7 +150,8 @@ async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during,
     return {
       sent: run.sent,
       seconds: run.seconds,
-      offeredPps: run.sent / run.seconds,
+      offeredPps: offered / run.seconds,
+      senderReportedPps: run.sent / run.seconds,
       arrived,
       arrivedPps: arrived / run.seconds,
       inspected: count,
@@ -147,6 +167,7 @@ async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during,
       ),
       perWorker,
       decided,
+      xdp: Object.fromEntries(Object.entries(after.xdp).map(([o, v]) => [o, v - (before.xdp[o] ?? 0)])),
       generatorCpuPercent: run.generatorCpuPercent,
       senderFailedPasses: run.failedPasses,
       cpuPercent: load.cpuPercent,
@@ -171,11 +192,11 @@ async function captureAlive(gateway) {
  * A fresh daemon for one measurement. A start that fails is tried once more after a pause (the
  * previous daemon's netlink sockets may still be going away); that it was needed is recorded.
  */
-async function withDaemon(gateway, backend, workers, use) {
+export async function withDaemon(gateway, backend, workers, use, options = {}) {
   let daemon;
   let startRetried;
   try {
-    daemon = await startDaemon(gateway, backend, { step1Workers: workers });
+    daemon = await startDaemon(gateway, backend, { step1Workers: workers, ...options });
   } catch (err) {
     startRetried = String(err.message)
       .split('\n')
@@ -184,7 +205,7 @@ async function withDaemon(gateway, backend, workers, use) {
       .slice(0, 200);
     process.stderr.write(`  daemon start failed, retrying once: ${startRetried}\n`);
     await sleep(2_000);
-    daemon = await startDaemon(gateway, backend, { step1Workers: workers });
+    daemon = await startDaemon(gateway, backend, { step1Workers: workers, ...options });
   }
   try {
     const result = await use(daemon);
@@ -194,7 +215,7 @@ async function withDaemon(gateway, backend, workers, use) {
   }
 }
 
-async function withFlood(gateway, kind, daemon, use) {
+export async function withFlood(gateway, kind, daemon, use) {
   const flood = prepareFlood(gateway, kind, daemon.stateDir);
   try {
     return await use(flood);
@@ -228,29 +249,63 @@ export async function dropBench(gateway, backend, { seconds, log }) {
 export async function inspectBench(gateway, backend, { seconds, log }) {
   const rows = {};
   for (const kind of ['syn', 'wrongKey']) {
-    const row = { workers: {} };
-    for (const workers of [1, WORKERS_N]) {
-      row.workers[workers] = await withDaemon(gateway, backend, workers, (daemon) =>
-        withFlood(gateway, kind, daemon, async (flood) => {
-          if (!row.kernel) row.kernel = await kernelReference(gateway, flood, seconds);
-          const full = await throughDaemon(gateway, daemon, flood, { seconds });
-          const alive = await captureAlive(gateway);
-          log(
-            `  ${backend.name} ${kind}, ${workers} worker(s): kernel ${Math.round(row.kernel.pps)}/s, reached ${Math.round(full.arrivedPps)}/s, inspected ${Math.round(full.inspectedPps)}/s (per worker ${JSON.stringify(full.perWorker)}), capture alive after: ${alive.ok}/3 ${alive.failures.join(' ')}`,
-          );
-          return { ...full, aliveAfter: alive.ok, aliveFailures: alive.failures };
-        }),
-      );
-    }
-    rows[kind] = row;
+    rows[kind] = await inspectFlood(gateway, backend, kind, { seconds, log }).catch((err) => ({ error: String(err.message).slice(0, 300) }));
   }
   return rows;
 }
 
+/** One flood of inspectBench; a flood that cannot be run is recorded as such, the others still run. */
+async function inspectFlood(gateway, backend, kind, { seconds, log }) {
+  const row = { workers: {} };
+  for (const workers of [1, WORKERS_N]) {
+    row.workers[workers] = await withDaemon(gateway, backend, workers, (daemon) =>
+      withFlood(gateway, kind, daemon, async (flood) => {
+        if (!row.kernel) row.kernel = await kernelReference(gateway, flood, seconds);
+        const full = await throughDaemon(gateway, daemon, flood, { seconds });
+        const alive = await captureAlive(gateway);
+        log(
+          `  ${backend.name} ${kind}, ${workers} worker(s): kernel ${Math.round(row.kernel.pps)}/s, reached ${Math.round(full.arrivedPps)}/s, inspected ${Math.round(full.inspectedPps)}/s (per worker ${JSON.stringify(full.perWorker)}), capture alive after: ${alive.ok}/3 ${alive.failures.join(' ')}`,
+        );
+        return { ...full, aliveAfter: alive.ok, aliveFailures: alive.failures };
+      }),
+    );
+  }
+  return row;
+}
+
 /** The daemon's SYN capacity with its default worker count, from inspectBench. */
 export function synCapacity(inspect) {
+  if (inspect.syn.error) return undefined;
   const row = inspect.syn.workers[DEFAULT_WORKERS] ?? inspect.syn.workers[1];
   return Math.max(1_000, row.inspectedPps);
+}
+
+/**
+ * `knock-port knock` from `knocks` fresh addresses, one started every KNOCK_SPACING_MS, during
+ * `flood` at `ratePps` (undefined: the sender's maximum), the flood lasting until the last ends.
+ */
+export async function knocksDuringFlood(gateway, daemon, flood, { ratePps, knocks }) {
+  const addresses = gateway.takeAddresses(knocks);
+  const during = async () => {
+    const pending = [];
+    for (const from of addresses) {
+      pending.push(runKnockCli(gateway, from, { timeoutMs: 30_000 }));
+      await sleep(KNOCK_SPACING_MS);
+    }
+    return Promise.all(pending);
+  };
+  const run = await throughDaemon(gateway, daemon, flood, { ratePps, during, maxSeconds: (knocks * KNOCK_SPACING_MS) / 1000 + 40 });
+  const results = run.during;
+  delete run.during;
+  const codes = {};
+  for (const r of results) if (!r.ok) codes[r.code] = (codes[r.code] ?? 0) + 1;
+  return {
+    ...run,
+    knocks: results.length,
+    knocksOk: results.filter((r) => r.ok).length,
+    failureCodes: codes,
+    knockMs: percentiles(results.filter((r) => r.ok).map((r) => r.ms)),
+  };
 }
 
 /**
@@ -263,34 +318,9 @@ export async function knocksUnderFlood(gateway, backend, { capacityPps, knocks, 
   for (const multiple of [1, 2]) {
     rows[multiple] = await withDaemon(gateway, backend, undefined, (daemon) =>
       withFlood(gateway, 'syn', daemon, async (flood) => {
-        const addresses = gateway.takeAddresses(knocks);
-        const during = async () => {
-          const pending = [];
-          for (const from of addresses) {
-            pending.push(runKnockCli(gateway, from, { timeoutMs: 30_000 }));
-            await sleep(KNOCK_SPACING_MS);
-          }
-          return Promise.all(pending);
-        };
-        const run = await throughDaemon(gateway, daemon, flood, {
-          ratePps: capacityPps * multiple,
-          during,
-          maxSeconds: (knocks * KNOCK_SPACING_MS) / 1000 + 40,
-        });
-        const results = run.during;
-        delete run.during;
-        const codes = {};
-        for (const r of results) if (!r.ok) codes[r.code] = (codes[r.code] ?? 0) + 1;
-        const ok = results.filter((r) => r.ok).length;
-        log(`  ${backend.name} knocks during a SYN flood at ${multiple}x capacity (${Math.round(capacityPps * multiple)}/s): ${ok}/${results.length} ok`);
-        return {
-          ...run,
-          multiple,
-          knocks: results.length,
-          knocksOk: ok,
-          failureCodes: codes,
-          knockMs: percentiles(results.filter((r) => r.ok).map((r) => r.ms)),
-        };
+        const row = await knocksDuringFlood(gateway, daemon, flood, { ratePps: capacityPps * multiple, knocks });
+        log(`  ${backend.name} knocks during a SYN flood at ${multiple}x capacity (${Math.round(capacityPps * multiple)}/s): ${row.knocksOk}/${row.knocks} ok`);
+        return { ...row, multiple };
       }),
     );
   }

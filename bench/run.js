@@ -17,6 +17,7 @@ import { hasCommand } from './lib/netns.js';
 import { machine } from './lib/proc.js';
 import { renderResults } from './results.js';
 import { scaleBench } from './scale.js';
+import { xdpBench } from './xdp.js';
 
 const FLOOD_SECONDS = Math.min(10, Math.max(2, Number(process.env.BENCH_FLOOD_SECONDS ?? 4)));
 const LATENCY_KNOCKS = Math.min(600, Math.max(200, Number(process.env.BENCH_KNOCKS ?? 220)));
@@ -32,7 +33,7 @@ function preflight() {
   if (process.getuid?.() !== 0) return 'the benchmarks need root (network namespaces, NFQUEUE/NFLOG, raw sockets): run `sudo npm run bench`';
   if (!existsSync(join(REPO_ROOT, 'dist/daemon.js'))) return 'dist/ is missing: run `npm run build` first';
   if (!existsSync(join(REPO_ROOT, 'build/Release/knockport_native.node'))) return 'the native addon is not built: run `npm run build` first';
-  for (const tool of ['ip', 'nft', 'iptables-nft', 'ipset', 'trafgen', 'netsniff-ng', 'curl', 'openssl']) {
+  for (const tool of ['ip', 'nft', 'iptables-nft', 'ipset', 'trafgen', 'netsniff-ng', 'curl', 'openssl', 'clang', 'bpftool']) {
     if (!hasCommand(tool)) return `the '${tool}' command is missing (see packaging/debian-packages.txt and debian-test-packages.txt)`;
   }
   return undefined;
@@ -120,6 +121,20 @@ async function backendBench(backend, grantBurst) {
   }
 }
 
+/** The XDP front, on the nftables backend (the program does not depend on the firewall backend). */
+async function xdpPart() {
+  const backend = BACKENDS.find((b) => b.firewall === 'nftables');
+  const gateway = createGateway('xdp');
+  liveGateway = gateway;
+  try {
+    log(`${backend.name} with step1_xdp: SYN and junk floods against nft and XDP_DROP references, knocks during a SYN flood at full speed`);
+    return await phase('XDP front', () => xdpBench(gateway, backend, { seconds: FLOOD_SECONDS, knocks: FLOOD_KNOCKS, log }));
+  } finally {
+    liveGateway = undefined;
+    gateway.destroy();
+  }
+}
+
 /** `node bench/run.js cluster`: the optional cluster section alone, one JSON line on stdout. */
 async function clusterOnly() {
   const { clusterBench, clusterPreflight, reportCluster } = await import('./cluster.js');
@@ -172,6 +187,7 @@ async function main() {
   log('NFQUEUE transport micro-benchmark');
   results.nfqueue = await phase('NFQUEUE transport', async () => nfqueueThroughput());
   for (const backend of BACKENDS) results.backends[backend.name] = await backendBench(backend, grantBurst);
+  results.xdp = await xdpPart();
   results.durationSeconds = (Date.now() - started) / 1000;
   writeFileSync(join(REPO_ROOT, 'bench/results.json'), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(join(REPO_ROOT, 'bench/RESULTS.md'), renderResults(results, grantBurst?.grantBurstSection));

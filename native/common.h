@@ -24,6 +24,7 @@ Napi::Function DefineRawSender(Napi::Env env);
 Napi::Function DefineNftContext(Napi::Env env);
 Napi::Value FastOpenSocket(const Napi::CallbackInfo& info);
 Napi::Value Notify(const Napi::CallbackInfo& info);
+Napi::Function DefineXdp(Napi::Env env);
 
 // Sends one nf_tables NEWTABLE (family NFPROTO_*, name, NFTA_TABLE_FLAGS) in a batch of its own
 // through `socket` and waits for the kernel's answer: 0, or the errno it gave. With `commit`

@@ -24,6 +24,7 @@ import { chooseCapture, createFirewall } from './firewall/index.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
 import { createDaemonMetrics, showApps, showGrantFailures, type DaemonMetrics } from './metrics/daemon-metrics.js';
 import { registerGateMetrics } from './metrics/gate-metrics.js';
+import { registerXdpMetrics } from './metrics/xdp-metrics.js';
 import { ProblemMemory } from './metrics/health-problems.js';
 import { recordLock } from './metrics/lockouts.js';
 import { startMetricsServer } from './metrics/server.js';
@@ -42,6 +43,7 @@ import { RunningConfig } from './daemon/running.js';
 import { installAtStart, logHostFirewall } from './daemon/self-heal.js';
 import { Step1 } from './daemon/step1.js';
 import { Step2 } from './daemon/step2.js';
+import { Step1XdpFront } from './daemon/xdp-front.js';
 import { confirmTrial, removeGate, startTrial } from './daemon/trial-run.js';
 
 export type { DaemonOptions } from './daemon/options.js';
@@ -62,6 +64,8 @@ interface DaemonParts {
   /** Present when `global.cluster` is set: the sharing with the other gateways, and its store. */
   cluster?: Cluster;
   step1: Step1;
+  /** The XDP front before step 1 (`step1_xdp`), idle when off. */
+  xdp: Step1XdpFront;
   step2: Step2;
   maintenance: Maintenance;
 }
@@ -128,21 +132,23 @@ export class Daemon {
     const cluster = config.global.cluster ? startCluster(config.global.cluster, { running, sessions, granter, metrics, lasting, logger }) : undefined;
     const sync = cluster ? { sync: cluster.sync } : {};
     const step1 = new Step1({ running, captureKind, lasting, granter, metrics, problems, logger, ...sync });
-    const maintenance = new Maintenance({ running, captureKind, granter, sessions, flows, step1, problems, logger });
+    const xdp = new Step1XdpFront({ cookieSecret: lasting.cookieSecret, problems, logger });
+    registerXdpMetrics(metrics.registry, xdp);
+    const maintenance = new Maintenance({ running, captureKind, granter, sessions, flows, step1, xdp, problems, logger });
     const step2 = new Step2({ running, tls: options.tls, sessions, granter, lasting, metrics, logger, ...sync });
     registerGateMetrics(metrics.registry, {
       reportMode: () => running.config.global.gateMode === 'report',
       wouldDrop: () => running.firewall.wouldDrop(),
       onReadError: (err) => logger.warn(errorFields(err), 'report mode: the kernel counters could not be read'),
     });
-    const build = { version: packageVersion(), backend: firewall.type, capture: captureKind, xdp: 'off' };
+    const build = { version: packageVersion(), backend: firewall.type, capture: captureKind, xdp: running.config.global.step1Xdp };
     // The health parts are all built by now; the gauges read them at scrape time.
-    const healthParts = { running, problems, reloads, maintenance, step1, step2, ...(cluster ? { cluster } : {}) };
+    const healthParts = { running, problems, reloads, maintenance, step1, xdp, step2, ...(cluster ? { cluster } : {}) };
     const status = registerStatusMetrics(metrics.registry, build, {
       problemCount: () => healthProblems(healthParts).length,
       lastReload: () => reloads.lastReload(),
     });
-    const parts = { options, running, nft, captureKind, sessions, metrics, status, problems, reloads, granter, lasting, step1, step2, maintenance };
+    const parts = { options, running, nft, captureKind, sessions, metrics, status, problems, reloads, granter, lasting, step1, xdp, step2, maintenance };
     const daemon = new Daemon({ ...parts, ...(cluster ? { cluster } : {}) });
     try {
       await daemon.listen();
@@ -160,6 +166,8 @@ export class Daemon {
     const g = running.config.global;
     const logger = options.logger;
     await step1.open();
+    // After the workers: a knock XDP passes on finds its queue (log group) read.
+    await this.parts.xdp.start(running.config);
     await step2.listener.listen(g);
     const handlers = createControlHandlers({
       sessions,
@@ -194,6 +202,7 @@ export class Daemon {
         controlSocket: g.controlSocket,
         metrics: g.metricsListen ?? null,
         gateMode: g.gateMode ?? 'enforce',
+        step1Xdp: this.parts.xdp.summary(),
         ...(this.trial ? { trialSeconds: this.trial.seconds } : {}),
       },
       'knock-port ready',
@@ -262,8 +271,10 @@ export class Daemon {
   }
 
   private async shutdown(stopped = 'knock-port stopped; firewall left closed, live grants expire in the kernel'): Promise<void> {
-    const { options, maintenance, step1, step2, sessions, lasting, cluster, running, nft } = this.parts;
+    const { options, maintenance, step1, xdp, step2, sessions, lasting, cluster, running, nft } = this.parts;
     maintenance.stop();
+    await maintenance.settled();
+    xdp.stop();
     this.trial?.cancel();
     await step1.stop();
     await step2.listener.close();

@@ -24,15 +24,15 @@ const secret = () => randomBytes(12).toString('hex');
 export const KEYS = { http: `bench-http-${secret()}`, https: `bench-https-${secret()}`, wrong: `wrong-key-${secret()}` };
 
 /**
- * `step1_rate_per_second` is at its maximum so the kernel's budget does not thin the flood:
+ * `step1_rate_per_second` is as high as every backend takes (iptables doubles it into a hashlimit burst, at most 1,000,000) so the kernel's budget does not thin the flood:
  * the benchmark measures what reaches the inspector, the worst case for the daemon. The app
  * lockout is off: the wrong-key flood would otherwise lock the app (by design) and refuse the
  * valid knocks measured during it. `step1Workers` sets the step-1 worker threads (the kernel
  * fans step-1 packets over that many queues or NFLOG groups).
  */
-export function benchConfigYaml({ firewall, capture, stateDir, controlSocket, rateLimitPerMinute = 60, step1Workers }) {
+export function benchConfigYaml({ firewall, capture, stateDir, controlSocket, rateLimitPerMinute = 60, step1Workers, step1Xdp }) {
   // Without step1Workers the daemon's default applies (\`auto\`: one worker per core).
-  const workers = step1Workers === undefined ? '' : `  step1_workers: ${step1Workers}\n`;
+  const workers = (step1Workers === undefined ? '' : `  step1_workers: ${step1Workers}\n`) + (step1Xdp === undefined ? '' : `  step1_xdp: ${step1Xdp}\n`);
   return `global:
   http_post_path: ${PATHS.step1}
   https_post_path: ${PATHS.step2}
@@ -46,7 +46,7 @@ export function benchConfigYaml({ firewall, capture, stateDir, controlSocket, ra
   state_dir: ${stateDir}
   control_socket: ${controlSocket}
   metrics_listen: 127.0.0.1:${PORTS.metrics}
-  step1_rate_per_second: 1000000
+  step1_rate_per_second: 500000
   lockout_app_failures: 0
 ${workers}${APP}:
   port: ${PORTS.service}

@@ -5,10 +5,9 @@
  * the machine's cores with the daemon, so its share bounds what the daemon can get).
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeyedCookieSource } from '../../dist/step1/cookie.js';
-import { COOKIE_SECRET_FILE } from '../../dist/sessions/cookie-secret-file.js';
 import { APP, KEYS, NET, PATHS, PORTS } from './config.js';
 import { sleep } from './netns.js';
 import { cookieDataSegment, knockRequest, writeEthernetPcap } from './packets.js';
@@ -61,7 +60,12 @@ function wrongKeySource(i) {
 
 /** Wrong-key knocks with cookies valid for the daemon's secret (read from its state dir). */
 function wrongKeyCapture(gateway, stateDir) {
-  const secret = Buffer.from(readFileSync(join(stateDir, COOKIE_SECRET_FILE), 'utf8').trim(), 'hex');
+  const secretFile = join(stateDir, 'step1-cookie.key');
+  if (!existsSync(secretFile))
+    throw new Error(
+      'the daemon keeps its cookie secret in memory only (no step1-cookie.key in state_dir): the wrong-key flood, which needs valid cookies, cannot be built',
+    );
+  const secret = Buffer.from(readFileSync(secretFile, 'utf8').trim(), 'hex');
   const cookie = new KeyedCookieSource(secret);
   const now = Date.now();
   const payload = knockRequest(NET.server, PATHS.step1, `app=${APP}&access_key=${KEYS.wrong}`);

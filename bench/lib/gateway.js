@@ -103,14 +103,18 @@ function startServices(gw) {
 
 /**
  * Starts `knock-port run` in the gateway; resolves once it logs that it is ready.
- * `step1Workers` undefined leaves the daemon's default (`auto`).
+ * `step1Workers` undefined leaves the daemon's default (`auto`); `step1Xdp` sets `step1_xdp`.
  */
-export async function startDaemon(gateway, { firewall, capture, args = [] }, { step1Workers } = {}) {
+export async function startDaemon(gateway, { firewall, capture, args = [] }, { step1Workers, step1Xdp } = {}) {
   const stateDir = join(gateway.dir, `state-${firewall}`);
   const configPath = join(gateway.dir, `config-${firewall}.yaml`);
-  writeFileSync(configPath, benchConfigYaml({ firewall, capture, stateDir, controlSocket: join(gateway.dir, `control-${firewall}.sock`), step1Workers }), {
-    mode: 0o600,
-  });
+  writeFileSync(
+    configPath,
+    benchConfigYaml({ firewall, capture, stateDir, controlSocket: join(gateway.dir, `control-${firewall}.sock`), step1Workers, step1Xdp }),
+    {
+      mode: 0o600,
+    },
+  );
   const proc = gateway.gw.spawn(process.execPath, [CLI, 'run', '-c', configPath, '--cert', gateway.cert, '--key', gateway.key, ...args]);
   const output = [];
   const collect = (chunk) => output.push(...chunk.toString().split('\n').filter(Boolean));
@@ -119,7 +123,13 @@ export async function startDaemon(gateway, { firewall, capture, args = [] }, { s
   const exited = new Promise((r) => proc.once('exit', (code) => r(code)));
   const deadline = Date.now() + 20_000;
   while (!output.some((l) => l.includes('knock-port ready'))) {
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`daemon did not start:\n${output.slice(-20).join('\n')}`);
+    if (proc.exitCode !== null || Date.now() > deadline)
+      throw new Error(
+        `daemon did not start:\n${output
+          .filter((l) => !l.startsWith('{'))
+          .slice(-20)
+          .join('\n')}`,
+      );
     await sleep(50);
   }
   return {

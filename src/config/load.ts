@@ -168,6 +168,7 @@ function buildGlobal(global: GlobalSection, clusterSecrets: ClusterSecrets | und
     step1Workers: global.step1_workers,
     step1Handshake: global.step1_handshake,
     step1Reply: global.step1_reply,
+    step1Xdp: global.step1_xdp,
     stateDir: global.state_dir,
     tableName: global.table_name,
     ipv6: global.ipv6,

@@ -80,6 +80,7 @@ export const DEFAULTS = {
   nflogGroup: 1,
   step1Handshake: 'cookie',
   step1Reply: 'silent',
+  step1Xdp: 'off',
   stateDir: '/var/lib/knock-port',
   tableName: 'knockport',
   ipv6: true,
@@ -278,6 +279,11 @@ export const globalSchema = z.strictObject({
   step1_reply: z.enum(['silent', 'reset']).default(DEFAULTS.step1Reply).meta({
     description: '`silent`: step-1 requests never get an answer. `reset`: every step-1 request gets a RST, valid or not, which stops client retransmissions.',
     example: 'reset',
+  }),
+  step1_xdp: z.enum(['off', 'auto', 'native', 'generic']).default(DEFAULTS.step1Xdp).meta({
+    description:
+      "The XDP front on `interface_ext` (see [xdp.md](xdp.md)): a BPF program in the driver answers step-1 SYNs with the daemon's own cookie SYN-ACK and drops junk data segments before the kernel's stack; the rules and the daemon still check everything. `auto`: native mode, else generic (generic directly on a veth), else the kernel path alone; `native` or `generic`: that mode only, and a problem in `health` where it cannot attach. `off`: no program.",
+    example: 'auto',
   }),
   state_dir: absolutePath
     .prefault(DEFAULTS.stateDir)

@@ -53,7 +53,7 @@ export function summarizeConfig(config: Config, hostWarnings: readonly string[] 
   const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
   const lines = [
     `config OK: ${config.source}${config.dropIns ? ` with ${config.dropIns.map(dropInLabel).join(', ')}` : ''}`,
-    `step 1: ${global.step1Port}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per source (IPv4 /${global.sourcePrefixV4}, IPv6 /${global.sourcePrefixV6})`,
+    `step 1: ${global.step1Port}/tcp (handshake ${global.step1Handshake}, reply ${global.step1Reply}, XDP ${global.step1Xdp}); step 2: ${describeStep2(global)}; ${global.rateLimitPerMinute} requests/min per source (IPv4 /${global.sourcePrefixV4}, IPv6 /${global.sourcePrefixV6})`,
     `firewall: ${global.firewallType} (table ${global.tableName}); gate: ${describeGate(global)}; capture: ${global.capture}; IPv6: ${global.ipv6 ? 'on' : 'off'}; interfaces: ${global.interfaceExt} (external), ${global.interfaceInt} (internal)`,
     `step-1 capture: ${describeStep1Queues({ ...global, step1Workers: resolveStep1Workers(global.step1Workers) })}`,
     ...(global.cluster
@@ -70,7 +70,7 @@ export function summarizeConfig(config: Config, hostWarnings: readonly string[] 
 /** The summary as data, for `knock-port check --json`: the same facts, never a path, key or TOTP secret. */
 export interface ConfigSummary {
   config: string;
-  step1: { port: number; handshake: string; reply: string };
+  step1: { port: number; handshake: string; reply: string; xdp: string };
   step2: { port: number; listenPort: number; listenAddress?: string; trustedProxies: string[] };
   rateLimitPerMinute: number;
   sourcePrefix: { ipv4: number; ipv6: number };
@@ -105,7 +105,7 @@ export function configSummary(config: Config): ConfigSummary {
   const { global } = config;
   return {
     config: config.source,
-    step1: { port: global.step1Port, handshake: global.step1Handshake, reply: global.step1Reply },
+    step1: { port: global.step1Port, handshake: global.step1Handshake, reply: global.step1Reply, xdp: global.step1Xdp },
     step2: {
       port: publicStep2Port(global),
       listenPort: global.step2Port,

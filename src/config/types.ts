@@ -12,6 +12,8 @@ export type HostFirewallMode = 'insert' | 'report';
 export type GateMode = 'enforce' | 'report';
 export type Step1Handshake = 'cookie' | 'none';
 export type Step1Reply = 'silent' | 'reset';
+/** `step1_xdp`: `auto` tries native, then generic, then none; `off` never loads the program. */
+export type Step1XdpMode = 'off' | 'auto' | 'native' | 'generic';
 export type Protocol = 'tcp' | 'udp';
 export type IpFamily = 4 | 6;
 
@@ -76,6 +78,8 @@ export interface GlobalConfig {
   step1Workers: number | 'auto';
   step1Handshake: Step1Handshake;
   step1Reply: Step1Reply;
+  /** The step-1 XDP front on interface_ext (an accelerator: the kernel's rules stay the gate). */
+  step1Xdp: Step1XdpMode;
   stateDir: string;
   tableName: string;
   ipv6: boolean;

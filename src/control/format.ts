@@ -1,5 +1,5 @@
 /** Control answers as text for operators; `--json` prints the protocol's own objects instead. */
-import type { ClusterHealth, GateHealth, SessionView, TrialHealth } from './protocol.js';
+import type { ClusterHealth, GateHealth, SessionView, TrialHealth, XdpHealth } from './protocol.js';
 
 /** `knock-port sessions` as a table an operator reads at a glance. */
 export function formatSessionsTable(sessions: readonly SessionView[]): string {
@@ -42,4 +42,14 @@ export function formatTrialHealth(trial: TrialHealth): string {
 export function formatGateHealth(gate: GateHealth): string {
   const counts = gate.wouldDrop.map((count) => `${count.port}/${count.protocol} ${count.packets}`).join(', ');
   return `gate: report mode, nothing dropped; packets it would have dropped: ${counts || 'none'}\n`;
+}
+
+/** One line for `knock-port health` with `step1_xdp` on: where the XDP front runs and what it did. */
+export function formatXdpHealth(xdp: XdpHealth): string {
+  const where = xdp.attached.map((a) => `${a.interface} (${a.mode})`).join(', ');
+  const counts = Object.entries(xdp.counters)
+    .map(([name, n]) => `${name} ${n}`)
+    .join(', ');
+  const notes = xdp.notes.length > 0 ? `; ${xdp.notes.join('; ')}` : '';
+  return `step-1 XDP (${xdp.configured}): ${where ? `on ${where}; ${counts}` : 'not running, the kernel rules alone serve step 1'}${notes}\n`;
 }

@@ -86,6 +86,19 @@ export const gateHealthSchema = z.object({
 
 export type GateHealth = z.infer<typeof gateHealthSchema>;
 
+/** The step-1 XDP front (`step1_xdp` other than off): where it runs, or why not, and its counters. */
+export const xdpHealthSchema = z.object({
+  configured: z.enum(['auto', 'native', 'generic']),
+  /** Interfaces the program is attached to, each with its mode. */
+  attached: z.array(z.object({ interface: z.string(), mode: z.enum(['native', 'generic']) })),
+  /** Why it runs nowhere, or on fewer interfaces than match (one line per interface left out). */
+  notes: z.array(z.string()),
+  /** Packets since the daemon started, per outcome (native/xdp/step1.h). */
+  counters: z.record(z.string(), z.number()),
+});
+
+export type XdpHealth = z.infer<typeof xdpHealthSchema>;
+
 export const healthReportSchema = z.object({
   healthy: z.boolean(),
   /** What is degraded or broken, for the operator; empty when healthy. */
@@ -98,6 +111,8 @@ export const healthReportSchema = z.object({
   gate: gateHealthSchema.optional(),
   /** Present while a trial waits for `knock-port confirm`. */
   trial: trialHealthSchema.optional(),
+  /** Present when `step1_xdp` is not off. */
+  xdp: xdpHealthSchema.optional(),
 });
 
 export type HealthReport = z.infer<typeof healthReportSchema>;

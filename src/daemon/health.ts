@@ -10,12 +10,14 @@ import type { ReloadHistory } from './reload.js';
 import type { RunningConfig } from './running.js';
 import type { Step1 } from './step1.js';
 import type { Step2 } from './step2.js';
+import type { Step1XdpFront } from './xdp-front.js';
 
 export interface HealthParts {
   running: RunningConfig;
   problems: ProblemMemory;
   maintenance: Maintenance;
   step1: Step1;
+  xdp: Step1XdpFront;
   step2: Step2;
   cluster?: Cluster;
   reloads: ReloadHistory;
@@ -42,6 +44,7 @@ export async function healthReport(parts: HealthParts, trial: Trial | undefined)
   const warnings = step2.served.warnings();
   const gate = await gateHealth(running, warnings);
   const trialHealth = trial?.health();
+  const xdp = parts.xdp.health();
   return {
     healthy: problems.length === 0,
     problems,
@@ -50,6 +53,7 @@ export async function healthReport(parts: HealthParts, trial: Trial | undefined)
     ...(sync ? { cluster: sync.health() } : {}),
     ...(gate ? { gate } : {}),
     ...(trialHealth ? { trial: trialHealth } : {}),
+    ...(xdp ? { xdp } : {}),
   };
 }
 

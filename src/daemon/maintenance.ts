@@ -12,6 +12,7 @@ import type { Logger } from '../shared/log.js';
 import type { RunningConfig } from './running.js';
 import { FirewallSelfHeal } from './self-heal.js';
 import type { Step1 } from './step1.js';
+import type { Step1XdpFront } from './xdp-front.js';
 
 /** How often the daemon checks its ruleset is still there and reads capture drop counters. */
 const MAINTENANCE_INTERVAL_MS = 5_000;
@@ -24,6 +25,7 @@ export interface MaintenanceParts {
   /** Ends the flows a gap in the ruleset let in without a grant. */
   flows: ConntrackFlowCloser;
   step1: Step1;
+  xdp: Step1XdpFront;
   problems: ProblemMemory;
   logger: Logger;
 }
@@ -73,5 +75,6 @@ export class Maintenance {
     await this.selfHeal.run();
     this.parts.step1.copyDrops();
     this.interfaces.refresh(this.parts.running.config);
+    await this.parts.xdp.refresh();
   }
 }

@@ -21,6 +21,7 @@ import type { Maintenance } from './maintenance.js';
 import type { DaemonOptions } from './options.js';
 import type { RunningConfig } from './running.js';
 import type { Step1 } from './step1.js';
+import type { Step1XdpFront } from './xdp-front.js';
 import type { Step2 } from './step2.js';
 
 export interface ReloadParts {
@@ -31,6 +32,7 @@ export interface ReloadParts {
   lasting: LastingState;
   granter: Granter;
   step1: Step1;
+  xdp: Step1XdpFront;
   step2: Step2;
   maintenance: Maintenance;
   logger: Logger;
@@ -98,6 +100,7 @@ export async function applyReload(parts: ReloadParts): Promise<boolean> {
   }
   applyReloadedLimits(parts.lasting, next.global);
   parts.step1.reconfigure(next);
+  await parts.xdp.reconfigure(next);
   parts.maintenance.interfaces.refresh(next);
   await capture?.apply();
   await listenerMove?.apply();

@@ -97,6 +97,34 @@ interface NativeNftContextClass {
   probeTableOwnership?: () => number;
 }
 
+/** Counters of the step-1 XDP program, summed over CPUs, in the order of native/xdp/step1.h. */
+export type NativeXdpCounters = number[];
+
+export interface NativeXdp {
+  /** Throws with the kernel's errno: EBUSY (another XDP program is there), EOPNOTSUPP/EINVAL (no native XDP). */
+  attach(ifindex: number, mode: 'native' | 'generic'): void;
+  /** True when this program was attached there. */
+  detach(ifindex: number): boolean;
+  attached(): number[];
+  /** The config map's value, `configSize` bytes laid out as struct kp_xdp_config. */
+  configure(bytes: Uint8Array): void;
+  /** This host's addresses, 16 bytes each (IPv4 mapped into IPv6). */
+  setAddresses(bytes: Uint8Array): void;
+  counters(): NativeXdpCounters;
+  /** One run on an Ethernet frame (BPF_PROG_TEST_RUN): the XDP action and the frame after it. */
+  testRun(frame: Uint8Array): { action: number; frame: Buffer };
+  /** Detaches what it attached, unloads the program. */
+  close(): void;
+}
+
+interface NativeXdpClass {
+  /** Loads the program; throws with the errno (EPERM without CAP_BPF/CAP_SYS_ADMIN, EOPNOTSUPP when built without it). */
+  new (): NativeXdp;
+  configSize: number;
+  /** CLOCK_REALTIME - CLOCK_MONOTONIC in nanoseconds: what the program adds to its clock. */
+  clockOffset(): bigint;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   NfQueue: new (queue: number, options: NativeNfqueueOptions, onBatch: NativeBatchCallback) => NativeNfqueue;
@@ -107,6 +135,8 @@ export interface NativeAddon {
   fastOpenSocket?: (family: 4 | 6) => number;
   /** One sd_notify datagram to `socketPath` (a path, or an abstract socket when it starts with '@'); throws with the errno. */
   notify: (socketPath: string, message: string) => void;
+  /** The step-1 XDP program. Missing from addons built from older sources. */
+  Xdp?: NativeXdpClass;
 }
 
 const ADDON_PATH = '../../build/Release/knockport_native.node';

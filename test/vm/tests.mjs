@@ -22,6 +22,8 @@ export const VM_TESTS = [
   { file: 'test/kernel/step1/invisible.test.ts', kernels: ['6.12'] },
   // Table flags owner, persist (Linux 6.9+): owned on 6.12, the fallback on 6.1.
   { file: 'test/kernel/firewall/table-owner.test.ts', kernels: ['6.1', '6.12'] },
+  // The step-1 XDP program loads and answers with the daemon's SYN-ACK (BPF_PROG_TEST_RUN) on each.
+  { file: 'test/kernel/step1/xdp-program.test.ts', kernels: ['6.1', '6.12'] },
 ];
 
 /** The files one kernel series runs by default. */

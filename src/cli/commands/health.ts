@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
 import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
 import { callDaemon } from '../../control/client.js';
-import { formatClusterHealth, formatGateHealth, formatTrialHealth } from '../../control/format.js';
+import { formatClusterHealth, formatGateHealth, formatTrialHealth, formatXdpHealth } from '../../control/format.js';
 import { ExitCode } from '../../client/exit-codes.js';
 import { addExamples } from '../help.js';
 
@@ -30,6 +30,7 @@ export function registerHealth(program: Command, terminal: Terminal = processTer
     if (options.json !== true && health.cluster) terminal.stdout.write(formatClusterHealth(health.cluster));
     if (options.json !== true && health.gate) terminal.stdout.write(formatGateHealth(health.gate));
     if (options.json !== true && health.trial) terminal.stdout.write(formatTrialHealth(health.trial));
+    if (options.json !== true && health.xdp) terminal.stdout.write(formatXdpHealth(health.xdp));
     if (!health.healthy) terminal.setExitCode(ExitCode.failed);
   });
 }

@@ -115,7 +115,7 @@ describe('check --json', () => {
       config: file,
       summary: {
         config: file,
-        step1: { port: 8080, handshake: 'cookie', reply: 'silent' },
+        step1: { port: 8080, handshake: 'cookie', reply: 'silent', xdp: 'off' },
         step2: { port: 443, listenPort: 443, trustedProxies: [] },
         rateLimitPerMinute: 60,
         sourcePrefix: { ipv4: 32, ipv6: 64 },

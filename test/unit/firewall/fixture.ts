@@ -53,6 +53,7 @@ export function fixtureConfig(options: FixtureOptions = {}): Config {
       step1Workers: 1,
       step1Handshake: 'cookie',
       step1Reply: 'silent',
+      step1Xdp: 'off',
       stateDir: '/var/lib/knock-port',
       tableName: o.tableName,
       ipv6: o.ipv6,

@@ -43,6 +43,7 @@ export function fixtureConfig(overrides: Partial<GlobalConfig> = {}): Config {
     step1Workers: 1,
     step1Handshake: 'cookie',
     step1Reply: 'silent',
+    step1Xdp: 'off',
     stateDir: '/var/lib/knock-port',
     tableName: 'knockport',
     ipv6: true,
