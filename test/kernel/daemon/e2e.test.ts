@@ -310,7 +310,11 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     writeFileSync(configPath, 'global: [not, a, config\n');
     daemon.proc.kill('SIGHUP');
     expect(await daemon.waitForLog(/config reload failed/, scaled(5000))).toBe(true);
-    expect(sandbox.gw.tryExec(process.execPath, [CLI, 'health', '--socket', join(sandbox.dir, 'control.sock')]).ok).toBe(true);
+    // Still serving, on the previous config, and `health` says so until a reload succeeds.
+    const health = () => sandbox.gw.tryExec(process.execPath, [CLI, 'health', '--socket', join(sandbox.dir, 'control.sock')]);
+    const refused = health();
+    expect(refused.ok).toBe(false);
+    expect(refused.out + refused.err).toMatch(/the config reload at \S+ failed: still running on the previous config/);
 
     const extra = `extra:\n  port: 9090\n  access_key_http: [extra-http-key-0123]\n  access_key_https: [extra-https-key-0123]\n  destination: local\n  protocol: tcp\n  duration: ${DURATION}\n  step2_https_duration: ${WINDOW}\n`;
     writeFileSync(configPath, original + extra);
@@ -319,6 +323,7 @@ describe.each(BACKENDS)('daemon end to end: $name', (backend) => {
     expect(await knock(sandbox.client, daemon, ADDR.gwWan4, 'app=extra&access_key=extra-http-key-0123', ADDR.client4b)).toBe(true);
     expect(step2(sandbox.client, ADDR.gwWan4, 'app=extra&access_key=extra-https-key-0123', ADDR.client4b).status).toBe('200');
     expect(sessionsJson(sandbox).some((s) => s.ip === ADDR.client4b && s.app === 'extra' && s.step === 'service')).toBe(true);
+    expect(health().ok).toBe(true);
     writeFileSync(configPath, original);
   });
 
