@@ -10,6 +10,9 @@ import { ALL_FAMILIES, allowedNetworks, hostPort, matchesInterface, PREFILTER_CO
 import { WOULD_DROP_LOG, wouldDropComment } from '../report-mode.js';
 import type { CaptureKind, GrantKind } from '../../shared/kinds.js';
 
+/** The largest `--hashlimit-burst` iptables accepts (step1_rate_per_second goes up to 1,000,000 a second). */
+const HASHLIMIT_BURST_MAX = 1_000_000;
+
 export type IptablesTable = 'raw' | 'mangle' | 'filter' | 'nat';
 
 export interface Jump {
@@ -276,7 +279,9 @@ export class IptablesRuleset {
    */
   private step1Budget(): string {
     const rate = this.plan.step1RatePerSecond;
-    const options = `--hashlimit-above ${rate}/sec --hashlimit-burst ${rate * 2} --hashlimit-mode dstport`;
+    // Two seconds' worth, as nftables has, but iptables takes a burst of at most 1,000,000.
+    const burst = Math.min(rate * 2, HASHLIMIT_BURST_MAX);
+    const options = `--hashlimit-above ${rate}/sec --hashlimit-burst ${burst} --hashlimit-mode dstport`;
     // The kernel shares a table by name and keeps the settings it was created with while any rule
     // uses it, replaced rules included: a name per setting makes a new setting take effect. At
     // most 15 characters, as older kernels allow.

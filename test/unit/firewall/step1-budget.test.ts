@@ -47,6 +47,12 @@ describe('the kernel step-1 budget', () => {
     }
   });
 
+  it('iptables: the highest rate the config accepts renders a burst iptables takes (at most 1,000,000)', () => {
+    const limits = lines(render('iptables', 1_000_000), /-m hashlimit/);
+    expect(limits).toHaveLength(2);
+    for (const rule of limits) expect(rule).toContain('--hashlimit-above 1000000/sec --hashlimit-burst 1000000 ');
+  });
+
   it('names the iptables table after its settings, so a changed rate takes effect (the kernel keeps a name first settings)', () => {
     const name = (text: string) => /--hashlimit-name (\S+)/.exec(text)?.[1];
     expect(name(render('iptables', 1000))).not.toBe(name(render('iptables', 2000)));
