@@ -10,9 +10,8 @@ import { IN_VM, TIME_SCALE } from './test/helpers/vm.js';
 export const SERIAL_KERNEL_FILES = [
   'test/kernel/attacks/floods.test.ts',
   'test/kernel/attacks/budgets.test.ts',
-  'test/kernel/firewall/prefilter.test.ts',
+  'test/kernel/firewall/prefilter-cost.test.ts',
   'test/kernel/firewall/step1-budget-oracle.test.ts',
-  'test/kernel/firewall/step1-fanout.test.ts',
   'test/kernel/step1/fanout.test.ts',
   'test/kernel/capture/overflow.test.ts',
   'test/kernel/daemon/revoke-flows.test.ts',
