@@ -146,7 +146,7 @@ export async function startPrefilterGateway(backend: PrefilterBackend, label = b
     await stop();
     throw new Error(`daemon did not start:\n${output}`);
   }
-  const scrape = async () => (await execIn(sandbox.gw, 'curl', ['-sS', '-m', '2', `http://127.0.0.1:${METRICS_PORT}/metrics`])).out;
+  const scrape = async () => (await execIn(sandbox.gw, 'curl', ['-sS', '-m', String(scaled(2)), `http://127.0.0.1:${METRICS_PORT}/metrics`])).out;
   const outcomes = async () => {
     const counts: Record<string, number> = {};
     for (const m of (await scrape()).matchAll(/^knockport_step1_packets_total\{outcome="([a-z]+)",reason=""\} (\d+)$/gm)) counts[m[1]!] = Number(m[2]);

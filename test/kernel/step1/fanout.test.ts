@@ -90,7 +90,7 @@ function grants(daemon: Daemon): Grant[] {
 }
 
 function metric(sandbox: Sandbox, pattern: RegExp): number {
-  const text = sandbox.gw.exec('curl', ['-sS', '-m', '2', 'http://127.0.0.1:9464/metrics']);
+  const text = sandbox.gw.exec('curl', ['-sS', '-m', String(scaled(2)), 'http://127.0.0.1:9464/metrics']);
   return Number(pattern.exec(text)?.[1] ?? NaN);
 }
 

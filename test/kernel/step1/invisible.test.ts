@@ -139,7 +139,7 @@ async function captureOnGateway<T>(gw: Netns, pcap: string, host: string, action
   const exited = new Promise<void>((resolve) => tcpdump.once('exit', () => resolve()));
   let result: T;
   try {
-    if (!(await waitFor(() => stderr.includes('listening on'), 5_000))) throw new Error(`tcpdump did not start: ${stderr}`);
+    if (!(await waitFor(() => stderr.includes('listening on'), scaled(5_000)))) throw new Error(`tcpdump did not start: ${stderr}`);
     result = await action();
     // The last packets the action caused are on the wire by now; give tcpdump a moment to write them.
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -178,7 +178,7 @@ describe.each(BACKENDS)('invisible step 1 (step1_handshake: none): $name', (back
   }
 
   function metric(reason: string): number {
-    const text = sandbox.gw.exec('curl', ['-sS', '-m', '5', 'http://127.0.0.1:9464/metrics']);
+    const text = sandbox.gw.exec('curl', ['-sS', '-m', String(scaled(5)), 'http://127.0.0.1:9464/metrics']);
     const match = new RegExp(`^knockport_step1_packets_total\\{outcome="[a-z]+",reason="${reason}"\\} (\\d+)$`, 'm').exec(text);
     return Number(match?.[1] ?? 0);
   }
@@ -339,7 +339,7 @@ describe.each(BACKENDS)('invisible step 1 (step1_handshake: none): $name', (back
       expect(segments[0]!.payload.toString('latin1')).toContain('access_key=not-the-step1-key-0000');
       expect(segments.filter((s) => s.src === gw)).toEqual([]);
       const refused = new RegExp(`"ip":"${from}".*"reason":"bad-key".*step-1 knock refused`);
-      expect(await waitFor(() => daemon.output.some((l) => refused.test(l)), 5_000)).toBe(true);
+      expect(await waitFor(() => daemon.output.some((l) => refused.test(l)), scaled(5_000))).toBe(true);
       expect(sessionsFor(from)).toEqual([]);
       expect(await closedFrom(from, gw)).toEqual({ https: 'timeout', service: 'timeout' });
       // The right step-2 key cannot get through either: the HTTPS port never opened.
