@@ -6,6 +6,7 @@
  * and a daemon that stops or dies takes its links with it (the kernel detaches them).
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { promisify } from 'node:util';
@@ -15,6 +16,7 @@ import type { Config, Step1XdpMode } from '../config/types.js';
 import type { XdpHealth } from '../control/protocol.js';
 import { SYS_CLASS_NET } from '../firewall/interface-presence.js';
 import type { ProblemMemory } from '../metrics/health-problems.js';
+import { COOKIE_SECRET_BYTES } from '../step1/cookie.js';
 import { describeError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 
@@ -54,7 +56,7 @@ export class Step1XdpFront {
     try {
       const program = Step1XdpProgram.load();
       this.program = program;
-      const settings = this.settings(config);
+      const settings = xdpSettings(config, this.parts.cookieSecret);
       const wrong = selfTestXdp(program, settings);
       if (wrong !== undefined) throw new XdpUnavailableError(`the program's SYN-ACK differs from the daemon's on this kernel (${wrong})`);
       this.baseline = program.counters();
@@ -80,7 +82,7 @@ export class Step1XdpFront {
     const program = this.program;
     if (!program || !this.config) return;
     try {
-      program.configure(this.settings(this.config));
+      program.configure(xdpSettings(this.config, this.parts.cookieSecret));
       program.setAddresses(localAddresses());
     } catch (err) {
       this.parts.problems.note(`step-1 XDP maps could not be updated: ${describeError(err)}`);
@@ -138,6 +140,17 @@ export class Step1XdpFront {
     return [...this.attached.values()].map((a) => a.mode);
   }
 
+  /**
+   * Interfaces `interface_ext` matches that the program does not run on (the kernel rules alone
+   * serve step 1 there): each one left out, or all of them when the program could not load.
+   */
+  notAttached(): number {
+    const config = this.config;
+    if (config === undefined || config.global.step1Xdp === 'off') return 0;
+    if (this.program === undefined) return matchingInterfaces(config.global.interfaceExt).length;
+    return this.leftOut.size;
+  }
+
   /** Detaches what it attached, unloads the program. */
   stop(): void {
     this.program?.close();
@@ -145,18 +158,6 @@ export class Step1XdpFront {
     this.attached.clear();
     this.leftOut.clear();
     this.unavailable = undefined;
-  }
-
-  private settings(config: Config): XdpSettings {
-    const g = config.global;
-    return {
-      cookieSecret: this.parts.cookieSecret,
-      step1Port: g.step1Port,
-      step1Path: g.step1Path,
-      handshake: g.step1Handshake,
-      reply: g.step1Reply,
-      ipv6: g.ipv6,
-    };
   }
 
   private async attachNew(): Promise<void> {
@@ -185,6 +186,29 @@ export class Step1XdpFront {
     }
     this.parts.logger.error(message);
     this.parts.problems.note(message);
+  }
+}
+
+function xdpSettings(config: Config, cookieSecret: Buffer): XdpSettings {
+  const g = config.global;
+  return { cookieSecret, step1Port: g.step1Port, step1Path: g.step1Path, handshake: g.step1Handshake, reply: g.step1Reply, ipv6: g.ipv6 };
+}
+
+/**
+ * What `knock-port check` does with `step1_xdp` on: loads the program into this kernel (the
+ * verifier runs), proves on a test SYN that it answers with the daemon's own SYN-ACK for this
+ * config, and unloads it, attaching it nowhere. Returns why it cannot run here, or undefined.
+ */
+export function verifyXdpProgram(config: Config): string | undefined {
+  let program: Step1XdpProgram | undefined;
+  try {
+    program = Step1XdpProgram.load();
+    const wrong = selfTestXdp(program, xdpSettings(config, randomBytes(COOKIE_SECRET_BYTES)));
+    return wrong === undefined ? undefined : `the program's SYN-ACK differs from the daemon's on this kernel (${wrong})`;
+  } catch (err) {
+    return describeError(err);
+  } finally {
+    program?.close();
   }
 }
 
