@@ -200,7 +200,7 @@ describe.skipIf(skip)('step-1 XDP front: where it attaches and what it leaves al
           `${globalSection(sandbox, { step1_xdp: mode, interface_ext: ADDED.bridge, http_post_path: STEP1_PATH, https_post_path: STEP2_PATH })}${appSection()}`,
         );
         const [cmd, ...args] = [...launcher, 'node', CLI, 'check', '--json', '-c', config];
-        return execIn(sandbox.gw, cmd!, args);
+        return execIn(sandbox.gw, cmd, args);
       };
       const noBpf = ['setpriv', '--bounding-set', '-bpf,-sys_admin'];
       const [verified, refused, off] = await Promise.all([check('native'), check('auto', noBpf), check('off', noBpf)]);
