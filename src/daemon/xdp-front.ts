@@ -65,7 +65,7 @@ export class Step1XdpFront {
       this.program?.close();
       this.program = undefined;
       this.unavailable = describeError(err);
-      this.report(mode, `step-1 XDP is not used: ${this.unavailable}; the kernel rules serve step 1 alone`);
+      this.report(mode, unavailableMessage(this.unavailable));
       return;
     }
     await this.attachNew();
@@ -80,6 +80,7 @@ export class Step1XdpFront {
   /** Each maintenance tick: the clock offset, this host's addresses, interfaces that came or went. */
   async refresh(): Promise<void> {
     const program = this.program;
+    if (this.unavailable !== undefined && this.config) this.keepProblem(this.config.global.step1Xdp, unavailableMessage(this.unavailable));
     if (!program || !this.config) return;
     try {
       program.configure(xdpSettings(this.config, this.parts.cookieSecret));
@@ -88,6 +89,7 @@ export class Step1XdpFront {
       this.parts.problems.note(`step-1 XDP maps could not be updated: ${describeError(err)}`);
     }
     const present = new Set(matchingInterfaces(this.config.global.interfaceExt));
+    for (const name of this.leftOut.keys()) if (!present.has(name)) this.forgetLeftOut(name);
     for (const [name, attachment] of this.attached) {
       if (present.has(name) && readIfindex(name) === attachment.ifindex) continue;
       program.detach(attachment.ifindex); // gone (the kernel dropped the link) or renamed
@@ -156,7 +158,8 @@ export class Step1XdpFront {
     this.program?.close();
     this.program = undefined;
     this.attached.clear();
-    this.leftOut.clear();
+    for (const name of this.leftOut.keys()) this.forgetLeftOut(name);
+    if (this.unavailable !== undefined) this.parts.problems.clear(unavailableMessage(this.unavailable));
     this.unavailable = undefined;
   }
 
@@ -168,11 +171,16 @@ export class Step1XdpFront {
       if (this.attached.has(name)) continue;
       const outcome = await attachOne(program, name, mode);
       if (typeof outcome === 'string') {
-        if (this.leftOut.get(name) !== outcome) this.report(mode, `step-1 XDP is not attached to ${name}: ${outcome}; the kernel rules serve step 1 there`);
+        const message = leftOutMessage(name, outcome);
+        if (this.leftOut.get(name) === outcome) this.keepProblem(mode, message);
+        else {
+          this.forgetLeftOut(name);
+          this.report(mode, message);
+        }
         this.leftOut.set(name, outcome);
         continue;
       }
-      this.leftOut.delete(name);
+      this.forgetLeftOut(name);
       this.attached.set(name, outcome);
       this.parts.logger.info({ interface: name, mode: outcome.mode }, `step-1 XDP attached to ${name} (${outcome.mode})`);
     }
@@ -187,6 +195,27 @@ export class Step1XdpFront {
     this.parts.logger.error(message);
     this.parts.problems.note(message);
   }
+
+  /** Each tick it still holds: health forgets a problem not seen for a minute. */
+  private keepProblem(mode: Step1XdpMode, message: string): void {
+    if (mode === 'native' || mode === 'generic') this.parts.problems.note(message);
+  }
+
+  /** The interface is attached now, gone, or left out for another reason: its problem is over. */
+  private forgetLeftOut(name: string): void {
+    const why = this.leftOut.get(name);
+    if (why === undefined) return;
+    this.parts.problems.clear(leftOutMessage(name, why));
+    this.leftOut.delete(name);
+  }
+}
+
+function unavailableMessage(why: string): string {
+  return `step-1 XDP is not used: ${why}; the kernel rules serve step 1 alone`;
+}
+
+function leftOutMessage(name: string, why: string): string {
+  return `step-1 XDP is not attached to ${name}: ${why}; the kernel rules serve step 1 there`;
 }
 
 function xdpSettings(config: Config, cookieSecret: Buffer): XdpSettings {
