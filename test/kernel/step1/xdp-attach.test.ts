@@ -15,6 +15,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { knockStep1 } from '../../helpers/knock.js';
+import { metricByLabel } from '../../helpers/metrics-scrape.js';
 import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
 import { startServices } from '../../helpers/scenario.js';
 import { ADDR, CLI, IF, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
@@ -74,13 +75,7 @@ describe.skipIf(skip)('step-1 XDP front: where it attaches and what it leaves al
   let sandbox: Sandbox;
   let passObject: string;
 
-  const scrape = async () => (await execIn(sandbox.gw, 'curl', ['-sS', '-m', '2', `http://127.0.0.1:${METRICS_PORT}/metrics`])).out;
-  const series = async (name: string, label: string): Promise<Record<string, number>> => {
-    const counts: Record<string, number> = {};
-    for (const m of (await scrape()).matchAll(new RegExp(`^${name}\\{${label}="([a-z_]+)"[^}]*\\} (\\d+)$`, 'gm')))
-      counts[m[1]!] = (counts[m[1]!] ?? 0) + Number(m[2]);
-    return counts;
-  };
+  const series = (name: string, label: string) => metricByLabel(sandbox.gw, METRICS_PORT, name, label);
   const interfaceModes = () => series('knockport_step1_xdp_interfaces', 'mode');
   const health = async (): Promise<HealthJson> =>
     JSON.parse((await execIn(sandbox.gw, 'node', [CLI, 'health', '--json', '--socket', `${sandbox.dir}/control.sock`])).out) as HealthJson;

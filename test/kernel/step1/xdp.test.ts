@@ -11,6 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { knockStep1 } from '../../helpers/knock.js';
+import { metricByLabel } from '../../helpers/metrics-scrape.js';
 import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
 import { prefilterDrops } from '../../helpers/prefilter.js';
 import { injectSegments } from '../../helpers/raw-inject.js';
@@ -62,13 +63,7 @@ describe.skipIf(skip).each(ROWS)('step-1 XDP front: $name', (row) => {
   let daemon: Daemon | undefined;
   let controlSocket: string;
 
-  const scrape = async () => (await execIn(sandbox.gw, 'curl', ['-sS', '-m', '2', `http://127.0.0.1:${METRICS_PORT}/metrics`])).out;
-  const series = async (name: string, label: string): Promise<Record<string, number>> => {
-    const counts: Record<string, number> = {};
-    for (const m of (await scrape()).matchAll(new RegExp(`^${name}\\{${label}="([a-z_]+)"[^}]*\\} (\\d+)$`, 'gm')))
-      counts[m[1]!] = (counts[m[1]!] ?? 0) + Number(m[2]);
-    return counts;
-  };
+  const series = (name: string, label: string) => metricByLabel(sandbox.gw, METRICS_PORT, name, label);
   const daemonOutcomes = () => series('knockport_step1_packets_total', 'outcome');
   const xdpCounts = () => series('knockport_step1_xdp_packets_total', 'outcome');
   const health = async (): Promise<XdpHealthJson> =>
