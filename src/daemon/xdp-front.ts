@@ -6,6 +6,7 @@
  * and a daemon that stops or dies takes its links with it (the kernel detaches them).
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { promisify } from 'node:util';
@@ -15,6 +16,7 @@ import type { Config, Step1XdpMode } from '../config/types.js';
 import type { XdpHealth } from '../control/protocol.js';
 import { SYS_CLASS_NET } from '../firewall/interface-presence.js';
 import type { ProblemMemory } from '../metrics/health-problems.js';
+import { COOKIE_SECRET_BYTES } from '../step1/cookie.js';
 import { describeError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 
@@ -54,7 +56,7 @@ export class Step1XdpFront {
     try {
       const program = Step1XdpProgram.load();
       this.program = program;
-      const settings = this.settings(config);
+      const settings = xdpSettings(config, this.parts.cookieSecret);
       const wrong = selfTestXdp(program, settings);
       if (wrong !== undefined) throw new XdpUnavailableError(`the program's SYN-ACK differs from the daemon's on this kernel (${wrong})`);
       this.baseline = program.counters();
@@ -63,7 +65,7 @@ export class Step1XdpFront {
       this.program?.close();
       this.program = undefined;
       this.unavailable = describeError(err);
-      this.report(mode, `step-1 XDP is not used: ${this.unavailable}; the kernel rules serve step 1 alone`);
+      this.report(mode, unavailableMessage(this.unavailable));
       return;
     }
     await this.attachNew();
@@ -78,14 +80,16 @@ export class Step1XdpFront {
   /** Each maintenance tick: the clock offset, this host's addresses, interfaces that came or went. */
   async refresh(): Promise<void> {
     const program = this.program;
+    if (this.unavailable !== undefined && this.config) this.keepProblem(this.config.global.step1Xdp, unavailableMessage(this.unavailable));
     if (!program || !this.config) return;
     try {
-      program.configure(this.settings(this.config));
+      program.configure(xdpSettings(this.config, this.parts.cookieSecret));
       program.setAddresses(localAddresses());
     } catch (err) {
       this.parts.problems.note(`step-1 XDP maps could not be updated: ${describeError(err)}`);
     }
     const present = new Set(matchingInterfaces(this.config.global.interfaceExt));
+    for (const name of this.leftOut.keys()) if (!present.has(name)) this.forgetLeftOut(name);
     for (const [name, attachment] of this.attached) {
       if (present.has(name) && readIfindex(name) === attachment.ifindex) continue;
       program.detach(attachment.ifindex); // gone (the kernel dropped the link) or renamed
@@ -138,25 +142,25 @@ export class Step1XdpFront {
     return [...this.attached.values()].map((a) => a.mode);
   }
 
+  /**
+   * Interfaces `interface_ext` matches that the program does not run on (the kernel rules alone
+   * serve step 1 there): each one left out, or all of them when the program could not load.
+   */
+  notAttached(): number {
+    const config = this.config;
+    if (config === undefined || config.global.step1Xdp === 'off') return 0;
+    if (this.program === undefined) return matchingInterfaces(config.global.interfaceExt).length;
+    return this.leftOut.size;
+  }
+
   /** Detaches what it attached, unloads the program. */
   stop(): void {
     this.program?.close();
     this.program = undefined;
     this.attached.clear();
-    this.leftOut.clear();
+    for (const name of this.leftOut.keys()) this.forgetLeftOut(name);
+    if (this.unavailable !== undefined) this.parts.problems.clear(unavailableMessage(this.unavailable));
     this.unavailable = undefined;
-  }
-
-  private settings(config: Config): XdpSettings {
-    const g = config.global;
-    return {
-      cookieSecret: this.parts.cookieSecret,
-      step1Port: g.step1Port,
-      step1Path: g.step1Path,
-      handshake: g.step1Handshake,
-      reply: g.step1Reply,
-      ipv6: g.ipv6,
-    };
   }
 
   private async attachNew(): Promise<void> {
@@ -167,11 +171,16 @@ export class Step1XdpFront {
       if (this.attached.has(name)) continue;
       const outcome = await attachOne(program, name, mode);
       if (typeof outcome === 'string') {
-        if (this.leftOut.get(name) !== outcome) this.report(mode, `step-1 XDP is not attached to ${name}: ${outcome}; the kernel rules serve step 1 there`);
+        const message = leftOutMessage(name, outcome);
+        if (this.leftOut.get(name) === outcome) this.keepProblem(mode, message);
+        else {
+          this.forgetLeftOut(name);
+          this.report(mode, message);
+        }
         this.leftOut.set(name, outcome);
         continue;
       }
-      this.leftOut.delete(name);
+      this.forgetLeftOut(name);
       this.attached.set(name, outcome);
       this.parts.logger.info({ interface: name, mode: outcome.mode }, `step-1 XDP attached to ${name} (${outcome.mode})`);
     }
@@ -185,6 +194,50 @@ export class Step1XdpFront {
     }
     this.parts.logger.error(message);
     this.parts.problems.note(message);
+  }
+
+  /** Each tick it still holds: health forgets a problem not seen for a minute. */
+  private keepProblem(mode: Step1XdpMode, message: string): void {
+    if (mode === 'native' || mode === 'generic') this.parts.problems.note(message);
+  }
+
+  /** The interface is attached now, gone, or left out for another reason: its problem is over. */
+  private forgetLeftOut(name: string): void {
+    const why = this.leftOut.get(name);
+    if (why === undefined) return;
+    this.parts.problems.clear(leftOutMessage(name, why));
+    this.leftOut.delete(name);
+  }
+}
+
+function unavailableMessage(why: string): string {
+  return `step-1 XDP is not used: ${why}; the kernel rules serve step 1 alone`;
+}
+
+function leftOutMessage(name: string, why: string): string {
+  return `step-1 XDP is not attached to ${name}: ${why}; the kernel rules serve step 1 there`;
+}
+
+function xdpSettings(config: Config, cookieSecret: Buffer): XdpSettings {
+  const g = config.global;
+  return { cookieSecret, step1Port: g.step1Port, step1Path: g.step1Path, handshake: g.step1Handshake, reply: g.step1Reply, ipv6: g.ipv6 };
+}
+
+/**
+ * What `knock-port check` does with `step1_xdp` on: loads the program into this kernel (the
+ * verifier runs), proves on a test SYN that it answers with the daemon's own SYN-ACK for this
+ * config, and unloads it, attaching it nowhere. Returns why it cannot run here, or undefined.
+ */
+export function verifyXdpProgram(config: Config): string | undefined {
+  let program: Step1XdpProgram | undefined;
+  try {
+    program = Step1XdpProgram.load();
+    const wrong = selfTestXdp(program, xdpSettings(config, randomBytes(COOKIE_SECRET_BYTES)));
+    return wrong === undefined ? undefined : `the program's SYN-ACK differs from the daemon's on this kernel (${wrong})`;
+  } catch (err) {
+    return describeError(err);
+  } finally {
+    program?.close();
   }
 }
 

@@ -11,6 +11,8 @@ export interface XdpSource {
   counters(): Record<string, number> | undefined;
   /** The mode of each interface the program is attached to. */
   attachedModes(): string[];
+  /** Interfaces `interface_ext` matches that it is not attached to (step 1 on the kernel rules alone there). */
+  notAttached(): number;
 }
 
 export function registerXdpMetrics(registry: MetricsRegistry, source: XdpSource): void {
@@ -29,12 +31,13 @@ export function registerXdpMetrics(registry: MetricsRegistry, source: XdpSource)
   });
   new Gauge({
     name: 'knockport_step1_xdp_interfaces',
-    help: 'Interfaces the step-1 XDP program is attached to, per mode (native, generic); 0 when step1_xdp is off or could not run.',
+    help: 'Interfaces interface_ext matches, per step-1 XDP mode: native and generic where the program runs, none where it could not attach (the kernel rules alone serve step 1 there); all 0 when step1_xdp is off.',
     labelNames: ['mode'] as const,
     registers,
     collect() {
       const modes = source.attachedModes();
       for (const mode of ['native', 'generic']) this.set({ mode }, modes.filter((m) => m === mode).length);
+      this.set({ mode: 'none' }, source.notAttached());
     },
   });
 }

@@ -6,14 +6,16 @@
  * runs; curl knocks open HTTPS, IPv4 and IPv6, while the daemon sees no SYN at all (XDP answered
  * them with the daemon's cookie, which the daemon then accepts); junk and spoofed data segments
  * end in XDP's counters, exactly, and never reach the kernel's prefilter or the daemon; other
- * traffic to the gateway passes; after kill -9 the program is gone and step 1 stays closed.
+ * traffic to the gateway passes; after kill -9 the program is gone and step 1, step 2 and the
+ * service stay dropped, IPv4 and IPv6, for addresses without a grant.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { knockStep1 } from '../../helpers/knock.js';
+import { metricByLabel } from '../../helpers/metrics-scrape.js';
 import { announceSkip, kernelSkipReason, waitFor } from '../../helpers/netns.js';
 import { prefilterDrops } from '../../helpers/prefilter.js';
 import { injectSegments } from '../../helpers/raw-inject.js';
-import { runUntilReady } from '../../helpers/scenario.js';
+import { runUntilReady, startServices, tcpProbe } from '../../helpers/scenario.js';
 import { ADDR, CLI, IF, REPO_ROOT, createSandbox, globalSection, startDaemon, writeFile, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
 import { rowsForThisRun, scaled } from '../../helpers/vm.js';
 import { bracket, execIn, tcpConnects } from '../attacks/probes.js';
@@ -25,6 +27,8 @@ const STEP1_PATH = '/knock-xdp-5e0c2a';
 const STEP2_PATH = '/step2-xdp-a41f77';
 const KEYS = { http: 'xdp-http-key-77c1d0', https: 'xdp-https-key-0b5e92' };
 const METRICS_PORT = 9465;
+/** A client address that never knocks. */
+const UNGRANTED6 = '2001:db8:1::3';
 const FAMILIES = [
   [ADDR.client4, ADDR.gwWan4],
   [ADDR.client6, ADDR.gwWan6],
@@ -59,13 +63,7 @@ describe.skipIf(skip).each(ROWS)('step-1 XDP front: $name', (row) => {
   let daemon: Daemon | undefined;
   let controlSocket: string;
 
-  const scrape = async () => (await execIn(sandbox.gw, 'curl', ['-sS', '-m', '2', `http://127.0.0.1:${METRICS_PORT}/metrics`])).out;
-  const series = async (name: string, label: string): Promise<Record<string, number>> => {
-    const counts: Record<string, number> = {};
-    for (const m of (await scrape()).matchAll(new RegExp(`^${name}\\{${label}="([a-z_]+)"[^}]*\\} (\\d+)$`, 'gm')))
-      counts[m[1]!] = (counts[m[1]!] ?? 0) + Number(m[2]);
-    return counts;
-  };
+  const series = (name: string, label: string) => metricByLabel(sandbox.gw, METRICS_PORT, name, label);
   const daemonOutcomes = () => series('knockport_step1_packets_total', 'outcome');
   const xdpCounts = () => series('knockport_step1_xdp_packets_total', 'outcome');
   const health = async (): Promise<XdpHealthJson> =>
@@ -74,6 +72,7 @@ describe.skipIf(skip).each(ROWS)('step-1 XDP front: $name', (row) => {
   beforeAll(async () => {
     sandbox = createSandbox(row.label);
     if (row.setting === 'native') await runUntilReady(sandbox.client, passingPeer(IF.clientWan), 'the peer XDP program');
+    await startServices(sandbox.gw, { tcp: { 8080: 'hello\n' } });
     controlSocket = `${sandbox.dir}/control.sock`;
     const config = `${globalSection(sandbox, {
       step1_xdp: row.setting,
@@ -146,12 +145,19 @@ describe.skipIf(skip).each(ROWS)('step-1 XDP front: $name', (row) => {
     for (const outcome of ['syn', 'ignored', 'spoofed', 'rejected', 'granted']) expect(after[outcome] ?? 0, outcome).toBe(before.daemon[outcome] ?? 0);
   });
 
-  it('kill -9 takes the program with it: nothing answers step 1, HTTPS stays closed for a new client', async () => {
+  it('kill -9 takes the program with it: nothing answers step 1, step 2 and the service stay dropped, IPv4 and IPv6', async () => {
     await daemon!.stop('SIGKILL');
     daemon = undefined;
     expect(await waitFor(() => !/prog\/xdp/.test(sandbox.gw.ip('-d', 'link', 'show', 'dev', IF.gwWan)), scaled(3000), 100)).toBe(true);
-    const probe = injectSegments(sandbox.client, { iface: IF.clientWan, src: ADDR.client4b, dst: ADDR.gwWan4, dport: 80, handshake: true, segments: [] });
-    expect(probe.synAck).toBe(false);
-    expect(await tcpConnects(sandbox.client, ADDR.client4b, ADDR.gwWan4, 443, scaled(800))).toBe(false);
+    // Addresses that never knocked: dropped (no answer at all), not refused and not open.
+    sandbox.client.ip('addr', 'add', `${UNGRANTED6}/64`, 'dev', IF.clientWan, 'nodad');
+    const probes = [
+      [ADDR.client4b, ADDR.gwWan4],
+      [UNGRANTED6, ADDR.gwWan6],
+    ].flatMap(([from, gw]) =>
+      [80, 443, 8080].map(async (port) => [`${from} to ${bracket(gw!)}:${port}`, (await tcpProbe(sandbox.client, from!, gw!, port, scaled(800))).kind]),
+    );
+    const outcomes = await Promise.all(probes);
+    expect(outcomes).toEqual(outcomes.map(([what]) => [what, 'timeout']));
   });
 });
