@@ -9,15 +9,21 @@ import { scaled } from './vm.js';
 
 export interface ExecResult {
   ok: boolean;
+  /** The exit code; null when the command was killed (its timeout) or could not start. */
+  code: number | null;
   out: string;
   err: string;
 }
 
-/** Runs a command inside the namespace without blocking the test process. */
+/**
+ * Runs a command inside the namespace without blocking the test process; never rejects (`ok`
+ * and `code` say how it went). The timeout follows the time scale: an emulated kernel is slower.
+ */
 export function execIn(ns: Netns, cmd: string, args: string[], timeoutMs = scaled(30_000)): Promise<ExecResult> {
   return new Promise((resolve) => {
-    execFile('ip', ['netns', 'exec', ns.name, cmd, ...args], { encoding: 'utf8', timeout: timeoutMs }, (error, out, err) => {
-      resolve({ ok: error === null, out, err });
+    execFile('ip', ['netns', 'exec', ns.name, cmd, ...args], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20 }, (error, out, err) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+      resolve({ ok: error === null, code, out, err });
     });
   });
 }

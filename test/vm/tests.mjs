@@ -9,7 +9,7 @@
  */
 export const VM_TESTS = [
   // nftables + NFQUEUE rows, and which capture `auto` picks.
-  { file: 'test/kernel/daemon/e2e.test.ts', kernels: ['6.1'] },
+  { file: 'test/kernel/daemon/e2e.test.ts', kernels: ['6.12'] },
   // nftables + NFQUEUE, and the VyOS layout with `capture: auto` (NFQUEUE there).
   { file: 'test/kernel/scenarios/scenarios.test.ts', kernels: ['6.1'] },
   // nftables + NFQUEUE behind a drop-policy nftables host; steady and flush-heal.
@@ -22,6 +22,8 @@ export const VM_TESTS = [
   { file: 'test/kernel/step1/invisible.test.ts', kernels: ['6.12'] },
   // Table flags owner, persist (Linux 6.9+): owned on 6.12, the fallback on 6.1.
   { file: 'test/kernel/firewall/table-owner.test.ts', kernels: ['6.1', '6.12'] },
+  // The step-1 XDP front end to end in native mode on Debian 12's kernel: curl knocks, junk, kill -9.
+  { file: 'test/kernel/step1/xdp.test.ts', kernels: ['6.1'] },
   // The step-1 XDP program loads and answers with the daemon's SYN-ACK (BPF_PROG_TEST_RUN) on each.
   { file: 'test/kernel/step1/xdp-program.test.ts', kernels: ['6.1', '6.12'] },
 ];

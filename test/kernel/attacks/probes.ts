@@ -3,24 +3,10 @@
  * event loop (so several probes and a flood can run at once): HTTPS, the TCP service and the
  * UDP service, each from a chosen source address.
  */
-import { execFile } from 'node:child_process';
 import type { Netns } from '../../helpers/netns.js';
+import { execIn } from '../../helpers/scenario.js';
 
-export interface Ran {
-  code: number | null;
-  out: string;
-  err: string;
-}
-
-/** Runs a command in `ns`; never rejects (the exit code says how it went). */
-export function execIn(ns: Netns, cmd: string, args: string[], timeoutMs = 15_000): Promise<Ran> {
-  return new Promise((resolve) => {
-    execFile('ip', ['netns', 'exec', ns.name, cmd, ...args], { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 16 << 20 }, (error, out, err) => {
-      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
-      resolve({ code, out, err });
-    });
-  });
-}
+export { execIn };
 
 export const bracket = (addr: string): string => (addr.includes(':') ? `[${addr}]` : addr);
 
