@@ -93,7 +93,7 @@ describe.skipIf(skip).each(ROWS)('step-1 prefilter in the kernel: $name', (backe
         url: `http://${bracket(gw)}${STEP1_PATH}`,
         body,
         from,
-        timeoutSeconds: scaled(1),
+        timeoutSeconds: scaled(3),
       }),
       opened: await waitFor(async () => tcpConnects(gate.sandbox.client, from, gw, 443, scaled(800)), scaled(4000), 200),
     });
