@@ -15,6 +15,7 @@
  * on every app's port that answers with its own name, so the banner says which gateway let the
  * client in.
  */
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -62,14 +63,22 @@ export const NET = {
 export const clientAddr = (i: number) => `198.51.100.${20 + i}`;
 export const clientAddr6 = (i: number) => `2001:db8:e::${(0x20 + i).toString(16)}`;
 
-export interface Gateway {
-  name: 'gw-a' | 'gw-b';
-  ns: Netns;
-  dir: string;
-  ext4: string;
-  ext6: string;
-  config: string;
+/** A gateway: its name and addresses from the start (a file can hold it at load time), its namespace and directory from `build`. */
+export class Gateway {
+  ns!: Netns;
+  dir!: string;
   daemon?: DaemonProcess;
+
+  constructor(
+    readonly name: 'gw-a' | 'gw-b',
+    readonly ext4: string,
+    readonly ext6: string,
+    readonly lan4: string,
+  ) {}
+
+  get config(): string {
+    return join(this.dir, 'config.yaml');
+  }
 }
 
 /** An app's name and the access keys of its step 1 (HTTP) and step 2 (HTTPS). */
@@ -111,30 +120,42 @@ export async function within(probe: () => Promise<boolean>, timeoutMs: number): 
 }
 
 /**
- * Built in `beforeAll` (`build`), torn down in `afterAll` (`destroy`), which also clears what a
- * failed build left: the constructor makes nothing, so a skipped file touches nothing.
+ * Made at a test file's load (making nothing yet, so a skipped file touches nothing), built and
+ * torn down by the hooks `useInSuite` adds to the file's `describe`.
  */
 export class ClusterRig {
   readonly clusterKey = randomBytes(32).toString('hex');
   /** The store's key prefix, fresh per run. */
   readonly prefix = `kpt-${randomBytes(3).toString('hex')}:`;
+  readonly A = new Gateway('gw-a', NET.a4, NET.a6, NET.lanA);
+  readonly B = new Gateway('gw-b', NET.b4, NET.b6, NET.lanB);
   client!: Netns;
   store!: Netns;
-  A!: Gateway;
-  B!: Gateway;
   private sw!: Netns;
   private dir: string | undefined;
   private cert!: { cert: string; key: string };
   private readonly namespaces: Netns[] = [];
-  private readonly gateways: Gateway[] = [];
   private redis: ChildProcess | undefined;
   /** The gateway the client's route to the VIP goes through: the one whose daemon step 1 watches. */
   private routed: Gateway | undefined;
 
   constructor(private readonly options: ClusterRigOptions) {}
 
+  /**
+   * The rig's part in the enclosing `describe`: built before its cases, both daemons' last log
+   * lines printed after a case that failed, everything torn down after them (also what a failed
+   * build left).
+   */
+  useInSuite(): void {
+    beforeAll(() => this.build(), 90_000);
+    afterEach((ctx) => {
+      if (ctx.task.result?.state === 'fail') process.stderr.write(this.logTails());
+    });
+    afterAll(() => this.destroy(), 30_000);
+  }
+
   /** The namespaces, the store and both gateways, started, with the route to the VIP via A. */
-  async build(): Promise<void> {
+  private async build(): Promise<void> {
     const { tag, clientAddresses, moreApps } = this.options;
     this.dir = mkdtempSync(join(tmpdir(), `kp-cluster-${tag}-`));
     this.sw = this.ns(`${tag}sw`);
@@ -151,26 +172,26 @@ export class ClusterRig {
     }
     this.plug(this.store, 'lan0', 'swst', 'brlan', NET.store);
     this.cert = createSelfSignedCert(this.dir, 'knock-port.cluster.test', [NET.vip4, NET.vip6, NET.a4, NET.b4]);
-    this.A = this.makeGateway('gw-a', NET.a4, NET.a6, NET.lanA, 'swa', 'swla');
-    this.B = this.makeGateway('gw-b', NET.b4, NET.b6, NET.lanB, 'swb', 'swlb');
+    this.setUpGateway(this.A, 'swa', 'swla');
+    this.setUpGateway(this.B, 'swb', 'swlb');
     this.routeVia(this.A);
     await this.startRedis();
     const ports = [SVC_PORT, ...(moreApps?.ports ?? [])];
-    await Promise.all(this.gateways.map((gw) => startServices(gw.ns, { tcp: Object.fromEntries(ports.map((port) => [port, `${gw.name}\n`])) })));
+    await Promise.all([this.A, this.B].map((gw) => startServices(gw.ns, { tcp: Object.fromEntries(ports.map((port) => [port, `${gw.name}\n`])) })));
     await Promise.all([this.startGateway(this.A), this.startGateway(this.B)]);
   }
 
   /** Everything `build` made, whatever it got to. */
-  async destroy(): Promise<void> {
-    for (const gw of this.gateways) await gw.daemon?.stop('SIGKILL').catch(() => undefined);
+  private async destroy(): Promise<void> {
+    for (const gw of [this.A, this.B]) await gw.daemon?.stop('SIGKILL').catch(() => undefined);
     await this.killRedis().catch(() => undefined);
     for (const made of this.namespaces) made.destroy();
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** Both daemons' last log lines: what a failed case prints. */
-  logTails(): string {
-    return this.gateways.map((gw) => `\n--- ${gw.name} (last log lines) ---\n${gw.daemon?.output.slice(-25).join('\n') ?? ''}\n`).join('');
+  private logTails(): string {
+    return [this.A, this.B].map((gw) => `\n--- ${gw.name} (last log lines) ---\n${gw.daemon?.output.slice(-25).join('\n') ?? ''}\n`).join('');
   }
 
   /** `launcher`: what the daemon runs under (e.g. libfaketime, for a clock ahead of the others'). */
@@ -285,18 +306,16 @@ export class ClusterRig {
     host.ip('link', 'set', hostIf, 'up');
   }
 
-  private makeGateway(name: 'gw-a' | 'gw-b', ext4: string, ext6: string, lan4: string, swExt: string, swLan: string): Gateway {
-    const gwNs = this.ns(`${this.options.tag}g${name.slice(-1)}`);
-    const dir = join(this.dir!, name);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    this.plug(gwNs, 'ext0', swExt, 'brext', ext4, ext6);
-    this.plug(gwNs, 'lan0', swLan, 'brlan', lan4);
-    gwNs.ip('addr', 'add', `${NET.vip4}/32`, 'dev', 'lo');
-    gwNs.ip('addr', 'add', `${NET.vip6}/128`, 'dev', 'lo');
-    const gw: Gateway = { name, ns: gwNs, dir, ext4, ext6, config: join(dir, 'config.yaml') };
-    this.gateways.push(gw);
+  /** `gw`'s namespace on both switches, the VIP on its `lo`, its directory and config. */
+  private setUpGateway(gw: Gateway, swExt: string, swLan: string): void {
+    gw.ns = this.ns(`${this.options.tag}g${gw.name.slice(-1)}`);
+    gw.dir = join(this.dir!, gw.name);
+    mkdirSync(gw.dir, { recursive: true, mode: 0o700 });
+    this.plug(gw.ns, 'ext0', swExt, 'brext', gw.ext4, gw.ext6);
+    this.plug(gw.ns, 'lan0', swLan, 'brlan', gw.lan4);
+    gw.ns.ip('addr', 'add', `${NET.vip4}/32`, 'dev', 'lo');
+    gw.ns.ip('addr', 'add', `${NET.vip6}/128`, 'dev', 'lo');
     writeFileSync(gw.config, this.configYaml(gw), { mode: 0o600 });
-    return gw;
   }
 
   private configYaml(gw: Gateway): string {

@@ -5,7 +5,7 @@
  * moving it to B is the failover case. Every case uses a client address of its own, so no case
  * sees another's grant.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { announceSkip, kernelSkipReason } from '../../helpers/netns.js';
 import { tcpProbe } from '../../helpers/scenario.js';
@@ -70,8 +70,7 @@ otp:
 `,
   },
 });
-let A: Gateway;
-let B: Gateway;
+const { A, B } = rig;
 
 function metrics(gw: Gateway): string {
   return gw.ns.tryExec('curl', ['-sS', '-m', '2', 'http://127.0.0.1:9464/metrics']).out;
@@ -84,16 +83,7 @@ function counterSum(text: string, name: string): number {
 }
 
 describe.skipIf(skip)('cluster: two gateways, one store', () => {
-  beforeAll(async () => {
-    await rig.build();
-    ({ A, B } = rig);
-  }, 90_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') process.stderr.write(rig.logTails());
-  });
-
-  afterAll(() => rig.destroy(), 30_000);
+  rig.useInSuite();
 
   it('the service is closed on both gateways before any knock', async () => {
     expect(await Promise.all([rig.openOn(A, NET.client4), rig.openOn(B, NET.client4)])).toEqual([false, false]);

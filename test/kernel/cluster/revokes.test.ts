@@ -9,7 +9,7 @@
  *
  * Every case uses a client address of its own, so no case sees another's grant.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,8 +22,7 @@ const FILE = 'cluster/revokes';
 const skip = announceSkip(FILE, kernelSkipReason(['ip', 'nft', 'redis-server', 'redis-cli', 'curl', 'openssl', 'faketime']));
 
 const rig = new ClusterRig({ tag: 'r', clientAddresses: { count: 7, ipv6: false } });
-let A: Gateway;
-let B: Gateway;
+const { A, B } = rig;
 
 /** A service grant made on A (through the route via A), open on both gateways. */
 async function grantedOnBoth(from: string): Promise<void> {
@@ -122,16 +121,7 @@ function grantKeysInStore(from: string): string[] {
 }
 
 describe.skipIf(skip)('cluster: revokes are never lost', () => {
-  beforeAll(async () => {
-    await rig.build();
-    ({ A, B } = rig);
-  }, 90_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') process.stderr.write(rig.logTails());
-  });
-
-  afterAll(() => rig.destroy(), 30_000);
+  rig.useInSuite();
 
   it('1. a revoke on B while the store is down is kept, shared once the store is back, and A closes the grant', async () => {
     const from = clientAddr(0);
