@@ -97,7 +97,10 @@ const logger = createLogger('silent');
 const stores: RedisClusterStore[] = [];
 let prefixCounter = 0;
 
-function gateway(url: string, name: string, prefix: string): { store: RedisClusterStore; seen: Seen[] } {
+/** One gateway's store client, and every entry it was handed from the others. */
+type StoreGateway = { store: RedisClusterStore; seen: Seen[] };
+
+function gateway(url: string, name: string, prefix: string): StoreGateway {
   const seen: Seen[] = [];
   const store = RedisClusterStore.connect({
     url,
@@ -149,12 +152,18 @@ describe.skipIf(skip)('RedisClusterStore against redis-server', () => {
     return prefix;
   }
 
-  it('delivers a grant from A to B promptly, and not back to A', async () => {
+  /** Gateways A and B on a fresh prefix `p`, both synced; A reaches redis at `urlOfA` (the relay: an outage of A's alone). */
+  async function twoSynced(urlOfA = url): Promise<{ p: string; a: StoreGateway; b: StoreGateway }> {
     const p = freshPrefix();
-    const a = gateway(url, 'gw-a', p);
+    const a = gateway(urlOfA, 'gw-a', p);
     const b = gateway(url, 'gw-b', p);
     expect(await a.store.whenSynced(3000)).toBe(true);
     expect(await b.store.whenSynced(3000)).toBe(true);
+    return { p, a, b };
+  }
+
+  it('delivers a grant from A to B promptly, and not back to A', async () => {
+    const { p, a, b } = await twoSynced();
     const t0 = Date.now();
     expect(await a.store.publishGrant('g1', 'grant-text-1', Date.now() + 30_000)).toBe(true);
     expect(await until(() => b.seen.some((e) => e.id === 'g1'), 1000)).toBe(true);
@@ -179,11 +188,7 @@ describe.skipIf(skip)('RedisClusterStore against redis-server', () => {
   });
 
   it('a revoke deletes the grant keys it covers in the same script that stores and announces it', async () => {
-    const p = freshPrefix();
-    const a = gateway(url, 'gw-a', p);
-    const b = gateway(url, 'gw-b', p);
-    expect(await a.store.whenSynced(3000)).toBe(true);
-    expect(await b.store.whenSynced(3000)).toBe(true);
+    const { p, a, b } = await twoSynced();
     const expiresAt = Date.now() + 30_000;
     const grants = [
       ['a:service:10.0.0.1:vpn:alice', '10.0.0.1', 'vpn'],
@@ -210,11 +215,7 @@ describe.skipIf(skip)('RedisClusterStore against redis-server', () => {
   });
 
   it('orders grants and revokes by its own sequence, refuses a grant older than a revoke, and never fetches an oversized value', async () => {
-    const p = freshPrefix();
-    const a = gateway(url, 'gw-a', p);
-    const b = gateway(url, 'gw-b', p);
-    expect(await a.store.whenSynced(3000)).toBe(true);
-    expect(await b.store.whenSynced(3000)).toBe(true);
+    const { p, a, b } = await twoSynced();
     const expiresAt = Date.now() + 30_000;
     const scope = { ip: '10.0.0.9', app: 'vpn' };
     const first = await a.store.storeGrant('g1', '{"g":1}', expiresAt, { ...scope, order: 0, own: false });
@@ -265,11 +266,7 @@ describe.skipIf(skip)('RedisClusterStore against redis-server', () => {
   });
 
   it('claims a one-time code once across gateways', async () => {
-    const p = freshPrefix();
-    const a = gateway(url, 'gw-a', p);
-    const b = gateway(url, 'gw-b', p);
-    expect(await a.store.whenSynced(3000)).toBe(true);
-    expect(await b.store.whenSynced(3000)).toBe(true);
+    const { p, a, b } = await twoSynced();
     const until60 = Date.now() + 60_000;
     expect(await a.store.claimUsedCode('alice:123456', 'code-a', until60)).toBe('claimed');
     expect(await b.store.claimUsedCode('alice:123456', 'code-b', until60)).toBe('already-used');
@@ -285,11 +282,7 @@ describe.skipIf(skip)('RedisClusterStore against redis-server', () => {
   });
 
   it('fails fast while the server is down and hung, then reconnects to it on the same port', async () => {
-    const p = freshPrefix();
-    const a = gateway(url, 'gw-a', p);
-    const b = gateway(url, 'gw-b', p);
-    expect(await a.store.whenSynced(3000)).toBe(true);
-    expect(await b.store.whenSynced(3000)).toBe(true);
+    const { a, b } = await twoSynced();
 
     // Hung (SIGSTOP): a publish is bounded by the command timeout (300 ms here).
     server.signal('SIGSTOP');
@@ -329,12 +322,8 @@ describe.skipIf(skip)('RedisClusterStore against redis-server', () => {
   });
 
   it('catches up on reconnect: a snapshot with what was written meanwhile, then live, each entry once', async () => {
-    const p = freshPrefix();
     // A reaches redis through the relay, so cutting the relay is A's outage while B keeps writing.
-    const a = gateway(`redis://127.0.0.1:${relay.port}`, 'gw-a', p);
-    const b = gateway(url, 'gw-b', p);
-    expect(await a.store.whenSynced(3000)).toBe(true);
-    expect(await b.store.whenSynced(3000)).toBe(true);
+    const { a, b } = await twoSynced(`redis://127.0.0.1:${relay.port}`);
     expect(await b.store.publishGrant('before', 'before-text', Date.now() + 30_000)).toBe(true);
     expect(await until(() => a.seen.some((e) => e.id === 'before'), 1000)).toBe(true);
 
