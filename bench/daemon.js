@@ -14,7 +14,7 @@
 import { resolveStep1Workers } from '../dist/config/workers.js';
 import { APP, KEYS, NET, PATHS, PORTS } from './lib/config.js';
 import { prepareFlood } from './lib/flood.js';
-import { metricSum, queueCounters, runKnockCli, runKnockClient, scrapeMetrics, startDaemon } from './lib/gateway.js';
+import { metricSum, queueCounters, runKnockCli, runKnockClient, scrapeMetrics, spoofedReplies, startDaemon } from './lib/gateway.js';
 import { sleep } from './lib/netns.js';
 import { backlogDrops, memoryMb, startSampler } from './lib/proc.js';
 import { percentiles } from './lib/stats.js';
@@ -30,6 +30,8 @@ export const WORKERS_N = Math.max(2, DEFAULT_WORKERS);
 
 const KNOCK = { server: NET.server, ports: PORTS, paths: PATHS, keys: KEYS, app: APP };
 const COUNT_TABLE = 'inet kpbench_count';
+/** The flood sender's niceness while knocks are measured during it. */
+const KNOCK_FLOOD_NICENESS = -10;
 /** Spacing of the `knock-port knock` runs during a flood: each is a Node process, so not too many at once. */
 const KNOCK_SPACING_MS = 250;
 
@@ -86,7 +88,7 @@ function stepOneCounter(gateway, drop) {
  * Packets the client's interface sent (the kernel's counter, not the sender's report): what the
  * generator really produced. Some senders print no count, or a wrong one, on some machines.
  */
-function clientTxPackets(gateway) {
+export function clientTxPackets(gateway) {
   const text = gateway.client.tryExec('cat', [`/sys/class/net/${NET.clientIf}/statistics/tx_packets`]);
   return text.ok ? Number(text.out.trim()) : NaN;
 }
@@ -106,7 +108,7 @@ export async function kernelReference(gateway, flood, seconds) {
       offeredPps: (clientTxPackets(gateway) - txBefore) / run.seconds,
       senderReportedPps: run.sent / run.seconds,
       generatorCpuPercent: run.generatorCpuPercent,
-      senderFailedPasses: run.failedPasses,
+      senderError: run.senderError,
       backlogDrops: backlogDrops() - backlogBefore,
     };
   } finally {
@@ -118,7 +120,7 @@ export async function kernelReference(gateway, flood, seconds) {
  * A flood through the daemon, for `seconds` or for as long as `during()` runs (its result is
  * returned as `during`). At `ratePps` when given, else as fast as the sender goes.
  */
-export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during, maxSeconds = 60 }) {
+export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during, maxSeconds = 60, niceness }) {
   const counter = stepOneCounter(gateway, false);
   try {
     const before = inspected(gateway);
@@ -126,7 +128,8 @@ export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, 
     const backlogBefore = backlogDrops();
     const sampler = startSampler(daemon.pid);
     const txBefore = clientTxPackets(gateway);
-    const sending = flood.start(ratePps, maxSeconds);
+    const repliesBefore = spoofedReplies(gateway);
+    const sending = flood.start(ratePps, maxSeconds, { niceness });
     let duringResult;
     if (during) {
       await sleep(300); // the flood is under way before the first knock
@@ -137,6 +140,7 @@ export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, 
     const run = await sending.stop();
     const offered = clientTxPackets(gateway) - txBefore;
     await sleep(300); // the last batches
+    const replies = spoofedReplies(gateway) - repliesBefore;
     const load = sampler.stop();
     const after = inspected(gateway);
     const queueAfter = queueCounters(gateway);
@@ -154,6 +158,8 @@ export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, 
       senderReportedPps: run.sent / run.seconds,
       arrived,
       arrivedPps: arrived / run.seconds,
+      // SYN-ACKs (or anything) the gateway sent back to the spoofed sources, counted where the client drops them.
+      spoofedReplies: replies,
       inspected: count,
       inspectedPps: count / run.seconds,
       queueDropped: queueAfter.queueDropped - queueBefore.queueDropped + (queueAfter.userDropped - queueBefore.userDropped),
@@ -169,7 +175,7 @@ export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, 
       decided,
       xdp: Object.fromEntries(Object.entries(after.xdp).map(([o, v]) => [o, v - (before.xdp[o] ?? 0)])),
       generatorCpuPercent: run.generatorCpuPercent,
-      senderFailedPasses: run.failedPasses,
+      senderError: run.senderError,
       cpuPercent: load.cpuPercent,
       threads: load.threads,
       machine: load.machine,
@@ -294,7 +300,13 @@ export async function knocksDuringFlood(gateway, daemon, flood, { ratePps, knock
     }
     return Promise.all(pending);
   };
-  const run = await throughDaemon(gateway, daemon, flood, { ratePps, during, maxSeconds: (knocks * KNOCK_SPACING_MS) / 1000 + 40 });
+  // The sender has the upper hand over the knock clients (each a Node process starting on the same cores): the flood keeps its rate.
+  const run = await throughDaemon(gateway, daemon, flood, {
+    ratePps,
+    during,
+    maxSeconds: (knocks * KNOCK_SPACING_MS) / 1000 + 40,
+    niceness: KNOCK_FLOOD_NICENESS,
+  });
   const results = run.during;
   delete run.during;
   const codes = {};
