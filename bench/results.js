@@ -294,6 +294,14 @@ ${table(['backend', 'flood rate (× capacity)', 'flood (pkt/s)', 'knocks that op
 `;
 }
 
+/** Knocks asked of each half of the latency bench (the same on every backend). */
+const latencyAsked = (r) => Object.values(r.backends).find((b) => !failed(b.latency))?.latency.idle.asked ?? r.latencyKnocks;
+
+const latencyLoads = (r) =>
+  Object.entries(r.backends)
+    .map(([name, b]) => `${name} ${loadNote(b.latency?.load)}`)
+    .join('; ');
+
 function latencySection(r) {
   const rows = [];
   for (const [name, b] of Object.entries(r.backends)) {
@@ -330,7 +338,7 @@ function latencySection(r) {
   }
   return `## 5. Knock-to-open latency, idle and during a flood
 
-Real TCP from the client namespace, one fresh source address per knock, knocks one after another (${r.latencyKnocks} idle, then ${r.latencyKnocks} more on the same daemon during a spoofed-source SYN flood at ${Math.round(r.latencyFloodShare * 100)} % of its measured capacity). Each half starts no knock after 60 s. t0 is the write of the request; "accepts" is the first completed connect to the port from the same address (a new attempt every 0.25 ms, so figures are ±0.3 ms). Columns: p50 / p95 / p99.
+Real TCP from the client namespace, one fresh source address per knock, knocks one after another (${latencyAsked(r)} idle, then as many more on the same daemon during a spoofed-source SYN flood at ${Math.round(r.latencyFloodShare * 100)} % of its measured capacity). Each half starts no knock after 60 s. t0 is the write of the request; "accepts" is the first completed connect to the port from the same address (a new attempt every 0.25 ms, the client sleeping in between rather than spinning, so figures are ±0.3 ms). Columns: p50 / p95 / p99. Machine load (1-minute average, start → end of each backend's run): ${latencyLoads(r)}.
 
 ${table(['backend', 'condition', 'measure', 'opened', 'p50 / p95 / p99', 'target', 'original p50 / p95 / p99 (another run)'], rows)}
 `;
