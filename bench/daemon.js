@@ -30,10 +30,10 @@ export const WORKERS_N = Math.max(2, DEFAULT_WORKERS);
 
 const KNOCK = { server: NET.server, ports: PORTS, paths: PATHS, keys: KEYS, app: APP };
 const COUNT_TABLE = 'inet kpbench_count';
-/** The flood sender's niceness while knocks are measured during it. */
-const KNOCK_FLOOD_NICENESS = -10;
 /** Spacing of the `knock-port knock` runs during a flood: each is a Node process, so not too many at once. */
 const KNOCK_SPACING_MS = 250;
+/** The reference's knock clients get no answer: they are ended after this long. */
+const REFERENCE_KNOCK_TIMEOUT_MS = 8_000;
 
 /** Step-1 packets the inspector decided (every outcome, reason series excluded). */
 export function inspected(gateway) {
@@ -120,7 +120,7 @@ export async function kernelReference(gateway, flood, seconds) {
  * A flood through the daemon, for `seconds` or for as long as `during()` runs (its result is
  * returned as `during`). At `ratePps` when given, else as fast as the sender goes.
  */
-export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during, maxSeconds = 60, niceness }) {
+export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, during, maxSeconds = 60 }) {
   const counter = stepOneCounter(gateway, false);
   try {
     const before = inspected(gateway);
@@ -129,7 +129,7 @@ export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, 
     const sampler = startSampler(daemon.pid);
     const txBefore = clientTxPackets(gateway);
     const repliesBefore = spoofedReplies(gateway);
-    const sending = flood.start(ratePps, maxSeconds, { niceness });
+    const sending = flood.start(ratePps, maxSeconds);
     let duringResult;
     if (during) {
       await sleep(300); // the flood is under way before the first knock
@@ -290,22 +290,58 @@ export function synCapacity(inspect) {
  * `knock-port knock` from `knocks` fresh addresses, one started every KNOCK_SPACING_MS, during
  * `flood` at `ratePps` (undefined: the sender's maximum), the flood lasting until the last ends.
  */
+/**
+ * `knock-port knock` from each of `addresses`, one started every KNOCK_SPACING_MS; resolves
+ * with every run's result once the last has ended.
+ */
+async function knockRuns(gateway, addresses, timeoutMs) {
+  const pending = [];
+  for (const from of addresses) {
+    pending.push(runKnockCli(gateway, from, { timeoutMs }));
+    await sleep(KNOCK_SPACING_MS);
+  }
+  return Promise.all(pending);
+}
+
+/**
+ * The reference for the knock rows: the same flood at the sender's maximum with no daemon, one
+ * nft rule dropping it (the kernel alone), while as many `knock-port knock` clients run as in
+ * the rows (they get no answer and end after a few seconds). The clients are Node processes on
+ * the cores the sender uses, so this is what the sender can deliver beside them here.
+ */
+export async function kernelReferenceWithKnocks(gateway, flood, { knocks }) {
+  const counter = stepOneCounter(gateway, true);
+  try {
+    const txBefore = clientTxPackets(gateway);
+    const sending = flood.start(undefined, (knocks * KNOCK_SPACING_MS) / 1000 + 30);
+    await sleep(300); // the flood is under way before the first knock, as in the rows
+    const results = await knockRuns(gateway, gateway.takeAddresses(knocks), REFERENCE_KNOCK_TIMEOUT_MS);
+    const run = await sending.stop();
+    const dropped = counter.read();
+    return {
+      dropped,
+      pps: dropped / run.seconds,
+      offeredPps: (clientTxPackets(gateway) - txBefore) / run.seconds,
+      seconds: run.seconds,
+      knocks: results.length,
+      generatorCpuPercent: run.generatorCpuPercent,
+      senderError: run.senderError,
+    };
+  } finally {
+    counter.remove();
+  }
+}
+
+/**
+ * `knock-port knock` from `knocks` fresh addresses, one started every KNOCK_SPACING_MS, during
+ * `flood` at `ratePps` (undefined: the sender's maximum), the flood lasting until the last ends.
+ */
 export async function knocksDuringFlood(gateway, daemon, flood, { ratePps, knocks }) {
   const addresses = gateway.takeAddresses(knocks);
-  const during = async () => {
-    const pending = [];
-    for (const from of addresses) {
-      pending.push(runKnockCli(gateway, from, { timeoutMs: 30_000 }));
-      await sleep(KNOCK_SPACING_MS);
-    }
-    return Promise.all(pending);
-  };
-  // The sender has the upper hand over the knock clients (each a Node process starting on the same cores): the flood keeps its rate.
   const run = await throughDaemon(gateway, daemon, flood, {
     ratePps,
-    during,
+    during: () => knockRuns(gateway, addresses, 30_000),
     maxSeconds: (knocks * KNOCK_SPACING_MS) / 1000 + 40,
-    niceness: KNOCK_FLOOD_NICENESS,
   });
   const results = run.during;
   delete run.during;

@@ -50,7 +50,16 @@ const ms = (n, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 const mb = (n) => (Number.isFinite(n) ? `${n.toFixed(0)} MB` : 'n/a');
 const pct = (n) => (Number.isFinite(n) ? `${n.toFixed(0)} %` : 'n/a');
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `×${(a / b).toFixed(2)}` : 'n/a');
-const verdict = (met) => (met ? 'met' : '**MISSED**');
+/**
+ * A run that started on a busy machine (1-minute load average at or above this) gives figures
+ * but no verdicts: other work on the same cores moves every figure (the same flood came out 2×
+ * apart between two such runs).
+ */
+const VERDICT_MAX_LOAD = 2;
+/** Why the section being rendered gets no verdicts (its run started on a busy machine), else undefined. */
+let noVerdictBecause;
+const busyAtStart = (load) => (Number.isFinite(load) && load >= VERDICT_MAX_LOAD ? `machine load ${load.toFixed(1)} at the start` : undefined);
+const verdict = (met) => (noVerdictBecause ? `no verdict (${noVerdictBecause})` : met ? 'met' : '**MISSED**');
 const p3 = (p) => `${ms(p.p50)} / ${ms(p.p95)} / ${ms(p.p99)} ms`;
 const failed = (phase) => phase === undefined || phase.error !== undefined;
 const errorNote = (phase) => (phase === undefined ? 'not run' : `**not measured**: ${phase.error}`);
@@ -466,8 +475,9 @@ function xdpFloodRow(backend, kind, f) {
 
 /** One knock row: `knock-port knock` during a SYN flood at the sender's maximum, with or without XDP. */
 function xdpKnockRow(backend, label, k, synReference) {
+  if (failed(k)) return [backend, label, errorNote(k), '', '', '', '', ''];
   const success = k.knocks ? k.knocksOk / k.knocks : NaN;
-  const short = notMeasured(k, synReference);
+  const short = notMeasured(k, synReference, 'the reference beside as many knock clients');
   const failures = Object.entries(k.failureCodes ?? {})
     .map(([code, count]) => `${count}× exit ${code}`)
     .join(', ');
@@ -496,9 +506,23 @@ function xdpSection(r) {
   for (const [name, b] of Object.entries(x.backends)) {
     if (failed(b.floods)) floods.push([name, '', errorNote(b.floods), '', '', '', '', '', '', '']);
     else for (const [kind, f] of Object.entries(b.floods)) floods.push(xdpFloodRow(name, kind, f));
-    const synReference = failed(b.floods) ? undefined : referencePps(b.floods.syn?.kernel);
-    if (failed(b.knocks)) knocks.push([name, '', errorNote(b.knocks), '', '', '', '', '']);
-    else for (const [label, k] of Object.entries(b.knocks)) knocks.push(xdpKnockRow(name, label, k, synReference));
+    if (failed(b.knocks)) {
+      knocks.push([name, '', errorNote(b.knocks), '', '', '', '', '']);
+      continue;
+    }
+    const reference = b.knocks.reference;
+    if (reference)
+      knocks.push([
+        name,
+        'none: one nft rule drops the flood (the reference)',
+        `${offered(reference)} beside ${reference.knocks} knock clients`,
+        '(no answer: the reference)',
+        '',
+        '',
+        '',
+        `sender ${pct(reference.generatorCpuPercent)}`,
+      ]);
+    for (const label of ['xdp', 'kernel']) knocks.push(xdpKnockRow(name, label, b.knocks[label], referencePps(reference)));
   }
   const loads = Object.entries(x.backends)
     .map(([name, b]) => `${name} ${loadNote(b.load)}`)
@@ -509,7 +533,7 @@ The daemon attaches its XDP program to the gateway's veth (\`auto\` takes generi
 
 ${table(['backend', 'flood', 'offered (pkt/s): kernel alone / XDP_DROP / XDP front', 'references: kernel alone / XDP_DROP (pkt/s)', 'handled by the XDP front (pkt/s)', '/ XDP_DROP, / kernel alone', 'target', 'reached the kernel rules / the daemon', 'SYN-ACKs back at the client (pkt/s)', 'CPU (% of one core; machine shares of all cores)'], floods)}
 
-Valid knocks during a spoofed SYN flood at the sender's maximum rate: \`knock-port knock\` as in section 4, ${x.floodKnocks ?? r.floodKnocks} runs one every 0.25 s, on a fresh daemon each, with XDP and, beside it, without. A row whose sender delivered less than half of its kernel-alone rate (the SYN row above) is not measured.
+Valid knocks during a spoofed SYN flood at the sender's maximum rate: \`knock-port knock\` as in section 4, ${x.floodKnocks ?? r.floodKnocks} runs one every 0.25 s, on a fresh daemon each, with XDP and, beside it, without. The knock clients are Node processes on the cores the sender uses, so the sender's rate is compared with a reference of its own, same run: the same flood and as many knock clients with no daemon, one nft rule dropping the flood; a row whose sender delivered less than half of that is not measured.
 
 ${table(['backend', 'daemon', 'flood (pkt/s)', 'knocks that opened the service', 'target', 'failures', 'run time p50 / p95', 'CPU (% of one core; machine shares of all cores)'], knocks)}
 `;
@@ -521,16 +545,31 @@ function rerunNote(r) {
   return (r.reruns ?? [])
     .map(
       (x) =>
-        `\n**${x.sections.map((s) => names[s] ?? s).join(' and ')} ${x.sections.length > 1 ? 'come' : 'comes'} from a later run**: \`${x.command}\` on ${x.date} (${int(x.durationSeconds)} s); the rest from the run above.`,
+        `\n**${x.sections.map((s) => names[s] ?? s).join(' and ')} ${x.sections.length > 1 ? 'come' : 'comes'} from a later run**: \`${x.command}\` on ${x.date} (${int(x.durationSeconds)} s, ${loadAtStartNote(x.loadAtStart)}); the rest from the run above.`,
     )
     .join('');
 }
 
+const loadAtStartNote = (load) => (Number.isFinite(load) ? `machine load ${load.toFixed(2)} at the start` : 'machine load at the start not recorded');
+
+/** Renders a section under the verdict rule of the run it comes from (a later partial run, or the main one). */
+function underRunOf(r, section, render) {
+  const rerun = (r.reruns ?? []).findLast((x) => x.sections.includes(section));
+  noVerdictBecause = busyAtStart(rerun ? rerun.loadAtStart : r.loadAtStart);
+  try {
+    return render(r);
+  } finally {
+    noVerdictBecause = busyAtStart(r.loadAtStart);
+  }
+}
+
 export function renderResults(r, grantBurstSection) {
   const m = r.machine;
+  noVerdictBecause = busyAtStart(r.loadAtStart);
   return `# knock-port benchmark results
 
-Generated by \`${r.command ?? 'sudo npm run bench'}\` on ${r.date} (${int(r.durationSeconds)} s). Do not edit by hand.${rerunNote(r)}
+Generated by \`${r.command ?? 'sudo npm run bench'}\` on ${r.date} (${int(r.durationSeconds)} s, ${loadAtStartNote(r.loadAtStart)}). Do not edit by hand.${rerunNote(r)}
+A run that starts at a 1-minute load average of ${VERDICT_MAX_LOAD} or more (other work on the same cores) gives its figures but no verdicts.
 
 Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGb} GB RAM, kernel ${m.kernel}, Node ${m.node}. Load generators, client and daemon share these cores (network namespaces on one host), as in the original's baseline. The gateway's veth spreads received packets over every core (receive packet steering, as a multiqueue NIC would), so the kernel's per-CPU fan-out reaches every step-1 worker; the kernel references run with the same setting. The daemon runs with its default \`step1_workers: auto\` (${r.defaultWorkers} workers here) except where section 3 sets 1 and ${r.workersN}.
 Same-run references are given as ratios (×). Figures for the original knock-port come from its baseline, measured in another run on a machine of the same kind (2 vCPU, kernel 6.18): compare them as orders of magnitude, not ratios.
@@ -539,9 +578,9 @@ ${inspectorSection(r)}
 ${dropSection(r)}
 ${inspectSection(r)}
 ${knocksSection(r)}
-${latencySection(r)}
+${underRunOf(r, 'latency', latencySection)}
 ${grantBurstPart(r, grantBurstSection)}
 ${scaleSection(r)}
 ${memorySection(r)}
-${xdpSection(r)}`;
+${underRunOf(r, 'xdp', xdpSection)}`;
 }

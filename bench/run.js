@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 // `sudo npm run bench`: every benchmark, then bench/RESULTS.md. Root (network namespaces the
 // bench creates and removes, firewall rules only inside them); needs the compiled dist/ and the
-// native addon (`npm run build`). Every phase is bounded in time; the whole run takes ~6 min
+// native addon (`npm run build`). Every phase is bounded in time; the whole run takes ~12 min
 // (a hard limit stops it at 20).
 // BENCH_FLOOD_SECONDS (default 4), BENCH_KNOCKS (latency knocks, default 220) and
 // BENCH_FLOOD_KNOCKS (`knock-port knock` runs per flood rate, default 50) shorten or lengthen it.
 // `sudo node bench/run.js cluster` runs only the cluster bench (bench/cluster.js, redis-server;
 // ~1.5 min) and prints its JSON line; it is not part of the default run.
 // `sudo node bench/run.js xdp latency` (either or both) runs only those sections on every
-// backend (xdp ~4 min, latency ~1.5 min) and puts them into the last full run's results.json and
+// backend (xdp ~6 min, latency ~2 min) and puts them into the last full run's results.json and
 // RESULTS.md, which say which sections come from which run; the latency flood takes its rate
 // from that run's SYN capacity.
 import { execFileSync } from 'node:child_process';
@@ -199,7 +199,13 @@ function writeResults(results, grantBurst) {
 async function sectionsOnly(sections, grantBurst) {
   const results = JSON.parse(readFileSync(RESULTS_JSON, 'utf8'));
   const started = Date.now();
-  const rerun = { date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), command: commandLine(sections.join(' ')), sections, machine: machine() };
+  const rerun = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    command: commandLine(sections.join(' ')),
+    sections,
+    machine: machine(),
+    loadAtStart: load1(),
+  };
   if (sections.includes('xdp')) results.xdp = await xdpPart();
   if (sections.includes('latency')) {
     const capacities = Object.fromEntries(Object.entries(results.backends ?? {}).map(([name, b]) => [name, b.capacityPps]));
@@ -258,6 +264,7 @@ async function main() {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     machine: machine(),
     command: commandLine(),
+    loadAtStart: load1(),
     floodSeconds: FLOOD_SECONDS,
     latencyKnocks: LATENCY_KNOCKS,
     floodKnocks: FLOOD_KNOCKS,

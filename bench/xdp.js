@@ -14,7 +14,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { clientTxPackets, kernelReference, knocksDuringFlood, throughDaemon, withDaemon, withFlood } from './daemon.js';
+import { clientTxPackets, kernelReference, kernelReferenceWithKnocks, knocksDuringFlood, throughDaemon, withDaemon, withFlood } from './daemon.js';
 import { NET } from './lib/config.js';
 import { metricSum, scrapeMetrics } from './lib/gateway.js';
 import { backlogDrops } from './lib/proc.js';
@@ -122,9 +122,17 @@ async function floodRows(gateway, backend, { seconds, log, object }) {
   return rows;
 }
 
-/** Valid knocks during a SYN flood at the sender's maximum rate, with XDP and without. */
+/**
+ * Valid knocks during a SYN flood at the sender's maximum rate, with XDP and without, after the
+ * same flood and as many knock clients with the kernel alone dropping the flood (the reference
+ * for the sender's rate: the clients share its cores).
+ */
 async function knockRows(gateway, backend, { knocks, log }) {
-  const rows = {};
+  const reference = await withFlood(gateway, 'syn', {}, (flood) => kernelReferenceWithKnocks(gateway, flood, { knocks }));
+  log(
+    `  ${backend.name} knock reference: the kernel alone dropped ${Math.round(reference.pps)}/s, ${Math.round(reference.offeredPps)}/s offered beside ${reference.knocks} knock clients`,
+  );
+  const rows = { reference };
   for (const [label, step1Xdp] of [
     ['xdp', 'auto'],
     ['kernel', 'off'],

@@ -123,7 +123,7 @@ function wrongKeyPackets(stateDir) {
 }
 
 /**
- * Prepares a flood of `kind`. `start(ratePps?, maxSeconds, { niceness }?)` begins it and returns `stop()`,
+ * Prepares a flood of `kind`. `start(ratePps?, maxSeconds)` begins it and returns `stop()`,
  * which resolves { sent, seconds, generatorCpuPercent } (`sent`: what the sender says it handed
  * to the kernel, for the record only; seconds: the sender's wall time; CPU in % of one core);
  * `run(seconds, ratePps?)` is start, wait, stop. Every flood ends by itself after maxSeconds
@@ -135,7 +135,7 @@ export function prepareFlood(gateway, kind, stateDir) {
   const packets = kind === 'wrongKey' ? wrongKeyPackets(stateDir) : poolPackets(kind);
   const frames = join(gateway.dir, `${kind}.frames`);
   writeFrames(frames, packets, gateway.gw.mac(NET.gwIf), gateway.client.mac(NET.clientIf));
-  const start = (ratePps, maxSeconds = 60, options = {}) => send(gateway, binary, frames, ratePps, maxSeconds, options);
+  const start = (ratePps, maxSeconds = 60) => send(gateway, binary, frames, ratePps, maxSeconds);
   return {
     kind,
     start,
@@ -149,16 +149,14 @@ export function prepareFlood(gateway, kind, stateDir) {
 }
 
 /**
- * Runs the sender in the client namespace (`ip netns exec` and `nice` exec, so the child is the
- * sender itself). It ends by itself after maxSeconds; stop() ends it earlier with SIGINT.
- * `niceness` below 0 keeps the flood at its rate while other processes start on the same cores
- * (the knock clients measured during it).
+ * Runs the sender in the client namespace (`ip netns exec` execs, so the child is the sender
+ * itself). It ends by itself after maxSeconds; stop() ends it earlier with SIGINT.
  */
-function send(gateway, binary, frames, ratePps, maxSeconds, { niceness = 0 }) {
+function send(gateway, binary, frames, ratePps, maxSeconds) {
   const started = performance.now();
   const cpu = treeCpuTracker();
   const args = [NET.clientIf, frames, String(maxSeconds), ...(ratePps ? [String(Math.round(ratePps))] : [])];
-  const child = niceness ? gateway.client.spawn('nice', ['-n', String(niceness), binary, ...args]) : gateway.client.spawn(binary, args);
+  const child = gateway.client.spawn(binary, args);
   cpu.add(child.pid);
   let out = '';
   let err = '';
