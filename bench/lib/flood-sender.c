@@ -51,23 +51,23 @@ static double now_seconds(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void die(const char *what) {
+static void die(const char* what) {
   fprintf(stderr, "flood-sender: %s: %s\n", what, strerror(errno));
   exit(1);
 }
 
 struct frames {
-  struct iovec *iov;
+  struct iovec* iov;
   size_t count;
 };
 
-static struct frames read_frames(const char *path) {
-  FILE *f = fopen(path, "rb");
+static struct frames read_frames(const char* path) {
+  FILE* f = fopen(path, "rb");
   if (!f) die(path);
   if (fseek(f, 0, SEEK_END) != 0) die(path);
   long size = ftell(f);
   rewind(f);
-  uint8_t *data = malloc(size > 0 ? (size_t)size : 1);
+  uint8_t* data = malloc(size > 0 ? (size_t)size : 1);
   if (!data || fread(data, 1, (size_t)size, f) != (size_t)size) die(path);
   fclose(f);
   size_t count = 0;
@@ -92,7 +92,7 @@ static struct frames read_frames(const char *path) {
   return out;
 }
 
-static int open_socket(const char *ifname) {
+static int open_socket(const char* ifname) {
   int fd = socket(AF_PACKET, SOCK_RAW, 0);
   if (fd < 0) die("socket(AF_PACKET)");
   int one = 1;
@@ -102,13 +102,14 @@ static int open_socket(const char *ifname) {
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buffer, sizeof buffer) != 0) die("SO_SNDBUFFORCE");
   struct timeval timeout = {0, 100000};
   if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) != 0) die("SO_SNDTIMEO");
-  struct sockaddr_ll addr = {.sll_family = AF_PACKET, .sll_protocol = 0, .sll_ifindex = (int)if_nametoindex(ifname)};
+  struct sockaddr_ll addr = {
+      .sll_family = AF_PACKET, .sll_protocol = 0, .sll_ifindex = (int)if_nametoindex(ifname)};
   if (addr.sll_ifindex == 0) die(ifname);
-  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) die("bind");
+  if (bind(fd, (struct sockaddr*)&addr, sizeof addr) != 0) die("bind");
   return fd;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc < 4) {
     fprintf(stderr, "usage: flood-sender IFNAME FRAMES_FILE MAX_SECONDS [RATE_PPS]\n");
     return 2;
@@ -161,7 +162,8 @@ int main(int argc, char **argv) {
     }
   }
   elapsed = now_seconds() - started;
-  printf("{\"sent\":%llu,\"seconds\":%.3f,\"wouldBlock\":%llu,\"noBuffers\":%llu,\"frames\":%zu}\n", (unsigned long long)sent, elapsed,
-         (unsigned long long)would_block, (unsigned long long)no_buffers, frames.count);
+  printf("{\"sent\":%llu,\"seconds\":%.3f,\"wouldBlock\":%llu,\"noBuffers\":%llu,\"frames\":%zu}\n",
+         (unsigned long long)sent, elapsed, (unsigned long long)would_block, (unsigned long long)no_buffers,
+         frames.count);
   return 0;
 }
