@@ -93,6 +93,8 @@ function bound(run) {
   const reasons = [];
   if (run.aliveAfter === 0) reasons.push('the capture stopped during the flood (0/3 knocks after it)');
   if (run.senderError) reasons.push(`the sender failed part-way (${run.senderError})`);
+  if (run.senderWaits?.wouldBlock > 0)
+    reasons.push(`the sender waited for room in its send buffer ${int(run.senderWaits.wouldBlock)} times (frames held by the gateway)`);
   if ((run.machine?.idle ?? 100) < 10) reasons.push('every core busy (sender, kernel packet work and daemon share them)');
   const busiest = run.threads?.[0];
   if (busiest && busiest.percent >= 90) reasons.push(`one daemon thread saturated (${busiest.name}#${busiest.tid} ${pct(busiest.percent)})`);

@@ -9,13 +9,17 @@
  * kernel (the bench counts what was sent from the interface's own counters, not from this).
  *
  * A raw AF_PACKET socket with PACKET_QDISC_BYPASS, frames handed over by sendmmsg() in
- * batches. Why not trafgen: a frame sent into a veth keeps its socket's send-buffer charge
- * until the receiving namespace frees it (the veth does not orphan it), so a flood whose
- * frames live on (processed on another core, or turned into a reply that crosses back) fills
- * the send buffer, and trafgen ends on the EAGAIN that follows ("Flushing TX_RING failed")
- * unless it may raise net.core.wmem_default, which a container does not allow. Here the socket
- * blocks until room comes back (bounded by SO_SNDTIMEO so that the time limit holds), and its
- * buffer is set with SO_SNDBUFFORCE, which needs CAP_NET_ADMIN only.
+ * batches. A frame sent into a veth stays charged to its socket's send buffer until the
+ * receiving namespace frees it (the veth does not orphan it): while the gateway holds it (in a
+ * receive backlog on another core, in an NFQUEUE queue until the daemon's verdict, or turned
+ * into an XDP_TX reply that crosses back to the client), the sender cannot reuse that room. A
+ * real flood's packets are not held back by what the target does with them, so the buffer is
+ * set (SO_SNDBUFFORCE, which needs CAP_NET_ADMIN only) far above what the gateway's queues can
+ * hold, and the gateway's own limits (full queues, backlog overflow) drop what it cannot take.
+ * Why not trafgen: on that same full buffer its non-blocking ring flush gets EAGAIN and it ends
+ * ("Flushing TX_RING failed"), unless it may raise net.core.wmem_default, which a container
+ * does not allow. Here the socket blocks until room comes back (bounded by SO_SNDTIMEO so that
+ * the time limit holds).
  *
  * Built on demand by the bench with the system's C compiler (bench/lib/flood.js).
  */
@@ -36,7 +40,8 @@
 #include <unistd.h>
 
 #define BATCH 64
-#define SEND_BUFFER (4 << 20)
+/* Above what the gateway's queues hold: NFQUEUE queues, NFLOG buffers, receive backlogs. */
+#define SEND_BUFFER (256 << 20)
 
 static volatile sig_atomic_t stopping;
 

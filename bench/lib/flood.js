@@ -182,6 +182,8 @@ function send(gateway, binary, frames, ratePps, maxSeconds) {
       })();
       return {
         sent: report.sent ?? NaN,
+        // How often the sender found no room (its send buffer full, or the interface refusing frames).
+        senderWaits: { wouldBlock: report.wouldBlock, noBuffers: report.noBuffers },
         seconds,
         generatorCpuPercent: (cpuSeconds / seconds) * 100,
         senderError: code === 0 ? undefined : err.trim().slice(-200) || `exit ${code}`,
