@@ -14,7 +14,7 @@
 import { resolveStep1Workers } from '../dist/config/workers.js';
 import { APP, KEYS, NET, PATHS, PORTS } from './lib/config.js';
 import { prepareFlood } from './lib/flood.js';
-import { metricSum, queueCounters, runKnockCli, runKnockClient, scrapeMetrics, startDaemon } from './lib/gateway.js';
+import { metricSum, queueCounters, runKnockCli, runKnockClient, scrapeMetrics, spoofedReplies, startDaemon } from './lib/gateway.js';
 import { sleep } from './lib/netns.js';
 import { backlogDrops, memoryMb, startSampler } from './lib/proc.js';
 import { percentiles } from './lib/stats.js';
@@ -32,6 +32,8 @@ const KNOCK = { server: NET.server, ports: PORTS, paths: PATHS, keys: KEYS, app:
 const COUNT_TABLE = 'inet kpbench_count';
 /** Spacing of the `knock-port knock` runs during a flood: each is a Node process, so not too many at once. */
 const KNOCK_SPACING_MS = 250;
+/** The reference's knock clients get no answer: they are ended after this long. */
+const REFERENCE_KNOCK_TIMEOUT_MS = 8_000;
 
 /** Step-1 packets the inspector decided (every outcome, reason series excluded). */
 export function inspected(gateway) {
@@ -86,7 +88,7 @@ function stepOneCounter(gateway, drop) {
  * Packets the client's interface sent (the kernel's counter, not the sender's report): what the
  * generator really produced. Some senders print no count, or a wrong one, on some machines.
  */
-function clientTxPackets(gateway) {
+export function clientTxPackets(gateway) {
   const text = gateway.client.tryExec('cat', [`/sys/class/net/${NET.clientIf}/statistics/tx_packets`]);
   return text.ok ? Number(text.out.trim()) : NaN;
 }
@@ -106,7 +108,7 @@ export async function kernelReference(gateway, flood, seconds) {
       offeredPps: (clientTxPackets(gateway) - txBefore) / run.seconds,
       senderReportedPps: run.sent / run.seconds,
       generatorCpuPercent: run.generatorCpuPercent,
-      senderFailedPasses: run.failedPasses,
+      senderError: run.senderError,
       backlogDrops: backlogDrops() - backlogBefore,
     };
   } finally {
@@ -126,6 +128,7 @@ export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, 
     const backlogBefore = backlogDrops();
     const sampler = startSampler(daemon.pid);
     const txBefore = clientTxPackets(gateway);
+    const repliesBefore = spoofedReplies(gateway);
     const sending = flood.start(ratePps, maxSeconds);
     let duringResult;
     if (during) {
@@ -137,6 +140,7 @@ export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, 
     const run = await sending.stop();
     const offered = clientTxPackets(gateway) - txBefore;
     await sleep(300); // the last batches
+    const replies = spoofedReplies(gateway) - repliesBefore;
     const load = sampler.stop();
     const after = inspected(gateway);
     const queueAfter = queueCounters(gateway);
@@ -154,6 +158,8 @@ export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, 
       senderReportedPps: run.sent / run.seconds,
       arrived,
       arrivedPps: arrived / run.seconds,
+      // SYN-ACKs (or anything) the gateway sent back to the spoofed sources, counted where the client drops them.
+      spoofedReplies: replies,
       inspected: count,
       inspectedPps: count / run.seconds,
       queueDropped: queueAfter.queueDropped - queueBefore.queueDropped + (queueAfter.userDropped - queueBefore.userDropped),
@@ -169,7 +175,8 @@ export async function throughDaemon(gateway, daemon, flood, { seconds, ratePps, 
       decided,
       xdp: Object.fromEntries(Object.entries(after.xdp).map(([o, v]) => [o, v - (before.xdp[o] ?? 0)])),
       generatorCpuPercent: run.generatorCpuPercent,
-      senderFailedPasses: run.failedPasses,
+      senderError: run.senderError,
+      senderWaits: run.senderWaits,
       cpuPercent: load.cpuPercent,
       threads: load.threads,
       machine: load.machine,
@@ -284,17 +291,59 @@ export function synCapacity(inspect) {
  * `knock-port knock` from `knocks` fresh addresses, one started every KNOCK_SPACING_MS, during
  * `flood` at `ratePps` (undefined: the sender's maximum), the flood lasting until the last ends.
  */
+/**
+ * `knock-port knock` from each of `addresses`, one started every KNOCK_SPACING_MS; resolves
+ * with every run's result once the last has ended.
+ */
+async function knockRuns(gateway, addresses, timeoutMs) {
+  const pending = [];
+  for (const from of addresses) {
+    pending.push(runKnockCli(gateway, from, { timeoutMs }));
+    await sleep(KNOCK_SPACING_MS);
+  }
+  return Promise.all(pending);
+}
+
+/**
+ * The reference for the knock rows: the same flood at the sender's maximum with no daemon, one
+ * nft rule dropping it (the kernel alone), while as many `knock-port knock` clients run as in
+ * the rows (they get no answer and end after a few seconds). The clients are Node processes on
+ * the cores the sender uses, so this is what the sender can deliver beside them here.
+ */
+export async function kernelReferenceWithKnocks(gateway, flood, { knocks }) {
+  const counter = stepOneCounter(gateway, true);
+  try {
+    const txBefore = clientTxPackets(gateway);
+    const sending = flood.start(undefined, (knocks * KNOCK_SPACING_MS) / 1000 + 30);
+    await sleep(300); // the flood is under way before the first knock, as in the rows
+    const results = await knockRuns(gateway, gateway.takeAddresses(knocks), REFERENCE_KNOCK_TIMEOUT_MS);
+    const run = await sending.stop();
+    const dropped = counter.read();
+    return {
+      dropped,
+      pps: dropped / run.seconds,
+      offeredPps: (clientTxPackets(gateway) - txBefore) / run.seconds,
+      seconds: run.seconds,
+      knocks: results.length,
+      generatorCpuPercent: run.generatorCpuPercent,
+      senderError: run.senderError,
+    };
+  } finally {
+    counter.remove();
+  }
+}
+
+/**
+ * `knock-port knock` from `knocks` fresh addresses, one started every KNOCK_SPACING_MS, during
+ * `flood` at `ratePps` (undefined: the sender's maximum), the flood lasting until the last ends.
+ */
 export async function knocksDuringFlood(gateway, daemon, flood, { ratePps, knocks }) {
   const addresses = gateway.takeAddresses(knocks);
-  const during = async () => {
-    const pending = [];
-    for (const from of addresses) {
-      pending.push(runKnockCli(gateway, from, { timeoutMs: 30_000 }));
-      await sleep(KNOCK_SPACING_MS);
-    }
-    return Promise.all(pending);
-  };
-  const run = await throughDaemon(gateway, daemon, flood, { ratePps, during, maxSeconds: (knocks * KNOCK_SPACING_MS) / 1000 + 40 });
+  const run = await throughDaemon(gateway, daemon, flood, {
+    ratePps,
+    during: () => knockRuns(gateway, addresses, 30_000),
+    maxSeconds: (knocks * KNOCK_SPACING_MS) / 1000 + 40,
+  });
   const results = run.during;
   delete run.during;
   const codes = {};

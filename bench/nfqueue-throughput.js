@@ -5,8 +5,11 @@
 // Prints one JSON line. Needs dist/ (`npx tsc -p tsconfig.json`) and the native addon.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { ipv4HeaderChecksum } from '../dist/packet/checksum.js';
+import { senderBinary } from './lib/flood.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const SECONDS = Math.min(10, Math.max(1, Number(process.env.BENCH_SECONDS ?? 4)));
@@ -38,50 +41,54 @@ function sh(cmd, args, input) {
 const inNs = (ns, cmd, args, input) => sh('ip', ['netns', 'exec', ns, cmd, ...args], input);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function has(tool) {
-  try {
-    sh('sh', ['-c', `command -v ${tool}`]);
-    return true;
-  } catch {
-    return false;
-  }
+/** Packets the client's interface sent (its kernel counter: what the flood really put on the wire). */
+const txPackets = (client) => Number(inNs(client, 'cat', ['/sys/class/net/cli0/statistics/tx_packets']).trim());
+
+/** Floods UDP to SERVER:PORT from the client namespace for SECONDS (the bench's sender); returns packets sent. */
+function flood(client, frames) {
+  const before = txPackets(client);
+  spawnSync('ip', ['netns', 'exec', client, senderBinary(), 'cli0', frames, String(SECONDS)], { encoding: 'utf8', timeout: (SECONDS + 10) * 1000 });
+  return txPackets(client) - before;
 }
 
-/** Floods UDP to SERVER:PORT from the client namespace for SECONDS; returns packets sent. */
-function flood(client, cfg) {
-  if (cfg) {
-    // `timeout` ends trafgen with SIGINT, so a non-zero status is the normal end.
-    const { stdout: out } = spawnSync('ip', ['netns', 'exec', client, 'timeout', '-s', 'INT', String(SECONDS), 'trafgen', '-o', 'cli0', '-i', cfg, '-P', '1'], {
-      encoding: 'utf8',
-    });
-    return Number(/(\d+) packets outgoing/.exec(out)?.[1] ?? NaN);
+/** UDP datagrams with 16 bytes of payload and rising source ports (the IPv4 UDP checksum left at 0: none). */
+function floodFrames(server, client) {
+  const mac = (ns, dev) =>
+    Buffer.from(
+      /link\/ether (\S+)/
+        .exec(sh('ip', ['-n', ns, 'link', 'show', dev]))[1]
+        .split(':')
+        .map((h) => parseInt(h, 16)),
+    );
+  const ethernet = Buffer.concat([mac(server, 'srv0'), mac(client, 'cli0'), Buffer.from([0x08, 0x00])]);
+  const address = (text) => Buffer.from(text.split('.').map(Number));
+  const chunks = [];
+  for (let sport = 1024; sport < 1024 + 4096; sport++) {
+    const packet = Buffer.alloc(20 + 8 + 16, 0x41);
+    packet[0] = 0x45;
+    packet[1] = 0;
+    packet.writeUInt16BE(packet.length, 2);
+    packet.writeUInt32BE(0, 4);
+    packet[8] = 64;
+    packet[9] = 17;
+    packet.writeUInt16BE(0, 10);
+    address(CLIENT).copy(packet, 12);
+    address(SERVER).copy(packet, 16);
+    packet.writeUInt16BE(ipv4HeaderChecksum(packet, 0, 20), 10);
+    packet.writeUInt16BE(sport, 20);
+    packet.writeUInt16BE(PORT, 22);
+    packet.writeUInt16BE(8 + 16, 24);
+    packet.writeUInt16BE(0, 26);
+    const length = Buffer.alloc(2);
+    length.writeUInt16LE(ethernet.length + packet.length);
+    chunks.push(length, ethernet, packet);
   }
-  try {
-    sh('ip', ['netns', 'exec', client, 'timeout', String(SECONDS), 'hping3', '--flood', '-2', '-p', String(PORT), '-d', '16', SERVER]);
-  } catch {
-    /* timeout ends it with a non-zero status */
-  }
-  return NaN;
+  const frames = `/tmp/kp-bench-${process.pid}.frames`;
+  writeFileSync(frames, Buffer.concat(chunks));
+  return frames;
 }
 
-function floodConfig(server, client) {
-  if (!has('trafgen')) return undefined;
-  const mac = (ns, dev) => /link\/ether (\S+)/.exec(sh('ip', ['-n', ns, 'link', 'show', dev]))[1];
-  const cfg = `/tmp/kp-bench-${process.pid}.cfg`;
-  sh(
-    'sh',
-    ['-c', `cat > ${cfg}`],
-    `{
-  eth(da=${mac(server, 'srv0')}, sa=${mac(client, 'cli0')}),
-  ipv4(saddr=${CLIENT}, daddr=${SERVER}, ttl=64),
-  udp(sport=dinc(1024, 60000), dport=${PORT}),
-  fill(0x41, 16)
-}\n`,
-  );
-  return cfg;
-}
-
-async function kernelPhase(server, client, cfg) {
+async function kernelPhase(server, client, frames) {
   inNs(
     server,
     'nft',
@@ -92,7 +99,7 @@ async function kernelPhase(server, client, cfg) {
 `,
   );
   const started = process.hrtime.bigint();
-  const sent = flood(client, cfg);
+  const sent = flood(client, frames);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const json = JSON.parse(inNs(server, 'nft', ['-j', 'list', 'table', 'inet', 'kpbench']));
   const rule = json.nftables.find((o) => o.rule)?.rule;
@@ -101,14 +108,14 @@ async function kernelPhase(server, client, cfg) {
   return { sent, handled: dropped, seconds, pps: Math.round(dropped / seconds) };
 }
 
-async function queuePhase(server, client, cfg, mode) {
+async function queuePhase(server, client, frames, mode) {
   inNs(server, 'iptables', ['-A', 'INPUT', '-p', 'udp', '--dport', String(PORT), '-j', 'NFQUEUE', '--queue-num', String(QUEUE)]);
   const child = spawn('ip', ['netns', 'exec', server, process.execPath, SELF, '--worker', mode], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   try {
     if ((await lines.next()).value !== 'ready') throw new Error('NFQUEUE worker did not start');
     const started = process.hrtime.bigint();
-    const sent = flood(client, cfg);
+    const sent = flood(client, frames);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     await sleep(200); // let the worker finish the last batch
     child.stdin.end();
@@ -139,7 +146,7 @@ async function main() {
   const tag = `${process.pid.toString(36)}-${randomBytes(2).toString('hex')}`;
   const server = `kpbench-s-${tag}`;
   const client = `kpbench-c-${tag}`;
-  let cfg;
+  let frames;
   try {
     for (const ns of [server, client]) {
       sh('ip', ['netns', 'add', ns]);
@@ -153,15 +160,15 @@ async function main() {
     // Static neighbour entry: the flood must not wait on ARP.
     const serverMac = /link\/ether (\S+)/.exec(sh('ip', ['-n', server, 'link', 'show', 'srv0']))[1];
     sh('ip', ['-n', client, 'neigh', 'replace', SERVER, 'lladdr', serverMac, 'dev', 'cli0']);
-    cfg = floodConfig(server, client);
+    frames = floodFrames(server, client);
 
-    const kernel = await kernelPhase(server, client, cfg);
-    const batch = await queuePhase(server, client, cfg, 'batch');
-    const perPacket = await queuePhase(server, client, cfg, 'per-packet');
+    const kernel = await kernelPhase(server, client, frames);
+    const batch = await queuePhase(server, client, frames, 'batch');
+    const perPacket = await queuePhase(server, client, frames, 'per-packet');
     process.stdout.write(
       `${JSON.stringify({
         bench: 'nfqueue-throughput',
-        generator: cfg ? 'trafgen' : 'hping3',
+        generator: 'bench/lib/flood-sender.c (sent: the client interface transmit counter)',
         phaseSeconds: SECONDS,
         kernelDropPps: kernel.pps,
         nfqueueBatchVerdictPps: batch.pps,
@@ -179,7 +186,7 @@ async function main() {
         /* already gone */
       }
     }
-    if (cfg) sh('rm', ['-f', cfg]);
+    if (frames) sh('rm', ['-f', frames]);
   }
 }
 

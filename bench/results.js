@@ -50,7 +50,16 @@ const ms = (n, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 const mb = (n) => (Number.isFinite(n) ? `${n.toFixed(0)} MB` : 'n/a');
 const pct = (n) => (Number.isFinite(n) ? `${n.toFixed(0)} %` : 'n/a');
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `×${(a / b).toFixed(2)}` : 'n/a');
-const verdict = (met) => (met ? 'met' : '**MISSED**');
+/**
+ * A run that started on a busy machine (1-minute load average at or above this) gives figures
+ * but no verdicts: other work on the same cores moves every figure (the same flood came out 2×
+ * apart between two such runs).
+ */
+const VERDICT_MAX_LOAD = 2;
+/** Why the section being rendered gets no verdicts (its run started on a busy machine), else undefined. */
+let noVerdictBecause;
+const busyAtStart = (load) => (Number.isFinite(load) && load >= VERDICT_MAX_LOAD ? `machine load ${load.toFixed(1)} at the start` : undefined);
+const verdict = (met) => (noVerdictBecause ? `no verdict (${noVerdictBecause})` : met ? 'met' : '**MISSED**');
 const p3 = (p) => `${ms(p.p50)} / ${ms(p.p95)} / ${ms(p.p99)} ms`;
 const failed = (phase) => phase === undefined || phase.error !== undefined;
 const errorNote = (phase) => (phase === undefined ? 'not run' : `**not measured**: ${phase.error}`);
@@ -83,10 +92,9 @@ function cpuNote(run) {
 function bound(run) {
   const reasons = [];
   if (run.aliveAfter === 0) reasons.push('the capture stopped during the flood (0/3 knocks after it)');
-  if (run.senderFailedPasses > 0)
-    reasons.push(
-      `the sender could not always send (${run.senderFailedPasses} replay pass${run.senderFailedPasses > 1 ? 'es' : ''} failed: no room in its transmit ring)`,
-    );
+  if (run.senderError) reasons.push(`the sender failed part-way (${run.senderError})`);
+  if (run.senderWaits?.wouldBlock > 0)
+    reasons.push(`the sender waited for room in its send buffer ${int(run.senderWaits.wouldBlock)} times (frames held by the gateway)`);
   if ((run.machine?.idle ?? 100) < 10) reasons.push('every core busy (sender, kernel packet work and daemon share them)');
   const busiest = run.threads?.[0];
   if (busiest && busiest.percent >= 90) reasons.push(`one daemon thread saturated (${busiest.name}#${busiest.tid} ${pct(busiest.percent)})`);
@@ -100,14 +108,12 @@ function bound(run) {
 
 /** The kernel reference with its sender's CPU, and whether that sender could send all along. */
 function kernelCell(kernel) {
-  const failed =
-    kernel.senderFailedPasses > 0 ? `; ${kernel.senderFailedPasses} replay pass${kernel.senderFailedPasses > 1 ? 'es' : ''} failed: a low figure` : '';
+  const failed = kernel.senderError ? `; the sender failed part-way: a low figure` : '';
   return `${int(kernel.pps)} (sender ${pct(kernel.generatorCpuPercent)}${failed})`;
 }
 
-/** What the generator produced (the client interface's kernel transmit counter); a replay pass that failed under load sent an unknown part of its packets. */
+/** What the generator produced: the client interface's kernel transmit counter. */
 function offered(run) {
-  if (run.senderFailedPasses > 0) return `offered unknown (${run.senderFailedPasses} replay pass${run.senderFailedPasses > 1 ? 'es' : ''} failed part-way)`;
   return `${int(run.offeredPps)} offered`;
 }
 
@@ -199,7 +205,7 @@ function dropSection(r) {
   }
   return `## 2. Junk and wrong-path floods: dropped in the kernel
 
-Each flood runs ${r.floodSeconds} s at full speed from the client namespace (one trafgen process) against a freshly started daemon (default \`step1_workers\`, ${r.defaultWorkers} here). Dropped/s: step-1 packets that reached the gateway's firewall, counted by an nft counter at prerouting (priority -400) ahead of knock-port's rules; every one of them is dropped (by the prefilter, which drops data segments not beginning with \`POST <http_post_path>\` before the capture). Reference: the same flood dropped by that one nft rule alone, same run. "Reached the inspector": packets the daemon's step-1 workers inspected (metrics endpoint), by inspector outcome: with the prefilter, about 0.
+Each flood runs ${r.floodSeconds} s at full speed from the client namespace (one process of the bench's sender, \`bench/lib/flood-sender.c\`; offered: the client interface's kernel transmit counter) against a freshly started daemon (default \`step1_workers\`, ${r.defaultWorkers} here). Dropped/s: step-1 packets that reached the gateway's firewall, counted by an nft counter at prerouting (priority -400) ahead of knock-port's rules; every one of them is dropped (by the prefilter, which drops data segments not beginning with \`POST <http_post_path>\` before the capture). Reference: the same flood dropped by that one nft rule alone, same run. "Reached the inspector": packets the daemon's step-1 workers inspected (metrics endpoint), by inspector outcome: with the prefilter, about 0.
 
 Original (another run): ${ORIGINAL.flood.junk}.
 
@@ -253,9 +259,9 @@ function inspectSection(r) {
   }
   return `## 3. SYN and wrong-key floods: inspected/s with 1 and ${n} step-1 workers
 
-Each flood runs ${r.floodSeconds} s at full speed against a freshly started daemon with \`step1_workers: 1\`, then one with \`step1_workers: ${n}\` (the kernel fans step-1 packets over ${n} queues, or ${n} NFLOG groups, by the CPU that handles them). Reference: the same flood dropped by one nft rule at prerouting (the kernel alone), same run. "Inspected": packets the step-1 workers took from their queues or groups and inspected (\`knockport_step1_worker_packets_total\`, per worker in brackets); where the inspector's outcome counters (\`knockport_step1_packets_total\`) disagree by more than 5 %, their rate is shown too. Every step-1 packet is dropped. The SYN flood comes from random spoofed sources (its SYN-ACKs go back through the client, where they die); the wrong-key capture is replayed with netsniff-ng. The kernel's per-source step-1 limit is raised for the bench (\`syn_rate_per_second: 500000\`) so the whole flood reaches the daemon.
+Each flood runs ${r.floodSeconds} s at full speed against a freshly started daemon with \`step1_workers: 1\`, then one with \`step1_workers: ${n}\` (the kernel fans step-1 packets over ${n} queues, or ${n} NFLOG groups, by the CPU that handles them). Reference: the same flood dropped by one nft rule at prerouting (the kernel alone), same run. "Inspected": packets the step-1 workers took from their queues or groups and inspected (\`knockport_step1_worker_packets_total\`, per worker in brackets); where the inspector's outcome counters (\`knockport_step1_packets_total\`) disagree by more than 5 %, their rate is shown too. Every step-1 packet is dropped. The SYN flood comes from random spoofed sources (its SYN-ACKs go back to the client, whose interface drops them at ingress); the wrong-key knocks are sent by the same sender. The kernel's per-source step-1 limit is raised for the bench (\`syn_rate_per_second: 500000\`) so the whole flood reaches the daemon.
 Queue drops: NFQUEUE queue-full and netlink drops (\`/proc/net/netfilter/nfnetlink_queue\`); NFLOG has no kernel counter, its losses are packets that reached the firewall but were not inspected. "Capture after": knocks from fresh addresses that worked right after the flood (0/3: the capture stopped, and the figures count what it inspected before).
-CPU: the sender (trafgen or netsniff-ng, with everything the kernel does in its context), the daemon as a whole and its busiest threads (\`/proc/<pid>/task/*/stat\`; worker threads are threads of the daemon), and the machine's softirq (packet work the kernel does for the flood) and idle shares over all ${r.machine.cores} cores. The flood's sender, the kernel and the daemon share these cores, which is what bounds the figures here.
+CPU: the sender (with everything the kernel does in its context), the daemon as a whole and its busiest threads (\`/proc/<pid>/task/*/stat\`; worker threads are threads of the daemon), and the machine's softirq (packet work the kernel does for the flood) and idle shares over all ${r.machine.cores} cores. The flood's sender, the kernel and the daemon share these cores, which is what bounds the figures here.
 
 Original (another run): SYN flood: ${ORIGINAL.flood.syn}; wrong-key POSTs: ${ORIGINAL.flood.wrongKey}.
 
@@ -299,6 +305,14 @@ ${table(['backend', 'flood rate (× capacity)', 'flood (pkt/s)', 'knocks that op
 `;
 }
 
+/** Knocks asked of each half of the latency bench (the same on every backend). */
+const latencyAsked = (r) => Object.values(r.backends).find((b) => !failed(b.latency))?.latency.idle.asked ?? r.latencyKnocks;
+
+const latencyLoads = (r) =>
+  Object.entries(r.backends)
+    .map(([name, b]) => `${name} ${loadNote(b.latency?.load)}`)
+    .join('; ');
+
 function latencySection(r) {
   const rows = [];
   for (const [name, b] of Object.entries(r.backends)) {
@@ -335,7 +349,7 @@ function latencySection(r) {
   }
   return `## 5. Knock-to-open latency, idle and during a flood
 
-Real TCP from the client namespace, one fresh source address per knock, knocks one after another (${r.latencyKnocks} idle, then ${r.latencyKnocks} more on the same daemon during a spoofed-source SYN flood at ${Math.round(r.latencyFloodShare * 100)} % of its measured capacity). Each half starts no knock after 60 s. t0 is the write of the request; "accepts" is the first completed connect to the port from the same address (a new attempt every 0.25 ms, so figures are ±0.3 ms). Columns: p50 / p95 / p99.
+Real TCP from the client namespace, one fresh source address per knock, knocks one after another (${latencyAsked(r)} idle, then as many more on the same daemon during a spoofed-source SYN flood at ${Math.round(r.latencyFloodShare * 100)} % of its measured capacity). Each half starts no knock after 60 s. t0 is the write of the request; "accepts" is the first completed connect to the port from the same address (a new attempt every 0.25 ms, the client sleeping in between rather than spinning, so figures are ±0.3 ms). Columns: p50 / p95 / p99. Machine load (1-minute average, start → end of each backend's run): ${latencyLoads(r)}.
 
 ${table(['backend', 'condition', 'measure', 'opened', 'p50 / p95 / p99', 'target', 'original p50 / p95 / p99 (another run)'], rows)}
 `;
@@ -433,67 +447,131 @@ ${table(['backend', 'idle', 'peak under each flood', 'target', 'original (anothe
 `;
 }
 
+const XDP_FLOOD_NAMES = {
+  syn: `${FLOOD_NAMES.syn}: SYN-ACKs sent from XDP`,
+  junk: `${FLOOD_NAMES.junk}: dropped at XDP`,
+  wrongPath: `${FLOOD_NAMES.wrongPath}: dropped at XDP`,
+};
+
 /** One XDP flood row: the program's rate against the bare XDP_DROP program and the kernel alone. */
 function xdpFloodRow(backend, kind, f) {
   const x = f.run;
   const isSyn = kind === 'syn';
   const target = isSyn ? TARGET.xdpSynRatio : TARGET.xdpDropRatio;
-  const short = notMeasured(x, referencePps(f.kernel)) ?? notMeasured(x, f.xdpDrop.pps, 'the XDP_DROP reference');
-  const reachedDaemon = x.inspected;
-  const met = x.handledPps >= target * f.xdpDrop.pps && (isSyn ? x.cpuPercent < TARGET.xdpDaemonCpu : reachedDaemon === 0);
+  const short = notMeasured(x, referencePps(f.kernel)) ?? notMeasured(x, referencePps(f.xdpDrop), 'the XDP_DROP reference');
+  const met = x.handledPps >= target * f.xdpDrop.pps && (isSyn ? x.cpuPercent < TARGET.xdpDaemonCpu : x.inspected === 0 && x.arrived === 0);
   const goal = `≥ ×${target} of XDP_DROP${isSyn ? `, daemon CPU < ${TARGET.xdpDaemonCpu} %` : ', 0 reach the daemon'}`;
   return [
     backend,
-    isSyn ? 'SYN flood (spoofed sources): SYN-ACKs sent from XDP' : `${FLOOD_NAMES.junk}: dropped at XDP`,
+    XDP_FLOOD_NAMES[kind],
+    `${int(referencePps(f.kernel))} / ${int(referencePps(f.xdpDrop))} / ${int(x.offeredPps)}`,
     `${int(f.kernel.pps)} / ${int(f.xdpDrop.pps)}`,
-    `**${int(x.handledPps)}** (${int(x.offeredPps)} offered)`,
+    `**${int(x.handledPps)}**`,
     short ? 'not measured' : `${ratio(x.handledPps, f.xdpDrop.pps)} / ${ratio(x.handledPps, f.kernel.pps)}`,
-    short ?? `${goal}: ${verdict(met)}`,
-    `${int(reachedDaemon)}`,
+    short ?? `${goal}: ${verdict(met)}${met ? '' : ` (${bound(x)})`}`,
+    `${int(x.arrived)} / ${int(x.inspected)}`,
+    isSyn ? int(x.spoofedReplies / x.seconds) : '',
     cpuNote(x),
   ];
 }
+
+/** One knock row: `knock-port knock` during a SYN flood at the sender's maximum, with or without XDP. */
+function xdpKnockRow(backend, label, k, synReference) {
+  if (failed(k)) return [backend, label, errorNote(k), '', '', '', '', ''];
+  const success = k.knocks ? k.knocksOk / k.knocks : NaN;
+  const short = notMeasured(k, synReference, 'the reference beside as many knock clients');
+  const failures = Object.entries(k.failureCodes ?? {})
+    .map(([code, count]) => `${count}× exit ${code}`)
+    .join(', ');
+  const answered = k.xdp?.syn_answered ? `, ${int(k.xdp.syn_answered / k.seconds)} answered from XDP` : '';
+  return [
+    backend,
+    label === 'xdp' ? 'with XDP' : 'without XDP (`step1_xdp: off`)',
+    `${offered(k)}, ${int(k.inspectedPps)} inspected by the daemon${answered}`,
+    `${k.knocksOk}/${k.knocks} (${pct(success * 100)})`,
+    short ?? (label === 'xdp' ? `≥ 99 %: ${verdict(success >= TARGET.knockSuccess)}${success >= TARGET.knockSuccess ? '' : ` (${bound(k)})`}` : 'reported'),
+    failures || 'none',
+    `${ms(k.knockMs?.p50 / 1000)} / ${ms(k.knockMs?.p95 / 1000)} s`,
+    cpuNote(k),
+  ];
+}
+
+const loadNote = (load) => (Array.isArray(load) ? `${load[0].toFixed(2)} → ${load[1].toFixed(2)}` : 'n/a');
 
 function xdpSection(r) {
   const x = r.xdp;
   if (x === undefined) return '';
   const heading = '## 9. The step-1 XDP front (`step1_xdp: auto`)';
   if (failed(x)) return `${heading}\n\n${errorNote(x)}\n`;
-  const floods = Object.entries(x.floods).map(([kind, f]) => xdpFloodRow(x.backend, kind, f));
-  const knocks = Object.entries(x.knocks).map(([label, k]) => {
-    const success = k.knocks ? k.knocksOk / k.knocks : NaN;
-    const short = notMeasured(k, referencePps(x.floods.syn.kernel));
-    const failures = Object.entries(k.failureCodes ?? {})
-      .map(([code, count]) => `${count}× exit ${code}`)
-      .join(', ');
-    return [
-      x.backend,
-      label === 'xdp' ? 'with XDP' : 'without XDP (`step1_xdp: off`)',
-      `${int(k.offeredPps)} offered, ${int(k.inspectedPps)} inspected by the daemon${k.xdp?.syn_answered ? `, ${int(k.xdp.syn_answered / k.seconds)} answered from XDP` : ''}`,
-      `${k.knocksOk}/${k.knocks} (${pct(success * 100)})`,
-      short ?? (label === 'xdp' ? `≥ 99 %: ${verdict(success >= TARGET.knockSuccess)}` : 'reported'),
-      failures || 'none',
-      `${ms(k.knockMs?.p50 / 1000)} / ${ms(k.knockMs?.p95 / 1000)} s`,
-      cpuNote(k),
-    ];
-  });
+  const floods = [];
+  const knocks = [];
+  for (const [name, b] of Object.entries(x.backends)) {
+    if (failed(b.floods)) floods.push([name, '', errorNote(b.floods), '', '', '', '', '', '', '']);
+    else for (const [kind, f] of Object.entries(b.floods)) floods.push(xdpFloodRow(name, kind, f));
+    if (failed(b.knocks)) {
+      knocks.push([name, '', errorNote(b.knocks), '', '', '', '', '']);
+      continue;
+    }
+    const reference = b.knocks.reference;
+    if (reference)
+      knocks.push([
+        name,
+        'none: one nft rule drops the flood (the reference)',
+        `${offered(reference)} beside ${reference.knocks} knock clients`,
+        '(no answer: the reference)',
+        '',
+        '',
+        '',
+        `sender ${pct(reference.generatorCpuPercent)}`,
+      ]);
+    for (const label of ['xdp', 'kernel']) knocks.push(xdpKnockRow(name, label, b.knocks[label], referencePps(reference)));
+  }
+  const loads = Object.entries(x.backends)
+    .map(([name, b]) => `${name} ${loadNote(b.load)}`)
+    .join('; ');
   return `${heading}
 
-The daemon attaches its XDP program to the gateway's veth (\`auto\` takes generic mode there; a NIC with a native driver would run it in the driver). Each flood runs ${r.floodSeconds} s at full speed, on a fresh daemon, after two references on the same flood, same run: one nft rule dropping it at prerouting (the kernel alone, as in section 2) and a bare XDP_DROP program attached in the same mode. Handled/s: the program's own counters (\`knockport_step1_xdp_packets_total\`): \`syn_answered\` for the SYN flood, the drop outcomes for the junk flood. "Reached the daemon": packets its step-1 workers inspected during the flood.
+The daemon attaches its XDP program to the gateway's veth (\`auto\` takes generic mode there; a NIC with a native driver would run it in the driver). Each flood runs ${x.floodSeconds ?? r.floodSeconds} s at the sender's full speed, on a fresh daemon, after two references on the same flood, same run: one nft rule dropping it at prerouting (the kernel alone, as in section 2) and a bare XDP_DROP program attached in the same mode. Offered: packets the client's interface sent (its kernel counter) in each of the three runs; a run whose sender delivered less than half of another's is not compared. Handled/s: the program's own counters (\`knockport_step1_xdp_packets_total\`): \`syn_answered\` for the SYN flood, the drop outcomes for the others. "Reached": packets that passed the program to the kernel's rules (an nft counter at prerouting) and packets the daemon's step-1 workers inspected. SYN-ACKs back: packets addressed to the spoofed sources that reached the client, which drops them at its interface's ingress (as it does in every section). Machine load (1-minute average, start → end of each backend's part): ${loads}.
 
-${table(['backend', 'flood', 'references: kernel alone / XDP_DROP (pkt/s)', 'handled by the XDP front (pkt/s)', '/ XDP_DROP, / kernel alone', 'target', 'reached the daemon', 'CPU (% of one core; machine shares of all cores)'], floods)}
+${table(['backend', 'flood', 'offered (pkt/s): kernel alone / XDP_DROP / XDP front', 'references: kernel alone / XDP_DROP (pkt/s)', 'handled by the XDP front (pkt/s)', '/ XDP_DROP, / kernel alone', 'target', 'reached the kernel rules / the daemon', 'SYN-ACKs back at the client (pkt/s)', 'CPU (% of one core; machine shares of all cores)'], floods)}
 
-Valid knocks during a spoofed SYN flood at the sender's maximum rate: \`knock-port knock\` as in section 4, ${r.floodKnocks} runs one every 0.25 s, on a fresh daemon each, with XDP and, beside it, without.
+Valid knocks during a spoofed SYN flood at the sender's maximum rate: \`knock-port knock\` as in section 4, ${x.floodKnocks ?? r.floodKnocks} runs one every 0.25 s, on a fresh daemon each, with XDP and, beside it, without. The knock clients are Node processes on the cores the sender uses, so the sender's rate is compared with a reference of its own, same run: the same flood and as many knock clients with no daemon, one nft rule dropping the flood; a row whose sender delivered less than half of that is not measured.
 
 ${table(['backend', 'daemon', 'flood (pkt/s)', 'knocks that opened the service', 'target', 'failures', 'run time p50 / p95', 'CPU (% of one core; machine shares of all cores)'], knocks)}
 `;
 }
 
+/** Which sections a later, partial run replaced, and when. */
+function rerunNote(r) {
+  const names = { xdp: 'section 9', latency: 'section 5' };
+  return (r.reruns ?? [])
+    .map(
+      (x) =>
+        `\n**${x.sections.map((s) => names[s] ?? s).join(' and ')} ${x.sections.length > 1 ? 'come' : 'comes'} from a later run**: \`${x.command}\` on ${x.date} (${int(x.durationSeconds)} s, ${loadAtStartNote(x.loadAtStart)}); the rest from the run above.`,
+    )
+    .join('');
+}
+
+const loadAtStartNote = (load) => (Number.isFinite(load) ? `machine load ${load.toFixed(2)} at the start` : 'machine load at the start not recorded');
+
+/** Renders a section under the verdict rule of the run it comes from (a later partial run, or the main one). */
+function underRunOf(r, section, render) {
+  const rerun = (r.reruns ?? []).findLast((x) => x.sections.includes(section));
+  noVerdictBecause = busyAtStart(rerun ? rerun.loadAtStart : r.loadAtStart);
+  try {
+    return render(r);
+  } finally {
+    noVerdictBecause = busyAtStart(r.loadAtStart);
+  }
+}
+
 export function renderResults(r, grantBurstSection) {
   const m = r.machine;
+  noVerdictBecause = busyAtStart(r.loadAtStart);
   return `# knock-port benchmark results
 
-Generated by \`${r.command ?? 'sudo npm run bench'}\` on ${r.date} (${int(r.durationSeconds)} s). Do not edit by hand.
+Generated by \`${r.command ?? 'sudo npm run bench'}\` on ${r.date} (${int(r.durationSeconds)} s, ${loadAtStartNote(r.loadAtStart)}). Do not edit by hand.${rerunNote(r)}
+A run that starts at a 1-minute load average of ${VERDICT_MAX_LOAD} or more (other work on the same cores) gives its figures but no verdicts.
 
 Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGb} GB RAM, kernel ${m.kernel}, Node ${m.node}. Load generators, client and daemon share these cores (network namespaces on one host), as in the original's baseline. The gateway's veth spreads received packets over every core (receive packet steering, as a multiqueue NIC would), so the kernel's per-CPU fan-out reaches every step-1 worker; the kernel references run with the same setting. The daemon runs with its default \`step1_workers: auto\` (${r.defaultWorkers} workers here) except where section 3 sets 1 and ${r.workersN}.
 Same-run references are given as ratios (×). Figures for the original knock-port come from its baseline, measured in another run on a machine of the same kind (2 vCPU, kernel 6.18): compare them as orders of magnitude, not ratios.
@@ -502,9 +580,9 @@ ${inspectorSection(r)}
 ${dropSection(r)}
 ${inspectSection(r)}
 ${knocksSection(r)}
-${latencySection(r)}
+${underRunOf(r, 'latency', latencySection)}
 ${grantBurstPart(r, grantBurstSection)}
 ${scaleSection(r)}
 ${memorySection(r)}
-${xdpSection(r)}`;
+${underRunOf(r, 'xdp', xdpSection)}`;
 }

@@ -3,16 +3,18 @@
  * the same floods as the kernel path, each against two same-run references: the flood dropped
  * by one nft rule at prerouting (the kernel alone, as in the other sections) and by a bare
  * XDP_DROP program attached in the same mode (what XDP itself can do here):
- *   - SYN flood: SYN-ACKs the program sent (XDP_TX) per second (the SYN-ACKs dropped as they
- *     reach the client, as the references send none);
- *   - junk flood: data segments it dropped per second, and how many still reached the daemon;
+ *   - SYN flood: SYN-ACKs the program sent (XDP_TX) per second (dropped as they reach the
+ *     client, which drops everything addressed to the spoofed sources: see gateway.js);
+ *   - junk and wrong-path floods: data segments it dropped per second, and how many still
+ *     reached the kernel's rules and the daemon;
  *   - valid `knock-port knock` runs during a spoofed SYN flood at the sender's maximum rate,
  *     with XDP and, beside it, without.
+ * Each flood row gives the daemon's CPU during it. Every row runs on each firewall backend.
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { kernelReference, knocksDuringFlood, throughDaemon, withDaemon, withFlood } from './daemon.js';
+import { clientTxPackets, kernelReference, kernelReferenceWithKnocks, knocksDuringFlood, throughDaemon, withDaemon, withFlood } from './daemon.js';
 import { NET } from './lib/config.js';
 import { metricSum, scrapeMetrics } from './lib/gateway.js';
 import { backlogDrops } from './lib/proc.js';
@@ -63,25 +65,19 @@ async function xdpDropReference(gateway, flood, seconds, object) {
   try {
     const before = droppedByProgram();
     const backlogBefore = backlogDrops();
+    const txBefore = clientTxPackets(gateway);
     const run = await flood.run(seconds);
     const dropped = droppedByProgram() - before;
-    return { dropped, pps: dropped / run.seconds, generatorCpuPercent: run.generatorCpuPercent, backlogDrops: backlogDrops() - backlogBefore };
+    return {
+      dropped,
+      pps: dropped / run.seconds,
+      offeredPps: (clientTxPackets(gateway) - txBefore) / run.seconds,
+      generatorCpuPercent: run.generatorCpuPercent,
+      senderError: run.senderError,
+      backlogDrops: backlogDrops() - backlogBefore,
+    };
   } finally {
     gateway.gw.tryExec('ip', ['link', 'set', 'dev', NET.gwIf, 'xdpgeneric', 'off']);
-  }
-}
-
-/**
- * Runs `use` with the returning SYN-ACKs dropped at the client's interface (the same bare
- * program): the references send nothing back, and without this the client's kernel would
- * handle every SYN-ACK on the cores the generator needs.
- */
-async function withRepliesDropped(gateway, object, use) {
-  gateway.client.exec('ip', ['link', 'set', 'dev', NET.clientIf, 'xdpgeneric', 'obj', object, 'sec', 'xdp']);
-  try {
-    return await use();
-  } finally {
-    gateway.client.tryExec('ip', ['link', 'set', 'dev', NET.clientIf, 'xdpgeneric', 'off']);
   }
 }
 
@@ -93,13 +89,14 @@ function assertXdpAttached(gateway) {
 
 const sum = (counts, names) => names.reduce((n, name) => n + (counts?.[name] ?? 0), 0);
 
-/** SYN and junk floods through the XDP front against both references. */
+/** The program's outcomes that count as handling each flood: answered for SYNs, dropped for the rest. */
+const DROP_OUTCOMES = ['bad_cookie', 'bad_prefix', 'bad_options', 'syn_dropped'];
+const HANDLED = { syn: ['syn_answered'], junk: DROP_OUTCOMES, wrongPath: DROP_OUTCOMES };
+
+/** SYN, junk and wrong-path floods through the XDP front against both references. */
 async function floodRows(gateway, backend, { seconds, log, object }) {
   const rows = {};
-  for (const [kind, handled] of [
-    ['syn', ['syn_answered']],
-    ['junk', ['bad_cookie', 'bad_prefix', 'bad_options', 'syn_dropped']],
-  ]) {
+  for (const [kind, handled] of Object.entries(HANDLED)) {
     // The references first, with no daemon: its XDP link would be in their way.
     const references = await withFlood(gateway, kind, {}, async (flood) => ({
       kernel: await kernelReference(gateway, flood, seconds),
@@ -112,10 +109,10 @@ async function floodRows(gateway, backend, { seconds, log, object }) {
       (daemon) =>
         withFlood(gateway, kind, daemon, async (flood) => {
           assertXdpAttached(gateway);
-          const run = await withRepliesDropped(gateway, object, () => throughDaemon(gateway, daemon, flood, { seconds }));
+          const run = await throughDaemon(gateway, daemon, flood, { seconds });
           const handledPps = sum(run.xdp, handled) / run.seconds;
           log(
-            `  XDP ${kind}: nft drop ${Math.round(references.kernel.pps)}/s, XDP_DROP ${Math.round(references.xdpDrop.pps)}/s, step-1 program ${Math.round(handledPps)}/s (${JSON.stringify(run.xdp)}), inspected ${run.inspected}`,
+            `  ${backend.name} XDP ${kind}: offered ${Math.round(references.kernel.offeredPps)} / ${Math.round(references.xdpDrop.offeredPps)} / ${Math.round(run.offeredPps)}/s; nft drop ${Math.round(references.kernel.pps)}/s, XDP_DROP ${Math.round(references.xdpDrop.pps)}/s, step-1 program ${Math.round(handledPps)}/s (${JSON.stringify(run.xdp)}), reached the stack ${run.arrived}, inspected ${run.inspected}, daemon CPU ${Math.round(run.cpuPercent)} %`,
           );
           return { ...references, run: { ...run, handledPps } };
         }),
@@ -125,9 +122,17 @@ async function floodRows(gateway, backend, { seconds, log, object }) {
   return rows;
 }
 
-/** Valid knocks during a SYN flood at the sender's maximum rate, with XDP and without. */
+/**
+ * Valid knocks during a SYN flood at the sender's maximum rate, with XDP and without, after the
+ * same flood and as many knock clients with the kernel alone dropping the flood (the reference
+ * for the sender's rate: the clients share its cores).
+ */
 async function knockRows(gateway, backend, { knocks, log }) {
-  const rows = {};
+  const reference = await withFlood(gateway, 'syn', {}, (flood) => kernelReferenceWithKnocks(gateway, flood, { knocks }));
+  log(
+    `  ${backend.name} knock reference: the kernel alone dropped ${Math.round(reference.pps)}/s, ${Math.round(reference.offeredPps)}/s offered beside ${reference.knocks} knock clients`,
+  );
+  const rows = { reference };
   for (const [label, step1Xdp] of [
     ['xdp', 'auto'],
     ['kernel', 'off'],
@@ -141,7 +146,7 @@ async function knockRows(gateway, backend, { knocks, log }) {
           if (step1Xdp === 'auto') assertXdpAttached(gateway);
           const row = await knocksDuringFlood(gateway, daemon, flood, { knocks });
           log(
-            `  knocks during a SYN flood at the sender's maximum, step1_xdp ${step1Xdp}: ${row.knocksOk}/${row.knocks} ok, ${Math.round(row.offeredPps)}/s offered`,
+            `  ${backend.name} knocks during a SYN flood at the sender's maximum, step1_xdp ${step1Xdp}: ${row.knocksOk}/${row.knocks} ok, ${Math.round(row.offeredPps)}/s offered, daemon CPU ${Math.round(row.cpuPercent)} %`,
           );
           return row;
         }),
@@ -151,8 +156,23 @@ async function knockRows(gateway, backend, { knocks, log }) {
   return rows;
 }
 
+/** Every XDP row on one backend (the gateway is that backend's). */
 export async function xdpBench(gateway, backend, { seconds, knocks, log }) {
   const object = buildDropProgram(gateway);
-  const floods = await floodRows(gateway, backend, { seconds, log, object });
-  return { backend: backend.name, floods, knocks: await knockRows(gateway, backend, { knocks, log }) };
+  const floods = await phaseOf('XDP floods', () => floodRows(gateway, backend, { seconds, log, object }), log);
+  return { floods, knocks: await phaseOf('XDP knocks', () => knockRows(gateway, backend, { knocks, log }), log) };
+}
+
+/** A part that fails is recorded as such; the other part still runs. */
+async function phaseOf(name, run, log) {
+  try {
+    return await run();
+  } catch (err) {
+    log(`  ${name} failed: ${err.stack ?? err}`);
+    return {
+      error: String(err?.message ?? err)
+        .replace(/\s+/g, ' ')
+        .slice(0, 300),
+    };
+  }
 }

@@ -10,6 +10,8 @@ export const NET = {
   server: '10.99.0.1',
   client: '10.99.0.2',
   extraPrefix: '10.99.128.0/17',
+  /** Sources the SYN flood spoofs (inside extraPrefix, so their replies are routed to the client; no knock uses them). */
+  spoofedPrefix: '10.99.160.0/19',
   gwIf: 'kpbgw0',
   clientIf: 'kpbcl0',
 };

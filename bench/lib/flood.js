@@ -1,21 +1,26 @@
 /**
- * Step-1 floods from the client namespace, bounded in time: trafgen for SYNs, junk data and
- * wrong-path requests, and a replayed capture of wrong-key knocks that carry valid cookies
- * (netsniff-ng). Each flood reports the packets it sent and the CPU its sender used (it shares
- * the machine's cores with the daemon, so its share bounds what the daemon can get).
+ * Step-1 floods from the client namespace, bounded in time, all sent by the bench's own sender
+ * (bench/lib/flood-sender.c, built on demand with the system's C compiler): a pool of
+ * prebuilt frames, sent round after round through a raw AF_PACKET socket. Each flood reports
+ * how long it ran and the CPU its sender used (it shares the machine's cores with the daemon,
+ * so its share bounds what the daemon can get); what it sent is read by the caller from the
+ * client interface's kernel counters, never from the sender's own report.
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { KeyedCookieSource } from '../../dist/step1/cookie.js';
 import { APP, KEYS, NET, PATHS, PORTS } from './config.js';
 import { sleep } from './netns.js';
-import { cookieDataSegment, knockRequest, writeEthernetPcap } from './packets.js';
+import { TCP_ACK, TCP_PSH, TCP_SYN, cookieDataSegment, ipv4Tcp, knockRequest } from './packets.js';
 import { treeCpuTracker } from './proc.js';
 
 /**
- * syn: SYNs from spoofed sources (random addresses in 10.99.160.0/19, routed back through the
- * client, where the SYN-ACKs die), random ports.
+ * syn: SYNs from spoofed sources (random addresses in SPOOFED_PREFIX, routed back through the
+ * client, whose interface drops their SYN-ACKs as they arrive: see gateway.js), random ports.
  * junk: data segments with a bad cookie and 400 random payload bytes (the original's junk flood).
  * wrongPath: well-formed requests that are not `POST <path>` (`GET /` and `POST /wrong`), bad cookie.
  * wrongKey: the real path with a valid cookie and a wrong key: parsed and key-checked, from
@@ -23,29 +28,64 @@ import { treeCpuTracker } from './proc.js';
  */
 export const FLOOD_KINDS = ['syn', 'junk', 'wrongPath', 'wrongKey'];
 
-/** Wrong-key knocks in the replayed capture: more than the retransmission cache, spread over many sources. */
+/** Wrong-key knocks in the pool: more than the retransmission cache, spread over many sources. */
 const WRONG_KEY_PACKETS = 70_000;
-/** 10.99.160.1 - 10.99.191.254 as 32-bit numbers (trafgen's drnd range on the address field). */
+/** Distinct frames in the pool of the other floods (random fields drawn once, then sent round after round). */
+const POOL_FRAMES = { syn: 65_536, junk: 4_096, wrongPath: 4_096 };
+/** 10.99.160.1 - 10.99.191.254: the spoofed sources of the SYN flood (NET.spoofedPrefix). */
 const SPOOFED_RANGE = [0x0a63a001, 0x0a63bffe];
 
-const hexBytes = (text) => [...Buffer.from(text, 'latin1')].map((b) => `0x${b.toString(16).padStart(2, '0')}`).join(', ');
+const SENDER_SOURCE = fileURLToPath(new URL('./flood-sender.c', import.meta.url));
 
-function trafgenConfig(gateway, kind) {
-  const eth = `eth(da=${gateway.gw.mac(NET.gwIf)}, sa=${gateway.client.mac(NET.clientIf)})`;
-  const ip = `ipv4(saddr=${NET.client}, daddr=${NET.server}, ttl=64, df)`;
-  const data = `tcp(sp=drnd(), dp=${PORTS.step1}, seq=drnd(), ackseq=drnd(), ack, psh, window=502)`;
-  if (kind === 'syn') {
-    const spoofed = `ipv4(saddr=10.99.160.1, saddr=drnd(${SPOOFED_RANGE[0]}, ${SPOOFED_RANGE[1]}), daddr=${NET.server}, ttl=64, df)`;
-    return `{ ${eth}, ${spoofed}, tcp(sp=drnd(), dp=${PORTS.step1}, seq=drnd(), syn, window=64240) }\n`;
+/**
+ * The sender binary, compiled once per version of its source (kept in the temporary directory
+ * under the source's hash, so a changed source is rebuilt and a run does not rebuild it).
+ */
+export function senderBinary() {
+  const source = readFileSync(SENDER_SOURCE);
+  const binary = join(tmpdir(), `kpbench-flood-sender-${createHash('sha256').update(source).digest('hex').slice(0, 16)}`);
+  if (!existsSync(binary)) {
+    const building = `${binary}.${process.pid}`;
+    execFileSync('cc', ['-O2', '-Wall', '-o', building, SENDER_SOURCE], { timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    renameSync(building, binary);
   }
-  if (kind === 'wrongPath') {
-    // trafgen sends its packets in turn: half GET /, half POST to a path that is not the knock path.
-    const get = `GET / HTTP/1.1\r\nHost: ${NET.server}\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n`;
-    const post = knockRequest(NET.server, '/wrong', `app=${APP}&access_key=${KEYS.wrong}`).toString('latin1');
-    return `{ ${eth}, ${ip}, ${data}, ${hexBytes(get)} }\n{ ${eth}, ${ip}, ${data}, ${hexBytes(post)} }\n`;
+  return binary;
+}
+
+const ipv4Text = (n) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+
+/** The frames of one pool: random ports, sequence and acknowledgment numbers (and sources for SYNs). */
+function poolPackets(kind) {
+  const count = POOL_FRAMES[kind];
+  const random = randomBytes(16 * count);
+  const wrongPath = [
+    Buffer.from(`GET / HTTP/1.1\r\nHost: ${NET.server}\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n`, 'latin1'),
+    knockRequest(NET.server, '/wrong', `app=${APP}&access_key=${KEYS.wrong}`),
+  ];
+  return Array.from({ length: count }, (_, i) => {
+    const r = random.subarray(16 * i, 16 * i + 16);
+    const ports = { dst: NET.server, sport: 1024 + (r.readUInt16BE(0) % 64_512), dport: PORTS.step1, seq: r.readUInt32BE(2) };
+    if (kind === 'syn') {
+      const span = SPOOFED_RANGE[1] - SPOOFED_RANGE[0] + 1;
+      return ipv4Tcp({ ...ports, src: ipv4Text(SPOOFED_RANGE[0] + (r.readUInt32BE(6) % span)), flags: TCP_SYN });
+    }
+    // Data segments from the client's own address, with an acknowledgment no cookie matches.
+    const payload = kind === 'junk' ? randomBytes(400) : wrongPath[i % 2];
+    return ipv4Tcp({ ...ports, src: NET.client, ack: r.readUInt32BE(10), flags: TCP_ACK | TCP_PSH, payload });
+  });
+}
+
+/** Writes IP packets as Ethernet frames in the sender's format: a 16-bit little-endian length, then the frame. */
+function writeFrames(path, packets, dstMac, srcMac) {
+  const mac = (text) => Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
+  const ethernet = Buffer.concat([mac(dstMac), mac(srcMac), Buffer.from([0x08, 0x00])]);
+  const chunks = [];
+  for (const packet of packets) {
+    const length = Buffer.alloc(2);
+    length.writeUInt16LE(ethernet.length + packet.length);
+    chunks.push(length, ethernet, packet);
   }
-  // The original's junk flood: random ports, sequence and ack numbers, 400 random payload bytes.
-  return `{ ${eth}, ${ip}, ${data}, drnd(400) }\n`;
+  writeFileSync(path, Buffer.concat(chunks));
 }
 
 /**
@@ -59,7 +99,7 @@ function wrongKeySource(i) {
 }
 
 /** Wrong-key knocks with cookies valid for the daemon's secret (read from its state dir). */
-function wrongKeyCapture(gateway, stateDir) {
+function wrongKeyPackets(stateDir) {
   const secretFile = join(stateDir, 'step1-cookie.key');
   if (!existsSync(secretFile))
     throw new Error(
@@ -70,7 +110,7 @@ function wrongKeyCapture(gateway, stateDir) {
   const now = Date.now();
   const payload = knockRequest(NET.server, PATHS.step1, `app=${APP}&access_key=${KEYS.wrong}`);
   const isns = randomBytes(4 * WRONG_KEY_PACKETS);
-  const packets = Array.from({ length: WRONG_KEY_PACKETS }, (_, i) =>
+  return Array.from({ length: WRONG_KEY_PACKETS }, (_, i) =>
     cookieDataSegment(cookie, now, {
       src: wrongKeySource(i),
       dst: NET.server,
@@ -80,133 +120,74 @@ function wrongKeyCapture(gateway, stateDir) {
       payload,
     }),
   );
-  const path = join(gateway.dir, 'wrong-key.pcap');
-  writeEthernetPcap(path, packets, gateway.gw.mac(NET.gwIf), gateway.client.mac(NET.clientIf));
-  return path;
 }
 
 /**
  * Prepares a flood of `kind`. `start(ratePps?, maxSeconds)` begins it and returns `stop()`,
- * which resolves { sent, seconds, generatorCpuPercent } (the sender's own wall time and CPU in %
- * of one core); `run(seconds, ratePps?)` is start, wait, stop. Every flood ends by itself after
- * maxSeconds even if nobody stops it. Cookies are valid for 64-128 s, so the wrong-key capture
- * is made right before use (and a flood of it must not outlive that).
+ * which resolves { sent, seconds, generatorCpuPercent } (`sent`: what the sender says it handed
+ * to the kernel, for the record only; seconds: the sender's wall time; CPU in % of one core);
+ * `run(seconds, ratePps?)` is start, wait, stop. Every flood ends by itself after maxSeconds
+ * even if nobody stops it. Cookies are valid for 64-128 s, so the wrong-key pool is made right
+ * before use (and a flood of it must not outlive that).
  */
 export function prepareFlood(gateway, kind, stateDir) {
-  let start;
-  let dispose;
-  if (kind === 'wrongKey') {
-    const pcap = wrongKeyCapture(gateway, stateDir);
-    start = (ratePps, maxSeconds) => replay(gateway, pcap, ratePps, maxSeconds);
-    dispose = () => rmSync(pcap, { force: true });
-  } else {
-    const cfg = join(gateway.dir, `${kind}.trafgen`);
-    writeFileSync(cfg, trafgenConfig(gateway, kind));
-    start = (ratePps, maxSeconds) => trafgen(gateway, cfg, ratePps, maxSeconds);
-    dispose = () => rmSync(cfg, { force: true });
-  }
+  const binary = senderBinary();
+  const packets = kind === 'wrongKey' ? wrongKeyPackets(stateDir) : poolPackets(kind);
+  const frames = join(gateway.dir, `${kind}.frames`);
+  writeFrames(frames, packets, gateway.gw.mac(NET.gwIf), gateway.client.mac(NET.clientIf));
+  const start = (ratePps, maxSeconds = 60) => send(gateway, binary, frames, ratePps, maxSeconds);
   return {
     kind,
-    start: (ratePps, maxSeconds = 60) => start(ratePps, maxSeconds),
+    start,
     async run(seconds, ratePps) {
       const flood = start(ratePps, seconds + 5);
       await sleep(seconds * 1000);
       return flood.stop();
     },
-    dispose,
+    dispose: () => rmSync(frames, { force: true }),
   };
 }
 
 /**
- * Spawns a sender in the client namespace, in a process group of its own: trafgen forks its
- * sending processes, and a signal to the parent alone leaves them sending. `signal(name)`
- * reaches the whole group; `exited` resolves { code, out, err }.
+ * Runs the sender in the client namespace (`ip netns exec` execs, so the child is the sender
+ * itself). It ends by itself after maxSeconds; stop() ends it earlier with SIGINT.
  */
-function spawnSender(gateway, cmd, args) {
-  const child = gateway.client.spawn(cmd, args, { detached: true });
-  const signal = (name) => {
-    try {
-      process.kill(-child.pid, name);
-    } catch {
-      /* already gone */
-    }
-  };
+function send(gateway, binary, frames, ratePps, maxSeconds) {
+  const started = performance.now();
+  const cpu = treeCpuTracker();
+  const args = [NET.clientIf, frames, String(maxSeconds), ...(ratePps ? [String(Math.round(ratePps))] : [])];
+  const child = gateway.client.spawn(binary, args);
+  cpu.add(child.pid);
   let out = '';
   let err = '';
   child.stdout.on('data', (c) => (out += c));
   child.stderr.on('data', (c) => (err += c));
-  const exited = new Promise((resolve) => child.once('exit', (code) => resolve({ code, out, err })));
-  return { child, exited, signal };
-}
-
-function trafgen(gateway, cfg, ratePps, maxSeconds) {
-  // One sending process (one core). `ip netns exec` execs, so the child is trafgen itself; SIGINT
-  // to its group makes it print its count and exit. The timer bounds a flood nobody stops.
-  const rate = ratePps ? ['-b', `${Math.round(ratePps)}pps`] : [];
-  const started = performance.now();
-  const cpu = treeCpuTracker();
-  const { child, exited, signal } = spawnSender(gateway, 'trafgen', ['-o', NET.clientIf, '-i', cfg, '-P', '1', '-q', ...rate]);
-  cpu.add(child.pid);
-  const bound = setTimeout(() => signal('SIGINT'), maxSeconds * 1000);
+  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     async stop() {
       const cpuSeconds = cpu.sample();
       const seconds = (performance.now() - started) / 1000;
-      signal('SIGINT');
-      const kill = setTimeout(() => signal('SIGKILL'), 5_000);
-      const r = await exited;
+      child.kill('SIGINT');
+      const kill = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      const code = await exited;
       clearTimeout(kill);
-      clearTimeout(bound);
       cpu.stop();
-      return { sent: Number(/(\d+) packets outgoing/.exec(r.out)?.[1] ?? NaN), seconds, generatorCpuPercent: (cpuSeconds / seconds) * 100 };
-    },
-  };
-}
-
-/**
- * Replays the capture pass after pass (about 0.3 s per pass at full speed) until stopped;
- * with `ratePps`, pauses between passes so the average is that rate (in bursts).
- */
-function replay(gateway, pcap, ratePps, maxSeconds) {
-  const started = performance.now();
-  const elapsed = () => (performance.now() - started) / 1000;
-  const cpu = treeCpuTracker();
-  let stopping = false;
-  // A pass can fail when the machine is saturated (netsniff-ng: "Flushing TX_RING failed:
-  // Resource temporarily unavailable"): what it sent is unknown, so the flood reports it
-  // (`failedPasses`) and counts only whole passes; several failures in a row end the flood.
-  let failedPasses = 0;
-  let lastError;
-  const loop = (async () => {
-    let passes = 0;
-    let failuresInRow = 0;
-    while (!stopping && elapsed() < maxSeconds && failuresInRow < 3) {
-      const passStart = performance.now();
-      const sender = spawnSender(gateway, 'netsniff-ng', ['--in', pcap, '--mmap', '--out', NET.clientIf, '--silent', '-A', '-S', '16MiB', '-k', '100']);
-      cpu.add(sender.child.pid);
-      const kill = setTimeout(() => sender.signal('SIGKILL'), 10_000);
-      const r = await sender.exited;
-      clearTimeout(kill);
-      if (r.code === 0) {
-        passes++;
-        failuresInRow = 0;
-      } else {
-        failedPasses++;
-        failuresInRow++;
-        lastError = r.err.trim().slice(-200);
-        await sleep(50);
-      }
-      if (ratePps && !stopping) await sleep(Math.max(0, (WRONG_KEY_PACKETS / ratePps) * 1000 - (performance.now() - passStart)));
-    }
-    return passes;
-  })();
-  return {
-    async stop() {
-      // The pass under way finishes (a fraction of a second) so the count stays exact.
-      stopping = true;
-      const passes = await loop;
-      const seconds = elapsed();
-      return { sent: passes * WRONG_KEY_PACKETS, seconds, generatorCpuPercent: (cpu.stop() / seconds) * 100, failedPasses, senderError: lastError };
+      // A sender that failed (or was killed) sent for part of the time only: say so, the kernel counters show how much.
+      const report = (() => {
+        try {
+          return JSON.parse(out.trim().split('\n').pop());
+        } catch {
+          return {};
+        }
+      })();
+      return {
+        sent: report.sent ?? NaN,
+        // How often the sender found no room (its send buffer full, or the interface refusing frames).
+        senderWaits: { wouldBlock: report.wouldBlock, noBuffers: report.noBuffers },
+        seconds,
+        generatorCpuPercent: (cpuSeconds / seconds) * 100,
+        senderError: code === 0 ? undefined : err.trim().slice(-200) || `exit ${code}`,
+      };
     },
   };
 }

@@ -38,11 +38,12 @@ export function createGateway(tag) {
     // and the kernel's per-CPU fan-out (NFQUEUE fanout, NFLOG by CPU) would feed one step-1
     // worker only. A multiqueue NIC spreads flows the same way in hardware.
     gw.exec('sh', ['-c', `echo ${((1 << Math.min(31, cpus().length)) - 1).toString(16)} > /sys/class/net/${NET.gwIf}/queues/rx-0/rps_cpus`]);
-    // Static neighbours: the flood must not wait on ARP, and trafgen needs the MACs.
+    // Static neighbours: the flood must not wait on ARP, and its frames carry the MACs.
     client.ip('neigh', 'replace', NET.server, 'lladdr', gw.mac(NET.gwIf), 'dev', NET.clientIf);
     gw.ip('neigh', 'replace', NET.client, 'lladdr', client.mac(NET.clientIf), 'dev', NET.gwIf);
     gw.ip('route', 'add', NET.extraPrefix, 'via', NET.client);
     client.ipBatch(Array.from({ length: EXTRA_ADDRESSES }, (_, i) => `addr add ${extraAddress(i)}/32 dev ${NET.clientIf}`));
+    dropSpoofedReplies(client);
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
     sh('openssl', [
@@ -87,6 +88,31 @@ export function createGateway(tag) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+const REPLY_DROP_TABLE = 'netdev kpbench_replies';
+
+/**
+ * The client drops what comes back to the SYN flood's spoofed sources as it arrives (ingress
+ * hook, before routing): the SYN-ACKs of a flood are the gateway's work, not the client's, and
+ * the client's kernel would otherwise route and drop each one on the cores the sender needs.
+ * A generic-XDP SYN-ACK is the flood's own buffer turned round, still charged to the sender's
+ * socket until freed, so a reply that lives long also slows the sender. Replies to the knocks'
+ * own addresses pass. The counter says how many SYN-ACKs came back (spoofedReplies()).
+ */
+function dropSpoofedReplies(client) {
+  client.exec(
+    'nft',
+    ['-f', '-'],
+    `table ${REPLY_DROP_TABLE} {\n chain in { type filter hook ingress device ${NET.clientIf} priority -500; ip daddr ${NET.spoofedPrefix} counter drop; }\n}\n`,
+  );
+}
+
+/** Packets addressed to the SYN flood's spoofed sources that reached the client (and were dropped there), so far. */
+export function spoofedReplies(gateway) {
+  const [family, name] = REPLY_DROP_TABLE.split(' ');
+  const json = JSON.parse(gateway.client.exec('nft', ['-j', 'list', 'table', family, name]));
+  return json.nftables.find((o) => o.rule)?.rule.expr.find((e) => e.counter)?.counter.packets ?? NaN;
 }
 
 /** A TCP service on the protected port and a reference one on an unprotected port. */

@@ -12,6 +12,8 @@ import tls from 'node:tls';
 const opts = JSON.parse(process.argv[2]);
 const POLL_EVERY_MS = 0.25;
 const ATTEMPT_LIFE_MS = 50;
+/** Blocks the thread between attempts (no event is due meanwhile: the attempts' own events wait at most that long). */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -44,6 +46,10 @@ function pollOpen(port, from, deadline) {
         attempt();
         next = now + POLL_EVERY_MS;
       }
+      // Sleep until the next attempt is due instead of spinning: the daemon's threads share
+      // these cores, and a probe that keeps one busy delays every wake-up they need.
+      const wait = next - nowMs();
+      if (wait > 0) Atomics.wait(PAUSE, 0, 0, wait);
       setImmediate(tick);
     };
     tick();

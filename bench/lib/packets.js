@@ -3,7 +3,6 @@
  * knock requests whose ACK carries a valid cookie (computed with the daemon's own secret,
  * exactly as a client that completed the handshake would send them).
  */
-import { writeFileSync } from 'node:fs';
 import { ipv4HeaderChecksum, tcpChecksum } from '../../dist/packet/checksum.js';
 import { TcpSegmentView, decodeTcpPacket } from '../../dist/packet/decode.js';
 
@@ -61,25 +60,4 @@ export function cookieDataSegment(cookie, nowMs, { src, dst, sport, dport, isn, 
 export function extraAddress(i) {
   const n = 128 * 256 + 1 + (i % 32_766);
   return `10.99.${n >> 8}.${n & 0xff}`;
-}
-
-/** Writes Ethernet frames around IP packets into a classic pcap file (link type Ethernet). */
-export function writeEthernetPcap(path, packets, dstMac, srcMac) {
-  const mac = (text) => Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
-  const ethernet = Buffer.concat([mac(dstMac), mac(srcMac), Buffer.from([0x08, 0x00])]);
-  const header = Buffer.alloc(24);
-  header.writeUInt32LE(0xa1b2c3d4, 0);
-  header.writeUInt16LE(2, 4);
-  header.writeUInt16LE(4, 6);
-  header.writeUInt32LE(65535, 16);
-  header.writeUInt32LE(1, 20);
-  const chunks = [header];
-  for (const packet of packets) {
-    const record = Buffer.alloc(16);
-    const length = ethernet.length + packet.length;
-    record.writeUInt32LE(length, 8);
-    record.writeUInt32LE(length, 12);
-    chunks.push(record, ethernet, packet);
-  }
-  writeFileSync(path, Buffer.concat(chunks));
 }
