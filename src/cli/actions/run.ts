@@ -46,13 +46,13 @@ export async function runDaemon(opts: RunOptions): Promise<void> {
     return loaded;
   };
   try {
+    // First: a client-only install (no addon, or not Linux) says so before reading any file.
+    loadNativeAddon();
     const config = loadChecked();
     // Before anything is touched: a certificate or key that cannot serve step 2, or a missing
     // capability, exits with its own code and no rule installed (no lockout by a typo).
     const tls = checkedTlsFor(config, opts);
     requireCapabilities(config);
-    // The addon too: without it the step-1 workers would fail once the gate is installed.
-    loadNativeAddon();
     logger.info(logFields(tls.certificate), 'TLS certificate checked');
     for (const warning of tls.warnings) logger.warn(warning);
     // The same warning as `knock-port check`: keys in clear that every user of the host can read.
