@@ -47,7 +47,7 @@ export async function removeUserCommand(name: string, opts: UserRemoveOptions, t
   } catch (err) {
     const pending = `${name} is removed from the config, but`;
     const then = `a running daemon revokes ${name}'s grants when it reloads the config (systemctl reload knock-port); grants already open expire on their own`;
-    if (err instanceof ControlUnreachableError) throw new ControlUnreachableError(`${pending} no daemon took the change: ${err.message}. ${then}`);
+    if (err instanceof ControlUnreachableError) throw new ControlUnreachableError(`${pending} no daemon took the change: ${err.message}; ${then}`);
     if (err instanceof ControlCommandError) throw new ControlCommandError(`${pending} ${err.message}`);
     throw err;
   }
