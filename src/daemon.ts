@@ -38,7 +38,7 @@ import { healthProblems, healthReport } from './daemon/health.js';
 import { openLastingState, type LastingState } from './daemon/lasting-state.js';
 import { Maintenance } from './daemon/maintenance.js';
 import type { DaemonOptions } from './daemon/options.js';
-import { applyReload, ReloadHistory } from './daemon/reload.js';
+import { applyReload, ReloadHistory, type AppliedReload } from './daemon/reload.js';
 import { RunningConfig } from './daemon/running.js';
 import { installAtStart, logHostFirewall } from './daemon/self-heal.js';
 import { Step1 } from './daemon/step1.js';
@@ -77,7 +77,7 @@ export class Daemon {
   private trial: Trial | undefined;
   private stopping: Promise<void> | undefined;
   /** Reloads run one after the other. */
-  private reloading: Promise<void> = Promise.resolve();
+  private reloading: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly parts: DaemonParts) {}
 
@@ -175,6 +175,7 @@ export class Daemon {
       granter: cluster ? { revoke: (ip, app) => cluster.sync.revoke(ip, app) } : granter,
       config: () => running.config,
       health: () => this.health(),
+      reload: () => this.reload(),
       ...(options.trial ? { trial: { confirm: () => confirmTrial(this.trial, logger) } } : {}),
     });
     this.control = await startControlServer(g.controlSocket, handlers, logger);
@@ -238,19 +239,20 @@ export class Daemon {
 
   /**
    * SIGHUP: re-read the config and switch to it, or keep running on the previous one (see
-   * daemon/reload.ts). Never rejects (a failed reload is logged, the daemon keeps serving);
-   * reloads run one at a time, each between RELOADING=1 and READY=1 to systemd.
+   * daemon/reload.ts); SIGHUP and the control socket's `reload` come here. Never rejects (a
+   * failed reload is logged, the daemon keeps serving; it resolves to undefined then); reloads
+   * run one at a time, each between RELOADING=1 and READY=1 to systemd.
    */
-  reload(): Promise<void> {
+  reload(): Promise<AppliedReload | undefined> {
     const { options, step2, running, metrics, status, reloads } = this.parts;
-    const run = this.reloading.then(async () => {
-      if (this.stopping) return;
+    const run = this.reloading.then(async (): Promise<AppliedReload | undefined> => {
+      if (this.stopping) return undefined;
       options.notifier?.reloading();
       const appNames = () => running.config.apps.map((app) => app.name);
       const before = appNames();
       const applied = await applyReload({ ...this.parts, logger: options.logger }).catch((err: unknown) => {
         options.logger.error(errorFields(err), 'config reload failed');
-        return false;
+        return undefined;
       });
       const outcome = applied ? 'applied' : 'failed';
       reloads.record(outcome);
@@ -259,6 +261,7 @@ export class Daemon {
       step2.reloadTls(options.reloadTls);
       // Serving again either way: on the new config, or on the running one after a failure.
       options.notifier?.ready(applied ? this.status() : `${this.status()} (the last reload failed: running on the previous config, see the log)`);
+      return applied;
     });
     this.reloading = run;
     return run;

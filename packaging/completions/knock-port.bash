@@ -4,7 +4,7 @@ _knock_port() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     next="$path${path:+ }${COMP_WORDS[i]}"
     case "$next" in
-      "init"|"user"|"user add"|"run"|"check"|"rules"|"replay"|"watch"|"sessions"|"revoke"|"health"|"confirm"|"uninstall"|"knock"|"demo"|"hash-key"|"totp"|"totp new"|"totp code") path=$next ;;
+      "init"|"user"|"user add"|"user remove"|"run"|"check"|"rules"|"replay"|"watch"|"sessions"|"revoke"|"health"|"confirm"|"uninstall"|"knock"|"demo"|"hash-key"|"totp"|"totp new"|"totp code") path=$next ;;
     esac
   done
   case "$path:$prev" in
@@ -19,6 +19,10 @@ _knock_port() {
     "user add:--host") COMPREPLY=(); return ;;
     "user add:-c") COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "user add:--config") COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "user remove:--app") COMPREPLY=(); return ;;
+    "user remove:-c") COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "user remove:--config") COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "user remove:--socket") COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "run:-c") COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "run:--config") COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "run:--firewall-type") COMPREPLY=($(compgen -W "nftables iptables vyos" -- "$cur")); return ;;
@@ -109,8 +113,9 @@ _knock_port() {
   case "$path" in
     "") words="init user run check rules replay watch sessions revoke health confirm uninstall knock demo hash-key totp -V --version --help" ;;
     "init") words="-c --config --interface --host --app --port --user --totp --force --help" ;;
-    "user") words="add --help" ;;
+    "user") words="add remove --help" ;;
     "user add") words="--app --totp --in-config --host -c --config --help" ;;
+    "user remove") words="--app -c --config --socket --help" ;;
     "run") words="-c --config --firewall-type --http-port --https-port --capture --state-dir --waf-https-port --waf-trusted-ips --iptables-variant --log-level --log-time --cert --key --trial --help" ;;
     "check") words="-c --config --firewall-type --http-port --https-port --capture --waf-https-port --waf-trusted-ips --cert --key --json --no-interface-check --help" ;;
     "rules") words="-c --config --firewall-type --http-port --https-port --capture --waf-https-port --waf-trusted-ips --iptables-variant --help" ;;

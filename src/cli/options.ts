@@ -1,14 +1,14 @@
 /**
  * Command-line flags shared by several commands: the config file and its overrides (flag names
  * compatible with the original tool), the log level, the iptables variant, and finding the
- * control socket. Each command takes only the flags that change what it does.
+ * control socket. Each command takes only the flags that change what it does. Building the
+ * options loads nothing heavy (`--help` and the man page generator build them all); what the
+ * flags resolve to when a command runs is in resolve-options.ts.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { loadConfigFile } from '../config/load.js';
-import type { Config } from '../config/types.js';
 import type { IptablesVariant } from '../firewall/index.js';
 import { parseNetwork, Refusal } from '../config/values.js';
-import { LOG_LEVELS, LOG_TIMES, type LogTime } from '../shared/log.js';
+import { LOG_LEVELS, LOG_TIMES, type LogTime } from '../shared/log-options.js';
 
 /** Default config location, as an operator would install it. */
 export const DEFAULT_CONFIG_PATH = '/etc/knock-port/config.yaml';
@@ -103,19 +103,6 @@ export interface ConfigOptions {
   wafTrustedIps?: string[];
 }
 
-/** The config named by `-c`, with the command-line overrides applied; throws ConfigError listing every problem. */
-export function loadConfigFromOptions(opts: ConfigOptions): Config {
-  return loadConfigFile(opts.config, {
-    ...(opts.firewallType ? { firewallType: opts.firewallType } : {}),
-    ...(opts.httpPort ? { step1Port: opts.httpPort } : {}),
-    ...(opts.httpsPort ? { step2Port: opts.httpsPort } : {}),
-    ...(opts.capture ? { capture: opts.capture } : {}),
-    ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
-    ...(opts.wafHttpsPort ? { step2PublicPort: opts.wafHttpsPort } : {}),
-    ...(opts.wafTrustedIps ? { trustedProxies: opts.wafTrustedIps } : {}),
-  });
-}
-
 export interface FirewallCommandOptions extends ConfigOptions {
   iptablesVariant: IptablesVariant;
 }
@@ -144,8 +131,14 @@ export function addControlSocketOptions(command: Command): Command {
     .option('-c, --config <file>', 'config file whose control_socket to use');
 }
 
-export function resolveControlSocket(options: ControlSocketOptions): string {
-  if (options.socket !== undefined) return options.socket;
-  if (options.config !== undefined) return loadConfigFile(options.config).global.controlSocket;
-  return DEFAULT_CONTROL_SOCKET;
+export interface TlsPathOptions {
+  cert?: string;
+  key?: string;
+}
+
+/** `--cert` and `--key` of `run` and `check`; tls-options.ts finds and checks the files. */
+export function addTlsOptions(command: Command, purpose: string): Command {
+  return command
+    .option('--cert <file>', `TLS certificate (PEM, chain allowed) of the step-2 HTTPS port, ${purpose} (overrides global.tls_cert)`)
+    .option('--key <file>', `TLS private key (PEM) of the step-2 HTTPS port, ${purpose} (overrides global.tls_key)`);
 }

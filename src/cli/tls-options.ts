@@ -1,23 +1,13 @@
 /**
- * `--cert` and `--key` of `run` and `check`, and where the TLS files come from: the flags, else
- * `global.tls_cert` and `global.tls_key`, so a systemd unit's pre-start `check` needs no flags.
+ * Where the TLS files of `run` and `check` come from (their `--cert` and `--key` flags are in
+ * options.ts): the flags, else `global.tls_cert` and `global.tls_key`, so a systemd unit's
+ * pre-start `check` needs no flags.
  */
-import type { Command } from 'commander';
 import { KnockUsageError } from '../client/errors.js';
 import type { Config } from '../config/types.js';
 import { checkTlsFiles, daysLeft, type CheckedTls, type TlsFileRef, type TlsFiles } from '../step2/tls-files.js';
+import type { TlsPathOptions } from './options.js';
 import { ERROR_PREFIX, type Terminal } from './terminal.js';
-
-export interface TlsPathOptions {
-  cert?: string;
-  key?: string;
-}
-
-export function addTlsOptions(command: Command, purpose: string): Command {
-  return command
-    .option('--cert <file>', `TLS certificate (PEM, chain allowed) of the step-2 HTTPS port, ${purpose} (overrides global.tls_cert)`)
-    .option('--key <file>', `TLS private key (PEM) of the step-2 HTTPS port, ${purpose} (overrides global.tls_key)`);
-}
 
 /** The flag, else the config key; undefined when neither names the file. */
 function pick(flag: string | undefined, flagName: string, configured: string | undefined, key: string): TlsFileRef | undefined {

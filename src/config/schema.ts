@@ -4,6 +4,7 @@
  * rules that relate several values live in policy.ts.
  */
 import { z } from 'zod';
+import { APP_NAME, GATEWAY_NAME, USER_NAME } from './names.js';
 import type { KeyPath, PathIssue } from './issues.js';
 import { unknownKeyMessage } from './suggest.js';
 import {
@@ -65,10 +66,7 @@ const mark = z
   })
   .meta({ type: 'number 1-0xffffffff (decimal or 0x hex)' });
 
-export const APP_NAME = /^[A-Za-z0-9_-]{1,32}$/;
-export const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
-/** A gateway's name in a cluster; it is part of every message the gateway signs. */
-export const GATEWAY_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export { APP_NAME, GATEWAY_NAME, USER_NAME };
 
 export const DEFAULTS = {
   rateLimitPerMinute: 60,

@@ -1,5 +1,5 @@
 /**
- * The CLI's side of the control socket (sessions, revoke, health, confirm): one request, one validated
+ * The CLI's side of the control socket (sessions, revoke, health, confirm, reload): one request, one validated
  * answer, and a message that says why when the daemon cannot be reached.
  */
 import { connect } from 'node:net';
@@ -7,12 +7,12 @@ import { ControlCommandError, ControlUnreachableError } from './errors.js';
 import { controlResponseSchema, type ControlRequest, type ControlResponse } from './protocol.js';
 
 type Answer = Extract<ControlResponse, { ok: true }>;
-type AnswerField = 'sessions' | 'revoked' | 'health' | 'confirmed';
-type AnswerOf<F extends AnswerField> = Extract<Answer, Record<F, unknown>>[F];
+export type AnswerField = 'sessions' | 'revoked' | 'health' | 'confirmed' | 'reloaded';
+export type AnswerOf<F extends AnswerField> = Extract<Answer, Record<F, unknown>>[F];
 
 /** One command's answer, or the daemon's error as a ControlCommandError. */
-export async function callDaemon<F extends AnswerField>(path: string, request: ControlRequest, field: F): Promise<AnswerOf<F>> {
-  const response = await sendControlRequest(path, request);
+export async function callDaemon<F extends AnswerField>(path: string, request: ControlRequest, field: F, timeoutMs?: number): Promise<AnswerOf<F>> {
+  const response = await sendControlRequest(path, request, timeoutMs);
   if (!response.ok) throw new ControlCommandError(response.error);
   if (!(field in response)) throw new ControlCommandError(`unexpected answer to ${request.cmd}`);
   return (response as Record<F, unknown>)[field] as AnswerOf<F>;

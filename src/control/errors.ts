@@ -12,5 +12,8 @@ export class ControlCommandError extends KnockPortError {}
 
 export class UnknownAppError extends KnockPortError {}
 
+/** A reload asked over the control socket that the daemon refused: it keeps the running config. */
+export class ReloadRefusedError extends KnockPortError {}
+
 /** `confirm` asked of a daemon with no trial waiting (started without --trial, or confirmed already). */
 export class NotInTrialError extends KnockPortError {}

@@ -5,7 +5,7 @@
 import type { AppConfig, Config } from '../config/types.js';
 import { secondsLeft, type SessionRecord } from '../sessions/record.js';
 import type { SessionStore } from '../sessions/store.js';
-import { UnknownAppError } from './errors.js';
+import { ReloadRefusedError, UnknownAppError } from './errors.js';
 import type { HealthReport, SessionView } from './protocol.js';
 import type { ControlHandlers } from './server.js';
 import type { Trial } from './trial.js';
@@ -27,10 +27,15 @@ export interface DaemonControlParts {
   granter: { revoke: (ip: string, app?: AppConfig) => Promise<number | { closed: number; shared: boolean }> };
   config: () => Config;
   health: () => HealthReport | Promise<HealthReport>;
+  /** The config read again (as on SIGHUP): the grants it voided, or undefined when the running config was kept. */
+  reload: () => Promise<{ voided: number } | undefined>;
   /** The daemon's `run --trial`, when it was started with one. */
   trial?: Pick<Trial, 'confirm'>;
   now?: () => number;
 }
+
+export const RELOAD_REFUSED =
+  'the config reload failed: the daemon still runs on the previous config; the log says why (knock-port check -c FILE shows config errors), fix it and reload';
 
 /** The handlers a running daemon answers with: its session store, its granter, its health. */
 export function createControlHandlers(parts: DaemonControlParts): ControlHandlers {
@@ -44,6 +49,11 @@ export function createControlHandlers(parts: DaemonControlParts): ControlHandler
       return parts.granter.revoke(ip, app);
     },
     health: parts.health,
+    reload: async () => {
+      const applied = await parts.reload();
+      if (!applied) throw new ReloadRefusedError(RELOAD_REFUSED);
+      return applied;
+    },
     ...(parts.trial ? { confirm: () => ({ secondsLeft: parts.trial!.confirm() }) } : {}),
   };
 }

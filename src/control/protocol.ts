@@ -18,6 +18,8 @@ export const controlRequestSchema = z.discriminatedUnion('cmd', [
   }),
   z.object({ cmd: z.literal('health') }),
   z.object({ cmd: z.literal('confirm') }),
+  /** The config read again, as on SIGHUP; answered once the reload is applied or refused. */
+  z.object({ cmd: z.literal('reload') }),
 ]);
 
 export type ControlRequest = z.infer<typeof controlRequestSchema>;
@@ -124,6 +126,8 @@ export const controlResponseSchema = z.union([
   z.object({ ok: z.literal(true), health: healthReportSchema }),
   /** The trial is confirmed: the gate stays; it had this long left. */
   z.object({ ok: z.literal(true), confirmed: z.object({ secondsLeft: z.number() }) }),
+  /** The reload is applied; `voided`: the grants it revoked (of apps and users the config no longer has). */
+  z.object({ ok: z.literal(true), reloaded: z.object({ voided: z.number() }) }),
   z.object({ ok: z.literal(false), error: z.string() }),
 ]);
 
@@ -141,7 +145,7 @@ export function parseControlRequest(line: string): { ok: true; request: ControlR
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
-    return { ok: false, error: `bad request: ${where}${issue?.message ?? 'invalid'} (commands: sessions, revoke, health, confirm)` };
+    return { ok: false, error: `bad request: ${where}${issue?.message ?? 'invalid'} (commands: sessions, revoke, health, confirm, reload)` };
   }
   return { ok: true, request: parsed.data };
 }

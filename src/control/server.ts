@@ -1,5 +1,5 @@
 /**
- * The daemon's control socket: a root-only Unix socket that answers sessions, revoke, health and confirm,
+ * The daemon's control socket: a root-only Unix socket that answers sessions, revoke, health, confirm and reload,
  * with bounded request lines and idle timeouts; it never replaces a socket another daemon serves.
  */
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
@@ -21,6 +21,8 @@ export interface ControlHandlers {
   health(): HealthReport | Promise<HealthReport>;
   /** Confirms a `run --trial`: the gate stays; resolves to the seconds that were left. Throws when no trial waits. */
   confirm?(): { secondsLeft: number };
+  /** Reads the config again (as SIGHUP does); throws when the daemon keeps the running one. */
+  reload(): Promise<{ voided: number }>;
 }
 
 export interface ControlServer {
@@ -100,11 +102,15 @@ function serveConnection(socket: Socket, handlers: ControlHandlers, logger: Logg
 async function answer(socket: Socket, line: string, handlers: ControlHandlers, logger: Logger): Promise<void> {
   const parsed = parseControlRequest(line);
   if (!parsed.ok) return send(socket, { ok: false, error: parsed.error });
+  // A command the daemon takes long over (a reload installs the firewall) is not the client idling.
+  socket.setTimeout(0);
   try {
     send(socket, await dispatch(parsed.request, handlers));
   } catch (err) {
     logger.warn({ cmd: parsed.request.cmd, ...errorFields(err) }, 'control command failed');
     send(socket, { ok: false, error: describeError(err) });
+  } finally {
+    socket.setTimeout(IDLE_TIMEOUT_MS);
   }
 }
 
@@ -119,6 +125,8 @@ async function dispatch(request: ControlRequest, handlers: ControlHandlers): Pro
     case 'confirm':
       if (!handlers.confirm) throw new NotInTrialError(NOT_IN_TRIAL);
       return { ok: true, confirmed: handlers.confirm() };
+    case 'reload':
+      return { ok: true, reloaded: await handlers.reload() };
   }
 }
 

@@ -65,11 +65,16 @@ export class ReloadHistory {
   }
 }
 
-/** Switches to the config read again; false (logged) when the daemon keeps running on the previous one. */
-export async function applyReload(parts: ReloadParts): Promise<boolean> {
+/** A reload switched to: the grants it voided (apps or users the new config dropped) and revoked. */
+export interface AppliedReload {
+  voided: number;
+}
+
+/** Switches to the config read again; undefined (logged) when the daemon keeps running on the previous one. */
+export async function applyReload(parts: ReloadParts): Promise<AppliedReload | undefined> {
   const { running, logger } = parts;
   const next = readNextConfig(parts);
-  if (!next) return false;
+  if (!next) return undefined;
   const previous = running.config;
   const g = next.global;
   const before = previous.global;
@@ -90,7 +95,7 @@ export async function applyReload(parts: ReloadParts): Promise<boolean> {
     await capture?.cancel();
     await listenerMove?.cancel();
     logger.error(errorFields(err), `config reload failed while ${stage}; still running on the previous config`);
-    return false;
+    return undefined;
   }
   // Grants go to the freshly installed backend from now on; the replaced one is closed.
   running.swap(next, firewall).close?.();
@@ -105,9 +110,9 @@ export async function applyReload(parts: ReloadParts): Promise<boolean> {
   await capture?.apply();
   await listenerMove?.apply();
   // Grants of apps and users the new config dropped end now, with their flows.
-  await parts.granter.revokeVoided(previous.apps, next.apps);
+  const voided = await parts.granter.revokeVoided(previous.apps, next.apps);
   logger.info({ apps: next.apps.map((a: AppConfig) => a.name) }, 'config reloaded');
-  return true;
+  return { voided };
 }
 
 /** The config to reload to, or undefined (logged) when it cannot be read or needs a restart. */

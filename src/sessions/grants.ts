@@ -190,17 +190,21 @@ export class Granter extends EventEmitter<GranterEvents> {
   /**
    * After a reload: revokes every grant whose app or user the new config dropped (see
    * voidedByReload), flows included. Failures are logged and reported, and the others still go.
+   * Returns how many (ip, app) grants were revoked.
    */
-  async revokeVoided(previous: readonly AppConfig[], next: readonly AppConfig[]): Promise<void> {
+  async revokeVoided(previous: readonly AppConfig[], next: readonly AppConfig[]): Promise<number> {
+    let revoked = 0;
     for (const { ip, app, reason } of voidedByReload(this.options.sessions.list(), previous, next)) {
       this.options.logger.info({ ip, app: app.name, reason }, 'config reload voids a grant');
       try {
         await this.revoke(ip, app);
+        revoked++;
       } catch (err) {
         this.options.logger.error({ ip, app: app.name, ...errorFields(err) }, 'grant voided by the config reload could not be revoked');
         this.options.onProblem?.(VOIDED_NOT_REVOKED);
       }
     }
+    return revoked;
   }
 
   /** A grant into the kernel; a failure is counted (by backend and step) and thrown on. */

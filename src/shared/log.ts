@@ -5,8 +5,10 @@
  */
 import { fstatSync } from 'node:fs';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import type { LogTime } from './log-options.js';
 
 export type { Logger };
+export { LOG_LEVELS, LOG_TIMES, type LogTime } from './log-options.js';
 
 /** The sd-daemon(3) prefix per pino level: fatal crit, error err, warn warning, info info, debug and trace debug. */
 export const JOURNAL_PRIORITIES = { trace: 7, debug: 7, info: 6, warn: 4, error: 3, fatal: 2 } as const;
@@ -45,10 +47,6 @@ function journalStreams(destination: pino.DestinationStream): pino.MultiStreamRe
   return pino.multistream(streams, { dedupe: true });
 }
 
-/** How `time` is written: epoch milliseconds (pino's default) or ISO 8601 in UTC, as log shippers and fail2ban's file backend read it. */
-export const LOG_TIMES = ['epoch', 'iso'] as const;
-export type LogTime = (typeof LOG_TIMES)[number];
-
 export interface LoggerOptions {
   /** Prefix each line with its syslog priority; defaults to whether stdout is the journal (JOURNAL_STREAM). */
   journal?: boolean;
@@ -76,5 +74,3 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: Node
   const out = (destination as pino.DestinationStream | undefined) ?? pino.destination({ dest: process.stdout.fd ?? 1 });
   return pino(options, journalStreams(out));
 }
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

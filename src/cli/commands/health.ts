@@ -1,8 +1,7 @@
 /** `knock-port health`: asks the running daemon over its control socket whether it is healthy. */
 import type { Command } from 'commander';
 import { ERROR_PREFIX, processTerminal, type Terminal } from '../terminal.js';
-import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
-import { callDaemon } from '../../control/client.js';
+import { addControlSocketOptions, type ControlSocketOptions } from '../options.js';
 import { formatClusterHealth, formatGateHealth, formatTrialHealth, formatXdpHealth } from '../../control/format.js';
 import { ExitCode } from '../../client/exit-codes.js';
 import { addExamples } from '../help.js';
@@ -22,7 +21,8 @@ export function registerHealth(program: Command, terminal: Terminal = processTer
     { command: 'knock-port health', what: 'is the daemon up and its gate in place? (exit 0 or 1)' },
     { command: 'knock-port health --json', what: 'the whole report, for monitoring' },
   ]).action(async (options: ControlSocketOptions & { json?: boolean }) => {
-    const health = await callDaemon(resolveControlSocket(options), { cmd: 'health' }, 'health');
+    const { askDaemon } = await import('../actions/control.js');
+    const health = await askDaemon(options, { cmd: 'health' }, 'health');
     if (options.json === true) terminal.stdout.write(`${JSON.stringify(health, null, 2)}\n`);
     else if (health.healthy) terminal.stdout.write('healthy\n');
     else terminal.stderr.write(`unhealthy: ${health.problems.join('; ') || 'no reason given'}\n`);

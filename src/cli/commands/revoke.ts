@@ -1,9 +1,8 @@
 /** `knock-port revoke`: closes an IP's grants now, all or one app's, via the control socket. */
 import { InvalidArgumentError, type Command } from 'commander';
 import { processTerminal, type Terminal } from '../terminal.js';
-import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
+import { addControlSocketOptions, type ControlSocketOptions } from '../options.js';
 import { ControlCommandError } from '../../control/errors.js';
-import { sendControlRequest } from '../../control/client.js';
 import { canonicalIp } from '../../shared/ip.js';
 import { addExamples } from '../help.js';
 
@@ -26,6 +25,8 @@ export function registerRevoke(program: Command, terminal: Terminal = processTer
     { command: 'knock-port revoke 2001:db8::7 --app ssh', what: 'close only its ssh grant' },
   ]).action(async (ip: string, options: ControlSocketOptions & { app?: string }) => {
     const request = options.app === undefined ? { cmd: 'revoke' as const, ip } : { cmd: 'revoke' as const, ip, app: options.app };
+    const { sendControlRequest } = await import('../../control/client.js');
+    const { resolveControlSocket } = await import('../resolve-options.js');
     const response = await sendControlRequest(resolveControlSocket(options), request);
     if (!response.ok) throw new ControlCommandError(response.error);
     if (!('revoked' in response)) throw new ControlCommandError('unexpected answer to revoke');

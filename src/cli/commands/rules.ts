@@ -3,7 +3,7 @@
  * operator can review them before running the daemon; changes nothing.
  */
 import type { Command } from 'commander';
-import { addConfigOptions, addIptablesVariantOption, FIREWALL_OVERRIDES, loadConfigFromOptions, type FirewallCommandOptions } from '../options.js';
+import { addConfigOptions, addIptablesVariantOption, FIREWALL_OVERRIDES, type FirewallCommandOptions } from '../options.js';
 import { addExamples } from '../help.js';
 
 export function registerRules(program: Command): void {
@@ -14,6 +14,7 @@ export function registerRules(program: Command): void {
       { command: 'knock-port rules --firewall-type iptables --iptables-variant legacy', what: 'the same rules for iptables-legacy with ipset' },
     ],
   ).action(async (opts: FirewallCommandOptions) => {
+    const { loadConfigFromOptions } = await import('../resolve-options.js');
     const config = loadConfigFromOptions(opts);
     const { chooseCapture, createFirewall } = await import('../../firewall/index.js');
     const firewall = createFirewall(config, { iptablesVariant: opts.iptablesVariant });

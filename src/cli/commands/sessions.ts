@@ -1,8 +1,7 @@
 /** `knock-port sessions`: lists the running daemon's live grants, as a table or JSON. */
 import type { Command } from 'commander';
 import { processTerminal, type Terminal } from '../terminal.js';
-import { addControlSocketOptions, resolveControlSocket, type ControlSocketOptions } from '../options.js';
-import { callDaemon } from '../../control/client.js';
+import { addControlSocketOptions, type ControlSocketOptions } from '../options.js';
 import { formatSessionsTable } from '../../control/format.js';
 import { addExamples } from '../help.js';
 
@@ -17,7 +16,8 @@ export function registerSessions(program: Command, terminal: Terminal = processT
     { command: 'knock-port sessions', what: 'who holds a grant now' },
     { command: 'knock-port sessions --json | jq \'.[] | select(.app == "ssh")\'', what: "the ssh app's grants, for a script" },
   ]).action(async (options: ControlSocketOptions & { json?: boolean }) => {
-    const sessions = await callDaemon(resolveControlSocket(options), { cmd: 'sessions' }, 'sessions');
+    const { askDaemon } = await import('../actions/control.js');
+    const sessions = await askDaemon(options, { cmd: 'sessions' }, 'sessions');
     terminal.stdout.write(options.json ? `${JSON.stringify(sessions, null, 2)}\n` : formatSessionsTable(sessions));
   });
 }

@@ -1,24 +1,19 @@
 /**
- * `knock-port user add`: a new user of an app, with fresh keys stored as digests (in
- * users.d/NAME.yaml, or the config itself) and a client bundle printed once.
+ * `knock-port user add` and `user remove`: a user of an app with fresh keys stored as digests
+ * (in users.d/NAME.yaml, or the config itself) and a client bundle printed once; a user removed
+ * from wherever it is defined, its live grants revoked by the daemon's reload. The work is in
+ * actions/user.ts.
  */
 import type { Command } from 'commander';
+import type { UserAddOptions, UserRemoveOptions } from '../actions/user.js';
 import { addExamples } from '../help.js';
-import { DEFAULT_CONFIG_PATH, loadConfigFromOptions } from '../options.js';
-import { printBundle } from '../provision/print-bundle.js';
-import { addUser } from '../provision/user-file.js';
+import { DEFAULT_CONFIG_PATH } from '../options.js';
 import { processTerminal, type Terminal } from '../terminal.js';
 
-interface UserAddOptions {
-  config: string;
-  app: string;
-  totp?: boolean;
-  inConfig?: boolean;
-  host?: string;
-}
-
 export function registerUser(program: Command, terminal: Terminal = processTerminal()): void {
-  const user = program.command('user').description("add users: fresh keys stored as digests, and the client's bundle printed once");
+  const user = program
+    .command('user')
+    .description("add and remove users: fresh keys stored as digests and the client's bundle printed once; removal revokes live grants");
   const add = user
     .command('add')
     .description(
@@ -37,9 +32,24 @@ export function registerUser(program: Command, terminal: Terminal = processTermi
     },
     { command: 'knock-port user add backup --app rsync --in-config', what: 'a user kept in config.yaml itself' },
   ]).action(async (name: string, opts: UserAddOptions) => {
-    const config = loadConfigFromOptions({ config: opts.config });
-    const added = addUser({ configPath: opts.config, name, app: opts.app, totp: opts.totp === true, inConfig: opts.inConfig === true }, config);
-    terminal.stderr.write(`added ${name} to app ${opts.app} in ${added.file}; apply it: systemctl reload knock-port\n`);
-    await printBundle(terminal, { config: added.config, app: opts.app, user: name, secrets: added.secrets, ...(opts.host ? { host: opts.host } : {}) });
+    const { addUserCommand } = await import('../actions/user.js');
+    await addUserCommand(name, opts, terminal);
+  });
+
+  const remove = user
+    .command('remove')
+    .description(
+      "remove a user (its users.d/NAME.yaml, or its entries in the config or a drop-in), then reload the running daemon, which revokes the user's live grants",
+    )
+    .argument('<name>', 'the user to remove')
+    .option('--app <name>', "only this app's entry (default: the user's entries in every app)")
+    .option('-c, --config <file>', 'config file (YAML)', DEFAULT_CONFIG_PATH)
+    .option('--socket <path>', 'control socket of the running daemon (default: control_socket of the config)');
+  addExamples(remove, [
+    { command: 'knock-port user remove alice', what: "alice's keys no longer knock, and her open grants close now" },
+    { command: 'knock-port user remove backup --app rsync', what: 'backup keeps its other apps' },
+  ]).action(async (name: string, opts: UserRemoveOptions) => {
+    const { removeUserCommand } = await import('../actions/user.js');
+    await removeUserCommand(name, opts, terminal);
   });
 }

@@ -50,11 +50,8 @@ export function curlLines(input: BundleInput, windows: boolean): string[] {
   const quote = (text: string) => (windows ? `"${text}"` : `'${text}'`);
   const globOff = input.host.includes(':') ? ' -g' : '';
   const trust = input.selfSignedCertificate ? ' --cacert gateway.pem' : '';
-  const token = input.totpSecret ? '&token=CODE' : '';
-  return [
-    `${curl}${globOff} -m 3 -d ${quote(`app=${input.app}&access_key=${input.step1Key}`)} ${step1}`,
-    `${curl}${globOff}${trust} -d ${quote(`app=${input.app}&access_key=${input.step2Key}${token}`)} ${step2}`,
-  ];
+  const [body1, body2] = requestBodies(input);
+  return [`${curl}${globOff} -m 3 -d ${quote(body1)} ${step1}`, `${curl}${globOff}${trust} -d ${quote(body2)} ${step2}`];
 }
 
 /** The whole bundle as text; `qr` is the TOTP URI drawn for a terminal, when there is a TOTP. */
@@ -98,20 +95,36 @@ function indent(text: string): string {
     .join('\n');
 }
 
-/** iOS Shortcuts and Android's HTTP Shortcuts: the same two requests, step by step. */
+/** The Content-Type both requests carry: step 1 is refused without it. */
+export const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
+
+/**
+ * iOS Shortcuts and Android's HTTP Shortcuts, one shortcut per request, each with the request
+ * exactly (method, URL, Content-Type, the body as text), so that neither app's own form
+ * encoding (multipart on some) decides what is sent. CODE is what each app asks for each time.
+ */
 function phoneRecipes(input: BundleInput): string[] {
   const { step1, step2 } = stepUrls(input);
-  const token = input.totpSecret ? `, token = (Ask Each Time: the authenticator's code)` : '';
-  const androidToken = input.totpSecret ? `, token = {token} (a variable of type "Text input": asked each time)` : '';
+  const [body1, body2] = requestBodies(input);
+  const header = `Content-Type = ${FORM_CONTENT_TYPE}`;
+  const ios = (body: string) => body.replace('CODE', '[Provided Input]');
+  const android = (body: string) => body.replace('CODE', '{token}');
+  const run = `Run "knock 1" (no answer: it fails after its timeout, as it should), then "knock 2" within ${input.step2Window} s: it shows OK.`;
   return [
-    'iOS Shortcuts (Shortcuts > + > Add Action):',
-    `  1. "Get Contents of URL": ${step1}; Method POST; Request Body Form: app = ${input.app}, access_key = ${input.step1Key}.`,
-    '     It gets no answer: it fails after its timeout, as it should. Keep it as its own shortcut "knock 1".',
-    `  2. A second shortcut "knock 2": "Get Contents of URL": ${step2}; Method POST; Request Body Form: app = ${input.app}, access_key = ${input.step2Key}${token}.`,
-    `     Run "knock 1", then "knock 2" within ${input.step2Window} s; it shows OK.${input.selfSignedCertificate ? ' Install gateway.pem as a trusted profile first (Settings > General > About > Certificate Trust Settings).' : ''}`,
-    'Android, HTTP Shortcuts app (+ > Regular Shortcut):',
-    `  1. "knock 1": Method POST, URL ${step1}; Request Body: Form Data app = ${input.app}, access_key = ${input.step1Key}; Advanced: Timeout 2 s.`,
-    `  2. "knock 2": Method POST, URL ${step2}; Request Body: Form Data app = ${input.app}, access_key = ${input.step2Key}${androidToken}.`,
-    '  3. + > Multi-Shortcut "knock": runs "knock 1" then "knock 2" (set "knock 1" to ignore its failure: Response Handling > Failure output: none).',
+    'iOS Shortcuts (Shortcuts > + > Add Action), a shortcut per request:',
+    `  "knock 1": Text: ${ios(body1)}`,
+    `             Get Contents of URL: ${step1}; Method: POST; Headers: ${header}; Request Body: File = Text`,
+    `  "knock 2": ${input.totpSecret ? 'Ask for Input (Number), then ' : ''}Text: ${ios(body2)}`,
+    `             Get Contents of URL: ${step2}; Method: POST; Headers: ${header}; Request Body: File = Text`,
+    `  ${run}${input.selfSignedCertificate ? ' Install gateway.pem first: as a profile, then Settings > General > About > Certificate Trust Settings.' : ''}`,
+    'Android, HTTP Shortcuts app (+ > Regular Shortcut), a shortcut per request:',
+    `  "knock 1": Method: POST; URL: ${step1}; Request Body: Custom Text; Content Type: ${FORM_CONTENT_TYPE}; Body: ${android(body1)}; Advanced: Timeout 2 s`,
+    `  "knock 2": Method: POST; URL: ${step2}; Request Body: Custom Text; Content Type: ${FORM_CONTENT_TYPE}; Body: ${android(body2)}${input.totpSecret ? '; {token}: a variable of type Text input' : ''}`,
+    `  + > Multi-Shortcut "knock": "knock 1" then "knock 2" within ${input.step2Window} s ("knock 1": Response Handling > Failure output: none); run "knock": it shows OK.${input.selfSignedCertificate ? ' Install gateway.pem first: Settings > Security > Encryption & credentials > Install a certificate > CA certificate.' : ''}`,
   ];
+}
+
+/** The two request bodies; step 2's ends in `token=CODE` for a TOTP user (CODE: the 6 digits the authenticator shows). */
+export function requestBodies(input: BundleInput): [string, string] {
+  return [`app=${input.app}&access_key=${input.step1Key}`, `app=${input.app}&access_key=${input.step2Key}${input.totpSecret ? '&token=CODE' : ''}`];
 }

@@ -1,13 +1,17 @@
 /**
  * `knock-port init` and `knock-port user add` (the real CLI, in the gateway namespace), then the
  * real daemon with exactly that config: the printed client bundles knock from the client
- * namespace, alice's curl lines over IPv4 and bob's `knock-port knock` line over IPv6.
+ * namespace, alice's curl lines over IPv4 and bob's `knock-port knock` line over IPv6; the
+ * phone recipes' requests, replayed by curl exactly as printed; then `user remove alice`
+ * closes her grant and her keys, and leaves bob's grant open.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { announceSkip, kernelSkipReason, tcpOpen, waitFor, type Netns } from '../../helpers/netns.js';
 import { ADDR, CLI, IF, createSandbox, startDaemon, type Daemon, type Sandbox } from '../../helpers/sandbox.js';
+import { sendControlRequest } from '../../../src/control/client.js';
+import { REFUSED_KNOCK_MESSAGE } from '../../../src/shared/knock-refusal.js';
 
 const skip = announceSkip('client/provision', kernelSkipReason(['ip', 'nft', 'openssl', 'curl']));
 
@@ -39,11 +43,58 @@ function readBundle(text: string): { keyFile: string; curl: string[]; knock: str
   };
 }
 
+/** One request of a phone recipe, as printed: what the phone app is told to send. */
+interface PhoneRequest {
+  method: string;
+  url: string;
+  contentType: string;
+  body: string;
+  /** How the app sends the body: as the text itself (iOS: File = Text; Android: Custom Text). */
+  bodyAs: string;
+}
+
+/** `Key: value; Key: value` as a record. */
+function fieldsOf(line: string): Record<string, string> {
+  return Object.fromEntries(line.split('; ').map((field) => [field.slice(0, field.indexOf(': ')), field.slice(field.indexOf(': ') + 2)]));
+}
+
+/** The requests of the iOS Shortcuts and the Android HTTP Shortcuts recipes, parsed from the bundle's text. */
+function phoneRequests(text: string): { ios: PhoneRequest[]; android: PhoneRequest[] } {
+  const lines = text.split('\n');
+  const ios: PhoneRequest[] = [];
+  const android: PhoneRequest[] = [];
+  for (const [i, line] of lines.entries()) {
+    const iosText = /^ {2}"knock \d": (?:.* then )?Text: (.*)$/.exec(line);
+    if (iosText) {
+      const fields = fieldsOf(lines[i + 1]!.trim().replace(/^Get Contents of URL: /, 'URL: '));
+      const contentType = /^Content-Type = (.*)$/.exec(fields.Headers ?? '')?.[1] ?? '';
+      ios.push({ method: fields.Method!, url: fields.URL!, contentType, body: iosText[1]!, bodyAs: fields['Request Body']! });
+      continue;
+    }
+    const androidLine = /^ {2}"knock \d": (Method: .*)$/.exec(line);
+    if (androidLine) {
+      const fields = fieldsOf(androidLine[1]!);
+      android.push({ method: fields.Method!, url: fields.URL!, contentType: fields['Content Type']!, body: fields.Body!, bodyAs: fields['Request Body']! });
+    }
+  }
+  return { ios, android };
+}
+
+/** A request replayed by curl as printed: that method, URL, Content-Type and body, nothing else of ours. */
+function curlLine(request: PhoneRequest): string {
+  const trust = request.url.startsWith('https:') ? ' --cacert gateway.pem' : '';
+  return `curl -sS -m 3${trust} -X ${request.method} -H 'Content-Type: ${request.contentType}' --data-binary '${request.body}' '${request.url}'`;
+}
+
 describe.skipIf(skip)('init and user add, then the real daemon with that config', () => {
   let sandbox: Sandbox;
   let daemon: Daemon;
   let config: string;
   let clientDir: string;
+  let aliceBundle: ReturnType<typeof readBundle>;
+  let aliceText: string;
+  /** The knock-port CLI in the gateway namespace, as the operator runs it there. */
+  const operator = (args: string[]) => sandbox.gw.runCommand(process.execPath, [CLI, ...args, '-c', config], { timeoutMs: 30_000 });
   /** `cd CLIENT_DIR && LINE` in the client namespace, as the user pastes it. */
   const paste = (line: string) => sandbox.client.runCommand('sh', ['-c', `cd ${clientDir} && ${line}`], { timeoutMs: 30_000 });
 
@@ -86,7 +137,8 @@ describe.skipIf(skip)('init and user add, then the real daemon with that config'
     const bob = add('bob', ADDR.gwWan6);
     expect(alice.code, alice.stderr).toBe(0);
     expect(bob.code, bob.stderr).toBe(0);
-    const aliceBundle = readBundle(alice.stdout);
+    aliceText = alice.stdout;
+    aliceBundle = readBundle(alice.stdout);
     const bobBundle = readBundle(bob.stdout);
     writeFileSync(join(clientDir, 'gateway.pem'), aliceBundle.certificate);
     writeFileSync(join(clientDir, 'bob.keys'), bobBundle.keyFile, { mode: 0o600 });
@@ -109,5 +161,43 @@ describe.skipIf(skip)('init and user add, then the real daemon with that config'
     );
     expect(knock.code, knock.stderr).toBe(0);
     expect(tcpOpen(sandbox.client, ADDR.gwWan6, SERVICE_PORT, 500)).toBe(true);
+  });
+
+  it("each phone recipe's requests, sent exactly as printed, open the service over IPv4", async () => {
+    const recipes = phoneRequests(aliceText);
+    for (const [phone, requests] of Object.entries(recipes)) {
+      expect(
+        requests.map((request) => [request.method, request.contentType]),
+        phone,
+      ).toEqual([
+        ['POST', 'application/x-www-form-urlencoded'],
+        ['POST', 'application/x-www-form-urlencoded'],
+      ]);
+      expect(requests.map((request) => request.bodyAs)).toEqual(phone === 'ios' ? ['File = Text', 'File = Text'] : ['Custom Text', 'Custom Text']);
+      // From a closed port: the grant alice's curl lines (or the previous recipe) opened goes first.
+      expect(await sendControlRequest(join(sandbox.dir, 'control.sock'), { cmd: 'revoke', ip: ADDR.client4 })).toMatchObject({ ok: true });
+      expect(tcpOpen(sandbox.client, ADDR.gwWan4, SERVICE_PORT, 500)).toBe(false);
+      paste(curlLine(requests[0]!));
+      const answer = paste(curlLine(requests[1]!));
+      expect(answer.stdout, `${phone}: ${answer.stderr}`).toMatch(/^OK\s*$/);
+      expect(tcpOpen(sandbox.client, ADDR.gwWan4, SERVICE_PORT, 500), phone).toBe(true);
+    }
+  });
+
+  it("user remove alice: her open grant closes and her keys no longer knock; bob's grant stays open", async () => {
+    expect(tcpOpen(sandbox.client, ADDR.gwWan4, SERVICE_PORT, 500)).toBe(true);
+    const removed = operator(['user', 'remove', 'alice']);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stderr).toMatch(/^removed alice from app svc \(deleted .*users\.d\/alice\.yaml\)$/m);
+    expect(removed.stdout).toBe("the daemon reloaded the config: alice's keys no longer knock; 1 live grant(s) revoked\n");
+    // The reload answered once the grant was revoked: closed now, no waiting.
+    expect(tcpOpen(sandbox.client, ADDR.gwWan4, SERVICE_PORT, 500)).toBe(false);
+    expect(tcpOpen(sandbox.client, ADDR.gwWan6, SERVICE_PORT, 500)).toBe(true);
+    // Her step 1 again: the daemon refuses it (its info line for fail2ban), and nothing opens.
+    const logged = daemon.output.length;
+    paste(aliceBundle.curl[0]!);
+    const refusal = (line: string) => line.includes(REFUSED_KNOCK_MESSAGE) && line.includes(`"ip":"${ADDR.client4}"`) && line.includes('"class":"refused"');
+    expect(await waitFor(() => daemon.output.slice(logged).some(refusal), 5_000)).toBe(true);
+    expect(tcpOpen(sandbox.client, ADDR.gwWan4, SERVICE_PORT, 500)).toBe(false);
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bundleText, curlLines, keyFile, type BundleInput } from '../../../src/cli/provision/bundle.js';
 import { defaultRouteInterface } from '../../../src/cli/provision/init.js';
-import { addUser, userDropInPath } from '../../../src/cli/provision/user-file.js';
+import { addUser, removeUser, userDropInPath } from '../../../src/cli/provision/user-file.js';
 import { digestKey } from '../../../src/config/key-digest.js';
 import { loadConfigFile } from '../../../src/config/load.js';
 import { VALID } from '../config/helpers.js';
@@ -128,5 +128,76 @@ describe('user add', () => {
     const loaded = loadConfigFile(config);
     expect(() => addUser({ configPath: config, name: 'dave', app: 'nope', totp: false, inConfig: false }, loaded)).toThrow("no app 'nope' in");
     expect(() => addUser({ configPath: config, name: 'key0', app: 'openvpn', totp: false, inConfig: false }, loaded)).toThrow('already has a user key0');
+  });
+});
+
+describe('user remove', () => {
+  let dir: string;
+  let config: string;
+  /** A second app, `web`, with its own list-form user (key0), beside the fixture's openvpn. */
+  const WEB =
+    'web:\n  port: 8443\n  access_key_http:\n    - 7c1e9a3f5b2d8064\n  access_key_https:\n    - d2b6e4f8a1c30957\n  duration: 600\n  step2_https_duration: 5\n';
+  const users = (app: string) =>
+    loadConfigFile(config)
+      .apps.find((candidate) => candidate.name === app)!
+      .users.map((user) => user.name);
+  const add = (name: string, app: string, inConfig = false) => addUser({ configPath: config, name, app, totp: true, inConfig }, loadConfigFile(config));
+  const remove = (name: string, app?: string) => removeUser({ configPath: config, name, ...(app ? { app } : {}) }, loadConfigFile(config));
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'knock-userremove-'));
+    config = join(dir, 'config.yaml');
+    writeFileSync(config, `# my comment\n${VALID}${WEB}`);
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("deletes the user's drop-in that user add wrote, and the config loads without the user", () => {
+    add('alice', 'openvpn');
+    const removed = remove('alice');
+    expect(removed).toMatchObject({ apps: ['openvpn'], edited: [], deleted: [userDropInPath(config, 'alice')] });
+    expect(existsSync(userDropInPath(config, 'alice'))).toBe(false);
+    expect(removed.config.apps[0]!.users.map((user) => user.name)).toEqual(['key0']);
+  });
+
+  it('a user in the config file itself: its entry goes, the comments and the other users stay', () => {
+    add('bob', 'openvpn', true);
+    add('carol', 'openvpn', true);
+    expect(remove('bob')).toMatchObject({ apps: ['openvpn'], edited: [config], deleted: [] });
+    const text = readFileSync(config, 'utf8');
+    expect(text).toContain('# my comment');
+    expect(text).not.toContain('name: bob');
+    expect(users('openvpn')).toEqual(['key0', 'carol']);
+  });
+
+  it("--app removes one app's entry and keeps the drop-in for the others; without it, every app's", () => {
+    add('alice', 'openvpn');
+    add('alice', 'web');
+    expect(remove('alice', 'web')).toMatchObject({ apps: ['web'], edited: [userDropInPath(config, 'alice')], deleted: [] });
+    expect([users('openvpn'), users('web')]).toEqual([['key0', 'alice'], ['key0']]);
+    add('alice', 'web');
+    expect(remove('alice').apps).toEqual(['openvpn', 'web']);
+    expect(existsSync(userDropInPath(config, 'alice'))).toBe(false);
+  });
+
+  it('refuses, changing nothing: an unknown user, an unknown app, a user of the key lists', () => {
+    add('alice', 'openvpn');
+    const before = [readFileSync(config, 'utf8'), readFileSync(userDropInPath(config, 'alice'), 'utf8')];
+    expect(() => remove('zed')).toThrow(/^no user 'zed' in .*config\.yaml \(users: key0, alice\)$/);
+    expect(() => remove('alice', 'web')).toThrow(/^no user 'alice' in .*config\.yaml app web \(users: key0\)$/);
+    expect(() => remove('alice', 'nope')).toThrow("no app 'nope' in");
+    expect(() => remove('key0', 'web')).toThrow('user key0 of app web is a pair of its access_key_http/access_key_https lists');
+    expect([readFileSync(config, 'utf8'), readFileSync(userDropInPath(config, 'alice'), 'utf8')]).toEqual(before);
+  });
+
+  it('the last user of an app defined by its users alone stays, its drop-in put back as it was (mode 0640): the config would not load', () => {
+    mkdirSync(join(dir, 'conf.d'));
+    writeFileSync(join(dir, 'conf.d', 'ssh.yaml'), 'ssh:\n  port: 22\n  duration: 600\n  step2_https_duration: 5\n');
+    // The app has no user yet, so the config does not load before alice is in it.
+    addUser({ configPath: config, name: 'alice', app: 'ssh', totp: true, inConfig: false }, { source: config, apps: [{ name: 'ssh', users: [] }] });
+    const file = userDropInPath(config, 'alice');
+    const before = readFileSync(file, 'utf8');
+    expect(() => remove('alice')).toThrow(/^without alice the config would not load, so nothing was changed: invalid config/);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+    expect(users('ssh')).toEqual(['alice']);
   });
 });

@@ -30,6 +30,8 @@ function fakeDaemon(health: HealthReport = { healthy: true, problems: [] }) {
     { ip: '10.0.0.9', app: null, user: null, step: 'step2', expiresAt: NOW + 3_000 },
   ];
   const revokes: string[] = [];
+  /** What the next reload does: applied (voiding these grants) or refused (undefined). */
+  const reload: { outcome: { voided: number } | undefined } = { outcome: { voided: 1 } };
   const handlers = createControlHandlers({
     sessions: { list: () => records },
     granter: {
@@ -42,9 +44,10 @@ function fakeDaemon(health: HealthReport = { healthy: true, problems: [] }) {
     },
     config: () => testConfig('JBSWY3DPEHPK3PXP'),
     health: () => health,
+    reload: async () => reload.outcome,
     now: () => NOW,
   });
-  return { handlers, revokes, records: () => records };
+  return { handlers, revokes, reload, records: () => records };
 }
 
 describe('control socket', () => {
@@ -121,6 +124,18 @@ describe('control socket', () => {
     expect(daemon.revokes).toEqual(['10.0.0.1 vpn']); // the mapped address reaches the daemon canonical
   });
 
+  it('reload: answered once applied, with the grants it voided; a refused reload is an error that says the running config stays', async () => {
+    const daemon = fakeDaemon();
+    await start(daemon.handlers);
+    expect(await exchange('{"cmd":"reload"}\n')).toEqual(['{"ok":true,"reloaded":{"voided":1}}']);
+    daemon.reload.outcome = undefined;
+    const [refused] = await exchange('{"cmd":"reload"}\n');
+    expect(JSON.parse(refused!)).toEqual({
+      ok: false,
+      error: expect.stringMatching(/^the config reload failed: the daemon still runs on the previous config/),
+    });
+  });
+
   it('refuses an oversized request line', async () => {
     await start(fakeDaemon().handlers);
     const [answer] = await exchange('x'.repeat(10_000));
@@ -194,6 +209,7 @@ describe('knock-port sessions / revoke / health', () => {
         granter: { revoke: async () => ({ closed: 2, shared }) },
         config: () => testConfig('JBSWY3DPEHPK3PXP'),
         health: () => ({ healthy: true, problems: [] }),
+        reload: async () => ({ voided: 0 }),
         now: () => NOW,
       });
       server = await startControlServer(socketPath, handlers, capturedLogger().logger);

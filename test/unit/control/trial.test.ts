@@ -85,6 +85,7 @@ describe('confirm and health over the control socket', () => {
       granter: { revoke: () => Promise.resolve(0) },
       config: () => testConfig('JBSWY3DPEHPK3PXP'),
       health: () => health,
+      reload: () => Promise.resolve({ voided: 0 }),
       ...(trial ? { trial } : {}),
     });
     server = await startControlServer(socketPath, handlers, capturedLogger().logger);

@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { replayCapture } from '../../../src/cli/commands/replay.js';
+import { replayCapture } from '../../../src/cli/actions/replay.js';
 import { loadConfigFile } from '../../../src/config/load.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TcpSegmentView, decodeTcpPacket } from '../../../src/packet/decode.js';
 import { Step1Counters, newDecision, settle } from '../../../src/step1/decision.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseCapture, readCaptureFile } from '../../../src/capture/pcap-file.js';
 import { buildProgram } from '../../../src/cli/main.js';
-import { replayCapture } from '../../../src/cli/commands/replay.js';
+import { replayCapture } from '../../../src/cli/actions/replay.js';
 import type { Step1Decision } from '../../../src/step1/decision.js';
 import { TrafficInspector } from '../../../src/step1/traffic.js';
 import { TCP_ACK, TCP_SYN } from '../../../src/packet/decode.js';
