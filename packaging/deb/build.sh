@@ -123,9 +123,14 @@ done
 NODE_VERSION=$(node -p 'process.versions.node')
 log "standalone variant: Node.js $NODE_VERSION from $NODE_BIN"
 
-install -m 644 "$ROOT/packaging/systemd/knock-port.service" "$SRC/debian/knock-port.service"
-install -m 644 "$ROOT/packaging/systemd/knock-port.sysusers" "$SRC/debian/knock-port.sysusers"
-install -m 644 "$ROOT/packaging/systemd/knock-port.tmpfiles" "$SRC/debian/knock-port.tmpfiles"
+# The unit, the user and the state directory in both packages, named knock-port in each
+# (debian/<package>.knock-port.*, which the dh_install{systemd,sysusers,tmpfiles} --name=knock-port
+# calls of rules read).
+for package in knock-port knock-port-standalone; do
+  for file in service sysusers tmpfiles; do
+    install -m 644 "$ROOT/packaging/systemd/knock-port.$file" "$SRC/debian/$package.knock-port.$file"
+  done
+done
 node "$HERE/example-config.mjs" "$ROOT/config.example.yaml" > "$SRC/extra/config.yaml"
 # The man pages and shell completions generated from the code (npm run docs:generate), the README,
 # the operator's manual and the examples: debhelper puts them where man, the shells and

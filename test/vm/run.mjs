@@ -17,24 +17,16 @@
  * KNOCKPORT_TIME_SCALE (default 5), KNOCKPORT_VM_COMMAND (a shell command to run instead of
  * vitest, for debugging the VM itself).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { buildInitramfs, fail, findKernel, initPrologue, KERNELS, NINEP_OPTIONS, ninepShare, runQemu, VmFailure, which } from './kernels.mjs';
 import { vmTestsFor } from './tests.mjs';
 
 const REPO = resolve(import.meta.dirname, '../..');
 /** Slowdown the tests allow for (see test/helpers/vm.ts): measured 3-8x here with the cached 9p root. */
 const TIME_SCALE = process.env.KNOCKPORT_TIME_SCALE ?? '5';
 const LIMIT_MINUTES = Number(process.env.KNOCKPORT_VM_TIMEOUT_MINUTES ?? '40');
-/**
- * The stock kernels this tier boots, each from Debian's packages (packaging/debian-test-packages.txt):
- * Debian 12's 6.1 (no table flag persist: the fallback) and the 6.12 series Debian 13 runs.
- */
-const KERNELS = [
-  { series: '6.1', pkg: 'linux-image-amd64' },
-  { series: '6.12', pkg: 'linux-image-6.12-amd64' },
-];
 /** Measured on 2 cores: both kernels at once finish sooner than one after the other (docs/testing.md). */
 const PARALLEL = (process.env.KNOCKPORT_VM_PARALLEL ?? '1') !== '0';
 /** Two, even when both VMs share two cores: the fanout test spreads step 1 over two CPUs (emulated CPUs are threads). */
@@ -50,16 +42,6 @@ const WRITABLE = ['/tmp', '/run', '/var/lib', '/var/tmp', '/var/log', '/etc/knoc
 /** Where the writable share (job script, results, exit code) appears inside the VM. */
 const VM_IO = '/tmp/kp-vm-io';
 
-class VmFailure extends Error {}
-
-function fail(message) {
-  throw new VmFailure(message);
-}
-
-function which(cmd) {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim() || undefined;
-}
-
 /** The kernels to boot: every series in KERNELS, or those KNOCKPORT_VM_KERNELS names. */
 function selectedKernels() {
   const wanted = process.env.KNOCKPORT_VM_KERNELS?.split(',')
@@ -71,142 +53,24 @@ function selectedKernels() {
   return KERNELS.filter((k) => wanted.includes(k.series));
 }
 
-/** The newest /boot/vmlinuz-<series>.* whose /lib/modules has nft_queue and a 9p root (the -cloud flavour has no 9p), or why none. */
-function findKernel({ series, pkg }) {
-  const candidates = readdirSync('/boot')
-    .filter((f) => f.startsWith(`vmlinuz-${series}.`))
-    .map((f) => f.slice('vmlinuz-'.length))
-    .sort((a, b) => b.localeCompare(a, undefined, { numeric: true }));
-  const rejected = [];
-  for (const version of candidates) {
-    const depFile = `/lib/modules/${version}/modules.dep`;
-    if (!existsSync(depFile)) {
-      rejected.push(`${version}: no ${depFile}`);
-      continue;
-    }
-    const modules = modulePaths(version);
-    const missing = ['nft_queue', 'nfnetlink_queue', ...INITRAMFS_MODULES].filter((m) => !modules.has(m) && !isBuiltin(version, m));
-    if (missing.length === 0) return { series, version, image: `/boot/vmlinuz-${version}`, modules };
-    rejected.push(`${version}: no module ${missing.join(', ')}`);
-  }
-  return {
-    series,
-    missing:
-      `no Debian ${series} kernel in /boot can run this tier (it needs nft_queue and a virtio-9p root)` +
-      `${rejected.length > 0 ? ` (${rejected.join('; ')})` : ''}: install it with apt-get install ${pkg} (the standard flavour, not -cloud; see packaging/debian-test-packages.txt)`,
-  };
-}
-
-/** Module name (dashes as underscores) -> { path under /lib/modules/<ver>, names it depends on }, from modules.dep. */
-function modulePaths(version) {
-  const map = new Map();
-  const nameOf = (path) => /([^/]+)\.ko(\.\w+)?$/.exec(path)?.[1]?.replaceAll('-', '_');
-  for (const line of readFileSync(`/lib/modules/${version}/modules.dep`, 'utf8').split('\n')) {
-    const [path = '', deps = ''] = line.split(':');
-    const name = nameOf(path);
-    if (name) map.set(name, { path: join(`/lib/modules/${version}`, path), deps: deps.trim().split(/\s+/).filter(Boolean).map(nameOf) });
-  }
-  return map;
-}
-
-/** The initramfs modules with their dependencies first (the order differs between kernel builds). */
-function loadOrder(modules) {
-  const order = [];
-  const visit = (name) => {
-    const mod = modules.get(name);
-    if (!mod || order.includes(name)) return; // built in, or already placed
-    mod.deps.forEach(visit);
-    order.push(name);
-  };
-  INITRAMFS_MODULES.forEach(visit);
-  return order;
-}
-
-function isBuiltin(version, name) {
-  const file = `/lib/modules/${version}/modules.builtin`;
-  return (
-    existsSync(file) &&
-    readFileSync(file, 'utf8')
-      .split('\n')
-      .some((p) => p.endsWith(`/${name}.ko`))
-  );
-}
-
-/** A module file's bytes, decompressed: the initramfs has no xz/zstd-aware insmod. */
-function moduleBytes(path) {
-  const tool = path.endsWith('.xz') ? ['xz', '-dc'] : path.endsWith('.zst') ? ['zstd', '-dc'] : path.endsWith('.gz') ? ['gzip', '-dc'] : undefined;
-  if (!tool) return readFileSync(path);
-  const r = spawnSync(tool[0], [...tool.slice(1), path], { maxBuffer: 256 << 20 });
-  if (r.status !== 0) fail(`cannot decompress ${path} with ${tool[0]}: ${r.stderr?.toString() ?? r.error?.message}`);
-  return r.stdout;
-}
-
-/** A cpio "newc" archive (what the kernel unpacks as an initramfs); written here so `cpio` is not needed. */
-function cpioNewc(entries) {
-  const chunks = [];
-  const pad4 = (n) => Buffer.alloc((4 - (n % 4)) % 4);
-  const hex = (n) => n.toString(16).padStart(8, '0');
-  let ino = 1;
-  for (const { name, mode, data = Buffer.alloc(0), rdev = [0, 0] } of [...entries, { name: 'TRAILER!!!', mode: 0 }]) {
-    const nameBytes = Buffer.from(`${name}\0`);
-    const header = `070701${[ino++, mode, 0, 0, 1, 0, data.length, 0, 0, rdev[0], rdev[1], nameBytes.length, 0].map(hex).join('')}`;
-    chunks.push(Buffer.from(header), nameBytes, pad4(110 + nameBytes.length), data, pad4(data.length));
-  }
-  return Buffer.concat(chunks);
-}
-
 function initScript(moduleFiles) {
   const mounts = WRITABLE.map((d) => `if [ -d /newroot${d} ]; then mount -t tmpfs -o mode=0755 tmpfs /newroot${d} || die "tmpfs ${d}"; fi`).join('\n');
-  return `#!/bin/busybox sh
-# Initramfs init: mount the host's / read-only over 9p, make the written-to directories tmpfs,
-# mount the writable results share, then switch_root (not chroot: nsenter/unshare need a real root).
-/bin/busybox --install -s /bin
-export PATH=/bin
-die() { echo "test:vm init: $*"; echo o > /proc/sysrq-trigger; sleep 60; }
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec </dev/console >/dev/console 2>&1
-for m in ${moduleFiles.join(' ')}; do insmod /modules/$m || die "insmod $m"; done
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /newroot || die "mount the host root"
+  return `${initPrologue(moduleFiles, 'test:vm')}
+# Mount the host's / read-only over 9p, make the written-to directories tmpfs, mount the
+# writable results share, then switch_root (not chroot: nsenter/unshare need a real root).
+mount -t 9p -o ${NINEP_OPTIONS},ro,cache=loose hostroot /newroot || die "mount the host root"
 ${mounts}
 # The checkout again, in case it lies under one of those tmpfs directories (a clone in /tmp).
 mkdir -p /newroot${REPO}
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose reporoot /newroot${REPO} || die "mount the checkout"
+mount -t 9p -o ${NINEP_OPTIONS},ro,cache=loose reporoot /newroot${REPO} || die "mount the checkout"
 mkdir -p /newroot${VM_IO}
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 vmio /newroot${VM_IO} || die "mount the results share"
+mount -t 9p -o ${NINEP_OPTIONS} vmio /newroot${VM_IO} || die "mount the results share"
 ln -s /proc/self/fd /dev/fd
 mount --move /dev /newroot/dev
 mount --move /sys /newroot/sys
 mount --move /proc /newroot/proc
 exec switch_root /newroot /bin/bash ${VM_IO}/job.sh
 `;
-}
-
-/** True when a 64-bit ELF has a PT_INTERP header (is dynamically linked). */
-function hasInterpreter(elf) {
-  const phoff = Number(elf.readBigUInt64LE(0x20));
-  const [size, count] = [elf.readUInt16LE(0x36), elf.readUInt16LE(0x38)];
-  return Array.from({ length: count }, (_, i) => elf.readUInt32LE(phoff + i * size)).includes(3);
-}
-
-function buildInitramfs(kernel, dir) {
-  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find(existsSync);
-  if (!busybox) fail('no /bin/busybox: install busybox-static (see packaging/debian-test-packages.txt)');
-  const elf = readFileSync(busybox);
-  if (hasInterpreter(elf)) fail(`${busybox} is dynamically linked: install busybox-static`);
-  const entries = ['bin', 'dev', 'proc', 'sys', 'newroot', 'modules'].map((d) => ({ name: d, mode: 0o40755 }));
-  entries.push({ name: 'dev/console', mode: 0o20600, rdev: [5, 1] });
-  entries.push({ name: 'bin/busybox', mode: 0o100755, data: elf });
-  const moduleFiles = loadOrder(kernel.modules).map((name, i) => {
-    const file = `${String(i).padStart(2, '0')}-${name}.ko`;
-    entries.push({ name: `modules/${file}`, mode: 0o100644, data: moduleBytes(kernel.modules.get(name).path) });
-    return file;
-  });
-  entries.push({ name: 'init', mode: 0o100755, data: Buffer.from(initScript(moduleFiles)) });
-  const path = join(dir, 'initramfs.cpio');
-  writeFileSync(path, cpioNewc(entries));
-  return path;
 }
 
 const shellQuote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
@@ -286,31 +150,13 @@ function summarize(label, resultsFile) {
   };
 }
 
-/** Copies a stream to `out` line by line, each line prefixed (two VMs print at once). */
-function prefixLines(stream, out, prefix) {
-  let rest = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk) => {
-    const lines = (rest + chunk).split('\n');
-    rest = lines.pop() ?? '';
-    if (lines.length > 0) out.write(lines.map((line) => `${prefix}${line}\n`).join(''));
-  });
-  stream.on('end', () => rest && out.write(`${prefix}${rest}\n`));
-}
-
 function qemuArgs(kernel, initrd, io, cpus) {
-  const share = (id, path, tag, options = '') => [
-    '-fsdev',
-    `local,id=${id},path=${path},security_model=passthrough${options}`,
-    '-device',
-    `virtio-9p-pci,fsdev=${id},mount_tag=${tag}`,
-  ];
   return [
     ...['-accel', 'tcg', '-cpu', 'max', '-m', '4096', '-smp', String(cpus), '-nographic', '-no-reboot', '-nic', 'none'],
     ...['-kernel', kernel.image, '-initrd', initrd, '-append', 'console=ttyS0 quiet panic=-1'],
-    ...share('root', '/', 'hostroot', ',readonly=on,multidevs=remap'),
-    ...share('repo', REPO, 'reporoot', ',readonly=on,multidevs=remap'),
-    ...share('io', io, 'vmio'),
+    ...ninepShare('root', '/', 'hostroot', ',readonly=on,multidevs=remap'),
+    ...ninepShare('repo', REPO, 'reporoot', ',readonly=on,multidevs=remap'),
+    ...ninepShare('io', io, 'vmio'),
   ];
 }
 
@@ -323,30 +169,14 @@ async function runVm(kernel, files, { qemu, cpus, signals }) {
   chmodSync(io, 0o755);
   const started = Date.now();
   const minutes = () => ((Date.now() - started) / 60_000).toFixed(1);
-  let stopped = '';
   try {
-    const initrd = buildInitramfs(kernel, work);
+    const initrd = buildInitramfs(kernel, work, INITRAMFS_MODULES, initScript);
     writeFileSync(join(io, 'job.sh'), jobScript(files));
     process.stdout.write(
       `test:vm [${label}]: booting ${kernel.image} (${(statSync(initrd).size / 1e6).toFixed(1)} MB initramfs), ${cpus} CPU(s), ` +
         `time scale ${TIME_SCALE}, limit ${LIMIT_MINUTES} min\n`,
     );
-    const vm = spawn(qemu, qemuArgs(kernel, initrd, io, cpus), { stdio: ['ignore', 'pipe', 'pipe'] });
-    prefixLines(vm.stdout, process.stdout, `[${label}] `);
-    prefixLines(vm.stderr, process.stderr, `[${label}] `);
-    const timer = setTimeout(() => {
-      stopped = `timed out after ${LIMIT_MINUTES} min`;
-      process.stderr.write(`\ntest:vm [${label}]: time limit of ${LIMIT_MINUTES} min reached, killing qemu\n`);
-      vm.kill('SIGKILL');
-    }, LIMIT_MINUTES * 60_000);
-    const onSignal = (signal) => {
-      stopped = `interrupted by ${signal}`;
-      vm.kill('SIGKILL');
-    };
-    signals.add(onSignal);
-    await new Promise((done) => vm.once('close', done));
-    clearTimeout(timer);
-    signals.delete(onSignal);
+    const stopped = await runQemu({ qemu, args: qemuArgs(kernel, initrd, io, cpus), label, limitMinutes: LIMIT_MINUTES, signals, tier: 'test:vm' });
 
     const summary = summarize(label, join(io, 'results.json'));
     const codeFile = join(io, 'exit-code');
@@ -377,7 +207,7 @@ async function main() {
   if (/[,\s]/.test(REPO)) fail(`the checkout's path has a comma or whitespace, which qemu cannot share: ${REPO}`);
   if (!existsSync(join(REPO, 'dist/cli/main.js'))) fail('dist/ is not built: run npm ci (or npm run build) first');
 
-  const found = selectedKernels().map(findKernel);
+  const found = selectedKernels().map((k) => findKernel(k, ['nft_queue', 'nfnetlink_queue', ...INITRAMFS_MODULES], 'nft_queue and a virtio-9p root'));
   const missing = found.filter((k) => k.missing).map((k) => k.missing);
   if (missing.length > 0) fail(missing.join('\n'));
 

@@ -95,7 +95,20 @@ describe.skipIf(skip)('the Debian package', () => {
     const arch = sh('dpkg', ['--print-architecture']).stdout.trim();
     expect(deb).toBe(join(outDir, `${PKG}_${VERSION}_${arch}.deb`));
     const depends = sh('dpkg-deb', ['-f', deb, 'Depends']).stdout;
-    for (const dep of ['libnetfilter-queue1', 'libnetfilter-log1', 'libnftables1', 'libmnl0', 'nftables', 'iptables', 'ipset', 'nodejs (>= 20.17)']) {
+    for (const dep of [
+      'libnetfilter-queue1',
+      'libnetfilter-log1',
+      'libnftables1',
+      'libmnl0',
+      'nftables',
+      'iptables',
+      'ipset',
+      'conntrack',
+      'iproute2',
+      'openssl',
+      'procps',
+      'nodejs (>= 20.17)',
+    ]) {
       expect(depends).toContain(dep);
     }
     const contents = sh('dpkg-deb', ['-c', deb]).stdout;
@@ -142,6 +155,10 @@ describe.skipIf(skip)('the Debian package', () => {
     const contents = sh('dpkg-deb', ['-c', standalone]).stdout;
     expect(contents).toMatch(/^-rwxr-xr-x .* \.\/usr\/lib\/knock-port\/node\/bin\/node$/m);
     expect(contents).toMatch(/^-rw-r--r-- .* \.\/usr\/lib\/knock-port\/node\/LICENSE$/m);
+    // The same unit, user and state directory as knock-port, under the same names.
+    for (const path of ['./usr/lib/systemd/system/knock-port.service', './usr/lib/sysusers.d/knock-port.conf', './usr/lib/tmpfiles.d/knock-port.conf']) {
+      expect(contents).toContain(` ${path}\n`);
+    }
     const unpacked = join(outDir, 'standalone');
     expect(sh('dpkg-deb', ['-x', standalone, unpacked]).status).toBe(0);
     const lib = join(unpacked, 'usr/lib/knock-port');
