@@ -123,6 +123,8 @@ export class Daemon {
       onProblem,
       ...(gateway ? { gateway } : {}),
     });
+    // A user removed while the daemon was stopped keeps no grant it had.
+    await granter.revokeVoidedAtStart(config.apps);
     const lasting = await openLastingState(config.global, {
       logger,
       onLock: (event) => recordLock(logger, metrics, event),

@@ -42,7 +42,7 @@ export interface RevokedFlows {
 
 /** Health problems, one message each so a repeat is reported once. */
 export const FLOWS_NOT_CLOSED = 'a revoke could not close established flows: revoked clients may still be connected (see the error log)';
-export const VOIDED_NOT_REVOKED = 'a grant the config reload voided could not be revoked (see the error log)';
+export const VOIDED_NOT_REVOKED = 'a grant the config voided (a reload, or a user removed while stopped) could not be revoked (see the error log)';
 
 /** A live grant a config reload took away: the app as it was, and why. */
 export interface VoidedGrant {
@@ -78,6 +78,25 @@ export function voidedByReload(records: readonly SessionRecord[], previous: read
     }
     const key = JSON.stringify([record.ip, before.name]);
     if (reason && !voided.has(key)) voided.set(key, { ip: record.ip, app: before, reason });
+  }
+  return [...voided.values()];
+}
+
+/**
+ * Restored service grants whose user the config no longer has, one per (ip, app): the user was
+ * removed while the daemon was stopped (`knock-port user remove` without a running daemon). Only
+ * names can be compared here: the keys the grant was made with are not saved. An app removed
+ * meanwhile needs nothing: its rules and set are not installed any more, so its grants are gone
+ * from the kernel and were not restored.
+ */
+export function voidedAtStart(records: readonly SessionRecord[], apps: readonly AppConfig[]): VoidedGrant[] {
+  const voided = new Map<string, VoidedGrant>();
+  for (const record of records) {
+    if (record.step !== 'service' || record.user === null) continue;
+    const app = apps.find((a) => a.name === record.app);
+    if (!app || app.users.some((u) => u.name === record.user)) continue;
+    const key = JSON.stringify([record.ip, app.name]);
+    if (!voided.has(key)) voided.set(key, { ip: record.ip, app, reason: 'user removed' });
   }
   return [...voided.values()];
 }
@@ -192,15 +211,24 @@ export class Granter extends EventEmitter<GranterEvents> {
    * voidedByReload), flows included. Failures are logged and reported, and the others still go.
    * Returns how many (ip, app) grants were revoked.
    */
-  async revokeVoided(previous: readonly AppConfig[], next: readonly AppConfig[]): Promise<number> {
+  revokeVoided(previous: readonly AppConfig[], next: readonly AppConfig[]): Promise<number> {
+    return this.revokeAll(voidedByReload(this.options.sessions.list(), previous, next), 'config reload voids a grant');
+  }
+
+  /** At start: revokes the restored grants of users the config no longer has (see voidedAtStart). */
+  revokeVoidedAtStart(apps: readonly AppConfig[]): Promise<number> {
+    return this.revokeAll(voidedAtStart(this.options.sessions.list(), apps), 'restored grant of a user the config no longer has');
+  }
+
+  private async revokeAll(grants: readonly VoidedGrant[], why: string): Promise<number> {
     let revoked = 0;
-    for (const { ip, app, reason } of voidedByReload(this.options.sessions.list(), previous, next)) {
-      this.options.logger.info({ ip, app: app.name, reason }, 'config reload voids a grant');
+    for (const { ip, app, reason } of grants) {
+      this.options.logger.info({ ip, app: app.name, reason }, why);
       try {
         await this.revoke(ip, app);
         revoked++;
       } catch (err) {
-        this.options.logger.error({ ip, app: app.name, ...errorFields(err) }, 'grant voided by the config reload could not be revoked');
+        this.options.logger.error({ ip, app: app.name, ...errorFields(err) }, 'grant voided by the config could not be revoked');
         this.options.onProblem?.(VOIDED_NOT_REVOKED);
       }
     }

@@ -33,7 +33,8 @@ export async function addUserCommand(name: string, opts: UserAddOptions, termina
 /**
  * Removes the user from the config, then asks the running daemon to reload it: the reload
  * revokes every grant of the user (and its keys stop knocking). When no daemon answers, the
- * config change stands and the command fails saying so: grants already open expire on their own.
+ * config change stands and the command fails saying so: the daemon revokes them when it next
+ * reloads or starts with this config.
  */
 export async function removeUserCommand(name: string, opts: UserRemoveOptions, terminal: Terminal): Promise<void> {
   const config = loadConfigFromOptions({ config: opts.config });
@@ -46,7 +47,7 @@ export async function removeUserCommand(name: string, opts: UserRemoveOptions, t
     terminal.stdout.write(`the daemon reloaded the config: ${name}'s keys no longer knock; ${reloaded.voided} live grant(s) revoked\n`);
   } catch (err) {
     const pending = `${name} is removed from the config, but`;
-    const then = `a running daemon revokes ${name}'s grants when it reloads the config (systemctl reload knock-port); grants already open expire on their own`;
+    const then = `the daemon revokes ${name}'s grants when it next reloads (systemctl reload knock-port) or starts with this config`;
     if (err instanceof ControlUnreachableError) throw new ControlUnreachableError(`${pending} no daemon took the change: ${err.message}; ${then}`);
     if (err instanceof ControlCommandError) throw new ControlCommandError(`${pending} ${err.message}`);
     throw err;

@@ -200,4 +200,16 @@ describe.skipIf(skip)('init and user add, then the real daemon with that config'
     expect(await waitFor(() => daemon.output.slice(logged).some(refusal), 5_000)).toBe(true);
     expect(tcpOpen(sandbox.client, ADDR.gwWan4, SERVICE_PORT, 500)).toBe(false);
   });
+
+  it('user remove bob while the daemon is down: the restart closes the grant it restores for him', async () => {
+    await daemon.stop('SIGKILL');
+    // The kernel keeps the grant of a killed daemon (and the state file has it).
+    expect(tcpOpen(sandbox.client, ADDR.gwWan6, SERVICE_PORT, 500)).toBe(true);
+    const removed = operator(['user', 'remove', 'bob']);
+    expect(removed.stderr).toMatch(/^removed bob from app svc/m);
+    daemon = startDaemon(sandbox, ['-c', config]);
+    if (!(await daemon.waitForLog(/knock-port ready/))) throw new Error(`daemon did not start:\n${daemon.output.join('\n')}`);
+    expect(daemon.output.some((line) => line.includes('restored grant of a user the config no longer has') && line.includes(ADDR.client6))).toBe(true);
+    expect(tcpOpen(sandbox.client, ADDR.gwWan6, SERVICE_PORT, 500)).toBe(false);
+  });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AppConfig } from '../../../src/config/types.js';
 import { FlowCloseError, type FlowTarget } from '../../../src/firewall/conntrack.js';
-import { FLOWS_NOT_CLOSED, Granter, VOIDED_NOT_REVOKED, voidedByReload, type GrantingFirewall } from '../../../src/sessions/grants.js';
+import { FLOWS_NOT_CLOSED, Granter, VOIDED_NOT_REVOKED, voidedAtStart, voidedByReload, type GrantingFirewall } from '../../../src/sessions/grants.js';
 import type { SessionRecord } from '../../../src/sessions/record.js';
 import { SessionStore } from '../../../src/sessions/store.js';
 import { testConfig, user } from '../step2/fixtures.js';
@@ -127,6 +127,47 @@ describe('Granter: revoke ends flows', () => {
         .map((l) => l.reason),
     ).toEqual(['app removed', 'user removed', 'app removed']);
     await sessions.close();
+  });
+  it('revokeVoidedAtStart: restored grants of a user the config no longer has are revoked, flows included; the others stay', async () => {
+    const { sessions, calls, granter, logs } = await setup();
+    await granter.openService('10.0.0.1', vpn, bob);
+    await granter.openService('10.0.0.2', vpn, alice);
+    await granter.openService('10.0.0.3', ssh, alice);
+    calls.length = 0;
+    // bob removed from vpn while the daemon was stopped.
+    expect(await granter.revokeVoidedAtStart([{ ...vpn, users: [alice] }, ssh])).toBe(1);
+    expect(calls).toEqual(['revoke 10.0.0.1 vpn', 'close 10.0.0.1 tcp/1194']);
+    expect(
+      sessions
+        .list()
+        .map((r) => `${r.ip} ${r.app} ${r.user}`)
+        .sort(),
+    ).toEqual(['10.0.0.2 vpn alice', '10.0.0.3 ssh alice']);
+    expect(logs.lines().filter((l) => l.msg === 'restored grant of a user the config no longer has')).toHaveLength(1);
+    await sessions.close();
+  });
+});
+
+describe('voidedAtStart', () => {
+  const record = (ip: string, app: string | null, userName: string | null, step: SessionRecord['step'] = 'service'): SessionRecord => ({
+    ip,
+    app,
+    user: userName,
+    step,
+    expiresAt: Date.now() + 60_000,
+  });
+
+  it('voids service grants of users the app no longer names, once per address; step-2 windows, unattributed records and unknown apps are left', () => {
+    const records = [
+      record('10.0.0.1', 'vpn', 'bob'),
+      record('10.0.0.1', 'vpn', 'bob'),
+      record('10.0.0.2', 'vpn', 'bob', 'step2'),
+      record('10.0.0.3', 'vpn', 'alice'),
+      record('10.0.0.4', 'vpn', null),
+      record('10.0.0.5', 'gone', 'bob'),
+    ];
+    expect(voidedAtStart(records, [{ ...vpn, users: [alice] }, ssh])).toEqual([{ ip: '10.0.0.1', app: { ...vpn, users: [alice] }, reason: 'user removed' }]);
+    expect(voidedAtStart(records, config.apps)).toEqual([]);
   });
 });
 
