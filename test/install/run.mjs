@@ -179,7 +179,7 @@ exec switch_root /newroot /sbin/init
 
 function qemuArgs(kernel, initrd, image, io) {
   // Quiet boot, but systemd's errors on the console; no login prompt on it.
-  const append = 'console=ttyS0 quiet panic=-1 systemd.show_status=error systemd.mask=serial-getty@ttyS0.service';
+  const append = 'console=ttyS0 quiet panic=-1 no_timer_check systemd.show_status=error systemd.mask=serial-getty@ttyS0.service';
   return [
     ...['-accel', 'tcg', '-cpu', 'max', '-m', '2048', '-smp', String(CPUS), '-nographic', '-no-reboot', '-nic', 'none'],
     ...['-kernel', kernel.image, '-initrd', initrd, '-append', append],
