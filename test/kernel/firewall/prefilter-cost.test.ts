@@ -91,8 +91,10 @@ describe.skipIf(skip).each(BACKENDS.filter((backend) => !backend.vm))('step-1 pr
     const dropped = gate.kernelDrops() - dropsBefore;
     const after = await gate.outcomes();
     expect(junk.sent).toBeGreaterThan(1000);
-    // What the veth's backlog let through (most of it) ended on the prefilter rule, none in the daemon.
-    expect(dropped).toBeGreaterThan(junk.sent * 0.5);
+    // What the veth's backlog let through ended on the prefilter rule, none in the daemon. How much
+    // the backlog lets through depends on the machine (45-90 % of what hping3 wrote, the first flood
+    // after a daemon's start the least): a quarter is a flood the comparison below can use.
+    expect(dropped).toBeGreaterThan(junk.sent * 0.25);
     expect(after).toEqual(before);
 
     // The reference, same run and machine: segments that pass the prefilter (the knock's request
