@@ -19,6 +19,7 @@ import { BACKENDS, DEFAULT_WORKERS, WORKERS_N, dropBench, inspectBench, knocksUn
 import { inspectorBench } from './inspector.js';
 import { REPO_ROOT, createGateway } from './lib/gateway.js';
 import { hasCommand } from './lib/netns.js';
+import { recordedPhase } from './lib/phase.js';
 import { machine } from './lib/proc.js';
 import { renderResults } from './results.js';
 import { scaleBench } from './scale.js';
@@ -72,18 +73,7 @@ async function loadGrantBurst() {
 const load1 = () => Math.round(loadavg()[0] * 100) / 100;
 
 /** One phase; a failure is recorded in the results (and the log) instead of ending the run. */
-async function phase(name, run) {
-  try {
-    return await run();
-  } catch (err) {
-    log(`  ${name} failed: ${err.stack ?? err}`);
-    return {
-      error: String(err?.message ?? err)
-        .replace(/\s+/g, ' ')
-        .slice(0, 300),
-    };
-  }
-}
+const phase = (name, run) => recordedPhase(name, run, log);
 
 /** The latency bench, its flood at LATENCY_FLOOD_SHARE of `capacityPps`, with the machine's load before and after. */
 async function latencyWithLoad(gateway, backend, capacityPps) {

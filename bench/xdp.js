@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { clientTxPackets, kernelReference, kernelReferenceWithKnocks, knocksDuringFlood, throughDaemon, withDaemon, withFlood } from './daemon.js';
 import { NET } from './lib/config.js';
 import { metricSum, scrapeMetrics } from './lib/gateway.js';
+import { recordedPhase } from './lib/phase.js';
 import { backlogDrops } from './lib/proc.js';
 
 const DROP_MAP = 'kpbench_drops';
@@ -159,20 +160,6 @@ async function knockRows(gateway, backend, { knocks, log }) {
 /** Every XDP row on one backend (the gateway is that backend's). */
 export async function xdpBench(gateway, backend, { seconds, knocks, log }) {
   const object = buildDropProgram(gateway);
-  const floods = await phaseOf('XDP floods', () => floodRows(gateway, backend, { seconds, log, object }), log);
-  return { floods, knocks: await phaseOf('XDP knocks', () => knockRows(gateway, backend, { knocks, log }), log) };
-}
-
-/** A part that fails is recorded as such; the other part still runs. */
-async function phaseOf(name, run, log) {
-  try {
-    return await run();
-  } catch (err) {
-    log(`  ${name} failed: ${err.stack ?? err}`);
-    return {
-      error: String(err?.message ?? err)
-        .replace(/\s+/g, ' ')
-        .slice(0, 300),
-    };
-  }
+  const floods = await recordedPhase('XDP floods', () => floodRows(gateway, backend, { seconds, log, object }), log);
+  return { floods, knocks: await recordedPhase('XDP knocks', () => knockRows(gateway, backend, { knocks, log }), log) };
 }
