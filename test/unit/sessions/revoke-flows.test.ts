@@ -15,6 +15,15 @@ const vpn = config.apps[0]!;
 const ssh = config.apps[1]!;
 const [alice, bob] = vpn.users as [(typeof vpn.users)[0], (typeof vpn.users)[0]];
 
+/** A live session record (a minute left). */
+const record = (ip: string, app: string | null, userName: string | null, step: SessionRecord['step'] = 'service'): SessionRecord => ({
+  ip,
+  app,
+  user: userName,
+  step,
+  expiresAt: Date.now() + 60_000,
+});
+
 /** One ordered log of what the firewall and the flow closer were asked to do. */
 function recorder(options: { closeFails?: boolean | 'bug'; revokeFails?: (ip: string) => boolean } = {}) {
   const calls: string[] = [];
@@ -149,14 +158,6 @@ describe('Granter: revoke ends flows', () => {
 });
 
 describe('voidedAtStart', () => {
-  const record = (ip: string, app: string | null, userName: string | null, step: SessionRecord['step'] = 'service'): SessionRecord => ({
-    ip,
-    app,
-    user: userName,
-    step,
-    expiresAt: Date.now() + 60_000,
-  });
-
   it('voids service grants of users the app no longer names, once per address; step-2 windows, unattributed records and unknown apps are left', () => {
     const records = [
       record('10.0.0.1', 'vpn', 'bob'),
@@ -172,13 +173,6 @@ describe('voidedAtStart', () => {
 });
 
 describe('voidedByReload', () => {
-  const record = (ip: string, app: string | null, userName: string | null, step: SessionRecord['step'] = 'service'): SessionRecord => ({
-    ip,
-    app,
-    user: userName,
-    step,
-    expiresAt: Date.now() + 60_000,
-  });
   const with_ = (app: AppConfig, changes: Partial<AppConfig>): AppConfig => ({ ...app, ...changes });
 
   it('an unchanged config voids nothing', () => {
